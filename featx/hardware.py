@@ -1,0 +1,90 @@
+"""Devices, compute dtypes and a description of the machine for result stamps."""
+from __future__ import annotations
+
+import os
+import platform
+from functools import lru_cache
+
+import torch
+
+from featx.errors import FeatxError
+
+_TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """`auto` -> the first CUDA GPU when there is one, else the CPU; `cuda:k` is checked."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise FeatxError(f"unknown device {spec!r}: use auto, cpu, cuda or cuda:K") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise FeatxError(f"device {spec} asked for, but torch sees no CUDA GPU here: use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise FeatxError(f"device {spec} asked for, but only {torch.cuda.device_count()} GPU(s) are visible")
+    elif device.type != "cpu":
+        raise FeatxError(f"device type {device.type!r} is not supported: use cpu or cuda")
+    return device
+
+
+@lru_cache(maxsize=None)
+def _cpu_flags() -> frozenset[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def has_fast_bf16(device: torch.device) -> bool:
+    """True where bf16 matmuls run natively: AMX or AVX512-BF16 CPUs, bf16-capable GPUs."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(_cpu_flags() & {"amx_bf16", "avx512_bf16"})
+
+
+def resolve_dtype(spec: str, device: torch.device) -> str:
+    """`auto` -> bf16 where the hardware has fast bf16, else fp32; others pass through."""
+    if spec == "auto":
+        return "bf16" if has_fast_bf16(device) else "fp32"
+    if spec not in _TORCH_DTYPES:
+        raise FeatxError(f"unknown dtype {spec!r}: choose from auto, fp32, bf16, fp16")
+    return spec
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype for `fp32`, `bf16` or `fp16`."""
+    return _TORCH_DTYPES[name]
+
+
+def describe_hardware(device: torch.device) -> dict[str, object]:
+    """Machine facts stamped on every store and benchmark result."""
+    info: dict[str, object] = {
+        "device": str(device),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"

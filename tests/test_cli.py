@@ -1,0 +1,94 @@
+"""The command line as a user meets it: help, errors as one line with exit 2, a real kill."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+import featx
+from featx.cli import main
+from tests.conftest import write_lines
+
+
+def run_cli(capsys, *args):
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def test_help_shows_examples(capsys):
+    for args in (["--help"], ["extract", "--help"]):
+        code, out, _ = run_cli(capsys, *args)
+        assert code == 0 and "Examples:" in out and "featx extract sst2:dev" in out
+
+
+@pytest.mark.parametrize("make_args, message", [
+    (lambda d: [str(d / "missing.tsv")], "does not exist"),
+    (lambda d: [str(write_lines(d / "x.tsv", ["label\tcontent", "0\tok"])), "--text-column", "sentence"],
+     "text column 'sentence' is not in"),
+    (lambda d: [str(write_lines(d / "empty.jsonl", []))], "has no rows"),
+    (lambda d: ["sst2:nope"], "does not exist (bundled datasets: sst2:train"),
+])
+def test_user_errors_are_one_line_and_exit_2(capsys, tmp_path, make_args, message):
+    code, _, err = run_cli(capsys, "extract", *make_args(tmp_path), "-o", str(tmp_path / "s.h5"))
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("featx: error: ") and message in err
+
+
+def test_fingerprint_mismatch_is_one_line_and_exit_2(capsys, tmp_path, tiny_bert_dir):
+    path = write_lines(tmp_path / "x.txt", ["one", "two", "three"])
+    common = ["extract", str(path), "-o", str(tmp_path / "s.h5"), "--model", str(tiny_bert_dir), "-q"]
+    assert run_cli(capsys, *common)[0] == 0
+    code, _, err = run_cli(capsys, *common, "--pooling", "cls")
+    assert code == 2 and err.count("\n") == 1 and "another extraction config" in err and "--overwrite" in err
+
+
+def test_info_json_and_table(capsys, tmp_path, tiny_bert_dir):
+    path = write_lines(tmp_path / "x.csv", ["text,label", "good,pos", "bad,neg", "fine,pos"])
+    run_cli(capsys, "extract", str(path), "-o", str(tmp_path / "s.h5"), "--model", str(tiny_bert_dir), "-q")
+    code, out, _ = run_cli(capsys, "info", str(tmp_path / "s.h5"), "--json")
+    details = json.loads(out)
+    assert code == 0 and details["rows"] == 3 and details["complete"] and details["label_counts"] == {"neg": 1, "pos": 2}
+    assert details["timings"]["rows_this_run"] == 3 and details["hardware"]["device"] == "cpu"
+    code, out, _ = run_cli(capsys, "info", str(tmp_path / "s.h5"))
+    assert code == 0 and "3 of 3" in out and "neg 1, pos 2" in out
+
+
+def committed_rows(path):
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            return int(f.attrs["n_done"])
+    except (OSError, KeyError):
+        return 0
+
+
+def test_sigkill_then_rerun_gives_the_uninterrupted_store(tmp_path, tiny_bert_dir):
+    lines = [f"review number {i}: " + "good " * (i % 40) for i in range(3000)]
+    path = write_lines(tmp_path / "reviews.txt", lines)
+    command = [sys.executable, "-m", "featx", "extract", str(path), "-o", str(tmp_path / "s.h5"),
+               "--model", str(tiny_bert_dir), "--pooling", "mean,max", "--dtype", "fp32",
+               "--window-rows", "32", "--batch-tokens", "256", "-q"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(command, env=env)
+    deadline = time.time() + 120
+    while committed_rows(tmp_path / "s.h5") < 200 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = committed_rows(tmp_path / "s.h5")
+    assert 0 < killed_at < len(lines), "the kill must land part-way for this test to mean anything"
+    subprocess.run(command, env=env, check=True)
+    with featx.open_store(tmp_path / "s.h5") as resumed:
+        assert resumed.info()["timings"]["resumed_from_row"] >= killed_at
+        reference = featx.extract(path, tmp_path / "ref.h5", model=str(tiny_bert_dir), pooling="mean,max",
+                                  dtype="fp32", progress=False)
+        with reference:
+            np.testing.assert_array_equal(resumed.ids, reference.ids)
+            for name in ("mean", "max"):
+                np.testing.assert_allclose(resumed.load(name)[0], reference.load(name)[0], atol=1e-5)

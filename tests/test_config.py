@@ -1,0 +1,38 @@
+import pytest
+
+from featx.config import ExtractConfig, parse_layers
+from featx.errors import FeatxError
+
+BASE = dict(model="m", weights_sha256="w" * 64, tokenizer_sha256="t" * 64, max_length=128)
+
+
+def test_fingerprint_ignores_model_name_but_not_vector_settings():
+    config = ExtractConfig(**BASE)
+    assert ExtractConfig(**{**BASE, "model": "/elsewhere/same-weights"}).fingerprint == config.fingerprint
+    for change in ({"max_length": 64}, {"poolings": ("mean", "cls")}, {"layers": (-2,)}, {"normalize": True},
+                   {"dtype": "bf16"}, {"store_dtype": "float16"}, {"weights_sha256": "x" * 64}):
+        assert ExtractConfig(**{**BASE, **change}).fingerprint != config.fingerprint, change
+
+
+def test_config_json_round_trips():
+    config = ExtractConfig(**BASE, poolings=("cls", "max"), layers=(-4, -3, -2, -1), normalize=True)
+    assert ExtractConfig.from_json(config.to_json()) == config
+
+
+@pytest.mark.parametrize("bad", [{"poolings": ("median",)}, {"poolings": ()}, {"dtype": "int8"},
+                                 {"poolings": ("mean", "mean")}, {"max_length": 1}])
+def test_invalid_config_is_a_user_error(bad):
+    with pytest.raises(FeatxError):
+        ExtractConfig(**{**BASE, **bad})
+
+
+@pytest.mark.parametrize("spec, layers", [("-1", (-1,)), ("-4:", (-4, -3, -2, -1)), ("-4,-1", (-4, -1)),
+                                          ("-3:-1", (-3, -2)), (-2, (-2,)), ("0", (0,))])
+def test_parse_layers(spec, layers):
+    assert parse_layers(spec) == layers
+
+
+@pytest.mark.parametrize("spec", ["last", "1:", "-2:3", ""])
+def test_parse_layers_rejects_nonsense(spec):
+    with pytest.raises(FeatxError):
+        parse_layers(spec)

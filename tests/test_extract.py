@@ -1,0 +1,119 @@
+"""The engine and the store on a tiny random BERT: order, resume, fingerprints, layout."""
+import h5py
+import numpy as np
+import pytest
+
+import featx
+from featx.errors import FeatxError
+from featx.extract import embed_texts, make_config
+from featx.store import StoreWriter
+from tests.conftest import write_lines
+
+
+@pytest.fixture
+def text_file(tmp_path, sentences):
+    return write_lines(tmp_path / "in.txt", sentences)
+
+
+def run(tiny_backbone, source, out, **kwargs):
+    options = dict(model=tiny_backbone, pooling="mean,cls,max,last", dtype="fp32", window_rows=8, progress=False)
+    return featx.extract(source, out, **{**options, **kwargs})
+
+
+def test_results_do_not_depend_on_batching(tiny_backbone, sentences):
+    config = make_config(tiny_backbone, pooling=("mean", "cls", "max", "last"), dtype="fp32")
+    one_by_one = embed_texts(tiny_backbone, config, sentences, batch_tokens=1)
+    big_batches = embed_texts(tiny_backbone, config, sentences, batch_tokens=4096)
+    singles = [embed_texts(tiny_backbone, config, [t], batch_tokens=4096) for t in sentences[:5]]
+    for name in config.poolings:
+        np.testing.assert_allclose(one_by_one[name], big_batches[name], atol=1e-5)
+        np.testing.assert_allclose(np.concatenate([s[name] for s in singles]), big_batches[name][:5], atol=1e-5)
+
+
+def test_store_layout_readable_with_plain_h5py(tiny_backbone, text_file, tmp_path, sentences):
+    run(tiny_backbone, text_file, tmp_path / "s.h5").close()
+    with h5py.File(tmp_path / "s.h5", "r") as f:
+        assert f.attrs["format"] == "featx-store" and bool(f.attrs["complete"])
+        assert int(f.attrs["n_rows"]) == int(f.attrs["n_done"]) == len(sentences)
+        assert sorted(f["features"]) == ["cls", "last", "max", "mean"]
+        assert f["features/mean"].shape == (len(sentences), 32) and f["features/mean"].chunks[0] <= 8
+        assert f["ids"][:].tolist() == list(range(len(sentences)))
+        assert "labels" not in f
+        import hashlib
+        assert bytes(f["content_sha256"][1]) == hashlib.sha256(sentences[1].encode()).digest()
+        config = featx.ExtractConfig.from_json(f.attrs["config"])
+        assert config.fingerprint == f.attrs["fingerprint"] and config.max_length == 128
+
+
+def test_store_rows_match_direct_embedding_in_input_order(tiny_backbone, text_file, tmp_path, sentences):
+    with run(tiny_backbone, text_file, tmp_path / "s.h5") as store:
+        X, y = store.load("max")
+        direct = embed_texts(tiny_backbone, store.config, sentences)["max"]
+    assert y is None
+    np.testing.assert_allclose(X, direct, atol=1e-5)
+
+
+def test_resume_after_interruption_gives_identical_store(tiny_backbone, text_file, tmp_path, monkeypatch):
+    reference = run(tiny_backbone, text_file, tmp_path / "ref.h5")
+    original = StoreWriter.write_window
+    calls = []
+
+    def interrupt_after_three_windows(self, *args, **kwargs):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(StoreWriter, "write_window", interrupt_after_three_windows)
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_backbone, text_file, tmp_path / "s.h5")
+    monkeypatch.setattr(StoreWriter, "write_window", original)
+    with pytest.raises(FeatxError, match="incomplete .24 of 45 rows"):
+        featx.open_store(tmp_path / "s.h5")
+    with featx.open_store(tmp_path / "s.h5", allow_incomplete=True) as partial:
+        assert len(partial) == 24 and partial.load("mean")[0].shape == (24, 32)
+    resumed = run(tiny_backbone, text_file, tmp_path / "s.h5")
+    assert resumed.info()["timings"]["resumed_from_row"] == 24
+    for name in reference.poolings:
+        np.testing.assert_array_equal(resumed.load(name)[0], reference.load(name)[0])
+    np.testing.assert_array_equal(resumed.ids, reference.ids)
+    np.testing.assert_array_equal(resumed.content_sha256, reference.content_sha256)
+
+
+def test_complete_store_is_reused_not_recomputed(tiny_backbone, text_file, tmp_path):
+    first = run(tiny_backbone, text_file, tmp_path / "s.h5")
+    created = first.info()["created_at"], first.info()["timings"]
+    first.close()
+    again = run(tiny_backbone, text_file, tmp_path / "s.h5")
+    assert (again.info()["created_at"], again.info()["timings"]) == created
+
+
+def test_other_config_or_input_is_refused_unless_overwrite(tiny_backbone, text_file, tmp_path, sentences):
+    run(tiny_backbone, text_file, tmp_path / "s.h5").close()
+    with pytest.raises(FeatxError, match="another extraction config"):
+        run(tiny_backbone, text_file, tmp_path / "s.h5", pooling="mean")
+    other = write_lines(tmp_path / "other.txt", sentences[::-1])
+    with pytest.raises(FeatxError, match="another input"):
+        run(tiny_backbone, other, tmp_path / "s.h5")
+    replaced = run(tiny_backbone, other, tmp_path / "s.h5", pooling="mean", overwrite=True)
+    assert replaced.poolings == ("mean",) and len(replaced) == len(sentences)
+
+
+def test_labels_ids_and_concatenated_layers(tiny_backbone, tmp_path):
+    path = write_lines(tmp_path / "in.csv", ["uid,text,label", "a,good,pos", "b,bad,neg", "c,fine,pos"])
+    with featx.extract(path, tmp_path / "s.h5", model=tiny_backbone, id_column="uid", layers="-3:",
+                       normalize=True, store_dtype="float16", progress=False) as store:
+        X, y = store.load("mean")
+        assert X.dtype == np.float16 and X.shape == (3, 96)
+        assert y.tolist() == [1, 0, 1] and store.classes == ("neg", "pos")
+        assert store.ids.tolist() == ["a", "b", "c"]
+    with pytest.raises(FeatxError, match="layer -4 does not exist"):
+        featx.extract(path, tmp_path / "t.h5", model=tiny_backbone, layers="-4:", progress=False)
+
+
+def test_iter_batches_streams_every_row_once(tiny_backbone, text_file, tmp_path, sentences):
+    with run(tiny_backbone, text_file, tmp_path / "s.h5") as store:
+        blocks = list(store.iter_batches("cls", batch_rows=10))
+        X, _ = store.load("cls")
+    assert [len(b[0]) for b in blocks] == [10, 10, 10, 10, 5]
+    np.testing.assert_array_equal(np.concatenate([b[0] for b in blocks]), X)

