@@ -5,9 +5,13 @@ from featx.config import ExtractConfig
 from featx.data import open_input
 from featx.errors import FeatxError
 from featx.extract import embed_texts, extract, make_config
+from featx.heads import LogRegHead, MLPHead, TrainedHead
+from featx.predictor import Predictor
 from featx.store import FeatureStore, open_store
+from featx.train import mteb_protocol, train_head, train_heads
 
 __all__ = [
-    "DEFAULT_MODEL", "Backbone", "ExtractConfig", "FeatureStore", "FeatxError", "__version__", "embed_texts",
-    "extract", "load_backbone", "make_config", "open_input", "open_store",
+    "DEFAULT_MODEL", "Backbone", "ExtractConfig", "FeatureStore", "FeatxError", "LogRegHead", "MLPHead", "Predictor",
+    "TrainedHead", "__version__", "embed_texts", "extract", "load_backbone", "make_config", "mteb_protocol",
+    "open_input", "open_store", "train_head", "train_heads",
 ]

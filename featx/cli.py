@@ -128,6 +128,165 @@ def info(store: str, as_json: bool) -> None:
         click.echo(f"{key:<{width}}  {value}")
 
 
+@cli.command()
+@click.argument("store")
+@click.option("-o", "--output", required=True, help="Folder for the heads, results.json and results.md.")
+@click.option("--head", "heads", multiple=True,
+              help="Head spec, repeatable: logreg, mlp, logreg:C=0.1, mlp:hidden=512,dropout=0.2 "
+                   "[default: logreg and mlp].")
+@click.option("--grid", type=click.Path(dir_okay=False), help="JSON file with a list of head specs (strings).")
+@click.option("--pooling", "poolings", multiple=True, help="Pooling to train on, repeatable [default: all stored].")
+@click.option("--val", "val_path", help="Validation store (same extraction settings) for model selection.")
+@click.option("--val-fraction", type=float, default=0.1, show_default=True,
+              help="Without --val: stratified fraction of train held out for selection.")
+@click.option("--test", "test_path", help="Test store to report on (never used for selection).")
+@click.option("--protocol", type=click.Choice(["full", "mteb"]), default="full", show_default=True,
+              help="full: train / select on validation / report on test. mteb: few-shot logistic regression, "
+                   "k rows per label sampled --experiments times, mean and std on test.")
+@click.option("--k", "k_shot", type=int, default=8, show_default=True, help="mteb: rows per label.")
+@click.option("--experiments", type=int, default=10, show_default=True, help="mteb: number of samples.")
+@click.option("--jobs", type=int, default=1, show_default=True, help="Heads trained in parallel (-1: all cores).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--export", "export_dir", help="Write the best head (by validation accuracy) as a predictor here.")
+def train(store: str, output: str, heads: tuple[str, ...], grid: str | None, poolings: tuple[str, ...],
+          val_path: str | None, val_fraction: float, test_path: str | None, protocol: str, k_shot: int,
+          experiments: int, jobs: int, seed: int, export_dir: str | None) -> None:
+    """Train heads on the cached features in STORE and print one comparison table.
+
+    \b
+    Examples:
+      featx train cache/train.h5 -o heads/ --val cache/dev.h5 --test cache/test.h5
+      featx train cache/train.h5 -o heads/ --head logreg:C=0.1 --head logreg:C=1 --head mlp \\
+          --pooling mean --pooling cls --jobs 2 --test cache/test.h5 --export model/
+      featx train cache/train.h5 -o fewshot/ --protocol mteb --test cache/test.h5
+    """
+    from pathlib import Path
+
+    from featx.store import open_store
+    from featx.train import DEFAULT_HEADS, HeadSpec, best_head, format_table, mteb_protocol, train_heads, write_results
+
+    specs = [HeadSpec.parse(text) for text in heads or ()]
+    if grid:
+        specs += [HeadSpec.parse(text) for text in _read_grid(grid)]
+    specs = specs or [HeadSpec(kind) for kind in DEFAULT_HEADS]
+    if val_fraction != 0.1:
+        specs = [HeadSpec(s.kind, {"val_fraction": val_fraction, **s.params}) for s in specs]
+    out = Path(output)
+    train_store = open_store(store)
+    val = open_store(val_path) if val_path else None
+    test = open_store(test_path) if test_path else None
+    for pooling in poolings:
+        train_store.features(pooling)  # a missing pooling fails now, with the list of stored ones
+    facts = {"train": store, "val": val_path, "test": test_path, "protocol": protocol, "seed": seed}
+    if protocol == "mteb":
+        if test is None:
+            raise FeatxError("--protocol mteb reports on a test store: pass --test STORE")
+        rows = mteb_protocol(train_store, test, list(poolings) or None, k=k_shot, experiments=experiments, seed=seed)
+        write_results(out, rows, facts)
+        click.echo(format_table(rows))
+        return
+    trained, rows = train_heads(train_store, specs, list(poolings) or None, val=val, test=test, jobs=jobs, seed=seed)
+    for head in trained:
+        head.save(out / "heads" / head.name)
+    write_results(out, rows, facts)
+    click.echo(format_table(rows))
+    if export_dir:
+        from featx.predictor import Predictor
+
+        best = best_head(trained, rows)
+        Predictor.from_parts(head=best).save(export_dir)
+        click.echo(f"exported {best.name} as a predictor to {export_dir}", err=True)
+
+
+def _read_grid(path: str) -> list[str]:
+    try:
+        specs = json.loads(open(path).read())
+    except (OSError, json.JSONDecodeError) as e:
+        raise FeatxError(f"cannot read head grid {path}: {e}") from None
+    if not isinstance(specs, list) or not all(isinstance(s, str) for s in specs):
+        raise FeatxError(f"head grid {path} must be a JSON list of spec strings like \"logreg:C=0.1\"")
+    return specs
+
+
+@cli.command()
+@click.argument("head_dir")
+@click.argument("store")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def evaluate(head_dir: str, store: str, as_json: bool) -> None:
+    """Evaluate a trained head on a labelled STORE: accuracy, F1, per class, confusion matrix.
+
+    \b
+    Example:
+      featx evaluate heads/heads/logreg-mean cache/test.h5
+    """
+    from featx.heads import TrainedHead
+    from featx.metrics import format_metrics
+    from featx.store import open_store
+
+    head = TrainedHead.load(head_dir)
+    with open_store(store) as opened:
+        metrics = head.evaluate(opened)
+    click.echo(json.dumps(metrics, indent=2) if as_json else format_metrics(metrics))
+
+
+@cli.command()
+@click.argument("model_dir")
+@click.argument("input")
+@click.option("-o", "--output", help="JSON-lines file to write [default: standard output].")
+@click.option("--text-column", help="Column with the text [default: text; sentence for bundled SST-2].")
+@click.option("--id-column", help="Column with row ids [default: the 0-based row index].")
+@click.option("--format", "fmt", type=click.Choice(["csv", "tsv", "jsonl", "txt", "parquet"]))
+@click.option("--no-header", is_flag=True, help="CSV/TSV without a header row.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def predict(model_dir: str, input: str, output: str | None, text_column: str | None, id_column: str | None,
+            fmt: str | None, no_header: bool, device: str, quiet: bool) -> None:
+    """Classify every row of INPUT with a predictor; one JSON line per row (id, label, probabilities).
+
+    \b
+    Example:
+      featx predict model/ sst2:test -o predictions.jsonl
+    """
+    from tqdm.auto import tqdm
+
+    from featx.data import open_input
+    from featx.predictor import Predictor
+
+    predictor = Predictor.load(model_dir, device=device)
+    source = open_input(input, text_column=text_column, id_column=id_column, header=not no_header, fmt=fmt)
+    summary = source.scan()
+    names = predictor.class_names
+    sink = open(output, "w", encoding="utf-8") if output else sys.stdout
+    bar = tqdm(total=summary.n_rows, unit="rows", desc="predict", disable=quiet or not sys.stderr.isatty())
+    try:
+        for record, probabilities in predictor.predict_input(source, summary):
+            row = {"id": record.id, "label": names[int(probabilities.argmax())],
+                   "probabilities": {n: round(float(p), 6) for n, p in zip(names, probabilities)}}
+            sink.write(json.dumps(row) + "\n")
+            bar.update()
+    finally:
+        bar.close()
+        if output:
+            sink.close()
+
+
+@cli.command()
+@click.option("-o", "--output", default="featx-demo", show_default=True, help="Folder for stores, heads, predictor.")
+@click.option("--train-rows", type=int, default=8000, show_default=True, help="SST-2 train phrases to use.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+def demo(output: str, train_rows: int, seed: int, device: str) -> None:
+    """Extract bundled SST-2 with the packaged MiniLM, train two heads, print the results table.
+
+    \b
+    Example:
+      featx demo -o featx-demo
+    """
+    from featx.demo import run_demo
+
+    run_demo(output, train_rows=train_rows, seed=seed, device=device, echo=click.echo)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit status 2."""
     try:

@@ -173,8 +173,14 @@ def _pad_id(backbone: Backbone) -> int:
     return 0
 
 
-def _windows(source: InputSource, summary, backbone: Backbone, config: ExtractConfig, start: int,
-             window_rows: int, timer: dict[str, float]) -> Iterator[Window]:
+def iter_windows(source: InputSource, summary, backbone: Backbone, config: ExtractConfig, start: int,
+                 window_rows: int, timer: dict[str, float] | None = None) -> Iterator[Window]:
+    """Tokenized windows of `window_rows` input rows from row `start` on.
+
+    Window boundaries depend only on `window_rows`, so the same input always gives the
+    same batches: a resumed extraction and a predictor reproduce a store bit for bit.
+    """
+    timer = {} if timer is None else timer
     records = source.records(summary, start=start)
     position = start
     while True:
@@ -208,7 +214,7 @@ def _run(source: InputSource, summary, backbone: Backbone, config: ExtractConfig
                disable=(not _is_terminal()) if progress is None else not progress, smoothing=0.1)
     committer = BackgroundWorker(commit, depth=2, name="featx-writer")
     try:
-        for window in prefetch(_windows(source, summary, backbone, config, writer.n_done,
+        for window in prefetch(iter_windows(source, summary, backbone, config, writer.n_done,
                                         writer.window_rows, timer), depth=2):
             features = embed_tokens(backbone, config, window.token_ids, batch_tokens, timer)
             committer.submit((window, features))

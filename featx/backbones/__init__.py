@@ -59,8 +59,10 @@ def load_backbone(name_or_path: str = DEFAULT_MODEL, *, device: str | torch.devi
         raise FeatxError(f"{name_or_path} has no fast (Rust) tokenizer; featx needs one (tokenizer.json)")
     model.eval().requires_grad_(False).to(device)
     config = model.config
+    # A local folder is recorded by absolute path so a saved predictor can find it again.
+    is_local = _packaged_folder(name_or_path) is None and Path(name_or_path).expanduser().is_dir()
     return Backbone(
-        name=name_or_path,
+        name=str(path) if is_local else name_or_path,
         path=path,
         model=model,
         tokenizer=tokenizer,

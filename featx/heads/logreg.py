@@ -1,0 +1,151 @@
+"""LogRegHead: multinomial logistic regression with C chosen on validation data."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from featx.heads.split import can_stratify, stratified_split
+
+DEFAULT_CS = tuple(float(c) for c in np.logspace(-3, 2, 11))
+
+
+class LogRegHead(ClassifierMixin, BaseEstimator):
+    """Logistic regression (lbfgs, multinomial) on frozen features.
+
+    With ``C=None`` the inverse regularisation C is chosen from ``Cs`` by accuracy on
+    validation data: the ``X_val, y_val`` given to `fit`, else ``cv``-fold stratified
+    cross-validation when ``cv`` is set, else a stratified ``val_fraction`` of the
+    training rows (the final model is then refit on all of them). The chosen value is
+    ``C_`` and the whole curve ``curve_`` (one ``{"C", "score"}`` per grid point).
+    """
+
+    kind = "logreg"
+
+    def __init__(self, C: float | None = None, Cs: tuple[float, ...] = DEFAULT_CS, standardize: bool = True,
+                 class_weight: str | None = None, cv: int | None = None, val_fraction: float = 0.1,
+                 max_iter: int = 1000, random_state: int = 0) -> None:
+        self.C = C
+        self.Cs = Cs
+        self.standardize = standardize
+        self.class_weight = class_weight
+        self.cv = cv
+        self.val_fraction = val_fraction
+        self.max_iter = max_iter
+        self.random_state = random_state
+
+    def fit(self, X, y, X_val=None, y_val=None) -> "LogRegHead":
+        """Choose C (unless given), then fit on the training rows."""
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        check_classification_targets(y)
+        self.classes_ = np.unique(y)
+        if self.C is not None:
+            self.C_, self.curve_, self.selection_ = float(self.C), [], "given"
+        else:
+            self.C_, self.curve_, self.selection_ = self._select_C(X, y, X_val, y_val)
+        self.scaler_, self.model_ = self._fit_one(X, y, self.C_)
+        self.n_iter_ = self.model_.n_iter_
+        return self
+
+    def _select_C(self, X, y, X_val, y_val) -> tuple[float, list[dict[str, float]], str]:
+        if X_val is not None:
+            X_val = validate_data(self, X_val, reset=False, dtype=[np.float64, np.float32])
+            return self._best(self._curve([(X, y, X_val, np.asarray(y_val))]), "validation")
+        if self.cv and can_stratify(y, self.cv):
+            folds = StratifiedKFold(self.cv, shuffle=True, random_state=self.random_state).split(X, y)
+            return self._best(self._curve([(X[a], y[a], X[b], y[b]) for a, b in folds]), f"{self.cv}-fold")
+        if can_stratify(y, 2):
+            train, held_out = stratified_split(y, self.val_fraction, self.random_state)
+            return self._best(self._curve([(X[train], y[train], X[held_out], y[held_out])]), "held-out fraction")
+        return 1.0, [], "default (too few rows per class to select)"
+
+    def _curve(self, splits) -> list[dict[str, float]]:
+        """Mean validation accuracy at each C, walking C upwards with warm starts."""
+        scores = np.zeros(len(self.Cs))
+        for X_train, y_train, X_val, y_val in splits:
+            scaler = StandardScaler().fit(X_train) if self.standardize else None
+            X_train_s = scaler.transform(X_train) if scaler else X_train
+            X_val_s = scaler.transform(X_val) if scaler else X_val
+            model = self._new_model(self.Cs[0], warm_start=True)
+            for i, C in enumerate(sorted(self.Cs)):
+                model.set_params(C=C)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    model.fit(X_train_s, y_train)
+                scores[i] += model.score(X_val_s, y_val) / len(splits)
+        return [{"C": float(C), "score": float(s)} for C, s in zip(sorted(self.Cs), scores)]
+
+    @staticmethod
+    def _best(curve: list[dict[str, float]], how: str) -> tuple[float, list[dict[str, float]], str]:
+        # Ties go to the smaller C: the more regularised model.
+        best = max(curve, key=lambda point: (point["score"], -point["C"]))
+        return best["C"], curve, how
+
+    def _new_model(self, C: float, warm_start: bool = False) -> LogisticRegression:
+        return LogisticRegression(C=C, class_weight=self.class_weight, max_iter=self.max_iter,
+                                  warm_start=warm_start, random_state=self.random_state)
+
+    def _fit_one(self, X, y, C: float) -> tuple[StandardScaler | None, LogisticRegression]:
+        scaler = StandardScaler().fit(X) if self.standardize else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model = self._new_model(C).fit(scaler.transform(X) if scaler else X, y)
+        return scaler, model
+
+    def _transform(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return self.scaler_.transform(X) if self.scaler_ is not None else X
+
+    def decision_function(self, X) -> np.ndarray:
+        X = self._transform(X)
+        return self.model_.decision_function(X)
+
+    def predict_proba(self, X) -> np.ndarray:
+        X = self._transform(X)
+        return self.model_.predict_proba(X)
+
+    def predict(self, X) -> np.ndarray:
+        X = self._transform(X)
+        return self.model_.predict(X)
+
+    # ---- persistence as plain tensors (see featx.heads.io) ----
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The fitted numbers, for safetensors: coefficients, intercepts, scaler."""
+        check_is_fitted(self)
+        state = {"coef": self.model_.coef_, "intercept": self.model_.intercept_}
+        if self.scaler_ is not None:
+            state.update(mean=self.scaler_.mean_, scale=self.scaler_.scale_)
+        return {k: np.ascontiguousarray(v) for k, v in state.items()}
+
+    def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict) -> "LogRegHead":
+        """Rebuild the fitted head from `state_arrays()` output, without refitting."""
+        self.classes_ = np.asarray(classes)
+        self.n_features_in_ = int(arrays["coef"].shape[1])
+        self.C_, self.curve_, self.selection_ = fitted["C_"], fitted["curve_"], fitted["selection_"]
+        model = clone(self._new_model(self.C_))
+        model.coef_, model.intercept_, model.classes_ = arrays["coef"], arrays["intercept"], self.classes_
+        model.n_features_in_ = self.n_features_in_
+        self.model_ = model
+        self.n_iter_ = np.asarray(fitted.get("n_iter_", [0]))
+        self.scaler_ = None
+        if "mean" in arrays:
+            scaler = StandardScaler()
+            scaler.mean_, scaler.scale_ = arrays["mean"], arrays["scale"]
+            scaler.var_ = arrays["scale"] ** 2
+            scaler.n_features_in_ = self.n_features_in_
+            self.scaler_ = scaler
+        return self
+
+    def fitted_summary(self) -> dict:
+        """JSON-ready facts of the fit: chosen C and how, the curve."""
+        return {"C_": self.C_, "curve_": self.curve_, "selection_": self.selection_,
+                "n_iter_": np.asarray(self.n_iter_).tolist()}

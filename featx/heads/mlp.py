@@ -1,0 +1,212 @@
+"""MLPHead: the classic transfer-learning head, trained in torch on cached features.
+
+Linear -> ReLU -> Dropout -> Linear -> ReLU -> Dropout -> Linear, AdamW, early
+stopping on validation loss. Features can be a numpy array or an h5py dataset: rows
+are read in contiguous blocks (shuffled block order, shuffled rows inside a block),
+so a store larger than RAM trains without ever being loaded whole.
+"""
+from __future__ import annotations
+
+import copy
+
+import h5py
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from featx.heads.split import can_stratify, stratified_split
+
+_BLOCK_ROWS = 16_384  # rows read from HDF5 at once when the features are on disk
+
+
+def build_mlp(n_features: int, n_classes: int, hidden: int, layers: int, dropout: float) -> torch.nn.Sequential:
+    """`layers` blocks of Linear -> ReLU -> Dropout, then the classifier Linear."""
+    modules: list[torch.nn.Module] = []
+    width = n_features
+    for _ in range(layers):
+        modules += [torch.nn.Linear(width, hidden), torch.nn.ReLU(), torch.nn.Dropout(dropout)]
+        width = hidden
+    modules.append(torch.nn.Linear(width, n_classes))
+    return torch.nn.Sequential(*modules)
+
+
+class MLPHead(ClassifierMixin, BaseEstimator):
+    """A small MLP classifier, seeded and deterministic on CPU.
+
+    Validation for early stopping: ``X_val, y_val`` given to `fit`, else a stratified
+    ``val_fraction`` of the training rows (then not trained on). The best epoch's
+    weights are kept (``best_epoch_``, ``history_``).
+    """
+
+    kind = "mlp"
+
+    def __init__(self, hidden: int = 256, layers: int = 2, dropout: float = 0.1, lr: float = 1e-3,
+                 weight_decay: float = 0.01, batch_size: int = 256, max_epochs: int = 100, patience: int = 5,
+                 val_fraction: float = 0.1, standardize: bool = True, random_state: int = 0) -> None:
+        self.hidden = hidden
+        self.layers = layers
+        self.dropout = dropout
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.val_fraction = val_fraction
+        self.standardize = standardize
+        self.random_state = random_state
+
+    def fit(self, X, y, X_val=None, y_val=None) -> "MLPHead":
+        """Train until validation loss stops improving; keep the best epoch."""
+        if isinstance(X, h5py.Dataset):
+            self.n_features_in_ = int(X.shape[1])
+            y = np.asarray(y)
+        else:
+            X, y = validate_data(self, X, y, dtype=np.float32)
+        check_classification_targets(y)
+        self.classes_, y_index = np.unique(y, return_inverse=True)
+        train_rows = np.arange(len(y))
+        if X_val is not None:
+            val = (_as_float32(X_val[:] if isinstance(X_val, h5py.Dataset) else X_val),
+                   np.searchsorted(self.classes_, np.asarray(y_val)))
+        elif can_stratify(y_index, 2):
+            train_rows, held_out = stratified_split(y_index, self.val_fraction, self.random_state)
+            val = (_read_rows(X, held_out), y_index[held_out])
+        else:
+            val = None  # too few rows to hold any out: train for max_epochs
+        self.mean_, self.scale_ = _moments(X, train_rows) if self.standardize else (None, None)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.random_state)
+            self._train(X, y_index, train_rows, val)
+        return self
+
+    def _train(self, X, y_index: np.ndarray, train_rows: np.ndarray, val) -> None:
+        rng = np.random.default_rng(self.random_state)
+        model = build_mlp(self.n_features_in_, len(self.classes_), self.hidden, self.layers, self.dropout)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        loss_fn = torch.nn.CrossEntropyLoss()
+        best_loss, best_state, stale, self.history_ = float("inf"), None, 0, []
+        for epoch in range(1, self.max_epochs + 1):
+            model.train()
+            total, seen = 0.0, 0
+            for xb, yb in _minibatches(X, y_index, train_rows, self.batch_size, rng):
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(model(self._scale(xb)), yb)
+                loss.backward()
+                optimizer.step()
+                total, seen = total + loss.item() * len(yb), seen + len(yb)
+            record = {"epoch": epoch, "train_loss": total / max(seen, 1)}
+            if val is not None:
+                record.update(self._validate(model, loss_fn, *val))
+            self.history_.append(record)
+            current = record.get("val_loss", record["train_loss"])
+            if current < best_loss - 1e-6:
+                best_loss, best_state, stale, self.best_epoch_ = current, copy.deepcopy(model.state_dict()), 0, epoch
+            else:
+                stale += 1
+                if val is not None and stale >= self.patience:
+                    break
+        model.load_state_dict(best_state)
+        self.model_ = model.eval()
+        self.n_iter_ = len(self.history_)
+
+    def _validate(self, model, loss_fn, X_val: np.ndarray, y_val: np.ndarray) -> dict[str, float]:
+        model.eval()
+        with torch.inference_mode():
+            logits = model(self._scale(torch.from_numpy(X_val)))
+            targets = torch.from_numpy(y_val.astype(np.int64))
+            return {"val_loss": float(loss_fn(logits, targets)),
+                    "val_accuracy": float((logits.argmax(1) == targets).float().mean())}
+
+    def _scale(self, xb: torch.Tensor) -> torch.Tensor:
+        if self.mean_ is None:
+            return xb
+        return (xb - torch.from_numpy(self.mean_)) / torch.from_numpy(self.scale_)
+
+    def _logits(self, X) -> torch.Tensor:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float32)
+        with torch.inference_mode():
+            return self.model_(self._scale(torch.from_numpy(np.ascontiguousarray(X))))
+
+    def decision_function(self, X) -> np.ndarray:
+        logits = self._logits(X).numpy()
+        return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
+
+    def predict_proba(self, X) -> np.ndarray:
+        return torch.softmax(self._logits(X), dim=1).numpy().astype(np.float64)
+
+    def predict(self, X) -> np.ndarray:
+        index = self._logits(X).argmax(1).numpy()
+        return self.classes_[index]
+
+    # ---- persistence as plain tensors (see featx.heads.io) ----
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The network's state dict (and the standardisation), as numpy arrays."""
+        check_is_fitted(self)
+        state = {f"net.{k}": v.detach().numpy() for k, v in self.model_.state_dict().items()}
+        if self.mean_ is not None:
+            state.update(mean=self.mean_, scale=self.scale_)
+        return state
+
+    def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict) -> "MLPHead":
+        """Rebuild the fitted head from `state_arrays()` output, without retraining."""
+        self.classes_ = np.asarray(classes)
+        self.n_features_in_ = int(arrays["net.0.weight"].shape[1])
+        model = build_mlp(self.n_features_in_, len(self.classes_), self.hidden, self.layers, self.dropout)
+        model.load_state_dict({k[4:]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith("net.")})
+        self.model_ = model.eval()
+        self.mean_ = arrays.get("mean")
+        self.scale_ = arrays.get("scale")
+        self.best_epoch_, self.history_ = fitted["best_epoch_"], fitted["history_"]
+        self.n_iter_ = len(self.history_)
+        return self
+
+    def fitted_summary(self) -> dict:
+        """JSON-ready facts of the fit: best epoch and the per-epoch history."""
+        return {"best_epoch_": self.best_epoch_, "history_": self.history_}
+
+
+def _as_float32(X) -> np.ndarray:
+    return np.ascontiguousarray(X, dtype=np.float32)
+
+
+def _read_rows(X, rows: np.ndarray) -> np.ndarray:
+    """X[rows] as float32; from HDF5 via contiguous block reads (rows sorted)."""
+    if not isinstance(X, h5py.Dataset):
+        return _as_float32(X[rows])
+    parts = []
+    for start in range(0, X.shape[0], _BLOCK_ROWS):
+        inside = rows[(rows >= start) & (rows < start + _BLOCK_ROWS)]
+        if len(inside):
+            parts.append(X[start:min(start + _BLOCK_ROWS, X.shape[0])][inside - start])
+    return _as_float32(np.concatenate(parts))
+
+
+def _moments(X, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation (zero std -> 1) of X[rows], in float64 blocks."""
+    total = np.zeros(X.shape[1])
+    total_sq = np.zeros(X.shape[1])
+    for start in range(0, len(rows), _BLOCK_ROWS):
+        block = _read_rows(X, rows[start:start + _BLOCK_ROWS]).astype(np.float64)
+        total += block.sum(0)
+        total_sq += (block ** 2).sum(0)
+    mean = total / len(rows)
+    std = np.sqrt(np.maximum(total_sq / len(rows) - mean ** 2, 0.0))
+    std[std < 1e-12] = 1.0
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def _minibatches(X, y_index: np.ndarray, rows: np.ndarray, batch_size: int, rng: np.random.Generator):
+    """Shuffled (features, labels) minibatches over `rows`; block-wise for on-disk X."""
+    block_rows = _BLOCK_ROWS if isinstance(X, h5py.Dataset) else max(len(X), 1)
+    blocks = np.unique(rows // block_rows)
+    for block in rng.permutation(blocks):
+        inside = rows[rows // block_rows == block]
+        features = _read_rows(X, inside)
+        order = rng.permutation(len(inside))
+        for start in range(0, len(order), batch_size):
+            pick = order[start:start + batch_size]
+            yield torch.from_numpy(features[pick]), torch.from_numpy(y_index[inside[pick]].astype(np.int64))

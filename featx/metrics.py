@@ -1,0 +1,57 @@
+"""Classification metrics as one JSON-ready dict, and its human table."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]) -> dict:
+    """Accuracy, macro/weighted F1, per-class precision/recall/F1/support, confusion matrix.
+
+    Labels are indices into `class_names`; the confusion matrix rows are true classes.
+    """
+    labels = np.arange(len(class_names))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0)
+    return {
+        "n": int(len(y_true)),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
+        "per_class": [
+            {"class": str(name), "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for name, p, r, f, s in zip(class_names, precision, recall, f1, support)
+        ],
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }
+
+
+def format_metrics(metrics: dict) -> str:
+    """A plain-text report: headline numbers, per-class table, confusion matrix."""
+    names = [row["class"] for row in metrics["per_class"]]
+    width = max(8, *(len(n) for n in names))
+    lines = [f"rows {metrics['n']:,}   accuracy {metrics['accuracy']:.4f}   macro-F1 {metrics['macro_f1']:.4f}   "
+             f"weighted-F1 {metrics['weighted_f1']:.4f}", "",
+             f"{'class':<{width}}  precision  recall      f1  support"]
+    for row in metrics["per_class"]:
+        lines.append(f"{row['class']:<{width}}  {row['precision']:9.4f}  {row['recall']:6.4f}  {row['f1']:6.4f}"
+                     f"  {row['support']:7,}")
+    lines += ["", "confusion matrix (rows: true, columns: predicted)",
+              " " * width + "  " + "  ".join(f"{n[:8]:>8}" for n in names)]
+    for name, row in zip(names, metrics["confusion_matrix"]):
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{v:8,}" for v in row))
+    return "\n".join(lines)
+
+
+def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    """A Markdown table of `rows` with (key, header) columns; floats to 4 places, seconds to 1."""
+    def cell(key: str, value) -> str:
+        if isinstance(value, float):
+            return f"{value:.1f}" if key.endswith(("seconds", "_s")) else f"{value:.4f}"
+        return "" if value is None else str(value)
+
+    out = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]
+    out += ["| " + " | ".join(cell(k, row.get(k)) for k, _ in columns) + " |" for row in rows]
+    return "\n".join(out)

@@ -1,0 +1,101 @@
+"""Predictor: raw text in, labels out — a backbone reference, its extraction config and a head.
+
+A predictor folder holds ``predictor.json`` (format, the backbone reference, the
+extraction config) and ``head/`` (a head folder). Loading checks that the backbone
+found has the weights and tokenizer the head was trained on. Texts are embedded with
+the same window and batch planning as `featx extract`, so predictions on a file match
+the head applied to that file's cached features exactly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from featx._version import __version__
+from featx.backbones import Backbone, load_backbone
+from featx.config import ExtractConfig
+from featx.data import InputSource, Record
+from featx.errors import FeatxError
+from featx.extract import DEFAULT_BATCH_TOKENS, DEFAULT_WINDOW_ROWS, embed_texts, embed_tokens, iter_windows
+from featx.heads import TrainedHead
+
+PREDICTOR_FORMAT = "featx-predictor"
+
+
+class Predictor:
+    """Classifies raw texts with a frozen backbone and a trained head."""
+
+    def __init__(self, head: TrainedHead, config: ExtractConfig | None = None, backbone: Backbone | None = None,
+                 device: str = "auto") -> None:
+        self.head = head
+        full_config = config or ExtractConfig.from_json(head.config_json)
+        # Only the head's pooling is needed; the others do not change it.
+        self.config = dataclasses.replace(full_config, poolings=(head.pooling,))
+        self._backbone = backbone
+        self._device = device
+
+    @classmethod
+    def from_parts(cls, *, head: TrainedHead, backbone: Backbone | None = None,
+                   config: ExtractConfig | None = None) -> "Predictor":
+        """A predictor from a trained head (and optionally an already loaded backbone)."""
+        return cls(head, config, backbone)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.head.class_names
+
+    @property
+    def backbone(self) -> Backbone:
+        if self._backbone is None:
+            backbone = load_backbone(self.config.model, device=self._device)
+            if (backbone.weights_sha256, backbone.tokenizer_sha256) != (self.config.weights_sha256,
+                                                                         self.config.tokenizer_sha256):
+                raise FeatxError(f"the model found at {self.config.model} is not the one this head was trained on "
+                                 "(weights or tokenizer differ)")
+            self._backbone = backbone
+        return self._backbone
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Class probabilities, one row per text, columns in `class_names` order."""
+        features = embed_texts(self.backbone, self.config, texts)[self.head.pooling]
+        return self.head.estimator.predict_proba(features)
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        """The predicted class name of each text."""
+        index = self.head.estimator.predict(embed_texts(self.backbone, self.config, texts)[self.head.pooling])
+        return [self.class_names[i] for i in index]
+
+    def predict_input(self, source: InputSource, summary) -> Iterator[tuple[Record, np.ndarray]]:
+        """(record, probabilities) for every row of an input, streamed window by window."""
+        for window in iter_windows(source, summary, self.backbone, self.config, 0, DEFAULT_WINDOW_ROWS):
+            features = embed_tokens(self.backbone, self.config, window.token_ids, DEFAULT_BATCH_TOKENS)
+            probabilities = self.head.estimator.predict_proba(features[self.head.pooling])
+            yield from zip(window.records, probabilities)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write predictor.json and head/ into `folder`."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.head.save(folder / "head")
+        meta = {"format": PREDICTOR_FORMAT, "format_version": 1, "featx_version": __version__,
+                "model": self.config.model, "config": json.loads(self.head.config_json), "head": "head"}
+        (folder / "predictor.json").write_text(json.dumps(meta, indent=2) + "\n")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, device: str = "auto") -> "Predictor":
+        """A predictor from a folder written by `save`; the backbone loads on first use."""
+        folder = Path(folder)
+        meta_path = folder / "predictor.json"
+        if not meta_path.is_file():
+            raise FeatxError(f"{folder} is not a predictor folder (no predictor.json); "
+                             "make one with featx train ... --export DIR")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") != PREDICTOR_FORMAT:
+            raise FeatxError(f"{meta_path} is not a featx predictor (format {meta.get('format')!r})")
+        head = TrainedHead.load(folder / meta["head"])
+        return cls(head, ExtractConfig.from_json(json.dumps(meta["config"])), device=device)

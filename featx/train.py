@@ -1,0 +1,203 @@
+"""Training heads on cached features: one head, many heads in parallel, and the
+evaluation protocols (`full`: train / select on validation / report on test;
+`mteb`: few-shot logistic regression over repeated samples)."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
+
+from featx.errors import FeatxError
+from featx.heads import TrainedHead, make_head, parse_head_spec
+from featx.heads.split import sample_per_label
+from featx.metrics import markdown_table
+from featx.store import FeatureStore
+
+DEFAULT_HEADS = ("logreg", "mlp")
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """One head to train: its kind and hyper-parameters, with a readable name."""
+
+    kind: str
+    params: dict = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> "HeadSpec":
+        kind, params = parse_head_spec(text)
+        return cls(kind, params)
+
+    @property
+    def label(self) -> str:
+        return self.kind + "".join(f"-{k}{v}" for k, v in sorted(self.params.items()))
+
+
+def train_head(store: FeatureStore, kind: str = "logreg", *, pooling: str | None = None,
+               val: FeatureStore | None = None, seed: int = 0, **params) -> TrainedHead:
+    """Fit one head of `kind` on a labelled store (validation: `val`, else a held-out fraction)."""
+    pooling = pooling or store.poolings[0]
+    X, y = _labelled(store, pooling)
+    X_val, y_val = _validation(store, val, pooling)
+    return _fit(HeadSpec(kind, params), X, y, X_val, y_val, pooling, store, seed)
+
+
+def _fit(spec: HeadSpec, X, y, X_val, y_val, pooling: str, store_meta, seed: int) -> TrainedHead:
+    estimator = make_head(spec.kind, random_state=seed, **spec.params)
+    t0 = time.perf_counter()
+    estimator.fit(X, y, X_val, y_val)
+    return TrainedHead(estimator=estimator, pooling=pooling, class_names=store_meta.classes,
+                       store_fingerprint=store_meta.fingerprint, config_json=store_meta.config.to_json(),
+                       name=f"{spec.label}-{pooling}", fit_seconds=time.perf_counter() - t0)
+
+
+@dataclass(frozen=True)
+class _StoreMeta:
+    """What a TrainedHead keeps of its training store; cheap to send to worker processes."""
+
+    classes: tuple[str, ...]
+    fingerprint: str
+    config: object
+
+
+def train_heads(train: FeatureStore, specs: list[HeadSpec], poolings: list[str] | None = None, *,
+                val: FeatureStore | None = None, test: FeatureStore | None = None, jobs: int = 1,
+                seed: int = 0) -> tuple[list[TrainedHead], list[dict]]:
+    """Fit every spec on every pooling (each pooling read once), heads in parallel.
+
+    Returns the heads and one result row per head: validation and test accuracy and
+    macro-F1, chosen hyper-parameters, fit seconds.
+    """
+    poolings = poolings or list(train.poolings)
+    meta = _StoreMeta(train.classes, train.fingerprint, train.config)
+    _check_compatible(train, val, "validation")
+    _check_compatible(train, test, "test")
+    heads: list[TrainedHead] = []
+    for pooling in poolings:
+        X, y = _labelled(train, pooling)
+        X_val, y_val = _validation(train, val, pooling)
+        heads += Parallel(n_jobs=jobs, prefer="processes")(
+            delayed(_fit)(spec, X, y, X_val, y_val, pooling, meta, seed) for spec in specs)
+    rows = []
+    for head in heads:
+        head.metrics = {}
+        if val is not None:
+            head.metrics["val"] = head.evaluate(val)
+        if test is not None:
+            head.metrics["test"] = head.evaluate(test)
+        rows.append(result_row(head))
+    return heads, rows
+
+
+def result_row(head: TrainedHead) -> dict:
+    """One line of the comparison table for a trained head."""
+    fitted = head.estimator.fitted_summary()
+    chosen = {"logreg": lambda: f"C={fitted['C_']:.3g} ({fitted['selection_']})",
+              "mlp": lambda: f"best epoch {fitted['best_epoch_']} of {len(fitted['history_'])}"}[head.kind]()
+    val, test = head.metrics.get("val"), head.metrics.get("test")
+    return {
+        "head": head.name, "kind": head.kind, "pooling": head.pooling, "chosen": chosen,
+        "val_accuracy": val["accuracy"] if val else _internal_val_score(head),
+        "test_accuracy": test["accuracy"] if test else None,
+        "test_macro_f1": test["macro_f1"] if test else None,
+        "fit_seconds": round(head.fit_seconds, 2),
+    }
+
+
+def _internal_val_score(head: TrainedHead) -> float | None:
+    """The held-out score the head selected on, when no validation store was given."""
+    fitted = head.estimator.fitted_summary()
+    if head.kind == "logreg" and fitted["curve_"]:
+        return max(p["score"] for p in fitted["curve_"])
+    if head.kind == "mlp":
+        scores = [h["val_accuracy"] for h in fitted["history_"] if "val_accuracy" in h]
+        return scores[fitted["best_epoch_"] - 1] if scores else None
+    return None
+
+
+RESULT_COLUMNS = [("head", "head"), ("pooling", "pooling"), ("chosen", "chosen"), ("val_accuracy", "val acc"),
+                  ("test_accuracy", "test acc"), ("test_macro_f1", "test macro-F1"), ("fit_seconds", "fit s")]
+
+
+def best_head(heads: list[TrainedHead], rows: list[dict]) -> TrainedHead:
+    """The head with the best validation accuracy (never chosen on test)."""
+    scored = [(row["val_accuracy"] if row["val_accuracy"] is not None else -1.0, -i) for i, row in enumerate(rows)]
+    return heads[-max(scored)[1]]
+
+
+def mteb_protocol(train: FeatureStore, test: FeatureStore, poolings: list[str] | None = None, *, k: int = 8,
+                  experiments: int = 10, seed: int = 0) -> list[dict]:
+    """Few-shot evaluation as in MTEB classification: k rows per label, sampled `experiments`
+    times, LogisticRegression(max_iter=100) on raw features; mean and std of test accuracy
+    and macro-F1. Test features are read once per pooling."""
+    _check_compatible(train, test, "test")
+    rows = []
+    for pooling in poolings or list(train.poolings):
+        X, y = _labelled(train, pooling)
+        X_test, y_test = _labelled(test, pooling)
+        t0 = time.perf_counter()
+        accuracy, macro_f1 = [], []
+        for experiment in range(experiments):
+            picked = sample_per_label(y, k, seed + experiment)
+            model = LogisticRegression(max_iter=100).fit(X[picked], y[picked])
+            predicted = model.predict(X_test)
+            accuracy.append(accuracy_score(y_test, predicted))
+            macro_f1.append(f1_score(y_test, predicted, average="macro"))
+        rows.append({
+            "head": f"mteb-logreg-k{k}-{pooling}", "kind": "logreg", "pooling": pooling,
+            "chosen": f"{k} per label x {experiments} samples",
+            "test_accuracy": float(np.mean(accuracy)), "test_accuracy_std": float(np.std(accuracy)),
+            "test_macro_f1": float(np.mean(macro_f1)), "test_macro_f1_std": float(np.std(macro_f1)),
+            "fit_seconds": round(time.perf_counter() - t0, 2),
+        })
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """The comparison table in Markdown; mean ± std where rows carry a std."""
+    shown = []
+    for row in rows:
+        row = dict(row)
+        for key in ("test_accuracy", "test_macro_f1"):
+            if f"{key}_std" in row:
+                row[key] = f"{row[key]:.4f} ± {row[f'{key}_std']:.4f}"
+        shown.append(row)
+    return markdown_table(shown, RESULT_COLUMNS)
+
+
+def write_results(folder: Path, rows: list[dict], extra: dict) -> None:
+    """results.json (rows + run facts) and results.md (the table) in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps({**extra, "rows": rows}, indent=2) + "\n")
+    (folder / "results.md").write_text(format_table(rows) + "\n")
+
+
+def _labelled(store: FeatureStore, pooling: str) -> tuple[np.ndarray, np.ndarray]:
+    X, y = store.load(pooling)
+    if y is None:
+        raise FeatxError(f"{store.path} has no labels: heads need a labelled store (extract with --label-column)")
+    return X, y
+
+
+def _validation(train: FeatureStore, val: FeatureStore | None, pooling: str):
+    if val is None:
+        return None, None
+    _check_compatible(train, val, "validation")
+    return _labelled(val, pooling)
+
+
+def _check_compatible(train: FeatureStore, other: FeatureStore | None, role: str) -> None:
+    if other is None:
+        return
+    if other.fingerprint != train.fingerprint:
+        raise FeatxError(f"the {role} store {other.path} was extracted with another config than {train.path} "
+                         f"(fingerprint {other.fingerprint[:12]} vs {train.fingerprint[:12]}): extract both the same way")
+    if other.classes != train.classes:
+        raise FeatxError(f"the {role} store {other.path} has classes {list(other.classes or [])}, "
+                         f"{train.path} has {list(train.classes or [])}")
