@@ -241,7 +241,9 @@ def evaluate(head_dir: str, store: str, as_json: bool) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def predict(model_dir: str, input: str, output: str | None, text_column: str | None, id_column: str | None,
             fmt: str | None, no_header: bool, device: str, quiet: bool) -> None:
-    """Classify every row of INPUT with a predictor; one JSON line per row (id, label, probabilities).
+    """Classify every row of INPUT with a predictor or a fine-tuned checkpoint; one JSON line per row.
+
+    Each line holds the row's id, the predicted label and every class's probability.
 
     \b
     Example:
@@ -252,7 +254,12 @@ def predict(model_dir: str, input: str, output: str | None, text_column: str | N
     from featx.data import open_input
     from featx.predictor import Predictor
 
-    predictor = Predictor.load(model_dir, device=device)
+    from featx.finetune import FinetunedPredictor, is_finetuned_folder
+
+    if is_finetuned_folder(model_dir):
+        predictor = FinetunedPredictor(model_dir, device=device)
+    else:
+        predictor = Predictor.load(model_dir, device=device)
     source = open_input(input, text_column=text_column, id_column=id_column, header=not no_header, fmt=fmt)
     summary = source.scan()
     names = predictor.class_names
@@ -268,6 +275,54 @@ def predict(model_dir: str, input: str, output: str | None, text_column: str | N
         bar.close()
         if output:
             sink.close()
+
+
+@cli.command()
+@click.argument("train_input")
+@click.option("-o", "--output", required=True, help="Checkpoint folder (best epoch by validation accuracy).")
+@click.option("--val", "val_input", help="Validation input, evaluated after every epoch.")
+@click.option("--model", default="all-MiniLM-L6-v2", show_default=True)
+@click.option("--pooling", type=click.Choice(["mean", "cls", "max", "last"]), default="mean", show_default=True)
+@click.option("--epochs", type=int, default=1, show_default=True)
+@click.option("--lr", type=float, default=2e-5, show_default=True)
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--max-length", type=int, default=128, show_default=True)
+@click.option("--train-layers", type=int, help="Partial fine-tuning: train only the top K blocks and the classifier.")
+@click.option("--lora-rank", type=int, help="LoRA adapters of this rank (needs pip install 'featx[lora]').")
+@click.option("--max-steps", type=int, help="Stop after this many optimizer steps.")
+@click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
+@click.option("--text-column", help="Column with the text [default: text; sentence for bundled SST-2].")
+@click.option("--label-column", help="Column with the label [default: label].")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def finetune(train_input: str, output: str, val_input: str | None, model: str, pooling: str, epochs: int, lr: float,
+             batch_size: int, max_length: int, train_layers: int | None, lora_rank: int | None,
+             max_steps: int | None, dtype: str, text_column: str | None, label_column: str | None, seed: int,
+             device: str, quiet: bool) -> None:
+    """Fine-tune the whole backbone (or its top blocks, or LoRA adapters) with a linear classifier.
+
+    \b
+    Examples:
+      featx finetune sst2:train -o ft/sst2 --val sst2:dev --epochs 1
+      featx finetune train.jsonl -o ft/top2 --val dev.jsonl --train-layers 2 --lr 1e-4
+      featx predict ft/sst2 sst2:test -o predictions.jsonl
+    """
+    from featx.data import open_input
+    from featx.finetune import FinetuneConfig, finetune as run_finetune
+
+    config = FinetuneConfig(model=model, pooling=pooling, epochs=epochs, lr=lr, batch_size=batch_size,
+                            max_length=max_length, train_layers=train_layers, lora_rank=lora_rank, dtype=dtype,
+                            seed=seed, max_steps=max_steps)
+    open_columns = {"text_column": text_column, "label_column": label_column}
+    train_source = open_input(train_input, **open_columns)
+    val_source = open_input(val_input, **open_columns) if val_input else None
+    record = run_finetune(train_source, output, val=val_source, config=config, device=device,
+                          progress=False if quiet else None)
+    for epoch in record["epochs"]:
+        val = f", val accuracy {epoch['val_accuracy']:.4f}" if "val_accuracy" in epoch else ""
+        click.echo(f"epoch {epoch['epoch']}: {epoch['train_seconds']:.1f} s{val}")
+    click.echo(f"best epoch {record['best_epoch']} saved to {output}", err=True)
 
 
 @cli.command()

@@ -1,0 +1,314 @@
+"""The full fine-tuning baseline: the same backbone and pooling as extraction, a linear
+classifier on top, trained end to end in one flat, readable loop.
+
+Defaults follow the classic recipe: AdamW (lr 2e-5, weight decay 0.01, none on biases
+and LayerNorm), linear warm-up over 10 % of the steps then linear decay, batch 16, max
+length 128, gradient clipping at 1.0, bf16 autocast where the hardware has fast bf16.
+`train_layers=K` trains only the top K blocks and the classifier; `lora_rank=R` trains
+LoRA adapters through the optional `peft` package.
+
+A checkpoint folder holds ``finetune.json`` (recipe, classes, per-epoch metrics and
+wall times), ``backbone/`` (a transformers folder with its tokenizer) and
+``classifier.safetensors``; `featx predict` loads it like a predictor folder.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from featx._version import __version__
+from featx.backbones import DEFAULT_MODEL, load_backbone
+from featx.batching import pad_batch
+from featx.data import InputSource
+from featx.errors import FeatxError
+from featx.hardware import describe_hardware, resolve_dtype, torch_dtype
+from featx.metrics import classification_metrics
+from featx.pooling import POOLERS
+
+FINETUNE_FORMAT = "featx-finetuned"
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """The fine-tuning recipe; everything that changes the trained model."""
+
+    model: str = DEFAULT_MODEL
+    pooling: str = "mean"
+    epochs: int = 1
+    lr: float = 2e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    batch_size: int = 16
+    max_length: int = 128
+    grad_clip: float = 1.0
+    train_layers: int | None = None
+    lora_rank: int | None = None
+    dtype: str = "auto"
+    seed: int = 0
+    max_steps: int | None = None  # stop early (tests, budgets); None = all epochs
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLERS:
+            raise FeatxError(f"unknown pooling {self.pooling!r}: choose from {', '.join(POOLERS)}")
+        if self.train_layers is not None and self.lora_rank is not None:
+            raise FeatxError("choose one of --train-layers and --lora-rank")
+        for name in ("epochs", "batch_size", "max_length"):
+            if getattr(self, name) < 1:
+                raise FeatxError(f"{name.replace('_', '-')} must be at least 1")
+
+
+class SequenceClassifier(torch.nn.Module):
+    """Backbone -> padding-aware pooling -> linear classifier."""
+
+    def __init__(self, backbone: torch.nn.Module, hidden_size: int, n_classes: int, pooling: str) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.pooling = pooling
+        self.classifier = torch.nn.Linear(hidden_size, n_classes)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.classifier(POOLERS[self.pooling](hidden.float(), attention_mask))
+
+
+@dataclass
+class Examples:
+    """Tokenized texts with label indices, held in memory for several epochs."""
+
+    token_ids: list[list[int]]
+    labels: np.ndarray
+    classes: tuple[str, ...]
+
+
+def load_examples(source: InputSource, tokenizer, max_length: int) -> Examples:
+    """Read and tokenize a labelled input once."""
+    summary = source.scan()
+    if summary.classes is None:
+        raise FeatxError(f"{source.name} has no label column: fine-tuning needs labels (--label-column)")
+    records = list(source.records(summary))
+    ids = tokenizer([r.text for r in records], truncation=True, max_length=max_length, padding=False,
+                    return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+    return Examples(ids, np.array([r.label for r in records], dtype=np.int64), summary.classes)
+
+
+def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
+                           group_batches: int = 50) -> list[np.ndarray]:
+    """Shuffled batches of similar lengths: shuffle, sort inside groups of 50 batches, shuffle batches."""
+    order = rng.permutation(len(lengths))
+    batches = []
+    group = batch_size * group_batches
+    for start in range(0, len(order), group):
+        chunk = order[start:start + group]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def finetune(train: InputSource, out: str | Path, *, val: InputSource | None = None,
+             config: FinetuneConfig = FinetuneConfig(), device: str = "auto",
+             progress: bool | None = None) -> dict:
+    """Fine-tune `config.model` on `train`, keep the best epoch (by validation accuracy) in `out`.
+
+    Returns the run record also written to ``out/finetune.json``.
+    """
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    loaded = load_backbone(config.model, device=device)
+    dtype = resolve_dtype(config.dtype, loaded.device)
+    examples = load_examples(train, loaded.tokenizer, config.max_length)
+    val_examples = load_examples(val, loaded.tokenizer, config.max_length) if val is not None else None
+    if val_examples is not None and val_examples.classes != examples.classes:
+        raise FeatxError(f"validation classes {list(val_examples.classes)} differ from train {list(examples.classes)}")
+    model = SequenceClassifier(loaded.model, loaded.hidden_size, len(examples.classes), config.pooling)
+    model = _make_trainable(model, config).to(loaded.device)
+    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
+    steps_per_epoch = math.ceil(len(examples.labels) / config.batch_size)
+    total_steps = min(steps_per_epoch * config.epochs, config.max_steps or math.inf)
+    warmup = max(1, int(config.warmup_ratio * total_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total_steps - step) / max(1, total_steps - warmup))))
+    autocast = (torch.autocast(loaded.device.type, dtype=torch_dtype(dtype)) if dtype != "fp32"
+                else contextlib.nullcontext())
+    lengths = np.array([len(ids) for ids in examples.token_ids])
+    pad_id = loaded.tokenizer.pad_token_id or 0
+    out = Path(out)
+    record = {"format": FINETUNE_FORMAT, "format_version": 1, "featx_version": __version__,
+              "recipe": dataclasses.asdict(config), "dtype": dtype, "classes": list(examples.classes),
+              "train_rows": len(examples.labels), "val_rows": len(val_examples.labels) if val_examples else 0,
+              "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+              "hardware": describe_hardware(loaded.device), "epochs": [], "losses": []}
+    best_accuracy, step = -1.0, 0
+    bar = tqdm(total=total_steps, unit="step", desc="finetune", dynamic_ncols=True,
+               disable=(not _is_terminal()) if progress is None else not progress)
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        t0 = time.perf_counter()
+        for rows in length_grouped_batches(lengths, config.batch_size, rng):
+            input_ids, mask = pad_batch([examples.token_ids[i] for i in rows], pad_id)
+            input_ids, mask = input_ids.to(loaded.device), mask.to(loaded.device)
+            targets = torch.from_numpy(examples.labels[rows]).to(loaded.device)
+            with autocast:
+                logits = model(input_ids, mask)
+            loss = torch.nn.functional.cross_entropy(logits.float(), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            record["losses"].append(round(float(loss), 5))
+            step += 1
+            bar.update()
+            bar.set_postfix(loss=f"{float(loss):.4f}")
+            if step >= total_steps:
+                break
+        epoch_record = {"epoch": epoch, "steps": step, "train_seconds": round(time.perf_counter() - t0, 2)}
+        if val_examples is not None:
+            t1 = time.perf_counter()
+            predicted = predict_examples(model, val_examples.token_ids, pad_id, loaded.device, autocast)
+            metrics = classification_metrics(val_examples.labels, predicted, examples.classes)
+            epoch_record.update(val_accuracy=metrics["accuracy"], val_macro_f1=metrics["macro_f1"],
+                                eval_seconds=round(time.perf_counter() - t1, 2))
+        record["epochs"].append(epoch_record)
+        accuracy = epoch_record.get("val_accuracy", epoch)  # without validation: keep the last epoch
+        if accuracy > best_accuracy:
+            best_accuracy = accuracy
+            record["best_epoch"] = epoch
+            _save(model, loaded, out, record)
+        if step >= total_steps:
+            break
+    bar.close()
+    (out / "finetune.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+@torch.inference_mode()
+def predict_examples(model: SequenceClassifier, token_ids: Sequence[list[int]], pad_id: int,
+                     device: torch.device, autocast=contextlib.nullcontext(), batch_size: int = 64,
+                     proba: bool = False) -> np.ndarray:
+    """Label indices (or probabilities) for tokenized rows, in input order."""
+    model.eval()
+    order = np.argsort([-len(ids) for ids in token_ids], kind="stable")
+    outputs = [None] * len(token_ids)
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        input_ids, mask = pad_batch([token_ids[i] for i in rows], pad_id)
+        with autocast:
+            logits = model(input_ids.to(device), mask.to(device)).float()
+        values = torch.softmax(logits, 1) if proba else logits.argmax(1)
+        for row, value in zip(rows, values.cpu().numpy()):
+            outputs[row] = value
+    return np.stack(outputs) if proba else np.array(outputs, dtype=np.int64)
+
+
+def _make_trainable(model: SequenceClassifier, config: FinetuneConfig) -> torch.nn.Module:
+    if config.lora_rank is not None:
+        try:
+            import peft
+        except ImportError:
+            raise FeatxError("LoRA needs the peft package: pip install 'featx[lora]'") from None
+        lora = peft.LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=0.1,
+                               target_modules="all-linear")
+        model.backbone = peft.get_peft_model(model.backbone, lora)
+        return model
+    if config.train_layers is not None:
+        model.backbone.requires_grad_(False)
+        blocks = _blocks(model.backbone)
+        if not 0 <= config.train_layers <= len(blocks):
+            raise FeatxError(f"--train-layers {config.train_layers}: the model has {len(blocks)} blocks")
+        for block in blocks[len(blocks) - config.train_layers:]:
+            block.requires_grad_(True)
+        return model
+    model.backbone.requires_grad_(True)
+    return model
+
+
+def _blocks(backbone: torch.nn.Module) -> torch.nn.ModuleList:
+    """The transformer blocks: the ModuleList as long as the model has layers."""
+    depth = backbone.config.num_hidden_layers
+    for module in backbone.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == depth:
+            return module
+    raise FeatxError(f"cannot find the {depth} transformer blocks of {type(backbone).__name__}")
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim < 2 or "LayerNorm" in name or "norm" in name.lower() else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _save(model: SequenceClassifier, loaded, out: Path, record: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    backbone = model.backbone
+    if hasattr(backbone, "merge_and_unload"):  # LoRA: save plain merged weights
+        backbone = copy_merged(backbone)
+    backbone.save_pretrained(out / "backbone", safe_serialization=True)
+    loaded.tokenizer.save_pretrained(out / "backbone")
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.classifier.state_dict().items()},
+              str(out / "classifier.safetensors"))
+    (out / "finetune.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def copy_merged(peft_model) -> torch.nn.Module:
+    """A plain transformers model with the LoRA adapters merged in (training copy untouched)."""
+    import copy
+
+    return copy.deepcopy(peft_model).merge_and_unload()
+
+
+class FinetunedPredictor:
+    """Raw texts in, labels out, from a fine-tuning checkpoint folder."""
+
+    def __init__(self, folder: str | Path, device: str = "auto") -> None:
+        folder = Path(folder)
+        self.record = json.loads((folder / "finetune.json").read_text())
+        self.loaded = load_backbone(str(folder / "backbone"), device=device)
+        recipe = self.record["recipe"]
+        self.class_names = tuple(self.record["classes"])
+        self.model = SequenceClassifier(self.loaded.model, self.loaded.hidden_size, len(self.class_names),
+                                        recipe["pooling"])
+        self.model.classifier.load_state_dict(load_file(str(folder / "classifier.safetensors")))
+        self.model.to(self.loaded.device).eval()
+        self.max_length = recipe["max_length"]
+        dtype = self.record["dtype"]
+        self._autocast = (lambda: torch.autocast(self.loaded.device.type, dtype=torch_dtype(dtype))) \
+            if dtype != "fp32" else contextlib.nullcontext
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        ids = self.loaded.tokenizer(list(texts), truncation=True, max_length=self.max_length,
+                                    return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        return predict_examples(self.model, ids, self.loaded.tokenizer.pad_token_id or 0, self.loaded.device,
+                                self._autocast(), proba=True)
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        return [self.class_names[i] for i in self.predict_proba(texts).argmax(1)]
+
+    def predict_input(self, source: InputSource, summary, chunk_rows: int = 1024):
+        """(record, probabilities) for every row of an input, streamed in chunks."""
+        records = source.records(summary)
+        while chunk := list(itertools.islice(records, chunk_rows)):
+            yield from zip(chunk, self.predict_proba([r.text for r in chunk]))
+
+
+def is_finetuned_folder(folder: str | Path) -> bool:
+    return (Path(folder) / "finetune.json").is_file()
+
+
+def _is_terminal() -> bool:
+    import sys
+
+    return sys.stderr.isatty()

@@ -1,0 +1,73 @@
+"""The fine-tuning baseline on the tiny model: loss falls, the checkpoint reloads and predicts."""
+import json
+
+import numpy as np
+import pytest
+
+import featx
+from featx.errors import FeatxError
+from featx.finetune import FinetuneConfig, FinetunedPredictor, finetune, length_grouped_batches
+from tests.conftest import write_lines
+
+
+@pytest.fixture(scope="module")
+def toy_inputs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("toy")
+    rng = np.random.default_rng(0)
+    words = {"pos": ["great", "lovely", "superb"], "neg": ["awful", "dull", "boring"]}
+    paths = {}
+    for split, n in (("train", 192), ("dev", 48)):
+        lines = ["text,label"] + [f"{' '.join(rng.choice(words[lab], size=3))} movie,{lab}"
+                                  for lab in ("pos", "neg") * (n // 2)]
+        paths[split] = write_lines(folder / f"{split}.csv", lines)
+    return paths
+
+
+def test_length_grouped_batches_cover_each_row_once():
+    lengths = np.random.default_rng(1).integers(1, 100, size=1000)
+    batches = length_grouped_batches(lengths, 16, np.random.default_rng(0))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+    spread = np.mean([lengths[b].max() - lengths[b].min() for b in batches])
+    assert spread < 10  # grouped: rows of a batch have similar lengths
+
+
+def test_finetune_loss_falls_and_checkpoint_predicts(tiny_bert_dir, toy_inputs, tmp_path):
+    config = FinetuneConfig(model=str(tiny_bert_dir), epochs=3, lr=1e-3, batch_size=16, max_length=16,
+                            dtype="fp32", seed=0)
+    record = finetune(featx.open_input(toy_inputs["train"]), tmp_path / "ft", val=featx.open_input(toy_inputs["dev"]),
+                      config=config, device="cpu", progress=False)
+    losses = record["losses"]
+    assert len(losses) == 36 and np.mean(losses[-6:]) < 0.5 * np.mean(losses[:6])
+    assert record["epochs"][-1]["val_accuracy"] == 1.0
+    assert {p.name for p in (tmp_path / "ft").iterdir()} == {"finetune.json", "backbone", "classifier.safetensors"}
+    saved = json.loads((tmp_path / "ft" / "finetune.json").read_text())
+    assert saved["best_epoch"] in (1, 2, 3) and saved["classes"] == ["neg", "pos"]
+    predictor = FinetunedPredictor(tmp_path / "ft", device="cpu")
+    assert predictor.predict(["great lovely superb movie", "awful dull boring movie"]) == ["pos", "neg"]
+
+
+def test_partial_finetuning_trains_only_the_top_blocks(tiny_bert_dir, toy_inputs, tmp_path):
+    config = FinetuneConfig(model=str(tiny_bert_dir), train_layers=1, max_steps=3, dtype="fp32", max_length=16)
+    record = finetune(featx.open_input(toy_inputs["train"]), tmp_path / "ft", config=config, device="cpu",
+                      progress=False)
+    hidden, inter = 32, 64
+    one_block = 4 * (hidden * hidden + hidden) + 2 * hidden + (hidden * inter + inter) + (inter * hidden + hidden) + 2 * hidden
+    assert record["trainable_parameters"] == one_block + hidden * 2 + 2
+    with pytest.raises(FeatxError, match="the model has 2 blocks"):
+        finetune(featx.open_input(toy_inputs["train"]), tmp_path / "x", device="cpu", progress=False,
+                 config=FinetuneConfig(model=str(tiny_bert_dir), train_layers=5, max_steps=1))
+
+
+def test_finetune_cli_then_predict_from_the_checkpoint(capsys, tiny_bert_dir, toy_inputs, tmp_path):
+    from tests.test_cli import run_cli
+
+    code, out, _ = run_cli(capsys, "finetune", str(toy_inputs["train"]), "-o", str(tmp_path / "ft"), "--val",
+                           str(toy_inputs["dev"]), "--model", str(tiny_bert_dir), "--epochs", "2", "--lr", "1e-3",
+                           "--max-length", "16", "--dtype", "fp32", "-q")
+    assert code == 0 and "epoch 2:" in out and "val accuracy" in out
+    code, _, _ = run_cli(capsys, "predict", str(tmp_path / "ft"), str(toy_inputs["dev"]), "-o",
+                         str(tmp_path / "p.jsonl"), "-q")
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    truth = [line.rsplit(",", 1)[1] for line in toy_inputs["dev"].read_text().splitlines()[1:]]
+    assert code == 0 and len(rows) == 48
+    assert np.mean([r["label"] == t for r, t in zip(rows, truth)]) >= 0.9
