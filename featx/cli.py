@@ -326,6 +326,29 @@ def finetune(train_input: str, output: str, val_input: str | None, model: str, p
 
 
 @cli.command()
+@click.argument("suite_file")
+@click.option("-o", "--output", required=True, help="Results folder; a rerun resumes and skips finished rows.")
+@click.option("--data", "data_dir", help="Folder that {data} in the suite's paths stands for "
+                                         "[default: $FEATX_DATA, else ../shared/data].")
+def bench(suite_file: str, output: str, data_dir: str | None) -> None:
+    """Run a benchmark suite: extraction, frozen heads, fine-tuning; write results.json/.md/.csv/.png.
+
+    \b
+    Example:
+      featx bench benchmarks/suites/sst2_minilm_cpu.toml -o benchmarks/results/sst2_minilm_cpu
+    """
+    from pathlib import Path
+
+    from featx.bench import load_suite, run_suite, write_report
+
+    suite = load_suite(suite_file, data_dir)
+    rows = run_suite(suite, output, echo=lambda line: click.echo(line, err=True))
+    document = write_report(output, suite.name, rows, f"featx bench {suite_file} -o {output}")
+    click.echo((Path(output) / "results.md").read_text())
+    click.echo(f"{len(document['rows'])} rows in {output}/results.json", err=True)
+
+
+@cli.command()
 @click.option("-o", "--output", default="featx-demo", show_default=True, help="Folder for stores, heads, predictor.")
 @click.option("--train-rows", type=int, default=8000, show_default=True, help="SST-2 train phrases to use.")
 @click.option("--seed", type=int, default=0, show_default=True)

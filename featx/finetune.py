@@ -167,10 +167,11 @@ def finetune(train: InputSource, out: str | Path, *, val: InputSource | None = N
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             scheduler.step()
-            record["losses"].append(round(float(loss), 5))
+            loss_value = loss.item()
+            record["losses"].append(round(loss_value, 5))
             step += 1
             bar.update()
-            bar.set_postfix(loss=f"{float(loss):.4f}")
+            bar.set_postfix(loss=f"{loss_value:.4f}")
             if step >= total_steps:
                 break
         epoch_record = {"epoch": epoch, "steps": step, "train_seconds": round(time.perf_counter() - t0, 2)}

@@ -1,0 +1,108 @@
+"""Benchmark outputs: results.json (schema in benchmarks/schema), .md, .csv and the plot."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from featx.metrics import markdown_table
+
+SCHEMA_VERSION = 1
+AMORTISED_K = (1, 10, 100)
+TABLE_COLUMNS = [("method", "method"), ("pooling", "pooling"), ("head_or_variant", "head / variant"),
+                 ("accuracy_text", "test accuracy"), ("macro_f1_text", "test macro-F1"),
+                 ("stage_text", "seconds per stage"), ("peak_rss_mb", "peak RSS MB")]
+
+
+def amortised(rows: list[dict]) -> list[dict]:
+    """Seconds to get K classifiers: extract once + K heads, against K fine-tunes."""
+    extract_s = sum(r["seconds"]["total"] for r in rows if r["method"] == "extract")
+    out = []
+    for row in rows:
+        if row["method"].startswith("frozen+"):
+            per_k = lambda k, r=row: extract_s + k * r["seconds"]["total"]
+        elif row["method"].startswith("finetune-"):
+            per_k = lambda k, r=row: k * r["seconds"]["total"]
+        else:
+            continue
+        out.append({"id": row["id"], "method": row["method"], "accuracy": row["accuracy"],
+                    "seconds_for_k": {str(k): round(per_k(k), 1) for k in AMORTISED_K}})
+    return out
+
+
+def write_report(out: str | Path, suite_name: str, rows: list[dict], command: str) -> dict:
+    """Write results.json, results.md, results.csv and (with matplotlib) speed_vs_accuracy.png."""
+    out = Path(out)
+    document = {"schema_version": SCHEMA_VERSION, "suite": suite_name, "command": command, "rows": rows,
+                "amortised": amortised(rows)}
+    (out / "results.json").write_text(json.dumps(document, indent=2) + "\n")
+    (out / "results.md").write_text(markdown_report(document))
+    _write_csv(out / "results.csv", rows)
+    _plot(out / "speed_vs_accuracy.png", document)
+    return document
+
+
+def markdown_report(document: dict) -> str:
+    rows = document["rows"]
+    shown = []
+    for row in rows:
+        accuracy = _pm(row.get("accuracy"), row.get("accuracy_std"))
+        macro_f1 = _pm(row.get("macro_f1"), row.get("macro_f1_std"))
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in row["seconds"].items())
+        shown.append({**row, "head_or_variant": row.get("head") or row.get("variant") or row.get("split", ""),
+                      "accuracy_text": accuracy, "macro_f1_text": macro_f1, "stage_text": stages})
+    first = rows[0] if rows else {}
+    lines = [f"# {document['suite']}", "",
+             f"Reproduce: `{document['command']}`", "",
+             f"Model {first.get('model')}, dtype {first.get('dtype')}, device {first.get('device')}, "
+             f"{first.get('threads')} threads, featx {first.get('featx_version')} (git {first.get('git_commit')}), "
+             f"torch {first.get('versions', {}).get('torch')}, seeds {first.get('seeds') or [0]}.", "",
+             markdown_table(shown, TABLE_COLUMNS), "",
+             "## Seconds to obtain K classifiers (extract once + K heads, or K fine-tunes)", ""]
+    amortised_rows = [{"id": a["id"], "accuracy": a["accuracy"], **{f"k{k}": v for k, v in a["seconds_for_k"].items()}}
+                      for a in document["amortised"]]
+    lines.append(markdown_table(amortised_rows, [("id", "row"), ("accuracy", "test accuracy")] +
+                                [(f"k{k}", f"K={k} (s)") for k in AMORTISED_K]))
+    return "\n".join(lines) + "\n"
+
+
+def _pm(value, std) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4f} ± {std:.4f}" if std is not None else f"{value:.4f}"
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    keys = ["id", "method", "dataset", "model", "pooling", "accuracy", "accuracy_std", "macro_f1", "macro_f1_std",
+            "n_runs", "peak_rss_mb", "wall_seconds", "device", "dtype", "threads", "git_commit"]
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(keys + ["seconds"])
+        for row in rows:
+            writer.writerow([row.get(k) for k in keys] + [json.dumps(row["seconds"])])
+
+
+def _plot(path: Path, document: dict) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return  # the plot is optional: pip install 'featx[plot]'
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for entry in document["amortised"]:
+        xs = [entry["seconds_for_k"][str(k)] for k in AMORTISED_K]
+        style = "o-" if entry["method"].startswith("frozen") else "s--"
+        axis.plot(xs, [entry["accuracy"]] * len(xs), style, label=entry["id"])
+        for k, x in zip(AMORTISED_K, xs):
+            axis.annotate(f"K={k}", (x, entry["accuracy"]), textcoords="offset points", xytext=(0, 5), fontsize=7)
+    axis.set_xscale("log")
+    axis.set_xlabel("seconds to obtain K classifiers (log)")
+    axis.set_ylabel("test accuracy")
+    axis.set_title(f"{document['suite']}: extract once + K heads vs K fine-tunes")
+    axis.legend(fontsize=7, loc="lower right")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

@@ -1,0 +1,202 @@
+"""`featx bench`: extraction, heads and fine-tuning on one dataset, one record per row.
+
+Every stage runs in a fresh child process, so its wall time and peak RSS are its own.
+Each finished row is written to ``RESULTS_DIR/rows/<id>.json`` at once; a rerun
+skips finished rows, so an interrupted suite resumes where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import platform
+import resource
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from featx._version import __version__
+from featx.bench.suite import Split, Suite
+
+FROZEN_METHODS = {"logreg": "frozen+logreg", "mlp": "frozen+mlp"}
+
+
+def run_suite(suite: Suite, out: str | Path, echo=print) -> list[dict]:
+    """Run every row of `suite` not yet in `out`; returns all rows (old and new)."""
+    out = Path(out)
+    (out / "rows").mkdir(parents=True, exist_ok=True)
+    stores = {split: out / "stores" / f"{split}.h5" for split in ("train", "val", "test")}
+    for split in ("train", "val", "test"):
+        _row(out, f"extract-{split}", echo, _extract_row, suite, split, stores[split])
+    for pooling in suite.poolings:
+        for spec in suite.heads:
+            _row(out, f"head-{spec}-{pooling}".replace(":", "_").replace("=", "").replace(",", "_"), echo,
+                 _head_row, suite, spec, pooling, {k: str(v) for k, v in stores.items()})
+        if suite.mteb:
+            _row(out, f"mteb-{pooling}", echo, _mteb_row, suite, pooling, {k: str(v) for k, v in stores.items()})
+    for name, params in suite.finetune.items():
+        _row(out, f"finetune-{name}", echo, _finetune_row, suite, name, params, str(out / "checkpoints" / name))
+    return load_rows(out)
+
+
+def load_rows(out: Path) -> list[dict]:
+    """All finished rows of a results folder, in the order they were run."""
+    rows = [json.loads(p.read_text()) for p in (Path(out) / "rows").glob("*.json")]
+    return sorted(rows, key=lambda r: r["finished_at"])
+
+
+def _row(out: Path, row_id: str, echo, fn, *args) -> dict:
+    path = out / "rows" / f"{row_id}.json"
+    if path.exists():
+        echo(f"{row_id}: done earlier, kept")
+        return json.loads(path.read_text())
+    echo(f"{row_id}: running ...")
+    t0 = time.perf_counter()
+    row, peak_rss_mb = _in_child(fn, *args)
+    row.update(id=row_id, peak_rss_mb=round(peak_rss_mb, 1), wall_seconds=round(time.perf_counter() - t0, 2),
+               featx_version=__version__, git_commit=_git_commit(),
+               finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    partial = path.with_suffix(".part")
+    partial.write_text(json.dumps(row, indent=2) + "\n")
+    partial.rename(path)
+    echo(f"{row_id}: {_summary(row)}")
+    return row
+
+
+def _summary(row: dict) -> str:
+    if row.get("accuracy") is not None:
+        return f"accuracy {row['accuracy']:.4f}, {row['seconds']['total']:.1f} s"
+    return f"{row['seconds']['total']:.1f} s"
+
+
+def _in_child(fn, *args) -> tuple[dict, float]:
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        return pool.apply(_measured, (fn, *args))
+
+
+def _measured(fn, *args) -> tuple[dict, float]:
+    row = fn(*args)
+    return row, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _stamp(suite: Suite, dtype: str) -> dict:
+    import torch
+    import transformers
+
+    from featx.hardware import describe_hardware, resolve_device
+
+    hardware = describe_hardware(resolve_device(suite.device))
+    return {"dataset": suite.name, "model": suite.model, "dtype": dtype, "device": hardware.get("gpu") or hardware["cpu"],
+            "threads": hardware["torch_threads"], "hardware": hardware,
+            "versions": {"featx": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+                         "python": platform.python_version()}}
+
+
+def _open(split: Split):
+    from featx.data import open_input
+
+    return open_input(split.path, text_column=split.text_column, label_column=split.label_column, header=split.header)
+
+
+def _extract_row(suite: Suite, split: str, store_path: Path) -> dict:
+    from featx.extract import extract
+
+    t0 = time.perf_counter()
+    with extract(_open(getattr(suite, split)), store_path, model=suite.model, pooling=suite.poolings,
+                 max_length=suite.max_length, dtype=suite.dtype, device=suite.device, progress=False) as store:
+        info = store.info()
+    seconds = time.perf_counter() - t0
+    return {"method": "extract", "split": split, "rows": info["rows"], "pooling": ",".join(suite.poolings),
+            "accuracy": None, "macro_f1": None, "seeds": [],
+            "seconds": {"extract": round(info["timings"].get("extract_s", seconds), 2), "total": round(seconds, 2)},
+            "rows_per_s": info["timings"].get("rows_per_s"), "params": {"max_length": info["config"]["max_length"]},
+            **_stamp(suite, info["dtype"])}
+
+
+def _head_row(suite: Suite, spec: str, pooling: str, stores: dict[str, str]) -> dict:
+    from featx.store import open_store
+    from featx.train import HeadSpec, result_row, train_heads
+
+    train, val, test = (open_store(stores[s]) for s in ("train", "val", "test"))
+    accuracy, macro_f1, fit_s, eval_s, chosen = [], [], [], [], []
+    for seed in suite.seeds:
+        t0 = time.perf_counter()
+        (head,), _ = train_heads(train, [HeadSpec.parse(spec)], [pooling], val=val, seed=seed)
+        t1 = time.perf_counter()
+        metrics = head.evaluate(test)
+        eval_s.append(time.perf_counter() - t1)
+        fit_s.append(t1 - t0)
+        accuracy.append(metrics["accuracy"])
+        macro_f1.append(metrics["macro_f1"])
+        chosen.append(result_row(head)["chosen"])
+    return {"method": FROZEN_METHODS[HeadSpec.parse(spec).kind], "head": spec, "pooling": pooling,
+            **_mean_std(accuracy, macro_f1), "seeds": list(suite.seeds), "chosen": chosen,
+            "seconds": {"fit": round(float(np.mean(fit_s)), 3), "eval": round(float(np.mean(eval_s)), 3),
+                        "total": round(float(np.mean(fit_s) + np.mean(eval_s)), 3)},
+            "params": HeadSpec.parse(spec).params, **_stamp(suite, train.config.dtype)}
+
+
+def _mteb_row(suite: Suite, pooling: str, stores: dict[str, str]) -> dict:
+    from featx.store import open_store
+    from featx.train import mteb_protocol
+
+    train, test = open_store(stores["train"]), open_store(stores["test"])
+    k, experiments = suite.mteb.get("k", 8), suite.mteb.get("experiments", 10)
+    t0 = time.perf_counter()
+    (row,) = mteb_protocol(train, test, [pooling], k=k, experiments=experiments, seed=suite.seeds[0])
+    seconds = time.perf_counter() - t0
+    return {"method": "mteb-fewshot", "pooling": pooling, "accuracy": row["test_accuracy"],
+            "accuracy_std": row["test_accuracy_std"], "macro_f1": row["test_macro_f1"],
+            "macro_f1_std": row["test_macro_f1_std"], "n_runs": experiments, "seeds": [suite.seeds[0]],
+            "seconds": {"fit": round(seconds, 3), "total": round(seconds, 3)},
+            "params": {"k": k, "experiments": experiments}, **_stamp(suite, train.config.dtype)}
+
+
+def _finetune_row(suite: Suite, name: str, params: dict, checkpoint: str) -> dict:
+    from featx.finetune import FinetuneConfig, FinetunedPredictor, finetune
+    from featx.metrics import classification_metrics
+
+    accuracy, macro_f1, train_s, eval_s, epochs = [], [], [], [], []
+    for seed in suite.seeds:
+        config = FinetuneConfig(model=suite.model, dtype=suite.dtype, seed=seed, **params)
+        t0 = time.perf_counter()
+        record = finetune(_open(suite.train), f"{checkpoint}-seed{seed}", val=_open(suite.val), config=config,
+                          device=suite.device, progress=False)
+        train_s.append(time.perf_counter() - t0)
+        t1 = time.perf_counter()
+        predictor = FinetunedPredictor(f"{checkpoint}-seed{seed}", device=suite.device)
+        source = _open(suite.test)
+        summary = source.scan()
+        truth, predicted = [], []
+        for rec, proba in predictor.predict_input(source, summary):
+            truth.append(rec.label)
+            predicted.append(int(proba.argmax()))
+        metrics = classification_metrics(np.array(truth), np.array(predicted), summary.classes)
+        eval_s.append(time.perf_counter() - t1)
+        accuracy.append(metrics["accuracy"])
+        macro_f1.append(metrics["macro_f1"])
+        epochs.append(record["epochs"])
+    method = "finetune-lora" if "lora_rank" in params else "finetune-partial" if "train_layers" in params \
+        else "finetune-full"
+    return {"method": method, "variant": name, "pooling": params.get("pooling", "mean"),
+            **_mean_std(accuracy, macro_f1), "seeds": list(suite.seeds), "epochs": epochs,
+            "trainable_parameters": record["trainable_parameters"],
+            "seconds": {"train": round(float(np.mean(train_s)), 2), "eval": round(float(np.mean(eval_s)), 2),
+                        "total": round(float(np.mean(train_s) + np.mean(eval_s)), 2)},
+            "params": {**params, "budget_note": suite.budget_note}, **_stamp(suite, record["dtype"])}
+
+
+def _mean_std(accuracy: list[float], macro_f1: list[float]) -> dict:
+    return {"accuracy": float(np.mean(accuracy)), "macro_f1": float(np.mean(macro_f1)),
+            "accuracy_std": float(np.std(accuracy)) if len(accuracy) > 1 else None,
+            "macro_f1_std": float(np.std(macro_f1)) if len(macro_f1) > 1 else None, "n_runs": len(accuracy)}
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"

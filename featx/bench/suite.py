@@ -1,0 +1,78 @@
+"""Benchmark suites: a TOML file naming one dataset, one backbone and the methods to compare."""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from featx.errors import FeatxError
+
+
+@dataclass(frozen=True)
+class Split:
+    """One input of the suite: where it is and which columns to read."""
+
+    path: str
+    text_column: str | None = None
+    label_column: str | None = None
+    header: bool = True
+
+
+@dataclass(frozen=True)
+class Suite:
+    """Everything a benchmark run compares, on identical splits and seeds."""
+
+    name: str
+    model: str
+    train: Split
+    val: Split
+    test: Split
+    dtype: str = "auto"
+    seeds: tuple[int, ...] = (0,)
+    max_length: int | None = None
+    poolings: tuple[str, ...] = ("mean",)
+    heads: tuple[str, ...] = ("logreg", "mlp")
+    mteb: dict | None = None
+    finetune: dict[str, dict] = field(default_factory=dict)
+    budget_note: str = ""
+    device: str = "auto"
+
+
+def load_suite(path: str | Path, data_dir: str | Path | None = None) -> Suite:
+    """Read a suite file; ``{data}`` in input paths becomes $FEATX_DATA (default ../shared/data)."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise FeatxError(f"suite {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise FeatxError(f"suite {path} is not valid TOML: {e}") from None
+    data = str(data_dir or os.environ.get("FEATX_DATA", "../shared/data"))
+    relative_to = path.parent
+
+    def split(name: str) -> Split:
+        entry = raw.get("data", {}).get(name)
+        if entry is None:
+            raise FeatxError(f"suite {path} has no [data.{name}] entry")
+        if isinstance(entry, str):
+            entry = {"path": entry}
+        defaults = {k: raw["data"][k] for k in ("text_column", "label_column", "header") if k in raw["data"]}
+        entry = {**defaults, **entry}
+        input_path = entry["path"].replace("{data}", data).replace("{suite}", str(relative_to))
+        return Split(path=input_path, text_column=entry.get("text_column"), label_column=entry.get("label_column"),
+                     header=entry.get("header", True))
+
+    try:
+        return Suite(
+            name=raw.get("name", path.stem), model=raw.get("model", "all-MiniLM-L6-v2"),
+            train=split("train"), val=split("val"), test=split("test"),
+            dtype=raw.get("dtype", "auto"), seeds=tuple(raw.get("seeds", [0])),
+            max_length=raw.get("extract", {}).get("max_length"),
+            poolings=tuple(raw.get("extract", {}).get("poolings", ["mean"])),
+            heads=tuple(raw.get("heads", {}).get("specs", ["logreg", "mlp"])),
+            mteb=raw.get("mteb"), finetune=dict(raw.get("finetune", {})),
+            budget_note=raw.get("budget_note", ""), device=raw.get("device", "auto"),
+        )
+    except TypeError as e:
+        raise FeatxError(f"suite {path}: {e}") from None

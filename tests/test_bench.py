@@ -1,0 +1,88 @@
+"""A small suite end to end with the tiny model: every stage, the schema, resume."""
+import json
+
+import jsonschema
+import pytest
+
+from featx.bench import load_suite, run_suite, write_report
+from featx.errors import FeatxError
+from tests.conftest import REPO
+from tests.test_finetune import toy_inputs  # noqa: F401  (shared module fixture)
+
+
+@pytest.fixture
+def suite_file(tmp_path, tiny_bert_dir, toy_inputs):  # noqa: F811
+    text = f"""
+name = "toy_tiny_cpu"
+model = "{tiny_bert_dir}"
+dtype = "fp32"
+seeds = [0, 1]
+budget_note = "three steps: a test, not a benchmark"
+
+[data]
+train = "{toy_inputs['train']}"
+val = "{toy_inputs['dev']}"
+test = "{{data}}/dev.csv"
+
+[extract]
+max_length = 16
+poolings = ["mean", "cls"]
+
+[heads]
+specs = ["logreg", "mlp:max_epochs=5"]
+
+[mteb]
+k = 2
+experiments = 3
+
+[finetune.full]
+max_steps = 3
+max_length = 16
+lr = 1e-3
+
+[finetune.top1]
+train_layers = 1
+max_steps = 3
+max_length = 16
+"""
+    path = tmp_path / "toy.toml"
+    path.write_text(text)
+    return path
+
+
+def test_small_suite_end_to_end_validates_and_resumes(suite_file, toy_inputs, tmp_path):  # noqa: F811
+    suite = load_suite(suite_file, data_dir=toy_inputs["dev"].parent)
+    lines = []
+    rows = run_suite(suite, tmp_path / "results", echo=lines.append)
+    document = write_report(tmp_path / "results", suite.name, rows, "featx bench toy.toml -o results")
+    schema = json.loads((REPO / "benchmarks" / "schema" / "results.schema.json").read_text())
+    jsonschema.validate(document, schema)
+
+    methods = sorted(r["method"] for r in rows)
+    assert methods == ["extract"] * 3 + ["finetune-full", "finetune-partial"] + ["frozen+logreg"] * 2 + \
+        ["frozen+mlp"] * 2 + ["mteb-fewshot"] * 2
+    logreg = next(r for r in rows if r["id"] == "head-logreg-mean")
+    assert logreg["n_runs"] == 2 and logreg["accuracy_std"] is not None and logreg["seeds"] == [0, 1]
+    assert all(r["peak_rss_mb"] > 50 for r in rows)
+    finetune_s = next(r for r in rows if r["id"] == "finetune-full")["seconds"]["total"]
+    extract_s = sum(r["seconds"]["total"] for r in rows if r["method"] == "extract")
+    by_id = {a["id"]: a["seconds_for_k"] for a in document["amortised"]}
+    assert by_id["finetune-full"]["100"] == pytest.approx(100 * finetune_s, abs=0.1)
+    assert by_id["head-logreg-mean"]["10"] == pytest.approx(extract_s + 10 * logreg["seconds"]["total"], abs=0.1)
+    for name in ("results.md", "results.csv"):
+        assert (tmp_path / "results" / name).stat().st_size > 0
+    assert "| frozen+logreg |" in (tmp_path / "results" / "results.md").read_text()
+
+    again = []
+    rerun = run_suite(suite, tmp_path / "results", echo=again.append)
+    assert len(rerun) == len(rows) and all(line.endswith("done earlier, kept") for line in again)
+    assert [r["finished_at"] for r in rerun] == [r["finished_at"] for r in rows]
+
+
+def test_suite_errors_are_user_errors(tmp_path):
+    with pytest.raises(FeatxError, match="does not exist"):
+        load_suite(tmp_path / "none.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n[data]\ntrain = "a.csv"\n')
+    with pytest.raises(FeatxError, match=r"no \[data.val\]"):
+        load_suite(bad)
