@@ -62,6 +62,17 @@ def test_parquet(tmp_path):
     assert [(r.text, r.label) for r in records] == [("a", 0), ("b", 1), ("c", 0)]
 
 
+def test_rows_mod_selects_a_holdout_and_keeps_file_row_ids(tmp_path):
+    path = write_lines(tmp_path / "x.txt", [f"line {i}" for i in range(10)])
+    held = open_input(path, rows_mod=(4, (0,)))
+    rest = open_input(path, rows_mod=(4, (1, 2, 3)))
+    _, held_records = read_all(held)
+    summary, rest_records = read_all(rest)
+    assert [r.id for r in held_records] == [0, 4, 8] and summary.n_rows == 7
+    assert [r.text for r in rest.records(summary, start=5)] == ["line 7", "line 9"]
+    assert held.describe() != open_input(path).describe()
+
+
 def test_records_resume_from_a_row(tmp_path):
     path = write_lines(tmp_path / "x.txt", [f"line {i}" for i in range(10)])
     source = open_input(path)

@@ -97,7 +97,9 @@ def _stamp(suite: Suite, dtype: str) -> dict:
 def _open(split: Split):
     from featx.data import open_input
 
-    return open_input(split.path, text_column=split.text_column, label_column=split.label_column, header=split.header)
+    return open_input(split.path, text_column=split.text_column, label_column=split.label_column, id_column=split.id_column,
+                      header=split.header,
+                      rows_mod=split.rows_mod)
 
 
 def _extract_row(suite: Suite, split: str, store_path: Path) -> dict:

@@ -16,7 +16,9 @@ class Split:
     path: str
     text_column: str | None = None
     label_column: str | None = None
+    id_column: str | None = None
     header: bool = True
+    rows_mod: tuple[int, tuple[int, ...]] | None = None  # a holdout: see featx.data.InputSource
 
 
 @dataclass(frozen=True)
@@ -57,11 +59,13 @@ def load_suite(path: str | Path, data_dir: str | Path | None = None) -> Suite:
             raise FeatxError(f"suite {path} has no [data.{name}] entry")
         if isinstance(entry, str):
             entry = {"path": entry}
-        defaults = {k: raw["data"][k] for k in ("text_column", "label_column", "header") if k in raw["data"]}
+        defaults = {k: raw["data"][k] for k in ("text_column", "label_column", "id_column", "header") if k in raw["data"]}
         entry = {**defaults, **entry}
         input_path = entry["path"].replace("{data}", data).replace("{suite}", str(relative_to))
+        rows_mod = entry.get("rows_mod")
         return Split(path=input_path, text_column=entry.get("text_column"), label_column=entry.get("label_column"),
-                     header=entry.get("header", True))
+                     id_column=entry.get("id_column"), header=entry.get("header", True),
+                     rows_mod=(int(rows_mod[0]), tuple(rows_mod[1])) if rows_mod else None)
 
     try:
         return Suite(

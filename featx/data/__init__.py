@@ -52,23 +52,27 @@ class InputSource:
     header: bool = True
     label_names: dict[str, str] = field(default_factory=dict)
     name: str = ""
+    # (m, (r1, r2, ...)): keep only rows whose 0-based index i has i % m in the remainders,
+    # e.g. (10, (0,)) and (10, (1, ..., 9)) split a file into a 10 % / 90 % holdout.
+    rows_mod: tuple[int, tuple[int, ...]] | None = None
 
     def describe(self) -> dict[str, Any]:
-        """The column choices that, with the file's bytes, define which texts are read."""
+        """The column and row choices that, with the file's bytes, define which texts are read."""
         return {"format": self.format, "text_column": self.text_column, "label_column": self.label_column,
-                "id_column": self.id_column, "header": self.header, "label_names": self.label_names}
+                "id_column": self.id_column, "header": self.header, "label_names": self.label_names,
+                **({"rows_mod": [self.rows_mod[0], list(self.rows_mod[1])]} if self.rows_mod else {})}
 
     def scan(self) -> InputSummary:
         """Count rows, collect the labels and the id kind, hash the file: one streaming pass."""
         label_keys: set[str] = set()
         ids_are_ints = True
         n_rows = 0
-        for n_rows, row in enumerate(self._rows(), start=1):
-            self._text(row, n_rows)
+        for n_rows, (index, row) in enumerate(self._rows(), start=1):
+            self._text(row, index + 1)
             if self.label_column is not None:
-                label_keys.add(self._label_key(row, n_rows))
+                label_keys.add(self._label_key(row, index + 1))
             if self.id_column is not None and ids_are_ints:
-                ids_are_ints = _as_int(self._raw(row, self.id_column, n_rows)) is not None
+                ids_are_ints = _as_int(self._raw(row, self.id_column, index + 1)) is not None
         if n_rows == 0:
             raise FeatxError(f"{self.name} has no rows: nothing to extract")
         classes = None
@@ -84,7 +88,8 @@ class InputSource:
         if summary.classes is not None:
             names = {self.label_names.get(k, k): k for k in self.label_names} if self.label_names else {}
             label_index = {names.get(c, c): i for i, c in enumerate(summary.classes)}
-        for row_number, row in enumerate(itertools.islice(self._rows(), start, None), start=start + 1):
+        for index, row in itertools.islice(self._rows(), start, None):
+            row_number = index + 1  # 1-based position in the file, for messages
             text = self._text(row, row_number)
             label = -1
             if self.label_column is not None:
@@ -98,8 +103,13 @@ class InputSource:
                 row_id = _as_int(raw) if summary.id_kind == "int" else str(raw)
             yield Record(row_id, text, label)
 
-    def _rows(self) -> Iterator[dict[str, Any]]:
-        return read_rows(self.path, self.format, self.header)
+    def _rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(0-based index in the file, row) for every selected row."""
+        rows = enumerate(read_rows(self.path, self.format, self.header))
+        if self.rows_mod is None:
+            return rows
+        modulus, keep = self.rows_mod[0], frozenset(self.rows_mod[1])
+        return ((i, row) for i, row in rows if i % modulus in keep)
 
     def _raw(self, row: dict[str, Any], column: str, row_number: int) -> Any:
         try:
@@ -124,7 +134,8 @@ class InputSource:
 
 
 def open_input(spec: str | Path, *, text_column: str | None = None, label_column: str | None = None,
-               id_column: str | None = None, header: bool = True, fmt: str | None = None) -> InputSource:
+               id_column: str | None = None, header: bool = True, fmt: str | None = None,
+               rows_mod: tuple[int, tuple[int, ...]] | None = None) -> InputSource:
     """An InputSource for a file path or a bundled name like ``sst2:dev``, columns checked.
 
     Defaults: the text column is ``text``; the label column is ``label`` when the input
@@ -158,8 +169,13 @@ def open_input(spec: str | Path, *, text_column: str | None = None, label_column
                 shown += " (no header: columns are numbered from 0)"
             raise FeatxError(f"{role} column {column!r} is not in {name}; its columns are: {shown} "
                              f"(choose with --{role}-column)")
+    if rows_mod is not None:
+        modulus, keep = int(rows_mod[0]), tuple(sorted({int(r) for r in rows_mod[1]}))
+        if modulus < 1 or not keep or not all(0 <= r < modulus for r in keep):
+            raise FeatxError(f"row selection {rows_mod!r}: need a modulus >= 1 and remainders in 0..modulus-1")
+        rows_mod = (modulus, keep)
     return InputSource(path=path, format=fmt, text_column=text_column, label_column=label_column,
-                       id_column=id_column, header=header, label_names=label_names, name=name)
+                       id_column=id_column, header=header, label_names=label_names, name=name, rows_mod=rows_mod)
 
 
 def _first_row_columns(path: Path, fmt: str, header: bool, name: str) -> list[str]:
