@@ -49,7 +49,7 @@ def load_texts(workload: str, rows: int, data_dir: Path) -> list[str]:
     return texts[::step][:rows]
 
 
-def worker(method: str, texts_file: str, max_length: int, vectors_file: str) -> dict:
+def worker(method: str, texts_file: str, max_length: int, vectors_file: str, device: str = "cpu") -> dict:
     """Encode the texts once after a warm-up; return timing and token counts."""
     # Baselines must not import featx: featx sets process-wide defaults (oneDNN's cache).
     if method == "featx":
@@ -64,7 +64,7 @@ def worker(method: str, texts_file: str, max_length: int, vectors_file: str) -> 
     tokens = sum(len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"])
     warmup = texts[:64]
     if method == "featx":
-        backbone = featx.load_backbone("all-MiniLM-L6-v2", device="cpu")
+        backbone = featx.load_backbone("all-MiniLM-L6-v2", device=device)
         config = featx.make_config(backbone, pooling=("mean",), max_length=max_length)
         encode = lambda t: featx.embed_texts(backbone, config, t)["mean"]
         dtype = config.dtype
@@ -72,24 +72,28 @@ def worker(method: str, texts_file: str, max_length: int, vectors_file: str) -> 
         from sentence_transformers import SentenceTransformer
 
         kwargs = {"model_kwargs": {"torch_dtype": torch.bfloat16}} if method == "st_bf16" else {}
-        model = SentenceTransformer(path, device="cpu", **kwargs)
+        model = SentenceTransformer(path, device=device, **kwargs)
         model.max_seq_length = max_length
         encode = lambda t: model.encode(t, convert_to_numpy=True).astype(np.float32)
         dtype = "bf16" if method == "st_bf16" else "fp32"
     else:
-        model = AutoModel.from_pretrained(path).eval()
-        encode = lambda t: seed_loop(model, tokenizer, t, max_length)
+        model = AutoModel.from_pretrained(path).eval().to(device)
+        encode = lambda t: seed_loop(model, tokenizer, t, max_length, device)
         dtype = "fp32"
     encode(warmup)
+    synchronize = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    synchronize()
     t0 = time.perf_counter()
     vectors = encode(texts)
+    synchronize()
     seconds = time.perf_counter() - t0
     np.save(vectors_file, np.asarray(vectors, dtype=np.float32))
     return {"method": method, "seconds": seconds, "rows": len(texts), "tokens": tokens, "dtype": dtype,
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(),
+            "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"}
 
 
-def seed_loop(model, tokenizer, texts: list[str], max_length: int) -> np.ndarray:
+def seed_loop(model, tokenizer, texts: list[str], max_length: int, device: str = "cpu") -> np.ndarray:
     """The naive baseline: pad everything to max_length, batch 16, fp32, no sorting."""
     import torch
 
@@ -98,9 +102,10 @@ def seed_loop(model, tokenizer, texts: list[str], max_length: int) -> np.ndarray
         for start in range(0, len(texts), 16):
             batch = tokenizer(texts[start:start + 16], padding="max_length", truncation=True,
                               max_length=max_length, return_tensors="pt")
+            batch = {k: v.to(device) for k, v in batch.items()}
             hidden = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).float()
-            out.append(((hidden * mask).sum(1) / mask.sum(1)).numpy())
+            out.append(((hidden * mask).sum(1) / mask.sum(1)).cpu().numpy())
     return np.concatenate(out)
 
 
@@ -126,12 +131,13 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--data", default=os.environ.get("FEATX_DATA", str(HERE.parent.parent / "shared" / "data")))
     parser.add_argument("--out", default=str(HERE / "results" / "bench_extract"))
-    parser.add_argument("--worker", nargs=4, metavar=("METHOD", "TEXTS", "MAX_LENGTH", "VECTORS"),
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (see benchmarks/gpu_extract.sh)")
+    parser.add_argument("--worker", nargs=5, metavar=("METHOD", "TEXTS", "MAX_LENGTH", "VECTORS", "DEVICE"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        method, texts_file, max_length, vectors_file = args.worker
-        print(json.dumps(worker(method, texts_file, int(max_length), vectors_file)))
+        method, texts_file, max_length, vectors_file, device = args.worker
+        print(json.dumps(worker(method, texts_file, int(max_length), vectors_file, device)))
         return
     run_benchmark(args)
 
@@ -150,7 +156,7 @@ def run_benchmark(args) -> None:
                 vectors = scratch / f"{workload}-{method}.npy"
                 result = subprocess.run(
                     [sys.executable, __file__, "--worker", method, str(scratch / f"{workload}.json"), str(max_length),
-                     str(vectors)], capture_output=True, text=True, check=True,
+                     str(vectors), args.device], capture_output=True, text=True, check=True,
                     env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
                 record = json.loads(result.stdout.strip().splitlines()[-1])
                 runs.setdefault((workload, method), []).append(record)
@@ -185,14 +191,14 @@ def summarise(runs, methods, workloads, scratch: Path, args, wall: float) -> dic
                 "rows_per_s": round(rows / seconds, 1), "tokens_per_s": round(tokens / seconds, 1),
                 "gflops": round(flops_per_token(tokens / rows) * tokens / seconds / 1e9, 1),
                 "min_cosine_vs_st_fp32": None if reference is None else round(min_cosine(vectors, reference), 6),
-                "threads": records[0]["threads"],
+                "threads": records[0]["threads"], "device": records[0]["device"],
             })
         for row in rows_out:
             if row["workload"] == workload:
                 row["ratios"] = {f"vs_{m}": round(row["rows_per_s"] / medians[m], 2) for m in methods}
     return {"command": "python benchmarks/bench_extract.py " + " ".join(
                 f"--{k.replace('_', '-')} {v}" for k, v in (("sst2_rows", args.sst2_rows), ("imdb_rows", args.imdb_rows),
-                                                            ("repeats", args.repeats))),
+                                                            ("repeats", args.repeats), ("device", args.device))),
             "hardware": describe_hardware(torch.device("cpu")), "torch": torch.__version__,
             "python": platform.python_version(), "git_commit": _git(), "wall_seconds": round(wall, 1),
             "seeds": "none (deterministic inputs: every k-th row of each file)", "rows": rows_out}

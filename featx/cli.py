@@ -138,7 +138,8 @@ def info(store: str, as_json: bool) -> None:
 @click.option("--pooling", "poolings", multiple=True, help="Pooling to train on, repeatable [default: all stored].")
 @click.option("--val", "val_path", help="Validation store (same extraction settings) for model selection.")
 @click.option("--val-fraction", type=float, default=0.1, show_default=True,
-              help="Without --val: stratified fraction of train held out for selection.")
+              help="Without --val: a stratified fraction of train held out (not trained on) for every "
+                   "head's selection and the val column.")
 @click.option("--test", "test_path", help="Test store to report on (never used for selection).")
 @click.option("--protocol", type=click.Choice(["full", "mteb"]), default="full", show_default=True,
               help="full: train / select on validation / report on test. mteb: few-shot logistic regression, "
@@ -169,8 +170,8 @@ def train(store: str, output: str, heads: tuple[str, ...], grid: str | None, poo
     if grid:
         specs += [HeadSpec.parse(text) for text in _read_grid(grid)]
     specs = specs or [HeadSpec(kind) for kind in DEFAULT_HEADS]
-    if val_fraction != 0.1:
-        specs = [HeadSpec(s.kind, {"val_fraction": val_fraction, **s.params}) for s in specs]
+    if not 0 < val_fraction < 1:
+        raise FeatxError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
     out = Path(output)
     train_store = open_store(store)
     val = open_store(val_path) if val_path else None
@@ -185,7 +186,8 @@ def train(store: str, output: str, heads: tuple[str, ...], grid: str | None, poo
         write_results(out, rows, facts)
         click.echo(format_table(rows))
         return
-    trained, rows = train_heads(train_store, specs, list(poolings) or None, val=val, test=test, jobs=jobs, seed=seed)
+    trained, rows = train_heads(train_store, specs, list(poolings) or None, val=val, test=test,
+                                val_fraction=val_fraction, jobs=jobs, seed=seed)
     for head in trained:
         head.save(out / "heads" / head.name)
     write_results(out, rows, facts)

@@ -15,8 +15,8 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from featx.errors import FeatxError
 from featx.heads import TrainedHead, make_head, parse_head_spec
-from featx.heads.split import sample_per_label
-from featx.metrics import markdown_table
+from featx.heads.split import sample_per_label, stratified_split
+from featx.metrics import classification_metrics, markdown_table
 from featx.store import FeatureStore
 
 DEFAULT_HEADS = ("logreg", "mlp")
@@ -67,12 +67,13 @@ class _StoreMeta:
 
 
 def train_heads(train: FeatureStore, specs: list[HeadSpec], poolings: list[str] | None = None, *,
-                val: FeatureStore | None = None, test: FeatureStore | None = None, jobs: int = 1,
-                seed: int = 0) -> tuple[list[TrainedHead], list[dict]]:
+                val: FeatureStore | None = None, test: FeatureStore | None = None, val_fraction: float = 0.1,
+                jobs: int = 1, seed: int = 0) -> tuple[list[TrainedHead], list[dict]]:
     """Fit every spec on every pooling (each pooling read once), heads in parallel.
 
-    Returns the heads and one result row per head: validation and test accuracy and
-    macro-F1, chosen hyper-parameters, fit seconds.
+    Every head sees the same validation rows, used for its selection (C, early stopping)
+    and reported: the `val` store, or else one stratified `val_fraction` of train held
+    out (seeded) and not trained on. Returns the heads and one result row per head.
     """
     poolings = poolings or list(train.poolings)
     meta = _StoreMeta(train.classes, train.fingerprint, train.config)
@@ -81,14 +82,20 @@ def train_heads(train: FeatureStore, specs: list[HeadSpec], poolings: list[str] 
     heads: list[TrainedHead] = []
     for pooling in poolings:
         X, y = _labelled(train, pooling)
-        X_val, y_val = _validation(train, val, pooling)
-        heads += Parallel(n_jobs=jobs, prefer="processes")(
+        if val is not None:
+            X_val, y_val = _labelled(val, pooling)
+        else:
+            fit_rows, val_rows = stratified_split(y, val_fraction, seed)
+            X, y, X_val, y_val = X[fit_rows], y[fit_rows], X[val_rows], y[val_rows]
+        trained = Parallel(n_jobs=jobs, prefer="processes")(
             delayed(_fit)(spec, X, y, X_val, y_val, pooling, meta, seed) for spec in specs)
+        for head in trained:
+            head.metrics = {"val": classification_metrics(y_val, head.estimator.predict(X_val), train.classes)}
+            if val is None:
+                head.metrics["val"]["source"] = f"{val_fraction:g} of train held out (seed {seed})"
+        heads += trained
     rows = []
     for head in heads:
-        head.metrics = {}
-        if val is not None:
-            head.metrics["val"] = head.evaluate(val)
         if test is not None:
             head.metrics["test"] = head.evaluate(test)
         rows.append(result_row(head))
@@ -103,22 +110,11 @@ def result_row(head: TrainedHead) -> dict:
     val, test = head.metrics.get("val"), head.metrics.get("test")
     return {
         "head": head.name, "kind": head.kind, "pooling": head.pooling, "chosen": chosen,
-        "val_accuracy": val["accuracy"] if val else _internal_val_score(head),
+        "val_accuracy": val["accuracy"] if val else None,
         "test_accuracy": test["accuracy"] if test else None,
         "test_macro_f1": test["macro_f1"] if test else None,
         "fit_seconds": round(head.fit_seconds, 2),
     }
-
-
-def _internal_val_score(head: TrainedHead) -> float | None:
-    """The held-out score the head selected on, when no validation store was given."""
-    fitted = head.estimator.fitted_summary()
-    if head.kind == "logreg" and fitted["curve_"]:
-        return max(p["score"] for p in fitted["curve_"])
-    if head.kind == "mlp":
-        scores = [h["val_accuracy"] for h in fitted["history_"] if "val_accuracy" in h]
-        return scores[fitted["best_epoch_"] - 1] if scores else None
-    return None
 
 
 RESULT_COLUMNS = [("head", "head"), ("pooling", "pooling"), ("chosen", "chosen"), ("val_accuracy", "val acc"),

@@ -68,7 +68,8 @@ class MLPHead(ClassifierMixin, BaseEstimator):
         self.classes_, y_index = np.unique(y, return_inverse=True)
         train_rows = np.arange(len(y))
         if X_val is not None:
-            val = (_as_float32(X_val[:] if isinstance(X_val, h5py.Dataset) else X_val),
+            # A copy: joblib hands workers read-only memory maps, which torch will not wrap.
+            val = (np.array(X_val[:] if isinstance(X_val, h5py.Dataset) else X_val, dtype=np.float32),
                    np.searchsorted(self.classes_, np.asarray(y_val)))
         elif can_stratify(y_index, 2):
             train_rows, held_out = stratified_split(y_index, self.val_fraction, self.random_state)
