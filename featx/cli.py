@@ -251,10 +251,9 @@ def predict(model_dir: str, input: str, output: str | None, text_column: str | N
     Example:
       featx predict model/ sst2:test -o predictions.jsonl
     """
-    from tqdm.auto import tqdm
-
     from featx.data import open_input
     from featx.predictor import Predictor
+    from featx.progress import progress_bar
 
     from featx.finetune import FinetunedPredictor, is_finetuned_folder
 
@@ -266,7 +265,7 @@ def predict(model_dir: str, input: str, output: str | None, text_column: str | N
     summary = source.scan()
     names = predictor.class_names
     sink = open(output, "w", encoding="utf-8") if output else sys.stdout
-    bar = tqdm(total=summary.n_rows, unit="rows", desc="predict", disable=quiet or not sys.stderr.isatty())
+    bar = progress_bar(summary.n_rows, "predict", show=False if quiet else None)
     try:
         for record, probabilities in predictor.predict_input(source, summary):
             row = {"id": record.id, "label": names[int(probabilities.argmax())],
@@ -332,7 +331,9 @@ def finetune(train_input: str, output: str, val_input: str | None, model: str, p
 @click.option("-o", "--output", required=True, help="Results folder; a rerun resumes and skips finished rows.")
 @click.option("--data", "data_dir", help="Folder that {data} in the suite's paths stands for "
                                          "[default: $FEATX_DATA, else ../shared/data].")
-def bench(suite_file: str, output: str, data_dir: str | None) -> None:
+@click.option("--stages", default="extract,heads,mteb,finetune", show_default=True,
+              help="Comma list of the stages to run now; the others can follow in a later run.")
+def bench(suite_file: str, output: str, data_dir: str | None, stages: str) -> None:
     """Run a benchmark suite: extraction, frozen heads, fine-tuning; write results.json/.md/.csv/.png.
 
     \b
@@ -343,8 +344,14 @@ def bench(suite_file: str, output: str, data_dir: str | None) -> None:
 
     from featx.bench import load_suite, run_suite, write_report
 
+    from featx.bench.runner import STAGES
+
+    chosen = tuple(stage.strip() for stage in stages.split(","))
+    unknown = [stage for stage in chosen if stage not in STAGES]
+    if unknown:
+        raise FeatxError(f"unknown stage {unknown[0]!r}: choose from {', '.join(STAGES)}")
     suite = load_suite(suite_file, data_dir)
-    rows = run_suite(suite, output, echo=lambda line: click.echo(line, err=True))
+    rows = run_suite(suite, output, echo=lambda line: click.echo(line, err=True), stages=chosen)
     document = write_report(output, suite.name, rows, f"featx bench {suite_file} -o {output}")
     click.echo((Path(output) / "results.md").read_text())
     click.echo(f"{len(document['rows'])} rows in {output}/results.json", err=True)

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from featx.background import BackgroundWorker, prefetch
 from featx.backbones import DEFAULT_MODEL, Backbone, load_backbone
@@ -27,6 +26,7 @@ from featx.data import InputSource, Record, describe_json, open_input
 from featx.errors import FeatxError
 from featx.hardware import describe_hardware, resolve_dtype, torch_dtype
 from featx.pooling import pool
+from featx.progress import progress_bar
 from featx.store import FeatureStore, StoreWriter
 
 DEFAULT_BATCH_TOKENS = 8192
@@ -210,8 +210,7 @@ def _run(source: InputSource, summary, backbone: Backbone, config: ExtractConfig
         timer["write_s"] = timer.get("write_s", 0.0) + time.perf_counter() - t0
         bar.update(len(window.records))
 
-    bar = tqdm(total=writer.n_rows, initial=writer.n_done, unit="rows", desc="extract", dynamic_ncols=True,
-               disable=(not _is_terminal()) if progress is None else not progress, smoothing=0.1)
+    bar = progress_bar(writer.n_rows, "extract", initial=writer.n_done, show=progress)
     committer = BackgroundWorker(commit, depth=2, name="featx-writer")
     try:
         for window in prefetch(iter_windows(source, summary, backbone, config, writer.n_done,
@@ -224,8 +223,3 @@ def _run(source: InputSource, summary, backbone: Backbone, config: ExtractConfig
         bar.close()
     return timer
 
-
-def _is_terminal() -> bool:
-    import sys
-
-    return sys.stderr.isatty()

@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 
 from featx._version import __version__
 from featx.backbones import DEFAULT_MODEL, load_backbone
@@ -36,6 +35,7 @@ from featx.errors import FeatxError
 from featx.hardware import describe_hardware, resolve_dtype, torch_dtype
 from featx.metrics import classification_metrics
 from featx.pooling import POOLERS
+from featx.progress import progress_bar
 
 FINETUNE_FORMAT = "featx-finetuned"
 
@@ -150,8 +150,7 @@ def finetune(train: InputSource, out: str | Path, *, val: InputSource | None = N
               "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
               "hardware": describe_hardware(loaded.device), "epochs": [], "losses": []}
     best_accuracy, step = -1.0, 0
-    bar = tqdm(total=total_steps, unit="step", desc="finetune", dynamic_ncols=True,
-               disable=(not _is_terminal()) if progress is None else not progress)
+    bar = progress_bar(total_steps, "finetune", unit="step", show=progress)
     for epoch in range(1, config.epochs + 1):
         model.train()
         t0 = time.perf_counter()
@@ -308,8 +307,3 @@ class FinetunedPredictor:
 def is_finetuned_folder(folder: str | Path) -> bool:
     return (Path(folder) / "finetune.json").is_file()
 
-
-def _is_terminal() -> bool:
-    import sys
-
-    return sys.stderr.isatty()

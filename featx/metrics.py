@@ -46,10 +46,10 @@ def format_metrics(metrics: dict) -> str:
 
 
 def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
-    """A Markdown table of `rows` with (key, header) columns; floats to 4 places, seconds to 1."""
+    """A Markdown table of `rows` with (key, header) columns: scores to 4 places, other floats to 1."""
     def cell(key: str, value) -> str:
         if isinstance(value, float):
-            return f"{value:.1f}" if key.endswith(("seconds", "_s")) else f"{value:.4f}"
+            return f"{value:.4f}" if "accuracy" in key or "f1" in key else f"{value:.1f}"
         return "" if value is None else str(value)
 
     out = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]

@@ -4,7 +4,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+import featx
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,6 +58,38 @@ def sentences() -> list[str]:
     base = ["a fine film", "dull", "an utterly charming , funny and moving picture that earns every minute",
             "", "the plot , such as it is , never quite comes together , and the cast looks bored throughout ."]
     return [f"{text} {i}" if i % 3 else text for i, text in enumerate(base * 9)]
+
+
+@pytest.fixture(scope="session")
+def labelled_stores(tmp_path_factory, tiny_backbone):
+    """Train/dev/test stores of a tiny model over separable synthetic sentences."""
+    folder = tmp_path_factory.mktemp("stores")
+    words = {"pos": ["great", "lovely", "superb", "fine"], "neg": ["awful", "dull", "bad", "boring"],
+             "mid": ["average", "okay", "plain", "so-so"]}
+    rng = np.random.default_rng(0)
+    stores = {}
+    for split, n in (("train", 240), ("dev", 60), ("test", 90)):
+        lines = ["text,label"]
+        for i in range(n):
+            label = ["pos", "neg", "mid"][i % 3]
+            lines.append(f"{' '.join(rng.choice(words[label], size=4))} film,{label}")
+        path = write_lines(folder / f"{split}.csv", lines)
+        stores[split] = featx.extract(path, folder / f"{split}.h5", model=tiny_backbone, pooling="mean,cls",
+                                      dtype="fp32", progress=False)
+    return stores
+
+
+@pytest.fixture(scope="session")
+def toy_inputs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("toy")
+    rng = np.random.default_rng(0)
+    words = {"pos": ["great", "lovely", "superb"], "neg": ["awful", "dull", "boring"]}
+    paths = {}
+    for split, n in (("train", 192), ("dev", 48)):
+        lines = ["text,label"] + [f"{' '.join(rng.choice(words[lab], size=3))} movie,{lab}"
+                                  for lab in ("pos", "neg") * (n // 2)]
+        paths[split] = write_lines(folder / f"{split}.csv", lines)
+    return paths
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:

@@ -7,11 +7,10 @@ import pytest
 from featx.bench import load_suite, run_suite, write_report
 from featx.errors import FeatxError
 from tests.conftest import REPO
-from tests.test_finetune import toy_inputs  # noqa: F401  (shared module fixture)
 
 
 @pytest.fixture
-def suite_file(tmp_path, tiny_bert_dir, toy_inputs):  # noqa: F811
+def suite_file(tmp_path, tiny_bert_dir, toy_inputs):
     text = f"""
 name = "toy_tiny_cpu"
 model = "{tiny_bert_dir}"
@@ -50,7 +49,7 @@ max_length = 16
     return path
 
 
-def test_small_suite_end_to_end_validates_and_resumes(suite_file, toy_inputs, tmp_path):  # noqa: F811
+def test_small_suite_end_to_end_validates_and_resumes(suite_file, toy_inputs, tmp_path):
     suite = load_suite(suite_file, data_dir=toy_inputs["dev"].parent)
     lines = []
     rows = run_suite(suite, tmp_path / "results", echo=lines.append)

@@ -7,20 +7,6 @@ import pytest
 import featx
 from featx.errors import FeatxError
 from featx.finetune import FinetuneConfig, FinetunedPredictor, finetune, length_grouped_batches
-from tests.conftest import write_lines
-
-
-@pytest.fixture(scope="module")
-def toy_inputs(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("toy")
-    rng = np.random.default_rng(0)
-    words = {"pos": ["great", "lovely", "superb"], "neg": ["awful", "dull", "boring"]}
-    paths = {}
-    for split, n in (("train", 192), ("dev", 48)):
-        lines = ["text,label"] + [f"{' '.join(rng.choice(words[lab], size=3))} movie,{lab}"
-                                  for lab in ("pos", "neg") * (n // 2)]
-        paths[split] = write_lines(folder / f"{split}.csv", lines)
-    return paths
 
 
 def test_length_grouped_batches_cover_each_row_once():

@@ -10,7 +10,6 @@ import featx
 from featx.errors import FeatxError
 from featx.heads import LogRegHead, MLPHead, TrainedHead, parse_head_spec
 from featx.train import HeadSpec, best_head, mteb_protocol, train_head, train_heads
-from tests.conftest import write_lines
 
 
 def test_logreg_head_passes_check_estimator():
@@ -43,25 +42,6 @@ def test_mlp_is_deterministic_and_early_stops(blobs):
     np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
     assert a.n_iter_ < 200 and a.history_[a.best_epoch_ - 1]["val_loss"] == min(h["val_loss"] for h in a.history_)
     assert a.score(X, y) > 0.8
-
-
-@pytest.fixture(scope="module")
-def labelled_stores(tmp_path_factory, tiny_backbone):
-    """Train/dev/test stores of a tiny model over separable synthetic sentences."""
-    folder = tmp_path_factory.mktemp("stores")
-    words = {"pos": ["great", "lovely", "superb", "fine"], "neg": ["awful", "dull", "bad", "boring"],
-             "mid": ["average", "okay", "plain", "so-so"]}
-    rng = np.random.default_rng(0)
-    stores = {}
-    for split, n in (("train", 240), ("dev", 60), ("test", 90)):
-        lines = ["text,label"]
-        for i in range(n):
-            label = ["pos", "neg", "mid"][i % 3]
-            lines.append(f"{' '.join(rng.choice(words[label], size=4))} film,{label}")
-        path = write_lines(folder / f"{split}.csv", lines)
-        stores[split] = featx.extract(path, folder / f"{split}.h5", model=tiny_backbone, pooling="mean,cls",
-                                      dtype="fp32", progress=False)
-    return stores
 
 
 def test_many_heads_per_cache_table(labelled_stores):

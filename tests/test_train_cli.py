@@ -2,12 +2,10 @@
 import json
 
 import numpy as np
-import pytest
 
 import featx
 from featx.heads import TrainedHead
 from tests.test_cli import run_cli
-from tests.test_heads import labelled_stores  # noqa: F401  (shared module fixture)
 
 
 def no_pickles_under(folder):
@@ -17,7 +15,7 @@ def no_pickles_under(folder):
             assert not path.read_bytes()[:2].startswith(b"\x80"), f"{path} looks like a pickle"
 
 
-def test_train_evaluate_predict_round_trip(capsys, tmp_path, labelled_stores):  # noqa: F811
+def test_train_evaluate_predict_round_trip(capsys, tmp_path, labelled_stores):
     train, dev, test = (str(labelled_stores[s].path) for s in ("train", "dev", "test"))
     code, out, _ = run_cli(capsys, "train", train, "-o", str(tmp_path / "run"), "--head", "logreg",
                            "--head", "mlp:max_epochs=20", "--pooling", "mean", "--val", dev, "--test", test,
@@ -42,13 +40,13 @@ def test_train_evaluate_predict_round_trip(capsys, tmp_path, labelled_stores):  
     assert [p["id"] for p in predicted] == list(range(90))
 
 
-def test_mteb_protocol_from_cli(capsys, tmp_path, labelled_stores):  # noqa: F811
+def test_mteb_protocol_from_cli(capsys, tmp_path, labelled_stores):
     code, out, _ = run_cli(capsys, "train", str(labelled_stores["train"].path), "-o", str(tmp_path / "m"),
                            "--protocol", "mteb", "--k", "4", "--test", str(labelled_stores["test"].path))
     assert code == 0 and "mteb-logreg-k4-mean" in out and " ± " in out
 
 
-def test_evaluating_on_a_mismatched_store_is_one_line_exit_2(capsys, tmp_path, labelled_stores, tiny_backbone):  # noqa: F811
+def test_evaluating_on_a_mismatched_store_is_one_line_exit_2(capsys, tmp_path, labelled_stores, tiny_backbone):
     head = featx.train.train_head(labelled_stores["train"], "logreg", pooling="mean")
     head.save(tmp_path / "head")
     other = featx.extract(labelled_stores["dev"].path.with_suffix(".csv"), tmp_path / "other.h5", model=tiny_backbone,
@@ -58,7 +56,7 @@ def test_evaluating_on_a_mismatched_store_is_one_line_exit_2(capsys, tmp_path, l
     assert code == 2 and err.count("\n") == 1 and "another config" in err
 
 
-def test_user_errors_in_train_are_one_line(capsys, tmp_path, labelled_stores):  # noqa: F811
+def test_user_errors_in_train_are_one_line(capsys, tmp_path, labelled_stores):
     train = str(labelled_stores["train"].path)
     for args, message in ((["--head", "mlp:depth=2"], "no parameter 'depth'"),
                           (["--pooling", "max"], "has no 'max' features"),

@@ -22,21 +22,31 @@ from featx.bench.suite import Split, Suite
 FROZEN_METHODS = {"logreg": "frozen+logreg", "mlp": "frozen+mlp"}
 
 
-def run_suite(suite: Suite, out: str | Path, echo=print) -> list[dict]:
-    """Run every row of `suite` not yet in `out`; returns all rows (old and new)."""
+STAGES = ("extract", "heads", "mteb", "finetune")
+
+
+def run_suite(suite: Suite, out: str | Path, echo=print, stages: tuple[str, ...] = STAGES) -> list[dict]:
+    """Run every row of `suite` (in the given stages) not yet in `out`; returns all rows, old and new.
+
+    Heads and the few-shot rows need the extraction rows' stores; fine-tuning needs none.
+    """
     out = Path(out)
     (out / "rows").mkdir(parents=True, exist_ok=True)
     stores = {split: out / "stores" / f"{split}.h5" for split in ("train", "val", "test")}
-    for split in ("train", "val", "test"):
-        _row(out, f"extract-{split}", echo, _extract_row, suite, split, stores[split])
+    store_paths = {k: str(v) for k, v in stores.items()}
+    if "extract" in stages or "heads" in stages or "mteb" in stages:
+        for split in ("train", "val", "test"):
+            _row(out, f"extract-{split}", echo, _extract_row, suite, split, stores[split])
     for pooling in suite.poolings:
-        for spec in suite.heads:
-            _row(out, f"head-{spec}-{pooling}".replace(":", "_").replace("=", "").replace(",", "_"), echo,
-                 _head_row, suite, spec, pooling, {k: str(v) for k, v in stores.items()})
-        if suite.mteb:
-            _row(out, f"mteb-{pooling}", echo, _mteb_row, suite, pooling, {k: str(v) for k, v in stores.items()})
-    for name, params in suite.finetune.items():
-        _row(out, f"finetune-{name}", echo, _finetune_row, suite, name, params, str(out / "checkpoints" / name))
+        if "heads" in stages:
+            for spec in suite.heads:
+                row_id = f"head-{spec}-{pooling}".replace(":", "_").replace("=", "").replace(",", "_")
+                _row(out, row_id, echo, _head_row, suite, spec, pooling, store_paths)
+        if suite.mteb and "mteb" in stages:
+            _row(out, f"mteb-{pooling}", echo, _mteb_row, suite, pooling, store_paths)
+    if "finetune" in stages:
+        for name, params in suite.finetune.items():
+            _row(out, f"finetune-{name}", echo, _finetune_row, suite, name, params, str(out / "checkpoints" / name))
     return load_rows(out)
 
 
