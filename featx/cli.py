@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -49,12 +50,16 @@ def cli() -> None:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store made differently.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow a hub model's own Python code to run.")
+@click.option("--shard", "shard_spec", help="I/N: embed only the I-th of N contiguous parts, into "
+              "OUTPUT's stem + .shard-I-of-N.h5 [default under torchrun or Slurm: the process's rank].")
+@click.option("--merge", "merge_after", is_flag=True,
+              help="Under torchrun: after every rank is done, rank 0 merges the shards into OUTPUT.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 def extract(input: str, output: str, model: str, text_column: str | None, label_column: str | None,
             id_column: str | None, fmt: str | None, no_header: bool, pooling: str, layers: str,
             max_length: int | None, normalize: bool, dtype: str, store_dtype: str, batch_tokens: int | None,
             window_rows: int | None, compression: str | None, device: str, overwrite: bool,
-            trust_remote_code: bool, quiet: bool) -> None:
+            trust_remote_code: bool, shard_spec: str | None, merge_after: bool, quiet: bool) -> None:
     """Embed every row of INPUT into the store OUTPUT (resumable: rerun the same command).
 
     INPUT is a .csv, .tsv, .jsonl, .txt or .parquet file (.gz allowed) or a bundled
@@ -69,7 +74,13 @@ def extract(input: str, output: str, model: str, text_column: str | None, label_
     """
     from featx.data import open_input
     from featx.extract import DEFAULT_BATCH_TOKENS, DEFAULT_WINDOW_ROWS, extract as run_extract
+    from featx.shards import shard_from_env
 
+    shard, local_rank = (_parse_shard(shard_spec), None) if shard_spec else shard_from_env()
+    if device == "auto" and local_rank is not None:
+        import torch
+
+        device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
     source = open_input(input, text_column=text_column, label_column=label_column, id_column=id_column,
                         header=not no_header, fmt=fmt)
     store = run_extract(
@@ -77,7 +88,12 @@ def extract(input: str, output: str, model: str, text_column: str | None, label_
         normalize=normalize, dtype=dtype, store_dtype=store_dtype,
         batch_tokens=batch_tokens or DEFAULT_BATCH_TOKENS, device=device,
         window_rows=window_rows or DEFAULT_WINDOW_ROWS, compression=compression, overwrite=overwrite,
-        trust_remote_code=trust_remote_code, progress=False if quiet else None)
+        trust_remote_code=trust_remote_code, progress=False if quiet else None, shard=shard)
+    if merge_after and shard is not None:
+        store.close()
+        store = _merge_after_barrier(output, shard)
+        if store is None:
+            return
     with store:
         if not quiet:
             info = store.info()
@@ -85,6 +101,58 @@ def extract(input: str, output: str, model: str, text_column: str | None, label_
             rate = f", {timings['rows_per_s']:,.0f} rows/s" if timings.get("rows_per_s") else ""
             click.echo(f"{store.path}: {info['rows']:,} rows x {info['dim']} ({', '.join(info['poolings'])}), "
                        f"dtype {info['dtype']}{rate}", err=True)
+
+
+def _parse_shard(spec: str) -> tuple[int, int]:
+    try:
+        index, count = (int(part) for part in spec.split("/"))
+    except ValueError:
+        raise FeatxError(f"cannot read --shard {spec!r}: write I/N, e.g. 0/4") from None
+    return index, count
+
+
+def _merge_after_barrier(output: str, shard: tuple[int, int]):
+    """torch.distributed (gloo) only as a barrier: rank 0 merges once every shard is complete."""
+    import torch.distributed as dist
+
+    from featx.shards import merge_shards, shard_path
+    from featx.store import open_store
+
+    if "MASTER_ADDR" not in os.environ:
+        raise FeatxError("--merge needs torchrun (or MASTER_ADDR/MASTER_PORT set); otherwise run featx merge")
+    dist.init_process_group("gloo", rank=shard[0], world_size=shard[1])
+    try:
+        dist.barrier()
+        if shard[0] != 0:
+            return None
+        merge_shards([shard_path(output, i, shard[1]) for i in range(shard[1])], output)
+        return open_store(output)
+    finally:
+        dist.destroy_process_group()
+
+
+@cli.command()
+@click.argument("shards", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, help="Merged store to write.")
+@click.option("--copy", is_flag=True, help="Copy the rows into a standalone file instead of virtual datasets.")
+def merge(shards: tuple[str, ...], output: str, copy: bool) -> None:
+    """Join the complete shards of one extraction into one store.
+
+    Checks that the shards share a fingerprint and input, are complete and cover every
+    row exactly once. The result's datasets are HDF5 virtual datasets over the shard
+    files (keep them beside it), or a standalone copy with --copy.
+
+    \b
+    Example:
+      featx merge cache/train.shard-*-of-4.h5 -o cache/train.h5
+    """
+    from featx.shards import merge_shards
+    from featx.store import open_store
+
+    merged = merge_shards(list(shards), output, copy=copy)
+    with open_store(merged) as store:
+        click.echo(f"{merged}: {len(store):,} rows from {len(shards)} shards"
+                   + (" (copied)" if copy else " (virtual datasets over the shards)"), err=True)
 
 
 @cli.command()

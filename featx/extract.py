@@ -27,7 +27,8 @@ from featx.errors import FeatxError
 from featx.hardware import describe_hardware, resolve_dtype, torch_dtype
 from featx.pooling import pool
 from featx.progress import progress_bar
-from featx.store import FeatureStore, StoreWriter
+from featx.shards import shard_path, shard_rows
+from featx.store import FeatureStore, StorePlan, StoreWriter
 
 DEFAULT_BATCH_TOKENS = 8192
 DEFAULT_WINDOW_ROWS = 4096
@@ -48,12 +49,15 @@ def extract(input: str | Path | InputSource, output: str | Path, *, model: str |
             store_dtype: str = "float32", text_column: str | None = None, label_column: str | None = None,
             id_column: str | None = None, batch_tokens: int = DEFAULT_BATCH_TOKENS, device: str = "auto",
             window_rows: int = DEFAULT_WINDOW_ROWS, compression: str | None = None, overwrite: bool = False,
-            trust_remote_code: bool = False, progress: bool | None = None) -> FeatureStore:
+            trust_remote_code: bool = False, progress: bool | None = None,
+            shard: tuple[int, int] | None = None) -> FeatureStore:
     """Embed every row of `input` with a frozen backbone into the store at `output`.
 
     Reruns are cheap and safe: a complete store with the same fingerprint and input is
     returned untouched, an unfinished one is continued from its last committed window,
     and a store made differently is refused unless `overwrite=True`.
+    `shard=(i, n)` embeds only the i-th of n contiguous runs of windows, into
+    ``<output stem>.shard-i-of-n.h5`` (`featx merge` joins the shards).
     `progress=None` shows a bar only on a terminal.
     """
     t_start = time.perf_counter()
@@ -69,11 +73,14 @@ def extract(input: str | Path | InputSource, output: str | Path, *, model: str |
         model, device=device, trust_remote_code=trust_remote_code)
     config = make_config(backbone, pooling=pooling, layers=layers, max_length=max_length,
                          normalize=normalize, dtype=dtype, store_dtype=store_dtype)
-    writer = StoreWriter.open(
-        output, config=config, input_json=describe_json(source), input_sha256=summary.sha256,
-        n_rows=summary.n_rows, dim=backbone.hidden_size * len(config.layers), classes=summary.classes,
-        id_kind=summary.id_kind, window_rows=window_rows, hardware=describe_hardware(backbone.device),
-        compression=compression, overwrite=overwrite)
+    row_offset, n_rows = (0, summary.n_rows) if shard is None else shard_rows(summary.n_rows, window_rows, *shard)
+    plan = StorePlan(config=config, input_json=describe_json(source), input_sha256=summary.sha256,
+                     input_rows=summary.n_rows, dim=backbone.hidden_size * len(config.layers),
+                     classes=summary.classes, id_kind=summary.id_kind, window_rows=window_rows,
+                     hardware=describe_hardware(backbone.device), compression=compression,
+                     row_offset=row_offset, n_rows=n_rows, shard=shard)
+    output = Path(output) if shard is None else shard_path(output, *shard)
+    writer = StoreWriter.open(output, plan, overwrite=overwrite)
     t_loaded = time.perf_counter()
     resumed_from = writer.n_done
     try:
@@ -174,14 +181,17 @@ def _pad_id(backbone: Backbone) -> int:
 
 
 def iter_windows(source: InputSource, summary, backbone: Backbone, config: ExtractConfig, start: int,
-                 window_rows: int, timer: dict[str, float] | None = None) -> Iterator[Window]:
-    """Tokenized windows of `window_rows` input rows from row `start` on.
+                 window_rows: int, timer: dict[str, float] | None = None,
+                 stop: int | None = None) -> Iterator[Window]:
+    """Tokenized windows of `window_rows` input rows, from row `start` up to `stop`.
 
     Window boundaries depend only on `window_rows`, so the same input always gives the
-    same batches: a resumed extraction and a predictor reproduce a store bit for bit.
+    same batches: a resumed extraction, a shard and a predictor reproduce a store bit for bit.
     """
     timer = {} if timer is None else timer
     records = source.records(summary, start=start)
+    if stop is not None:
+        records = itertools.islice(records, max(0, stop - start))
     position = start
     while True:
         chunk = list(itertools.islice(records, window_rows))
@@ -213,8 +223,9 @@ def _run(source: InputSource, summary, backbone: Backbone, config: ExtractConfig
     bar = progress_bar(writer.n_rows, "extract", initial=writer.n_done, show=progress)
     committer = BackgroundWorker(commit, depth=2, name="featx-writer")
     try:
-        for window in prefetch(iter_windows(source, summary, backbone, config, writer.n_done,
-                                        writer.window_rows, timer), depth=2):
+        windows = iter_windows(source, summary, backbone, config, writer.next_row, writer.window_rows, timer,
+                               stop=writer.row_offset + writer.n_rows)
+        for window in prefetch(windows, depth=2):
             features = embed_tokens(backbone, config, window.token_ids, batch_tokens, timer)
             committer.submit((window, features))
     finally:

@@ -3,8 +3,9 @@
 Layout (readable with plain h5py; see README "Store format"):
 
     /                   attrs: format, format_version, featx_version, fingerprint, config,
-                               input_sha256, input, n_rows, n_done, complete, window_rows,
-                               created_at, hardware, dtype, timings
+                               input_sha256, input, input_rows, row_offset, n_rows, n_done,
+                               complete, window_rows, created_at, hardware, dtype, timings
+                               (+ shard = [i, n] for a shard, merged_from for a merge)
     /ids                (N,)     int64, or utf-8 strings when the input's ids are not integers
     /content_sha256     (N, 32)  uint8, sha256 of each row's text as UTF-8
     /labels             (N,)     int64 index into attrs["classes"] (absent when unlabelled)
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +125,9 @@ class FeatureStore:
             "featx_version": str(attrs["featx_version"]),
             "rows": self.n_rows,
             "rows_done": self.n_done,
+            "row_offset": int(attrs.get("row_offset", 0)),
+            "shard": json.loads(attrs["shard"]) if "shard" in attrs else None,
+            "merged_from": json.loads(attrs["merged_from"]) if "merged_from" in attrs else None,
             "complete": self.complete,
             "poolings": list(self.poolings),
             "dim": self.dim,
@@ -164,6 +169,33 @@ def open_store(path: str | Path, *, allow_incomplete: bool = False) -> FeatureSt
     return FeatureStore(path, allow_incomplete=allow_incomplete)
 
 
+@dataclass(frozen=True)
+class StorePlan:
+    """What a new store will hold; written as its attributes and dataset shapes.
+
+    A store holds input rows [row_offset, row_offset + n_rows): all of them for an
+    ordinary store, one contiguous run of whole windows for a shard.
+    """
+
+    config: ExtractConfig
+    input_json: str
+    input_sha256: str
+    input_rows: int
+    dim: int
+    classes: tuple[str, ...] | None
+    id_kind: str
+    window_rows: int
+    hardware: dict[str, Any]
+    compression: str | None = None
+    row_offset: int = 0
+    n_rows: int | None = None
+    shard: tuple[int, int] | None = None
+
+    @property
+    def rows(self) -> int:
+        return self.input_rows - self.row_offset if self.n_rows is None else self.n_rows
+
+
 class StoreWriter:
     """Creates a store, or reopens a matching unfinished one, and commits windows to it."""
 
@@ -172,19 +204,17 @@ class StoreWriter:
         self.path = Path(file.filename)
 
     @classmethod
-    def open(cls, path: str | Path, *, config: ExtractConfig, input_json: str, input_sha256: str,
-             n_rows: int, dim: int, classes: tuple[str, ...] | None, id_kind: str, window_rows: int,
-             hardware: dict[str, Any], compression: str | None = None, overwrite: bool = False) -> "StoreWriter":
+    def open(cls, path: str | Path, plan: StorePlan, overwrite: bool = False) -> "StoreWriter":
         """A writer positioned after the last committed row.
 
-        An existing file is resumed only when its fingerprint and input match; it is
-        replaced only with `overwrite`. A complete matching store is returned as is.
+        An existing file is resumed only when its fingerprint, input and row range match;
+        it is replaced only with `overwrite`. A complete matching store is returned as is.
         """
         path = Path(path)
         if path.exists() and not overwrite:
             file = _open_h5(path, "r+")
             try:
-                _check_resumable(file, path, config, input_json, input_sha256, n_rows)
+                _check_resumable(file, path, plan)
             except BaseException:
                 file.close()
                 raise
@@ -192,9 +222,7 @@ class StoreWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         file = _open_h5(path, "w")
         try:
-            _lay_out(file, config=config, input_json=input_json, input_sha256=input_sha256, n_rows=n_rows,
-                     dim=dim, classes=classes, id_kind=id_kind, window_rows=window_rows,
-                     hardware=hardware, compression=compression)
+            _lay_out(file, plan)
             file.flush()
         except BaseException:
             file.close()
@@ -211,6 +239,15 @@ class StoreWriter:
         return int(self._file.attrs["n_rows"])
 
     @property
+    def row_offset(self) -> int:
+        return int(self._file.attrs["row_offset"])
+
+    @property
+    def next_row(self) -> int:
+        """The input row the next window starts at."""
+        return self.row_offset + self.n_done
+
+    @property
     def complete(self) -> bool:
         return bool(self._file.attrs["complete"])
 
@@ -220,17 +257,18 @@ class StoreWriter:
 
     def write_window(self, start: int, ids: list, content_sha256: np.ndarray, labels: np.ndarray | None,
                      features: dict[str, np.ndarray]) -> None:
-        """Write rows [start, start + len(ids)), then flush and advance n_done."""
-        if start != self.n_done:
-            raise RuntimeError(f"window starts at row {start}, but the store has {self.n_done} rows committed")
-        stop = start + len(ids)
+        """Write input rows [start, start + len(ids)), then flush and advance n_done."""
+        if start != self.next_row:
+            raise RuntimeError(f"window starts at input row {start}, but the store continues at {self.next_row}")
+        local = start - self.row_offset
+        stop = local + len(ids)
         f = self._file
-        f["ids"][start:stop] = np.asarray(ids, dtype=object if h5py.check_string_dtype(f["ids"].dtype) else np.int64)
-        f["content_sha256"][start:stop] = content_sha256
+        f["ids"][local:stop] = np.asarray(ids, dtype=object if h5py.check_string_dtype(f["ids"].dtype) else np.int64)
+        f["content_sha256"][local:stop] = content_sha256
         if labels is not None and "labels" in f:
-            f["labels"][start:stop] = labels
+            f["labels"][local:stop] = labels
         for name, values in features.items():
-            f["features"][name][start:stop] = values
+            f["features"][name][local:stop] = values
         # Data first, then the row count that makes it visible.
         f.flush()
         f.attrs["n_done"] = stop
@@ -260,58 +298,70 @@ def _open_h5(path: Path, mode: str) -> h5py.File:
         raise FeatxError(f"cannot open {path} as HDF5 ({text.splitlines()[0]}): remove it or pass --overwrite") from None
 
 
-def _check_resumable(file: h5py.File, path: Path, config: ExtractConfig, input_json: str,
-                     input_sha256: str, n_rows: int) -> None:
+def _check_resumable(file: h5py.File, path: Path, plan: StorePlan) -> None:
     attrs = file.attrs
     if attrs.get("format") != FORMAT:
         raise FeatxError(f"{path} exists and is not a featx store: pass --overwrite to replace it")
-    if attrs["fingerprint"] != config.fingerprint:
+    if attrs["fingerprint"] != plan.config.fingerprint:
         raise FeatxError(
             f"{path} was made with another extraction config (fingerprint {str(attrs['fingerprint'])[:12]}, "
-            f"this run {config.fingerprint[:12]}): pass --overwrite to replace it, or choose another -o"
+            f"this run {plan.config.fingerprint[:12]}): pass --overwrite to replace it, or choose another -o"
         )
-    if attrs["input_sha256"] != input_sha256 or attrs["input"] != input_json or int(attrs["n_rows"]) != n_rows:
+    if (attrs["input_sha256"] != plan.input_sha256 or attrs["input"] != plan.input_json
+            or int(attrs["input_rows"]) != plan.input_rows):
         raise FeatxError(
             f"{path} was made from another input (or other columns): pass --overwrite to replace it, "
             "or choose another -o"
         )
+    if (int(attrs["row_offset"]), int(attrs["n_rows"]), int(attrs["window_rows"])) != (
+            plan.row_offset, plan.rows, plan.window_rows):
+        raise FeatxError(f"{path} holds another part of the input (rows from {int(attrs['row_offset'])}, "
+                         f"{int(attrs['n_rows'])} rows, windows of {int(attrs['window_rows'])}): "
+                         "use the same --shard and --window-rows, or --overwrite")
 
 
-def _lay_out(file: h5py.File, *, config: ExtractConfig, input_json: str, input_sha256: str, n_rows: int,
-             dim: int, classes: tuple[str, ...] | None, id_kind: str, window_rows: int,
-             hardware: dict[str, Any], compression: str | None) -> None:
+def _lay_out(file: h5py.File, plan: StorePlan) -> None:
+    config, n_rows = plan.config, plan.rows
     itemsize = np.dtype(config.store_dtype).itemsize
     # Chunks never straddle two windows: a chunk written once is never rewritten,
     # so a kill during one window cannot damage rows committed by an earlier one.
-    chunk = _chunk_rows(window_rows, n_rows, dim * itemsize)
-    id_dtype = np.int64 if id_kind == "int" else h5py.string_dtype("utf-8")
+    chunk = _chunk_rows(plan.window_rows, n_rows, plan.dim * itemsize)
+    id_dtype = np.int64 if plan.id_kind == "int" else h5py.string_dtype("utf-8")
     file.create_dataset("ids", shape=(n_rows,), dtype=id_dtype, chunks=(chunk,))
     file.create_dataset("content_sha256", shape=(n_rows, 32), dtype=np.uint8, chunks=(chunk, 32))
-    if classes is not None:
+    if plan.classes is not None:
         labels = file.create_dataset("labels", shape=(n_rows,), dtype=np.int64, chunks=(chunk,))
-        labels.attrs["classes"] = json.dumps(list(classes))
+        labels.attrs["classes"] = json.dumps(list(plan.classes))
     group = file.create_group("features")
     for name in config.poolings:
-        group.create_dataset(name, shape=(n_rows, dim), dtype=config.store_dtype, chunks=(chunk, dim),
-                             compression=compression)
-    attrs = file.attrs
-    attrs.update({
+        group.create_dataset(name, shape=(n_rows, plan.dim), dtype=config.store_dtype, chunks=(chunk, plan.dim),
+                             compression=plan.compression)
+    file.attrs.update(_store_attrs(plan))
+
+
+def _store_attrs(plan: StorePlan) -> dict[str, Any]:
+    attrs = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "featx_version": __version__,
-        "fingerprint": config.fingerprint,
-        "config": config.to_json(),
-        "input_sha256": input_sha256,
-        "input": input_json,
-        "n_rows": n_rows,
+        "fingerprint": plan.config.fingerprint,
+        "config": plan.config.to_json(),
+        "input_sha256": plan.input_sha256,
+        "input": plan.input_json,
+        "input_rows": plan.input_rows,
+        "row_offset": plan.row_offset,
+        "n_rows": plan.rows,
         "n_done": 0,
         "complete": False,
-        "window_rows": window_rows,
+        "window_rows": plan.window_rows,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "hardware": json.dumps(hardware, sort_keys=True),
-        "dtype": config.dtype,
+        "hardware": json.dumps(plan.hardware, sort_keys=True),
+        "dtype": plan.config.dtype,
         "timings": json.dumps({}),
-    })
+    }
+    if plan.shard is not None:
+        attrs["shard"] = json.dumps(list(plan.shard))
+    return attrs
 
 
 def _chunk_rows(window_rows: int, n_rows: int, row_bytes: int) -> int:
