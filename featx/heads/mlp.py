@@ -68,9 +68,13 @@ class MLPHead(ClassifierMixin, BaseEstimator):
         self.classes_, y_index = np.unique(y, return_inverse=True)
         train_rows = np.arange(len(y))
         if X_val is not None:
+            y_val = np.asarray(y_val)
+            unknown = np.setdiff1d(y_val, self.classes_)
+            if len(unknown):
+                raise ValueError(f"y_val has labels not seen in training: {unknown[:5].tolist()}")
             # A copy: joblib hands workers read-only memory maps, which torch will not wrap.
             val = (np.array(X_val[:] if isinstance(X_val, h5py.Dataset) else X_val, dtype=np.float32),
-                   np.searchsorted(self.classes_, np.asarray(y_val)))
+                   np.searchsorted(self.classes_, y_val))
         elif can_stratify(y_index, 2):
             train_rows, held_out = stratified_split(y_index, self.val_fraction, self.random_state)
             val = (_read_rows(X, held_out), y_index[held_out])
