@@ -52,6 +52,8 @@ def cli() -> None:
 @click.option("--trust-remote-code", is_flag=True, help="Allow a hub model's own Python code to run.")
 @click.option("--shard", "shard_spec", help="I/N: embed only the I-th of N contiguous parts, into "
               "OUTPUT's stem + .shard-I-of-N.h5 [default under torchrun or Slurm: the process's rank].")
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Reuse vectors of texts embedded before "
+              "with the same settings (keyed by content sha256); new vectors are added to it.")
 @click.option("--merge", "merge_after", is_flag=True,
               help="Under torchrun: after every rank is done, rank 0 merges the shards into OUTPUT.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
@@ -59,7 +61,8 @@ def extract(input: str, output: str, model: str, text_column: str | None, label_
             id_column: str | None, fmt: str | None, no_header: bool, pooling: str, layers: str,
             max_length: int | None, normalize: bool, dtype: str, store_dtype: str, batch_tokens: int | None,
             window_rows: int | None, compression: str | None, device: str, overwrite: bool,
-            trust_remote_code: bool, shard_spec: str | None, merge_after: bool, quiet: bool) -> None:
+            trust_remote_code: bool, shard_spec: str | None, cache_dir: str | None, merge_after: bool,
+            quiet: bool) -> None:
     """Embed every row of INPUT into the store OUTPUT (resumable: rerun the same command).
 
     INPUT is a .csv, .tsv, .jsonl, .txt or .parquet file (.gz allowed) or a bundled
@@ -88,7 +91,7 @@ def extract(input: str, output: str, model: str, text_column: str | None, label_
         normalize=normalize, dtype=dtype, store_dtype=store_dtype,
         batch_tokens=batch_tokens or DEFAULT_BATCH_TOKENS, device=device,
         window_rows=window_rows or DEFAULT_WINDOW_ROWS, compression=compression, overwrite=overwrite,
-        trust_remote_code=trust_remote_code, progress=False if quiet else None, shard=shard)
+        trust_remote_code=trust_remote_code, progress=False if quiet else None, shard=shard, cache_dir=cache_dir)
     if merge_after and shard is not None:
         store.close()
         store = _merge_after_barrier(output, shard)
@@ -99,6 +102,8 @@ def extract(input: str, output: str, model: str, text_column: str | None, label_
             info = store.info()
             timings = info["timings"]
             rate = f", {timings['rows_per_s']:,.0f} rows/s" if timings.get("rows_per_s") else ""
+            if "cache_hits" in timings:
+                rate += f", {timings['cache_hits']:,} rows from the cache"
             click.echo(f"{store.path}: {info['rows']:,} rows x {info['dim']} ({', '.join(info['poolings'])}), "
                        f"dtype {info['dtype']}{rate}", err=True)
 

@@ -20,6 +20,7 @@ import torch
 
 from featx.background import BackgroundWorker, prefetch
 from featx.backbones import DEFAULT_MODEL, Backbone, load_backbone
+from featx.cache import EmbeddingCache
 from featx.batching import pad_batch, plan_batches
 from featx.config import ExtractConfig, parse_layers
 from featx.data import InputSource, Record, describe_json, open_input
@@ -50,7 +51,7 @@ def extract(input: str | Path | InputSource, output: str | Path, *, model: str |
             id_column: str | None = None, batch_tokens: int = DEFAULT_BATCH_TOKENS, device: str = "auto",
             window_rows: int = DEFAULT_WINDOW_ROWS, compression: str | None = None, overwrite: bool = False,
             trust_remote_code: bool = False, progress: bool | None = None,
-            shard: tuple[int, int] | None = None) -> FeatureStore:
+            shard: tuple[int, int] | None = None, cache_dir: str | Path | None = None) -> FeatureStore:
     """Embed every row of `input` with a frozen backbone into the store at `output`.
 
     Reruns are cheap and safe: a complete store with the same fingerprint and input is
@@ -58,6 +59,8 @@ def extract(input: str | Path | InputSource, output: str | Path, *, model: str |
     and a store made differently is refused unless `overwrite=True`.
     `shard=(i, n)` embeds only the i-th of n contiguous runs of windows, into
     ``<output stem>.shard-i-of-n.h5`` (`featx merge` joins the shards).
+    `cache_dir` reuses vectors of texts embedded before with the same config (see
+    featx.cache); the store's timings count the hits.
     `progress=None` shows a bar only on a terminal.
     """
     t_start = time.perf_counter()
@@ -85,13 +88,18 @@ def extract(input: str | Path | InputSource, output: str | Path, *, model: str |
     resumed_from = writer.n_done
     try:
         if not writer.complete:
-            stage_seconds = _run(source, summary, backbone, config, writer, batch_tokens, progress)
+            cache = EmbeddingCache(cache_dir, config, plan.dim) if cache_dir is not None else None
+            try:
+                stage_seconds = _run(source, summary, backbone, config, writer, batch_tokens, progress, cache)
+            finally:
+                if cache is not None:
+                    cache.close()
             rows = writer.n_rows - resumed_from
             run_seconds = time.perf_counter() - t_loaded
             writer.finish({
                 "scan_s": round(t_scanned - t_start, 3),
                 "load_s": round(t_loaded - t_scanned, 3),
-                **{k: round(v, 3) for k, v in stage_seconds.items()},
+                **{k: round(v, 3) if k.endswith("_s") else v for k, v in stage_seconds.items()},
                 "extract_s": round(run_seconds, 3),
                 "total_s": round(time.perf_counter() - t_start, 3),
                 "rows_this_run": rows,
@@ -205,16 +213,14 @@ def iter_windows(source: InputSource, summary, backbone: Backbone, config: Extra
 
 
 def _run(source: InputSource, summary, backbone: Backbone, config: ExtractConfig, writer: StoreWriter,
-         batch_tokens: int, progress: bool | None) -> dict[str, float]:
-    """Extract every uncommitted window into `writer`; returns seconds per stage."""
+         batch_tokens: int, progress: bool | None, cache: EmbeddingCache | None = None) -> dict[str, float]:
+    """Extract every uncommitted window into `writer`; returns seconds per stage (and cache hits)."""
     timer: dict[str, float] = {}
     has_labels = summary.classes is not None
 
-    def commit(item: tuple[Window, dict[str, np.ndarray]]) -> None:
-        window, features = item
+    def commit(item: tuple[Window, np.ndarray, dict[str, np.ndarray]]) -> None:
+        window, hashes, features = item
         t0 = time.perf_counter()
-        hashes = np.frombuffer(b"".join(hashlib.sha256(r.text.encode("utf-8")).digest() for r in window.records),
-                               dtype=np.uint8).reshape(-1, 32)
         labels = np.array([r.label for r in window.records], dtype=np.int64) if has_labels else None
         writer.write_window(window.start, [r.id for r in window.records], hashes, labels, features)
         timer["write_s"] = timer.get("write_s", 0.0) + time.perf_counter() - t0
@@ -226,11 +232,40 @@ def _run(source: InputSource, summary, backbone: Backbone, config: ExtractConfig
         windows = iter_windows(source, summary, backbone, config, writer.next_row, writer.window_rows, timer,
                                stop=writer.row_offset + writer.n_rows)
         for window in prefetch(windows, depth=2):
-            features = embed_tokens(backbone, config, window.token_ids, batch_tokens, timer)
-            committer.submit((window, features))
+            hashes = content_hashes(window.records)
+            if cache is None:
+                features = embed_tokens(backbone, config, window.token_ids, batch_tokens, timer)
+            else:
+                features = _embed_through_cache(backbone, config, window, hashes, cache, batch_tokens, timer)
+            committer.submit((window, hashes, features))
     finally:
         # Whatever stopped the loop (end, error, Ctrl-C), windows already computed are committed.
         committer.close()
         bar.close()
     return timer
 
+
+def content_hashes(records: Sequence[Record]) -> np.ndarray:
+    """(n, 32) uint8: sha256 of each record's text as UTF-8."""
+    digests = b"".join(hashlib.sha256(r.text.encode("utf-8")).digest() for r in records)
+    return np.frombuffer(digests, dtype=np.uint8).reshape(-1, 32)
+
+
+def _embed_through_cache(backbone: Backbone, config: ExtractConfig, window: Window, hashes: np.ndarray,
+                         cache: EmbeddingCache, batch_tokens: int, timer: dict[str, float]) -> dict[str, np.ndarray]:
+    """Cached vectors for texts seen before, the model for the rest (then cached too)."""
+    hit, cached = cache.lookup(hashes)
+    missing = np.flatnonzero(~hit)
+    fresh = embed_tokens(backbone, config, [window.token_ids[i] for i in missing], batch_tokens, timer) \
+        if len(missing) else None
+    features = {}
+    for name in config.poolings:
+        values = np.empty((len(hashes), cached[name].shape[1]), dtype=config.store_dtype)
+        values[hit] = cached[name]
+        if fresh is not None:
+            values[missing] = fresh[name]
+        features[name] = values
+    if fresh is not None:
+        cache.add(hashes[missing], fresh)
+    timer["cache_hits"] = timer.get("cache_hits", 0) + int(hit.sum())
+    return features
