@@ -16,7 +16,9 @@ and flushes after each one, so a killed run loses at most the window in flight.
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -197,11 +199,19 @@ class StorePlan:
 
 
 class StoreWriter:
-    """Creates a store, or reopens a matching unfinished one, and commits windows to it."""
+    """Creates a store, or reopens a matching unfinished one, and commits windows to it.
 
-    def __init__(self, file: h5py.File) -> None:
-        self._file = file
-        self.path = Path(file.filename)
+    The writer holds an exclusive lock on ``STORE.lock`` for its whole life, so a second
+    writer is refused at once (the kernel drops the lock if the process dies). The HDF5
+    file itself is opened only while a window is written and closed after it, so readers
+    can open the store between windows and always find a closed, consistent file.
+    """
+
+    def __init__(self, path: Path, lock: "_WriterLock") -> None:
+        self.path = path
+        self._lock = lock
+        with _open_h5(path, "r") as f:
+            self._attrs = {k: f.attrs[k] for k in ("n_done", "n_rows", "row_offset", "complete", "window_rows")}
 
     @classmethod
     def open(cls, path: str | Path, plan: StorePlan, overwrite: bool = False) -> "StoreWriter":
@@ -211,36 +221,35 @@ class StoreWriter:
         it is replaced only with `overwrite`. A complete matching store is returned as is.
         """
         path = Path(path)
-        if path.exists() and not overwrite:
-            file = _open_h5(path, "r+")
-            try:
-                _check_resumable(file, path, plan)
-            except BaseException:
-                file.close()
-                raise
-            return cls(file)
         path.parent.mkdir(parents=True, exist_ok=True)
-        file = _open_h5(path, "w")
+        lock = _WriterLock(path)
         try:
-            _lay_out(file, plan)
-            file.flush()
+            if path.exists() and not overwrite:
+                with _open_h5(path, "r") as file:
+                    _check_resumable(file, path, plan)
+            else:
+                try:
+                    with _open_h5(path, "w") as file:
+                        _lay_out(file, plan)
+                except BaseException:
+                    path.unlink(missing_ok=True)
+                    raise
+            return cls(path, lock)
         except BaseException:
-            file.close()
-            path.unlink(missing_ok=True)
+            lock.release()
             raise
-        return cls(file)
 
     @property
     def n_done(self) -> int:
-        return int(self._file.attrs["n_done"])
+        return int(self._attrs["n_done"])
 
     @property
     def n_rows(self) -> int:
-        return int(self._file.attrs["n_rows"])
+        return int(self._attrs["n_rows"])
 
     @property
     def row_offset(self) -> int:
-        return int(self._file.attrs["row_offset"])
+        return int(self._attrs["row_offset"])
 
     @property
     def next_row(self) -> int:
@@ -249,11 +258,11 @@ class StoreWriter:
 
     @property
     def complete(self) -> bool:
-        return bool(self._file.attrs["complete"])
+        return bool(self._attrs["complete"])
 
     @property
     def window_rows(self) -> int:
-        return int(self._file.attrs["window_rows"])
+        return int(self._attrs["window_rows"])
 
     def write_window(self, start: int, ids: list, content_sha256: np.ndarray, labels: np.ndarray | None,
                      features: dict[str, np.ndarray]) -> None:
@@ -262,40 +271,70 @@ class StoreWriter:
             raise RuntimeError(f"window starts at input row {start}, but the store continues at {self.next_row}")
         local = start - self.row_offset
         stop = local + len(ids)
-        f = self._file
-        f["ids"][local:stop] = np.asarray(ids, dtype=object if h5py.check_string_dtype(f["ids"].dtype) else np.int64)
-        f["content_sha256"][local:stop] = content_sha256
-        if labels is not None and "labels" in f:
-            f["labels"][local:stop] = labels
-        for name, values in features.items():
-            f["features"][name][local:stop] = values
-        # Data first, then the row count that makes it visible.
-        f.flush()
-        f.attrs["n_done"] = stop
-        f.flush()
+        with _open_h5(self.path, "r+", wait=True) as f:
+            string_ids = h5py.check_string_dtype(f["ids"].dtype)
+            f["ids"][local:stop] = np.asarray(ids, dtype=object if string_ids else np.int64)
+            f["content_sha256"][local:stop] = content_sha256
+            if labels is not None and "labels" in f:
+                f["labels"][local:stop] = labels
+            for name, values in features.items():
+                f["features"][name][local:stop] = values
+            # Data first, then the row count that makes it visible.
+            f.flush()
+            f.attrs["n_done"] = stop
+        self._attrs["n_done"] = stop
 
     def finish(self, timings: dict[str, Any]) -> None:
         """Mark the store complete (all rows committed) and record the run's timings."""
         if self.n_done != self.n_rows:
             raise RuntimeError(f"finish() with {self.n_done} of {self.n_rows} rows written")
-        self._file.attrs["timings"] = json.dumps(timings, sort_keys=True)
-        self._file.attrs["complete"] = True
-        self._file.flush()
+        with _open_h5(self.path, "r+", wait=True) as f:
+            f.attrs["timings"] = json.dumps(timings, sort_keys=True)
+            f.attrs["complete"] = True
+        self._attrs["complete"] = True
 
     def close(self) -> None:
-        self._file.close()
+        self._lock.release()
 
 
-def _open_h5(path: Path, mode: str) -> h5py.File:
+class _WriterLock:
+    """An exclusive, non-blocking fcntl lock on STORE.lock; released on close or process death."""
+
+    def __init__(self, store: Path) -> None:
+        self.path = store.with_name(store.name + ".lock")
+        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise FeatxError(f"{store} is being written by another process (it holds {self.path.name}): "
+                             "wait for it to finish, or write to another -o") from None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)
+            os.close(self._fd)  # closing the descriptor drops the lock
+            self._fd = None
+
+
+def _open_h5(path: Path, mode: str, wait: bool = False) -> h5py.File:
+    """Open with HDF5's file locking. A file briefly held by the other side (a writer
+    committing a window, a reader) is waited for: up to 60 s for a writer, 10 s for a reader."""
     if mode == "r" and not path.exists():
         raise FeatxError(f"store {path} does not exist")
-    try:
-        return h5py.File(path, mode)
-    except OSError as e:
-        text = str(e)
-        if "lock" in text.lower():
-            raise FeatxError(f"{path} is open for writing by another process: wait for it, or use another -o") from None
-        raise FeatxError(f"cannot open {path} as HDF5 ({text.splitlines()[0]}): remove it or pass --overwrite") from None
+    deadline = time.monotonic() + (60 if wait else 10)
+    while True:
+        try:
+            return h5py.File(path, mode)
+        except OSError as e:
+            text = str(e)
+            if "lock" not in text.lower():
+                raise FeatxError(f"cannot open {path} as HDF5 ({text.splitlines()[0]}): "
+                                 "remove it or pass --overwrite") from None
+            if time.monotonic() > deadline:
+                raise FeatxError(f"{path} stayed locked by another process: close readers that hold it open, "
+                                 "or wait for its writer") from None
+            time.sleep(0.02)
 
 
 def _check_resumable(file: h5py.File, path: Path, plan: StorePlan) -> None:
