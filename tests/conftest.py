@@ -92,6 +92,15 @@ def toy_inputs(tmp_path_factory):
     return paths
 
 
+def tiny_extract_command(path: Path, out: Path, model_dir: Path, pooling: str) -> tuple[list[str], dict]:
+    """A `featx extract` subprocess on the tiny model in windows of 8 rows, and its environment."""
+    import sys
+
+    command = [sys.executable, "-m", "featx", "extract", str(path), "-o", str(out), "--model", str(model_dir),
+               "--pooling", pooling, "--dtype", "fp32", "--window-rows", "8", "--batch-tokens", "64", "-q"]
+    return command, {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
 def write_lines(path: Path, lines: list[str]) -> Path:
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path

@@ -1,7 +1,5 @@
 """A second writer is refused; readers opened during writing see a consistent prefix."""
-import os
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -10,7 +8,7 @@ import pytest
 import featx
 from featx.extract import make_config
 from featx.store import StorePlan, StoreWriter
-from tests.conftest import write_lines
+from tests.conftest import tiny_extract_command, write_lines
 from tests.test_cli import run_cli
 
 
@@ -36,9 +34,8 @@ def test_readers_during_writing_see_only_committed_windows(tmp_path, tiny_bert_d
     lines = [f"row {i}: " + "word " * (i % 31) for i in range(40_000)]
     path = write_lines(tmp_path / "in.txt", lines)
     out = tmp_path / "s.h5"
-    command = [sys.executable, "-m", "featx", "extract", str(path), "-o", str(out), "--model", str(tiny_bert_dir),
-               "--pooling", "mean", "--dtype", "fp32", "--window-rows", "8", "--batch-tokens", "64", "-q"]
-    writer = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    command, env = tiny_extract_command(path, out, tiny_bert_dir, "mean")
+    writer = subprocess.Popen(command, env=env)
     snapshots = []
     try:
         deadline = time.time() + 120

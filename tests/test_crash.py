@@ -1,24 +1,20 @@
 """Crash torture: SIGKILL at random moments, resume each time, lose and duplicate nothing."""
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 
 import featx
-from tests.conftest import write_lines
+from tests.conftest import tiny_extract_command, write_lines
 
 
 def test_twenty_random_sigkills_then_resume_equals_an_uninterrupted_run(tmp_path, tiny_bert_dir):
     lines = [f"row {i}: " + "word " * (i % 23) for i in range(2400)]
     path = write_lines(tmp_path / "in.txt", lines)
     out = tmp_path / "s.h5"
-    command = [sys.executable, "-m", "featx", "extract", str(path), "-o", str(out), "--model", str(tiny_bert_dir),
-               "--pooling", "mean,cls", "--dtype", "fp32", "--window-rows", "8", "--batch-tokens", "64", "-q"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command, env = tiny_extract_command(path, out, tiny_bert_dir, "mean,cls")
     rng = random.Random(0)
     kills = 0
     for _ in range(20):
