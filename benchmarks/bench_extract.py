@@ -1,7 +1,8 @@
 """Extraction speed: featx against sentence-transformers and a seed-style loop.
 
 Methods (each run in its own process, runs interleaved, medians over repeats):
-  featx        featx's engine with its defaults (--dtype auto, default batch tokens)
+  featx        `featx.extract` with its defaults (--dtype auto, default batch tokens): the
+               whole pipeline, from a JSONL file of the texts to a finished HDF5 store
   st_fp32      SentenceTransformer.encode with its defaults (fp32, batch 32)
   st_bf16      the same, model loaded with torch_dtype=bfloat16
   seed_loop    tokenize padded to max_length, batch 16, fp32, input order, mean pooling
@@ -66,7 +67,8 @@ def worker(method: str, texts_file: str, max_length: int, vectors_file: str, dev
     if method == "featx":
         backbone = featx.load_backbone("all-MiniLM-L6-v2", device=device)
         config = featx.make_config(backbone, pooling=("mean",), max_length=max_length)
-        encode = lambda t: featx.embed_texts(backbone, config, t)["mean"]
+        scratch = Path(vectors_file).parent
+        encode = lambda t: extract_to_store(featx, backbone, t, max_length, scratch)
         dtype = config.dtype
     elif method.startswith("st_"):
         from sentence_transformers import SentenceTransformer
@@ -91,6 +93,17 @@ def worker(method: str, texts_file: str, max_length: int, vectors_file: str, dev
     return {"method": method, "seconds": seconds, "rows": len(texts), "tokens": tokens, "dtype": dtype,
             "threads": torch.get_num_threads(),
             "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"}
+
+
+def extract_to_store(featx, backbone, texts: list[str], max_length: int, scratch: Path) -> np.ndarray:
+    """What a user runs: the texts as a JSONL file, `featx.extract` into a fresh store, read back."""
+    source = scratch / f"texts-{len(texts)}.jsonl"
+    if not source.exists():
+        source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    store = featx.extract(source, scratch / "featx-store.h5", model=backbone, pooling="mean", max_length=max_length,
+                          text_column="text", overwrite=True, progress=False)
+    with store:
+        return store.features("mean")[:]
 
 
 def seed_loop(model, tokenizer, texts: list[str], max_length: int, device: str = "cpu") -> np.ndarray:
@@ -173,6 +186,7 @@ def run_benchmark(args) -> None:
 def summarise(runs, methods, workloads, scratch: Path, args, wall: float) -> dict:
     import torch
 
+    from featx.bench.runner import git_commit
     from featx.hardware import describe_hardware
 
     rows_out = []
@@ -200,7 +214,7 @@ def summarise(runs, methods, workloads, scratch: Path, args, wall: float) -> dic
                 f"--{k.replace('_', '-')} {v}" for k, v in (("sst2_rows", args.sst2_rows), ("imdb_rows", args.imdb_rows),
                                                             ("repeats", args.repeats), ("device", args.device))),
             "hardware": describe_hardware(torch.device("cpu")), "torch": torch.__version__,
-            "python": platform.python_version(), "git_commit": _git(), "wall_seconds": round(wall, 1),
+            "python": platform.python_version(), "git_commit": git_commit(), "wall_seconds": round(wall, 1),
             "seeds": "none (deterministic inputs: every k-th row of each file)", "rows": rows_out}
 
 
@@ -218,13 +232,6 @@ def markdown(report: dict) -> str:
                      f"{r.get('vs_seed_loop', '')} | {row['min_cosine_vs_st_fp32']} |")
     return "\n".join(lines) + "\n"
 
-
-def _git() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=HERE).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 if __name__ == "__main__":

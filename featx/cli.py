@@ -43,7 +43,7 @@ def cli() -> None:
 @click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
               help="Compute dtype; auto = bf16 where the hardware has fast bf16, else fp32.")
 @click.option("--store-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True)
-@click.option("--batch-tokens", type=int, default=None, help="Token budget per batch (rows x padded length).")
+@click.option("--batch-tokens", type=int, default=None, help="Token budget per batch (rows x padded length); default 2048 on CPU, 16384 on GPU.")
 @click.option("--window-rows", type=int, default=None,
               help="Rows per commit window; a crash loses at most one window.")
 @click.option("--compression", type=click.Choice(["lzf", "gzip"]), default=None, help="HDF5 compression.")
@@ -76,7 +76,7 @@ def extract(input: str, output: str, model: str, text_column: str | None, label_
       featx extract notes.txt -o notes.h5 --model ./my-bert --layers -4: --normalize
     """
     from featx.data import open_input
-    from featx.extract import DEFAULT_BATCH_TOKENS, DEFAULT_WINDOW_ROWS, extract as run_extract
+    from featx.extract import DEFAULT_WINDOW_ROWS, extract as run_extract
     from featx.shards import shard_from_env
 
     shard, local_rank = (_parse_shard(shard_spec), None) if shard_spec else shard_from_env()
@@ -89,7 +89,7 @@ def extract(input: str, output: str, model: str, text_column: str | None, label_
     store = run_extract(
         source, output, model=model, pooling=pooling, layers=layers, max_length=max_length,
         normalize=normalize, dtype=dtype, store_dtype=store_dtype,
-        batch_tokens=batch_tokens or DEFAULT_BATCH_TOKENS, device=device,
+        batch_tokens=batch_tokens, device=device,
         window_rows=window_rows or DEFAULT_WINDOW_ROWS, compression=compression, overwrite=overwrite,
         trust_remote_code=trust_remote_code, progress=False if quiet else None, shard=shard, cache_dir=cache_dir)
     if merge_after and shard is not None:

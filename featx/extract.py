@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +32,30 @@ from featx.progress import progress_bar
 from featx.shards import shard_path, shard_rows
 from featx.store import FeatureStore, StorePlan, StoreWriter
 
-DEFAULT_BATCH_TOKENS = 8192
+# Token budget per batch: measured best on CPU (benchmarks/README.md, "Extraction speed");
+# a GPU wants bigger batches to stay busy.
+CPU_BATCH_TOKENS = 2048
+GPU_BATCH_TOKENS = 16384
 DEFAULT_WINDOW_ROWS = 4096
+# On a CPU, batches run on up to this many worker threads at once (see cpu_workers).
+MAX_CPU_WORKERS = 4
+
+
+def default_batch_tokens(device: torch.device) -> int:
+    """The token budget per batch that `batch_tokens=None` means on `device`."""
+    return GPU_BATCH_TOKENS if device.type == "cuda" else CPU_BATCH_TOKENS
+
+
+def cpu_workers(threads: int | None = None) -> tuple[int, int]:
+    """(workers, threads each) for CPU inference over `threads` cores (torch's count by default).
+
+    Several batches at once, each on few threads, beat one batch on every thread: the
+    small matmuls, GELU, LayerNorm and attention of a small encoder do not split well
+    across cores (measured on 2 cores: +20 % rows/s, benchmarks/README.md).
+    """
+    threads = threads or torch.get_num_threads()
+    workers = max(1, min(threads, MAX_CPU_WORKERS))
+    return workers, max(1, threads // workers)
 
 
 @dataclass
@@ -48,7 +71,7 @@ def extract(input: str | Path | InputSource, output: str | Path, *, model: str |
             pooling: Sequence[str] | str = ("mean",), layers: str | Sequence[int] = "-1",
             max_length: int | None = None, normalize: bool = False, dtype: str = "auto",
             store_dtype: str = "float32", text_column: str | None = None, label_column: str | None = None,
-            id_column: str | None = None, batch_tokens: int = DEFAULT_BATCH_TOKENS, device: str = "auto",
+            id_column: str | None = None, batch_tokens: int | None = None, device: str = "auto",
             window_rows: int = DEFAULT_WINDOW_ROWS, compression: str | None = None, overwrite: bool = False,
             trust_remote_code: bool = False, progress: bool | None = None,
             shard: tuple[int, int] | None = None, cache_dir: str | Path | None = None) -> FeatureStore:
@@ -64,7 +87,7 @@ def extract(input: str | Path | InputSource, output: str | Path, *, model: str |
     `progress=None` shows a bar only on a terminal.
     """
     t_start = time.perf_counter()
-    if batch_tokens < 1:
+    if batch_tokens is not None and batch_tokens < 1:
         raise FeatxError(f"batch_tokens must be positive, got {batch_tokens}")
     if window_rows < 1:
         raise FeatxError(f"window_rows must be positive, got {window_rows}")
@@ -76,6 +99,7 @@ def extract(input: str | Path | InputSource, output: str | Path, *, model: str |
         model, device=device, trust_remote_code=trust_remote_code)
     config = make_config(backbone, pooling=pooling, layers=layers, max_length=max_length,
                          normalize=normalize, dtype=dtype, store_dtype=store_dtype)
+    batch_tokens = batch_tokens or default_batch_tokens(backbone.device)
     row_offset, n_rows = (0, summary.n_rows) if shard is None else shard_rows(summary.n_rows, window_rows, *shard)
     plan = StorePlan(config=config, input_json=describe_json(source), input_sha256=summary.sha256,
                      input_rows=summary.n_rows, dim=backbone.hidden_size * len(config.layers),
@@ -136,7 +160,7 @@ def make_config(backbone: Backbone, *, pooling: Sequence[str] | str = ("mean",),
 
 
 def embed_texts(backbone: Backbone, config: ExtractConfig, texts: Sequence[str],
-                batch_tokens: int = DEFAULT_BATCH_TOKENS) -> dict[str, np.ndarray]:
+                batch_tokens: int | None = None) -> dict[str, np.ndarray]:
     """Every requested pooling of `texts`, one (len(texts), D) array each, in input order."""
     return embed_tokens(backbone, config, tokenize(backbone, texts, config.max_length), batch_tokens)
 
@@ -150,34 +174,62 @@ def tokenize(backbone: Backbone, texts: Sequence[str], max_length: int) -> list[
 
 
 def embed_tokens(backbone: Backbone, config: ExtractConfig, token_ids: list[list[int]],
-                 batch_tokens: int = DEFAULT_BATCH_TOKENS, timer: dict[str, float] | None = None) -> dict[str, np.ndarray]:
-    """Run the backbone over length-sorted batches and pool; results back in input order."""
+                 batch_tokens: int | None = None, timer: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+    """Run the backbone over length-sorted batches and pool; results back in input order.
+
+    On a CPU the batches are shared among `cpu_workers()` threads, each running whole
+    batches with its own few intra-op threads; a batch's result does not depend on which
+    worker ran it. `batch_tokens=None` is the device's default budget.
+    """
+    t0 = time.perf_counter()
     dim = backbone.hidden_size * len(config.layers)
     out = {name: np.empty((len(token_ids), dim), dtype=config.store_dtype) for name in config.poolings}
     lengths = np.fromiter((len(ids) for ids in token_ids), dtype=np.int64, count=len(token_ids))
-    pad_left = getattr(backbone.tokenizer, "padding_side", "right") == "left"
     device = backbone.device
-    autocast = (torch.autocast(device.type, dtype=torch_dtype(config.dtype))
-                if config.dtype != "fp32" else contextlib.nullcontext())
-    need_all_states = config.layers != (-1,)
-    for rows in plan_batches(lengths, batch_tokens):
-        t0 = time.perf_counter()
-        input_ids, mask = pad_batch([token_ids[i] for i in rows], _pad_id(backbone), pad_left)
+    batches = plan_batches(lengths, batch_tokens or default_batch_tokens(device))
+    forward = _BatchForward(backbone, config, token_ids, out)
+    workers, threads_each = cpu_workers() if device.type == "cpu" else (1, 0)
+    if workers == 1 or len(batches) == 1:
+        for rows in batches:
+            forward(rows)
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="featx-forward", initializer=torch.set_num_threads,
+                                initargs=(threads_each,)) as pool:
+            for _ in pool.map(forward, batches):  # re-raises a worker's error here
+                pass
+    if timer is not None:
+        timer["forward_s"] = timer.get("forward_s", 0.0) + time.perf_counter() - t0
+    return out
+
+
+class _BatchForward:
+    """Embeds one planned batch of rows into the shared output arrays (rows never overlap)."""
+
+    def __init__(self, backbone: Backbone, config: ExtractConfig, token_ids: list[list[int]],
+                 out: dict[str, np.ndarray]):
+        self.backbone, self.config, self.token_ids, self.out = backbone, config, token_ids, out
+        self.pad_id = _pad_id(backbone)
+        self.pad_left = getattr(backbone.tokenizer, "padding_side", "right") == "left"
+        self.need_all_states = config.layers != (-1,)
+
+    def __call__(self, rows: np.ndarray) -> None:
+        device, config = self.backbone.device, self.config
+        input_ids, mask = pad_batch([self.token_ids[i] for i in rows], self.pad_id, self.pad_left)
         non_blocking = device.type == "cuda"
         input_ids = input_ids.to(device, non_blocking=non_blocking)
         mask = mask.to(device, non_blocking=non_blocking)
+        autocast = (torch.autocast(device.type, dtype=torch_dtype(config.dtype))
+                    if config.dtype != "fp32" else contextlib.nullcontext())
         with torch.inference_mode(), autocast:
-            output = backbone.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=need_all_states)
-            if need_all_states:
+            output = self.backbone.model(input_ids=input_ids, attention_mask=mask,
+                                         output_hidden_states=self.need_all_states)
+            if self.need_all_states:
                 hidden = torch.cat([output.hidden_states[i] for i in config.layers], dim=-1)
             else:
                 hidden = output.last_hidden_state
             pooled = pool(hidden, mask, config.poolings, config.normalize)
         for name, values in pooled.items():
-            out[name][rows] = values.cpu().numpy()
-        if timer is not None:
-            timer["forward_s"] = timer.get("forward_s", 0.0) + time.perf_counter() - t0
-    return out
+            self.out[name][rows] = values.cpu().numpy()
 
 
 def _pad_id(backbone: Backbone) -> int:

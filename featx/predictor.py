@@ -20,7 +20,7 @@ from featx.backbones import Backbone, load_backbone
 from featx.config import ExtractConfig
 from featx.data import InputSource, Record
 from featx.errors import FeatxError
-from featx.extract import DEFAULT_BATCH_TOKENS, DEFAULT_WINDOW_ROWS, embed_texts, embed_tokens, iter_windows
+from featx.extract import DEFAULT_WINDOW_ROWS, embed_texts, embed_tokens, iter_windows
 from featx.heads import TrainedHead
 
 PREDICTOR_FORMAT = "featx-predictor"
@@ -72,7 +72,7 @@ class Predictor:
     def predict_input(self, source: InputSource, summary) -> Iterator[tuple[Record, np.ndarray]]:
         """(record, probabilities) for every row of an input, streamed window by window."""
         for window in iter_windows(source, summary, self.backbone, self.config, 0, DEFAULT_WINDOW_ROWS):
-            features = embed_tokens(self.backbone, self.config, window.token_ids, DEFAULT_BATCH_TOKENS)
+            features = embed_tokens(self.backbone, self.config, window.token_ids)
             probabilities = self.head.estimator.predict_proba(features[self.head.pooling])
             yield from zip(window.records, probabilities)
 

@@ -65,7 +65,7 @@ def _row(out: Path, row_id: str, echo, fn, *args) -> dict:
     t0 = time.perf_counter()
     row, peak_rss_mb = _in_child(fn, *args)
     row.update(id=row_id, peak_rss_mb=round(peak_rss_mb, 1), wall_seconds=round(time.perf_counter() - t0, 2),
-               featx_version=__version__, git_commit=_git_commit(),
+               featx_version=__version__, git_commit=git_commit(),
                finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     partial = path.with_suffix(".part")
     partial.write_text(json.dumps(row, indent=2) + "\n")
@@ -206,7 +206,7 @@ def _mean_std(accuracy: list[float], macro_f1: list[float]) -> dict:
             "macro_f1_std": float(np.std(macro_f1)) if len(macro_f1) > 1 else None, "n_runs": len(accuracy)}
 
 
-def _git_commit() -> str:
+def git_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                               check=True, cwd=Path(__file__).parent).stdout.strip()
