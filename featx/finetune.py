@@ -218,8 +218,9 @@ def _make_trainable(model: SequenceClassifier, config: FinetuneConfig) -> torch.
             import peft
         except ImportError:
             raise FeatxError("LoRA needs the peft package: pip install 'featx[lora]'") from None
+        # Every linear layer of the blocks; not the pooler head, which featx's pooling never uses.
         lora = peft.LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=0.1,
-                               target_modules="all-linear")
+                               target_modules="all-linear", exclude_modules=r".*pooler.*")
         model.backbone = peft.get_peft_model(model.backbone, lora)
         return model
     if config.train_layers is not None:

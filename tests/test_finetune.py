@@ -57,3 +57,21 @@ def test_finetune_cli_then_predict_from_the_checkpoint(capsys, tiny_bert_dir, to
     truth = [line.rsplit(",", 1)[1] for line in toy_inputs["dev"].read_text().splitlines()[1:]]
     assert code == 0 and len(rows) == 48
     assert np.mean([r["label"] == t for r, t in zip(rows, truth)]) >= 0.9
+
+
+def test_lora_trains_adapters_only_and_saves_merged_weights(tiny_bert_dir, toy_inputs, tmp_path):
+    pytest.importorskip("peft")
+    config = FinetuneConfig(model=str(tiny_bert_dir), lora_rank=4, epochs=3, lr=3e-3, batch_size=16, max_length=16,
+                            dtype="fp32", seed=0)
+    record = finetune(featx.open_input(toy_inputs["train"]), tmp_path / "ft", val=featx.open_input(toy_inputs["dev"]),
+                      config=config, device="cpu", progress=False)
+    hidden, inter, layers, rank = 32, 64, 2, 4
+    adapters = layers * rank * (4 * (hidden + hidden) + (hidden + inter) + (inter + hidden))  # q k v o, up, down
+    assert record["trainable_parameters"] == adapters + hidden * 2 + 2
+    losses = record["losses"]
+    assert np.mean(losses[-6:]) < 0.7 * np.mean(losses[:6])
+    # The checkpoint is a plain transformers model (adapters merged): no peft needed to load it.
+    saved = {p.name for p in (tmp_path / "ft" / "backbone").iterdir()}
+    assert "adapter_config.json" not in saved and "model.safetensors" in saved
+    predictor = FinetunedPredictor(tmp_path / "ft", device="cpu")
+    assert predictor.predict(["great lovely superb movie", "awful dull boring movie"]) == ["pos", "neg"]
