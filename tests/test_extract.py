@@ -5,7 +5,7 @@ import pytest
 
 import featx
 from featx.errors import FeatxError
-from featx.extract import embed_texts, make_config
+from featx.extract import cpu_workers, embed_texts, make_config
 from featx.store import StoreWriter
 from tests.conftest import write_lines
 
@@ -28,6 +28,43 @@ def test_results_do_not_depend_on_batching(tiny_backbone, sentences):
     for name in config.poolings:
         np.testing.assert_allclose(one_by_one[name], big_batches[name], atol=1e-5)
         np.testing.assert_allclose(np.concatenate([s[name] for s in singles]), big_batches[name][:5], atol=1e-5)
+
+
+def test_cpu_workers_split_the_threads():
+    assert cpu_workers(1) == (1, 1)
+    assert cpu_workers(2) == (2, 1)
+    assert cpu_workers(16) == (4, 4)
+
+
+def test_worker_threads_give_the_vectors_of_one_thread(tiny_backbone, sentences, monkeypatch):
+    import sys
+
+    engine = sys.modules["featx.extract"]
+    config = make_config(tiny_backbone, pooling=("mean", "max"), dtype="fp32")
+    monkeypatch.setattr(engine, "MAX_CPU_WORKERS", 1)
+    serial = embed_texts(tiny_backbone, config, sentences, batch_tokens=16)
+    monkeypatch.setattr(engine, "cpu_workers", lambda: (3, 1))
+    threaded = embed_texts(tiny_backbone, config, sentences, batch_tokens=16)
+    for name in config.poolings:
+        np.testing.assert_allclose(threaded[name], serial[name], atol=1e-6)
+
+
+def test_an_error_in_a_worker_reaches_the_caller(tiny_backbone, sentences, monkeypatch):
+    import sys
+
+    engine = sys.modules["featx.extract"]
+    monkeypatch.setattr(engine, "cpu_workers", lambda: (2, 1))
+    config = make_config(tiny_backbone, pooling=("mean",), dtype="fp32")
+    calls = []
+
+    def failing_forward(self, rows):
+        calls.append(len(rows))
+        if len(calls) == 3:
+            raise RuntimeError("boom in a worker")
+
+    monkeypatch.setattr(engine._BatchForward, "__call__", failing_forward)
+    with pytest.raises(RuntimeError, match="boom in a worker"):
+        embed_texts(tiny_backbone, config, sentences, batch_tokens=16)
 
 
 def test_store_layout_readable_with_plain_h5py(tiny_backbone, text_file, tmp_path, sentences):
