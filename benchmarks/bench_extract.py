@@ -68,7 +68,7 @@ def worker(method: str, texts_file: str, max_length: int, vectors_file: str, dev
         backbone = featx.load_backbone("all-MiniLM-L6-v2", device=device)
         config = featx.make_config(backbone, pooling=("mean",), max_length=max_length)
         scratch = Path(vectors_file).parent
-        encode = lambda t: extract_to_store(featx, backbone, t, max_length, scratch)
+        encode = lambda t: extract_to_store(backbone, t, max_length, scratch)
         dtype = config.dtype
     elif method.startswith("st_"):
         from sentence_transformers import SentenceTransformer
@@ -95,8 +95,10 @@ def worker(method: str, texts_file: str, max_length: int, vectors_file: str, dev
             "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"}
 
 
-def extract_to_store(featx, backbone, texts: list[str], max_length: int, scratch: Path) -> np.ndarray:
+def extract_to_store(backbone, texts: list[str], max_length: int, scratch: Path) -> np.ndarray:
     """What a user runs: the texts as a JSONL file, `featx.extract` into a fresh store, read back."""
+    import featx
+
     source = scratch / f"texts-{len(texts)}.jsonl"
     if not source.exists():
         source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
@@ -231,7 +233,6 @@ def markdown(report: dict) -> str:
                      f"{row['tokens_per_s']} | {row['gflops']} | {r.get('vs_st_fp32', '')} | {r.get('vs_st_bf16', '')} | "
                      f"{r.get('vs_seed_loop', '')} | {row['min_cosine_vs_st_fp32']} |")
     return "\n".join(lines) + "\n"
-
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from featx import open_store
+
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "bench_extract"
 
@@ -59,14 +61,16 @@ def check_rss(args, scratch: Path) -> dict:
                         "rows_per_s": round(n / wall, 1)})
         print(f"{n:,} rows: peak RSS {rss / 2**20:.0f} MB, {wall:.1f} s", flush=True)
     ratio = results[1]["peak_rss_mb"] / results[0]["peak_rss_mb"]
+    with open_store(scratch / f"sst2-{args.rows}.h5") as store:
+        dtype = store.config.dtype
     return {"check": "peak RSS flat in N (target: 10 x N rows within 1.2 x the RSS of N rows)",
             "command": f"python benchmarks/extract_checks.py rss --rows {args.rows}",
             "extract_flags": "defaults (--dtype auto, default batch tokens and window rows), pooling mean",
+            "dtype": dtype, "seeds": "none: fixed inputs, no random draws",
             "runs": results, "rss_ratio": round(ratio, 3), "target_met": ratio <= 1.2}
 
 
 def check_accuracy(args, scratch: Path) -> dict:
-    from featx import open_store
     from featx.train import HeadSpec, train_heads
 
     results = []
@@ -79,11 +83,14 @@ def check_accuracy(args, scratch: Path) -> dict:
             print(f"sst2:{split} --dtype {dtype}: {wall:.1f} s", flush=True)
         _, rows = train_heads(stores["train"], [HeadSpec("logreg", {})], ["mean"], test=stores["dev"],
                               seed=args.seed)
+        resolved = stores["train"].config.dtype
+        for store in stores.values():
+            store.close()
         row = rows[0]
-        results.append({"dtype": dtype, "resolved_dtype": stores["train"].config.dtype,
+        results.append({"dtype": dtype, "resolved_dtype": resolved,
                         "dev_accuracy": row["test_accuracy"], "dev_macro_f1": row["test_macro_f1"],
                         "chosen": row["chosen"]})
-        print(f"--dtype {dtype} ({stores['train'].config.dtype}): SST-2 dev accuracy {row['test_accuracy']:.4f}",
+        print(f"--dtype {dtype} ({resolved}): SST-2 dev accuracy {row['test_accuracy']:.4f}",
               flush=True)
     gap = abs(results[0]["dev_accuracy"] - results[1]["dev_accuracy"]) * 100
     return {"check": "SST-2 dev accuracy of logistic regression (C swept on a seeded 10 % holdout of train), "
@@ -113,7 +120,6 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{args.check}.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: report[k] for k in ("check", "target_met")}))
-
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data"))
     parser.add_argument("--out", default=str(HERE / "results" / "bench_extract"))
     args = parser.parse_args()
+    started = time.time()
 
     backbone = featx.load_backbone("all-MiniLM-L6-v2", device="cpu")
     texts = load_texts(args.workload, Path(args.data))
@@ -82,27 +83,29 @@ def main() -> None:
     cast_model = copy.deepcopy(autocast_model).to(torch.bfloat16)
     eager_model = copy.deepcopy(autocast_model)
     eager_model.set_attn_implementation("eager")
-    # name: (model, config, batch tokens, workers)
+    # name: (model, config, batch tokens, workers, compute dtype as reported)
     variants = {
-        "fp32, 1 worker x 2 threads, 2048 tokens": (autocast_model, fp32, 2048, 1),
-        "fp32, 2 workers x 1 thread, 2048 tokens": (autocast_model, fp32, 2048, 2),
-        "bf16 autocast, 1 worker x 2 threads, 8192 tokens (old default)": (autocast_model, bf16, 8192, 1),
-        "bf16 autocast, 1 worker x 2 threads, 2048 tokens": (autocast_model, bf16, 2048, 1),
-        "bf16 autocast, 2 workers x 1 thread, 4096 tokens": (autocast_model, bf16, 4096, 2),
-        "bf16 autocast, 2 workers x 1 thread, 2048 tokens (default)": (autocast_model, bf16, 2048, 2),
-        "bf16 autocast, 2 workers x 1 thread, 1024 tokens": (autocast_model, bf16, 1024, 2),
-        "bf16 autocast, eager attention, 2 workers, 2048 tokens": (eager_model, bf16, 2048, 2),
-        "bf16-cast model (no autocast), 2 workers, 2048 tokens": (cast_model, fp32, 2048, 2),
+        "fp32, 1 worker x 2 threads, 2048 tokens": (autocast_model, fp32, 2048, 1, "fp32"),
+        "fp32, 2 workers x 1 thread, 2048 tokens": (autocast_model, fp32, 2048, 2, "fp32"),
+        "bf16 autocast, 1 worker x 2 threads, 8192 tokens (old default)": (autocast_model, bf16, 8192, 1, "bf16"),
+        "bf16 autocast, 1 worker x 2 threads, 2048 tokens": (autocast_model, bf16, 2048, 1, "bf16"),
+        "bf16 autocast, 2 workers x 1 thread, 4096 tokens": (autocast_model, bf16, 4096, 2, "bf16"),
+        "bf16 autocast, 2 workers x 1 thread, 2048 tokens (default)": (autocast_model, bf16, 2048, 2, "bf16"),
+        "bf16 autocast, 2 workers x 1 thread, 1024 tokens": (autocast_model, bf16, 1024, 2, "bf16"),
+        "bf16 autocast, eager attention, 2 workers, 2048 tokens": (eager_model, bf16, 2048, 2, "bf16"),
+        "bf16-cast model (no autocast), 2 workers, 2048 tokens": (cast_model, fp32, 2048, 2, "bf16 weights"),
     }
     int8 = torch.ao.quantization.quantize_dynamic(copy.deepcopy(autocast_model), {torch.nn.Linear}, dtype=torch.qint8)
-    variants["int8 dynamic quantization of the linears (torch.ao), 2 workers, 2048 tokens"] = (int8, fp32, 2048, 2)
+    variants["int8 dynamic quantization of the linears (torch.ao), 2 workers, 2048 tokens"] = (
+        int8, fp32, 2048, 2, "int8 linears")
     if args.compile:
         compiled = torch.compile(copy.deepcopy(autocast_model), dynamic=True)
-        variants["bf16 autocast, torch.compile(dynamic=True), 2 workers, 2048 tokens"] = (compiled, bf16, 2048, 2)
+        variants["bf16 autocast, torch.compile(dynamic=True), 2 workers, 2048 tokens"] = (
+            compiled, bf16, 2048, 2, "bf16")
     seconds: dict[str, list[float]] = {name: [] for name in variants}
     cosines = {}
     for repeat in range(args.repeats + 1):  # round 0 warms every variant up (and compiles)
-        for name, (model, config, budget, n_workers) in variants.items():
+        for name, (model, config, budget, n_workers, _) in variants.items():
             backbone.model = model
             with workers(n_workers):
                 t0 = time.perf_counter()
@@ -114,7 +117,7 @@ def main() -> None:
             else:
                 seconds[name].append(elapsed)
     backbone.model = autocast_model
-    rows = [{"variant": name, "rows_per_s": round(len(texts) / statistics.median(s), 1),
+    rows = [{"variant": name, "dtype": variants[name][4], "rows_per_s": round(len(texts) / statistics.median(s), 1),
              "all_seconds": [round(x, 3) for x in s], "min_cosine_vs_fp32": round(cosines[name], 6)}
             for name, s in seconds.items()]
     baseline = rows[2]["rows_per_s"]
@@ -126,7 +129,8 @@ def main() -> None:
               "repeats": args.repeats, "hardware": describe_hardware(torch.device("cpu")), "torch": torch.__version__,
               "matmul_peak_gflops": {"fp32": round(matmul_peak(torch.float32), 1),
                                      "bf16": round(matmul_peak(torch.bfloat16), 1)},
-              "variants": rows}
+              "seeds": "none: fixed inputs (every k-th row of the file), no random draws",
+              "wall_seconds": round(time.time() - started, 1), "variants": rows}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"levers-{args.workload}.json").write_text(json.dumps(report, indent=2) + "\n")

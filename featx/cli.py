@@ -43,7 +43,8 @@ def cli() -> None:
 @click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
               help="Compute dtype; auto = bf16 where the hardware has fast bf16, else fp32.")
 @click.option("--store-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True)
-@click.option("--batch-tokens", type=int, default=None, help="Token budget per batch (rows x padded length); default 2048 on CPU, 16384 on GPU.")
+@click.option("--batch-tokens", type=int, default=None,
+              help="Token budget per batch (rows x padded length) [default: 2048 on CPU, 16384 on GPU].")
 @click.option("--window-rows", type=int, default=None,
               help="Rows per commit window; a crash loses at most one window.")
 @click.option("--compression", type=click.Choice(["lzf", "gzip"]), default=None, help="HDF5 compression.")
