@@ -51,8 +51,8 @@ def cpu_workers(threads: int | None = None) -> tuple[int, int]:
 
     Several batches at once, each on few threads, beat one batch on every thread: the
     small matmuls, GELU, LayerNorm and attention of a small encoder do not split well
-    across cores (measured on 2 cores, two workers against one: +22 % rows/s on SST-2
-    phrases, +8 % on IMDB reviews; benchmarks/README.md). Beyond MAX_CPU_WORKERS the
+    across cores (measured on 2 cores, two workers against one: +21 % rows/s on SST-2
+    phrases, +6 % on IMDB reviews; benchmarks/README.md). Beyond MAX_CPU_WORKERS the
     workers get several threads each: untested on big machines, a bound on GIL traffic.
     """
     threads = threads or torch.get_num_threads()
