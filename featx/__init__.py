@@ -10,18 +10,31 @@ import os
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "0")
 
 from featx._version import __version__
-from featx.backbones import DEFAULT_MODEL, Backbone, load_backbone
-from featx.config import ExtractConfig
-from featx.data import open_input
 from featx.errors import FeatxError
-from featx.extract import embed_texts, extract, make_config
-from featx.heads import LogRegHead, MLPHead, TrainedHead
-from featx.predictor import Predictor
-from featx.store import FeatureStore, open_store
-from featx.train import mteb_protocol, train_head, train_heads
 
-__all__ = [
-    "DEFAULT_MODEL", "Backbone", "ExtractConfig", "FeatureStore", "FeatxError", "LogRegHead", "MLPHead", "Predictor",
-    "TrainedHead", "__version__", "embed_texts", "extract", "load_backbone", "make_config", "mteb_protocol",
-    "open_input", "open_store", "train_head", "train_heads",
-]
+# The public names load on first use (PEP 562), so `featx --help`, and a Ctrl-C while
+# torch is still importing, happen before any heavy import and inside the CLI's handler.
+_LAZY = {
+    "DEFAULT_MODEL": "featx.backbones", "Backbone": "featx.backbones", "load_backbone": "featx.backbones",
+    "ExtractConfig": "featx.config", "open_input": "featx.data", "embed_texts": "featx.engine",
+    "extract": "featx.engine", "make_config": "featx.engine", "LogRegHead": "featx.heads",
+    "MLPHead": "featx.heads", "TrainedHead": "featx.heads", "Predictor": "featx.predictor",
+    "FeatureStore": "featx.store", "open_store": "featx.store", "mteb_protocol": "featx.train",
+    "train_head": "featx.train", "train_heads": "featx.train",
+}
+
+__all__ = sorted([*_LAZY, "FeatxError", "__version__"])
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'featx' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

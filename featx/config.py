@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from featx.errors import FeatxError
+from featx.errors import ParameterError
 
 POOLINGS = ("mean", "cls", "max", "last")
 DTYPES = ("fp32", "bf16", "fp16")
@@ -35,20 +35,20 @@ class ExtractConfig:
 
     def __post_init__(self) -> None:
         if not self.poolings:
-            raise FeatxError("no pooling requested: pass at least one of " + ", ".join(POOLINGS))
+            raise ParameterError("pooling", "is empty: pass at least one of " + ", ".join(POOLINGS))
         unknown = [p for p in self.poolings if p not in POOLINGS]
         if unknown:
-            raise FeatxError(f"unknown pooling {unknown[0]!r}: choose from {', '.join(POOLINGS)}")
+            raise ParameterError("pooling", f"{unknown[0]!r} is unknown: choose from {', '.join(POOLINGS)}")
         if len(set(self.poolings)) != len(self.poolings):
-            raise FeatxError(f"pooling listed twice in {','.join(self.poolings)}")
+            raise ParameterError("pooling", f"lists a pooling twice: {','.join(self.poolings)}")
         if self.dtype not in DTYPES:
-            raise FeatxError(f"unknown compute dtype {self.dtype!r}: choose from {', '.join(DTYPES)}")
+            raise ParameterError("dtype", f"{self.dtype!r} is unknown: choose from {', '.join(DTYPES)}")
         if self.store_dtype not in STORE_DTYPES:
-            raise FeatxError(f"unknown store dtype {self.store_dtype!r}: choose from {', '.join(STORE_DTYPES)}")
+            raise ParameterError("store_dtype", f"{self.store_dtype!r} is unknown: choose from {', '.join(STORE_DTYPES)}")
         if self.max_length < 2:
-            raise FeatxError(f"max_length must be at least 2, got {self.max_length}")
+            raise ParameterError("max_length", f"must be at least 2 (room for the special tokens), got {self.max_length}")
         if not self.layers:
-            raise FeatxError("no layer selected")
+            raise ParameterError("layers", "selects no layer")
 
     def to_json(self) -> str:
         """Canonical JSON: sorted keys, no whitespace, lists for tuples."""
@@ -93,9 +93,9 @@ def parse_layers(spec: str | int | tuple[int, ...] | list[int]) -> tuple[int, ..
         else:
             layers = tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise FeatxError(
-            f"cannot read layers {spec!r}: use -1 (last), -4: (last four, concatenated) or a list like -4,-1"
+        raise ParameterError(
+            "layers", f"{spec!r} cannot be read: use -1 (last), -4: (last four, concatenated) or a list like -4,-1"
         ) from None
     if not layers:
-        raise FeatxError(f"layers {spec!r} selects no layer")
+        raise ParameterError("layers", f"{spec!r} selects no layer")
     return layers

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from featx.data import open_input
-from featx.extract import extract
+from featx.engine import extract
 from featx.predictor import Predictor
 from featx.train import HeadSpec, best_head, train_heads, write_results
 from featx.metrics import markdown_table

@@ -28,10 +28,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from featx._version import __version__
+from featx.atomic import atomic_folder, write_text
 from featx.backbones import DEFAULT_MODEL, load_backbone
 from featx.batching import pad_batch
 from featx.data import InputSource
-from featx.errors import FeatxError
+from featx.errors import DamagedError, FeatxError
 from featx.hardware import describe_hardware, resolve_dtype, torch_dtype
 from featx.metrics import classification_metrics
 from featx.pooling import POOLERS
@@ -189,7 +190,7 @@ def finetune(train: InputSource, out: str | Path, *, val: InputSource | None = N
         if step >= total_steps:
             break
     bar.close()
-    (out / "finetune.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_text(out / "finetune.json", json.dumps(record, indent=2) + "\n", "checkpoint")
     return record
 
 
@@ -253,15 +254,16 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 
 def _save(model: SequenceClassifier, loaded, out: Path, record: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+    """The checkpoint folder, replaced as a whole (featx.atomic): never one epoch's backbone with another's head."""
     backbone = model.backbone
     if hasattr(backbone, "merge_and_unload"):  # LoRA: save plain merged weights
         backbone = copy_merged(backbone)
-    backbone.save_pretrained(out / "backbone", safe_serialization=True)
-    loaded.tokenizer.save_pretrained(out / "backbone")
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.classifier.state_dict().items()},
-              str(out / "classifier.safetensors"))
-    (out / "finetune.json").write_text(json.dumps(record, indent=2) + "\n")
+    with atomic_folder(out, "checkpoint") as partial:
+        backbone.save_pretrained(partial / "backbone", safe_serialization=True)
+        loaded.tokenizer.save_pretrained(partial / "backbone")
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.classifier.state_dict().items()},
+                  str(partial / "classifier.safetensors"))
+        (partial / "finetune.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
 def copy_merged(peft_model) -> torch.nn.Module:
@@ -276,16 +278,21 @@ class FinetunedPredictor:
 
     def __init__(self, folder: str | Path, device: str = "auto") -> None:
         folder = Path(folder)
-        self.record = json.loads((folder / "finetune.json").read_text())
+        try:
+            self.record = json.loads((folder / "finetune.json").read_text(encoding="utf-8"))
+            recipe = self.record["recipe"]
+            self.class_names = tuple(str(c) for c in self.record["classes"])
+            pooling, dtype, self.max_length = recipe["pooling"], self.record["dtype"], int(recipe["max_length"])
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+            raise DamagedError(f"{folder}/finetune.json is damaged ({type(e).__name__}: {e})") from None
         self.loaded = load_backbone(str(folder / "backbone"), device=device)
-        recipe = self.record["recipe"]
-        self.class_names = tuple(self.record["classes"])
-        self.model = SequenceClassifier(self.loaded.model, self.loaded.hidden_size, len(self.class_names),
-                                        recipe["pooling"])
-        self.model.classifier.load_state_dict(load_file(str(folder / "classifier.safetensors")))
+        self.model = SequenceClassifier(self.loaded.model, self.loaded.hidden_size, len(self.class_names), pooling)
+        try:
+            self.model.classifier.load_state_dict(load_file(str(folder / "classifier.safetensors")))
+        except Exception as e:  # a missing file, a bad safetensors header, or shapes that do not fit
+            raise DamagedError(f"{folder}/classifier.safetensors is damaged or does not fit "
+                               f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
         self.model.to(self.loaded.device).eval()
-        self.max_length = recipe["max_length"]
-        dtype = self.record["dtype"]
         self._autocast = (lambda: torch.autocast(self.loaded.device.type, dtype=torch_dtype(dtype))) \
             if dtype != "fp32" else contextlib.nullcontext
 

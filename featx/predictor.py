@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from featx._version import __version__
+from featx.atomic import atomic_folder
 from featx.backbones import Backbone, load_backbone
 from featx.config import ExtractConfig
 from featx.data import InputSource, Record
-from featx.errors import FeatxError
-from featx.extract import DEFAULT_WINDOW_ROWS, embed_texts, embed_tokens, iter_windows
+from featx.errors import DamagedError, FeatxError
+from featx.engine import DEFAULT_WINDOW_ROWS, embed_texts, embed_tokens, iter_windows
 from featx.heads import TrainedHead
 
 PREDICTOR_FORMAT = "featx-predictor"
@@ -77,25 +78,43 @@ class Predictor:
             yield from zip(window.records, probabilities)
 
     def save(self, folder: str | Path) -> Path:
-        """Write predictor.json and head/ into `folder`."""
+        """Write predictor.json and head/ as the folder `folder`, atomically (see featx.atomic)."""
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.head.save(folder / "head")
-        meta = {"format": PREDICTOR_FORMAT, "format_version": 1, "featx_version": __version__,
-                "model": self.config.model, "config": json.loads(self.head.config_json), "head": "head"}
-        (folder / "predictor.json").write_text(json.dumps(meta, indent=2) + "\n")
+        with atomic_folder(folder, "predictor") as partial:
+            self.head.save(partial / "head")
+            meta = {"format": PREDICTOR_FORMAT, "format_version": 1, "featx_version": __version__,
+                    "model": self.config.model, "config": json.loads(self.head.config_json), "head": "head"}
+            (partial / "predictor.json").write_text(json.dumps(meta, indent=2) + "\n")
         return folder
 
     @classmethod
     def load(cls, folder: str | Path, device: str = "auto") -> "Predictor":
-        """A predictor from a folder written by `save`; the backbone loads on first use."""
+        """A predictor from a folder written by `save`; the backbone loads on first use.
+
+        Refused unless its head lies inside the folder and the predictor's extraction
+        config is the one the head's training store was made with (same fingerprint).
+        """
         folder = Path(folder)
         meta_path = folder / "predictor.json"
         if not meta_path.is_file():
             raise FeatxError(f"{folder} is not a predictor folder (no predictor.json); "
                              "make one with featx train ... --export DIR")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format") != PREDICTOR_FORMAT:
-            raise FeatxError(f"{meta_path} is not a featx predictor (format {meta.get('format')!r})")
-        head = TrainedHead.load(folder / meta["head"])
-        return cls(head, ExtractConfig.from_json(json.dumps(meta["config"])), device=device)
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise DamagedError(f"{meta_path} is damaged: not valid JSON ({e})") from None
+        if not isinstance(meta, dict) or meta.get("format") != PREDICTOR_FORMAT:
+            raise FeatxError(f"{meta_path} is not a featx predictor")
+        head_dir = (folder / str(meta.get("head", "head"))).resolve()
+        if not head_dir.is_relative_to(folder.resolve()) or head_dir == folder.resolve():
+            raise DamagedError(f"{meta_path} names a head outside its folder ({meta.get('head')!r}): refused")
+        head = TrainedHead.load(head_dir)
+        try:
+            config = ExtractConfig.from_json(json.dumps(meta["config"]))
+        except (KeyError, TypeError, ValueError, FeatxError) as e:
+            raise DamagedError(f"{meta_path} is damaged: its extraction config cannot be read ({e})") from None
+        if config.fingerprint != head.store_fingerprint:
+            raise DamagedError(f"{meta_path} points at another backbone or extraction config (fingerprint "
+                               f"{config.fingerprint[:12]}) than its head was trained on "
+                               f"({head.store_fingerprint[:12]}): export the predictor again")
+        return cls(head, config, device=device)

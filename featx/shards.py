@@ -16,8 +16,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from featx.errors import FeatxError
+from featx.atomic import atomic_file, same_file
+from featx.errors import FeatxError, OutputError
 from featx.store import FORMAT
+from featx.store.h5 import h5_reason
+from featx.store.writer import check_replaceable
 
 _ROW_DATASETS = ("ids", "content_sha256", "labels")
 
@@ -56,13 +59,25 @@ def shard_from_env() -> tuple[tuple[int, int] | None, int | None]:
 def merge_shards(shards: list[str | Path], output: str | Path, copy: bool = False) -> Path:
     """Join complete shards of one extraction into one store (virtual datasets, or a copy)."""
     output = Path(output)
+    for shard in shards:
+        if same_file(output, shard):
+            raise OutputError(f"the output {output} is the shard {shard}: choose another -o")
     infos = sorted((_shard_info(Path(p)) for p in shards), key=lambda info: info["row_offset"])
     _check_shards(infos)
+    if output.exists():
+        check_replaceable(output)
     first = infos[0]
     total = first["input_rows"]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".part")
-    with h5py.File(first["path"], "r") as template, h5py.File(partial, "w") as out:
+    with atomic_file(output, "merged store") as partial:
+        try:
+            _write_merged(partial, output.parent, infos, total, copy)
+        except (RuntimeError, KeyError, ValueError) as e:  # h5py's other types for a failed write
+            raise OSError(h5_reason(e)) from None
+    return output
+
+
+def _write_merged(partial: Path, folder: Path, infos: list[dict], total: int, copy: bool) -> None:
+    with h5py.File(infos[0]["path"], "r") as template, h5py.File(partial, "w") as out:
         names = [n for n in _ROW_DATASETS if n in template] + [f"features/{p}" for p in template["features"]]
         out.create_group("features")
         for name in names:
@@ -70,7 +85,7 @@ def merge_shards(shards: list[str | Path], output: str | Path, copy: bool = Fals
             if copy:
                 _copy_rows(out, name, source, infos, total)
             else:
-                _virtual_rows(out, name, source, infos, total, output.parent)
+                _virtual_rows(out, name, source, infos, total, folder)
         if "labels" in template:
             out["labels"].attrs["classes"] = template["labels"].attrs["classes"]
         attrs = dict(template.attrs)
@@ -80,8 +95,6 @@ def merge_shards(shards: list[str | Path], output: str | Path, copy: bool = Fals
                      created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                      timings=json.dumps({"shards": [i["timings"] for i in infos], "copied": copy}))
         out.attrs.update(attrs)
-    partial.rename(output)
-    return output
 
 
 def _shard_info(path: Path) -> dict:

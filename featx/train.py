@@ -13,6 +13,7 @@ from joblib import Parallel, delayed
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 
+from featx.atomic import make_folder, write_text
 from featx.errors import FeatxError
 from featx.heads import TrainedHead, make_head, parse_head_spec
 from featx.heads.split import sample_per_label, stratified_split
@@ -168,10 +169,10 @@ def format_table(rows: list[dict]) -> str:
 
 
 def write_results(folder: Path, rows: list[dict], extra: dict) -> None:
-    """results.json (rows + run facts) and results.md (the table) in `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "results.json").write_text(json.dumps({**extra, "rows": rows}, indent=2) + "\n")
-    (folder / "results.md").write_text(format_table(rows) + "\n")
+    """results.json (rows + run facts) and results.md (the table) in `folder`, each written atomically."""
+    make_folder(folder, "results")
+    write_text(folder / "results.json", json.dumps({**extra, "rows": rows}, indent=2) + "\n", "results")
+    write_text(folder / "results.md", format_table(rows) + "\n", "results")
 
 
 def _labelled(store: FeatureStore, pooling: str) -> tuple[np.ndarray, np.ndarray]:

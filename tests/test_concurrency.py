@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import featx
-from featx.extract import make_config
+from featx.engine import make_config
 from featx.store import StorePlan, StoreWriter
 from tests.conftest import tiny_extract_command, write_lines
 from tests.test_cli import run_cli
@@ -24,7 +24,7 @@ def test_second_writer_is_refused_with_one_line(capsys, tmp_path, tiny_backbone,
         assert code == 2 and err.count("\n") == 1 and "being written by another process" in err
     finally:
         first.close()
-    assert not (tmp_path / "s.h5.lock").exists()
+    assert (tmp_path / "s.h5.lock").exists()  # never removed: removing it opens a race (tests/faults)
     code, _, _ = run_cli(capsys, "extract", str(path), "-o", str(tmp_path / "s.h5"), "--model", str(tiny_bert_dir),
                          "--overwrite", "-q")
     assert code == 0  # the lock went with the first writer

@@ -5,7 +5,7 @@ import pytest
 
 import featx
 from featx.errors import FeatxError
-from featx.extract import cpu_workers, embed_texts, make_config
+from featx.engine import cpu_workers, embed_texts, make_config
 from featx.store import StoreWriter
 from tests.conftest import write_lines
 
@@ -39,7 +39,7 @@ def test_cpu_workers_split_the_threads():
 def test_worker_threads_give_the_vectors_of_one_thread(tiny_backbone, sentences, monkeypatch):
     import sys
 
-    engine = sys.modules["featx.extract"]
+    engine = sys.modules["featx.engine"]
     config = make_config(tiny_backbone, pooling=("mean", "max"), dtype="fp32")
     monkeypatch.setattr(engine, "MAX_CPU_WORKERS", 1)
     serial = embed_texts(tiny_backbone, config, sentences, batch_tokens=16)
@@ -52,7 +52,7 @@ def test_worker_threads_give_the_vectors_of_one_thread(tiny_backbone, sentences,
 def test_an_error_in_a_worker_reaches_the_caller(tiny_backbone, sentences, monkeypatch):
     import sys
 
-    engine = sys.modules["featx.extract"]
+    engine = sys.modules["featx.engine"]
     monkeypatch.setattr(engine, "cpu_workers", lambda: (2, 1))
     config = make_config(tiny_backbone, pooling=("mean",), dtype="fp32")
     calls = []
@@ -144,7 +144,7 @@ def test_labels_ids_and_concatenated_layers(tiny_backbone, tmp_path):
         assert X.dtype == np.float16 and X.shape == (3, 96)
         assert y.tolist() == [1, 0, 1] and store.classes == ("neg", "pos")
         assert store.ids.tolist() == ["a", "b", "c"]
-    with pytest.raises(FeatxError, match="layer -4 does not exist"):
+    with pytest.raises(FeatxError, match="layers -4 does not exist"):
         featx.extract(path, tmp_path / "t.h5", model=tiny_backbone, layers="-4:", progress=False)
 
 

@@ -5,7 +5,7 @@ import pytest
 
 import featx
 from featx.cli import main
-from featx.extract import embed_texts, make_config
+from featx.engine import embed_texts, make_config
 
 
 @pytest.fixture(scope="module")

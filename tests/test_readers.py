@@ -87,7 +87,7 @@ def test_records_resume_from_a_row(tmp_path):
     ("", {}, "has no rows"),
     ("text,label\n", {}, "has no rows"),
     ("text,label\na,b\nc\n", {}, "row 2 has 1 fields"),
-    ("text,label\na,\n", {}, "label column 'label' is empty"),
+    ("text,label\na,\n", {}, "featx does not guess labels"),
 ])
 def test_input_problems_are_user_errors(tmp_path, content, kwargs, message):
     path = tmp_path / "x.csv"

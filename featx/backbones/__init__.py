@@ -19,7 +19,11 @@ from featx.hardware import resolve_device
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 # Files whose bytes decide the weights and the tokenization. Only those present count.
-_WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+# Weights load from safetensors only: a pickle (pytorch_model.bin) can run code when read.
+_WEIGHT_PATTERNS = ("*.safetensors",)
+_PICKLE_PATTERNS = ("pytorch_model*.bin", "*.pt", "*.pth", "*.ckpt")
+# A sentence any real text tokenizer splits into several distinct, known tokens.
+_PROBE_TEXT = "The quick brown fox jumps over the lazy dog near 42 rivers."
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
                     "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "added_tokens.json")
 
@@ -38,6 +42,7 @@ class Backbone:
     hidden_size: int
     num_hidden_states: int  # embeddings output + one per block
     default_max_length: int
+    max_positions: int | None = None  # the most tokens the position embeddings cover (None: no limit known)
 
 
 def load_backbone(name_or_path: str = DEFAULT_MODEL, *, device: str | torch.device = "auto",
@@ -49,14 +54,21 @@ def load_backbone(name_or_path: str = DEFAULT_MODEL, *, device: str | torch.devi
     transformers.utils.logging.disable_progress_bar()
     device = device if isinstance(device, torch.device) else resolve_device(device)
     path = resolve_model_folder(name_or_path)
+    weight_files = _weight_files(path)
+    tokenizer_files = [path / n for n in _TOKENIZER_FILES if (path / n).is_file()]
+    if not tokenizer_files:
+        raise FeatxError(f"{path} has no tokenizer files ({', '.join(_TOKENIZER_FILES[:4])}, ...): "
+                         "save the tokenizer into the model folder (tokenizer.save_pretrained)")
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        model = transformers.AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as e:
+        model = transformers.AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code,
+                                                       use_safetensors=True)
+    except Exception as e:  # transformers raises OSError, ValueError, KeyError, EnvironmentError, ...
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise FeatxError(f"cannot load a transformers model from {path}: {first_line}") from None
     if not getattr(tokenizer, "is_fast", False):
         raise FeatxError(f"{name_or_path} has no fast (Rust) tokenizer; featx needs one (tokenizer.json)")
+    _check_tokenizer(tokenizer, path)
     model.eval().requires_grad_(False).to(device)
     config = model.config
     # A local folder is recorded by absolute path so a saved predictor can find it again.
@@ -67,12 +79,32 @@ def load_backbone(name_or_path: str = DEFAULT_MODEL, *, device: str | torch.devi
         model=model,
         tokenizer=tokenizer,
         device=device,
-        weights_sha256=_files_sha256(path, _weight_files(path)),
-        tokenizer_sha256=_files_sha256(path, [path / n for n in _TOKENIZER_FILES if (path / n).is_file()]),
+        weights_sha256=_files_sha256(path, weight_files),
+        tokenizer_sha256=_files_sha256(path, tokenizer_files),
         hidden_size=config.hidden_size,
         num_hidden_states=config.num_hidden_layers + 1,
         default_max_length=_default_max_length(path, tokenizer, config),
+        max_positions=_max_positions(model),
     )
+
+
+def _check_tokenizer(tokenizer, path: Path) -> None:
+    """Refuse a tokenizer that would give every text the same tokens (and so the same vector)."""
+    special = set(tokenizer.all_special_ids)
+    ids = [i for i in tokenizer(_PROBE_TEXT, add_special_tokens=False)["input_ids"] if i not in special]
+    if len(set(ids)) < 3:
+        raise FeatxError(f"the tokenizer in {path} is degenerate (vocabulary of {len(tokenizer)} tokens; a plain "
+                         "English sentence becomes only unknown or special tokens): check its tokenizer files")
+
+
+def _max_positions(model: torch.nn.Module) -> int | None:
+    """How many tokens the position embeddings cover: RoBERTa-style models start counting
+    positions after their padding index, so they take two fewer than the table holds."""
+    table = getattr(model.config, "max_position_embeddings", None)
+    if not table or getattr(model.config, "position_embedding_type", "absolute") != "absolute":
+        return None
+    padding_idx = getattr(getattr(model, "embeddings", None), "padding_idx", None)
+    return int(table) - (int(padding_idx) + 1 if padding_idx is not None else 0)
 
 
 def resolve_model_folder(name_or_path: str) -> Path:
@@ -159,7 +191,12 @@ def _weight_files(path: Path) -> list[Path]:
         files = sorted(path.glob(pattern))
         if files:
             return files
-    raise FeatxError(f"{path} holds no weight files (*.safetensors or pytorch_model*.bin)")
+    pickles = sorted(f.name for pattern in _PICKLE_PATTERNS for f in path.glob(pattern))
+    if pickles:
+        raise FeatxError(f"{path} has only pickled weights ({pickles[0]}): featx loads safetensors only, because "
+                         "a pickle can run code when read; convert it once (model.save_pretrained(folder, "
+                         "safe_serialization=True)) on a machine you trust")
+    raise FeatxError(f"{path} holds no weight files (*.safetensors)")
 
 
 def _files_sha256(root: Path, files: list[Path]) -> str:

@@ -5,6 +5,7 @@ import csv
 import json
 from pathlib import Path
 
+from featx.atomic import atomic_file, write_text
 from featx.metrics import markdown_table
 
 SCHEMA_VERSION = 1
@@ -35,8 +36,8 @@ def write_report(out: str | Path, suite_name: str, rows: list[dict], command: st
     out = Path(out)
     document = {"schema_version": SCHEMA_VERSION, "suite": suite_name, "command": command, "rows": rows,
                 "amortised": amortised(rows)}
-    (out / "results.json").write_text(json.dumps(document, indent=2) + "\n")
-    (out / "results.md").write_text(markdown_report(document))
+    write_text(out / "results.json", json.dumps(document, indent=2) + "\n", "results")
+    write_text(out / "results.md", markdown_report(document), "results")
     _write_csv(out / "results.csv", rows)
     _plot(out / "speed_vs_accuracy.png", document)
     return document
@@ -75,7 +76,7 @@ def _pm(value, std) -> str:
 def _write_csv(path: Path, rows: list[dict]) -> None:
     keys = ["id", "method", "dataset", "model", "pooling", "accuracy", "accuracy_std", "macro_f1", "macro_f1_std",
             "n_runs", "peak_rss_mb", "wall_seconds", "device", "dtype", "threads", "git_commit"]
-    with open(path, "w", newline="") as f:
+    with atomic_file(path, "results") as partial, open(partial, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(keys + ["seconds"])
         for row in rows:
@@ -104,5 +105,6 @@ def _plot(path: Path, document: dict) -> None:
     axis.legend(fontsize=7, loc="lower right")
     axis.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    with atomic_file(path, "results") as partial:
+        figure.savefig(partial, dpi=120, format="png")
     plt.close(figure)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from featx._version import __version__
+from featx.atomic import child_path, make_folder, write_text
 from featx.bench.suite import Split, Suite
 
 FROZEN_METHODS = {"logreg": "frozen+logreg", "mlp": "frozen+mlp"}
@@ -31,7 +32,12 @@ def run_suite(suite: Suite, out: str | Path, echo=print, stages: tuple[str, ...]
     Heads and the few-shot rows need the extraction rows' stores; fine-tuning needs none.
     """
     out = Path(out)
-    (out / "rows").mkdir(parents=True, exist_ok=True)
+    for pooling in suite.poolings:  # every name from the suite file is checked before anything runs
+        for spec in suite.heads:
+            child_path(out / "rows", _head_row_id(spec, pooling), "benchmark row")
+    for name in suite.finetune:
+        child_path(out / "checkpoints", name, "fine-tuning variant")
+    make_folder(out / "rows", "results")
     stores = {split: out / "stores" / f"{split}.h5" for split in ("train", "val", "test")}
     store_paths = {k: str(v) for k, v in stores.items()}
     if "extract" in stages or "heads" in stages or "mteb" in stages:
@@ -40,14 +46,18 @@ def run_suite(suite: Suite, out: str | Path, echo=print, stages: tuple[str, ...]
     for pooling in suite.poolings:
         if "heads" in stages:
             for spec in suite.heads:
-                row_id = f"head-{spec}-{pooling}".replace(":", "_").replace("=", "").replace(",", "_")
-                _row(out, row_id, echo, _head_row, suite, spec, pooling, store_paths)
+                _row(out, _head_row_id(spec, pooling), echo, _head_row, suite, spec, pooling, store_paths)
         if suite.mteb and "mteb" in stages:
             _row(out, f"mteb-{pooling}", echo, _mteb_row, suite, pooling, store_paths)
     if "finetune" in stages:
         for name, params in suite.finetune.items():
-            _row(out, f"finetune-{name}", echo, _finetune_row, suite, name, params, str(out / "checkpoints" / name))
+            checkpoint = child_path(out / "checkpoints", name, "fine-tuning variant")
+            _row(out, f"finetune-{name}", echo, _finetune_row, suite, name, params, str(checkpoint))
     return load_rows(out)
+
+
+def _head_row_id(spec: str, pooling: str) -> str:
+    return f"head-{spec}-{pooling}".replace(":", "_").replace("=", "").replace(",", "_")
 
 
 def load_rows(out: Path) -> list[dict]:
@@ -57,7 +67,7 @@ def load_rows(out: Path) -> list[dict]:
 
 
 def _row(out: Path, row_id: str, echo, fn, *args) -> dict:
-    path = out / "rows" / f"{row_id}.json"
+    path = child_path(out / "rows", f"{row_id}.json", "benchmark row")
     if path.exists():
         echo(f"{row_id}: done earlier, kept")
         return json.loads(path.read_text())
@@ -67,9 +77,7 @@ def _row(out: Path, row_id: str, echo, fn, *args) -> dict:
     row.update(id=row_id, peak_rss_mb=round(peak_rss_mb, 1), wall_seconds=round(time.perf_counter() - t0, 2),
                featx_version=__version__, git_commit=git_commit(),
                finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    partial = path.with_suffix(".part")
-    partial.write_text(json.dumps(row, indent=2) + "\n")
-    partial.rename(path)
+    write_text(path, json.dumps(row, indent=2) + "\n", "benchmark row")
     echo(f"{row_id}: {_summary(row)}")
     return row
 
@@ -113,7 +121,7 @@ def _open(split: Split):
 
 
 def _extract_row(suite: Suite, split: str, store_path: Path) -> dict:
-    from featx.extract import extract
+    from featx.engine import extract
 
     t0 = time.perf_counter()
     with extract(_open(getattr(suite, split)), store_path, model=suite.model, pooling=suite.poolings,

@@ -6,6 +6,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from featx.atomic import child_path
 from featx.errors import FeatxError
 
 
@@ -67,6 +68,8 @@ def load_suite(path: str | Path, data_dir: str | Path | None = None) -> Suite:
                      id_column=entry.get("id_column"), header=entry.get("header", True),
                      rows_mod=(int(rows_mod[0]), tuple(rows_mod[1])) if rows_mod else None)
 
+    for name in raw.get("finetune", {}):
+        child_path(".", name, f"suite {path}: fine-tuning variant")  # names become folder names
     try:
         return Suite(
             name=raw.get("name", path.stem), model=raw.get("model", "all-MiniLM-L6-v2"),

@@ -9,14 +9,18 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from featx.data.bundled import BUNDLED, resolve_bundled
-from featx.data.readers import FORMATS, detect_format, read_rows
-from featx.errors import FeatxError
+from featx.data.readers import DEFAULT_ENCODING, FORMATS, check_encoding, detect_format, read_rows
+from featx.errors import FeatxError, InputError
+
+# Spellings a missing value gets when a script or a data frame writes one as text.
+MISSING_LABELS = frozenset({"nan", "null", "none"})
 
 __all__ = ["FORMATS", "BUNDLED", "InputSource", "InputSummary", "Record", "open_input"]
 
@@ -55,12 +59,17 @@ class InputSource:
     # (m, (r1, r2, ...)): keep only rows whose 0-based index i has i % m in the remainders,
     # e.g. (10, (0,)) and (10, (1, ..., 9)) split a file into a 10 % / 90 % holdout.
     rows_mod: tuple[int, tuple[int, ...]] | None = None
+    encoding: str = DEFAULT_ENCODING
 
     def describe(self) -> dict[str, Any]:
-        """The column and row choices that, with the file's bytes, define which texts are read."""
+        """The column and row choices that, with the file's bytes, define which texts are read.
+
+        Choices left at their defaults are left out, so stores made before a choice existed
+        keep matching."""
         return {"format": self.format, "text_column": self.text_column, "label_column": self.label_column,
                 "id_column": self.id_column, "header": self.header, "label_names": self.label_names,
-                **({"rows_mod": [self.rows_mod[0], list(self.rows_mod[1])]} if self.rows_mod else {})}
+                **({"rows_mod": [self.rows_mod[0], list(self.rows_mod[1])]} if self.rows_mod else {}),
+                **({"encoding": self.encoding} if self.encoding != DEFAULT_ENCODING else {})}
 
     def scan(self) -> InputSummary:
         """Count rows, collect the labels and the id kind, hash the file: one streaming pass."""
@@ -105,7 +114,7 @@ class InputSource:
 
     def _rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
         """(0-based index in the file, row) for every selected row."""
-        rows = enumerate(read_rows(self.path, self.format, self.header))
+        rows = enumerate(read_rows(self.path, self.format, self.header, self.encoding))
         if self.rows_mod is None:
             return rows
         modulus, keep = self.rows_mod[0], frozenset(self.rows_mod[1])
@@ -125,22 +134,26 @@ class InputSource:
         return value if isinstance(value, str) else str(value)
 
     def _label_key(self, row: dict[str, Any], row_number: int) -> str:
-        value = self._raw(row, self.label_column, row_number)
+        value = row.get(self.label_column)
         number = _as_int(value)
-        key = str(number) if number is not None else str(value).strip()
-        if not key:
-            raise FeatxError(f"{self.name} row {row_number}: label column {self.label_column!r} is empty")
+        key = str(number) if number is not None else "" if value is None else str(value).strip()
+        if not key or key.lower() in MISSING_LABELS or (isinstance(value, float) and math.isnan(value)):
+            raise InputError(f"{self.name} row {row_number}: the label ({self.label_column!r}) is missing "
+                             f"({'null' if value is None else repr(value)}); featx does not guess labels: "
+                             "fill it in or drop the row")
         return key
 
 
 def open_input(spec: str | Path, *, text_column: str | None = None, label_column: str | None = None,
                id_column: str | None = None, header: bool = True, fmt: str | None = None,
-               rows_mod: tuple[int, tuple[int, ...]] | None = None) -> InputSource:
+               rows_mod: tuple[int, tuple[int, ...]] | None = None, encoding: str | None = None) -> InputSource:
     """An InputSource for a file path or a bundled name like ``sst2:dev``, columns checked.
 
     Defaults: the text column is ``text``; the label column is ``label`` when the input
-    has one (otherwise the store is unlabelled); ids are the 0-based row index.
+    has one (otherwise the store is unlabelled); ids are the 0-based row index; the
+    text is UTF-8 unless `encoding` names another codec.
     """
+    encoding = DEFAULT_ENCODING if encoding is None else check_encoding(encoding)
     bundled = resolve_bundled(str(spec))
     if bundled is not None:
         path, fmt, defaults, label_names, name = bundled.path, "tsv", bundled.columns, bundled.label_names, str(spec)
@@ -158,7 +171,7 @@ def open_input(spec: str | Path, *, text_column: str | None = None, label_column
         defaults, label_names = {}, {}
     if fmt == "txt":
         header = False
-    columns = _first_row_columns(path, fmt, header, name)
+    columns = _first_row_columns(path, fmt, header, name, encoding)
     text_column = text_column or defaults.get("text") or "text"
     if label_column is None:
         label_column = defaults.get("label") or ("label" if "label" in columns else None)
@@ -175,16 +188,15 @@ def open_input(spec: str | Path, *, text_column: str | None = None, label_column
             raise FeatxError(f"row selection {rows_mod!r}: need a modulus >= 1 and remainders in 0..modulus-1")
         rows_mod = (modulus, keep)
     return InputSource(path=path, format=fmt, text_column=text_column, label_column=label_column,
-                       id_column=id_column, header=header, label_names=label_names, name=name, rows_mod=rows_mod)
+                       id_column=id_column, header=header, label_names=label_names, name=name, rows_mod=rows_mod,
+                       encoding=encoding)
 
 
-def _first_row_columns(path: Path, fmt: str, header: bool, name: str) -> list[str]:
+def _first_row_columns(path: Path, fmt: str, header: bool, name: str, encoding: str) -> list[str]:
     try:
-        first = next(read_rows(path, fmt, header), None)
-    except UnicodeDecodeError:
-        raise FeatxError(f"{name} is not UTF-8 text") from None
+        first = next(read_rows(path, fmt, header, encoding), None)
     except OSError as e:
-        raise FeatxError(f"cannot read {name}: {e.strerror or e}") from None
+        raise InputError(f"cannot read {name}: {e.strerror or e}") from None
     if first is None:
         raise FeatxError(f"{name} has no rows: nothing to extract")
     return list(first)

@@ -12,6 +12,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from featx.errors import DamagedError
 from featx.heads.split import can_stratify, stratified_split
 
 DEFAULT_CS = tuple(float(c) for c in np.logspace(-3, 2, 11))
@@ -125,6 +126,20 @@ class LogRegHead(ClassifierMixin, BaseEstimator):
         if self.scaler_ is not None:
             state.update(mean=self.scaler_.mean_, scale=self.scaler_.scale_)
         return {k: np.ascontiguousarray(v) for k, v in state.items()}
+
+    def check_state(self, arrays: dict[str, np.ndarray], n_classes: int) -> None:
+        """Refuse saved arrays whose names or shapes do not make this head for `n_classes` classes."""
+        coef, intercept = arrays.get("coef"), arrays.get("intercept")
+        rows = 1 if n_classes == 2 else n_classes
+        if coef is None or intercept is None or coef.ndim != 2 or coef.shape[0] != rows \
+                or intercept.shape != (rows,):
+            raise DamagedError(f"logreg weights do not fit {n_classes} classes (coef "
+                               f"{None if coef is None else coef.shape}, intercept "
+                               f"{None if intercept is None else intercept.shape})")
+        scaled = {"mean", "scale"} & set(arrays)
+        if (scaled and scaled != {"mean", "scale"}) or any(arrays[k].shape != (coef.shape[1],) for k in scaled) \
+                or bool(scaled) != bool(self.standardize):
+            raise DamagedError("logreg standardisation arrays are missing or do not fit the weights")
 
     def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict) -> "LogRegHead":
         """Rebuild the fitted head from `state_arrays()` output, without refitting."""

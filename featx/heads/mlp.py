@@ -16,6 +16,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from featx.errors import DamagedError
 from featx.heads.split import can_stratify, stratified_split
 
 _BLOCK_ROWS = 16_384  # rows read from HDF5 at once when the features are on disk
@@ -155,6 +156,27 @@ class MLPHead(ClassifierMixin, BaseEstimator):
         if self.mean_ is not None:
             state.update(mean=self.mean_, scale=self.scale_)
         return state
+
+    def check_state(self, arrays: dict[str, np.ndarray], n_classes: int) -> None:
+        """Refuse saved arrays that are not exactly this network's for `n_classes` classes.
+
+        Checked before the network is built, so absurd sizes in head.json never allocate."""
+        first = arrays.get("net.0.weight")
+        if first is None or first.ndim != 2 or not isinstance(self.layers, int) or not 0 <= self.layers <= 64:
+            raise DamagedError("mlp weights are missing or its layer count is not a small integer")
+        expected, width = {}, first.shape[1]
+        for block in range(self.layers):
+            expected[f"net.{3 * block}.weight"] = (self.hidden, width)
+            expected[f"net.{3 * block}.bias"] = (self.hidden,)
+            width = self.hidden
+        expected[f"net.{3 * self.layers}.weight"] = (n_classes, width)
+        expected[f"net.{3 * self.layers}.bias"] = (n_classes,)
+        if self.standardize:
+            expected.update(mean=(first.shape[1],), scale=(first.shape[1],))
+        found = {name: tuple(values.shape) for name, values in arrays.items()}
+        if found != expected:
+            raise DamagedError(f"mlp weights do not match its parameters (hidden {self.hidden}, layers "
+                               f"{self.layers}, {n_classes} classes)")
 
     def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict) -> "MLPHead":
         """Rebuild the fitted head from `state_arrays()` output, without retraining."""

@@ -25,12 +25,12 @@ from featx.cache import EmbeddingCache
 from featx.batching import pad_batch, plan_batches
 from featx.config import ExtractConfig, parse_layers
 from featx.data import InputSource, Record, describe_json, open_input
-from featx.errors import FeatxError
+from featx.errors import ParameterError
 from featx.hardware import describe_hardware, resolve_dtype, torch_dtype
 from featx.pooling import pool
 from featx.progress import progress_bar
 from featx.shards import shard_path, shard_rows
-from featx.store import FeatureStore, StorePlan, StoreWriter
+from featx.store import FeatureStore, StorePlan, StoreWriter, matching_complete_store
 
 # Token budget per batch: measured best on CPU (benchmarks/README.md, "Extraction speed");
 # a GPU wants bigger batches to stay busy.
@@ -90,9 +90,9 @@ def extract(input: str | Path | InputSource, output: str | Path, *, model: str |
     """
     t_start = time.perf_counter()
     if batch_tokens is not None and batch_tokens < 1:
-        raise FeatxError(f"batch_tokens must be positive, got {batch_tokens}")
-    if window_rows < 1:
-        raise FeatxError(f"window_rows must be positive, got {window_rows}")
+        raise ParameterError("batch_tokens", f"must be positive, got {batch_tokens}")
+    if window_rows is None or window_rows < 1:
+        raise ParameterError("window_rows", f"must be positive, got {window_rows}")
     source = input if isinstance(input, InputSource) else open_input(
         input, text_column=text_column, label_column=label_column, id_column=id_column)
     summary = source.scan()
@@ -109,7 +109,9 @@ def extract(input: str | Path | InputSource, output: str | Path, *, model: str |
                      hardware=describe_hardware(backbone.device), compression=compression,
                      row_offset=row_offset, n_rows=n_rows, shard=shard)
     output = Path(output) if shard is None else shard_path(output, *shard)
-    writer = StoreWriter.open(output, plan, overwrite=overwrite)
+    if not overwrite and matching_complete_store(output, plan):
+        return FeatureStore(output)  # nothing to do, and nothing written: works in a read-only folder too
+    writer = StoreWriter.open(output, plan, overwrite=overwrite, inputs=[source.path])
     t_loaded = time.perf_counter()
     resumed_from = writer.n_done
     try:
@@ -146,13 +148,20 @@ def make_config(backbone: Backbone, *, pooling: Sequence[str] | str = ("mean",),
     layer_indices = parse_layers(layers)
     for index in layer_indices:
         if not -backbone.num_hidden_states <= index < backbone.num_hidden_states:
-            raise FeatxError(f"layer {index} does not exist: {backbone.name} has hidden states "
-                             f"{-backbone.num_hidden_states}..{backbone.num_hidden_states - 1}")
+            raise ParameterError("layers", f"{index} does not exist: {backbone.name} has hidden states "
+                                           f"{-backbone.num_hidden_states}..{backbone.num_hidden_states - 1}")
+    if max_length is None:
+        max_length = backbone.default_max_length
+    elif max_length < 2:
+        raise ParameterError("max_length", f"must be at least 2 (room for the special tokens), got {max_length}")
+    elif backbone.max_positions is not None and max_length > backbone.max_positions:
+        raise ParameterError("max_length", f"{max_length} is more than {backbone.name} can take: its position "
+                                           f"embeddings stop at {backbone.max_positions} tokens")
     return ExtractConfig(
         model=backbone.name,
         weights_sha256=backbone.weights_sha256,
         tokenizer_sha256=backbone.tokenizer_sha256,
-        max_length=int(max_length or backbone.default_max_length),
+        max_length=int(max_length),
         poolings=poolings,
         layers=layer_indices,
         normalize=bool(normalize),

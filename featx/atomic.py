@@ -1,0 +1,139 @@
+"""Writes that happen whole or not at all, and the checks on where featx may write.
+
+Every file or folder featx hands to a user (heads, predictors, results, predictions,
+checkpoints, merged stores) is written under a temporary name beside its target
+(``NAME.part``), flushed to disk, then renamed over the target in one step. A kill or
+a full disk leaves either the old target or the new one, never a mix; a failure
+removes the temporary, and a kill leaves only a ``.part`` that says what it is.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from featx.errors import OutputError, describe_os_error
+
+PART_SUFFIX = ".part"
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def prepare_output(path: str | Path, what: str = "output") -> Path:
+    """`path` as a Path whose parent folder exists; refuses a folder or a path under a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{what} {path} is a folder: name a file inside it")
+    make_folder(path.parent, what)
+    return path
+
+
+def make_folder(folder: str | Path, what: str = "output") -> Path:
+    """Create `folder` (and its parents); one clear error when a file is in the way or it is read-only."""
+    folder = Path(folder)
+    for parent in (folder, *folder.parents):
+        if parent.exists() and not parent.is_dir():
+            raise OutputError(f"cannot create the {what} folder {folder}: {parent} is a file")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create the {what} folder {folder}: {describe_os_error(e)}") from None
+    return folder
+
+
+def child_path(folder: str | Path, name: str, what: str) -> Path:
+    """folder/name for a `name` taken from a file (a suite, a manifest): one plain name, never a path.
+
+    Letters, digits, '.', '_' and '-' only, so '../x', '/etc/x' or 'a/b' cannot lead outside `folder`.
+    """
+    if not _SAFE_NAME.fullmatch(name) or ".." in name:
+        raise OutputError(f"{what} {name!r} is not a plain name (letters, digits, '.', '_', '-'): "
+                          "featx writes only inside the folder you named")
+    return Path(folder) / name
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """True when both paths name one existing file (symlinks and hard links included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file's (or a folder's) written bytes to the disk, so a power cut keeps them."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path, what: str = "output") -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces `path`, on any failure it is removed."""
+    path = prepare_output(path, what)
+    partial = path.with_name(path.name + PART_SUFFIX)
+    with _discarded_on_failure(partial, path):
+        yield partial
+        fsync_path(partial)
+        partial.replace(path)
+
+
+def write_text(path: str | Path, text: str, what: str = "output") -> Path:
+    """Write `text` to `path` atomically (UTF-8)."""
+    with atomic_file(path, what) as partial:
+        partial.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | Path, what: str = "output") -> Iterator[Path]:
+    """Yield a temporary folder to fill; on success it replaces the folder `path` as a whole.
+
+    The old folder is renamed aside, the new one renamed in, then the old one removed:
+    at every moment `path` is either the complete old folder or the complete new one
+    (or, for an instant after a kill, absent with both beside it under telling names).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{what} {path} is a file: name a folder")
+    make_folder(path.parent, what)
+    partial = path.with_name(path.name + PART_SUFFIX)
+    old = path.with_name(path.name + ".old")
+    if old.is_dir() and not path.exists():
+        old.rename(path)  # a kill between the two renames of an earlier save: the old folder is whole
+    _remove(partial)
+    with _discarded_on_failure(partial, path):
+        partial.mkdir()
+        yield partial
+        for file in partial.rglob("*"):
+            if file.is_file():
+                fsync_path(file)
+        if path.exists():
+            _remove(old)
+            path.rename(old)
+        partial.rename(path)
+        _remove(old)
+
+
+@contextlib.contextmanager
+def _discarded_on_failure(partial: Path, target: Path) -> Iterator[None]:
+    """Remove `partial` when the block fails; an OS error (full disk, read-only) becomes one OutputError."""
+    try:
+        yield
+    except BaseException as e:
+        _remove(partial)
+        if isinstance(e, OSError):
+            raise OutputError(f"writing {target} failed: {describe_os_error(e)}; nothing was written there") from None
+        raise
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)

@@ -1,0 +1,87 @@
+"""Opening HDF5 files, and turning HDF5's error texts into one line a user can act on."""
+from __future__ import annotations
+
+import errno
+import os
+import re
+import time
+from pathlib import Path
+
+import h5py
+
+from featx.errors import DamagedError, FeatxError, describe_os_error
+
+FORMAT = "featx-store"
+FORMAT_VERSION = 1
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+_ERRNO_IN_TEXT = re.compile(r"errno = (\d+)")
+
+
+def h5_reason(error: BaseException) -> str:
+    """The cause of an h5py/HDF5 error in a few words ('No space left on device').
+
+    HDF5 puts the OS's errno inside its message text; h5py does not always copy it to
+    `OSError.errno`, so both places are read.
+    """
+    if isinstance(error, OSError) and error.errno and error.errno in errno.errorcode:
+        return describe_os_error(error)
+    text = str(error)
+    found = _ERRNO_IN_TEXT.search(text)
+    if found and int(found.group(1)) in errno.errorcode:
+        return os.strerror(int(found.group(1)))
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return first
+
+
+def is_hdf5_file(path: Path) -> bool:
+    """True when the file starts with HDF5's signature (at offset 0, where featx writes it)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
+    except OSError:
+        return False
+
+
+def open_h5(path: Path, mode: str, wait: bool = False) -> h5py.File:
+    """Open with HDF5's file locking. A file briefly held by the other side (a writer
+    committing a window, a reader) is waited for: up to 60 s for a writer, 10 s for a reader.
+    A file that is not HDF5, or is truncated or damaged, is reported at once.
+
+    Writers get no chunk cache: every write reaches the file inside the call that makes it,
+    so a failed write (a full disk) raises there. With a cache, HDF5 writes chunks when a
+    dataset object is garbage-collected, where h5py can only print the error and the
+    library is left in a state that crashes the next open."""
+    if mode == "r" and not path.exists():
+        raise FeatxError(f"store {path} does not exist")
+    if path.is_dir():
+        raise FeatxError(f"{path} is a folder, not a store file")
+    deadline = time.monotonic() + (60 if wait else 10)
+    while True:
+        try:
+            return h5py.File(path, mode, **({} if mode == "r" else {"rdcc_nbytes": 0}))
+        except OSError as e:
+            text = str(e)
+            if not _is_lock_conflict(e):
+                raise _open_error(path, e, text) from None
+            if time.monotonic() > deadline:
+                raise FeatxError(f"{path} stayed locked by another process: close readers that hold it open, "
+                                 "or wait for its writer") from None
+            time.sleep(0.02)
+
+
+def _is_lock_conflict(error: OSError) -> bool:
+    text = str(error).lower()
+    return "unable to lock file" in text or error.errno in (errno.EAGAIN, errno.EWOULDBLOCK)
+
+
+def _open_error(path: Path, error: OSError, text: str) -> FeatxError:
+    reason = h5_reason(error)
+    if isinstance(error, PermissionError) or "errno = 13" in text or "errno = 30" in text:
+        return FeatxError(f"cannot open {path}: {reason}")
+    if not is_hdf5_file(path):
+        return FeatxError(f"{path} is not an HDF5 file (so not a featx store)")
+    if "truncated file" in text:
+        return DamagedError(f"{path} is damaged: the file is truncated (shorter than HDF5 recorded): "
+                            "remove it and extract again")
+    return DamagedError(f"{path} is damaged: HDF5 cannot read it ({reason}): remove it and extract again")

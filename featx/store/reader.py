@@ -1,0 +1,252 @@
+"""FeatureStore: read access to the HDF5 file that holds one split's embeddings.
+
+Layout (readable with plain h5py; see README "Store format"):
+
+    /                   attrs: format, format_version, featx_version, fingerprint, config,
+                               input_sha256, input, input_rows, row_offset, n_rows, n_done,
+                               complete, window_rows, created_at, hardware, dtype, timings
+                               (+ shard = [i, n] for a shard, merged_from for a merge)
+    /ids                (N,)     int64, or utf-8 strings when the input's ids are not integers
+    /content_sha256     (N, 32)  uint8, sha256 of each row's text as UTF-8
+    /labels             (N,)     int64 index into attrs["classes"] (absent when unlabelled)
+    /features/<pooling> (N, D)   float32 or float16
+
+Rows [0, n_done) are committed (see featx.store.writer). Opening a store checks
+everything a reader relies on (attributes, shapes, the config against the fingerprint,
+the sources of a merged store) and refuses a damaged one in one line.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from featx.config import ExtractConfig
+from featx.errors import DamagedError, FeatxError
+from featx.store.h5 import FORMAT, FORMAT_VERSION, open_h5
+
+
+class FeatureStore:
+    """Read access to a store: metadata as attributes, features as numpy arrays.
+
+    An incomplete store (an extraction still running or interrupted) is refused
+    unless `allow_incomplete=True`; then only the committed rows are visible.
+    """
+
+    def __init__(self, path: str | Path, *, allow_incomplete: bool = False) -> None:
+        self.path = Path(path)
+        self._file = open_h5(self.path, "r")
+        try:
+            self.n_rows, self.n_done, self.complete, self.config = _validate_layout(self._file, self.path)
+            self.fingerprint = str(self._file.attrs["fingerprint"])
+            if not self.complete and not allow_incomplete:
+                raise FeatxError(
+                    f"{self.path} is incomplete ({self.n_done:,} of {self.n_rows:,} rows): rerun the extract "
+                    "command to finish it, or open it with allow_incomplete=True"
+                )
+            _check_virtual_sources(self._file, self.path, self.fingerprint)
+            labels = self._file.get("labels")
+            self.classes = _classes(labels, self.path) if labels is not None else None
+        except BaseException:
+            self._file.close()
+            raise
+
+    @property
+    def poolings(self) -> tuple[str, ...]:
+        return tuple(self._file["features"])
+
+    @property
+    def dim(self) -> int:
+        return int(self._file["features"][self.poolings[0]].shape[1])
+
+    @property
+    def ids(self) -> np.ndarray:
+        ids = self._file["ids"]
+        if h5py.check_string_dtype(ids.dtype):
+            return ids.asstr()[: self.n_done]
+        return ids[: self.n_done]
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        labels = self._file.get("labels")
+        if labels is None:
+            return None
+        values = labels[: self.n_done]
+        if len(values) and (values.min() < 0 or values.max() >= len(self.classes)):
+            raise DamagedError(f"{self.path} is damaged: a label is outside its {len(self.classes)} classes")
+        return values
+
+    @property
+    def content_sha256(self) -> np.ndarray:
+        return self._file["content_sha256"][: self.n_done]
+
+    def __len__(self) -> int:
+        return self.n_done
+
+    def features(self, pooling: str | None = None) -> h5py.Dataset:
+        """The HDF5 dataset of one pooling (sliceable like numpy, read lazily)."""
+        pooling = pooling or self._only_pooling()
+        if pooling not in self._file["features"]:
+            raise FeatxError(f"{self.path} has no {pooling!r} features; it has: {', '.join(self.poolings)}")
+        return self._file["features"][pooling]
+
+    def load(self, pooling: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(X, y) for the committed rows: X (n, D) as stored, y int64 labels or None."""
+        return self.features(pooling)[: self.n_done], self.labels
+
+    def iter_batches(self, pooling: str | None = None,
+                     batch_rows: int = 8192) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """(X, y) blocks of up to `batch_rows` rows, in order, never the whole matrix at once."""
+        features = self.features(pooling)
+        labels = self._file.get("labels")
+        for start in range(0, self.n_done, batch_rows):
+            stop = min(start + batch_rows, self.n_done)
+            yield features[start:stop], None if labels is None else labels[start:stop]
+
+    def info(self) -> dict[str, Any]:
+        """Everything `featx info` shows: size, progress, config, hardware, timings."""
+        attrs = self._file.attrs
+        labels = self.labels
+        counts = None
+        if labels is not None:
+            counts = dict(zip(self.classes, np.bincount(labels, minlength=len(self.classes)).tolist()))
+        return {
+            "path": str(self.path),
+            "format_version": int(attrs["format_version"]),
+            "featx_version": str(attrs.get("featx_version", "unknown")),
+            "rows": self.n_rows,
+            "rows_done": self.n_done,
+            "row_offset": int(attrs.get("row_offset", 0)),
+            "shard": _json_attr(attrs, "shard", self.path, None),
+            "merged_from": _json_attr(attrs, "merged_from", self.path, None),
+            "complete": self.complete,
+            "poolings": list(self.poolings),
+            "dim": self.dim,
+            "store_dtype": str(self.features(self.poolings[0]).dtype),
+            "classes": list(self.classes) if self.classes is not None else None,
+            "label_counts": counts,
+            "fingerprint": self.fingerprint,
+            "config": json.loads(attrs["config"]),
+            "input": _json_attr(attrs, "input", self.path, {}),
+            "input_sha256": str(attrs.get("input_sha256", "")),
+            "created_at": str(attrs.get("created_at", "")),
+            "dtype": str(attrs.get("dtype", self.config.dtype)),
+            "hardware": _json_attr(attrs, "hardware", self.path, {}),
+            "timings": _json_attr(attrs, "timings", self.path, {}),
+            "file_bytes": self.path.stat().st_size,
+        }
+
+    def _only_pooling(self) -> str:
+        if len(self.poolings) != 1:
+            raise FeatxError(f"{self.path} holds several poolings ({', '.join(self.poolings)}): name one")
+        return self.poolings[0]
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "FeatureStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "complete" if self.complete else f"{self.n_done}/{self.n_rows} rows"
+        return f"FeatureStore({str(self.path)!r}, {state}, poolings={self.poolings}, dim={self.dim})"
+
+
+def open_store(path: str | Path, *, allow_incomplete: bool = False) -> FeatureStore:
+    """Open a store for reading (refusing an incomplete one unless asked)."""
+    return FeatureStore(path, allow_incomplete=allow_incomplete)
+
+
+
+
+_READ_ATTRS = ("format_version", "fingerprint", "config", "n_rows", "n_done", "complete")
+
+
+def _validate_layout(file: h5py.File, path: Path) -> tuple[int, int, bool, ExtractConfig]:
+    """(n_rows, n_done, complete, config) once every attribute and dataset a reader uses checks out."""
+    attrs = file.attrs
+    if attrs.get("format") != FORMAT:
+        raise FeatxError(f"{path} is not a featx store (no format={FORMAT} attribute)")
+    missing = [k for k in _READ_ATTRS if k not in attrs]
+    if missing:
+        raise DamagedError(f"{path} is damaged: attribute {missing[0]!r} is missing")
+    if int(attrs["format_version"]) > FORMAT_VERSION:
+        raise FeatxError(f"{path} has store format {int(attrs['format_version'])}; this featx reads up to "
+                         f"{FORMAT_VERSION}: upgrade featx")
+    n_rows, n_done, complete = int(attrs["n_rows"]), int(attrs["n_done"]), bool(attrs["complete"])
+    if not 0 <= n_done <= n_rows or (complete and n_done != n_rows):
+        raise DamagedError(f"{path} is damaged: n_done {n_done} does not fit n_rows {n_rows}"
+                           + (" of a complete store" if complete else ""))
+    try:
+        config = ExtractConfig.from_json(str(attrs["config"]))
+    except (FeatxError, ValueError, TypeError, KeyError) as e:
+        raise DamagedError(f"{path} is damaged: its config attribute cannot be read ({e})") from None
+    if config.fingerprint != str(attrs["fingerprint"]):
+        raise DamagedError(f"{path} is damaged: its config does not match its fingerprint")
+    for name in ("ids", "content_sha256"):
+        if name not in file or file[name].shape[0] != n_rows:
+            raise DamagedError(f"{path} is damaged: dataset {name!r} is missing or not {n_rows} rows long")
+    if "labels" in file and file["labels"].shape[0] != n_rows:
+        raise DamagedError(f"{path} is damaged: dataset 'labels' is not {n_rows} rows long")
+    features = file.get("features")
+    if not isinstance(features, h5py.Group) or sorted(features) != sorted(config.poolings):
+        raise DamagedError(f"{path} is damaged: its features are not the poolings of its config "
+                           f"({', '.join(config.poolings)})")
+    for name in ("input", "hardware", "timings", "shard", "merged_from"):
+        _json_attr(attrs, name, path, None)  # readers show these: a damaged one is refused now, not later
+    shapes = {features[name].shape for name in features}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2 or next(iter(shapes))[0] != n_rows:
+        raise DamagedError(f"{path} is damaged: its feature datasets are not all ({n_rows}, D)")
+    return n_rows, n_done, complete, config
+
+
+def _classes(labels: h5py.Dataset, path: Path) -> tuple[str, ...]:
+    classes = _json_attr(labels.attrs, "classes", path, None)
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise DamagedError(f"{path} is damaged: labels have no readable class list")
+    return tuple(classes)
+
+
+def _json_attr(attrs, name: str, path: Path, default: Any) -> Any:
+    if name not in attrs:
+        return default
+    try:
+        return json.loads(str(attrs[name]))
+    except json.JSONDecodeError:
+        raise DamagedError(f"{path} is damaged: attribute {name!r} is not valid JSON") from None
+
+
+def _check_virtual_sources(file: h5py.File, path: Path, fingerprint: str) -> None:
+    """A merged store reads its rows from its shard files: each must be there, whole and matching.
+
+    HDF5 reads a missing source as fill values (zeros, label 0) without a word, so this
+    is checked on every open, not trusted.
+    """
+    sources: set[str] = set()
+    for name in ("ids", "content_sha256", "labels", *(f"features/{p}" for p in file["features"])):
+        if name in file and file[name].is_virtual:
+            sources.update(source.file_name for source in file[name].virtual_sources())
+    for name in sorted(sources):
+        shard = Path(name) if Path(name).is_absolute() else path.parent / name
+        if not shard.is_file():
+            raise DamagedError(f"{path} reads rows from {shard}, which is missing: put the shard back, or merge "
+                               "again with --copy to get a standalone store")
+        try:
+            with open_h5(shard, "r") as source:
+                attrs = source.attrs
+                if attrs.get("format") != FORMAT or str(attrs.get("fingerprint")) != fingerprint:
+                    raise DamagedError(f"{path} reads rows from {shard}, which is not a shard of the same "
+                                       "extraction (fingerprints differ): merge again")
+                if not bool(attrs.get("complete", False)):
+                    raise DamagedError(f"{path} reads rows from {shard}, which is incomplete: finish it, merge again")
+        except DamagedError:
+            raise
+        except FeatxError as e:
+            raise DamagedError(f"{path} reads rows from {shard}, which cannot be read: {e}") from None

@@ -1,0 +1,78 @@
+"""Writers exclude each other without a race; a damaged file is not mistaken for a lock; Ctrl-C
+at any moment, start-up included, ends in one line and status 130."""
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from featx.errors import FeatxError
+from tests.conftest import write_lines
+from tests.faults.conftest import assert_refused, labelled_csv, tiny_args
+
+
+def test_a_process_that_opened_the_lock_file_early_cannot_lock_beside_a_new_writer(tmp_path):
+    from featx.store.writer import _WriterLock
+
+    store = tmp_path / "s.h5"
+    first = _WriterLock(store)
+    early = os.open(store.with_name("s.h5.lock"), os.O_RDWR)  # opened while the first writer holds it
+    first.release()
+    second = _WriterLock(store)  # the next writer, after the first one finished
+    try:
+        # With a lock file removed on release, `early` would lock the removed file while `second`
+        # holds a new one: two writers. The file is never removed, so this must fail.
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(early, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(FeatxError, match="being written by another process"):
+            _WriterLock(store)
+    finally:
+        os.close(early)
+        second.release()
+
+
+def test_lock_file_removed_by_hand_is_recreated(tmp_path):
+    from featx.store.writer import _WriterLock
+
+    store = tmp_path / "s.h5"
+    _WriterLock(store).release()
+    (tmp_path / "s.h5.lock").unlink()
+    lock = _WriterLock(store)
+    assert (tmp_path / "s.h5.lock").exists()
+    lock.release()
+
+
+def test_truncated_store_is_reported_as_damaged_at_once_not_as_locked(cli, tmp_path, tiny_bert_dir):
+    source = labelled_csv(tmp_path / "in.csv")
+    out = tmp_path / "s.h5"
+    assert cli("extract", source, "-o", out, *tiny_args(tiny_bert_dir)).code == 0
+    out.write_bytes(out.read_bytes()[:3000])
+    result = cli("extract", source, "-o", out, *tiny_args(tiny_bert_dir))
+    assert_refused(result, "is damaged: the file is truncated", "remove it and extract again")
+    assert "locked" not in result.err
+    assert_refused(cli("info", out), "is damaged: the file is truncated")
+    out.unlink()  # the advice, followed
+    assert cli("extract", source, "-o", out, *tiny_args(tiny_bert_dir)).code == 0
+
+
+@pytest.mark.parametrize("delay", [0.3, 0.8, 1.5, 3.0])
+def test_ctrl_c_at_any_moment_ends_in_one_line(tmp_path, tiny_bert_dir, delay):
+    source = write_lines(tmp_path / "in.txt", [f"row {i} " + "word " * (i % 11) for i in range(30_000)])
+    command = [sys.executable, "-m", "featx", "extract", str(source), "-o", str(tmp_path / "s.h5"),
+               *tiny_args(tiny_bert_dir)]
+    child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    time.sleep(delay)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=120)
+    assert "Traceback" not in err
+    if child.returncode == -signal.SIGINT:  # before Python's own handler existed: no output at all
+        assert err == ""
+    else:
+        assert child.returncode == 130, err
+        assert err.startswith("featx: interrupted") and err.count("\n") == 1, err
