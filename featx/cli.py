@@ -36,18 +36,20 @@ def cli() -> None:
               help="Input format [default: from the file name].")
 @click.option("--no-header", is_flag=True, help="CSV/TSV without a header row: columns are named 0, 1, ...")
 @click.option("--encoding", help="Text encoding of INPUT, e.g. cp1252 or latin-1 [default: utf-8].")
-@click.option("--pooling", default="mean", show_default=True, help="Comma list of mean, cls, max, last.")
+@click.option("--pooling", help="Comma list of mean, cls, max, last [default: the model's own; mean for MiniLM].")
 @click.option("--layers", default="-1", show_default=True,
               help="Hidden states to pool: -1 (last), -4: (last four, concatenated), or a list -4,-1.")
 @click.option("--max-length", type=int, help="Token limit per row [default: the model's, 256 for MiniLM].")
-@click.option("--normalize", is_flag=True, help="L2-normalise every stored vector.")
+@click.option("--normalize/--no-normalize", default=None,
+              help="L2-normalise every stored vector [default: as the model does; yes for MiniLM].")
 @click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
               help="Compute dtype; auto = bf16 where the hardware has fast bf16, else fp32.")
 @click.option("--store-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True)
 @click.option("--batch-tokens", type=int, default=None,
               help="Token budget per batch (rows x padded length) [default: 2048 on CPU, 16384 on GPU].")
 @click.option("--window-rows", type=int, default=None,
-              help="Rows per commit window; a crash loses at most one window.")
+              help="Rows per commit window; a crash loses at most one window [default: 4096; for shards of a "
+                   "smaller input, rows / shards].")
 @click.option("--compression", type=click.Choice(["lzf", "gzip"]), default=None, help="HDF5 compression.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store made differently.")
@@ -60,9 +62,9 @@ def cli() -> None:
               help="Under torchrun: after every rank is done, rank 0 merges the shards into OUTPUT.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 def extract(input: str, output: str, model: str, text_column: str | None, label_column: str | None,
-            id_column: str | None, fmt: str | None, no_header: bool, encoding: str | None, pooling: str, layers: str,
-            max_length: int | None, normalize: bool, dtype: str, store_dtype: str, batch_tokens: int | None,
-            window_rows: int | None, compression: str | None, device: str, overwrite: bool,
+            id_column: str | None, fmt: str | None, no_header: bool, encoding: str | None, pooling: str | None,
+            layers: str, max_length: int | None, normalize: bool | None, dtype: str, store_dtype: str,
+            batch_tokens: int | None, window_rows: int | None, compression: str | None, device: str, overwrite: bool,
             trust_remote_code: bool, shard_spec: str | None, cache_dir: str | None, merge_after: bool,
             quiet: bool) -> None:
     """Embed every row of INPUT into the store OUTPUT (resumable: rerun the same command).
@@ -78,7 +80,7 @@ def extract(input: str, output: str, model: str, text_column: str | None, label_
       featx extract notes.txt -o notes.h5 --model ./my-bert --layers -4: --normalize
     """
     from featx.data import open_input
-    from featx.engine import DEFAULT_WINDOW_ROWS, extract as run_extract
+    from featx.engine import extract as run_extract
     from featx.shards import shard_from_env
 
     shard, local_rank = (_parse_shard(shard_spec), None) if shard_spec else shard_from_env()
@@ -92,7 +94,7 @@ def extract(input: str, output: str, model: str, text_column: str | None, label_
         source, output, model=model, pooling=pooling, layers=layers, max_length=max_length,
         normalize=normalize, dtype=dtype, store_dtype=store_dtype,
         batch_tokens=batch_tokens, device=device,
-        window_rows=DEFAULT_WINDOW_ROWS if window_rows is None else window_rows, compression=compression,
+        window_rows=window_rows, compression=compression,
         overwrite=overwrite,
         trust_remote_code=trust_remote_code, progress=False if quiet else None, shard=shard, cache_dir=cache_dir)
     if merge_after and shard is not None:
@@ -208,7 +210,8 @@ def info(store: str, as_json: bool) -> None:
 @click.argument("store")
 @click.option("-o", "--output", required=True, help="Folder for the heads, results.json and results.md.")
 @click.option("--head", "heads", multiple=True,
-              help="Head spec, repeatable: logreg, mlp, logreg:C=0.1, mlp:hidden=512,dropout=0.2 "
+              help="Head spec, repeatable: KIND or KIND:name=value,...; kinds: logreg, mlp, ridge (closed form, "
+                   "alpha swept), knn (cosine); e.g. logreg:C=0.1, mlp:hidden=512,dropout=0.2, knn:n_neighbors=10 "
                    "[default: logreg and mlp].")
 @click.option("--grid", type=click.Path(dir_okay=False), help="JSON file with a list of head specs (strings).")
 @click.option("--pooling", "poolings", multiple=True, help="Pooling to train on, repeatable [default: all stored].")
@@ -241,7 +244,8 @@ def train(store: str, output: str, heads: tuple[str, ...], grid: str | None, poo
 
     from featx.atomic import make_folder
     from featx.store import open_store
-    from featx.train import DEFAULT_HEADS, HeadSpec, best_head, format_table, mteb_protocol, train_heads, write_results
+    from featx.heads import DEFAULT_HEADS
+    from featx.train import HeadSpec, best_head, format_table, mteb_protocol, train_heads, write_results
 
     specs = [HeadSpec.parse(text) for text in heads or ()]
     if grid:

@@ -29,7 +29,7 @@ from featx.errors import ParameterError
 from featx.hardware import describe_hardware, resolve_dtype, torch_dtype
 from featx.pooling import pool
 from featx.progress import progress_bar
-from featx.shards import shard_path, shard_rows
+from featx.shards import shard_path, shard_rows, shard_window_rows
 from featx.store import FeatureStore, StorePlan, StoreWriter, matching_complete_store
 
 # Token budget per batch: measured best on CPU (benchmarks/README.md, "Extraction speed");
@@ -70,11 +70,11 @@ class Window:
 
 
 def extract(input: str | Path | InputSource, output: str | Path, *, model: str | Backbone = DEFAULT_MODEL,
-            pooling: Sequence[str] | str = ("mean",), layers: str | Sequence[int] = "-1",
-            max_length: int | None = None, normalize: bool = False, dtype: str = "auto",
+            pooling: Sequence[str] | str | None = None, layers: str | Sequence[int] = "-1",
+            max_length: int | None = None, normalize: bool | None = None, dtype: str = "auto",
             store_dtype: str = "float32", text_column: str | None = None, label_column: str | None = None,
             id_column: str | None = None, batch_tokens: int | None = None, device: str = "auto",
-            window_rows: int = DEFAULT_WINDOW_ROWS, compression: str | None = None, overwrite: bool = False,
+            window_rows: int | None = None, compression: str | None = None, overwrite: bool = False,
             trust_remote_code: bool = False, progress: bool | None = None,
             shard: tuple[int, int] | None = None, cache_dir: str | Path | None = None) -> FeatureStore:
     """Embed every row of `input` with a frozen backbone into the store at `output`.
@@ -83,7 +83,8 @@ def extract(input: str | Path | InputSource, output: str | Path, *, model: str |
     returned untouched, an unfinished one is continued from its last committed window,
     and a store made differently is refused unless `overwrite=True`.
     `shard=(i, n)` embeds only the i-th of n contiguous runs of windows, into
-    ``<output stem>.shard-i-of-n.h5`` (`featx merge` joins the shards).
+    ``<output stem>.shard-i-of-n.h5`` (`featx merge` joins the shards). `window_rows=None`
+    is 4,096 rows, or for shards of a small input ceil(rows / n) (featx.shards.shard_window_rows).
     `cache_dir` reuses vectors of texts embedded before with the same config (see
     featx.cache); the store's timings count the hits.
     `progress=None` shows a bar only on a terminal.
@@ -91,7 +92,7 @@ def extract(input: str | Path | InputSource, output: str | Path, *, model: str |
     t_start = time.perf_counter()
     if batch_tokens is not None and batch_tokens < 1:
         raise ParameterError("batch_tokens", f"must be positive, got {batch_tokens}")
-    if window_rows is None or window_rows < 1:
+    if window_rows is not None and window_rows < 1:
         raise ParameterError("window_rows", f"must be positive, got {window_rows}")
     source = input if isinstance(input, InputSource) else open_input(
         input, text_column=text_column, label_column=label_column, id_column=id_column)
@@ -102,6 +103,9 @@ def extract(input: str | Path | InputSource, output: str | Path, *, model: str |
     config = make_config(backbone, pooling=pooling, layers=layers, max_length=max_length,
                          normalize=normalize, dtype=dtype, store_dtype=store_dtype)
     batch_tokens = batch_tokens or default_batch_tokens(backbone.device)
+    if window_rows is None:
+        window_rows = DEFAULT_WINDOW_ROWS if shard is None else \
+            shard_window_rows(summary.n_rows, shard[1], DEFAULT_WINDOW_ROWS)
     row_offset, n_rows = (0, summary.n_rows) if shard is None else shard_rows(summary.n_rows, window_rows, *shard)
     plan = StorePlan(config=config, input_json=describe_json(source), input_sha256=summary.sha256,
                      input_rows=summary.n_rows, dim=backbone.hidden_size * len(config.layers),
@@ -140,10 +144,19 @@ def extract(input: str | Path | InputSource, output: str | Path, *, model: str |
     return FeatureStore(output)
 
 
-def make_config(backbone: Backbone, *, pooling: Sequence[str] | str = ("mean",), layers: str | Sequence[int] = "-1",
-                max_length: int | None = None, normalize: bool = False, dtype: str = "auto",
-                store_dtype: str = "float32") -> ExtractConfig:
-    """The ExtractConfig for `backbone` with `auto` and defaults resolved to concrete values."""
+def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = None,
+                layers: str | Sequence[int] = "-1", max_length: int | None = None, normalize: bool | None = None,
+                dtype: str = "auto", store_dtype: str = "float32") -> ExtractConfig:
+    """The ExtractConfig for `backbone` with `auto` and defaults resolved to concrete values.
+
+    `pooling=None` and `normalize=None` mean the model's own sentence embedding where its
+    folder declares one (sentence-transformers: all-MiniLM-L6-v2 is mean pooling, then
+    L2-normalised), else mean pooling without normalisation.
+    """
+    if pooling is None:
+        pooling = (backbone.declared_pooling or "mean",)
+    if normalize is None:
+        normalize = bool(backbone.declared_normalize)
     poolings = tuple(p.strip() for p in pooling.split(",")) if isinstance(pooling, str) else tuple(pooling)
     layer_indices = parse_layers(layers)
     for index in layer_indices:

@@ -25,6 +25,16 @@ from featx.store.writer import check_replaceable
 _ROW_DATASETS = ("ids", "content_sha256", "labels")
 
 
+def shard_window_rows(input_rows: int, count: int, default: int) -> int:
+    """The window size a sharded run uses when the user did not choose one: the default, or,
+    when the input has fewer default windows than shards, ceil(rows / shards), so any
+    input with at least `count` rows splits `count` ways. Every shard computes the same
+    value from the input alone; the store records it (attrs window_rows)."""
+    if count < 1:
+        return default
+    return max(1, min(default, -(-input_rows // count)))
+
+
 def shard_rows(input_rows: int, window_rows: int, index: int, count: int) -> tuple[int, int]:
     """(first input row, number of rows) of shard `index` of `count`, cut at window boundaries."""
     if count < 1 or not 0 <= index < count:

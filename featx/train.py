@@ -20,8 +20,6 @@ from featx.heads.split import sample_per_label, stratified_split
 from featx.metrics import classification_metrics, markdown_table
 from featx.store import FeatureStore
 
-DEFAULT_HEADS = ("logreg", "mlp")
-
 
 @dataclass(frozen=True)
 class HeadSpec:
@@ -105,9 +103,7 @@ def train_heads(train: FeatureStore, specs: list[HeadSpec], poolings: list[str] 
 
 def result_row(head: TrainedHead) -> dict:
     """One line of the comparison table for a trained head."""
-    fitted = head.estimator.fitted_summary()
-    chosen = {"logreg": lambda: f"C={fitted['C_']:.3g} ({fitted['selection_']})",
-              "mlp": lambda: f"best epoch {fitted['best_epoch_']} of {len(fitted['history_'])}"}[head.kind]()
+    chosen = head.estimator.describe_choice()
     val, test = head.metrics.get("val"), head.metrics.get("test")
     return {
         "head": head.name, "kind": head.kind, "pooling": head.pooling, "chosen": chosen,

@@ -36,3 +36,21 @@ def test_parse_layers(spec, layers):
 def test_parse_layers_rejects_nonsense(spec):
     with pytest.raises(FeatxError):
         parse_layers(spec)
+
+
+def test_declared_embedding_is_read_only_when_featx_can_reproduce_it(tmp_path):
+    import json
+
+    from featx.backbones import declared_embedding
+
+    assert declared_embedding(tmp_path) == {}  # not a sentence-transformers folder
+    (tmp_path / "pool").mkdir()
+    (tmp_path / "modules.json").write_text(json.dumps([
+        {"path": "", "type": "sentence_transformers.models.Transformer"},
+        {"path": "pool", "type": "sentence_transformers.models.Pooling"}]))
+    for modes, expected in (({"pooling_mode_cls_token": True}, "cls"),
+                            ({"pooling_mode_max_tokens": True}, "max"),
+                            ({"pooling_mode_mean_sqrt_len_tokens": True}, None),
+                            ({"pooling_mode_mean_tokens": True, "pooling_mode_cls_token": True}, None)):
+        (tmp_path / "pool" / "config.json").write_text(json.dumps(modes))
+        assert declared_embedding(tmp_path) == {"declared_pooling": expected, "declared_normalize": False}

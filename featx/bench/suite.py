@@ -8,6 +8,7 @@ from pathlib import Path
 
 from featx.atomic import child_path
 from featx.errors import FeatxError
+from featx.heads import DEFAULT_HEADS
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,8 @@ class Suite:
     seeds: tuple[int, ...] = (0,)
     max_length: int | None = None
     poolings: tuple[str, ...] = ("mean",)
-    heads: tuple[str, ...] = ("logreg", "mlp")
+    normalize: bool | None = None  # None: as the model's own embedding (see featx.engine.make_config)
+    heads: tuple[str, ...] = DEFAULT_HEADS
     mteb: dict | None = None
     finetune: dict[str, dict] = field(default_factory=dict)
     budget_note: str = ""
@@ -77,7 +79,8 @@ def load_suite(path: str | Path, data_dir: str | Path | None = None) -> Suite:
             dtype=raw.get("dtype", "auto"), seeds=tuple(raw.get("seeds", [0])),
             max_length=raw.get("extract", {}).get("max_length"),
             poolings=tuple(raw.get("extract", {}).get("poolings", ["mean"])),
-            heads=tuple(raw.get("heads", {}).get("specs", ["logreg", "mlp"])),
+            normalize=raw.get("extract", {}).get("normalize"),
+            heads=tuple(raw.get("heads", {}).get("specs", DEFAULT_HEADS)),
             mteb=raw.get("mteb"), finetune=dict(raw.get("finetune", {})),
             budget_note=raw.get("budget_note", ""), device=raw.get("device", "auto"),
         )

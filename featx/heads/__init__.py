@@ -18,27 +18,19 @@ from safetensors.numpy import load as load_safetensors, save_file
 from featx._version import __version__
 from featx.atomic import atomic_folder
 from featx.errors import DamagedError, FeatxError
+from featx.heads.base import DEFAULT_HEADS, HEAD_KINDS, Head, make_head
+# Each import below registers one head kind (featx.heads.base.register_head).
+from featx.heads.knn import KNNHead
 from featx.heads.logreg import LogRegHead
 from featx.heads.mlp import MLPHead
+from featx.heads.ridge import RidgeHead
 from featx.metrics import classification_metrics
 from featx.store import FeatureStore
 
-HEAD_KINDS = {"logreg": LogRegHead, "mlp": MLPHead}
 HEAD_FORMAT = "featx-head"
 
-__all__ = ["HEAD_KINDS", "LogRegHead", "MLPHead", "TrainedHead", "make_head", "parse_head_spec"]
-
-
-def make_head(kind: str, **params) -> LogRegHead | MLPHead:
-    """An unfitted head of `kind` (logreg or mlp) with the given hyper-parameters."""
-    if kind not in HEAD_KINDS:
-        raise FeatxError(f"unknown head {kind!r}: choose from {', '.join(HEAD_KINDS)}")
-    cls = HEAD_KINDS[kind]
-    valid = cls().get_params()
-    unknown = sorted(set(params) - set(valid))
-    if unknown:
-        raise FeatxError(f"{kind} head has no parameter {unknown[0]!r}; it has: {', '.join(sorted(valid))}")
-    return cls(**params)
+__all__ = ["DEFAULT_HEADS", "HEAD_KINDS", "Head", "KNNHead", "LogRegHead", "MLPHead", "RidgeHead", "TrainedHead",
+           "make_head", "parse_head_spec"]
 
 
 def parse_head_spec(spec: str) -> tuple[str, dict]:
@@ -72,7 +64,7 @@ def _parse_value(text: str):
 class TrainedHead:
     """A fitted head plus what it needs to be used safely: its pooling and store fingerprint."""
 
-    estimator: LogRegHead | MLPHead
+    estimator: Head
     pooling: str
     class_names: tuple[str, ...]
     store_fingerprint: str

@@ -4,7 +4,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
@@ -13,12 +13,14 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from featx.errors import DamagedError
+from featx.heads.base import Head, register_head
 from featx.heads.split import can_stratify, stratified_split
 
 DEFAULT_CS = tuple(float(c) for c in np.logspace(-3, 2, 11))
 
 
-class LogRegHead(ClassifierMixin, BaseEstimator):
+@register_head
+class LogRegHead(Head):
     """Logistic regression (lbfgs, multinomial) on frozen features.
 
     With ``C=None`` the inverse regularisation C is chosen from ``Cs`` by accuracy on
@@ -117,7 +119,7 @@ class LogRegHead(ClassifierMixin, BaseEstimator):
         X = self._transform(X)
         return self.model_.predict(X)
 
-    # ---- persistence as plain tensors (see featx.heads.io) ----
+    # ---- persistence as plain tensors (see featx.heads.base) ----
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """The fitted numbers, for safetensors: coefficients, intercepts, scaler."""
@@ -159,6 +161,9 @@ class LogRegHead(ClassifierMixin, BaseEstimator):
             scaler.n_features_in_ = self.n_features_in_
             self.scaler_ = scaler
         return self
+
+    def describe_choice(self) -> str:
+        return f"C={self.C_:.3g} ({self.selection_})"
 
     def fitted_summary(self) -> dict:
         """JSON-ready facts of the fit: chosen C and how, the curve."""

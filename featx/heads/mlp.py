@@ -12,11 +12,11 @@ import copy
 import h5py
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from featx.errors import DamagedError
+from featx.heads.base import Head, register_head
 from featx.heads.split import can_stratify, stratified_split
 
 _BLOCK_ROWS = 16_384  # rows read from HDF5 at once when the features are on disk
@@ -33,7 +33,8 @@ def build_mlp(n_features: int, n_classes: int, hidden: int, layers: int, dropout
     return torch.nn.Sequential(*modules)
 
 
-class MLPHead(ClassifierMixin, BaseEstimator):
+@register_head
+class MLPHead(Head):
     """A small MLP classifier, seeded and deterministic on CPU.
 
     Validation for early stopping: ``X_val, y_val`` given to `fit`, else a stratified
@@ -147,7 +148,7 @@ class MLPHead(ClassifierMixin, BaseEstimator):
         index = self._logits(X).argmax(1).numpy()
         return self.classes_[index]
 
-    # ---- persistence as plain tensors (see featx.heads.io) ----
+    # ---- persistence as plain tensors (see featx.heads.base) ----
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """The network's state dict (and the standardisation), as numpy arrays."""
@@ -190,6 +191,9 @@ class MLPHead(ClassifierMixin, BaseEstimator):
         self.best_epoch_, self.history_ = fitted["best_epoch_"], fitted["history_"]
         self.n_iter_ = len(self.history_)
         return self
+
+    def describe_choice(self) -> str:
+        return f"best epoch {self.best_epoch_} of {len(self.history_)}"
 
     def fitted_summary(self) -> dict:
         """JSON-ready facts of the fit: best epoch and the per-epoch history."""

@@ -1,0 +1,70 @@
+"""The head protocol and the one registry of head kinds.
+
+A head kind is one file: a scikit-learn classifier subclassing `Head`, decorated with
+`@register_head`, and one import line in featx/heads/__init__.py. Everything else
+(spec parsing, the CLI's choices, training tables, bench methods, saving and loading)
+reads the registry.
+
+The protocol, beyond scikit-learn's `fit`/`predict`/`predict_proba`:
+- ``fit(X, y, X_val=None, y_val=None)``: validation rows, when given, choose the
+  hyper-parameter the head sweeps (C, alpha, k, the epoch) and are never trained on;
+- ``describe_choice()``: what was chosen and how, one short phrase for tables;
+- ``state_arrays()`` / ``fitted_summary()``: the fitted numbers (safetensors) and the
+  facts of the fit (JSON); ``check_state(arrays, n_classes)`` refuses arrays that do not
+  fit the head's parameters before ``restore(arrays, classes, fitted)`` builds anything.
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from featx.errors import FeatxError
+
+HEAD_KINDS: dict[str, type["Head"]] = {}
+DEFAULT_HEADS = ("logreg", "mlp")
+
+
+class Head(ClassifierMixin, BaseEstimator):
+    """Base of every head kind; see the module docstring for the protocol."""
+
+    kind: ClassVar[str] = ""
+
+    def fit(self, X, y, X_val=None, y_val=None) -> "Head":
+        raise NotImplementedError
+
+    def describe_choice(self) -> str:
+        raise NotImplementedError
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def fitted_summary(self) -> dict:
+        raise NotImplementedError
+
+    def check_state(self, arrays: dict[str, np.ndarray], n_classes: int) -> None:
+        raise NotImplementedError
+
+    def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict) -> "Head":
+        raise NotImplementedError
+
+
+def register_head(cls: type[Head]) -> type[Head]:
+    """Class decorator: make `cls` available by its `kind` everywhere featx names heads."""
+    if not cls.kind or cls.kind in HEAD_KINDS:
+        raise ValueError(f"head kind {cls.kind!r} is empty or registered twice")
+    HEAD_KINDS[cls.kind] = cls
+    return cls
+
+
+def make_head(kind: str, **params) -> Head:
+    """An unfitted head of a registered `kind` with the given hyper-parameters."""
+    if kind not in HEAD_KINDS:
+        raise FeatxError(f"unknown head {kind!r}: choose from {', '.join(HEAD_KINDS)}")
+    cls = HEAD_KINDS[kind]
+    valid = cls().get_params()
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise FeatxError(f"{kind} head has no parameter {unknown[0]!r}; it has: {', '.join(sorted(valid))}")
+    return cls(**params)

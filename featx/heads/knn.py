@@ -1,0 +1,130 @@
+"""KNNHead: cosine k-nearest neighbours over the training vectors (as MTEB's kNN classification)."""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from featx.errors import DamagedError
+from featx.heads.base import Head, register_head
+from featx.heads.split import can_stratify, stratified_split
+
+DEFAULT_KS = (1, 3, 5, 10, 20, 50)
+_QUERY_BLOCK = 2048  # query rows per similarity block: 2048 x n_train floats at a time
+
+
+@register_head
+class KNNHead(Head):
+    """Majority vote of the k most cosine-similar training rows; probabilities are vote shares.
+
+    With ``n_neighbors=None`` k is chosen from ``ks`` by accuracy on the validation rows
+    given to `fit`, else on a stratified ``val_fraction`` of train (the neighbours are then
+    all training rows). The fitted state is the L2-normalised training matrix itself
+    (n_train x D float32), so a saved kNN head is as large as its training features.
+    Ties between classes go to the class listed first.
+    """
+
+    kind = "knn"
+
+    def __init__(self, n_neighbors: int | None = None, ks: tuple[int, ...] = DEFAULT_KS, val_fraction: float = 0.1,
+                 random_state: int = 0) -> None:
+        self.n_neighbors = n_neighbors
+        self.ks = ks
+        self.val_fraction = val_fraction
+        self.random_state = random_state
+
+    def fit(self, X, y, X_val=None, y_val=None) -> "KNNHead":
+        X, y = validate_data(self, X, y, dtype=np.float32)
+        check_classification_targets(y)
+        self.classes_, y_index = np.unique(y, return_inverse=True)
+        if self.n_neighbors is not None:
+            self.k_, self.curve_, self.selection_ = int(self.n_neighbors), [], "given"
+        else:
+            if X_val is not None:
+                X_val = validate_data(self, X_val, reset=False, dtype=np.float32)
+                neighbours, labels, truth = _normalise(X), y_index, np.searchsorted(self.classes_, np.asarray(y_val))
+                self.selection_ = "validation"
+            elif can_stratify(y_index, 2):
+                fit_rows, held_out = stratified_split(y_index, self.val_fraction, self.random_state)
+                neighbours, labels, X_val, truth = _normalise(X[fit_rows]), y_index[fit_rows], X[held_out], \
+                    y_index[held_out]
+                self.selection_ = "held-out fraction"
+            else:
+                neighbours, labels, truth, self.selection_ = None, None, None, "default (too few rows to select)"
+            self.curve_ = [] if truth is None else _k_curve(neighbours, labels, _normalise(X_val), truth,
+                                                            sorted(self.ks), len(self.classes_))
+            # Ties go to the larger k: the smoother vote.
+            self.k_ = max(self.curve_, key=lambda p: (p["score"], p["k"]))["k"] if self.curve_ else 5
+        self.train_ = _normalise(X)
+        self.train_labels_ = y_index.astype(np.int64)
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float32)
+        k = min(self.k_, len(self.train_))
+        out = np.empty((len(X), len(self.classes_)))
+        for start in range(0, len(X), _QUERY_BLOCK):
+            nearest = _nearest(self.train_, _normalise(X[start:start + _QUERY_BLOCK]), k)
+            out[start:start + len(nearest)] = _votes(self.train_labels_[nearest], len(self.classes_))
+        return out
+
+    def predict(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        return self.classes_[self.predict_proba(X).argmax(1)]
+
+    def describe_choice(self) -> str:
+        return f"k={self.k_} ({self.selection_})"
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        check_is_fitted(self)
+        return {"train": self.train_, "train_labels": self.train_labels_}
+
+    def fitted_summary(self) -> dict:
+        return {"k_": self.k_, "curve_": self.curve_, "selection_": self.selection_}
+
+    def check_state(self, arrays: dict[str, np.ndarray], n_classes: int) -> None:
+        train, labels = arrays.get("train"), arrays.get("train_labels")
+        if train is None or labels is None or train.ndim != 2 or labels.shape != (train.shape[0],) \
+                or set(arrays) != {"train", "train_labels"} or (len(labels) and not 0 <= labels.min() <= labels.max()
+                                                                 < n_classes):
+            raise DamagedError(f"knn neighbours do not fit {n_classes} classes")
+
+    def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict) -> "KNNHead":
+        self.classes_ = np.asarray(classes)
+        self.train_, self.train_labels_ = arrays["train"], arrays["train_labels"]
+        self.n_features_in_ = int(self.train_.shape[1])
+        self.k_, self.curve_, self.selection_ = int(fitted["k_"]), fitted["curve_"], fitted["selection_"]
+        return self
+
+
+def _normalise(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float32)
+    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+
+
+def _nearest(train: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k most similar training rows of each query, most similar first."""
+    similarity = queries @ train.T
+    top = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(similarity, top, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(top, order, axis=1)
+
+
+def _votes(neighbour_labels: np.ndarray, n_classes: int) -> np.ndarray:
+    counts = np.zeros((len(neighbour_labels), n_classes))
+    np.add.at(counts, (np.repeat(np.arange(len(neighbour_labels)), neighbour_labels.shape[1]),
+                       neighbour_labels.ravel()), 1.0)
+    return counts / neighbour_labels.shape[1]
+
+
+def _k_curve(train: np.ndarray, labels: np.ndarray, queries: np.ndarray, truth: np.ndarray, ks: list[int],
+             n_classes: int) -> list[dict[str, float]]:
+    """Validation accuracy at every k, from one nearest-neighbour search at the largest k."""
+    ks = [k for k in ks if k <= len(train)] or [len(train)]
+    correct = np.zeros(len(ks))
+    for start in range(0, len(queries), _QUERY_BLOCK):
+        nearest = labels[_nearest(train, queries[start:start + _QUERY_BLOCK], max(ks))]
+        for i, k in enumerate(ks):
+            correct[i] += np.sum(_votes(nearest[:, :k], n_classes).argmax(1) == truth[start:start + _QUERY_BLOCK])
+    return [{"k": int(k), "score": float(c / len(queries))} for k, c in zip(ks, correct)]

@@ -1,0 +1,148 @@
+"""RidgeHead: closed-form ridge classification, every alpha of a sweep from one eigendecomposition."""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from featx.errors import DamagedError
+from featx.heads.base import Head, register_head
+from featx.heads.split import can_stratify, stratified_split
+
+DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-2, 5, 15))
+# Probabilities are softmax(t * scores), t chosen by validation log-loss on this grid.
+_TEMPERATURES = np.logspace(-2, 3, 81)
+
+
+@register_head
+class RidgeHead(Head):
+    """One-vs-rest least squares on ±1 targets with an L2 penalty (scikit-learn's
+    RidgeClassifier), on standardised features.
+
+    The features' Gram matrix is decomposed once, so each alpha of the sweep costs one
+    d×d×k product: sweeping 15 alphas costs about as much as fitting one. With
+    ``alpha=None`` it is chosen by accuracy on the validation rows given to `fit`, else on
+    a stratified ``val_fraction`` of train (then refit on all rows). Ridge gives scores,
+    not probabilities: `predict_proba` is the softmax of the scores times a temperature
+    fitted on the same validation rows (``temperature_``), so probabilities are calibrated
+    and never change which class wins.
+    """
+
+    kind = "ridge"
+
+    def __init__(self, alpha: float | None = None, alphas: tuple[float, ...] = DEFAULT_ALPHAS,
+                 val_fraction: float = 0.1, random_state: int = 0) -> None:
+        self.alpha = alpha
+        self.alphas = alphas
+        self.val_fraction = val_fraction
+        self.random_state = random_state
+
+    def fit(self, X, y, X_val=None, y_val=None) -> "RidgeHead":
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        check_classification_targets(y)
+        self.classes_, y_index = np.unique(y, return_inverse=True)
+        if X_val is not None:
+            X_val = validate_data(self, X_val, reset=False, dtype=[np.float64, np.float32])
+            val_index = np.searchsorted(self.classes_, np.asarray(y_val))
+            fit_rows, self.selection_ = np.arange(len(y)), "validation"
+        elif can_stratify(y_index, 2):
+            fit_rows, held_out = stratified_split(y_index, self.val_fraction, self.random_state)
+            X_val, val_index, self.selection_ = X[held_out], y_index[held_out], "held-out fraction"
+        else:
+            fit_rows, val_index, self.selection_ = np.arange(len(y)), None, "default (too few rows to select)"
+        solver = _RidgeSolver(X[fit_rows], y_index[fit_rows], len(self.classes_))
+        if self.alpha is not None:
+            self.alpha_, self.curve_, self.selection_ = float(self.alpha), [], "given"
+        elif val_index is None:
+            self.alpha_, self.curve_ = 1.0, []
+        else:
+            self.curve_ = [{"alpha": float(a), "score": float(np.mean(
+                solver.scores(X_val, a).argmax(1) == val_index))} for a in sorted(self.alphas)]
+            # Ties go to the larger alpha: the more regularised model.
+            self.alpha_ = max(self.curve_, key=lambda p: (p["score"], p["alpha"]))["alpha"]
+        # The temperature is fitted on rows the scoring model was not trained on, where there are any.
+        calibration = (solver.scores(X_val, self.alpha_), val_index) if val_index is not None else None
+        if self.selection_ == "held-out fraction":
+            solver = _RidgeSolver(X, y_index, len(self.classes_))  # refit on every row
+        self.mean_, self.scale_ = solver.mean, solver.scale
+        self.coef_, self.intercept_ = solver.coefficients(self.alpha_)
+        self.temperature_ = _fit_temperature(*(calibration or (self._scores(X), y_index)))
+        return self
+
+    def _scores(self, X) -> np.ndarray:
+        return ((np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_) @ self.coef_.T + self.intercept_
+
+    def predict_proba(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return _softmax(self.temperature_ * self._scores(X))
+
+    def predict(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        return self.classes_[self.predict_proba(X).argmax(1)]
+
+    def describe_choice(self) -> str:
+        return f"alpha={self.alpha_:.3g} ({self.selection_})"
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        check_is_fitted(self)
+        return {"coef": self.coef_, "intercept": self.intercept_, "mean": self.mean_, "scale": self.scale_}
+
+    def fitted_summary(self) -> dict:
+        return {"alpha_": self.alpha_, "curve_": self.curve_, "selection_": self.selection_,
+                "temperature_": float(self.temperature_)}
+
+    def check_state(self, arrays: dict[str, np.ndarray], n_classes: int) -> None:
+        coef = arrays.get("coef")
+        if coef is None or coef.ndim != 2 or coef.shape[0] != n_classes or set(arrays) != {
+                "coef", "intercept", "mean", "scale"} or arrays["intercept"].shape != (n_classes,) \
+                or any(arrays[k].shape != (coef.shape[1],) for k in ("mean", "scale")):
+            raise DamagedError(f"ridge weights do not fit {n_classes} classes")
+
+    def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict) -> "RidgeHead":
+        self.classes_ = np.asarray(classes)
+        self.coef_, self.intercept_ = arrays["coef"], arrays["intercept"]
+        self.mean_, self.scale_ = arrays["mean"], arrays["scale"]
+        self.n_features_in_ = int(self.coef_.shape[1])
+        self.alpha_, self.curve_, self.selection_ = fitted["alpha_"], fitted["curve_"], fitted["selection_"]
+        self.temperature_ = float(fitted["temperature_"])
+        return self
+
+
+class _RidgeSolver:
+    """Standardise, centre, decompose X'X once; coefficients for any alpha from that."""
+
+    def __init__(self, X: np.ndarray, y_index: np.ndarray, n_classes: int) -> None:
+        X = np.asarray(X, dtype=np.float64)
+        self.mean = X.mean(0)
+        scale = X.std(0)
+        scale[scale < 1e-12] = 1.0
+        self.scale = scale
+        Xs = (X - self.mean) / scale
+        targets = -np.ones((len(y_index), n_classes))
+        targets[np.arange(len(y_index)), y_index] = 1.0
+        self.target_mean = targets.mean(0)
+        self.eigenvalues, self.eigenvectors = np.linalg.eigh(Xs.T @ Xs)
+        self.projected = self.eigenvectors.T @ (Xs.T @ (targets - self.target_mean))
+
+    def coefficients(self, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+        """(coef (k, d) on standardised features, intercept (k,))."""
+        coef = self.eigenvectors @ (self.projected / (np.maximum(self.eigenvalues, 0.0) + alpha)[:, None])
+        return coef.T, self.target_mean.copy()
+
+    def scores(self, X: np.ndarray, alpha: float) -> np.ndarray:
+        coef, intercept = self.coefficients(alpha)
+        return ((np.asarray(X, dtype=np.float64) - self.mean) / self.scale) @ coef.T + intercept
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def _fit_temperature(scores: np.ndarray, y_index: np.ndarray) -> float:
+    """The t of softmax(t * scores) with the least log-loss on (scores, y_index)."""
+    rows = np.arange(len(y_index))
+    losses = [-np.log(np.maximum(_softmax(t * scores)[rows, y_index], 1e-300)).mean() for t in _TEMPERATURES]
+    return float(_TEMPERATURES[int(np.argmin(losses))])
