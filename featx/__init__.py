@@ -19,8 +19,9 @@ _LAZY = {
     "ExtractConfig": "featx.config", "open_input": "featx.data", "embed_texts": "featx.engine",
     "extract": "featx.engine", "make_config": "featx.engine", "LogRegHead": "featx.heads",
     "MLPHead": "featx.heads", "TrainedHead": "featx.heads", "Predictor": "featx.predictor",
+    "load_predictor": "featx.predictor",
     "FeatureStore": "featx.store", "open_store": "featx.store", "mteb_protocol": "featx.train",
-    "train_head": "featx.train", "train_heads": "featx.train",
+    "train_head": "featx.train", "train_heads": "featx.train", "Embedder": "featx.embedder",
 }
 
 __all__ = sorted([*_LAZY, "FeatxError", "__version__"])

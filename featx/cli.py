@@ -8,7 +8,42 @@ import sys
 import click
 
 from featx._version import __version__
+from featx.config import DEFAULT_MODEL, DTYPES, POOLINGS, STORE_DTYPES
+from featx.data.readers import FORMATS
 from featx.errors import FeatxError, ParameterError, describe_os_error
+
+
+def _options(*decorators):
+    """Several click options as one decorator, so commands share them as written once."""
+    def apply(command):
+        for decorator in reversed(decorators):
+            command = decorator(command)
+        return command
+    return apply
+
+
+def _input_options(what: str = "INPUT"):
+    """How to read an input file; the command receives them as **columns for `_open`."""
+    return _options(
+        click.option("--text-column", help="Column with the text [default: text; sentence for bundled SST-2]."),
+        click.option("--label-column", help="Column with the label [default: label, when present]."),
+        click.option("--id-column", help="Column with row ids [default: the 0-based row index]."),
+        click.option("--format", "fmt", type=click.Choice(FORMATS), help="Input format [default: from the name]."),
+        click.option("--no-header", is_flag=True, help="CSV/TSV without a header row: columns are 0, 1, ..."),
+        click.option("--encoding", help=f"Text encoding of {what}, e.g. cp1252 [default: utf-8]."))
+
+
+def _open(spec: str, columns: dict):
+    from featx.data import open_input
+
+    options = dict(columns)
+    return open_input(spec, header=not options.pop("no_header"), **options)
+
+
+_DEVICE = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
+_DTYPE = click.option("--dtype", type=click.Choice(["auto", *DTYPES]), default="auto", show_default=True,
+                      help="Compute dtype; auto = bf16 where the hardware has fast bf16, else fp32.")
+_QUIET = click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -27,31 +62,24 @@ def cli() -> None:
 @cli.command()
 @click.argument("input")
 @click.option("-o", "--output", required=True, help="Store file to write (.h5); resumed if it exists.")
-@click.option("--model", default="all-MiniLM-L6-v2", show_default=True,
+@click.option("--model", default=DEFAULT_MODEL, show_default=True,
               help="Packaged short name, local transformers folder, or hub id (when online).")
-@click.option("--text-column", help="Column with the text [default: text; sentence for bundled SST-2].")
-@click.option("--label-column", help="Column with the label [default: label, when present].")
-@click.option("--id-column", help="Column with row ids [default: the 0-based row index].")
-@click.option("--format", "fmt", type=click.Choice(["csv", "tsv", "jsonl", "txt", "parquet"]),
-              help="Input format [default: from the file name].")
-@click.option("--no-header", is_flag=True, help="CSV/TSV without a header row: columns are named 0, 1, ...")
-@click.option("--encoding", help="Text encoding of INPUT, e.g. cp1252 or latin-1 [default: utf-8].")
-@click.option("--pooling", help="Comma list of mean, cls, max, last [default: the model's own; mean for MiniLM].")
+@_input_options()
+@click.option("--pooling", help=f"Comma list of {', '.join(POOLINGS)} [default: the model's own; mean for MiniLM].")
 @click.option("--layers", default="-1", show_default=True,
               help="Hidden states to pool: -1 (last), -4: (last four, concatenated), or a list -4,-1.")
 @click.option("--max-length", type=int, help="Token limit per row [default: the model's, 256 for MiniLM].")
 @click.option("--normalize/--no-normalize", default=None,
               help="L2-normalise every stored vector [default: as the model does; yes for MiniLM].")
-@click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
-              help="Compute dtype; auto = bf16 where the hardware has fast bf16, else fp32.")
-@click.option("--store-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True)
+@_DTYPE
+@click.option("--store-dtype", type=click.Choice(STORE_DTYPES), default="float32", show_default=True)
 @click.option("--batch-tokens", type=int, default=None,
               help="Token budget per batch (rows x padded length) [default: 2048 on CPU, 16384 on GPU].")
 @click.option("--window-rows", type=int, default=None,
               help="Rows per commit window; a crash loses at most one window [default: 4096; for shards of a "
                    "smaller input, rows / shards].")
 @click.option("--compression", type=click.Choice(["lzf", "gzip"]), default=None, help="HDF5 compression.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
+@_DEVICE
 @click.option("--overwrite", is_flag=True, help="Replace an existing store made differently.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow a hub model's own Python code to run.")
 @click.option("--shard", "shard_spec", help="I/N: embed only the I-th of N contiguous parts, into "
@@ -60,13 +88,11 @@ def cli() -> None:
               "with the same settings (keyed by content sha256); new vectors are added to it.")
 @click.option("--merge", "merge_after", is_flag=True,
               help="Under torchrun: after every rank is done, rank 0 merges the shards into OUTPUT.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
-def extract(input: str, output: str, model: str, text_column: str | None, label_column: str | None,
-            id_column: str | None, fmt: str | None, no_header: bool, encoding: str | None, pooling: str | None,
-            layers: str, max_length: int | None, normalize: bool | None, dtype: str, store_dtype: str,
-            batch_tokens: int | None, window_rows: int | None, compression: str | None, device: str, overwrite: bool,
-            trust_remote_code: bool, shard_spec: str | None, cache_dir: str | None, merge_after: bool,
-            quiet: bool) -> None:
+@_QUIET
+def extract(input: str, output: str, model: str, pooling: str | None, layers: str, max_length: int | None,
+            normalize: bool | None, dtype: str, store_dtype: str, batch_tokens: int | None, window_rows: int | None,
+            compression: str | None, device: str, overwrite: bool, trust_remote_code: bool, shard_spec: str | None,
+            cache_dir: str | None, merge_after: bool, quiet: bool, **columns) -> None:
     """Embed every row of INPUT into the store OUTPUT (resumable: rerun the same command).
 
     INPUT is a .csv, .tsv, .jsonl, .txt or .parquet file (.gz allowed) or a bundled
@@ -79,38 +105,26 @@ def extract(input: str, output: str, model: str, text_column: str | None, label_
       featx extract imdb/train.jsonl.gz -o imdb-train.h5 --max-length 256 --id-column id
       featx extract notes.txt -o notes.h5 --model ./my-bert --layers -4: --normalize
     """
-    from featx.data import open_input
     from featx.engine import extract as run_extract
-    from featx.shards import shard_from_env
+    from featx.shards import device_for_rank, merge_after_barrier, shard_from_env
 
     shard, local_rank = (_parse_shard(shard_spec), None) if shard_spec else shard_from_env()
-    if device == "auto" and local_rank is not None:
-        import torch
-
-        device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-    source = open_input(input, text_column=text_column, label_column=label_column, id_column=id_column,
-                        header=not no_header, fmt=fmt, encoding=encoding)
     store = run_extract(
-        source, output, model=model, pooling=pooling, layers=layers, max_length=max_length,
-        normalize=normalize, dtype=dtype, store_dtype=store_dtype,
-        batch_tokens=batch_tokens, device=device,
-        window_rows=window_rows, compression=compression,
-        overwrite=overwrite,
-        trust_remote_code=trust_remote_code, progress=False if quiet else None, shard=shard, cache_dir=cache_dir)
+        _open(input, columns), output, model=model, pooling=pooling, layers=layers, max_length=max_length,
+        normalize=normalize, dtype=dtype, store_dtype=store_dtype, batch_tokens=batch_tokens,
+        device=device_for_rank(device, local_rank), window_rows=window_rows, compression=compression,
+        overwrite=overwrite, trust_remote_code=trust_remote_code, progress=False if quiet else None, shard=shard,
+        cache_dir=cache_dir)
     if merge_after and shard is not None:
         store.close()
-        store = _merge_after_barrier(output, shard)
+        store = merge_after_barrier(output, shard)
         if store is None:
             return
     with store:
         if not quiet:
-            info = store.info()
-            timings = info["timings"]
-            rate = f", {timings['rows_per_s']:,.0f} rows/s" if timings.get("rows_per_s") else ""
-            if "cache_hits" in timings:
-                rate += f", {timings['cache_hits']:,} rows from the cache"
-            click.echo(f"{store.path}: {info['rows']:,} rows x {info['dim']} ({', '.join(info['poolings'])}), "
-                       f"dtype {info['dtype']}{rate}", err=True)
+            from featx.store import summary_line
+
+            click.echo(summary_line(store.info()), err=True)
 
 
 def _parse_shard(spec: str) -> tuple[int, int]:
@@ -119,26 +133,6 @@ def _parse_shard(spec: str) -> tuple[int, int]:
     except ValueError:
         raise FeatxError(f"cannot read --shard {spec!r}: write I/N, e.g. 0/4") from None
     return index, count
-
-
-def _merge_after_barrier(output: str, shard: tuple[int, int]):
-    """torch.distributed (gloo) only as a barrier: rank 0 merges once every shard is complete."""
-    import torch.distributed as dist
-
-    from featx.shards import merge_shards, shard_path
-    from featx.store import open_store
-
-    if "MASTER_ADDR" not in os.environ:
-        raise FeatxError("--merge needs torchrun (or MASTER_ADDR/MASTER_PORT set); otherwise run featx merge")
-    dist.init_process_group("gloo", rank=shard[0], world_size=shard[1])
-    try:
-        dist.barrier()
-        if shard[0] != 0:
-            return None
-        merge_shards([shard_path(output, i, shard[1]) for i in range(shard[1])], output)
-        return open_store(output)
-    finally:
-        dist.destroy_process_group()
 
 
 @cli.command()
@@ -175,35 +169,14 @@ def info(store: str, as_json: bool) -> None:
     Example:
       featx info runs/sst2-dev.h5 --json
     """
-    from featx.store import open_store
+    from featx.store import format_info, open_store
 
     with open_store(store, allow_incomplete=True) as opened:
         details = opened.info()
     if as_json:
         click.echo(json.dumps(details, indent=2))
         return
-    config = details["config"]
-    rows = [
-        ("store", details["path"]),
-        ("rows", f"{details['rows_done']:,} of {details['rows']:,}" + ("" if details["complete"] else "  (INCOMPLETE)")),
-        ("features", f"{', '.join(details['poolings'])}  dim {details['dim']}  {details['store_dtype']}"),
-        ("model", config["model"]),
-        ("layers", ",".join(map(str, config["layers"])) + ("  normalized" if config["normalize"] else "")),
-        ("max length", str(config["max_length"])),
-        ("compute dtype", details["dtype"]),
-        ("labels", ", ".join(f"{k} {v:,}" for k, v in details["label_counts"].items())
-         if details["label_counts"] else "none"),
-        ("fingerprint", details["fingerprint"][:16]),
-        ("input sha256", details["input_sha256"][:16]),
-        ("created", details["created_at"]),
-        ("device", f"{details['hardware'].get('device')}  ({details['hardware'].get('gpu') or details['hardware'].get('cpu')})"),
-    ]
-    timings = details["timings"]
-    if timings.get("rows_per_s"):
-        rows.append(("speed", f"{timings['rows_per_s']:,.1f} rows/s, {timings['total_s']:.1f} s in all"))
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        click.echo(f"{key:<{width}}  {value}")
+    click.echo(format_info(details))
 
 
 @cli.command()
@@ -243,13 +216,13 @@ def train(store: str, output: str, heads: tuple[str, ...], grid: str | None, poo
     from pathlib import Path
 
     from featx.atomic import make_folder
-    from featx.store import open_store
     from featx.heads import DEFAULT_HEADS
-    from featx.train import HeadSpec, best_head, format_table, mteb_protocol, train_heads, write_results
+    from featx.store import open_store
+    from featx.train import HeadSpec, format_table, mteb_protocol, read_head_grid, train_and_save, write_results
 
     specs = [HeadSpec.parse(text) for text in heads or ()]
     if grid:
-        specs += [HeadSpec.parse(text) for text in _read_grid(grid)]
+        specs += [HeadSpec.parse(text) for text in read_head_grid(grid)]
     specs = specs or [HeadSpec(kind) for kind in DEFAULT_HEADS]
     if not 0 < val_fraction < 1:
         raise FeatxError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
@@ -259,37 +232,20 @@ def train(store: str, output: str, heads: tuple[str, ...], grid: str | None, poo
     test = open_store(test_path) if test_path else None
     for pooling in poolings:
         train_store.features(pooling)  # a missing pooling fails now, with the list of stored ones
-    make_folder(out, "results")  # a path under a file fails now, not after training
     facts = {"train": store, "val": val_path, "test": test_path, "protocol": protocol, "seed": seed}
     if protocol == "mteb":
         if test is None:
             raise FeatxError("--protocol mteb reports on a test store: pass --test STORE")
+        make_folder(out, "results")
         rows = mteb_protocol(train_store, test, list(poolings) or None, k=k_shot, experiments=experiments, seed=seed)
         write_results(out, rows, facts)
         click.echo(format_table(rows))
         return
-    trained, rows = train_heads(train_store, specs, list(poolings) or None, val=val, test=test,
-                                val_fraction=val_fraction, jobs=jobs, seed=seed)
-    for head in trained:
-        head.save(out / "heads" / head.name)
-    write_results(out, rows, facts)
-    click.echo(format_table(rows))
-    if export_dir:
-        from featx.predictor import Predictor
-
-        best = best_head(trained, rows)
-        Predictor.from_parts(head=best).save(export_dir)
-        click.echo(f"exported {best.name} as a predictor to {export_dir}", err=True)
-
-
-def _read_grid(path: str) -> list[str]:
-    try:
-        specs = json.loads(open(path).read())
-    except (OSError, json.JSONDecodeError) as e:
-        raise FeatxError(f"cannot read head grid {path}: {e}") from None
-    if not isinstance(specs, list) or not all(isinstance(s, str) for s in specs):
-        raise FeatxError(f"head grid {path} must be a JSON list of spec strings like \"logreg:C=0.1\"")
-    return specs
+    run = train_and_save(train_store, specs, out, poolings=list(poolings) or None, val=val, test=test,
+                         val_fraction=val_fraction, jobs=jobs, seed=seed, export=export_dir, facts=facts)
+    click.echo(format_table(run.rows))
+    if run.exported:
+        click.echo(f"exported {run.best.name} as a predictor to {run.exported}", err=True)
 
 
 @cli.command()
@@ -317,15 +273,10 @@ def evaluate(head_dir: str, store: str, as_json: bool) -> None:
 @click.argument("model_dir")
 @click.argument("input")
 @click.option("-o", "--output", help="JSON-lines file to write [default: standard output].")
-@click.option("--text-column", help="Column with the text [default: text; sentence for bundled SST-2].")
-@click.option("--id-column", help="Column with row ids [default: the 0-based row index].")
-@click.option("--format", "fmt", type=click.Choice(["csv", "tsv", "jsonl", "txt", "parquet"]))
-@click.option("--no-header", is_flag=True, help="CSV/TSV without a header row.")
-@click.option("--encoding", help="Text encoding of INPUT [default: utf-8].")
-@click.option("--device", default="auto", show_default=True)
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def predict(model_dir: str, input: str, output: str | None, text_column: str | None, id_column: str | None,
-            fmt: str | None, no_header: bool, encoding: str | None, device: str, quiet: bool) -> None:
+@_input_options()
+@_DEVICE
+@_QUIET
+def predict(model_dir: str, input: str, output: str | None, device: str, quiet: bool, **columns) -> None:
     """Classify every row of INPUT with a predictor or a fine-tuned checkpoint; one JSON line per row.
 
     Each line holds the row's id, the predicted label and every class's probability.
@@ -334,49 +285,18 @@ def predict(model_dir: str, input: str, output: str | None, text_column: str | N
     Example:
       featx predict model/ sst2:test -o predictions.jsonl
     """
-    from featx.atomic import atomic_file, same_file
-    from featx.data import open_input
-    from featx.errors import OutputError
-    from featx.finetune import FinetunedPredictor, is_finetuned_folder
-    from featx.predictor import Predictor
-    from featx.progress import progress_bar
+    from featx.predictor import load_predictor, write_predictions
 
-    if is_finetuned_folder(model_dir):
-        predictor = FinetunedPredictor(model_dir, device=device)
-    else:
-        predictor = Predictor.load(model_dir, device=device)
-    source = open_input(input, text_column=text_column, id_column=id_column, header=not no_header, fmt=fmt,
-                        encoding=encoding)
-    if output and same_file(output, source.path):
-        raise OutputError(f"the output {output} is the input {input}: choose another -o")
-    summary = source.scan()
-    bar = progress_bar(summary.n_rows, "predict", show=False if quiet else None)
-    try:
-        if output:
-            # Written under a temporary name and renamed at the end: never a half file under -o.
-            with atomic_file(output, "predictions") as partial, open(partial, "w", encoding="utf-8") as sink:
-                _write_predictions(predictor, source, summary, sink, bar)
-        else:
-            _write_predictions(predictor, source, summary, sys.stdout, bar)
-    finally:
-        bar.close()
-
-
-def _write_predictions(predictor, source, summary, sink, bar) -> None:
-    names = predictor.class_names
-    for record, probabilities in predictor.predict_input(source, summary):
-        row = {"id": record.id, "label": names[int(probabilities.argmax())],
-               "probabilities": {n: round(float(p), 6) for n, p in zip(names, probabilities)}}
-        sink.write(json.dumps(row) + "\n")
-        bar.update()
+    predictor = load_predictor(model_dir, device=device)
+    write_predictions(predictor, _open(input, columns), output, progress=False if quiet else None)
 
 
 @cli.command()
 @click.argument("train_input")
 @click.option("-o", "--output", required=True, help="Checkpoint folder (best epoch by validation accuracy).")
 @click.option("--val", "val_input", help="Validation input, evaluated after every epoch.")
-@click.option("--model", default="all-MiniLM-L6-v2", show_default=True)
-@click.option("--pooling", type=click.Choice(["mean", "cls", "max", "last"]), default="mean", show_default=True)
+@click.option("--model", default=DEFAULT_MODEL, show_default=True)
+@click.option("--pooling", type=click.Choice(POOLINGS), default="mean", show_default=True)
 @click.option("--epochs", type=int, default=1, show_default=True)
 @click.option("--lr", type=float, default=2e-5, show_default=True)
 @click.option("--batch-size", type=int, default=16, show_default=True)
@@ -384,17 +304,14 @@ def _write_predictions(predictor, source, summary, sink, bar) -> None:
 @click.option("--train-layers", type=int, help="Partial fine-tuning: train only the top K blocks and the classifier.")
 @click.option("--lora-rank", type=int, help="LoRA adapters of this rank (needs pip install 'featx[lora]').")
 @click.option("--max-steps", type=int, help="Stop after this many optimizer steps.")
-@click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
-@click.option("--text-column", help="Column with the text [default: text; sentence for bundled SST-2].")
-@click.option("--label-column", help="Column with the label [default: label].")
-@click.option("--encoding", help="Text encoding of the inputs [default: utf-8].")
+@_DTYPE
+@_input_options("the inputs")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True)
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@_DEVICE
+@_QUIET
 def finetune(train_input: str, output: str, val_input: str | None, model: str, pooling: str, epochs: int, lr: float,
              batch_size: int, max_length: int, train_layers: int | None, lora_rank: int | None,
-             max_steps: int | None, dtype: str, text_column: str | None, label_column: str | None,
-             encoding: str | None, seed: int, device: str, quiet: bool) -> None:
+             max_steps: int | None, dtype: str, seed: int, device: str, quiet: bool, **columns) -> None:
     """Fine-tune the whole backbone (or its top blocks, or LoRA adapters) with a linear classifier.
 
     \b
@@ -403,16 +320,13 @@ def finetune(train_input: str, output: str, val_input: str | None, model: str, p
       featx finetune train.jsonl -o ft/top2 --val dev.jsonl --train-layers 2 --lr 1e-4
       featx predict ft/sst2 sst2:test -o predictions.jsonl
     """
-    from featx.data import open_input
     from featx.finetune import FinetuneConfig, finetune as run_finetune
 
     config = FinetuneConfig(model=model, pooling=pooling, epochs=epochs, lr=lr, batch_size=batch_size,
                             max_length=max_length, train_layers=train_layers, lora_rank=lora_rank, dtype=dtype,
                             seed=seed, max_steps=max_steps)
-    open_columns = {"text_column": text_column, "label_column": label_column, "encoding": encoding}
-    train_source = open_input(train_input, **open_columns)
-    val_source = open_input(val_input, **open_columns) if val_input else None
-    record = run_finetune(train_source, output, val=val_source, config=config, device=device,
+    val_source = _open(val_input, columns) if val_input else None
+    record = run_finetune(_open(train_input, columns), output, val=val_source, config=config, device=device,
                           progress=False if quiet else None)
     for epoch in record["epochs"]:
         val = f", val accuracy {epoch['val_accuracy']:.4f}" if "val_accuracy" in epoch else ""
@@ -455,7 +369,7 @@ def bench(suite_file: str, output: str, data_dir: str | None, stages: str) -> No
 @click.option("-o", "--output", default="featx-demo", show_default=True, help="Folder for stores, heads, predictor.")
 @click.option("--train-rows", type=int, default=8000, show_default=True, help="SST-2 train phrases to use.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True)
+@_DEVICE
 def demo(output: str, train_rows: int, seed: int, device: str) -> None:
     """Extract bundled SST-2 with the packaged MiniLM, train two heads, print the results table.
 

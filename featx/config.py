@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from featx.errors import ParameterError
 
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
 POOLINGS = ("mean", "cls", "max", "last")
 DTYPES = ("fp32", "bf16", "fp16")
 STORE_DTYPES = ("float32", "float16")
@@ -44,9 +45,11 @@ class ExtractConfig:
         if self.dtype not in DTYPES:
             raise ParameterError("dtype", f"{self.dtype!r} is unknown: choose from {', '.join(DTYPES)}")
         if self.store_dtype not in STORE_DTYPES:
-            raise ParameterError("store_dtype", f"{self.store_dtype!r} is unknown: choose from {', '.join(STORE_DTYPES)}")
+            raise ParameterError("store_dtype",
+                                 f"{self.store_dtype!r} is unknown: choose from {', '.join(STORE_DTYPES)}")
         if self.max_length < 2:
-            raise ParameterError("max_length", f"must be at least 2 (room for the special tokens), got {self.max_length}")
+            raise ParameterError("max_length",
+                                 f"must be at least 2 (room for the special tokens), got {self.max_length}")
         if not self.layers:
             raise ParameterError("layers", "selects no layer")
 

@@ -15,8 +15,7 @@ import numpy as np
 
 from featx.data import open_input
 from featx.engine import extract
-from featx.predictor import Predictor
-from featx.train import HeadSpec, best_head, train_heads, write_results
+from featx.train import HeadSpec, train_and_save, write_results
 from featx.metrics import markdown_table
 
 DEMO_COLUMNS = [("head", "head"), ("chosen", "chosen"), ("val_accuracy", "dev acc"), ("test_accuracy", "test acc"),
@@ -42,13 +41,11 @@ def run_demo(out: str | Path = "featx-demo", *, train_rows: int = 8000, seed: in
         stages[f"extract_{split}_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     echo("training heads: logreg (C swept on dev), mlp (early stopping on dev) ...")
-    heads, rows = train_heads(stores["train"], [HeadSpec("logreg"), HeadSpec("mlp")], val=stores["dev"],
-                              test=stores["test"], seed=seed)
+    run = train_and_save(stores["train"], [HeadSpec("logreg"), HeadSpec("mlp")], out, val=stores["dev"],
+                         test=stores["test"], seed=seed, export=out / "predictor",
+                         facts={"train_rows": train_rows, "seed": seed, "model": model})
     stages["train_and_evaluate_s"] = time.perf_counter() - t0
-    for head in heads:
-        head.save(out / "heads" / head.name)
-    best = best_head(heads, rows)
-    Predictor.from_parts(head=best).save(out / "predictor")
+    rows, best = run.rows, run.best
     for store in stores.values():
         store.close()
     stages = {k: round(v, 2) for k, v in stages.items()}

@@ -312,7 +312,7 @@ def _run(source: InputSource, summary, backbone: Backbone, config: ExtractConfig
             if cache is None:
                 features = embed_tokens(backbone, config, window.token_ids, batch_tokens, timer)
             else:
-                features = _embed_through_cache(backbone, config, window, hashes, cache, batch_tokens, timer)
+                features = embed_through_cache(backbone, config, window.token_ids, hashes, cache, batch_tokens, timer)
             committer.submit((window, hashes, features))
     finally:
         # Whatever stopped the loop (end, error, Ctrl-C), windows already computed are committed.
@@ -323,16 +323,22 @@ def _run(source: InputSource, summary, backbone: Backbone, config: ExtractConfig
 
 def content_hashes(records: Sequence[Record]) -> np.ndarray:
     """(n, 32) uint8: sha256 of each record's text as UTF-8."""
-    digests = b"".join(hashlib.sha256(r.text.encode("utf-8")).digest() for r in records)
+    return text_hashes([r.text for r in records])
+
+
+def text_hashes(texts: Sequence[str]) -> np.ndarray:
+    """(n, 32) uint8: sha256 of each text as UTF-8 (the key of featx.cache)."""
+    digests = b"".join(hashlib.sha256(text.encode("utf-8")).digest() for text in texts)
     return np.frombuffer(digests, dtype=np.uint8).reshape(-1, 32)
 
 
-def _embed_through_cache(backbone: Backbone, config: ExtractConfig, window: Window, hashes: np.ndarray,
-                         cache: EmbeddingCache, batch_tokens: int, timer: dict[str, float]) -> dict[str, np.ndarray]:
+def embed_through_cache(backbone: Backbone, config: ExtractConfig, token_ids: list[list[int]], hashes: np.ndarray,
+                        cache: EmbeddingCache, batch_tokens: int | None,
+                        timer: dict[str, float]) -> dict[str, np.ndarray]:
     """Cached vectors for texts seen before, the model for the rest (then cached too)."""
     hit, cached = cache.lookup(hashes)
     missing = np.flatnonzero(~hit)
-    fresh = embed_tokens(backbone, config, [window.token_ids[i] for i in missing], batch_tokens, timer) \
+    fresh = embed_tokens(backbone, config, [token_ids[i] for i in missing], batch_tokens, timer) \
         if len(missing) else None
     features = {}
     for name in config.poolings:

@@ -118,3 +118,49 @@ class Predictor:
                                f"{config.fingerprint[:12]}) than its head was trained on "
                                f"({head.store_fingerprint[:12]}): export the predictor again")
         return cls(head, config, device=device)
+
+
+def load_predictor(folder: str | Path, device: str = "auto"):
+    """The predictor a folder holds: a frozen backbone + head (`featx train --export`) or a
+    fine-tuned checkpoint (`featx finetune`); both have `class_names`, `predict`,
+    `predict_proba` and `predict_input`."""
+    from featx.finetune import FinetunedPredictor, is_finetuned_folder
+
+    if is_finetuned_folder(folder):
+        return FinetunedPredictor(folder, device=device)
+    return Predictor.load(folder, device=device)
+
+
+def write_predictions(predictor, source: InputSource, output: str | Path | None = None,
+                      progress: bool | None = None) -> int:
+    """One JSON line per row of `source` (id, predicted label, every class's probability) into
+    `output`, written under a temporary name and renamed at the end (never a half file), or
+    to standard output. Returns the number of rows."""
+    import sys
+
+    from featx.atomic import atomic_file, same_file
+    from featx.errors import OutputError
+    from featx.progress import progress_bar
+
+    if output and same_file(output, source.path):
+        raise OutputError(f"the output {output} is the input {source.name}: choose another -o")
+    summary = source.scan()
+    bar = progress_bar(summary.n_rows, "predict", show=progress)
+    try:
+        if output:
+            with atomic_file(output, "predictions") as partial, open(partial, "w", encoding="utf-8") as sink:
+                _write_rows(predictor, source, summary, sink, bar)
+        else:
+            _write_rows(predictor, source, summary, sys.stdout, bar)
+    finally:
+        bar.close()
+    return summary.n_rows
+
+
+def _write_rows(predictor, source: InputSource, summary, sink, bar) -> None:
+    names = predictor.class_names
+    for record, probabilities in predictor.predict_input(source, summary):
+        row = {"id": record.id, "label": names[int(probabilities.argmax())],
+               "probabilities": {n: round(float(p), 6) for n, p in zip(names, probabilities)}}
+        sink.write(json.dumps(row) + "\n")
+        bar.update()

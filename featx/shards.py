@@ -66,6 +66,36 @@ def shard_from_env() -> tuple[tuple[int, int] | None, int | None]:
     return None, None
 
 
+def device_for_rank(device: str, local_rank: int | None) -> str:
+    """`auto` under a launcher means the process's own GPU (cuda:LOCAL_RANK), or the CPU."""
+    if device != "auto" or local_rank is None:
+        return device
+    import torch
+
+    return f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+
+
+def merge_after_barrier(output: str | Path, shard: tuple[int, int]):
+    """Under torchrun: wait until every rank's shard is complete, then rank 0 merges them into
+    `output` and returns it opened; other ranks return None. torch.distributed (gloo) is used
+    only as the barrier."""
+    import torch.distributed as dist
+
+    from featx.store import open_store
+
+    if "MASTER_ADDR" not in os.environ:
+        raise FeatxError("--merge needs torchrun (or MASTER_ADDR/MASTER_PORT set); otherwise run featx merge")
+    dist.init_process_group("gloo", rank=shard[0], world_size=shard[1])
+    try:
+        dist.barrier()
+        if shard[0] != 0:
+            return None
+        merge_shards([shard_path(output, i, shard[1]) for i in range(shard[1])], output)
+        return open_store(output)
+    finally:
+        dist.destroy_process_group()
+
+
 def merge_shards(shards: list[str | Path], output: str | Path, copy: bool = False) -> Path:
     """Join complete shards of one extraction into one store (virtual datasets, or a copy)."""
     output = Path(output)

@@ -101,6 +101,50 @@ def train_heads(train: FeatureStore, specs: list[HeadSpec], poolings: list[str] 
     return heads, rows
 
 
+@dataclass
+class TrainingRun:
+    """What `train_and_save` produced: the heads, their table rows, the best head by validation."""
+
+    heads: list[TrainedHead]
+    rows: list[dict]
+    best: TrainedHead
+    folder: Path
+    exported: Path | None = None
+
+
+def train_and_save(train: FeatureStore, specs: list[HeadSpec], out: str | Path, *, poolings: list[str] | None = None,
+                   val: FeatureStore | None = None, test: FeatureStore | None = None, val_fraction: float = 0.1,
+                   jobs: int = 1, seed: int = 0, export: str | Path | None = None,
+                   facts: dict | None = None) -> TrainingRun:
+    """Train every spec on every pooling, save each head under ``out/heads/<name>``, write
+    ``out/results.json`` and ``results.md``, and export the best head by validation accuracy
+    (never test) as a predictor folder when `export` is given. Every file is written atomically."""
+    out = make_folder(out, "results")  # a path under a file fails now, not after training
+    heads, rows = train_heads(train, specs, poolings, val=val, test=test, val_fraction=val_fraction, jobs=jobs,
+                              seed=seed)
+    for head in heads:
+        head.save(out / "heads" / head.name)
+    write_results(out, rows, facts or {"seed": seed})
+    best = best_head(heads, rows)
+    exported = None
+    if export is not None:
+        from featx.predictor import Predictor
+
+        exported = Predictor.from_parts(head=best).save(export)
+    return TrainingRun(heads, rows, best, out, exported)
+
+
+def read_head_grid(path: str | Path) -> list[str]:
+    """Head specs from a JSON file holding a list of strings like "logreg:C=0.1"."""
+    try:
+        specs = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FeatxError(f"cannot read head grid {path}: {e}") from None
+    if not isinstance(specs, list) or not all(isinstance(s, str) for s in specs):
+        raise FeatxError(f"head grid {path} must be a JSON list of spec strings like \"logreg:C=0.1\"")
+    return specs
+
+
 def result_row(head: TrainedHead) -> dict:
     """One line of the comparison table for a trained head."""
     chosen = head.estimator.describe_choice()

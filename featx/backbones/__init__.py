@@ -13,10 +13,9 @@ from pathlib import Path
 
 import torch
 
+from featx.config import DEFAULT_MODEL
 from featx.errors import FeatxError
 from featx.hardware import resolve_device
-
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 # Files whose bytes decide the weights and the tokenization. Only those present count.
 # Weights load from safetensors only: a pickle (pytorch_model.bin) can run code when read.

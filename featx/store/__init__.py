@@ -3,8 +3,8 @@
 Layout and guarantees: README "The store format" and "Guarantees".
 """
 from featx.store.h5 import FORMAT, FORMAT_VERSION
-from featx.store.reader import FeatureStore, open_store
+from featx.store.reader import FeatureStore, format_info, open_store, summary_line
 from featx.store.writer import StorePlan, StoreWriter, matching_complete_store
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "FeatureStore", "StorePlan", "StoreWriter", "matching_complete_store",
-           "open_store"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "FeatureStore", "StorePlan", "StoreWriter", "format_info",
+           "matching_complete_store", "open_store", "summary_line"]

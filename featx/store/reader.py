@@ -159,6 +159,41 @@ class FeatureStore:
         return f"FeatureStore({str(self.path)!r}, {state}, poolings={self.poolings}, dim={self.dim})"
 
 
+def format_info(details: dict[str, Any]) -> str:
+    """`featx info`'s table, from `FeatureStore.info()`."""
+    config, hardware, timings = details["config"], details["hardware"], details["timings"]
+    rows = [
+        ("store", details["path"]),
+        ("rows", f"{details['rows_done']:,} of {details['rows']:,}"
+                 + ("" if details["complete"] else "  (INCOMPLETE)")),
+        ("features", f"{', '.join(details['poolings'])}  dim {details['dim']}  {details['store_dtype']}"),
+        ("model", config["model"]),
+        ("layers", ",".join(map(str, config["layers"])) + ("  normalized" if config["normalize"] else "")),
+        ("max length", str(config["max_length"])),
+        ("compute dtype", details["dtype"]),
+        ("labels", ", ".join(f"{k} {v:,}" for k, v in details["label_counts"].items())
+         if details["label_counts"] else "none"),
+        ("fingerprint", details["fingerprint"][:16]),
+        ("input sha256", details["input_sha256"][:16]),
+        ("created", details["created_at"]),
+        ("device", f"{hardware.get('device')}  ({hardware.get('gpu') or hardware.get('cpu')})"),
+    ]
+    if timings.get("rows_per_s"):
+        rows.append(("speed", f"{timings['rows_per_s']:,.1f} rows/s, {timings['total_s']:.1f} s in all"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{key:<{width}}  {value}" for key, value in rows)
+
+
+def summary_line(details: dict[str, Any]) -> str:
+    """One line after an extraction: rows, shape, dtype, speed, cache hits."""
+    timings = details["timings"]
+    rate = f", {timings['rows_per_s']:,.0f} rows/s" if timings.get("rows_per_s") else ""
+    if "cache_hits" in timings:
+        rate += f", {timings['cache_hits']:,} rows from the cache"
+    return (f"{details['path']}: {details['rows']:,} rows x {details['dim']} ({', '.join(details['poolings'])}), "
+            f"dtype {details['dtype']}{rate}")
+
+
 def open_store(path: str | Path, *, allow_incomplete: bool = False) -> FeatureStore:
     """Open a store for reading (refusing an incomplete one unless asked)."""
     return FeatureStore(path, allow_incomplete=allow_incomplete)

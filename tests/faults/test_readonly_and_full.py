@@ -129,19 +129,19 @@ def test_full_disk_while_writing_results_keeps_the_old_results(cli, tmp_path, mo
 
 
 def test_full_disk_during_predict_leaves_no_output(cli, tmp_path, monkeypatch, predictor):
-    import featx.cli as cli_module
+    import featx.predictor as predictor_module
 
-    real = cli_module._write_predictions
+    real = predictor_module._write_rows
 
     def write_some_then_fail(predictor_, source, summary, sink, bar):
         sink.write('{"id": 0}\n')
         _enospc()
-    monkeypatch.setattr(cli_module, "_write_predictions", write_some_then_fail)
+    monkeypatch.setattr(predictor_module, "_write_rows", write_some_then_fail)
     source = labelled_csv(tmp_path / "in.csv", 6)
     out = tmp_path / "p.jsonl"
     assert_refused(cli("predict", predictor, source, "-o", out, "-q"), "No space left on device", "nothing was written")
     assert not out.exists() and not (tmp_path / "p.jsonl.part").exists()
-    monkeypatch.setattr(cli_module, "_write_predictions", real)
+    monkeypatch.setattr(predictor_module, "_write_rows", real)
     assert cli("predict", predictor, source, "-o", out, "-q").code == 0
 
 

@@ -1,0 +1,46 @@
+"""Stores written by earlier featx stay valid: same fingerprint, same vectors, from today's engine.
+
+tests/fixtures/sst2-dev-every18-fb239ca.h5 was written by featx at commit fb239ca (before the
+store package, the verified commits and the model's-own-embedding default) from every 18th
+row of the bundled SST-2 dev split, MiniLM, pooling mean and cls, --dtype fp32, no
+normalisation. Today's engine must give the same fingerprint and the same vectors: bit for
+bit on the CPU kind that wrote the fixture, within float32 rounding on another.
+"""
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+import featx
+
+FIXTURE = Path(__file__).parent / "fixtures" / "sst2-dev-every18-fb239ca.h5"
+# The vector instruction sets of the machine that wrote the fixture (/proc/cpuinfo flags):
+# float32 results are bit-identical only where the same kernels run.
+FIXTURE_VECTOR_FLAGS = {"avx", "avx2", "f16c", "fma", "sse4_1", "sse4_2", "sse4a"}
+
+
+def _vector_flags() -> set[str]:
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return set()
+    return {f for f in flags.split(":")[1].split() if f.startswith(("avx", "fma", "amx", "sse4", "f16c"))}
+
+
+def test_todays_engine_reproduces_a_store_written_by_earlier_featx(tmp_path):
+    source = featx.open_input("sst2:dev", rows_mod=(18, (0,)))
+    with featx.open_store(FIXTURE) as old, featx.extract(source, tmp_path / "new.h5", pooling=("mean", "cls"),
+                                                         normalize=False, dtype="fp32", progress=False) as new:
+        assert new.fingerprint == old.fingerprint == "a4d84279bb0b0d6aa1e2dc4b1e5d86db1aa019e1b2a4a45d184737683cd87f32"
+        assert new.info()["input"] == old.info()["input"] and new.info()["input_sha256"] == old.info()["input_sha256"]
+        assert new.ids.tolist() == old.ids.tolist() and np.array_equal(new.labels, old.labels)
+        assert np.array_equal(new.content_sha256, old.content_sha256)
+        with h5py.File(FIXTURE, "r") as f:
+            same_cpu = json.loads(f.attrs["hardware"]).get("cpu") == new.info()["hardware"].get("cpu") \
+                and _vector_flags() == FIXTURE_VECTOR_FLAGS
+        for pooling in ("mean", "cls"):
+            if same_cpu:
+                np.testing.assert_array_equal(new.load(pooling)[0], old.load(pooling)[0])
+            else:
+                np.testing.assert_allclose(new.load(pooling)[0], old.load(pooling)[0], atol=1e-5)
