@@ -155,6 +155,9 @@ class StoreWriter:
                         "content_sha256": content_sha256,
                         **({"labels": labels} if labels is not None and "labels" in f else {}),
                         **{f"features/{name}": values for name, values in features.items()}}
+                # Cast here, not in HDF5: the read-back below then compares exactly what was written.
+                rows = {name: values if h5py.check_string_dtype(f[name].dtype) else
+                        np.asarray(values, dtype=f[name].dtype) for name, values in rows.items()}
                 self._check_space(rows)
                 for name, values in rows.items():
                     f[name][local:stop] = values
@@ -191,8 +194,7 @@ class StoreWriter:
                     same = list(dataset.asstr()[start:stop]) == [str(v) for v in values]
                 else:
                     stored = dataset[start:stop]
-                    same = np.array_equal(stored, np.asarray(values).astype(dataset.dtype),
-                                          equal_nan=stored.dtype.kind == "f")
+                    same = np.array_equal(stored, values, equal_nan=stored.dtype.kind == "f")
                 if not same:
                     raise OSError(f"{name} did not read back as written")
 
