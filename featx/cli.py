@@ -402,6 +402,9 @@ def main(argv: list[str] | None = None) -> None:
         _fail(str(e))
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except _NO_ARGS_IS_HELP as e:  # a bare `featx` (or group): the help itself, not an error
+        click.echo(e.ctx.get_help() if e.ctx else cli.get_help(click.Context(cli, info_name="featx")))
+        sys.exit(0)
     except click.ClickException as e:
         _fail(f"{e.format_message()} (see featx --help)", e.exit_code)
     except (KeyboardInterrupt, click.exceptions.Abort):
@@ -417,6 +420,10 @@ def main(argv: list[str] | None = None) -> None:
         where = f" ({e.filename})" if getattr(e, "filename", None) else ""
         _fail(f"{describe_os_error(e)}{where}")
     sys.exit(result if isinstance(result, int) else 0)
+
+
+# click >= 8.2 raises this for a group called without a command; older clicks print help themselves.
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 def _exit_now(code: int) -> None:

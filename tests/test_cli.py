@@ -92,3 +92,8 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_store(tmp_path, tiny_bert_di
             np.testing.assert_array_equal(resumed.ids, reference.ids)
             for name in ("mean", "max"):
                 np.testing.assert_allclose(resumed.load(name)[0], reference.load(name)[0], atol=1e-5)
+
+
+def test_bare_featx_shows_the_help_not_an_error(capsys):
+    code, out, err = run_cli(capsys)
+    assert code == 0 and out.startswith("Usage: featx") and "extract" in out and err == ""
