@@ -6,6 +6,7 @@ import pytest
 import featx
 from featx.cli import main
 from featx.engine import embed_texts, make_config
+from tests.conftest import min_cosine
 
 
 @pytest.fixture(scope="module")
@@ -20,12 +21,6 @@ def st_vectors(minilm, dev_texts):
 
     model = SentenceTransformer(str(minilm.path), device="cpu")
     return model.encode(dev_texts, batch_size=32, convert_to_numpy=True)
-
-
-def min_cosine(a, b):
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    return float((a * b).sum(1).min())
 
 
 @pytest.mark.parametrize("dtype, floor", [("fp32", 0.99999), ("auto", 0.999)])

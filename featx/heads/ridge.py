@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import softmax
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -75,7 +77,7 @@ class RidgeHead(Head):
     def predict_proba(self, X) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        return _softmax(self.temperature_ * self._scores(X))
+        return softmax(self.temperature_ * self._scores(X), axis=1)
 
     def predict(self, X) -> np.ndarray:
         check_is_fitted(self)
@@ -113,12 +115,9 @@ class _RidgeSolver:
     """Standardise, centre, decompose X'X once; coefficients for any alpha from that."""
 
     def __init__(self, X: np.ndarray, y_index: np.ndarray, n_classes: int) -> None:
-        X = np.asarray(X, dtype=np.float64)
-        self.mean = X.mean(0)
-        scale = X.std(0)
-        scale[scale < 1e-12] = 1.0
-        self.scale = scale
-        Xs = (X - self.mean) / scale
+        scaler = StandardScaler().fit(np.asarray(X, dtype=np.float64))  # as LogRegHead standardises
+        self.mean, self.scale = scaler.mean_, scaler.scale_
+        Xs = scaler.transform(np.asarray(X, dtype=np.float64))
         targets = -np.ones((len(y_index), n_classes))
         targets[np.arange(len(y_index)), y_index] = 1.0
         self.target_mean = targets.mean(0)
@@ -135,14 +134,8 @@ class _RidgeSolver:
         return ((np.asarray(X, dtype=np.float64) - self.mean) / self.scale) @ coef.T + intercept
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
-
-
 def _fit_temperature(scores: np.ndarray, y_index: np.ndarray) -> float:
     """The t of softmax(t * scores) with the least log-loss on (scores, y_index)."""
     rows = np.arange(len(y_index))
-    losses = [-np.log(np.maximum(_softmax(t * scores)[rows, y_index], 1e-300)).mean() for t in _TEMPERATURES]
+    losses = [-np.log(np.maximum(softmax(t * scores, axis=1)[rows, y_index], 1e-300)).mean() for t in _TEMPERATURES]
     return float(_TEMPERATURES[int(np.argmin(losses))])
