@@ -1,54 +1,14 @@
-"""The `featx` command line: parses options, calls the Python API, prints; nothing more.
-
-Over 400 lines because it declares nine commands and their help in one place, one
---help surface; the logic behind each lives in the library (issue 11 takes it under 300
-by moving the remaining formatting out).
-"""
+"""The nine `featx` commands: each parses its options, calls the library, prints."""
 from __future__ import annotations
 
 import json
-import os
-import sys
 
 import click
 
 from featx._version import __version__
-from featx.config import DEFAULT_MODEL, DTYPES, POOLINGS, STORE_DTYPES
-from featx.data.readers import FORMATS
-from featx.errors import FeatxError, ParameterError, describe_os_error
-
-
-def _options(*decorators):
-    """Several click options as one decorator, so commands share them as written once."""
-    def apply(command):
-        for decorator in reversed(decorators):
-            command = decorator(command)
-        return command
-    return apply
-
-
-def _input_options(what: str = "INPUT"):
-    """How to read an input file; the command receives them as **columns for `_open`."""
-    return _options(
-        click.option("--text-column", help="Column with the text [default: text; sentence for bundled SST-2]."),
-        click.option("--label-column", help="Column with the label [default: label, when present]."),
-        click.option("--id-column", help="Column with row ids [default: the 0-based row index]."),
-        click.option("--format", "fmt", type=click.Choice(FORMATS), help="Input format [default: from the name]."),
-        click.option("--no-header", is_flag=True, help="CSV/TSV without a header row: columns are 0, 1, ..."),
-        click.option("--encoding", help=f"Text encoding of {what}, e.g. cp1252 [default: utf-8]."))
-
-
-def _open(spec: str, columns: dict):
-    from featx.data import open_input
-
-    options = dict(columns)
-    return open_input(spec, header=not options.pop("no_header"), **options)
-
-
-_DEVICE = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
-_DTYPE = click.option("--dtype", type=click.Choice(["auto", *DTYPES]), default="auto", show_default=True,
-                      help="Compute dtype; auto = bf16 where the hardware has fast bf16, else fp32.")
-_QUIET = click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+from featx.cli.options import DEVICE_OPTION, DTYPE_OPTION, QUIET_OPTION, input_options, open_input_columns
+from featx.config import DEFAULT_MODEL, POOLINGS, STORE_DTYPES
+from featx.errors import FeatxError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -69,14 +29,14 @@ def cli() -> None:
 @click.option("-o", "--output", required=True, help="Store file to write (.h5); resumed if it exists.")
 @click.option("--model", default=DEFAULT_MODEL, show_default=True,
               help="Packaged short name, local transformers folder, or hub id (when online).")
-@_input_options()
+@input_options()
 @click.option("--pooling", help=f"Comma list of {', '.join(POOLINGS)} [default: the model's own; mean for MiniLM].")
 @click.option("--layers", default="-1", show_default=True,
               help="Hidden states to pool: -1 (last), -4: (last four, concatenated), or a list -4,-1.")
 @click.option("--max-length", type=int, help="Token limit per row [default: the model's, 256 for MiniLM].")
 @click.option("--normalize/--no-normalize", default=None,
               help="L2-normalise every stored vector [default: as the model does; yes for MiniLM].")
-@_DTYPE
+@DTYPE_OPTION
 @click.option("--store-dtype", type=click.Choice(STORE_DTYPES), default="float32", show_default=True)
 @click.option("--batch-tokens", type=int, default=None,
               help="Token budget per batch (rows x padded length) [default: 2048 on CPU, 16384 on GPU].")
@@ -84,7 +44,7 @@ def cli() -> None:
               help="Rows per commit window; a crash loses at most one window [default: 4096; for shards of a "
                    "smaller input, rows / shards].")
 @click.option("--compression", type=click.Choice(["lzf", "gzip"]), default=None, help="HDF5 compression.")
-@_DEVICE
+@DEVICE_OPTION
 @click.option("--overwrite", is_flag=True, help="Replace an existing store made differently.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow a hub model's own Python code to run.")
 @click.option("--shard", "shard_spec", help="I/N: embed only the I-th of N contiguous parts, into "
@@ -93,7 +53,7 @@ def cli() -> None:
               "with the same settings (keyed by content sha256); new vectors are added to it.")
 @click.option("--merge", "merge_after", is_flag=True,
               help="Under torchrun: after every rank is done, rank 0 merges the shards into OUTPUT.")
-@_QUIET
+@QUIET_OPTION
 def extract(input: str, output: str, model: str, pooling: str | None, layers: str, max_length: int | None,
             normalize: bool | None, dtype: str, store_dtype: str, batch_tokens: int | None, window_rows: int | None,
             compression: str | None, device: str, overwrite: bool, trust_remote_code: bool, shard_spec: str | None,
@@ -115,7 +75,7 @@ def extract(input: str, output: str, model: str, pooling: str | None, layers: st
 
     shard, local_rank = (_parse_shard(shard_spec), None) if shard_spec else shard_from_env()
     store = run_extract(
-        _open(input, columns), output, model=model, pooling=pooling, layers=layers, max_length=max_length,
+        open_input_columns(input, columns), output, model=model, pooling=pooling, layers=layers, max_length=max_length,
         normalize=normalize, dtype=dtype, store_dtype=store_dtype, batch_tokens=batch_tokens,
         device=device_for_rank(device, local_rank), window_rows=window_rows, compression=compression,
         overwrite=overwrite, trust_remote_code=trust_remote_code, progress=False if quiet else None, shard=shard,
@@ -278,9 +238,9 @@ def evaluate(head_dir: str, store: str, as_json: bool) -> None:
 @click.argument("model_dir")
 @click.argument("input")
 @click.option("-o", "--output", help="JSON-lines file to write [default: standard output].")
-@_input_options()
-@_DEVICE
-@_QUIET
+@input_options()
+@DEVICE_OPTION
+@QUIET_OPTION
 def predict(model_dir: str, input: str, output: str | None, device: str, quiet: bool, **columns) -> None:
     """Classify every row of INPUT with a predictor or a fine-tuned checkpoint; one JSON line per row.
 
@@ -293,7 +253,7 @@ def predict(model_dir: str, input: str, output: str | None, device: str, quiet: 
     from featx.predictor import load_predictor, write_predictions
 
     predictor = load_predictor(model_dir, device=device)
-    write_predictions(predictor, _open(input, columns), output, progress=False if quiet else None)
+    write_predictions(predictor, open_input_columns(input, columns), output, progress=False if quiet else None)
 
 
 @cli.command()
@@ -309,11 +269,11 @@ def predict(model_dir: str, input: str, output: str | None, device: str, quiet: 
 @click.option("--train-layers", type=int, help="Partial fine-tuning: train only the top K blocks and the classifier.")
 @click.option("--lora-rank", type=int, help="LoRA adapters of this rank (needs pip install 'featx[lora]').")
 @click.option("--max-steps", type=int, help="Stop after this many optimizer steps.")
-@_DTYPE
-@_input_options("the inputs")
+@DTYPE_OPTION
+@input_options("the inputs")
 @click.option("--seed", type=int, default=0, show_default=True)
-@_DEVICE
-@_QUIET
+@DEVICE_OPTION
+@QUIET_OPTION
 def finetune(train_input: str, output: str, val_input: str | None, model: str, pooling: str, epochs: int, lr: float,
              batch_size: int, max_length: int, train_layers: int | None, lora_rank: int | None,
              max_steps: int | None, dtype: str, seed: int, device: str, quiet: bool, **columns) -> None:
@@ -330,9 +290,9 @@ def finetune(train_input: str, output: str, val_input: str | None, model: str, p
     config = FinetuneConfig(model=model, pooling=pooling, epochs=epochs, lr=lr, batch_size=batch_size,
                             max_length=max_length, train_layers=train_layers, lora_rank=lora_rank, dtype=dtype,
                             seed=seed, max_steps=max_steps)
-    val_source = _open(val_input, columns) if val_input else None
-    record = run_finetune(_open(train_input, columns), output, val=val_source, config=config, device=device,
-                          progress=False if quiet else None)
+    val_source = open_input_columns(val_input, columns) if val_input else None
+    record = run_finetune(open_input_columns(train_input, columns), output, val=val_source, config=config,
+                          device=device, progress=False if quiet else None)
     for epoch in record["epochs"]:
         val = f", val accuracy {epoch['val_accuracy']:.4f}" if "val_accuracy" in epoch else ""
         click.echo(f"epoch {epoch['epoch']}: {epoch['train_seconds']:.1f} s{val}")
@@ -374,7 +334,7 @@ def bench(suite_file: str, output: str, data_dir: str | None, stages: str) -> No
 @click.option("-o", "--output", default="featx-demo", show_default=True, help="Folder for stores, heads, predictor.")
 @click.option("--train-rows", type=int, default=8000, show_default=True, help="SST-2 train phrases to use.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@_DEVICE
+@DEVICE_OPTION
 def demo(output: str, train_rows: int, seed: int, device: str) -> None:
     """Extract bundled SST-2 with the packaged MiniLM, train two heads, print the results table.
 
@@ -385,67 +345,3 @@ def demo(output: str, train_rows: int, seed: int, device: str) -> None:
     from featx.demo import run_demo
 
     run_demo(output, train_rows=train_rows, seed=seed, device=device, echo=click.echo)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors become one line on stderr and exit status 2 (130 for Ctrl-C)."""
-    # h5py reports errors met while tearing objects down (after a failed write, say) as
-    # "Exception ignored" tracebacks; the error that matters has already been raised.
-    sys.unraisablehook = _quiet_unraisable
-    try:
-        # Not cli.main(): on Ctrl-C it prints a blank line of its own, a second line on stderr.
-        with cli.make_context("featx", list(sys.argv[1:] if argv is None else argv)) as context:
-            result = cli.invoke(context)
-    except ParameterError as e:
-        _fail(e.for_flag())
-    except FeatxError as e:
-        _fail(str(e))
-    except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
-    except _NO_ARGS_IS_HELP as e:  # a bare `featx` (or group): the help itself, not an error
-        click.echo(e.ctx.get_help() if e.ctx else cli.get_help(click.Context(cli, info_name="featx")))
-        sys.exit(0)
-    except click.ClickException as e:
-        _fail(f"{e.format_message()} (see featx --help)", e.exit_code)
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        if sys.stderr.isatty():
-            click.echo(err=True)  # end the line the terminal's ^C echo started
-        click.echo("featx: interrupted; an extraction keeps its committed rows: rerun the same command to "
-                   "continue", err=True)
-        _exit_now(130)
-    except EOFError as e:
-        _fail(f"unexpected end of input ({e or 'a file ended early'})")
-    except OSError as e:
-        # A fault of the machine (disk full, read-only, I/O error) that no library layer named.
-        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
-        _fail(f"{describe_os_error(e)}{where}")
-    sys.exit(result if isinstance(result, int) else 0)
-
-
-# click >= 8.2 raises this for a group called without a command; older clicks print help themselves.
-_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
-
-
-def _exit_now(code: int) -> None:
-    """Exit at once, past interpreter shutdown. Every store, head and output is closed by now
-    (the `finally` blocks and `with` statements ran while the exception rose). After a Ctrl-C
-    during extraction, a normal exit ended the process by SIGINT instead of with `code` in
-    about one run in four (the cause lies in interpreter shutdown and was not pinned down);
-    tests/faults/test_locks_and_signals.py holds the exit status."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"featx: error: {' '.join(message.split())}", err=True)
-    sys.exit(code)
-
-
-def _quiet_unraisable(unraisable) -> None:
-    import traceback
-
-    frames = traceback.extract_tb(unraisable.exc_traceback) if unraisable.exc_traceback else []
-    if "h5py" in repr(unraisable.object) or any("h5py" in frame.filename for frame in frames):
-        return
-    sys.__unraisablehook__(unraisable)

@@ -1,0 +1,41 @@
+"""Options several commands share, declared once; choices come from the library's own tables."""
+from __future__ import annotations
+
+import click
+
+from featx.config import DTYPES
+from featx.data.readers import FORMATS
+
+
+def combined(*decorators):
+    """Several click options as one decorator, so commands share them as written once."""
+    def apply(command):
+        for decorator in reversed(decorators):
+            command = decorator(command)
+        return command
+    return apply
+
+
+def input_options(what: str = "INPUT"):
+    """How to read an input file; the command receives them as **columns for `open_input_columns`."""
+    return combined(
+        click.option("--text-column", help="Column with the text [default: text; sentence for bundled SST-2]."),
+        click.option("--label-column", help="Column with the label [default: label, when present]."),
+        click.option("--id-column", help="Column with row ids [default: the 0-based row index]."),
+        click.option("--format", "fmt", type=click.Choice(FORMATS), help="Input format [default: from the name]."),
+        click.option("--no-header", is_flag=True, help="CSV/TSV without a header row: columns are 0, 1, ..."),
+        click.option("--encoding", help=f"Text encoding of {what}, e.g. cp1252 [default: utf-8]."))
+
+
+def open_input_columns(spec: str, columns: dict):
+    """The InputSource for `spec` read as the `input_options` in `columns` say."""
+    from featx.data import open_input
+
+    options = dict(columns)
+    return open_input(spec, header=not options.pop("no_header"), **options)
+
+
+DEVICE_OPTION = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
+DTYPE_OPTION = click.option("--dtype", type=click.Choice(["auto", *DTYPES]), default="auto", show_default=True,
+                      help="Compute dtype; auto = bf16 where the hardware has fast bf16, else fp32.")
+QUIET_OPTION = click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
