@@ -1,6 +1,6 @@
 """The extraction levers of issue 5, measured side by side in one process.
 
-Every variant embeds the same texts with featx's engine (`embed_tokens`, texts tokenized
+Every variant embeds the same texts with featx's CPU runner (texts tokenized
 beforehand), variants interleaved, medians over repeats. Min cosine is against fp32
 vectors of the same texts. One workload per run:
 
@@ -23,23 +23,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_extract import min_cosine  # this folder is on sys.path when run as a script
 
 import featx
-from bench_extract import min_cosine  # this folder is on sys.path when run as a script
+import featx.runners as runners
+from featx.featurizers import TextFeaturizer, tokenize
 from featx.hardware import describe_hardware
 
-import featx.engine as extract_module  # noqa: E402  (the engine module, for its CPU worker setting)
 HERE = Path(__file__).resolve().parent
 
 
 @contextlib.contextmanager
 def workers(n: int):
-    saved = extract_module.MAX_CPU_WORKERS
-    extract_module.MAX_CPU_WORKERS = n
+    saved = runners.MAX_CPU_WORKERS
+    runners.MAX_CPU_WORKERS = n
     try:
         yield
     finally:
-        extract_module.MAX_CPU_WORKERS = saved
+        runners.MAX_CPU_WORKERS = saved
 
 
 def load_texts(workload: str, data: Path) -> list[str]:
@@ -73,11 +74,11 @@ def main() -> None:
 
     backbone = featx.load_backbone("all-MiniLM-L6-v2", device="cpu")
     texts = load_texts(args.workload, Path(args.data))
-    token_ids = extract_module.tokenize(backbone, texts, 256)
+    token_ids = tokenize(backbone.tokenizer, texts, 256)
     fp32 = featx.make_config(backbone, pooling="mean", max_length=256, dtype="fp32")
     bf16 = featx.make_config(backbone, pooling="mean", max_length=256, dtype="bf16")
     with workers(1):
-        reference = extract_module.embed_tokens(backbone, fp32, token_ids, 2048)["mean"]
+        reference = runners.CpuRunner(2048).run(TextFeaturizer(backbone, fp32), token_ids)["mean"]
     autocast_model = backbone.model
     cast_model = copy.deepcopy(autocast_model).to(torch.bfloat16)
     eager_model = copy.deepcopy(autocast_model)
@@ -108,7 +109,7 @@ def main() -> None:
             backbone.model = model
             with workers(n_workers):
                 t0 = time.perf_counter()
-                vectors = extract_module.embed_tokens(backbone, config, token_ids, budget)["mean"]
+                vectors = runners.CpuRunner(budget).run(TextFeaturizer(backbone, config), token_ids)["mean"]
                 elapsed = time.perf_counter() - t0
             if repeat == 0:
                 cosines[name] = min_cosine(vectors, reference)

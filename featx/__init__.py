@@ -9,8 +9,8 @@ import os
 # a value the user set wins.
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "0")
 
-from featx._version import __version__
-from featx.errors import FeatxError
+from featx._version import __version__ as __version__
+from featx.errors import FeatxError as FeatxError
 
 # The public names load on first use (PEP 562), so `featx --help`, and a Ctrl-C while
 # torch is still importing, happen before any heavy import and inside the CLI's handler.

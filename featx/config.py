@@ -17,6 +17,9 @@ STORE_DTYPES = ("float32", "float16")
 # it for the fingerprint, so the same weights found under another path or name
 # still match an existing store.
 _NOT_FINGERPRINTED = frozenset({"model"})
+# The rule for fields added later: they default to None, and a field that is None is
+# left out of the JSON and the fingerprint. A store written before the field existed
+# therefore keeps its fingerprint, and so does every config that leaves it unset.
 
 
 @dataclass(frozen=True)
@@ -53,12 +56,15 @@ class ExtractConfig:
         if not self.layers:
             raise ParameterError("layers", "selects no layer")
 
+    def _set_fields(self) -> dict[str, object]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
     def to_json(self) -> str:
-        """Canonical JSON: sorted keys, no whitespace, lists for tuples."""
-        return json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
+        """Canonical JSON: sorted keys, no whitespace, lists for tuples, unset (None) fields left out."""
+        return json.dumps(self._set_fields(), sort_keys=True, separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, text: str) -> "ExtractConfig":
+    def from_json(cls, text: str) -> ExtractConfig:
         """The config a store was written with."""
         fields = json.loads(text)
         for key in ("poolings", "layers"):
@@ -67,8 +73,8 @@ class ExtractConfig:
 
     @property
     def fingerprint(self) -> str:
-        """sha256 of the canonical JSON of the vector-defining fields."""
-        fields = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NOT_FINGERPRINTED}
+        """sha256 of the canonical JSON of the vector-defining fields that are set."""
+        fields = {k: v for k, v in self._set_fields().items() if k not in _NOT_FINGERPRINTED}
         canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 

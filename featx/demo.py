@@ -15,8 +15,8 @@ import numpy as np
 
 from featx.data import open_input
 from featx.engine import extract
-from featx.train import HeadSpec, train_and_save, write_results
 from featx.metrics import markdown_table
+from featx.train import HeadSpec, train_and_save, write_results
 
 DEMO_COLUMNS = [("head", "head"), ("chosen", "chosen"), ("val_accuracy", "dev acc"), ("test_accuracy", "test acc"),
                 ("test_macro_f1", "test macro-F1"), ("fit_seconds", "fit s")]

@@ -17,8 +17,11 @@ from sklearn.utils.validation import check_is_fitted
 
 from featx.backbones import DEFAULT_MODEL, load_backbone
 from featx.cache import EmbeddingCache
-from featx.engine import embed_through_cache, embed_tokens, make_config, text_hashes, tokenize
+from featx.data import Record
+from featx.engine import embed_through_cache, make_config
 from featx.errors import ParameterError
+from featx.featurizers import TextFeaturizer
+from featx.runners import make_runner
 
 
 class Embedder(TransformerMixin, BaseEstimator):
@@ -42,29 +45,31 @@ class Embedder(TransformerMixin, BaseEstimator):
         self.batch_tokens = batch_tokens
         self.cache_dir = cache_dir
 
-    def fit(self, X=None, y=None) -> "Embedder":
+    def fit(self, X=None, y=None) -> Embedder:
         """Load the backbone and resolve the config; the texts are not looked at."""
         self.backbone_ = load_backbone(self.model, device=self.device)
         self.config_ = make_config(self.backbone_, pooling=self.pooling, normalize=self.normalize,
                                    max_length=self.max_length, dtype=self.dtype)
-        self.n_features_out_ = self.backbone_.hidden_size * len(self.config_.layers) * len(self.config_.poolings)
+        self.featurizer_ = TextFeaturizer(self.backbone_, self.config_)
+        self.runner_ = make_runner(self.backbone_.device, self.batch_tokens)
+        self.n_features_out_ = self.featurizer_.dim * len(self.config_.poolings)
         return self
 
     def transform(self, X) -> np.ndarray:
         """(len(X), D) float32 vectors of the texts in X, in order."""
         check_is_fitted(self, "config_")
         texts = _texts(X)
-        token_ids = tokenize(self.backbone_, texts, self.config_.max_length)
+        records = [Record(i, text, -1) for i, text in enumerate(texts)]
+        items = self.featurizer_.prepare(records)
         self.cache_hits_ = 0
         if self.cache_dir is None or not texts:
-            features = embed_tokens(self.backbone_, self.config_, token_ids, self.batch_tokens)
+            features = self.runner_.run(self.featurizer_, items)
         else:
-            dim = self.backbone_.hidden_size * len(self.config_.layers)
             timer: dict[str, float] = {}
-            cache = EmbeddingCache(self.cache_dir, self.config_, dim)
+            cache = EmbeddingCache(self.cache_dir, self.config_, self.featurizer_.dim)
             try:
-                features = embed_through_cache(self.backbone_, self.config_, token_ids, text_hashes(texts), cache,
-                                               self.batch_tokens, timer)
+                features = embed_through_cache(self.featurizer_, self.runner_, items,
+                                               self.featurizer_.content_hashes(records), cache, timer)
             finally:
                 cache.close()
             self.cache_hits_ = int(timer.get("cache_hits", 0))

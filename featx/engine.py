@@ -1,72 +1,46 @@
-"""The extraction engine: plan -> batch -> forward -> pool -> hand to the writer.
+"""The extraction engine: plan -> prepare -> batch -> forward -> hand to the writer.
 
-It reads the input in windows of rows (the commit unit), tokenizes each window once
-in a background thread, runs the frozen backbone over length-sorted batches cut by
-a token budget, pools every requested way from one forward pass, and hands each
-window, back in input order, to a writer thread. It knows nothing of HDF5.
+It reads the input (a Source) in windows of rows (the commit unit), has the Featurizer
+prepare each window once in a background thread (tokenizing, decoding), has a Runner
+embed it on its device (batches planned by cost, every pooling from one forward pass),
+and hands each window, back in input order, to a writer thread. It knows nothing of
+HDF5, of text or images, or of devices: those are the store's, the featurizer's and
+the runner's (featx.featurizers, featx.runners).
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import itertools
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
 
-from featx.background import BackgroundWorker, prefetch
 from featx.backbones import DEFAULT_MODEL, Backbone, load_backbone
+from featx.background import BackgroundWorker, prefetch
 from featx.cache import EmbeddingCache
-from featx.batching import pad_batch, plan_batches
 from featx.config import ExtractConfig, parse_layers
-from featx.data import InputSource, Record, describe_json, open_input
+from featx.data import InputSource, InputSummary, Record, describe_json, open_input
 from featx.errors import ParameterError
-from featx.hardware import describe_hardware, resolve_dtype, torch_dtype
-from featx.pooling import pool
+from featx.featurizers import Featurizer, TextFeaturizer
+from featx.hardware import describe_hardware, resolve_dtype
 from featx.progress import progress_bar
+from featx.runners import Runner, make_runner
 from featx.shards import shard_path, shard_rows, shard_window_rows
 from featx.store import FeatureStore, StorePlan, StoreWriter, matching_complete_store
 
-# Token budget per batch: measured best on CPU (benchmarks/README.md, "Extraction speed");
-# a GPU wants bigger batches to stay busy.
-CPU_BATCH_TOKENS = 2048
-GPU_BATCH_TOKENS = 16384
 DEFAULT_WINDOW_ROWS = 4096
-# On a CPU, batches run on up to this many worker threads at once (see cpu_workers).
-MAX_CPU_WORKERS = 4
-
-
-def default_batch_tokens(device: torch.device) -> int:
-    """The token budget per batch that `batch_tokens=None` means on `device`."""
-    return GPU_BATCH_TOKENS if device.type == "cuda" else CPU_BATCH_TOKENS
-
-
-def cpu_workers(threads: int | None = None) -> tuple[int, int]:
-    """(workers, threads each) for CPU inference over `threads` cores (torch's count by default).
-
-    Several batches at once, each on few threads, beat one batch on every thread: the
-    small matmuls, GELU, LayerNorm and attention of a small encoder do not split well
-    across cores (measured on 2 cores, two workers against one: +21 % rows/s on SST-2
-    phrases, +6 % on IMDB reviews; benchmarks/README.md). Beyond MAX_CPU_WORKERS the
-    workers get several threads each: untested on big machines, a bound on GIL traffic.
-    """
-    threads = threads or torch.get_num_threads()
-    workers = max(1, min(threads, MAX_CPU_WORKERS))
-    return workers, max(1, threads // workers)
 
 
 @dataclass
 class Window:
-    """A run of consecutive input rows, tokenized, waiting for the model."""
+    """A run of consecutive input rows, prepared, waiting for the model."""
 
     start: int
-    records: list[Record]
-    token_ids: list[list[int]]
+    records: list[Any]
+    items: list[Any]
 
 
 def extract(input: str | Path | InputSource, output: str | Path, *, model: str | Backbone = DEFAULT_MODEL,
@@ -102,13 +76,14 @@ def extract(input: str | Path | InputSource, output: str | Path, *, model: str |
         model, device=device, trust_remote_code=trust_remote_code)
     config = make_config(backbone, pooling=pooling, layers=layers, max_length=max_length,
                          normalize=normalize, dtype=dtype, store_dtype=store_dtype)
-    batch_tokens = batch_tokens or default_batch_tokens(backbone.device)
+    featurizer = TextFeaturizer(backbone, config)
+    runner = make_runner(backbone.device, batch_tokens)
     if window_rows is None:
         window_rows = DEFAULT_WINDOW_ROWS if shard is None else \
             shard_window_rows(summary.n_rows, shard[1], DEFAULT_WINDOW_ROWS)
     row_offset, n_rows = (0, summary.n_rows) if shard is None else shard_rows(summary.n_rows, window_rows, *shard)
     plan = StorePlan(config=config, input_json=describe_json(source), input_sha256=summary.sha256,
-                     input_rows=summary.n_rows, dim=backbone.hidden_size * len(config.layers),
+                     input_rows=summary.n_rows, dim=featurizer.dim,
                      classes=summary.classes, id_kind=summary.id_kind, window_rows=window_rows,
                      hardware=describe_hardware(backbone.device), compression=compression,
                      row_offset=row_offset, n_rows=n_rows, shard=shard)
@@ -122,7 +97,7 @@ def extract(input: str | Path | InputSource, output: str | Path, *, model: str |
         if not writer.complete:
             cache = EmbeddingCache(cache_dir, config, plan.dim) if cache_dir is not None else None
             try:
-                stage_seconds = _run(source, summary, backbone, config, writer, batch_tokens, progress, cache)
+                stage_seconds = _run(source, summary, featurizer, runner, writer, progress, cache)
             finally:
                 if cache is not None:
                     cache.close()
@@ -137,7 +112,7 @@ def extract(input: str | Path | InputSource, output: str | Path, *, model: str |
                 "rows_this_run": rows,
                 "resumed_from_row": resumed_from,
                 "rows_per_s": round(rows / run_seconds, 2) if run_seconds > 0 else None,
-                "batch_tokens": batch_tokens,
+                "batch_tokens": runner.batch_cost,
             })
     finally:
         writer.close()
@@ -186,94 +161,21 @@ def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = Non
 def embed_texts(backbone: Backbone, config: ExtractConfig, texts: Sequence[str],
                 batch_tokens: int | None = None) -> dict[str, np.ndarray]:
     """Every requested pooling of `texts`, one (len(texts), D) array each, in input order."""
-    return embed_tokens(backbone, config, tokenize(backbone, texts, config.max_length), batch_tokens)
+    featurizer = TextFeaturizer(backbone, config)
+    records = [Record(i, text, -1) for i, text in enumerate(texts)]
+    return make_runner(backbone.device, batch_tokens).run(featurizer, featurizer.prepare(records))
 
 
-def tokenize(backbone: Backbone, texts: Sequence[str], max_length: int) -> list[list[int]]:
-    """Token ids of each text with special tokens, truncated to max_length, unpadded."""
-    encoded = backbone.tokenizer(list(texts), truncation=True, max_length=max_length, padding=False,
-                                 return_attention_mask=False, return_token_type_ids=False)["input_ids"]
-    # A tokenizer without special tokens can turn "" into no tokens; keep the row with one pad.
-    return [ids if ids else [_pad_id(backbone)] for ids in encoded]
-
-
-def embed_tokens(backbone: Backbone, config: ExtractConfig, token_ids: list[list[int]],
-                 batch_tokens: int | None = None, timer: dict[str, float] | None = None) -> dict[str, np.ndarray]:
-    """Run the backbone over length-sorted batches and pool; results back in input order.
-
-    On a CPU the batches are shared among `cpu_workers()` threads, each running whole
-    batches with its own few intra-op threads; a batch's result does not depend on which
-    worker ran it. `batch_tokens=None` is the device's default budget.
-    """
-    t0 = time.perf_counter()
-    dim = backbone.hidden_size * len(config.layers)
-    out = {name: np.empty((len(token_ids), dim), dtype=config.store_dtype) for name in config.poolings}
-    lengths = np.fromiter((len(ids) for ids in token_ids), dtype=np.int64, count=len(token_ids))
-    device = backbone.device
-    batches = plan_batches(lengths, batch_tokens or default_batch_tokens(device))
-    forward = _BatchForward(backbone, config, token_ids, out)
-    workers, threads_each = cpu_workers() if device.type == "cpu" else (1, 0)
-    if workers == 1 or len(batches) == 1:
-        for rows in batches:
-            forward(rows)
-    else:
-        with ThreadPoolExecutor(workers, thread_name_prefix="featx-forward", initializer=torch.set_num_threads,
-                                initargs=(threads_each,)) as pool:
-            for _ in pool.map(forward, batches):  # re-raises a worker's error here
-                pass
-    if timer is not None:
-        timer["forward_s"] = timer.get("forward_s", 0.0) + time.perf_counter() - t0
-    return out
-
-
-class _BatchForward:
-    """Embeds one planned batch of rows into the shared output arrays (rows never overlap)."""
-
-    def __init__(self, backbone: Backbone, config: ExtractConfig, token_ids: list[list[int]],
-                 out: dict[str, np.ndarray]):
-        self.backbone, self.config, self.token_ids, self.out = backbone, config, token_ids, out
-        self.pad_id = _pad_id(backbone)
-        self.pad_left = getattr(backbone.tokenizer, "padding_side", "right") == "left"
-        self.need_all_states = config.layers != (-1,)
-
-    def __call__(self, rows: np.ndarray) -> None:
-        device, config = self.backbone.device, self.config
-        input_ids, mask = pad_batch([self.token_ids[i] for i in rows], self.pad_id, self.pad_left)
-        non_blocking = device.type == "cuda"
-        input_ids = input_ids.to(device, non_blocking=non_blocking)
-        mask = mask.to(device, non_blocking=non_blocking)
-        autocast = (torch.autocast(device.type, dtype=torch_dtype(config.dtype))
-                    if config.dtype != "fp32" else contextlib.nullcontext())
-        with torch.inference_mode(), autocast:
-            output = self.backbone.model(input_ids=input_ids, attention_mask=mask,
-                                         output_hidden_states=self.need_all_states)
-            if self.need_all_states:
-                hidden = torch.cat([output.hidden_states[i] for i in config.layers], dim=-1)
-            else:
-                hidden = output.last_hidden_state
-            pooled = pool(hidden, mask, config.poolings, config.normalize)
-        for name, values in pooled.items():
-            self.out[name][rows] = values.cpu().numpy()
-
-
-def _pad_id(backbone: Backbone) -> int:
-    tok = backbone.tokenizer
-    for candidate in (tok.pad_token_id, tok.eos_token_id, tok.unk_token_id):
-        if candidate is not None:
-            return int(candidate)
-    return 0
-
-
-def iter_windows(source: InputSource, summary, backbone: Backbone, config: ExtractConfig, start: int,
+def iter_windows(source: InputSource, summary: InputSummary, featurizer: Featurizer, start: int,
                  window_rows: int, timer: dict[str, float] | None = None,
                  stop: int | None = None) -> Iterator[Window]:
-    """Tokenized windows of `window_rows` input rows, from row `start` up to `stop`.
+    """Prepared windows of `window_rows` input rows, from row `start` up to `stop`.
 
     Window boundaries depend only on `window_rows`, so the same input always gives the
     same batches: a resumed extraction, a shard and a predictor reproduce a store bit for bit.
     """
     timer = {} if timer is None else timer
-    records = source.records(summary, start=start)
+    records: Iterator[Any] = source.records(summary, start=start)
     if stop is not None:
         records = itertools.islice(records, max(0, stop - start))
     position = start
@@ -282,14 +184,14 @@ def iter_windows(source: InputSource, summary, backbone: Backbone, config: Extra
         if not chunk:
             return
         t0 = time.perf_counter()
-        token_ids = tokenize(backbone, [r.text for r in chunk], config.max_length)
-        timer["tokenize_s"] = timer.get("tokenize_s", 0.0) + time.perf_counter() - t0
-        yield Window(position, chunk, token_ids)
+        items = featurizer.prepare(chunk)
+        timer["prepare_s"] = timer.get("prepare_s", 0.0) + time.perf_counter() - t0
+        yield Window(position, chunk, items)
         position += len(chunk)
 
 
-def _run(source: InputSource, summary, backbone: Backbone, config: ExtractConfig, writer: StoreWriter,
-         batch_tokens: int, progress: bool | None, cache: EmbeddingCache | None = None) -> dict[str, float]:
+def _run(source: InputSource, summary: InputSummary, featurizer: Featurizer, runner: Runner,
+         writer: StoreWriter, progress: bool | None, cache: EmbeddingCache | None = None) -> dict[str, float]:
     """Extract every uncommitted window into `writer`; returns seconds per stage (and cache hits)."""
     timer: dict[str, float] = {}
     has_labels = summary.classes is not None
@@ -305,14 +207,14 @@ def _run(source: InputSource, summary, backbone: Backbone, config: ExtractConfig
     bar = progress_bar(writer.n_rows, "extract", initial=writer.n_done, show=progress)
     committer = BackgroundWorker(commit, depth=2, name="featx-writer")
     try:
-        windows = iter_windows(source, summary, backbone, config, writer.next_row, writer.window_rows, timer,
+        windows = iter_windows(source, summary, featurizer, writer.next_row, writer.window_rows, timer,
                                stop=writer.row_offset + writer.n_rows)
         for window in prefetch(windows, depth=2):
-            hashes = content_hashes(window.records)
+            hashes = featurizer.content_hashes(window.records)
             if cache is None:
-                features = embed_tokens(backbone, config, window.token_ids, batch_tokens, timer)
+                features = runner.run(featurizer, window.items, timer)
             else:
-                features = embed_through_cache(backbone, config, window.token_ids, hashes, cache, batch_tokens, timer)
+                features = embed_through_cache(featurizer, runner, window.items, hashes, cache, timer)
             committer.submit((window, hashes, features))
     finally:
         # Whatever stopped the loop (end, error, Ctrl-C), windows already computed are committed.
@@ -321,28 +223,15 @@ def _run(source: InputSource, summary, backbone: Backbone, config: ExtractConfig
     return timer
 
 
-def content_hashes(records: Sequence[Record]) -> np.ndarray:
-    """(n, 32) uint8: sha256 of each record's text as UTF-8."""
-    return text_hashes([r.text for r in records])
-
-
-def text_hashes(texts: Sequence[str]) -> np.ndarray:
-    """(n, 32) uint8: sha256 of each text as UTF-8 (the key of featx.cache)."""
-    digests = b"".join(hashlib.sha256(text.encode("utf-8")).digest() for text in texts)
-    return np.frombuffer(digests, dtype=np.uint8).reshape(-1, 32)
-
-
-def embed_through_cache(backbone: Backbone, config: ExtractConfig, token_ids: list[list[int]], hashes: np.ndarray,
-                        cache: EmbeddingCache, batch_tokens: int | None,
-                        timer: dict[str, float]) -> dict[str, np.ndarray]:
-    """Cached vectors for texts seen before, the model for the rest (then cached too)."""
+def embed_through_cache(featurizer: Featurizer, runner: Runner, items: Sequence[Any], hashes: np.ndarray,
+                        cache: EmbeddingCache, timer: dict[str, float]) -> dict[str, np.ndarray]:
+    """Cached vectors for rows seen before, the model for the rest (then cached too)."""
     hit, cached = cache.lookup(hashes)
     missing = np.flatnonzero(~hit)
-    fresh = embed_tokens(backbone, config, [token_ids[i] for i in missing], batch_tokens, timer) \
-        if len(missing) else None
+    fresh = runner.run(featurizer, [items[i] for i in missing], timer) if len(missing) else None
     features = {}
-    for name in config.poolings:
-        values = np.empty((len(hashes), cached[name].shape[1]), dtype=config.store_dtype)
+    for name in featurizer.poolings:
+        values = np.empty((len(hashes), featurizer.dim), dtype=featurizer.store_dtype)
         values[hit] = cached[name]
         if fresh is not None:
             values[missing] = fresh[name]

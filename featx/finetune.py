@@ -13,7 +13,6 @@ wall times), ``backbone/`` (a transformers folder with its tokenizer) and
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import json
@@ -22,6 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,10 +30,11 @@ from safetensors.torch import load_file, save_file
 from featx._version import __version__
 from featx.atomic import atomic_folder, write_text
 from featx.backbones import DEFAULT_MODEL, load_backbone
-from featx.batching import pad_batch
+from featx.classifier import PretrainedClassifier
 from featx.data import InputSource
 from featx.errors import DamagedError, FeatxError
-from featx.hardware import describe_hardware, resolve_dtype, torch_dtype
+from featx.featurizers.text import collate_tokens, tokenize
+from featx.hardware import compute_context, describe_hardware, resolve_dtype
 from featx.metrics import classification_metrics
 from featx.pooling import POOLERS
 from featx.progress import progress_bar
@@ -99,8 +100,7 @@ def load_examples(source: InputSource, tokenizer, max_length: int) -> Examples:
     if summary.classes is None:
         raise FeatxError(f"{source.name} has no label column: fine-tuning needs labels (--label-column)")
     records = list(source.records(summary))
-    ids = tokenizer([r.text for r in records], truncation=True, max_length=max_length, padding=False,
-                    return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+    ids = tokenize(tokenizer, [r.text for r in records], max_length)
     return Examples(ids, np.array([r.label for r in records], dtype=np.int64), summary.classes)
 
 
@@ -140,10 +140,7 @@ def finetune(train: InputSource, out: str | Path, *, val: InputSource | None = N
     warmup = max(1, int(config.warmup_ratio * total_steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total_steps - step) / max(1, total_steps - warmup))))
-    autocast = (torch.autocast(loaded.device.type, dtype=torch_dtype(dtype)) if dtype != "fp32"
-                else contextlib.nullcontext())
     lengths = np.array([len(ids) for ids in examples.token_ids])
-    pad_id = loaded.tokenizer.pad_token_id or 0
     out = Path(out)
     record = {"format": FINETUNE_FORMAT, "format_version": 1, "featx_version": __version__,
               "recipe": dataclasses.asdict(config), "dtype": dtype, "classes": list(examples.classes),
@@ -156,10 +153,10 @@ def finetune(train: InputSource, out: str | Path, *, val: InputSource | None = N
         model.train()
         t0 = time.perf_counter()
         for rows in length_grouped_batches(lengths, config.batch_size, rng):
-            input_ids, mask = pad_batch([examples.token_ids[i] for i in rows], pad_id)
-            input_ids, mask = input_ids.to(loaded.device), mask.to(loaded.device)
+            batch = collate_tokens(loaded.tokenizer, [examples.token_ids[i] for i in rows])
+            input_ids, mask = batch["input_ids"].to(loaded.device), batch["attention_mask"].to(loaded.device)
             targets = torch.from_numpy(examples.labels[rows]).to(loaded.device)
-            with autocast:
+            with compute_context(loaded.device, dtype):
                 logits = model(input_ids, mask)
             loss = torch.nn.functional.cross_entropy(logits.float(), targets)
             optimizer.zero_grad(set_to_none=True)
@@ -177,7 +174,7 @@ def finetune(train: InputSource, out: str | Path, *, val: InputSource | None = N
         epoch_record = {"epoch": epoch, "steps": step, "train_seconds": round(time.perf_counter() - t0, 2)}
         if val_examples is not None:
             t1 = time.perf_counter()
-            predicted = predict_examples(model, val_examples.token_ids, pad_id, loaded.device, autocast)
+            predicted = predict_examples(model, val_examples.token_ids, loaded.tokenizer, loaded.device, dtype)
             metrics = classification_metrics(val_examples.labels, predicted, examples.classes)
             epoch_record.update(val_accuracy=metrics["accuracy"], val_macro_f1=metrics["macro_f1"],
                                 eval_seconds=round(time.perf_counter() - t1, 2))
@@ -194,9 +191,20 @@ def finetune(train: InputSource, out: str | Path, *, val: InputSource | None = N
     return record
 
 
+def summary_lines(record: dict[str, Any], folder: str | Path) -> list[str]:
+    """One line per epoch (seconds, validation accuracy when there was a validation set), then
+    which epoch was saved: the best by validation accuracy, or without validation the last."""
+    lines = []
+    for epoch in record["epochs"]:
+        val = f", val accuracy {epoch['val_accuracy']:.4f}" if "val_accuracy" in epoch else ""
+        lines.append(f"epoch {epoch['epoch']}: {epoch['train_seconds']:.1f} s{val}")
+    which = "best epoch" if record["val_rows"] else "last epoch (no --val to choose by)"
+    return lines + [f"{which} {record['best_epoch']} saved to {folder}"]
+
+
 @torch.inference_mode()
-def predict_examples(model: SequenceClassifier, token_ids: Sequence[list[int]], pad_id: int,
-                     device: torch.device, autocast=contextlib.nullcontext(), batch_size: int = 64,
+def predict_examples(model: SequenceClassifier, token_ids: Sequence[list[int]], tokenizer: Any,
+                     device: torch.device, dtype: str = "fp32", batch_size: int = 64,
                      proba: bool = False) -> np.ndarray:
     """Label indices (or probabilities) for tokenized rows, in input order."""
     model.eval()
@@ -204,9 +212,9 @@ def predict_examples(model: SequenceClassifier, token_ids: Sequence[list[int]], 
     outputs = [None] * len(token_ids)
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
-        input_ids, mask = pad_batch([token_ids[i] for i in rows], pad_id)
-        with autocast:
-            logits = model(input_ids.to(device), mask.to(device)).float()
+        batch = collate_tokens(tokenizer, [token_ids[i] for i in rows])
+        with compute_context(device, dtype):
+            logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device)).float()
         values = torch.softmax(logits, 1) if proba else logits.argmax(1)
         for row, value in zip(rows, values.cpu().numpy()):
             outputs[row] = value
@@ -273,8 +281,9 @@ def copy_merged(peft_model) -> torch.nn.Module:
     return copy.deepcopy(peft_model).merge_and_unload()
 
 
-class FinetunedPredictor:
-    """Raw texts in, labels out, from a fine-tuning checkpoint folder."""
+class FinetunedPredictor(PretrainedClassifier):
+    """Raw texts in, labels out, from a fine-tuning checkpoint folder (a scikit-learn
+    classifier, already fitted: see featx.classifier)."""
 
     def __init__(self, folder: str | Path, device: str = "auto") -> None:
         folder = Path(folder)
@@ -293,17 +302,11 @@ class FinetunedPredictor:
             raise DamagedError(f"{folder}/classifier.safetensors is damaged or does not fit "
                                f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
         self.model.to(self.loaded.device).eval()
-        self._autocast = (lambda: torch.autocast(self.loaded.device.type, dtype=torch_dtype(dtype))) \
-            if dtype != "fp32" else contextlib.nullcontext
+        self.dtype = dtype
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        ids = self.loaded.tokenizer(list(texts), truncation=True, max_length=self.max_length,
-                                    return_attention_mask=False, return_token_type_ids=False)["input_ids"]
-        return predict_examples(self.model, ids, self.loaded.tokenizer.pad_token_id or 0, self.loaded.device,
-                                self._autocast(), proba=True)
-
-    def predict(self, texts: Sequence[str]) -> list[str]:
-        return [self.class_names[i] for i in self.predict_proba(texts).argmax(1)]
+        ids = tokenize(self.loaded.tokenizer, texts, self.max_length)
+        return predict_examples(self.model, ids, self.loaded.tokenizer, self.loaded.device, self.dtype, proba=True)
 
     def predict_input(self, source: InputSource, summary, chunk_rows: int = 1024):
         """(record, probabilities) for every row of an input, streamed in chunks."""

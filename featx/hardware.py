@@ -1,9 +1,11 @@
 """Devices, compute dtypes and a description of the machine for result stamps."""
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
-from functools import lru_cache
+from contextlib import AbstractContextManager
+from functools import cache
 
 import torch
 
@@ -30,7 +32,7 @@ def resolve_device(spec: str = "auto") -> torch.device:
     return device
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cpu_flags() -> frozenset[str]:
     try:
         with open("/proc/cpuinfo") as f:
@@ -61,6 +63,17 @@ def resolve_dtype(spec: str, device: torch.device) -> str:
 def torch_dtype(name: str) -> torch.dtype:
     """The torch dtype for `fp32`, `bf16` or `fp16`."""
     return _TORCH_DTYPES[name]
+
+
+def compute_context(device: torch.device, dtype: str,
+                    weights_dtype: torch.dtype = torch.float32) -> AbstractContextManager[object]:
+    """Autocast to `dtype` while the weights are held in a wider one; otherwise nothing.
+
+    Extraction, predictors and fine-tuning all enter their forward passes through here.
+    """
+    if dtype == "fp32" or weights_dtype == torch_dtype(dtype):
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch_dtype(dtype))
 
 
 def describe_hardware(device: torch.device) -> dict[str, object]:

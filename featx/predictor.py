@@ -18,17 +18,21 @@ import numpy as np
 from featx._version import __version__
 from featx.atomic import atomic_folder
 from featx.backbones import Backbone, load_backbone
+from featx.classifier import PretrainedClassifier
 from featx.config import ExtractConfig
 from featx.data import InputSource, Record
+from featx.engine import DEFAULT_WINDOW_ROWS, embed_texts, iter_windows
 from featx.errors import DamagedError, FeatxError
-from featx.engine import DEFAULT_WINDOW_ROWS, embed_texts, embed_tokens, iter_windows
+from featx.featurizers import TextFeaturizer
 from featx.heads import TrainedHead
+from featx.runners import make_runner
 
 PREDICTOR_FORMAT = "featx-predictor"
 
 
-class Predictor:
-    """Classifies raw texts with a frozen backbone and a trained head."""
+class Predictor(PretrainedClassifier):
+    """Classifies raw texts with a frozen backbone and a trained head (a scikit-learn
+    classifier, already fitted: see featx.classifier)."""
 
     def __init__(self, head: TrainedHead, config: ExtractConfig | None = None, backbone: Backbone | None = None,
                  device: str = "auto") -> None:
@@ -41,12 +45,12 @@ class Predictor:
 
     @classmethod
     def from_parts(cls, *, head: TrainedHead, backbone: Backbone | None = None,
-                   config: ExtractConfig | None = None) -> "Predictor":
+                   config: ExtractConfig | None = None) -> Predictor:
         """A predictor from a trained head (and optionally an already loaded backbone)."""
         return cls(head, config, backbone)
 
     @property
-    def class_names(self) -> tuple[str, ...]:
+    def class_names(self) -> tuple[str, ...]:  # type: ignore[override]
         return self.head.class_names
 
     @property
@@ -65,15 +69,17 @@ class Predictor:
         features = embed_texts(self.backbone, self.config, texts)[self.head.pooling]
         return self.head.estimator.predict_proba(features)
 
-    def predict(self, texts: Sequence[str]) -> list[str]:
-        """The predicted class name of each text."""
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        """The predicted class name of each text (the head's own decision rule)."""
         index = self.head.estimator.predict(embed_texts(self.backbone, self.config, texts)[self.head.pooling])
-        return [self.class_names[i] for i in index]
+        return self.classes_[index]
 
     def predict_input(self, source: InputSource, summary) -> Iterator[tuple[Record, np.ndarray]]:
         """(record, probabilities) for every row of an input, streamed window by window."""
-        for window in iter_windows(source, summary, self.backbone, self.config, 0, DEFAULT_WINDOW_ROWS):
-            features = embed_tokens(self.backbone, self.config, window.token_ids)
+        featurizer = TextFeaturizer(self.backbone, self.config)
+        runner = make_runner(self.backbone.device)
+        for window in iter_windows(source, summary, featurizer, 0, DEFAULT_WINDOW_ROWS):
+            features = runner.run(featurizer, window.items)
             probabilities = self.head.estimator.predict_proba(features[self.head.pooling])
             yield from zip(window.records, probabilities)
 
@@ -88,7 +94,7 @@ class Predictor:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, device: str = "auto") -> "Predictor":
+    def load(cls, folder: str | Path, device: str = "auto") -> Predictor:
         """A predictor from a folder written by `save`; the backbone loads on first use.
 
         Refused unless its head lies inside the folder and the predictor's extraction

@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 
 from featx.atomic import atomic_file, same_file
-from featx.errors import FeatxError, OutputError
+from featx.errors import FeatxError, OutputError, ParameterError
 from featx.store import FORMAT
 from featx.store.h5 import h5_reason
 from featx.store.writer import check_replaceable
@@ -52,6 +52,15 @@ def shard_path(output: str | Path, index: int, count: int) -> Path:
     """``out.h5`` -> ``out.shard-<index>-of-<count>.h5``."""
     output = Path(output)
     return output.with_name(f"{output.stem}.shard-{index}-of-{count}{output.suffix or '.h5'}")
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """``I/N`` -> (I, N); the range itself is checked by shard_rows."""
+    try:
+        index, count = (int(part) for part in spec.split("/"))
+    except ValueError:
+        raise ParameterError("shard", f"cannot read {spec!r}: write I/N, e.g. 0/4") from None
+    return index, count
 
 
 def shard_from_env() -> tuple[tuple[int, int] | None, int | None]:

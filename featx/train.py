@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 
 from featx.atomic import make_folder, write_text
-from featx.errors import FeatxError
+from featx.errors import FeatxError, ParameterError
 from featx.heads import TrainedHead, make_head, parse_head_spec
 from featx.heads.split import sample_per_label, stratified_split
 from featx.metrics import classification_metrics, markdown_table
@@ -29,7 +30,7 @@ class HeadSpec:
     params: dict = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, text: str) -> "HeadSpec":
+    def parse(cls, text: str) -> HeadSpec:
         kind, params = parse_head_spec(text)
         return cls(kind, params)
 
@@ -132,6 +133,39 @@ def train_and_save(train: FeatureStore, specs: list[HeadSpec], out: str | Path, 
 
         exported = Predictor.from_parts(head=best).save(export)
     return TrainingRun(heads, rows, best, out, exported)
+
+
+def run_training(store: str | Path, out: str | Path, *, heads: Sequence[str] = (), grid: str | Path | None = None,
+                 poolings: Sequence[str] = (), val: str | Path | None = None, test: str | Path | None = None,
+                 protocol: str = "full", k: int = 8, experiments: int = 10, val_fraction: float = 0.1,
+                 jobs: int = 1, seed: int = 0, export: str | Path | None = None) -> TrainingRun | list[dict]:
+    """`featx train` from paths: head specs (`heads` plus a `grid` file; DEFAULT_HEADS when both
+    are empty) on the store at `store`, results in `out`. protocol ``full`` returns the
+    TrainingRun of train_and_save; ``mteb`` returns its rows (written to `out` too)."""
+    from featx.heads import DEFAULT_HEADS
+    from featx.store import open_store
+
+    specs = [HeadSpec.parse(text) for text in [*heads, *(read_head_grid(grid) if grid else [])]]
+    specs = specs or [HeadSpec(kind) for kind in DEFAULT_HEADS]
+    if not 0 < val_fraction < 1:
+        raise ParameterError("val_fraction", f"must be between 0 and 1, got {val_fraction}")
+    if protocol == "mteb" and test is None:
+        raise ParameterError("protocol", "mteb reports on a test store: pass --test STORE")
+    train_store = open_store(store)
+    val_store = open_store(val) if val else None
+    test_store = open_store(test) if test else None
+    for pooling in poolings:
+        train_store.features(pooling)  # a missing pooling fails now, with the list of stored ones
+    facts = {"train": str(store), "val": val and str(val), "test": test and str(test), "protocol": protocol,
+             "seed": seed}
+    if protocol == "mteb":
+        assert test_store is not None
+        make_folder(out, "results")
+        rows = mteb_protocol(train_store, test_store, list(poolings) or None, k=k, experiments=experiments, seed=seed)
+        write_results(Path(out), rows, facts)
+        return rows
+    return train_and_save(train_store, specs, out, poolings=list(poolings) or None, val=val_store, test=test_store,
+                          val_fraction=val_fraction, jobs=jobs, seed=seed, export=export, facts=facts)
 
 
 def read_head_grid(path: str | Path) -> list[str]:

@@ -26,6 +26,13 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _featx_cache_in_tmp(tmp_path_factory):
+    """featx's own cache folder (file hashes) in a temporary folder, for this process and the CLI's children."""
+    os.environ["FEATX_CACHE"] = str(tmp_path_factory.mktemp("featx-cache"))
+    yield
+
+
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory) -> Path:
     """A random-init 2-layer BERT (hidden 32) saved with the real MiniLM tokenizer; no download."""

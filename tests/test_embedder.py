@@ -25,11 +25,11 @@ def test_second_transform_is_served_from_the_cache(tmp_path, tiny_bert_dir, sent
                               device="cpu").fit()
     first = embedder.transform(sentences)
     assert embedder.cache_hits_ == 0 and first.shape == (len(sentences), 64)
-    import featx.engine as engine
+    from featx.featurizers import TextFeaturizer
 
     def no_model(*args, **kwargs):
         raise AssertionError("the model ran for texts that were cached")
-    monkeypatch.setattr(engine, "_BatchForward", no_model)
+    monkeypatch.setattr(TextFeaturizer, "forward", no_model)
     again = featx.Embedder(str(tiny_bert_dir), pooling="mean,max", dtype="fp32", cache_dir=tmp_path / "cache",
                            device="cpu").fit()  # a new object, as in a later process
     np.testing.assert_array_equal(again.transform(sentences), first)

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 
 import featx
+from featx.engine import embed_texts, make_config
 from featx.errors import FeatxError
-from featx.engine import cpu_workers, embed_texts, make_config
+from featx.featurizers import TextFeaturizer
+from featx.runners import cpu_workers
 from featx.store import StoreWriter
 from tests.conftest import write_lines
 
@@ -37,32 +39,32 @@ def test_cpu_workers_split_the_threads():
 
 
 def test_worker_threads_give_the_vectors_of_one_thread(tiny_backbone, sentences, monkeypatch):
-    import sys
+    import featx.runners as runners
 
-    engine = sys.modules["featx.engine"]
     config = make_config(tiny_backbone, pooling=("mean", "max"), dtype="fp32")
-    monkeypatch.setattr(engine, "MAX_CPU_WORKERS", 1)
+    monkeypatch.setattr(runners, "cpu_workers", lambda: (1, 1))
     serial = embed_texts(tiny_backbone, config, sentences, batch_tokens=16)
-    monkeypatch.setattr(engine, "cpu_workers", lambda: (3, 1))
+    monkeypatch.setattr(runners, "cpu_workers", lambda: (3, 1))
     threaded = embed_texts(tiny_backbone, config, sentences, batch_tokens=16)
     for name in config.poolings:
         np.testing.assert_allclose(threaded[name], serial[name], atol=1e-6)
 
 
 def test_an_error_in_a_worker_reaches_the_caller(tiny_backbone, sentences, monkeypatch):
-    import sys
+    import featx.runners as runners
 
-    engine = sys.modules["featx.engine"]
-    monkeypatch.setattr(engine, "cpu_workers", lambda: (2, 1))
+    monkeypatch.setattr(runners, "cpu_workers", lambda: (2, 1))
     config = make_config(tiny_backbone, pooling=("mean",), dtype="fp32")
     calls = []
+    forward = TextFeaturizer.forward
 
-    def failing_forward(self, rows):
-        calls.append(len(rows))
+    def failing_forward(self, batch):
+        calls.append(len(batch["input_ids"]))
         if len(calls) == 3:
             raise RuntimeError("boom in a worker")
+        return forward(self, batch)
 
-    monkeypatch.setattr(engine._BatchForward, "__call__", failing_forward)
+    monkeypatch.setattr(TextFeaturizer, "forward", failing_forward)
     with pytest.raises(RuntimeError, match="boom in a worker"):
         embed_texts(tiny_backbone, config, sentences, batch_tokens=16)
 
@@ -105,7 +107,7 @@ def test_resume_after_interruption_gives_identical_store(tiny_backbone, text_fil
     with pytest.raises(KeyboardInterrupt):
         run(tiny_backbone, text_file, tmp_path / "s.h5")
     monkeypatch.setattr(StoreWriter, "write_window", original)
-    with pytest.raises(FeatxError, match="incomplete .24 of 45 rows"):
+    with pytest.raises(FeatxError, match=r"incomplete .24 of 45 rows"):
         featx.open_store(tmp_path / "s.h5")
     with featx.open_store(tmp_path / "s.h5", allow_incomplete=True) as partial:
         assert len(partial) == 24 and partial.load("mean")[0].shape == (24, 32)

@@ -29,7 +29,10 @@ def test_finetune_loss_falls_and_checkpoint_predicts(tiny_bert_dir, toy_inputs, 
     saved = json.loads((tmp_path / "ft" / "finetune.json").read_text())
     assert saved["best_epoch"] in (1, 2, 3) and saved["classes"] == ["neg", "pos"]
     predictor = FinetunedPredictor(tmp_path / "ft", device="cpu")
-    assert predictor.predict(["great lovely superb movie", "awful dull boring movie"]) == ["pos", "neg"]
+    assert predictor.predict(["great lovely superb movie", "awful dull boring movie"]).tolist() == ["pos", "neg"]
+    from tests.test_train_cli import assert_fitted_sklearn_classifier
+
+    assert_fitted_sklearn_classifier(predictor, ["great lovely superb movie", "awful dull boring movie"], ["pos", "neg"])
 
 
 def test_partial_finetuning_trains_only_the_top_blocks(tiny_bert_dir, toy_inputs, tmp_path):
@@ -74,4 +77,4 @@ def test_lora_trains_adapters_only_and_saves_merged_weights(tiny_bert_dir, toy_i
     saved = {p.name for p in (tmp_path / "ft" / "backbone").iterdir()}
     assert "adapter_config.json" not in saved and "model.safetensors" in saved
     predictor = FinetunedPredictor(tmp_path / "ft", device="cpu")
-    assert predictor.predict(["great lovely superb movie", "awful dull boring movie"]) == ["pos", "neg"]
+    assert predictor.predict(["great lovely superb movie", "awful dull boring movie"]).tolist() == ["pos", "neg"]

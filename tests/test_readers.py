@@ -58,7 +58,7 @@ def test_parquet(tmp_path):
 
     path = tmp_path / "x.parquet"
     pq.write_table(pa.table({"text": ["a", "b", "c"], "label": ["x", "y", "x"]}), path)
-    summary, records = read_all(open_input(path))
+    _summary, records = read_all(open_input(path))
     assert [(r.text, r.label) for r in records] == [("a", 0), ("b", 1), ("c", 0)]
 
 
@@ -67,7 +67,7 @@ def test_rows_mod_selects_a_holdout_and_keeps_file_row_ids(tmp_path):
     held = open_input(path, rows_mod=(4, (0,)))
     rest = open_input(path, rows_mod=(4, (1, 2, 3)))
     _, held_records = read_all(held)
-    summary, rest_records = read_all(rest)
+    summary, _rest_records = read_all(rest)
     assert [r.id for r in held_records] == [0, 4, 8] and summary.n_rows == 7
     assert [r.text for r in rest.records(summary, start=5)] == ["line 7", "line 9"]
     assert held.describe() != open_input(path).describe()

@@ -44,3 +44,22 @@ def test_todays_engine_reproduces_a_store_written_by_earlier_featx(tmp_path):
                 np.testing.assert_array_equal(new.load(pooling)[0], old.load(pooling)[0])
             else:
                 np.testing.assert_allclose(new.load(pooling)[0], old.load(pooling)[0], atol=1e-5)
+
+
+def test_a_field_added_later_and_left_unset_keeps_every_fingerprint():
+    """The rule for new config fields (featx.config): None means unset, and unset is left out."""
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class LaterConfig(featx.ExtractConfig):
+        new_knob: str | None = None
+
+    with featx.open_store(FIXTURE) as old:
+        fields = json.loads(old.config.to_json())
+    today = featx.ExtractConfig(**{**fields, "poolings": tuple(fields["poolings"]), "layers": tuple(fields["layers"])})
+    later = LaterConfig(**{**fields, "poolings": tuple(fields["poolings"]), "layers": tuple(fields["layers"])})
+    assert later.fingerprint == today.fingerprint == old.fingerprint
+    assert later.to_json() == today.to_json() and "new_knob" not in later.to_json()
+    assert LaterConfig.from_json(today.to_json()) == later  # an old store's JSON reads into the new config
+    knob_set = dataclasses.replace(later, new_knob="chunk")
+    assert knob_set.fingerprint != today.fingerprint and '"new_knob":"chunk"' in knob_set.to_json()

@@ -76,6 +76,22 @@ def test_demo_runs_end_to_end_with_a_tiny_model(tmp_path, tiny_bert_dir):
     assert any(line.startswith("| head |") for line in lines)
     predictor = featx.Predictor.load(tmp_path / "demo" / "predictor")
     assert set(predictor.predict(["a fine film", "dull"])) <= {"negative", "positive"}
+    assert_fitted_sklearn_classifier(predictor, ["a fine film", "dull", "a joy", "tedious"],
+                                     ["positive", "negative", "positive", "negative"])
     with featx.open_store(tmp_path / "demo" / "stores" / "train.h5") as store:
         assert len(store) == 300 and store.classes == ("negative", "positive")
     no_pickles_under(tmp_path / "demo")
+
+
+def assert_fitted_sklearn_classifier(predictor, texts, labels):
+    """A predictor works where scikit-learn expects a fitted classifier on texts."""
+    from sklearn.base import clone, is_classifier
+    from sklearn.utils.validation import check_is_fitted
+
+    assert is_classifier(predictor) and clone(predictor) is predictor
+    check_is_fitted(predictor)
+    assert predictor.fit(texts, labels) is predictor  # pretrained: fit learns nothing
+    predicted = predictor.predict(texts)
+    assert isinstance(predicted, np.ndarray) and list(predictor.classes_) == list(predictor.class_names)
+    assert predictor.score(texts, labels) == np.mean(predicted == np.asarray(labels, dtype=object))
+    assert np.allclose(predictor.predict_proba(texts).sum(1), 1.0)

@@ -19,8 +19,18 @@ import numpy as np
 from featx._version import __version__
 from featx.atomic import child_path, make_folder, write_text
 from featx.bench.suite import Split, Suite
+from featx.errors import ParameterError
 
 STAGES = ("extract", "heads", "mteb", "finetune")
+
+
+def parse_stages(text: str) -> tuple[str, ...]:
+    """``extract,heads`` -> the stages to run now; an unknown name is refused."""
+    chosen = tuple(stage.strip() for stage in text.split(","))
+    unknown = [stage for stage in chosen if stage not in STAGES]
+    if unknown:
+        raise ParameterError("stages", f"has an unknown stage {unknown[0]!r}: choose from {', '.join(STAGES)}")
+    return chosen
 
 
 def run_suite(suite: Suite, out: str | Path, echo=print, stages: tuple[str, ...] = STAGES) -> list[dict]:

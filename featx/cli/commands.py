@@ -8,7 +8,6 @@ import click
 from featx._version import __version__
 from featx.cli.options import DEVICE_OPTION, DTYPE_OPTION, QUIET_OPTION, input_options, open_input_columns
 from featx.config import DEFAULT_MODEL, POOLINGS, STORE_DTYPES
-from featx.errors import FeatxError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -70,34 +69,21 @@ def extract(input: str, output: str, model: str, pooling: str | None, layers: st
       featx extract imdb/train.jsonl.gz -o imdb-train.h5 --max-length 256 --id-column id
       featx extract notes.txt -o notes.h5 --model ./my-bert --layers -4: --normalize
     """
-    from featx.engine import extract as run_extract
-    from featx.shards import device_for_rank, merge_after_barrier, shard_from_env
+    from featx.launch import extract_as_launched
 
-    shard, local_rank = (_parse_shard(shard_spec), None) if shard_spec else shard_from_env()
-    store = run_extract(
-        open_input_columns(input, columns), output, model=model, pooling=pooling, layers=layers, max_length=max_length,
-        normalize=normalize, dtype=dtype, store_dtype=store_dtype, batch_tokens=batch_tokens,
-        device=device_for_rank(device, local_rank), window_rows=window_rows, compression=compression,
-        overwrite=overwrite, trust_remote_code=trust_remote_code, progress=False if quiet else None, shard=shard,
+    store = extract_as_launched(
+        open_input_columns(input, columns), output, shard=shard_spec, device=device, merge=merge_after, model=model,
+        pooling=pooling, layers=layers, max_length=max_length, normalize=normalize, dtype=dtype,
+        store_dtype=store_dtype, batch_tokens=batch_tokens, window_rows=window_rows, compression=compression,
+        overwrite=overwrite, trust_remote_code=trust_remote_code, progress=False if quiet else None,
         cache_dir=cache_dir)
-    if merge_after and shard is not None:
-        store.close()
-        store = merge_after_barrier(output, shard)
-        if store is None:
-            return
+    if store is None:
+        return
     with store:
         if not quiet:
             from featx.store import summary_line
 
             click.echo(summary_line(store.info()), err=True)
-
-
-def _parse_shard(spec: str) -> tuple[int, int]:
-    try:
-        index, count = (int(part) for part in spec.split("/"))
-    except ValueError:
-        raise FeatxError(f"cannot read --shard {spec!r}: write I/N, e.g. 0/4") from None
-    return index, count
 
 
 @cli.command()
@@ -138,10 +124,7 @@ def info(store: str, as_json: bool) -> None:
 
     with open_store(store, allow_incomplete=True) as opened:
         details = opened.info()
-    if as_json:
-        click.echo(json.dumps(details, indent=2))
-        return
-    click.echo(format_info(details))
+    click.echo(json.dumps(details, indent=2) if as_json else format_info(details))
 
 
 @cli.command()
@@ -178,38 +161,13 @@ def train(store: str, output: str, heads: tuple[str, ...], grid: str | None, poo
           --pooling mean --pooling cls --jobs 2 --test cache/test.h5 --export model/
       featx train cache/train.h5 -o fewshot/ --protocol mteb --test cache/test.h5
     """
-    from pathlib import Path
+    from featx.train import TrainingRun, format_table, run_training
 
-    from featx.atomic import make_folder
-    from featx.heads import DEFAULT_HEADS
-    from featx.store import open_store
-    from featx.train import HeadSpec, format_table, mteb_protocol, read_head_grid, train_and_save, write_results
-
-    specs = [HeadSpec.parse(text) for text in heads or ()]
-    if grid:
-        specs += [HeadSpec.parse(text) for text in read_head_grid(grid)]
-    specs = specs or [HeadSpec(kind) for kind in DEFAULT_HEADS]
-    if not 0 < val_fraction < 1:
-        raise FeatxError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
-    out = Path(output)
-    train_store = open_store(store)
-    val = open_store(val_path) if val_path else None
-    test = open_store(test_path) if test_path else None
-    for pooling in poolings:
-        train_store.features(pooling)  # a missing pooling fails now, with the list of stored ones
-    facts = {"train": store, "val": val_path, "test": test_path, "protocol": protocol, "seed": seed}
-    if protocol == "mteb":
-        if test is None:
-            raise FeatxError("--protocol mteb reports on a test store: pass --test STORE")
-        make_folder(out, "results")
-        rows = mteb_protocol(train_store, test, list(poolings) or None, k=k_shot, experiments=experiments, seed=seed)
-        write_results(out, rows, facts)
-        click.echo(format_table(rows))
-        return
-    run = train_and_save(train_store, specs, out, poolings=list(poolings) or None, val=val, test=test,
-                         val_fraction=val_fraction, jobs=jobs, seed=seed, export=export_dir, facts=facts)
-    click.echo(format_table(run.rows))
-    if run.exported:
+    run = run_training(store, output, heads=heads, grid=grid, poolings=poolings, val=val_path, test=test_path,
+                       protocol=protocol, k=k_shot, experiments=experiments, val_fraction=val_fraction, jobs=jobs,
+                       seed=seed, export=export_dir)
+    click.echo(format_table(run.rows if isinstance(run, TrainingRun) else run))
+    if isinstance(run, TrainingRun) and run.exported:
         click.echo(f"exported {run.best.name} as a predictor to {run.exported}", err=True)
 
 
@@ -285,7 +243,8 @@ def finetune(train_input: str, output: str, val_input: str | None, model: str, p
       featx finetune train.jsonl -o ft/top2 --val dev.jsonl --train-layers 2 --lr 1e-4
       featx predict ft/sst2 sst2:test -o predictions.jsonl
     """
-    from featx.finetune import FinetuneConfig, finetune as run_finetune
+    from featx.finetune import FinetuneConfig, summary_lines
+    from featx.finetune import finetune as run_finetune
 
     config = FinetuneConfig(model=model, pooling=pooling, epochs=epochs, lr=lr, batch_size=batch_size,
                             max_length=max_length, train_layers=train_layers, lora_rank=lora_rank, dtype=dtype,
@@ -293,10 +252,9 @@ def finetune(train_input: str, output: str, val_input: str | None, model: str, p
     val_source = open_input_columns(val_input, columns) if val_input else None
     record = run_finetune(open_input_columns(train_input, columns), output, val=val_source, config=config,
                           device=device, progress=False if quiet else None)
-    for epoch in record["epochs"]:
-        val = f", val accuracy {epoch['val_accuracy']:.4f}" if "val_accuracy" in epoch else ""
-        click.echo(f"epoch {epoch['epoch']}: {epoch['train_seconds']:.1f} s{val}")
-    click.echo(f"best epoch {record['best_epoch']} saved to {output}", err=True)
+    *epochs, saved = summary_lines(record, output)
+    click.echo("\n".join(epochs))
+    click.echo(saved, err=True)
 
 
 @cli.command()
@@ -313,20 +271,14 @@ def bench(suite_file: str, output: str, data_dir: str | None, stages: str) -> No
     Example:
       featx bench benchmarks/suites/sst2_minilm_cpu.toml -o benchmarks/results/sst2_minilm_cpu
     """
-    from pathlib import Path
-
     from featx.bench import load_suite, run_suite, write_report
+    from featx.bench.report import markdown_report
+    from featx.bench.runner import parse_stages
 
-    from featx.bench.runner import STAGES
-
-    chosen = tuple(stage.strip() for stage in stages.split(","))
-    unknown = [stage for stage in chosen if stage not in STAGES]
-    if unknown:
-        raise FeatxError(f"unknown stage {unknown[0]!r}: choose from {', '.join(STAGES)}")
     suite = load_suite(suite_file, data_dir)
-    rows = run_suite(suite, output, echo=lambda line: click.echo(line, err=True), stages=chosen)
+    rows = run_suite(suite, output, echo=lambda line: click.echo(line, err=True), stages=parse_stages(stages))
     document = write_report(output, suite.name, rows, f"featx bench {suite_file} -o {output}")
-    click.echo((Path(output) / "results.md").read_text())
+    click.echo(markdown_report(document))
     click.echo(f"{len(document['rows'])} rows in {output}/results.json", err=True)
 
 

@@ -22,7 +22,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from featx.errors import FeatxError
 
-HEAD_KINDS: dict[str, type["Head"]] = {}
+HEAD_KINDS: dict[str, type[Head]] = {}
 DEFAULT_HEADS = ("logreg", "mlp")
 
 
@@ -31,7 +31,7 @@ class Head(ClassifierMixin, BaseEstimator):
 
     kind: ClassVar[str] = ""
 
-    def fit(self, X, y, X_val=None, y_val=None) -> "Head":
+    def fit(self, X, y, X_val=None, y_val=None) -> Head:
         raise NotImplementedError
 
     def describe_choice(self) -> str:
@@ -46,7 +46,7 @@ class Head(ClassifierMixin, BaseEstimator):
     def check_state(self, arrays: dict[str, np.ndarray], n_classes: int) -> None:
         raise NotImplementedError
 
-    def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict) -> "Head":
+    def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict) -> Head:
         raise NotImplementedError
 
 

@@ -33,7 +33,7 @@ class KNNHead(Head):
         self.val_fraction = val_fraction
         self.random_state = random_state
 
-    def fit(self, X, y, X_val=None, y_val=None) -> "KNNHead":
+    def fit(self, X, y, X_val=None, y_val=None) -> KNNHead:
         X, y = validate_data(self, X, y, dtype=np.float32)
         check_classification_targets(y)
         self.classes_, y_index = np.unique(y, return_inverse=True)
@@ -90,7 +90,7 @@ class KNNHead(Head):
                                                                  < n_classes):
             raise DamagedError(f"knn neighbours do not fit {n_classes} classes")
 
-    def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict) -> "KNNHead":
+    def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict) -> KNNHead:
         self.classes_ = np.asarray(classes)
         self.train_, self.train_labels_ = arrays["train"], arrays["train_labels"]
         self.n_features_in_ = int(self.train_.shape[1])

@@ -44,7 +44,7 @@ class LogRegHead(Head):
         self.max_iter = max_iter
         self.random_state = random_state
 
-    def fit(self, X, y, X_val=None, y_val=None) -> "LogRegHead":
+    def fit(self, X, y, X_val=None, y_val=None) -> LogRegHead:
         """Choose C (unless given), then fit on the training rows."""
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
@@ -143,7 +143,7 @@ class LogRegHead(Head):
                 or bool(scaled) != bool(self.standardize):
             raise DamagedError("logreg standardisation arrays are missing or do not fit the weights")
 
-    def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict) -> "LogRegHead":
+    def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict) -> LogRegHead:
         """Rebuild the fitted head from `state_arrays()` output, without refitting."""
         self.classes_ = np.asarray(classes)
         self.n_features_in_ = int(arrays["coef"].shape[1])

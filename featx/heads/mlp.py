@@ -59,7 +59,7 @@ class MLPHead(Head):
         self.standardize = standardize
         self.random_state = random_state
 
-    def fit(self, X, y, X_val=None, y_val=None) -> "MLPHead":
+    def fit(self, X, y, X_val=None, y_val=None) -> MLPHead:
         """Train until validation loss stops improving; keep the best epoch."""
         if isinstance(X, h5py.Dataset):
             self.n_features_in_ = int(X.shape[1])
@@ -179,7 +179,7 @@ class MLPHead(Head):
             raise DamagedError(f"mlp weights do not match its parameters (hidden {self.hidden}, layers "
                                f"{self.layers}, {n_classes} classes)")
 
-    def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict) -> "MLPHead":
+    def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict) -> MLPHead:
         """Rebuild the fitted head from `state_arrays()` output, without retraining."""
         self.classes_ = np.asarray(classes)
         self.n_features_in_ = int(arrays["net.0.weight"].shape[1])

@@ -39,7 +39,7 @@ class RidgeHead(Head):
         self.val_fraction = val_fraction
         self.random_state = random_state
 
-    def fit(self, X, y, X_val=None, y_val=None) -> "RidgeHead":
+    def fit(self, X, y, X_val=None, y_val=None) -> RidgeHead:
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
         self.classes_, y_index = np.unique(y, return_inverse=True)
@@ -101,7 +101,7 @@ class RidgeHead(Head):
                 or any(arrays[k].shape != (coef.shape[1],) for k in ("mean", "scale")):
             raise DamagedError(f"ridge weights do not fit {n_classes} classes")
 
-    def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict) -> "RidgeHead":
+    def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict) -> RidgeHead:
         self.classes_ = np.asarray(classes)
         self.coef_, self.intercept_ = arrays["coef"], arrays["intercept"]
         self.mean_, self.scale_ = arrays["mean"], arrays["scale"]

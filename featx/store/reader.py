@@ -148,7 +148,7 @@ class FeatureStore:
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> "FeatureStore":
+    def __enter__(self) -> FeatureStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

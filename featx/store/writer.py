@@ -83,7 +83,7 @@ class StoreWriter:
     can open the store between windows and always find a closed, consistent file.
     """
 
-    def __init__(self, path: Path, lock: "_WriterLock") -> None:
+    def __init__(self, path: Path, lock: _WriterLock) -> None:
         self.path = path
         self._lock = lock
         with self._writing("reading its progress"), open_h5(path, "r") as f:
@@ -91,7 +91,7 @@ class StoreWriter:
 
     @classmethod
     def open(cls, path: str | Path, plan: StorePlan, overwrite: bool = False,
-             inputs: Sequence[str | Path] = ()) -> "StoreWriter":
+             inputs: Sequence[str | Path] = ()) -> StoreWriter:
         """A writer positioned after the last committed row.
 
         An existing file is resumed only when its fingerprint, input and row range match;

@@ -60,7 +60,7 @@ EXTRACT_CASES = {
     "unreadable layers": (["--layers", "abc"], ["--layers 'abc' cannot be read"]),
     "layer past the model": (["--layers", "7"], ["--layers 7 does not exist"]),
     "shard out of range": (["--shard", "3/2"], ["shard 3/2 does not exist"]),
-    "shard unreadable": (["--shard", "x"], ["cannot read --shard 'x'"]),
+    "shard unreadable": (["--shard", "x"], ["--shard cannot read 'x'"]),
     "dtype not a choice": (["--dtype", "fp8"], ["Invalid value for '--dtype'"]),
 }
 

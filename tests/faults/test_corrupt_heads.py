@@ -161,7 +161,7 @@ def test_interrupted_head_save_keeps_the_old_head_whole(tmp_path, monkeypatch, s
     shutil.copytree(saved / "logreg", folder)
     old = (folder / "head.safetensors").read_bytes()
     new_head = TrainedHead.load(saved / "mlp")
-    import featx.heads as heads_module
+    import featx.heads.trained as heads_module
 
     def fail_after_weights(*args, **kwargs):
         raise KeyboardInterrupt  # as a Ctrl-C between writing the weights and head.json would

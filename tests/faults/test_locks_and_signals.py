@@ -65,8 +65,11 @@ def test_ctrl_c_at_any_moment_ends_in_one_line(tmp_path, tiny_bert_dir, delay):
     source = write_lines(tmp_path / "in.txt", [f"row {i} " + "word " * (i % 11) for i in range(30_000)])
     command = [sys.executable, "-m", "featx", "extract", str(source), "-o", str(tmp_path / "s.h5"),
                *tiny_args(tiny_bert_dir)]
+    # A test run started in the background (`pytest &` in a script) inherits SIGINT ignored, and so
+    # would featx: give the child the default disposition, as a terminal's foreground job has.
     child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+                             env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(delay)
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=120)

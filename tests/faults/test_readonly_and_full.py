@@ -105,7 +105,7 @@ def test_full_disk_during_merge_leaves_no_file(cli, tmp_path, monkeypatch, shard
 
 
 def test_full_disk_while_saving_heads_leaves_no_partial_head_or_results(cli, tmp_path, monkeypatch, labelled_stores):
-    import featx.heads as heads_module
+    import featx.heads.trained as heads_module
 
     monkeypatch.setattr(heads_module, "save_file", _enospc)
     runs = tmp_path / "runs"

@@ -1,0 +1,144 @@
+"""`load_backbone`: a name, folder or hub id (see folders.py) to a frozen text model."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from featx.backbones.folders import packaged_folder, resolve_model_folder, weight_files
+from featx.backbones.hashing import files_sha256
+from featx.config import DEFAULT_MODEL
+from featx.errors import FeatxError
+from featx.hardware import resolve_device
+
+# Files whose bytes decide the tokenization (those present count; weights: folders.weight_files).
+# A sentence any real text tokenizer splits into several distinct, known tokens.
+_PROBE_TEXT = "The quick brown fox jumps over the lazy dog near 42 rivers."
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+                    "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "added_tokens.json")
+
+
+@dataclass
+class Backbone:
+    """A frozen model in eval mode, its tokenizer, and what identifies them."""
+
+    name: str
+    path: Path
+    model: torch.nn.Module
+    tokenizer: object
+    device: torch.device
+    weights_sha256: str
+    tokenizer_sha256: str
+    hidden_size: int
+    num_hidden_states: int  # embeddings output + one per block
+    default_max_length: int
+    max_positions: int | None = None  # the most tokens the position embeddings cover (None: no limit known)
+    # The model's own sentence embedding, as a sentence-transformers folder declares it
+    # (1_Pooling/config.json, a Normalize module in modules.json); None when undeclared.
+    declared_pooling: str | None = None
+    declared_normalize: bool | None = None
+
+
+def load_backbone(name_or_path: str = DEFAULT_MODEL, *, device: str | torch.device = "auto",
+                  trust_remote_code: bool = False) -> Backbone:
+    """A frozen, eval-mode transformers model and tokenizer, ready for inference."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    device = device if isinstance(device, torch.device) else resolve_device(device)
+    path = resolve_model_folder(name_or_path)
+    weights = weight_files(path)
+    tokenizer_files = [path / n for n in _TOKENIZER_FILES if (path / n).is_file()]
+    if not tokenizer_files:
+        raise FeatxError(f"{path} has no tokenizer files ({', '.join(_TOKENIZER_FILES[:4])}, ...): "
+                         "save the tokenizer into the model folder (tokenizer.save_pretrained)")
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        model = transformers.AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code,
+                                                       use_safetensors=True)
+    except Exception as e:  # transformers raises OSError, ValueError, KeyError, EnvironmentError, ...
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FeatxError(f"cannot load a transformers model from {path}: {first_line}") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise FeatxError(f"{name_or_path} has no fast (Rust) tokenizer; featx needs one (tokenizer.json)")
+    _check_tokenizer(tokenizer, path)
+    model.eval().requires_grad_(False).to(device)
+    config = model.config
+    # A local folder is recorded by absolute path so a saved predictor can find it again.
+    is_local = packaged_folder(name_or_path) is None and Path(name_or_path).expanduser().is_dir()
+    return Backbone(
+        name=str(path) if is_local else name_or_path,
+        path=path,
+        model=model,
+        tokenizer=tokenizer,
+        device=device,
+        weights_sha256=files_sha256(path, weights),
+        tokenizer_sha256=files_sha256(path, tokenizer_files),
+        hidden_size=config.hidden_size,
+        num_hidden_states=config.num_hidden_layers + 1,
+        default_max_length=_default_max_length(path, tokenizer, config),
+        max_positions=_max_positions(model),
+        **declared_embedding(path),
+    )
+
+
+# sentence-transformers' pooling modes and the featx pooling that computes the same vector.
+_ST_POOLING_MODES = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls",
+                     "pooling_mode_max_tokens": "max", "pooling_mode_lasttoken": "last"}
+
+
+def declared_embedding(path: Path) -> dict:
+    """{declared_pooling, declared_normalize} from a sentence-transformers folder, else empty.
+
+    Only a declaration featx can reproduce exactly counts: one pooling mode among mean,
+    cls, max and last (modes like mean_sqrt_len, or several concatenated, leave the
+    pooling undeclared); normalisation is a Normalize module after the pooling.
+    """
+    modules_file = path / "modules.json"
+    if not modules_file.is_file():
+        return {}
+    try:
+        modules = json.loads(modules_file.read_text())
+        types = [str(m.get("type", "")) for m in modules]
+        pooling_dir = next((m.get("path", "") for m in modules if str(m.get("type", "")).endswith(".Pooling")), None)
+        modes = json.loads((path / pooling_dir / "config.json").read_text()) if pooling_dir else {}
+    except (OSError, ValueError, AttributeError, TypeError):
+        return {}  # not a readable sentence-transformers folder: featx's own defaults apply
+    chosen = [name for mode, name in _ST_POOLING_MODES.items() if modes.get(mode)]
+    others = [k for k, v in modes.items() if k.startswith("pooling_mode_") and v and k not in _ST_POOLING_MODES]
+    return {"declared_pooling": chosen[0] if len(chosen) == 1 and not others else None,
+            "declared_normalize": any(t.endswith(".Normalize") for t in types)}
+
+
+def _check_tokenizer(tokenizer, path: Path) -> None:
+    """Refuse a tokenizer that would give every text the same tokens (and so the same vector)."""
+    special = set(tokenizer.all_special_ids)
+    ids = [i for i in tokenizer(_PROBE_TEXT, add_special_tokens=False)["input_ids"] if i not in special]
+    if len(set(ids)) < 3:
+        raise FeatxError(f"the tokenizer in {path} is degenerate (vocabulary of {len(tokenizer)} tokens; a plain "
+                         "English sentence becomes only unknown or special tokens): check its tokenizer files")
+
+
+def _max_positions(model: torch.nn.Module) -> int | None:
+    """How many tokens the position embeddings cover: RoBERTa-style models start counting
+    positions after their padding index, so they take two fewer than the table holds."""
+    table = getattr(model.config, "max_position_embeddings", None)
+    if not table or getattr(model.config, "position_embedding_type", "absolute") != "absolute":
+        return None
+    padding_idx = getattr(getattr(model, "embeddings", None), "padding_idx", None)
+    return int(table) - (int(padding_idx) + 1 if padding_idx is not None else 0)
+
+
+def _default_max_length(path: Path, tokenizer, config) -> int:
+    """The length the model was trained for: sentence-transformers' max_seq_length, else the tokenizer's."""
+    st_config = path / "sentence_bert_config.json"
+    if st_config.is_file():
+        length = json.loads(st_config.read_text()).get("max_seq_length")
+        if length:
+            return int(length)
+    limits = [getattr(config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
+    limits = [int(x) for x in limits if x and x < 100_000]
+    return min(limits + [512])

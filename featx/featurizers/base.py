@@ -1,0 +1,47 @@
+"""The Featurizer protocol: the one place that knows what an input row is.
+
+The engine streams rows from a Source, hands a window of them to `prepare` (in a
+background thread: tokenizing, decoding), plans batches by `cost`, and a Runner moves
+each `collate`d batch to its device and calls `forward`, which returns one float32
+vector per row for every requested pooling. Nothing else in the engine knows whether
+a row is a text or an image, or which device runs it.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from featx.config import ExtractConfig
+
+
+class Featurizer(Protocol):
+    """Turns input rows into model inputs, and a forward pass into pooled vectors."""
+
+    device: torch.device
+    dim: int  # the width of each pooling's vector
+    poolings: tuple[str, ...]
+    store_dtype: str
+
+    def identity(self) -> ExtractConfig:
+        """Everything that decides a vector; its fingerprint identifies the store."""
+
+    def content_hashes(self, records: Sequence[Any]) -> np.ndarray:
+        """(n, 32) uint8: sha256 of each row's content (the embedding cache's key)."""
+
+    def prepare(self, records: Sequence[Any]) -> list[Any]:
+        """One model-ready item per row (token ids, pixels), on the host."""
+
+    def cost(self, item: Any) -> int:
+        """How much of a batch budget `item` uses (its tokens; 1 for a fixed-size image)."""
+
+    def collate(self, items: Sequence[Any]) -> dict[str, torch.Tensor]:
+        """One batch of host tensors (the runner moves them to the device)."""
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """{pooling: (rows, dim) float32} for a batch already on the device."""
+
+    def cast_weights(self) -> None:
+        """Hold the weights in the compute dtype instead of autocasting (the GPU runner's choice)."""

@@ -1,0 +1,189 @@
+"""Heads trained on cached features, and their safe on-disk form.
+
+A head folder holds ``head.json`` (kind, hyper-parameters, classes, pooling, the
+fingerprint of the store it was trained on, the extraction config, metrics) and
+``head.safetensors`` (plain tensors). Nothing is ever pickled or unpickled.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load as load_safetensors
+from safetensors.numpy import save_file
+
+from featx._version import __version__
+from featx.atomic import atomic_folder
+from featx.errors import DamagedError, FeatxError
+from featx.heads.base import Head, make_head
+from featx.metrics import classification_metrics
+from featx.store import FeatureStore
+
+HEAD_FORMAT = "featx-head"
+
+def parse_head_spec(spec: str) -> tuple[str, dict]:
+    """`logreg`, `logreg:C=0.1` or `mlp:hidden=512,dropout=0.2` -> (kind, params)."""
+    kind, _, rest = spec.partition(":")
+    params = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise FeatxError(f"cannot read head spec {spec!r}: write KIND or KIND:name=value,name=value")
+        params[key.strip()] = _parse_value(value.strip())
+    make_head(kind.strip(), **params)  # validates kind and names now, not after an hour of training
+    return kind.strip(), params
+
+
+def _parse_value(text: str):
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for number in (int, float):
+        try:
+            return number(text)
+        except ValueError:
+            pass
+    return text
+
+
+@dataclass
+class TrainedHead:
+    """A fitted head plus what it needs to be used safely: its pooling and store fingerprint."""
+
+    estimator: Head
+    pooling: str
+    class_names: tuple[str, ...]
+    store_fingerprint: str
+    config_json: str
+    name: str = ""
+    metrics: dict = field(default_factory=dict)
+    fit_seconds: float = 0.0
+
+    @property
+    def kind(self) -> str:
+        return self.estimator.kind
+
+    def _features(self, store: FeatureStore):
+        if store.fingerprint != self.store_fingerprint:
+            raise FeatxError(
+                f"{store.path} was extracted with another config (fingerprint {store.fingerprint[:12]}) than the "
+                f"store this head was trained on ({self.store_fingerprint[:12]}): extract it with the same settings"
+            )
+        return store.iter_batches(self.pooling)
+
+    def predict_proba(self, store: FeatureStore) -> np.ndarray:
+        """Class probabilities for every row of `store` (same fingerprint required)."""
+        return np.concatenate([self.estimator.predict_proba(X) for X, _ in self._features(store)])
+
+    def predict(self, store: FeatureStore) -> np.ndarray:
+        """Predicted label indices for every row of `store` (same fingerprint required)."""
+        return np.concatenate([self.estimator.predict(X) for X, _ in self._features(store)])
+
+    def evaluate(self, store: FeatureStore) -> dict:
+        """Metrics of this head on a labelled store."""
+        if store.labels is None:
+            raise FeatxError(f"{store.path} has no labels: nothing to evaluate against")
+        if store.classes != self.class_names:
+            raise FeatxError(f"{store.path} has classes {list(store.classes)}, the head {list(self.class_names)}")
+        return classification_metrics(store.labels, self.predict(store), self.class_names)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write head.json + head.safetensors as the folder `folder`, atomically (see featx.atomic).
+
+        head.json records the sha256 of head.safetensors, so a folder whose two files do
+        not belong together is refused on load, whatever happened to it.
+        """
+        folder = Path(folder)
+        params = {k: list(v) if isinstance(v, tuple) else v for k, v in self.estimator.get_params().items()}
+        with atomic_folder(folder, "head") as partial:
+            save_file({k: np.ascontiguousarray(v) for k, v in self.estimator.state_arrays().items()},
+                      str(partial / "head.safetensors"))
+            meta = {
+                "format": HEAD_FORMAT, "format_version": 1, "featx_version": __version__,
+                "name": self.name, "kind": self.kind, "params": params,
+                "fitted": _jsonable(self.estimator.fitted_summary()),
+                "classes": self.estimator.classes_.tolist(), "class_names": list(self.class_names),
+                "pooling": self.pooling, "store_fingerprint": self.store_fingerprint,
+                "config": json.loads(self.config_json), "metrics": self.metrics,
+                "fit_seconds": round(self.fit_seconds, 3),
+                "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "weights_sha256": _sha256(partial / "head.safetensors"),
+            }
+            (partial / "head.json").write_text(json.dumps(meta, indent=2) + "\n")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> TrainedHead:
+        """Read a head folder written by `save` (JSON and safetensors only), checking every part."""
+        folder = Path(folder)
+        meta_path = folder / "head.json"
+        if not meta_path.is_file():
+            raise FeatxError(f"{folder} is not a head folder (no head.json)")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise DamagedError(f"{meta_path} is damaged: not valid JSON ({e})") from None
+        if not isinstance(meta, dict) or meta.get("format") != HEAD_FORMAT:
+            raise FeatxError(f"{meta_path} is not a featx head (format "
+                             f"{meta.get('format') if isinstance(meta, dict) else None!r})")
+        try:
+            return cls._from_meta(folder, meta)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise DamagedError(f"{folder} is damaged: head.json does not describe a head "
+                               f"({type(e).__name__}: {e})") from None
+
+    @classmethod
+    def _from_meta(cls, folder: Path, meta: dict) -> TrainedHead:
+        weights = folder / "head.safetensors"
+        if not weights.is_file():
+            raise DamagedError(f"{folder} is damaged: head.safetensors is missing")
+        data = weights.read_bytes()
+        if "weights_sha256" in meta and hashlib.sha256(data).hexdigest() != meta["weights_sha256"]:
+            raise DamagedError(f"{folder} is damaged: head.safetensors is not the file head.json was saved with "
+                               "(an interrupted save or a copied file): train or export the head again")
+        try:
+            arrays = load_safetensors(data)
+        except Exception as e:  # safetensors raises its own error type for a bad header
+            raise DamagedError(f"{weights} is damaged: not a readable safetensors file ({e})") from None
+        classes = np.asarray(meta["classes"])
+        class_names = tuple(str(n) for n in meta["class_names"])
+        if classes.ndim != 1 or len(classes) < 2 or len(class_names) != len(classes):
+            raise DamagedError(f"{folder} is damaged: head.json's classes and class names do not match")
+        estimator = make_head(meta["kind"], **{k: tuple(v) if isinstance(v, list) else v
+                                               for k, v in meta["params"].items()})
+        try:
+            estimator.check_state(arrays, len(classes))  # shapes agree before anything is built from them
+        except DamagedError as e:
+            raise DamagedError(f"{folder} is damaged: {e}") from None
+        estimator.restore(arrays, classes, meta["fitted"])
+        pooling, fingerprint = str(meta["pooling"]), str(meta["store_fingerprint"])
+        config_json = json.dumps(meta["config"])
+        from featx.config import ExtractConfig
+
+        if ExtractConfig.from_json(config_json).fingerprint != fingerprint:
+            raise DamagedError(f"{folder} is damaged: its extraction config does not match its store fingerprint")
+        return cls(estimator=estimator, pooling=pooling, class_names=class_names, store_fingerprint=fingerprint,
+                   config_json=config_json, name=str(meta.get("name", "")), metrics=meta.get("metrics", {}),
+                   fit_seconds=float(meta.get("fit_seconds", 0.0)))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value

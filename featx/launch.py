@@ -1,0 +1,30 @@
+"""Extraction under a launcher: torchrun or Slurm ranks become shards, GPUs and a merge.
+
+`featx extract` calls `extract_as_launched`; in a plain process it is `featx.extract`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from featx.data import InputSource
+from featx.engine import extract
+from featx.shards import device_for_rank, merge_after_barrier, parse_shard, shard_from_env
+from featx.store import FeatureStore
+
+
+def extract_as_launched(input: str | Path | InputSource, output: str | Path, *, shard: str | None = None,
+                        device: str = "auto", merge: bool = False, **options: Any) -> FeatureStore | None:
+    """`featx.extract` for this process's part of the work.
+
+    `shard` is ``I/N``; by default a process started by torchrun or Slurm takes its rank's
+    shard and, with device ``auto``, its local GPU. With `merge`, every rank waits for
+    the others and rank 0 merges the shards into `output` and returns it; the other ranks
+    return None.
+    """
+    part, local_rank = (parse_shard(shard), None) if shard else shard_from_env()
+    store = extract(input, output, device=device_for_rank(device, local_rank), shard=part, **options)
+    if not merge or part is None:
+        return store
+    store.close()
+    return merge_after_barrier(output, part)

@@ -1,0 +1,158 @@
+"""Runners: how batches of one window reach a device and come back as numpy arrays.
+
+A runner plans the window's batches by the featurizer's cost (longest first, cut by a
+budget), runs `collate -> forward` for each and fills one (rows, dim) array per
+pooling in input order. The plan depends only on the items and the budget, so the
+same input gives the same batches on every run.
+
+- `CpuRunner` shares the batches among a few worker threads, each running whole
+  batches on few intra-op threads (see `cpu_workers`).
+- `CudaRunner` copies each batch from pinned host memory without blocking, holds the
+  weights in the compute dtype, and copies results back into pinned buffers without
+  waiting: a batch's vectors are collected only when `IN_FLIGHT` later batches have
+  been queued, so the GPU is never idle while the host pads, copies or writes.
+"""
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from featx.batching import plan_batches
+from featx.featurizers import Featurizer
+
+# Budget per batch, in the featurizer's cost (tokens for text): measured best on CPU
+# (benchmarks/README.md, "Extraction speed"); a GPU wants bigger batches to stay busy.
+CPU_BATCH_COST = 2048
+GPU_BATCH_COST = 16384
+# On a CPU, batches run on up to this many worker threads at once (see cpu_workers).
+MAX_CPU_WORKERS = 4
+
+
+def cpu_workers(threads: int | None = None) -> tuple[int, int]:
+    """(workers, threads each) for CPU inference over `threads` cores (torch's count by default).
+
+    Several batches at once, each on few threads, beat one batch on every thread: the
+    small matmuls, GELU, LayerNorm and attention of a small encoder do not split well
+    across cores (measured on 2 cores, two workers against one: +21 % rows/s on SST-2
+    phrases, +6 % on IMDB reviews; benchmarks/README.md). Beyond MAX_CPU_WORKERS the
+    workers get several threads each: untested on big machines, a bound on GIL traffic.
+    """
+    threads = threads or torch.get_num_threads()
+    workers = max(1, min(threads, MAX_CPU_WORKERS))
+    return workers, max(1, threads // workers)
+
+
+class Runner(Protocol):
+    device: torch.device
+    batch_cost: int
+
+    def run(self, featurizer: Featurizer, items: Sequence[Any],
+            timer: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+        """Every pooling of every item, (len(items), dim) each, in input order."""
+
+
+def make_runner(device: torch.device, batch_cost: int | None = None) -> Runner:
+    """The runner for `device`; `batch_cost=None` is that device's default budget."""
+    if device.type == "cuda":
+        return CudaRunner(device, batch_cost or GPU_BATCH_COST)
+    return CpuRunner(batch_cost or CPU_BATCH_COST)
+
+
+def _allocate(featurizer: Featurizer, rows: int) -> dict[str, np.ndarray]:
+    return {name: np.empty((rows, featurizer.dim), dtype=featurizer.store_dtype) for name in featurizer.poolings}
+
+
+def _plan(featurizer: Featurizer, items: Sequence[Any], batch_cost: int) -> list[np.ndarray]:
+    costs = np.fromiter((featurizer.cost(item) for item in items), dtype=np.int64, count=len(items))
+    return plan_batches(costs, batch_cost)
+
+
+def _add_time(timer: dict[str, float] | None, t0: float) -> None:
+    if timer is not None:
+        timer["forward_s"] = timer.get("forward_s", 0.0) + time.perf_counter() - t0
+
+
+class CpuRunner:
+    """Batches shared among `cpu_workers()` threads; a batch's result does not depend on
+    which worker ran it."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, batch_cost: int = CPU_BATCH_COST) -> None:
+        self.batch_cost = batch_cost
+
+    def run(self, featurizer: Featurizer, items: Sequence[Any],
+            timer: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+        t0 = time.perf_counter()
+        out = _allocate(featurizer, len(items))
+        batches = _plan(featurizer, items, self.batch_cost)
+
+        def forward(rows: np.ndarray) -> None:
+            pooled = featurizer.forward(featurizer.collate([items[i] for i in rows]))
+            for name, values in pooled.items():
+                out[name][rows] = values.numpy()
+
+        workers, threads_each = cpu_workers()
+        if workers == 1 or len(batches) == 1:
+            for rows in batches:
+                forward(rows)
+        else:
+            with ThreadPoolExecutor(workers, thread_name_prefix="featx-forward", initializer=torch.set_num_threads,
+                                    initargs=(threads_each,)) as pool:
+                for _ in pool.map(forward, batches):  # re-raises a worker's error here
+                    pass
+        _add_time(timer, t0)
+        return out
+
+
+class CudaRunner:
+    """One CUDA device: pinned, non-blocking copies both ways, results collected late."""
+
+    IN_FLIGHT = 2  # batches whose results may still be on their way back
+
+    def __init__(self, device: torch.device, batch_cost: int = GPU_BATCH_COST) -> None:
+        self.device = device
+        self.batch_cost = batch_cost
+        self._prepared: set[int] = set()
+
+    def run(self, featurizer: Featurizer, items: Sequence[Any],
+            timer: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+        t0 = time.perf_counter()
+        if id(featurizer) not in self._prepared:
+            featurizer.cast_weights()
+            self._prepared.add(id(featurizer))
+        out = _allocate(featurizer, len(items))
+        pending: collections.deque[tuple[np.ndarray, dict[str, torch.Tensor], torch.cuda.Event]] = \
+            collections.deque()
+        with torch.cuda.device(self.device):
+            for rows in _plan(featurizer, items, self.batch_cost):
+                host = featurizer.collate([items[i] for i in rows])
+                batch = {k: v.pin_memory().to(self.device, non_blocking=True) for k, v in host.items()}
+                pooled = featurizer.forward(batch)
+                back = {}
+                for name, values in pooled.items():
+                    back[name] = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
+                    back[name].copy_(values, non_blocking=True)
+                done = torch.cuda.Event()
+                done.record()
+                pending.append((rows, back, done))
+                while len(pending) > self.IN_FLIGHT:
+                    _collect(pending.popleft(), out)
+            while pending:
+                _collect(pending.popleft(), out)
+        _add_time(timer, t0)
+        return out
+
+
+def _collect(landed: tuple[np.ndarray, dict[str, torch.Tensor], torch.cuda.Event],
+             out: dict[str, np.ndarray]) -> None:
+    rows, back, done = landed
+    done.synchronize()
+    for name, values in back.items():
+        out[name][rows] = values.numpy()
