@@ -27,7 +27,7 @@ _LAZY = {
 __all__ = sorted([*_LAZY, "FeatxError", "__version__"])
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     if name not in _LAZY:
         raise AttributeError(f"module 'featx' has no attribute {name!r}")
     import importlib

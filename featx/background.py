@@ -15,7 +15,7 @@ def prefetch(items: Iterable[Any], depth: int = 2) -> Iterator[Any]:
     Exceptions raised while producing reach the consumer at the same position.
     Closing the returned generator early stops the producer.
     """
-    ready: queue.Queue = queue.Queue(maxsize=depth)
+    ready: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
     def produce() -> None:
@@ -56,7 +56,7 @@ class BackgroundWorker:
 
     def __init__(self, work: Callable[[Any], None], depth: int = 2, name: str = "featx-worker") -> None:
         self._work = work
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()

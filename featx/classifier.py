@@ -30,7 +30,8 @@ class PretrainedClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         """The predicted class name of each text."""
-        return self.classes_[self.predict_proba(texts).argmax(1)]
+        names: np.ndarray = self.classes_[self.predict_proba(texts).argmax(1)]
+        return names
 
     def fit(self, X: Any = None, y: Any = None, **fit_params: Any) -> PretrainedClassifier:
         """Nothing to learn: the model was trained when the folder was made."""

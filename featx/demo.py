@@ -10,6 +10,7 @@ import gzip
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +24,7 @@ DEMO_COLUMNS = [("head", "head"), ("chosen", "chosen"), ("val_accuracy", "dev ac
 
 
 def run_demo(out: str | Path = "featx-demo", *, train_rows: int = 8000, seed: int = 0, model: str = "all-MiniLM-L6-v2",
-             device: str = "auto", progress: bool | None = None, echo: Callable[[str], None] = print) -> dict:
+             device: str = "auto", progress: bool | None = None, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the demo into `out`; returns the result rows and per-stage seconds."""
     out = Path(out)
     stages: dict[str, float] = {}
@@ -42,8 +43,7 @@ def run_demo(out: str | Path = "featx-demo", *, train_rows: int = 8000, seed: in
     t0 = time.perf_counter()
     echo("training heads: logreg (C swept on dev), mlp (early stopping on dev) ...")
     run = train_and_save(stores["train"], [HeadSpec("logreg"), HeadSpec("mlp")], out, val=stores["dev"],
-                         test=stores["test"], seed=seed, export=out / "predictor",
-                         facts={"train_rows": train_rows, "seed": seed, "model": model})
+                         test=stores["test"], seed=seed, export=out / "predictor", write_results_files=False)
     stages["train_and_evaluate_s"] = time.perf_counter() - t0
     rows, best = run.rows, run.best
     for store in stores.values():
@@ -75,6 +75,6 @@ def _train_subset(path: Path, rows: int, seed: int) -> Path:
         f.write("label\tsentence\n")
         for i, record in enumerate(source.records(summary)):
             if i in keep:
-                f.write(f"{summary.classes[record.label]}\t{record.text}\n")
+                f.write(f"{(summary.classes or ())[record.label]}\t{record.text}\n")
     partial.rename(path)
     return path

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -45,7 +46,7 @@ class Embedder(TransformerMixin, BaseEstimator):
         self.batch_tokens = batch_tokens
         self.cache_dir = cache_dir
 
-    def fit(self, X=None, y=None) -> Embedder:
+    def fit(self, X: Any = None, y: Any = None) -> Embedder:
         """Load the backbone and resolve the config; the texts are not looked at."""
         self.backbone_ = load_backbone(self.model, device=self.device)
         self.config_ = make_config(self.backbone_, pooling=self.pooling, normalize=self.normalize,
@@ -55,7 +56,7 @@ class Embedder(TransformerMixin, BaseEstimator):
         self.n_features_out_ = self.featurizer_.dim * len(self.config_.poolings)
         return self
 
-    def transform(self, X) -> np.ndarray:
+    def transform(self, X: np.ndarray) -> np.ndarray:
         """(len(X), D) float32 vectors of the texts in X, in order."""
         check_is_fitted(self, "config_")
         texts = _texts(X)
@@ -75,13 +76,13 @@ class Embedder(TransformerMixin, BaseEstimator):
             self.cache_hits_ = int(timer.get("cache_hits", 0))
         return np.concatenate([features[name] for name in self.config_.poolings], axis=1)
 
-    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """``mean0``, ``mean1``, ... (one block per pooling)."""
         check_is_fitted(self, "config_")
         dim = self.n_features_out_ // len(self.config_.poolings)
         return np.asarray([f"{name}{i}" for name in self.config_.poolings for i in range(dim)], dtype=object)
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
         tags.input_tags.string = True
@@ -89,7 +90,7 @@ class Embedder(TransformerMixin, BaseEstimator):
         return tags
 
 
-def _texts(X) -> list[str]:
+def _texts(X: Any) -> list[str]:
     if isinstance(X, str):
         raise ParameterError("X", "is one string: pass a list of texts")
     array = np.asarray(X, dtype=object)

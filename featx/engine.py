@@ -22,7 +22,7 @@ from featx.backbones import DEFAULT_MODEL, Backbone, load_backbone
 from featx.background import BackgroundWorker, prefetch
 from featx.cache import EmbeddingCache
 from featx.config import ExtractConfig, parse_layers
-from featx.data import InputSource, InputSummary, Record, describe_json, open_input
+from featx.data import InputSummary, Record, Source, describe_json, open_input
 from featx.errors import ParameterError
 from featx.featurizers import Featurizer, TextFeaturizer
 from featx.hardware import describe_hardware, resolve_dtype
@@ -43,7 +43,7 @@ class Window:
     items: list[Any]
 
 
-def extract(input: str | Path | InputSource, output: str | Path, *, model: str | Backbone = DEFAULT_MODEL,
+def extract(input: str | Path | Source, output: str | Path, *, model: str | Backbone = DEFAULT_MODEL,
             pooling: Sequence[str] | str | None = None, layers: str | Sequence[int] = "-1",
             max_length: int | None = None, normalize: bool | None = None, dtype: str = "auto",
             store_dtype: str = "float32", text_column: str | None = None, label_column: str | None = None,
@@ -68,8 +68,8 @@ def extract(input: str | Path | InputSource, output: str | Path, *, model: str |
         raise ParameterError("batch_tokens", f"must be positive, got {batch_tokens}")
     if window_rows is not None and window_rows < 1:
         raise ParameterError("window_rows", f"must be positive, got {window_rows}")
-    source = input if isinstance(input, InputSource) else open_input(
-        input, text_column=text_column, label_column=label_column, id_column=id_column)
+    source = open_input(input, text_column=text_column, label_column=label_column, id_column=id_column) \
+        if isinstance(input, (str, Path)) else input
     summary = source.scan()
     t_scanned = time.perf_counter()
     backbone = model if isinstance(model, Backbone) else load_backbone(
@@ -133,7 +133,7 @@ def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = Non
     if normalize is None:
         normalize = bool(backbone.declared_normalize)
     poolings = tuple(p.strip() for p in pooling.split(",")) if isinstance(pooling, str) else tuple(pooling)
-    layer_indices = parse_layers(layers)
+    layer_indices = parse_layers(layers if isinstance(layers, str) else tuple(layers))
     for index in layer_indices:
         if not -backbone.num_hidden_states <= index < backbone.num_hidden_states:
             raise ParameterError("layers", f"{index} does not exist: {backbone.name} has hidden states "
@@ -166,7 +166,7 @@ def embed_texts(backbone: Backbone, config: ExtractConfig, texts: Sequence[str],
     return make_runner(backbone.device, batch_tokens).run(featurizer, featurizer.prepare(records))
 
 
-def iter_windows(source: InputSource, summary: InputSummary, featurizer: Featurizer, start: int,
+def iter_windows(source: Source, summary: InputSummary, featurizer: Featurizer, start: int,
                  window_rows: int, timer: dict[str, float] | None = None,
                  stop: int | None = None) -> Iterator[Window]:
     """Prepared windows of `window_rows` input rows, from row `start` up to `stop`.
@@ -190,7 +190,7 @@ def iter_windows(source: InputSource, summary: InputSummary, featurizer: Featuri
         position += len(chunk)
 
 
-def _run(source: InputSource, summary: InputSummary, featurizer: Featurizer, runner: Runner,
+def _run(source: Source, summary: InputSummary, featurizer: Featurizer, runner: Runner,
          writer: StoreWriter, progress: bool | None, cache: EmbeddingCache | None = None) -> dict[str, float]:
     """Extract every uncommitted window into `writer`; returns seconds per stage (and cache hits)."""
     timer: dict[str, float] = {}
@@ -228,7 +228,7 @@ def embed_through_cache(featurizer: Featurizer, runner: Runner, items: Sequence[
     """Cached vectors for rows seen before, the model for the rest (then cached too)."""
     hit, cached = cache.lookup(hashes)
     missing = np.flatnonzero(~hit)
-    fresh = runner.run(featurizer, [items[i] for i in missing], timer) if len(missing) else None
+    fresh = runner.run(featurizer, [items[int(i)] for i in missing], timer) if len(missing) else None
     features = {}
     for name in featurizer.poolings:
         values = np.empty((len(hashes), featurizer.dim), dtype=featurizer.store_dtype)

@@ -18,7 +18,7 @@ import itertools
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,9 +29,9 @@ from safetensors.torch import load_file, save_file
 
 from featx._version import __version__
 from featx.atomic import atomic_folder, write_text
-from featx.backbones import DEFAULT_MODEL, load_backbone
+from featx.backbones import DEFAULT_MODEL, Backbone, load_backbone
 from featx.classifier import PretrainedClassifier
-from featx.data import InputSource
+from featx.data import InputSource, InputSummary, Record
 from featx.errors import DamagedError, FeatxError
 from featx.featurizers.text import collate_tokens, tokenize
 from featx.hardware import compute_context, describe_hardware, resolve_dtype
@@ -74,7 +74,7 @@ class FinetuneConfig:
 class SequenceClassifier(torch.nn.Module):
     """Backbone -> padding-aware pooling -> linear classifier."""
 
-    def __init__(self, backbone: torch.nn.Module, hidden_size: int, n_classes: int, pooling: str) -> None:
+    def __init__(self, backbone: Any, hidden_size: int, n_classes: int, pooling: str) -> None:
         super().__init__()
         self.backbone = backbone
         self.pooling = pooling
@@ -82,7 +82,8 @@ class SequenceClassifier(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return self.classifier(POOLERS[self.pooling](hidden.float(), attention_mask))
+        result: torch.Tensor = self.classifier(POOLERS[self.pooling](hidden.float(), attention_mask))
+        return result
 
 
 @dataclass
@@ -94,7 +95,7 @@ class Examples:
     classes: tuple[str, ...]
 
 
-def load_examples(source: InputSource, tokenizer, max_length: int) -> Examples:
+def load_examples(source: InputSource, tokenizer: Any, max_length: int) -> Examples:
     """Read and tokenize a labelled input once."""
     summary = source.scan()
     if summary.classes is None:
@@ -119,7 +120,7 @@ def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.
 
 def finetune(train: InputSource, out: str | Path, *, val: InputSource | None = None,
              config: FinetuneConfig = FinetuneConfig(), device: str = "auto",
-             progress: bool | None = None) -> dict:
+             progress: bool | None = None) -> dict[str, Any]:
     """Fine-tune `config.model` on `train`, keep the best epoch (by validation accuracy) in `out`.
 
     Returns the run record also written to ``out/finetune.json``.
@@ -132,8 +133,8 @@ def finetune(train: InputSource, out: str | Path, *, val: InputSource | None = N
     val_examples = load_examples(val, loaded.tokenizer, config.max_length) if val is not None else None
     if val_examples is not None and val_examples.classes != examples.classes:
         raise FeatxError(f"validation classes {list(val_examples.classes)} differ from train {list(examples.classes)}")
-    model = SequenceClassifier(loaded.model, loaded.hidden_size, len(examples.classes), config.pooling)
-    model = _make_trainable(model, config).to(loaded.device)
+    model = _make_trainable(SequenceClassifier(loaded.model, loaded.hidden_size, len(examples.classes), config.pooling),
+                            config).to(loaded.device)
     optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
     steps_per_epoch = math.ceil(len(examples.labels) / config.batch_size)
     total_steps = min(steps_per_epoch * config.epochs, config.max_steps or math.inf)
@@ -142,13 +143,13 @@ def finetune(train: InputSource, out: str | Path, *, val: InputSource | None = N
         optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total_steps - step) / max(1, total_steps - warmup))))
     lengths = np.array([len(ids) for ids in examples.token_ids])
     out = Path(out)
-    record = {"format": FINETUNE_FORMAT, "format_version": 1, "featx_version": __version__,
+    record: dict[str, Any] = {"format": FINETUNE_FORMAT, "format_version": 1, "featx_version": __version__,
               "recipe": dataclasses.asdict(config), "dtype": dtype, "classes": list(examples.classes),
               "train_rows": len(examples.labels), "val_rows": len(val_examples.labels) if val_examples else 0,
               "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
               "hardware": describe_hardware(loaded.device), "epochs": [], "losses": []}
     best_accuracy, step = -1.0, 0
-    bar = progress_bar(total_steps, "finetune", unit="step", show=progress)
+    bar = progress_bar(int(total_steps), "finetune", unit="step", show=progress)
     for epoch in range(1, config.epochs + 1):
         model.train()
         t0 = time.perf_counter()
@@ -160,7 +161,7 @@ def finetune(train: InputSource, out: str | Path, *, val: InputSource | None = N
                 logits = model(input_ids, mask)
             loss = torch.nn.functional.cross_entropy(logits.float(), targets)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             scheduler.step()
@@ -209,7 +210,7 @@ def predict_examples(model: SequenceClassifier, token_ids: Sequence[list[int]], 
     """Label indices (or probabilities) for tokenized rows, in input order."""
     model.eval()
     order = np.argsort([-len(ids) for ids in token_ids], kind="stable")
-    outputs = [None] * len(token_ids)
+    outputs: list[Any] = [None] * len(token_ids)
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
         batch = collate_tokens(tokenizer, [token_ids[i] for i in rows])
@@ -221,7 +222,7 @@ def predict_examples(model: SequenceClassifier, token_ids: Sequence[list[int]], 
     return np.stack(outputs) if proba else np.array(outputs, dtype=np.int64)
 
 
-def _make_trainable(model: SequenceClassifier, config: FinetuneConfig) -> torch.nn.Module:
+def _make_trainable(model: SequenceClassifier, config: FinetuneConfig) -> SequenceClassifier:
     if config.lora_rank is not None:
         try:
             import peft
@@ -244,7 +245,7 @@ def _make_trainable(model: SequenceClassifier, config: FinetuneConfig) -> torch.
     return model
 
 
-def _blocks(backbone: torch.nn.Module) -> torch.nn.ModuleList:
+def _blocks(backbone: Any) -> torch.nn.ModuleList:
     """The transformer blocks: the ModuleList as long as the model has layers."""
     depth = backbone.config.num_hidden_layers
     for module in backbone.modules():
@@ -253,17 +254,18 @@ def _blocks(backbone: torch.nn.Module) -> torch.nn.ModuleList:
     raise FeatxError(f"cannot find the {depth} transformer blocks of {type(backbone).__name__}")
 
 
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
         if param.requires_grad:
             (no_decay if param.ndim < 2 or "LayerNorm" in name or "norm" in name.lower() else decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _save(model: SequenceClassifier, loaded, out: Path, record: dict) -> None:
+def _save(model: SequenceClassifier, loaded: Backbone, out: Path, record: dict[str, Any]) -> None:
     """The checkpoint folder, replaced as a whole (featx.atomic): never one epoch's backbone with another's head."""
-    backbone = model.backbone
+    backbone: Any = model.backbone
     if hasattr(backbone, "merge_and_unload"):  # LoRA: save plain merged weights
         backbone = copy_merged(backbone)
     with atomic_folder(out, "checkpoint") as partial:
@@ -274,11 +276,12 @@ def _save(model: SequenceClassifier, loaded, out: Path, record: dict) -> None:
         (partial / "finetune.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
-def copy_merged(peft_model) -> torch.nn.Module:
+def copy_merged(peft_model: Any) -> torch.nn.Module:
     """A plain transformers model with the LoRA adapters merged in (training copy untouched)."""
     import copy
 
-    return copy.deepcopy(peft_model).merge_and_unload()
+    result: torch.nn.Module = copy.deepcopy(peft_model).merge_and_unload()
+    return result
 
 
 class FinetunedPredictor(PretrainedClassifier):
@@ -308,7 +311,8 @@ class FinetunedPredictor(PretrainedClassifier):
         ids = tokenize(self.loaded.tokenizer, texts, self.max_length)
         return predict_examples(self.model, ids, self.loaded.tokenizer, self.loaded.device, self.dtype, proba=True)
 
-    def predict_input(self, source: InputSource, summary, chunk_rows: int = 1024):
+    def predict_input(self, source: InputSource, summary: InputSummary,
+                      chunk_rows: int = 1024) -> Iterator[tuple[Record, np.ndarray]]:
         """(record, probabilities) for every row of an input, streamed in chunks."""
         records = source.records(summary)
         while chunk := list(itertools.islice(records, chunk_rows)):

@@ -47,7 +47,8 @@ def _cpu_flags() -> frozenset[str]:
 def has_fast_bf16(device: torch.device) -> bool:
     """True where bf16 matmuls run natively: AMX or AVX512-BF16 CPUs, bf16-capable GPUs."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        result: bool = torch.cuda.is_bf16_supported()
+        return result
     return bool(_cpu_flags() & {"amx_bf16", "avx512_bf16"})
 
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from featx.data import InputSource
+from featx.data import Source
 from featx.engine import extract
 from featx.shards import device_for_rank, merge_after_barrier, parse_shard, shard_from_env
 from featx.store import FeatureStore
 
 
-def extract_as_launched(input: str | Path | InputSource, output: str | Path, *, shard: str | None = None,
+def extract_as_launched(input: str | Path | Source, output: str | Path, *, shard: str | None = None,
                         device: str = "auto", merge: bool = False, **options: Any) -> FeatureStore | None:
     """`featx.extract` for this process's part of the work.
 

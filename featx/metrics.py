@@ -2,24 +2,47 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
+from featx.errors import FeatxError
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]) -> dict:
+
+def labels_as(labels: np.ndarray, classes: Sequence[str], target: Sequence[str], where: str) -> np.ndarray:
+    """Label indices into `classes` as indices into `target`, the classes matched by name.
+
+    An evaluation split may miss a rare class (its classes a subset of `target`); a class
+    `target` does not have is refused, naming it, since nothing could predict it.
+    """
+    position = {name: i for i, name in enumerate(target)}
+    unknown = [name for name in classes if name not in position]
+    if unknown:
+        raise FeatxError(f"{where} has labels the model never saw in training: {', '.join(map(repr, unknown[:5]))}"
+                         + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""))
+    mapping = np.array([position[name] for name in classes], dtype=np.int64)
+    result: np.ndarray = mapping[np.asarray(labels, dtype=np.int64)] if len(mapping) else np.asarray(labels)
+    return result
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
     """Accuracy, macro/weighted F1, per-class precision/recall/F1/support, confusion matrix.
 
     Labels are indices into `class_names`; the confusion matrix rows are true classes.
+    Per-class rows cover every class; the macro and weighted F1 average over the classes
+    that occur (in the truth or the predictions), so a split that lacks a rare class is
+    not scored as if that class had F1 0.
     """
     labels = np.arange(len(class_names))
+    present = np.union1d(np.asarray(y_true), np.asarray(y_pred)).astype(np.int64)
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0)
     return {
         "n": len(y_true),
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
-        "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(y_true, y_pred, labels=present, average="weighted", zero_division=0)),
         "per_class": [
             {"class": str(name), "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
             for name, p, r, f, s in zip(class_names, precision, recall, f1, support)
@@ -28,7 +51,7 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: 
     }
 
 
-def format_metrics(metrics: dict) -> str:
+def format_metrics(metrics: dict[str, Any]) -> str:
     """A plain-text report: headline numbers, per-class table, confusion matrix."""
     names = [row["class"] for row in metrics["per_class"]]
     width = max(8, *(len(n) for n in names))
@@ -45,9 +68,9 @@ def format_metrics(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+def markdown_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
     """A Markdown table of `rows` with (key, header) columns: scores to 4 places, other floats to 1."""
-    def cell(key: str, value) -> str:
+    def cell(key: str, value: Any) -> str:
         if isinstance(value, float):
             return f"{value:.4f}" if "accuracy" in key or "f1" in key else f"{value:.1f}"
         return "" if value is None else str(value)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from featx.atomic import atomic_folder
 from featx.backbones import Backbone, load_backbone
 from featx.classifier import PretrainedClassifier
 from featx.config import ExtractConfig
-from featx.data import InputSource, Record
+from featx.data import InputSource, InputSummary, Record
 from featx.engine import DEFAULT_WINDOW_ROWS, embed_texts, iter_windows
 from featx.errors import DamagedError, FeatxError
 from featx.featurizers import TextFeaturizer
@@ -67,14 +68,16 @@ class Predictor(PretrainedClassifier):
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Class probabilities, one row per text, columns in `class_names` order."""
         features = embed_texts(self.backbone, self.config, texts)[self.head.pooling]
-        return self.head.estimator.predict_proba(features)
+        result: np.ndarray = self.head.estimator.predict_proba(features)
+        return result
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         """The predicted class name of each text (the head's own decision rule)."""
         index = self.head.estimator.predict(embed_texts(self.backbone, self.config, texts)[self.head.pooling])
-        return self.classes_[index]
+        result: np.ndarray = self.classes_[index]
+        return result
 
-    def predict_input(self, source: InputSource, summary) -> Iterator[tuple[Record, np.ndarray]]:
+    def predict_input(self, source: InputSource, summary: InputSummary) -> Iterator[tuple[Record, np.ndarray]]:
         """(record, probabilities) for every row of an input, streamed window by window."""
         featurizer = TextFeaturizer(self.backbone, self.config)
         runner = make_runner(self.backbone.device)
@@ -126,7 +129,7 @@ class Predictor(PretrainedClassifier):
         return cls(head, config, device=device)
 
 
-def load_predictor(folder: str | Path, device: str = "auto"):
+def load_predictor(folder: str | Path, device: str = "auto") -> PretrainedClassifier:
     """The predictor a folder holds: a frozen backbone + head (`featx train --export`) or a
     fine-tuned checkpoint (`featx finetune`); both have `class_names`, `predict`,
     `predict_proba` and `predict_input`."""
@@ -137,7 +140,38 @@ def load_predictor(folder: str | Path, device: str = "auto"):
     return Predictor.load(folder, device=device)
 
 
-def write_predictions(predictor, source: InputSource, output: str | Path | None = None,
+def evaluate_predictor(predictor: PretrainedClassifier, source: InputSource) -> dict[str, Any]:
+    """Metrics of a predictor (or fine-tuned checkpoint) on a labelled input, classes matched by name."""
+    from featx.metrics import classification_metrics, labels_as
+
+    summary = source.scan()
+    if summary.classes is None:
+        raise FeatxError(f"{source.name} has no labels to score against: name its label column (--label-column)")
+    truth, predicted = [], []
+    for record, probabilities in predictor.predict_input(source, summary):
+        truth.append(record.label)
+        predicted.append(int(probabilities.argmax()))
+    gold = labels_as(np.asarray(truth, dtype=np.int64), summary.classes, predictor.class_names, source.name)
+    return classification_metrics(gold, np.asarray(predicted, dtype=np.int64), predictor.class_names)
+
+
+def evaluate_folder(folder: str | Path, data: str | Path, *, device: str = "auto",
+                    read_input: Callable[[], InputSource] | None = None) -> dict[str, Any]:
+    """`featx evaluate`: a head folder is scored on the store `data`; a predictor folder or a
+    fine-tuned checkpoint on the labelled input `data` (`read_input` opens it with the
+    caller's column choices; by default featx.open_input's)."""
+    from featx.data import open_input
+    from featx.heads import TrainedHead
+    from featx.store import open_store
+
+    if (Path(folder) / "head.json").is_file() or Path(data).suffix == ".h5":  # a head is scored on a store
+        with open_store(data) as store:
+            return TrainedHead.load(folder).evaluate(store)
+    predictor = load_predictor(folder, device=device)
+    return evaluate_predictor(predictor, read_input() if read_input else open_input(data))
+
+
+def write_predictions(predictor: PretrainedClassifier, source: InputSource, output: str | Path | None = None,
                       progress: bool | None = None) -> int:
     """One JSON line per row of `source` (id, predicted label, every class's probability) into
     `output`, written under a temporary name and renamed at the end (never a half file), or
@@ -163,10 +197,13 @@ def write_predictions(predictor, source: InputSource, output: str | Path | None 
     return summary.n_rows
 
 
-def _write_rows(predictor, source: InputSource, summary, sink, bar) -> None:
+def _write_rows(predictor: PretrainedClassifier, source: InputSource, summary: InputSummary, sink: TextIO,
+                bar: Any) -> None:
     names = predictor.class_names
+    gold = summary.classes  # an input with labels: each row carries its own (the "gold" label) too
     for record, probabilities in predictor.predict_input(source, summary):
         row = {"id": record.id, "label": names[int(probabilities.argmax())],
+               **({"gold": gold[record.label]} if gold is not None and record.label >= 0 else {}),
                "probabilities": {n: round(float(p), 6) for n, p in zip(names, probabilities)}}
         sink.write(json.dumps(row) + "\n")
         bar.update()

@@ -139,7 +139,7 @@ class CudaRunner:
                 for name, values in pooled.items():
                     back[name] = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
                     back[name].copy_(values, non_blocking=True)
-                done = torch.cuda.Event()
+                done = torch.cuda.Event()  # type: ignore[no-untyped-call]
                 done.record()
                 pending.append((rows, back, done))
                 while len(pending) > self.IN_FLIGHT:

@@ -12,13 +12,14 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 
 from featx.atomic import atomic_file, same_file
 from featx.errors import FeatxError, OutputError, ParameterError
-from featx.store import FORMAT
+from featx.store import FORMAT, FeatureStore
 from featx.store.h5 import h5_reason
 from featx.store.writer import check_replaceable
 
@@ -84,7 +85,7 @@ def device_for_rank(device: str, local_rank: int | None) -> str:
     return f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
 
 
-def merge_after_barrier(output: str | Path, shard: tuple[int, int]):
+def merge_after_barrier(output: str | Path, shard: tuple[int, int]) -> FeatureStore | None:
     """Under torchrun: wait until every rank's shard is complete, then rank 0 merges them into
     `output` and returns it opened; other ranks return None. torch.distributed (gloo) is used
     only as the barrier."""
@@ -125,7 +126,7 @@ def merge_shards(shards: list[str | Path], output: str | Path, copy: bool = Fals
     return output
 
 
-def _write_merged(partial: Path, folder: Path, infos: list[dict], total: int, copy: bool) -> None:
+def _write_merged(partial: Path, folder: Path, infos: list[dict[str, Any]], total: int, copy: bool) -> None:
     with h5py.File(infos[0]["path"], "r") as template, h5py.File(partial, "w") as out:
         names = [n for n in _ROW_DATASETS if n in template] + [f"features/{p}" for p in template["features"]]
         out.create_group("features")
@@ -146,7 +147,7 @@ def _write_merged(partial: Path, folder: Path, infos: list[dict], total: int, co
         out.attrs.update(attrs)
 
 
-def _shard_info(path: Path) -> dict:
+def _shard_info(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise FeatxError(f"shard {path} does not exist")
     try:
@@ -166,7 +167,7 @@ def _shard_info(path: Path) -> dict:
         raise FeatxError(f"cannot read shard {path}: {str(e).splitlines()[0]}") from None
 
 
-def _check_shards(infos: list[dict]) -> None:
+def _check_shards(infos: list[dict[str, Any]]) -> None:
     first = infos[0]
     for info in infos:
         if info["fingerprint"] != first["fingerprint"]:
@@ -195,7 +196,7 @@ def _check_shards(infos: list[dict]) -> None:
                          f"(a shard of {first['shard'][1]} is missing)")
 
 
-def _virtual_rows(out: h5py.File, name: str, source: h5py.Dataset, infos: list[dict], total: int,
+def _virtual_rows(out: h5py.File, name: str, source: h5py.Dataset, infos: list[dict[str, Any]], total: int,
                   folder: Path) -> None:
     layout = h5py.VirtualLayout(shape=(total,) + source.shape[1:], dtype=source.dtype)
     for info in infos:
@@ -208,7 +209,7 @@ def _virtual_rows(out: h5py.File, name: str, source: h5py.Dataset, infos: list[d
     out.create_virtual_dataset(name, layout)
 
 
-def _copy_rows(out: h5py.File, name: str, source: h5py.Dataset, infos: list[dict], total: int) -> None:
+def _copy_rows(out: h5py.File, name: str, source: h5py.Dataset, infos: list[dict[str, Any]], total: int) -> None:
     target = out.create_dataset(name, shape=(total,) + source.shape[1:], dtype=source.dtype,
                                 chunks=source.chunks, compression=source.compression)
     for info in infos:

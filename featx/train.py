@@ -8,17 +8,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, f1_score
 
 from featx.atomic import make_folder, write_text
+from featx.config import ExtractConfig
 from featx.errors import FeatxError, ParameterError
 from featx.heads import TrainedHead, make_head, parse_head_spec
-from featx.heads.split import sample_per_label, stratified_split
-from featx.metrics import classification_metrics, markdown_table
+from featx.heads.split import stratified_split
+from featx.metrics import classification_metrics, labels_as, markdown_table
 from featx.store import FeatureStore
 
 
@@ -27,7 +27,7 @@ class HeadSpec:
     """One head to train: its kind and hyper-parameters, with a readable name."""
 
     kind: str
-    params: dict = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, text: str) -> HeadSpec:
@@ -40,17 +40,20 @@ class HeadSpec:
 
 
 def train_head(store: FeatureStore, kind: str = "logreg", *, pooling: str | None = None,
-               val: FeatureStore | None = None, seed: int = 0, **params) -> TrainedHead:
+               val: FeatureStore | None = None, seed: int = 0, **params: Any) -> TrainedHead:
     """Fit one head of `kind` on a labelled store (validation: `val`, else a held-out fraction)."""
     pooling = pooling or store.poolings[0]
     X, y = _labelled(store, pooling)
     X_val, y_val = _validation(store, val, pooling)
-    return _fit(HeadSpec(kind, params), X, y, X_val, y_val, pooling, store, seed)
+    return _fit(HeadSpec(kind, params), X, y, X_val, y_val, pooling, _StoreMeta.of(store), seed)
 
 
-def _fit(spec: HeadSpec, X, y, X_val, y_val, pooling: str, store_meta, seed: int) -> TrainedHead:
+def _fit(spec: HeadSpec, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None, y_val: np.ndarray | None,
+         pooling: str, store_meta: _StoreMeta, seed: int) -> TrainedHead:
     estimator = make_head(spec.kind, random_state=seed, **spec.params)
     t0 = time.perf_counter()
+    if spec.params.get("cv"):  # cv=K selects by K folds of the training rows; validation rows are only reported
+        X_val = y_val = None
     estimator.fit(X, y, X_val, y_val)
     return TrainedHead(estimator=estimator, pooling=pooling, class_names=store_meta.classes,
                        store_fingerprint=store_meta.fingerprint, config_json=store_meta.config.to_json(),
@@ -63,12 +66,16 @@ class _StoreMeta:
 
     classes: tuple[str, ...]
     fingerprint: str
-    config: object
+    config: ExtractConfig
+
+    @classmethod
+    def of(cls, store: FeatureStore) -> _StoreMeta:
+        return cls(store.classes or (), store.fingerprint, store.config)
 
 
 def train_heads(train: FeatureStore, specs: list[HeadSpec], poolings: list[str] | None = None, *,
                 val: FeatureStore | None = None, test: FeatureStore | None = None, val_fraction: float = 0.1,
-                jobs: int = 1, seed: int = 0) -> tuple[list[TrainedHead], list[dict]]:
+                jobs: int = 1, seed: int = 0) -> tuple[list[TrainedHead], list[dict[str, Any]]]:
     """Fit every spec on every pooling (each pooling read once), heads in parallel.
 
     Every head sees the same validation rows, used for its selection (C, early stopping)
@@ -76,21 +83,21 @@ def train_heads(train: FeatureStore, specs: list[HeadSpec], poolings: list[str] 
     out (seeded) and not trained on. Returns the heads and one result row per head.
     """
     poolings = poolings or list(train.poolings)
-    meta = _StoreMeta(train.classes, train.fingerprint, train.config)
+    meta = _StoreMeta.of(train)
     _check_compatible(train, val, "validation")
     _check_compatible(train, test, "test")
     heads: list[TrainedHead] = []
     for pooling in poolings:
         X, y = _labelled(train, pooling)
         if val is not None:
-            X_val, y_val = _labelled(val, pooling)
+            X_val, y_val = _labelled(val, pooling, meta.classes)
         else:
             fit_rows, val_rows = stratified_split(y, val_fraction, seed)
             X, y, X_val, y_val = X[fit_rows], y[fit_rows], X[val_rows], y[val_rows]
         trained = Parallel(n_jobs=jobs, prefer="processes")(
             delayed(_fit)(spec, X, y, X_val, y_val, pooling, meta, seed) for spec in specs)
         for head in trained:
-            head.metrics = {"val": classification_metrics(y_val, head.estimator.predict(X_val), train.classes)}
+            head.metrics = {"val": classification_metrics(y_val, head.estimator.predict(X_val), meta.classes)}
             if val is None:
                 head.metrics["val"]["source"] = f"{val_fraction:g} of train held out (seed {seed})"
         heads += trained
@@ -107,7 +114,7 @@ class TrainingRun:
     """What `train_and_save` produced: the heads, their table rows, the best head by validation."""
 
     heads: list[TrainedHead]
-    rows: list[dict]
+    rows: list[dict[str, Any]]
     best: TrainedHead
     folder: Path
     exported: Path | None = None
@@ -116,16 +123,18 @@ class TrainingRun:
 def train_and_save(train: FeatureStore, specs: list[HeadSpec], out: str | Path, *, poolings: list[str] | None = None,
                    val: FeatureStore | None = None, test: FeatureStore | None = None, val_fraction: float = 0.1,
                    jobs: int = 1, seed: int = 0, export: str | Path | None = None,
-                   facts: dict | None = None) -> TrainingRun:
+                   facts: dict[str, Any] | None = None, write_results_files: bool = True) -> TrainingRun:
     """Train every spec on every pooling, save each head under ``out/heads/<name>``, write
     ``out/results.json`` and ``results.md``, and export the best head by validation accuracy
-    (never test) as a predictor folder when `export` is given. Every file is written atomically."""
+    (never test) as a predictor folder when `export` is given. Every file is written atomically.
+    `write_results_files=False` leaves results.json/.md to the caller (the demo adds its timings)."""
     out = make_folder(out, "results")  # a path under a file fails now, not after training
     heads, rows = train_heads(train, specs, poolings, val=val, test=test, val_fraction=val_fraction, jobs=jobs,
                               seed=seed)
     for head in heads:
         head.save(out / "heads" / head.name)
-    write_results(out, rows, facts or {"seed": seed})
+    if write_results_files:
+        write_results(out, rows, facts or {"seed": seed})
     best = best_head(heads, rows)
     exported = None
     if export is not None:
@@ -137,8 +146,9 @@ def train_and_save(train: FeatureStore, specs: list[HeadSpec], out: str | Path, 
 
 def run_training(store: str | Path, out: str | Path, *, heads: Sequence[str] = (), grid: str | Path | None = None,
                  poolings: Sequence[str] = (), val: str | Path | None = None, test: str | Path | None = None,
-                 protocol: str = "full", k: int = 8, experiments: int = 10, val_fraction: float = 0.1,
-                 jobs: int = 1, seed: int = 0, export: str | Path | None = None) -> TrainingRun | list[dict]:
+                 protocol: str = "full", task: str | None = None, k: int | None = None,
+                 experiments: int | None = None, seeds: int = 50, val_fraction: float = 0.1,
+                 jobs: int = 1, seed: int = 0, export: str | Path | None = None) -> TrainingRun | list[dict[str, Any]]:
     """`featx train` from paths: head specs (`heads` plus a `grid` file; DEFAULT_HEADS when both
     are empty) on the store at `store`, results in `out`. protocol ``full`` returns the
     TrainingRun of train_and_save; ``mteb`` returns its rows (written to `out` too)."""
@@ -157,11 +167,12 @@ def run_training(store: str | Path, out: str | Path, *, heads: Sequence[str] = (
     for pooling in poolings:
         train_store.features(pooling)  # a missing pooling fails now, with the list of stored ones
     facts = {"train": str(store), "val": val and str(val), "test": test and str(test), "protocol": protocol,
-             "seed": seed}
+             "seed": seed, **({"task": task} if task else {})}
     if protocol == "mteb":
         assert test_store is not None
         make_folder(out, "results")
-        rows = mteb_protocol(train_store, test_store, list(poolings) or None, k=k, experiments=experiments, seed=seed)
+        rows = mteb_protocol(train_store, test_store, list(poolings) or None, task=task, k=k, experiments=experiments,
+                             seeds=seeds)
         write_results(Path(out), rows, facts)
         return rows
     return train_and_save(train_store, specs, out, poolings=list(poolings) or None, val=val_store, test=test_store,
@@ -179,7 +190,7 @@ def read_head_grid(path: str | Path) -> list[str]:
     return specs
 
 
-def result_row(head: TrainedHead) -> dict:
+def result_row(head: TrainedHead) -> dict[str, Any]:
     """One line of the comparison table for a trained head."""
     chosen = head.estimator.describe_choice()
     val, test = head.metrics.get("val"), head.metrics.get("test")
@@ -189,6 +200,7 @@ def result_row(head: TrainedHead) -> dict:
         "test_accuracy": test["accuracy"] if test else None,
         "test_macro_f1": test["macro_f1"] if test else None,
         "fit_seconds": round(head.fit_seconds, 2),
+        "warning": head.estimator.selection_warning(),
     }
 
 
@@ -196,41 +208,74 @@ RESULT_COLUMNS = [("head", "head"), ("pooling", "pooling"), ("chosen", "chosen")
                   ("test_accuracy", "test acc"), ("test_macro_f1", "test macro-F1"), ("fit_seconds", "fit s")]
 
 
-def best_head(heads: list[TrainedHead], rows: list[dict]) -> TrainedHead:
+def best_head(heads: list[TrainedHead], rows: list[dict[str, Any]]) -> TrainedHead:
     """The head with the best validation accuracy (never chosen on test)."""
     scored = [(row["val_accuracy"] if row["val_accuracy"] is not None else -1.0, -i) for i, row in enumerate(rows)]
     return heads[-max(scored)[1]]
 
 
-def mteb_protocol(train: FeatureStore, test: FeatureStore, poolings: list[str] | None = None, *, k: int = 8,
-                  experiments: int = 10, seed: int = 0) -> list[dict]:
-    """Few-shot evaluation as in MTEB classification: k rows per label, sampled `experiments`
-    times, LogisticRegression(max_iter=100) on raw features; mean and std of test accuracy
-    and macro-F1. Test features are read once per pooling."""
+def mteb_protocol(train: FeatureStore, test: FeatureStore, poolings: list[str] | None = None, *,
+                  task: str | None = None, k: int | None = None, experiments: int | None = None,
+                  seeds: int = 50) -> list[dict[str, Any]]:
+    """MTEB's classification protocol on cached features (featx.mteb), one row per pooling.
+
+    `task` takes rows per label and experiments from MTEB's preset for that task; `k` and
+    `experiments` override it (default 8 and 10). The row's test accuracy is MTEB's
+    number (sampler seed 42); ``seed_spread`` is the same task score under sampler seeds
+    0..`seeds`-1 (`seeds=0` skips it). The features are the model's own embedding where
+    the store holds it; a store extracted without the L2 normalisation its model declares
+    is normalised here, and a pooling other than the declared one is flagged in the row.
+    """
+    from featx.mteb import MTEB_SEED, MtebTask, mteb_scores, mteb_task, seed_spread
+
+    preset = mteb_task(task) if task else MtebTask("custom")
+    k = k or preset.samples_per_label
+    experiments = experiments or preset.experiments
     _check_compatible(train, test, "test")
+    declared = _declared_embedding(train)
     rows = []
     for pooling in poolings or list(train.poolings):
         X, y = _labelled(train, pooling)
-        X_test, y_test = _labelled(test, pooling)
+        X_test, y_test = _labelled(test, pooling, train.classes)
+        normalised_here = bool(declared.get("declared_normalize")) and not train.config.normalize
+        if normalised_here:
+            X, X_test = _l2_normalised(X), _l2_normalised(X_test)
         t0 = time.perf_counter()
-        accuracy, macro_f1 = [], []
-        for experiment in range(experiments):
-            picked = sample_per_label(y, k, seed + experiment)
-            model = LogisticRegression(max_iter=100).fit(X[picked], y[picked])
-            predicted = model.predict(X_test)
-            accuracy.append(accuracy_score(y_test, predicted))
-            macro_f1.append(f1_score(y_test, predicted, average="macro"))
-        rows.append({
-            "head": f"mteb-logreg-k{k}-{pooling}", "kind": "logreg", "pooling": pooling,
-            "chosen": f"{k} per label x {experiments} samples",
-            "test_accuracy": float(np.mean(accuracy)), "test_accuracy_std": float(np.std(accuracy)),
-            "test_macro_f1": float(np.mean(macro_f1)), "test_macro_f1_std": float(np.std(macro_f1)),
-            "fit_seconds": round(time.perf_counter() - t0, 2),
-        })
+        scores = mteb_scores(X, y, X_test, y_test, samples_per_label=k, experiments=experiments)
+        row = {
+            "head": f"mteb-logreg-k{k}-{pooling}", "kind": "logreg", "pooling": pooling, "task": preset.name,
+            "k": k, "experiments": experiments,
+            "chosen": f"{k} per label x {experiments} experiments, seed {MTEB_SEED}",
+            "test_accuracy": float(np.mean(scores["accuracy"])), "test_accuracy_std": float(np.std(scores["accuracy"])),
+            "test_macro_f1": float(np.mean(scores["macro_f1"])), "test_macro_f1_std": float(np.std(scores["macro_f1"])),
+            "experiments_accuracy": scores["accuracy"], "normalised_at_train_time": normalised_here,
+            "models_own_embedding": declared.get("declared_pooling") in (None, pooling),
+        }
+        if seeds:
+            row["seed_spread"] = seed_spread(X, y, X_test, y_test, samples_per_label=k, experiments=experiments,
+                                             seeds=range(seeds))
+        row["fit_seconds"] = round(time.perf_counter() - t0, 2)
+        rows.append(row)
     return rows
 
 
-def format_table(rows: list[dict]) -> str:
+def _declared_embedding(store: FeatureStore) -> dict[str, Any]:
+    """What the store's model folder declares as its own embedding (empty when it cannot be found)."""
+    from featx.backbones import declared_embedding, resolve_model_folder
+
+    try:
+        return declared_embedding(resolve_model_folder(store.config.model))
+    except FeatxError:
+        return {}
+
+
+def _l2_normalised(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float32)
+    result: np.ndarray = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    return result
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
     """The comparison table in Markdown; mean ± std where rows carry a std."""
     shown = []
     for row in rows:
@@ -242,25 +287,30 @@ def format_table(rows: list[dict]) -> str:
     return markdown_table(shown, RESULT_COLUMNS)
 
 
-def write_results(folder: Path, rows: list[dict], extra: dict) -> None:
+def write_results(folder: Path, rows: list[dict[str, Any]], extra: dict[str, Any]) -> None:
     """results.json (rows + run facts) and results.md (the table) in `folder`, each written atomically."""
     make_folder(folder, "results")
     write_text(folder / "results.json", json.dumps({**extra, "rows": rows}, indent=2) + "\n", "results")
     write_text(folder / "results.md", format_table(rows) + "\n", "results")
 
 
-def _labelled(store: FeatureStore, pooling: str) -> tuple[np.ndarray, np.ndarray]:
+def _labelled(store: FeatureStore, pooling: str,
+              classes: tuple[str, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Features and labels; with `classes` (the training store's), labels re-indexed into them by name."""
     X, y = store.load(pooling)
     if y is None:
         raise FeatxError(f"{store.path} has no labels: heads need a labelled store (extract with --label-column)")
+    if classes is not None:
+        y = labels_as(y, store.classes or (), classes, str(store.path))
     return X, y
 
 
-def _validation(train: FeatureStore, val: FeatureStore | None, pooling: str):
+def _validation(train: FeatureStore, val: FeatureStore | None,
+                pooling: str) -> tuple[np.ndarray | None, np.ndarray | None]:
     if val is None:
         return None, None
     _check_compatible(train, val, "validation")
-    return _labelled(val, pooling)
+    return _labelled(val, pooling, train.classes)
 
 
 def _check_compatible(train: FeatureStore, other: FeatureStore | None, role: str) -> None:
@@ -269,6 +319,3 @@ def _check_compatible(train: FeatureStore, other: FeatureStore | None, role: str
     if other.fingerprint != train.fingerprint:
         raise FeatxError(f"the {role} store {other.path} was extracted with another config than {train.path} "
                          f"(fingerprint {other.fingerprint[:12]} vs {train.fingerprint[:12]}): extract both the same way")
-    if other.classes != train.classes:
-        raise FeatxError(f"the {role} store {other.path} has classes {list(other.classes or [])}, "
-                         f"{train.path} has {list(train.classes or [])}")

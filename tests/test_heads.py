@@ -77,10 +77,13 @@ def test_head_refuses_a_store_with_another_fingerprint(labelled_stores, tiny_bac
 
 
 def test_mteb_protocol_reports_mean_and_std_over_experiments(labelled_stores):
-    rows = mteb_protocol(labelled_stores["train"], labelled_stores["test"], ["mean"], k=4, experiments=5)
+    rows = mteb_protocol(labelled_stores["train"], labelled_stores["test"], ["mean"], k=4, experiments=5, seeds=3)
     (row,) = rows
     assert 0 < row["test_accuracy"] <= 1 and row["test_accuracy_std"] >= 0
-    assert row["chosen"] == "4 per label x 5 samples"
+    assert row["chosen"] == "4 per label x 5 experiments, seed 42" and len(row["experiments_accuracy"]) == 5
+    assert row["test_accuracy"] == pytest.approx(sum(row["experiments_accuracy"]) / 5)
+    spread = row["seed_spread"]
+    assert spread["seeds"] == 3 and spread["min"] <= spread["mean"] <= spread["max"] and spread["sd"] >= 0
 
 
 def test_head_spec_parsing_and_errors():

@@ -65,15 +65,23 @@ def test_user_errors_in_train_are_one_line(capsys, tmp_path, labelled_stores):
         assert code == 2 and err.count("\n") == 1 and message in err, err
 
 
-def test_demo_runs_end_to_end_with_a_tiny_model(tmp_path, tiny_bert_dir):
+def test_demo_runs_end_to_end_with_a_tiny_model(tmp_path, tiny_bert_dir, monkeypatch):
+    import featx.demo
+    import featx.train
     from featx.demo import run_demo
 
+    writes = []
+    for module in (featx.train, featx.demo):
+        real = module.write_results
+        monkeypatch.setattr(module, "write_results", lambda *a, real=real, **k: writes.append(a[0]) or real(*a, **k))
     lines = []
     result = run_demo(tmp_path / "demo", train_rows=300, model=str(tiny_bert_dir), device="cpu",
                       progress=False, echo=lines.append)
     assert [r["head"] for r in result["rows"]] == ["logreg-mean", "mlp-mean"]
     assert all(r["test_accuracy"] is not None and r["val_accuracy"] is not None for r in result["rows"])
     assert any(line.startswith("| head |") for line in lines)
+    assert len(writes) == 1  # results.json and results.md written once, with the stage timings
+    assert json.loads((tmp_path / "demo" / "results.json").read_text())["stages"] == result["stages"]
     predictor = featx.Predictor.load(tmp_path / "demo" / "predictor")
     assert set(predictor.predict(["a fine film", "dull"])) <= {"negative", "positive"}
     assert_fitted_sklearn_classifier(predictor, ["a fine film", "dull", "a joy", "tedious"],

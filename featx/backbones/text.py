@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -12,6 +13,9 @@ from featx.backbones.hashing import files_sha256
 from featx.config import DEFAULT_MODEL
 from featx.errors import FeatxError
 from featx.hardware import resolve_device
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 # Files whose bytes decide the tokenization (those present count; weights: folders.weight_files).
 # A sentence any real text tokenizer splits into several distinct, known tokens.
@@ -26,8 +30,8 @@ class Backbone:
 
     name: str
     path: Path
-    model: torch.nn.Module
-    tokenizer: object
+    model: PreTrainedModel
+    tokenizer: Any  # a transformers fast tokenizer
     device: torch.device
     weights_sha256: str
     tokenizer_sha256: str
@@ -46,8 +50,8 @@ def load_backbone(name_or_path: str = DEFAULT_MODEL, *, device: str | torch.devi
     """A frozen, eval-mode transformers model and tokenizer, ready for inference."""
     import transformers
 
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     device = device if isinstance(device, torch.device) else resolve_device(device)
     path = resolve_model_folder(name_or_path)
     weights = weight_files(path)
@@ -90,7 +94,7 @@ _ST_POOLING_MODES = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token
                      "pooling_mode_max_tokens": "max", "pooling_mode_lasttoken": "last"}
 
 
-def declared_embedding(path: Path) -> dict:
+def declared_embedding(path: Path) -> dict[str, Any]:
     """{declared_pooling, declared_normalize} from a sentence-transformers folder, else empty.
 
     Only a declaration featx can reproduce exactly counts: one pooling mode among mean,
@@ -113,7 +117,7 @@ def declared_embedding(path: Path) -> dict:
             "declared_normalize": any(t.endswith(".Normalize") for t in types)}
 
 
-def _check_tokenizer(tokenizer, path: Path) -> None:
+def _check_tokenizer(tokenizer: Any, path: Path) -> None:
     """Refuse a tokenizer that would give every text the same tokens (and so the same vector)."""
     special = set(tokenizer.all_special_ids)
     ids = [i for i in tokenizer(_PROBE_TEXT, add_special_tokens=False)["input_ids"] if i not in special]
@@ -132,13 +136,12 @@ def _max_positions(model: torch.nn.Module) -> int | None:
     return int(table) - (int(padding_idx) + 1 if padding_idx is not None else 0)
 
 
-def _default_max_length(path: Path, tokenizer, config) -> int:
+def _default_max_length(path: Path, tokenizer: Any, config: Any) -> int:
     """The length the model was trained for: sentence-transformers' max_seq_length, else the tokenizer's."""
     st_config = path / "sentence_bert_config.json"
     if st_config.is_file():
         length = json.loads(st_config.read_text()).get("max_seq_length")
         if length:
             return int(length)
-    limits = [getattr(config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
-    limits = [int(x) for x in limits if x and x < 100_000]
-    return min(limits + [512])
+    candidates = [getattr(config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
+    return min([int(x) for x in candidates if x and x < 100_000] + [512])

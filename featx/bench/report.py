@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 from featx.atomic import atomic_file, write_text
 from featx.metrics import markdown_table
@@ -15,23 +16,24 @@ TABLE_COLUMNS = [("method", "method"), ("pooling", "pooling"), ("head_or_variant
                  ("stage_text", "seconds per stage"), ("peak_rss_mb", "peak RSS MB")]
 
 
-def amortised(rows: list[dict]) -> list[dict]:
+def amortised(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Seconds to get K classifiers: extract once + K heads, against K fine-tunes."""
     extract_s = sum(r["seconds"]["total"] for r in rows if r["method"] == "extract")
     out = []
     for row in rows:
         if row["method"].startswith("frozen+"):
-            per_k = lambda k, r=row: extract_s + k * r["seconds"]["total"]
+            once = extract_s  # one extraction serves every head
         elif row["method"].startswith("finetune-"):
-            per_k = lambda k, r=row: k * r["seconds"]["total"]
+            once = 0.0
         else:
             continue
+        each = row["seconds"]["total"]
         out.append({"id": row["id"], "method": row["method"], "accuracy": row["accuracy"],
-                    "seconds_for_k": {str(k): round(per_k(k), 1) for k in AMORTISED_K}})
+                    "seconds_for_k": {str(k): round(once + k * each, 1) for k in AMORTISED_K}})
     return out
 
 
-def write_report(out: str | Path, suite_name: str, rows: list[dict], command: str) -> dict:
+def write_report(out: str | Path, suite_name: str, rows: list[dict[str, Any]], command: str) -> dict[str, Any]:
     """Write results.json, results.md, results.csv and (with matplotlib) speed_vs_accuracy.png."""
     out = Path(out)
     document = {"schema_version": SCHEMA_VERSION, "suite": suite_name, "command": command, "rows": rows,
@@ -43,7 +45,7 @@ def write_report(out: str | Path, suite_name: str, rows: list[dict], command: st
     return document
 
 
-def markdown_report(document: dict) -> str:
+def markdown_report(document: dict[str, Any]) -> str:
     rows = document["rows"]
     shown = []
     for row in rows:
@@ -67,13 +69,13 @@ def markdown_report(document: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _pm(value, std) -> str:
+def _pm(value: Any, std: Any) -> str:
     if value is None:
         return ""
     return f"{value:.4f} ± {std:.4f}" if std is not None else f"{value:.4f}"
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     keys = ["id", "method", "dataset", "model", "pooling", "accuracy", "accuracy_std", "macro_f1", "macro_f1_std",
             "n_runs", "peak_rss_mb", "wall_seconds", "device", "dtype", "threads", "git_commit"]
     with atomic_file(path, "results") as partial, open(partial, "w", newline="") as f:
@@ -83,7 +85,7 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
             writer.writerow([row.get(k) for k in keys] + [json.dumps(row["seconds"])])
 
 
-def _plot(path: Path, document: dict) -> None:
+def _plot(path: Path, document: dict[str, Any]) -> None:
     try:
         import matplotlib
 

@@ -12,7 +12,9 @@ import platform
 import resource
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +22,9 @@ from featx._version import __version__
 from featx.atomic import child_path, make_folder, write_text
 from featx.bench.suite import Split, Suite
 from featx.errors import ParameterError
+
+if TYPE_CHECKING:
+    from featx.data import InputSource
 
 STAGES = ("extract", "heads", "mteb", "finetune")
 
@@ -33,7 +38,8 @@ def parse_stages(text: str) -> tuple[str, ...]:
     return chosen
 
 
-def run_suite(suite: Suite, out: str | Path, echo=print, stages: tuple[str, ...] = STAGES) -> list[dict]:
+def run_suite(suite: Suite, out: str | Path, echo: Callable[[str], None] = print,
+              stages: tuple[str, ...] = STAGES) -> list[dict[str, Any]]:
     """Run every row of `suite` (in the given stages) not yet in `out`; returns all rows, old and new.
 
     Heads and the few-shot rows need the extraction rows' stores; fine-tuning needs none.
@@ -67,17 +73,18 @@ def _head_row_id(spec: str, pooling: str) -> str:
     return f"head-{spec}-{pooling}".replace(":", "_").replace("=", "").replace(",", "_")
 
 
-def load_rows(out: Path) -> list[dict]:
+def load_rows(out: Path) -> list[dict[str, Any]]:
     """All finished rows of a results folder, in the order they were run."""
     rows = [json.loads(p.read_text()) for p in (Path(out) / "rows").glob("*.json")]
     return sorted(rows, key=lambda r: r["finished_at"])
 
 
-def _row(out: Path, row_id: str, echo, fn, *args) -> dict:
+def _row(out: Path, row_id: str, echo: Callable[[str], None], fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
     path = child_path(out / "rows", f"{row_id}.json", "benchmark row")
     if path.exists():
         echo(f"{row_id}: done earlier, kept")
-        return json.loads(path.read_text())
+        result: dict[str, Any] = json.loads(path.read_text())
+        return result
     echo(f"{row_id}: running ...")
     t0 = time.perf_counter()
     row, peak_rss_mb = _in_child(fn, *args)
@@ -89,24 +96,24 @@ def _row(out: Path, row_id: str, echo, fn, *args) -> dict:
     return row
 
 
-def _summary(row: dict) -> str:
+def _summary(row: dict[str, Any]) -> str:
     if row.get("accuracy") is not None:
         return f"accuracy {row['accuracy']:.4f}, {row['seconds']['total']:.1f} s"
     return f"{row['seconds']['total']:.1f} s"
 
 
-def _in_child(fn, *args) -> tuple[dict, float]:
+def _in_child(fn: Callable[..., dict[str, Any]], *args: Any) -> tuple[dict[str, Any], float]:
     context = multiprocessing.get_context("spawn")
     with context.Pool(1) as pool:
         return pool.apply(_measured, (fn, *args))
 
 
-def _measured(fn, *args) -> tuple[dict, float]:
+def _measured(fn: Callable[..., dict[str, Any]], *args: Any) -> tuple[dict[str, Any], float]:
     row = fn(*args)
     return row, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _stamp(suite: Suite, dtype: str) -> dict:
+def _stamp(suite: Suite, dtype: str) -> dict[str, Any]:
     import torch
     import transformers
 
@@ -119,7 +126,7 @@ def _stamp(suite: Suite, dtype: str) -> dict:
                          "python": platform.python_version()}}
 
 
-def _open(split: Split):
+def _open(split: Split) -> InputSource:
     from featx.data import open_input
 
     return open_input(split.path, text_column=split.text_column, label_column=split.label_column, id_column=split.id_column,
@@ -127,7 +134,7 @@ def _open(split: Split):
                       rows_mod=split.rows_mod)
 
 
-def _extract_row(suite: Suite, split: str, store_path: Path) -> dict:
+def _extract_row(suite: Suite, split: str, store_path: Path) -> dict[str, Any]:
     from featx.engine import extract
 
     t0 = time.perf_counter()
@@ -143,7 +150,7 @@ def _extract_row(suite: Suite, split: str, store_path: Path) -> dict:
             **_stamp(suite, info["dtype"])}
 
 
-def _head_row(suite: Suite, spec: str, pooling: str, stores: dict[str, str]) -> dict:
+def _head_row(suite: Suite, spec: str, pooling: str, stores: dict[str, str]) -> dict[str, Any]:
     from featx.store import open_store
     from featx.train import HeadSpec, result_row, train_heads
 
@@ -166,23 +173,26 @@ def _head_row(suite: Suite, spec: str, pooling: str, stores: dict[str, str]) -> 
             "params": HeadSpec.parse(spec).params, **_stamp(suite, train.config.dtype)}
 
 
-def _mteb_row(suite: Suite, pooling: str, stores: dict[str, str]) -> dict:
+def _mteb_row(suite: Suite, pooling: str, stores: dict[str, str]) -> dict[str, Any]:
+    from featx.mteb import MTEB_SEED
     from featx.store import open_store
     from featx.train import mteb_protocol
 
     train, test = open_store(stores["train"]), open_store(stores["test"])
-    k, experiments = suite.mteb.get("k", 8), suite.mteb.get("experiments", 10)
+    mteb = suite.mteb or {}
     t0 = time.perf_counter()
-    (row,) = mteb_protocol(train, test, [pooling], k=k, experiments=experiments, seed=suite.seeds[0])
+    (row,) = mteb_protocol(train, test, [pooling], task=mteb.get("task"), k=mteb.get("k"),
+                           experiments=mteb.get("experiments"), seeds=mteb.get("seeds", 50))
     seconds = time.perf_counter() - t0
+    k, experiments = row["k"], row["experiments"]
     return {"method": "mteb-fewshot", "pooling": pooling, "accuracy": row["test_accuracy"],
             "accuracy_std": row["test_accuracy_std"], "macro_f1": row["test_macro_f1"],
-            "macro_f1_std": row["test_macro_f1_std"], "n_runs": experiments, "seeds": [suite.seeds[0]],
-            "seconds": {"fit": round(seconds, 3), "total": round(seconds, 3)},
-            "params": {"k": k, "experiments": experiments}, **_stamp(suite, train.config.dtype)}
+            "macro_f1_std": row["test_macro_f1_std"], "n_runs": experiments, "seeds": [MTEB_SEED],
+            "seed_spread": row.get("seed_spread"), "seconds": {"fit": round(seconds, 3), "total": round(seconds, 3)},
+            "params": {"task": row["task"], "k": k, "experiments": experiments}, **_stamp(suite, train.config.dtype)}
 
 
-def _finetune_row(suite: Suite, name: str, params: dict, checkpoint: str) -> dict:
+def _finetune_row(suite: Suite, name: str, params: dict[str, Any], checkpoint: str) -> dict[str, Any]:
     from featx.finetune import FinetuneConfig, FinetunedPredictor, finetune
     from featx.metrics import classification_metrics
 
@@ -201,7 +211,7 @@ def _finetune_row(suite: Suite, name: str, params: dict, checkpoint: str) -> dic
         for rec, proba in predictor.predict_input(source, summary):
             truth.append(rec.label)
             predicted.append(int(proba.argmax()))
-        metrics = classification_metrics(np.array(truth), np.array(predicted), summary.classes)
+        metrics = classification_metrics(np.array(truth), np.array(predicted), summary.classes or ())
         eval_s.append(time.perf_counter() - t1)
         accuracy.append(metrics["accuracy"])
         macro_f1.append(metrics["macro_f1"])
@@ -216,7 +226,7 @@ def _finetune_row(suite: Suite, name: str, params: dict, checkpoint: str) -> dic
             "params": {**params, "budget_note": suite.budget_note}, **_stamp(suite, record["dtype"])}
 
 
-def _mean_std(accuracy: list[float], macro_f1: list[float]) -> dict:
+def _mean_std(accuracy: list[float], macro_f1: list[float]) -> dict[str, Any]:
     return {"accuracy": float(np.mean(accuracy)), "macro_f1": float(np.mean(macro_f1)),
             "accuracy_std": float(np.std(accuracy)) if len(accuracy) > 1 else None,
             "macro_f1_std": float(np.std(macro_f1)) if len(macro_f1) > 1 else None, "n_runs": len(accuracy)}

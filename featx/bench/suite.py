@@ -5,6 +5,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from featx.atomic import child_path
 from featx.errors import FeatxError
@@ -38,8 +39,8 @@ class Suite:
     poolings: tuple[str, ...] = ("mean",)
     normalize: bool | None = None  # None: as the model's own embedding (see featx.engine.make_config)
     heads: tuple[str, ...] = DEFAULT_HEADS
-    mteb: dict | None = None
-    finetune: dict[str, dict] = field(default_factory=dict)
+    mteb: dict[str, Any] | None = None
+    finetune: dict[str, dict[str, Any]] = field(default_factory=dict)
     budget_note: str = ""
     device: str = "auto"
 

@@ -1,15 +1,18 @@
 """The `featx` command line: parses options, calls the Python API, prints; nothing more.
 
-featx.cli.commands declares the commands, featx.cli.options the options they share;
+featx.cli.commands declares the group and the data commands, featx.cli.models the ones
+that train and score models, featx.cli.options the options they share;
 here is the entry point, which turns every error a user can cause into one line.
 """
 from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import click
 
+from featx.cli import models  # noqa: F401  (registers train, evaluate, finetune, bench)
 from featx.cli.commands import cli
 from featx.errors import FeatxError, ParameterError, describe_os_error
 
@@ -71,7 +74,7 @@ def _fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
-def _quiet_unraisable(unraisable) -> None:
+def _quiet_unraisable(unraisable: Any) -> None:
     import traceback
 
     frames = traceback.extract_tb(unraisable.exc_traceback) if unraisable.exc_traceback else []

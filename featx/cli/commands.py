@@ -1,4 +1,4 @@
-"""The nine `featx` commands: each parses its options, calls the library, prints."""
+"""The `featx` group and its data commands (extract, merge, info, predict, demo): each parses, calls, prints."""
 from __future__ import annotations
 
 import json
@@ -56,7 +56,7 @@ def cli() -> None:
 def extract(input: str, output: str, model: str, pooling: str | None, layers: str, max_length: int | None,
             normalize: bool | None, dtype: str, store_dtype: str, batch_tokens: int | None, window_rows: int | None,
             compression: str | None, device: str, overwrite: bool, trust_remote_code: bool, shard_spec: str | None,
-            cache_dir: str | None, merge_after: bool, quiet: bool, **columns) -> None:
+            cache_dir: str | None, merge_after: bool, quiet: bool, **columns: object) -> None:
     """Embed every row of INPUT into the store OUTPUT (resumable: rerun the same command).
 
     INPUT is a .csv, .tsv, .jsonl, .txt or .parquet file (.gz allowed) or a bundled
@@ -128,78 +128,13 @@ def info(store: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("store")
-@click.option("-o", "--output", required=True, help="Folder for the heads, results.json and results.md.")
-@click.option("--head", "heads", multiple=True,
-              help="Head spec, repeatable: KIND or KIND:name=value,...; kinds: logreg, mlp, ridge (closed form, "
-                   "alpha swept), knn (cosine); e.g. logreg:C=0.1, mlp:hidden=512,dropout=0.2, knn:n_neighbors=10 "
-                   "[default: logreg and mlp].")
-@click.option("--grid", type=click.Path(dir_okay=False), help="JSON file with a list of head specs (strings).")
-@click.option("--pooling", "poolings", multiple=True, help="Pooling to train on, repeatable [default: all stored].")
-@click.option("--val", "val_path", help="Validation store (same extraction settings) for model selection.")
-@click.option("--val-fraction", type=float, default=0.1, show_default=True,
-              help="Without --val: a stratified fraction of train held out (not trained on) for every "
-                   "head's selection and the val column.")
-@click.option("--test", "test_path", help="Test store to report on (never used for selection).")
-@click.option("--protocol", type=click.Choice(["full", "mteb"]), default="full", show_default=True,
-              help="full: train / select on validation / report on test. mteb: few-shot logistic regression, "
-                   "k rows per label sampled --experiments times, mean and std on test.")
-@click.option("--k", "k_shot", type=int, default=8, show_default=True, help="mteb: rows per label.")
-@click.option("--experiments", type=int, default=10, show_default=True, help="mteb: number of samples.")
-@click.option("--jobs", type=int, default=1, show_default=True, help="Heads trained in parallel (-1: all cores).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--export", "export_dir", help="Write the best head (by validation accuracy) as a predictor here.")
-def train(store: str, output: str, heads: tuple[str, ...], grid: str | None, poolings: tuple[str, ...],
-          val_path: str | None, val_fraction: float, test_path: str | None, protocol: str, k_shot: int,
-          experiments: int, jobs: int, seed: int, export_dir: str | None) -> None:
-    """Train heads on the cached features in STORE and print one comparison table.
-
-    \b
-    Examples:
-      featx train cache/train.h5 -o heads/ --val cache/dev.h5 --test cache/test.h5
-      featx train cache/train.h5 -o heads/ --head logreg:C=0.1 --head logreg:C=1 --head mlp \\
-          --pooling mean --pooling cls --jobs 2 --test cache/test.h5 --export model/
-      featx train cache/train.h5 -o fewshot/ --protocol mteb --test cache/test.h5
-    """
-    from featx.train import TrainingRun, format_table, run_training
-
-    run = run_training(store, output, heads=heads, grid=grid, poolings=poolings, val=val_path, test=test_path,
-                       protocol=protocol, k=k_shot, experiments=experiments, val_fraction=val_fraction, jobs=jobs,
-                       seed=seed, export=export_dir)
-    click.echo(format_table(run.rows if isinstance(run, TrainingRun) else run))
-    if isinstance(run, TrainingRun) and run.exported:
-        click.echo(f"exported {run.best.name} as a predictor to {run.exported}", err=True)
-
-
-@cli.command()
-@click.argument("head_dir")
-@click.argument("store")
-@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def evaluate(head_dir: str, store: str, as_json: bool) -> None:
-    """Evaluate a trained head on a labelled STORE: accuracy, F1, per class, confusion matrix.
-
-    \b
-    Example:
-      featx evaluate heads/heads/logreg-mean cache/test.h5
-    """
-    from featx.heads import TrainedHead
-    from featx.metrics import format_metrics
-    from featx.store import open_store
-
-    head = TrainedHead.load(head_dir)
-    with open_store(store) as opened:
-        metrics = head.evaluate(opened)
-    click.echo(json.dumps(metrics, indent=2) if as_json else format_metrics(metrics))
-
-
-@cli.command()
 @click.argument("model_dir")
 @click.argument("input")
 @click.option("-o", "--output", help="JSON-lines file to write [default: standard output].")
 @input_options()
 @DEVICE_OPTION
 @QUIET_OPTION
-def predict(model_dir: str, input: str, output: str | None, device: str, quiet: bool, **columns) -> None:
+def predict(model_dir: str, input: str, output: str | None, device: str, quiet: bool, **columns: object) -> None:
     """Classify every row of INPUT with a predictor or a fine-tuned checkpoint; one JSON line per row.
 
     Each line holds the row's id, the predicted label and every class's probability.
@@ -212,74 +147,6 @@ def predict(model_dir: str, input: str, output: str | None, device: str, quiet: 
 
     predictor = load_predictor(model_dir, device=device)
     write_predictions(predictor, open_input_columns(input, columns), output, progress=False if quiet else None)
-
-
-@cli.command()
-@click.argument("train_input")
-@click.option("-o", "--output", required=True, help="Checkpoint folder (best epoch by validation accuracy).")
-@click.option("--val", "val_input", help="Validation input, evaluated after every epoch.")
-@click.option("--model", default=DEFAULT_MODEL, show_default=True)
-@click.option("--pooling", type=click.Choice(POOLINGS), default="mean", show_default=True)
-@click.option("--epochs", type=int, default=1, show_default=True)
-@click.option("--lr", type=float, default=2e-5, show_default=True)
-@click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--max-length", type=int, default=128, show_default=True)
-@click.option("--train-layers", type=int, help="Partial fine-tuning: train only the top K blocks and the classifier.")
-@click.option("--lora-rank", type=int, help="LoRA adapters of this rank (needs pip install 'featx[lora]').")
-@click.option("--max-steps", type=int, help="Stop after this many optimizer steps.")
-@DTYPE_OPTION
-@input_options("the inputs")
-@click.option("--seed", type=int, default=0, show_default=True)
-@DEVICE_OPTION
-@QUIET_OPTION
-def finetune(train_input: str, output: str, val_input: str | None, model: str, pooling: str, epochs: int, lr: float,
-             batch_size: int, max_length: int, train_layers: int | None, lora_rank: int | None,
-             max_steps: int | None, dtype: str, seed: int, device: str, quiet: bool, **columns) -> None:
-    """Fine-tune the whole backbone (or its top blocks, or LoRA adapters) with a linear classifier.
-
-    \b
-    Examples:
-      featx finetune sst2:train -o ft/sst2 --val sst2:dev --epochs 1
-      featx finetune train.jsonl -o ft/top2 --val dev.jsonl --train-layers 2 --lr 1e-4
-      featx predict ft/sst2 sst2:test -o predictions.jsonl
-    """
-    from featx.finetune import FinetuneConfig, summary_lines
-    from featx.finetune import finetune as run_finetune
-
-    config = FinetuneConfig(model=model, pooling=pooling, epochs=epochs, lr=lr, batch_size=batch_size,
-                            max_length=max_length, train_layers=train_layers, lora_rank=lora_rank, dtype=dtype,
-                            seed=seed, max_steps=max_steps)
-    val_source = open_input_columns(val_input, columns) if val_input else None
-    record = run_finetune(open_input_columns(train_input, columns), output, val=val_source, config=config,
-                          device=device, progress=False if quiet else None)
-    *epochs, saved = summary_lines(record, output)
-    click.echo("\n".join(epochs))
-    click.echo(saved, err=True)
-
-
-@cli.command()
-@click.argument("suite_file")
-@click.option("-o", "--output", required=True, help="Results folder; a rerun resumes and skips finished rows.")
-@click.option("--data", "data_dir", help="Folder that {data} in the suite's paths stands for "
-                                         "[default: $FEATX_DATA, else ../shared/data].")
-@click.option("--stages", default="extract,heads,mteb,finetune", show_default=True,
-              help="Comma list of the stages to run now; the others can follow in a later run.")
-def bench(suite_file: str, output: str, data_dir: str | None, stages: str) -> None:
-    """Run a benchmark suite: extraction, frozen heads, fine-tuning; write results.json/.md/.csv/.png.
-
-    \b
-    Example:
-      featx bench benchmarks/suites/sst2_minilm_cpu.toml -o benchmarks/results/sst2_minilm_cpu
-    """
-    from featx.bench import load_suite, run_suite, write_report
-    from featx.bench.report import markdown_report
-    from featx.bench.runner import parse_stages
-
-    suite = load_suite(suite_file, data_dir)
-    rows = run_suite(suite, output, echo=lambda line: click.echo(line, err=True), stages=parse_stages(stages))
-    document = write_report(output, suite.name, rows, f"featx bench {suite_file} -o {output}")
-    click.echo(markdown_report(document))
-    click.echo(f"{len(document['rows'])} rows in {output}/results.json", err=True)
 
 
 @cli.command()

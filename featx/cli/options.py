@@ -1,22 +1,31 @@
 """Options several commands share, declared once; choices come from the library's own tables."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 import click
 
 from featx.config import DTYPES
 from featx.data.readers import FORMATS
 
+if TYPE_CHECKING:
+    from featx.data import InputSource
 
-def combined(*decorators):
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def combined(*decorators: Decorator) -> Decorator:
     """Several click options as one decorator, so commands share them as written once."""
-    def apply(command):
+    def apply(command: Callable[..., Any]) -> Callable[..., Any]:
         for decorator in reversed(decorators):
             command = decorator(command)
         return command
     return apply
 
 
-def input_options(what: str = "INPUT"):
+def input_options(what: str = "INPUT") -> Decorator:
     """How to read an input file; the command receives them as **columns for `open_input_columns`."""
     return combined(
         click.option("--text-column", help="Column with the text [default: text; sentence for bundled SST-2]."),
@@ -27,7 +36,21 @@ def input_options(what: str = "INPUT"):
         click.option("--encoding", help=f"Text encoding of {what}, e.g. cp1252 [default: utf-8]."))
 
 
-def open_input_columns(spec: str, columns: dict):
+def protocol_options() -> Decorator:
+    """How `featx train` evaluates; the command passes them on to featx.train.run_training."""
+    return combined(
+        click.option("--protocol", type=click.Choice(["full", "mteb"]), default="full", show_default=True,
+                     help="full: train / select on validation / report on test. mteb: MTEB's few-shot logistic "
+                          "regression, exactly (featx.mteb): k rows per label, --experiments draws, mean on test."),
+        click.option("--task", help="mteb: an MTEB task name (e.g. Banking77Classification); sets --k and "
+                                    "--experiments as MTEB does."),
+        click.option("--k", type=int, help="mteb: rows per label [default: the task's, else 8]."),
+        click.option("--experiments", type=int, help="mteb: draws of k rows per label [default: the task's, else 10]."),
+        click.option("--seeds", type=int, default=50, show_default=True,
+                     help="mteb: also report the task score under sampler seeds 0..N-1 (mean, sd, min, max); 0 skips."))
+
+
+def open_input_columns(spec: str, columns: dict[str, Any]) -> InputSource:
     """The InputSource for `spec` read as the `input_options` in `columns` say."""
     from featx.data import open_input
 

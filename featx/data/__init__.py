@@ -1,7 +1,8 @@
 """Inputs (Sources): where rows come from. Tables of texts today (source.py)."""
+from featx.data.base import Source
 from featx.data.bundled import BUNDLED
 from featx.data.readers import FORMATS
 from featx.data.source import InputSource, InputSummary, Record, describe_json, file_sha256, open_input
 
-__all__ = ["BUNDLED", "FORMATS", "InputSource", "InputSummary", "Record", "describe_json", "file_sha256",
+__all__ = ["BUNDLED", "FORMATS", "InputSource", "InputSummary", "Record", "Source", "describe_json", "file_sha256",
            "open_input"]

@@ -13,7 +13,7 @@ import json
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from featx.errors import FeatxError, InputError, ParameterError
 
@@ -58,7 +58,7 @@ def _open_text(path: Path, encoding: str) -> io.TextIOBase:
     # newline="" lets the csv module see CRLF and quoted newlines itself;
     # utf-8-sig drops a byte-order mark from the first header cell.
     codec = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
-    return io.TextIOWrapper(_open_binary(path), encoding=codec, newline="")
+    return io.TextIOWrapper(_open_binary(path), encoding=codec, newline="")  # type: ignore[type-var]
 
 
 def read_rows(path: Path, fmt: str, header: bool = True,
@@ -106,7 +106,7 @@ def _decode_error_message(path: Path, encoding: str, error: UnicodeDecodeError) 
 def _read_delimited(path: Path, delimiter: str, header: bool, encoding: str) -> Iterator[dict[str, Any]]:
     # TSV files in the wild (GLUE among them) use bare quote characters inside
     # fields, so tabs alone delimit; CSV keeps standard quoting.
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    quoting: Literal[0, 1, 2, 3] = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     with _open_text(path, encoding) as f:
         reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
         names = None

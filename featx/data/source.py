@@ -10,11 +10,12 @@ import hashlib
 import itertools
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from featx.data.base import Source
 from featx.data.bundled import BUNDLED, resolve_bundled
 from featx.data.readers import DEFAULT_ENCODING, FORMATS, check_encoding, detect_format, read_rows
 from featx.errors import FeatxError, InputError
@@ -106,7 +107,8 @@ class InputSource:
             row_id: int | str = row_number - 1
             if self.id_column is not None:
                 raw = self._raw(row, self.id_column, row_number)
-                row_id = _as_int(raw) if summary.id_kind == "int" else str(raw)
+                as_int = _as_int(raw)
+                row_id = as_int if summary.id_kind == "int" and as_int is not None else str(raw)
             yield Record(row_id, text, label)
 
     def _rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -131,7 +133,7 @@ class InputSource:
         return value if isinstance(value, str) else str(value)
 
     def _label_key(self, row: dict[str, Any], row_number: int) -> str:
-        value = row.get(self.label_column)
+        value = row.get(self.label_column) if self.label_column is not None else None
         number = _as_int(value)
         key = str(number) if number is not None else "" if value is None else str(value).strip()
         if not key or key.lower() in MISSING_LABELS or (isinstance(value, float) and math.isnan(value)):
@@ -217,11 +219,11 @@ def _as_int(value: Any) -> int | None:
     return None
 
 
-def _label_sort_key(keys: set[str]):
+def _label_sort_key(keys: set[str]) -> Callable[[str], tuple[int, str]]:
     """Numeric order when every label is an integer, else alphabetical: stable across runs."""
     if all(_as_int(k) is not None for k in keys):
         return lambda k: (int(k), k)
-    return lambda k: k
+    return lambda k: (0, k)
 
 
 def file_sha256(path: Path) -> str:
@@ -233,6 +235,6 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def describe_json(source: InputSource) -> str:
+def describe_json(source: Source) -> str:
     """Canonical JSON of `source.describe()`, as stored in a store's attributes."""
     return json.dumps(source.describe(), sort_keys=True, separators=(",", ":"))

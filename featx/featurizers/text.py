@@ -94,7 +94,7 @@ class TextFeaturizer:
         if current != torch.float32:
             raise FeatxError(f"{self.backbone.name} was cast to {current} for an earlier run; load it again "
                              f"for {self.config.dtype}")
-        self.backbone.model.to(wanted)
+        torch.nn.Module.to(self.backbone.model, wanted)
 
     def _weights_dtype(self) -> torch.dtype:
         return next(self.backbone.model.parameters()).dtype

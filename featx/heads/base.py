@@ -15,7 +15,7 @@ The protocol, beyond scikit-learn's `fit`/`predict`/`predict_proba`:
 """
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -31,23 +31,37 @@ class Head(ClassifierMixin, BaseEstimator):
 
     kind: ClassVar[str] = ""
 
-    def fit(self, X, y, X_val=None, y_val=None) -> Head:
+    def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
+            y_val: np.ndarray | None = None) -> Head:
         raise NotImplementedError
 
     def describe_choice(self) -> str:
         raise NotImplementedError
 
+    def selection_warning(self) -> str | None:
+        """A sentence when the selected hyper-parameter sits at the edge of its grid (the best
+        value may lie beyond it), else None. Kinds without a swept grid never warn."""
+        return None
+
     def state_arrays(self) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def fitted_summary(self) -> dict:
+    def fitted_summary(self) -> dict[str, Any]:
         raise NotImplementedError
 
     def check_state(self, arrays: dict[str, np.ndarray], n_classes: int) -> None:
         raise NotImplementedError
 
-    def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict) -> Head:
+    def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict[str, Any]) -> Head:
         raise NotImplementedError
+
+
+def edge_warning(name: str, chosen: float, grid: tuple[float, ...], curve: list[dict[str, float]]) -> str | None:
+    """The warning for a value chosen from `grid` (by a non-empty `curve`) at one of its ends."""
+    if not curve or len(grid) < 2 or min(grid) < chosen < max(grid):
+        return None
+    end, direction = ("smallest", "smaller") if chosen == min(grid) else ("largest", "larger")
+    return f"{name}={chosen:.3g} is the {end} value of its grid: the best may be {direction}; widen the grid"
 
 
 def register_head(cls: type[Head]) -> type[Head]:
@@ -58,7 +72,7 @@ def register_head(cls: type[Head]) -> type[Head]:
     return cls
 
 
-def make_head(kind: str, **params) -> Head:
+def make_head(kind: str, **params: Any) -> Head:
     """An unfitted head of a registered `kind` with the given hyper-parameters."""
     if kind not in HEAD_KINDS:
         raise FeatxError(f"unknown head {kind!r}: choose from {', '.join(HEAD_KINDS)}")

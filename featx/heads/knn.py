@@ -1,12 +1,14 @@
 """KNNHead: cosine k-nearest neighbours over the training vectors (as MTEB's kNN classification)."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from featx.errors import DamagedError
-from featx.heads.base import Head, register_head
+from featx.heads.base import Head, edge_warning, register_head
 from featx.heads.split import can_stratify, stratified_split
 
 DEFAULT_KS = (1, 3, 5, 10, 20, 50)
@@ -33,12 +35,14 @@ class KNNHead(Head):
         self.val_fraction = val_fraction
         self.random_state = random_state
 
-    def fit(self, X, y, X_val=None, y_val=None) -> KNNHead:
+    def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
+            y_val: np.ndarray | None = None) -> KNNHead:
         X, y = validate_data(self, X, y, dtype=np.float32)
         check_classification_targets(y)
         self.classes_, y_index = np.unique(y, return_inverse=True)
         if self.n_neighbors is not None:
-            self.k_, self.curve_, self.selection_ = int(self.n_neighbors), [], "given"
+            self.k_, self.selection_ = int(self.n_neighbors), "given"
+            self.curve_: list[dict[str, float]] = []
         else:
             if X_val is not None:
                 X_val = validate_data(self, X_val, reset=False, dtype=np.float32)
@@ -50,16 +54,16 @@ class KNNHead(Head):
                     y_index[held_out]
                 self.selection_ = "held-out fraction"
             else:
-                neighbours, labels, truth, self.selection_ = None, None, None, "default (too few rows to select)"
-            self.curve_ = [] if truth is None else _k_curve(neighbours, labels, _normalise(X_val), truth,
-                                                            sorted(self.ks), len(self.classes_))
+                X_val, self.selection_ = None, "default (too few rows to select)"
+            self.curve_ = [] if X_val is None else _k_curve(
+                neighbours, labels, _normalise(X_val), truth, sorted(self.ks), len(self.classes_))
             # Ties go to the larger k: the smoother vote.
-            self.k_ = max(self.curve_, key=lambda p: (p["score"], p["k"]))["k"] if self.curve_ else 5
+            self.k_ = int(max(self.curve_, key=lambda p: (p["score"], p["k"]))["k"]) if self.curve_ else 5
         self.train_ = _normalise(X)
         self.train_labels_ = y_index.astype(np.int64)
         return self
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float32)
         k = min(self.k_, len(self.train_))
@@ -69,18 +73,22 @@ class KNNHead(Head):
             out[start:start + len(nearest)] = _votes(self.train_labels_[nearest], len(self.classes_))
         return out
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: np.ndarray) -> np.ndarray:
         check_is_fitted(self)
-        return self.classes_[self.predict_proba(X).argmax(1)]
+        result: np.ndarray = self.classes_[self.predict_proba(X).argmax(1)]
+        return result
 
     def describe_choice(self) -> str:
         return f"k={self.k_} ({self.selection_})"
+
+    def selection_warning(self) -> str | None:
+        return edge_warning("k", self.k_, tuple(float(k) for k in self.ks), self.curve_)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         check_is_fitted(self)
         return {"train": self.train_, "train_labels": self.train_labels_}
 
-    def fitted_summary(self) -> dict:
+    def fitted_summary(self) -> dict[str, Any]:
         return {"k_": self.k_, "curve_": self.curve_, "selection_": self.selection_}
 
     def check_state(self, arrays: dict[str, np.ndarray], n_classes: int) -> None:
@@ -90,7 +98,7 @@ class KNNHead(Head):
                                                                  < n_classes):
             raise DamagedError(f"knn neighbours do not fit {n_classes} classes")
 
-    def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict) -> KNNHead:
+    def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict[str, Any]) -> KNNHead:
         self.classes_ = np.asarray(classes)
         self.train_, self.train_labels_ = arrays["train"], arrays["train_labels"]
         self.n_features_in_ = int(self.train_.shape[1])
@@ -100,7 +108,8 @@ class KNNHead(Head):
 
 def _normalise(X: np.ndarray) -> np.ndarray:
     X = np.asarray(X, dtype=np.float32)
-    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    result: np.ndarray = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    return result
 
 
 def _nearest(train: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
@@ -115,7 +124,8 @@ def _votes(neighbour_labels: np.ndarray, n_classes: int) -> np.ndarray:
     counts = np.zeros((len(neighbour_labels), n_classes))
     np.add.at(counts, (np.repeat(np.arange(len(neighbour_labels)), neighbour_labels.shape[1]),
                        neighbour_labels.ravel()), 1.0)
-    return counts / neighbour_labels.shape[1]
+    result: np.ndarray = counts / neighbour_labels.shape[1]
+    return result
 
 
 def _k_curve(train: np.ndarray, labels: np.ndarray, queries: np.ndarray, truth: np.ndarray, ks: list[int],

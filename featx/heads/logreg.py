@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 from sklearn.base import clone
@@ -13,7 +14,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from featx.errors import DamagedError
-from featx.heads.base import Head, register_head
+from featx.heads.base import Head, edge_warning, register_head
 from featx.heads.split import can_stratify, stratified_split
 
 DEFAULT_CS = tuple(float(c) for c in np.logspace(-3, 2, 11))
@@ -44,20 +45,23 @@ class LogRegHead(Head):
         self.max_iter = max_iter
         self.random_state = random_state
 
-    def fit(self, X, y, X_val=None, y_val=None) -> LogRegHead:
+    def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
+            y_val: np.ndarray | None = None) -> LogRegHead:
         """Choose C (unless given), then fit on the training rows."""
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
         self.classes_ = np.unique(y)
         if self.C is not None:
-            self.C_, self.curve_, self.selection_ = float(self.C), [], "given"
+            self.C_, self.selection_ = float(self.C), "given"
+            self.curve_: list[dict[str, float]] = []
         else:
             self.C_, self.curve_, self.selection_ = self._select_C(X, y, X_val, y_val)
         self.scaler_, self.model_ = self._fit_one(X, y, self.C_)
         self.n_iter_ = self.model_.n_iter_
         return self
 
-    def _select_C(self, X, y, X_val, y_val) -> tuple[float, list[dict[str, float]], str]:
+    def _select_C(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None,
+                  y_val: np.ndarray | None) -> tuple[float, list[dict[str, float]], str]:
         if X_val is not None:
             X_val = validate_data(self, X_val, reset=False, dtype=[np.float64, np.float32])
             return self._best(self._curve([(X, y, X_val, np.asarray(y_val))]), "validation")
@@ -69,7 +73,7 @@ class LogRegHead(Head):
             return self._best(self._curve([(X[train], y[train], X[held_out], y[held_out])]), "held-out fraction")
         return 1.0, [], "default (too few rows per class to select)"
 
-    def _curve(self, splits) -> list[dict[str, float]]:
+    def _curve(self, splits: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) -> list[dict[str, float]]:
         """Mean validation accuracy at each C, walking C upwards with warm starts."""
         scores = np.zeros(len(self.Cs))
         for X_train, y_train, X_val, y_val in splits:
@@ -95,29 +99,32 @@ class LogRegHead(Head):
         return LogisticRegression(C=C, class_weight=self.class_weight, max_iter=self.max_iter,
                                   warm_start=warm_start, random_state=self.random_state)
 
-    def _fit_one(self, X, y, C: float) -> tuple[StandardScaler | None, LogisticRegression]:
+    def _fit_one(self, X: np.ndarray, y: np.ndarray, C: float) -> tuple[StandardScaler | None, LogisticRegression]:
         scaler = StandardScaler().fit(X) if self.standardize else None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             model = self._new_model(C).fit(scaler.transform(X) if scaler else X, y)
         return scaler, model
 
-    def _transform(self, X) -> np.ndarray:
+    def _transform(self, X: np.ndarray) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return self.scaler_.transform(X) if self.scaler_ is not None else X
 
-    def decision_function(self, X) -> np.ndarray:
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
         X = self._transform(X)
-        return self.model_.decision_function(X)
+        result: np.ndarray = self.model_.decision_function(X)
+        return result
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
         X = self._transform(X)
-        return self.model_.predict_proba(X)
+        result: np.ndarray = self.model_.predict_proba(X)
+        return result
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: np.ndarray) -> np.ndarray:
         X = self._transform(X)
-        return self.model_.predict(X)
+        result: np.ndarray = self.model_.predict(X)
+        return result
 
     # ---- persistence as plain tensors (see featx.heads.base) ----
 
@@ -143,7 +150,7 @@ class LogRegHead(Head):
                 or bool(scaled) != bool(self.standardize):
             raise DamagedError("logreg standardisation arrays are missing or do not fit the weights")
 
-    def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict) -> LogRegHead:
+    def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict[str, Any]) -> LogRegHead:
         """Rebuild the fitted head from `state_arrays()` output, without refitting."""
         self.classes_ = np.asarray(classes)
         self.n_features_in_ = int(arrays["coef"].shape[1])
@@ -165,7 +172,10 @@ class LogRegHead(Head):
     def describe_choice(self) -> str:
         return f"C={self.C_:.3g} ({self.selection_})"
 
-    def fitted_summary(self) -> dict:
+    def selection_warning(self) -> str | None:
+        return edge_warning("C", self.C_, tuple(self.Cs), self.curve_)
+
+    def fitted_summary(self) -> dict[str, Any]:
         """JSON-ready facts of the fit: chosen C and how, the curve."""
         return {"C_": self.C_, "curve_": self.curve_, "selection_": self.selection_,
                 "n_iter_": np.asarray(self.n_iter_).tolist()}

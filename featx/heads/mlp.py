@@ -8,6 +8,8 @@ so a store larger than RAM trains without ever being loaded whole.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from typing import Any
 
 import h5py
 import numpy as np
@@ -59,7 +61,8 @@ class MLPHead(Head):
         self.standardize = standardize
         self.random_state = random_state
 
-    def fit(self, X, y, X_val=None, y_val=None) -> MLPHead:
+    def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
+            y_val: np.ndarray | None = None) -> MLPHead:
         """Train until validation loss stops improving; keep the best epoch."""
         if isinstance(X, h5py.Dataset):
             self.n_features_in_ = int(X.shape[1])
@@ -82,13 +85,16 @@ class MLPHead(Head):
             val = (_read_rows(X, held_out), y_index[held_out])
         else:
             val = None  # too few rows to hold any out: train for max_epochs
-        self.mean_, self.scale_ = _moments(X, train_rows) if self.standardize else (None, None)
+        moments = _moments(X, train_rows) if self.standardize else (None, None)
+        self.mean_: np.ndarray | None = moments[0]
+        self.scale_: np.ndarray | None = moments[1]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.random_state)
             self._train(X, y_index, train_rows, val)
         return self
 
-    def _train(self, X, y_index: np.ndarray, train_rows: np.ndarray, val) -> None:
+    def _train(self, X: np.ndarray, y_index: np.ndarray, train_rows: np.ndarray,
+               val: tuple[np.ndarray, np.ndarray] | None) -> None:
         rng = np.random.default_rng(self.random_state)
         model = build_mlp(self.n_features_in_, len(self.classes_), self.hidden, self.layers, self.dropout)
         optimizer = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
@@ -114,11 +120,13 @@ class MLPHead(Head):
                 stale += 1
                 if val is not None and stale >= self.patience:
                     break
+        assert best_state is not None  # the first epoch always improves on infinity
         model.load_state_dict(best_state)
         self.model_ = model.eval()
         self.n_iter_ = len(self.history_)
 
-    def _validate(self, model, loss_fn, X_val: np.ndarray, y_val: np.ndarray) -> dict[str, float]:
+    def _validate(self, model: torch.nn.Module, loss_fn: torch.nn.Module, X_val: np.ndarray,
+                  y_val: np.ndarray) -> dict[str, float]:
         model.eval()
         with torch.inference_mode():
             logits = model(self._scale(torch.from_numpy(X_val)))
@@ -131,22 +139,24 @@ class MLPHead(Head):
             return xb
         return (xb - torch.from_numpy(self.mean_)) / torch.from_numpy(self.scale_)
 
-    def _logits(self, X) -> torch.Tensor:
+    def _logits(self, X: np.ndarray) -> torch.Tensor:
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float32)
         with torch.inference_mode():
-            return self.model_(self._scale(torch.from_numpy(np.ascontiguousarray(X))))
+            result: torch.Tensor = self.model_(self._scale(torch.from_numpy(np.ascontiguousarray(X))))
+            return result
 
-    def decision_function(self, X) -> np.ndarray:
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
         logits = self._logits(X).numpy()
         return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return torch.softmax(self._logits(X), dim=1).numpy().astype(np.float64)
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: np.ndarray) -> np.ndarray:
         index = self._logits(X).argmax(1).numpy()
-        return self.classes_[index]
+        result: np.ndarray = self.classes_[index]
+        return result
 
     # ---- persistence as plain tensors (see featx.heads.base) ----
 
@@ -165,7 +175,8 @@ class MLPHead(Head):
         first = arrays.get("net.0.weight")
         if first is None or first.ndim != 2 or not isinstance(self.layers, int) or not 0 <= self.layers <= 64:
             raise DamagedError("mlp weights are missing or its layer count is not a small integer")
-        expected, width = {}, first.shape[1]
+        expected: dict[str, tuple[int, ...]] = {}
+        width = first.shape[1]
         for block in range(self.layers):
             expected[f"net.{3 * block}.weight"] = (self.hidden, width)
             expected[f"net.{3 * block}.bias"] = (self.hidden,)
@@ -179,7 +190,7 @@ class MLPHead(Head):
             raise DamagedError(f"mlp weights do not match its parameters (hidden {self.hidden}, layers "
                                f"{self.layers}, {n_classes} classes)")
 
-    def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict) -> MLPHead:
+    def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict[str, Any]) -> MLPHead:
         """Rebuild the fitted head from `state_arrays()` output, without retraining."""
         self.classes_ = np.asarray(classes)
         self.n_features_in_ = int(arrays["net.0.weight"].shape[1])
@@ -195,16 +206,16 @@ class MLPHead(Head):
     def describe_choice(self) -> str:
         return f"best epoch {self.best_epoch_} of {len(self.history_)}"
 
-    def fitted_summary(self) -> dict:
+    def fitted_summary(self) -> dict[str, Any]:
         """JSON-ready facts of the fit: best epoch and the per-epoch history."""
         return {"best_epoch_": self.best_epoch_, "history_": self.history_}
 
 
-def _as_float32(X) -> np.ndarray:
+def _as_float32(X: Any) -> np.ndarray:
     return np.ascontiguousarray(X, dtype=np.float32)
 
 
-def _read_rows(X, rows: np.ndarray) -> np.ndarray:
+def _read_rows(X: Any, rows: np.ndarray) -> np.ndarray:
     """X[rows] as float32; from HDF5 via contiguous block reads (rows sorted)."""
     if not isinstance(X, h5py.Dataset):
         return _as_float32(X[rows])
@@ -216,7 +227,7 @@ def _read_rows(X, rows: np.ndarray) -> np.ndarray:
     return _as_float32(np.concatenate(parts))
 
 
-def _moments(X, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _moments(X: Any, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and standard deviation (zero std -> 1) of X[rows], in float64 blocks."""
     total = np.zeros(X.shape[1])
     total_sq = np.zeros(X.shape[1])
@@ -230,7 +241,8 @@ def _moments(X, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def _minibatches(X, y_index: np.ndarray, rows: np.ndarray, batch_size: int, rng: np.random.Generator):
+def _minibatches(X: Any, y_index: np.ndarray, rows: np.ndarray, batch_size: int,
+                 rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Shuffled (features, labels) minibatches over `rows`; block-wise for on-disk X."""
     block_rows = _BLOCK_ROWS if isinstance(X, h5py.Dataset) else max(len(X), 1)
     blocks = np.unique(rows // block_rows)

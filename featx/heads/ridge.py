@@ -1,6 +1,8 @@
 """RidgeHead: closed-form ridge classification, every alpha of a sweep from one eigendecomposition."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy.special import softmax
 from sklearn.preprocessing import StandardScaler
@@ -8,7 +10,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from featx.errors import DamagedError
-from featx.heads.base import Head, register_head
+from featx.heads.base import Head, edge_warning, register_head
 from featx.heads.split import can_stratify, stratified_split
 
 DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-2, 5, 15))
@@ -39,7 +41,8 @@ class RidgeHead(Head):
         self.val_fraction = val_fraction
         self.random_state = random_state
 
-    def fit(self, X, y, X_val=None, y_val=None) -> RidgeHead:
+    def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
+            y_val: np.ndarray | None = None) -> RidgeHead:
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
         self.classes_, y_index = np.unique(y, return_inverse=True)
@@ -54,16 +57,19 @@ class RidgeHead(Head):
             fit_rows, val_index, self.selection_ = np.arange(len(y)), None, "default (too few rows to select)"
         solver = _RidgeSolver(X[fit_rows], y_index[fit_rows], len(self.classes_))
         if self.alpha is not None:
-            self.alpha_, self.curve_, self.selection_ = float(self.alpha), [], "given"
+            self.alpha_, self.selection_ = float(self.alpha), "given"
+            self.curve_: list[dict[str, float]] = []
         elif val_index is None:
             self.alpha_, self.curve_ = 1.0, []
         else:
+            assert X_val is not None
             self.curve_ = [{"alpha": float(a), "score": float(np.mean(
                 solver.scores(X_val, a).argmax(1) == val_index))} for a in sorted(self.alphas)]
             # Ties go to the larger alpha: the more regularised model.
             self.alpha_ = max(self.curve_, key=lambda p: (p["score"], p["alpha"]))["alpha"]
         # The temperature is fitted on rows the scoring model was not trained on, where there are any.
-        calibration = (solver.scores(X_val, self.alpha_), val_index) if val_index is not None else None
+        calibration = (solver.scores(X_val, self.alpha_), val_index) \
+            if X_val is not None and val_index is not None else None
         if self.selection_ == "held-out fraction":
             solver = _RidgeSolver(X, y_index, len(self.classes_))  # refit on every row
         self.mean_, self.scale_ = solver.mean, solver.scale
@@ -71,26 +77,32 @@ class RidgeHead(Head):
         self.temperature_ = _fit_temperature(*(calibration or (self._scores(X), y_index)))
         return self
 
-    def _scores(self, X) -> np.ndarray:
-        return ((np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_) @ self.coef_.T + self.intercept_
+    def _scores(self, X: np.ndarray) -> np.ndarray:
+        result: np.ndarray = ((np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_) @ self.coef_.T + self.intercept_
+        return result
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        return softmax(self.temperature_ * self._scores(X), axis=1)
+        result: np.ndarray = softmax(self.temperature_ * self._scores(X), axis=1)
+        return result
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: np.ndarray) -> np.ndarray:
         check_is_fitted(self)
-        return self.classes_[self.predict_proba(X).argmax(1)]
+        result: np.ndarray = self.classes_[self.predict_proba(X).argmax(1)]
+        return result
 
     def describe_choice(self) -> str:
         return f"alpha={self.alpha_:.3g} ({self.selection_})"
+
+    def selection_warning(self) -> str | None:
+        return edge_warning("alpha", self.alpha_, tuple(self.alphas), self.curve_)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         check_is_fitted(self)
         return {"coef": self.coef_, "intercept": self.intercept_, "mean": self.mean_, "scale": self.scale_}
 
-    def fitted_summary(self) -> dict:
+    def fitted_summary(self) -> dict[str, Any]:
         return {"alpha_": self.alpha_, "curve_": self.curve_, "selection_": self.selection_,
                 "temperature_": float(self.temperature_)}
 
@@ -101,7 +113,7 @@ class RidgeHead(Head):
                 or any(arrays[k].shape != (coef.shape[1],) for k in ("mean", "scale")):
             raise DamagedError(f"ridge weights do not fit {n_classes} classes")
 
-    def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict) -> RidgeHead:
+    def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict[str, Any]) -> RidgeHead:
         self.classes_ = np.asarray(classes)
         self.coef_, self.intercept_ = arrays["coef"], arrays["intercept"]
         self.mean_, self.scale_ = arrays["mean"], arrays["scale"]
@@ -131,7 +143,8 @@ class _RidgeSolver:
 
     def scores(self, X: np.ndarray, alpha: float) -> np.ndarray:
         coef, intercept = self.coefficients(alpha)
-        return ((np.asarray(X, dtype=np.float64) - self.mean) / self.scale) @ coef.T + intercept
+        result: np.ndarray = ((np.asarray(X, dtype=np.float64) - self.mean) / self.scale) @ coef.T + intercept
+        return result
 
 
 def _fit_temperature(scores: np.ndarray, y_index: np.ndarray) -> float:

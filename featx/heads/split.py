@@ -20,11 +20,3 @@ def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
         held_out.append(rng.choice(rows, size=take, replace=False))
     held = np.sort(np.concatenate(held_out))
     return np.setdiff1d(np.arange(len(y)), held), held
-
-
-def sample_per_label(y: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """Row indices with k rows of each label (all rows of a label that has fewer), sorted."""
-    rng = np.random.default_rng(seed)
-    picked = [rng.choice(rows, size=min(k, len(rows)), replace=False)
-              for rows in (np.flatnonzero(y == label) for label in np.unique(y))]
-    return np.sort(np.concatenate(picked))

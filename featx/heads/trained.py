@@ -11,6 +11,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from safetensors.numpy import load as load_safetensors
@@ -20,12 +21,12 @@ from featx._version import __version__
 from featx.atomic import atomic_folder
 from featx.errors import DamagedError, FeatxError
 from featx.heads.base import Head, make_head
-from featx.metrics import classification_metrics
+from featx.metrics import classification_metrics, labels_as
 from featx.store import FeatureStore
 
 HEAD_FORMAT = "featx-head"
 
-def parse_head_spec(spec: str) -> tuple[str, dict]:
+def parse_head_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """`logreg`, `logreg:C=0.1` or `mlp:hidden=512,dropout=0.2` -> (kind, params)."""
     kind, _, rest = spec.partition(":")
     params = {}
@@ -38,7 +39,7 @@ def parse_head_spec(spec: str) -> tuple[str, dict]:
     return kind.strip(), params
 
 
-def _parse_value(text: str):
+def _parse_value(text: str) -> object:
     lowered = text.lower()
     if lowered in ("true", "false"):
         return lowered == "true"
@@ -62,14 +63,14 @@ class TrainedHead:
     store_fingerprint: str
     config_json: str
     name: str = ""
-    metrics: dict = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
     fit_seconds: float = 0.0
 
     @property
     def kind(self) -> str:
         return self.estimator.kind
 
-    def _features(self, store: FeatureStore):
+    def _features(self, store: FeatureStore) -> Any:
         if store.fingerprint != self.store_fingerprint:
             raise FeatxError(
                 f"{store.path} was extracted with another config (fingerprint {store.fingerprint[:12]}) than the "
@@ -85,13 +86,12 @@ class TrainedHead:
         """Predicted label indices for every row of `store` (same fingerprint required)."""
         return np.concatenate([self.estimator.predict(X) for X, _ in self._features(store)])
 
-    def evaluate(self, store: FeatureStore) -> dict:
+    def evaluate(self, store: FeatureStore) -> dict[str, Any]:
         """Metrics of this head on a labelled store."""
         if store.labels is None:
             raise FeatxError(f"{store.path} has no labels: nothing to evaluate against")
-        if store.classes != self.class_names:
-            raise FeatxError(f"{store.path} has classes {list(store.classes)}, the head {list(self.class_names)}")
-        return classification_metrics(store.labels, self.predict(store), self.class_names)
+        truth = labels_as(store.labels, store.classes or (), self.class_names, str(store.path))
+        return classification_metrics(truth, self.predict(store), self.class_names)
 
     def save(self, folder: str | Path) -> Path:
         """Write head.json + head.safetensors as the folder `folder`, atomically (see featx.atomic).
@@ -139,7 +139,7 @@ class TrainedHead:
                                f"({type(e).__name__}: {e})") from None
 
     @classmethod
-    def _from_meta(cls, folder: Path, meta: dict) -> TrainedHead:
+    def _from_meta(cls, folder: Path, meta: dict[str, Any]) -> TrainedHead:
         weights = folder / "head.safetensors"
         if not weights.is_file():
             raise DamagedError(f"{folder} is damaged: head.safetensors is missing")
@@ -177,7 +177,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _jsonable(value):
+def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -66,23 +66,24 @@ class FeatureStore:
     @property
     def ids(self) -> np.ndarray:
         ids = self._file["ids"]
-        if h5py.check_string_dtype(ids.dtype):
-            return ids.asstr()[: self.n_done]
-        return ids[: self.n_done]
+        values: np.ndarray = ids.asstr()[: self.n_done] if h5py.check_string_dtype(ids.dtype) else ids[: self.n_done]
+        return values
 
     @property
     def labels(self) -> np.ndarray | None:
         labels = self._file.get("labels")
         if labels is None:
             return None
-        values = labels[: self.n_done]
-        if len(values) and (values.min() < 0 or values.max() >= len(self.classes)):
-            raise DamagedError(f"{self.path} is damaged: a label is outside its {len(self.classes)} classes")
+        values: np.ndarray = labels[: self.n_done]
+        n_classes = len(self.classes or ())
+        if len(values) and (values.min() < 0 or values.max() >= n_classes):
+            raise DamagedError(f"{self.path} is damaged: a label is outside its {n_classes} classes")
         return values
 
     @property
     def content_sha256(self) -> np.ndarray:
-        return self._file["content_sha256"][: self.n_done]
+        hashes: np.ndarray = self._file["content_sha256"][: self.n_done]
+        return hashes
 
     def __len__(self) -> int:
         return self.n_done
@@ -113,7 +114,8 @@ class FeatureStore:
         labels = self.labels
         counts = None
         if labels is not None:
-            counts = dict(zip(self.classes, np.bincount(labels, minlength=len(self.classes)).tolist()))
+            classes = self.classes or ()
+            counts = dict(zip(classes, np.bincount(labels, minlength=len(classes)).tolist()))
         return {
             "path": str(self.path),
             "format_version": int(attrs["format_version"]),
@@ -249,7 +251,7 @@ def _classes(labels: h5py.Dataset, path: Path) -> tuple[str, ...]:
     return tuple(classes)
 
 
-def _json_attr(attrs, name: str, path: Path, default: Any) -> Any:
+def _json_attr(attrs: Any, name: str, path: Path, default: Any) -> Any:
     if name not in attrs:
         return default
     try:

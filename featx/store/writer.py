@@ -141,7 +141,7 @@ class StoreWriter:
     def window_rows(self) -> int:
         return int(self._attrs["window_rows"])
 
-    def write_window(self, start: int, ids: list, content_sha256: np.ndarray, labels: np.ndarray | None,
+    def write_window(self, start: int, ids: list[int] | list[str], content_sha256: np.ndarray, labels: np.ndarray | None,
                      features: dict[str, np.ndarray]) -> None:
         """Write input rows [start, start + len(ids)), make them durable, then advance n_done."""
         if start != self.next_row:

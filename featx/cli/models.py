@@ -1,0 +1,148 @@
+"""The `featx` commands that train and score models: train, evaluate, finetune, bench."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from featx.cli.commands import cli
+from featx.cli.options import DEVICE_OPTION, DTYPE_OPTION, QUIET_OPTION, input_options, open_input_columns, protocol_options
+from featx.config import DEFAULT_MODEL, POOLINGS
+
+
+@cli.command()
+@click.argument("store")
+@click.option("-o", "--output", required=True, help="Folder for the heads, results.json and results.md.")
+@click.option("--head", "heads", multiple=True,
+              help="Head spec, repeatable: KIND or KIND:name=value,...; kinds: logreg, mlp, ridge (closed form, "
+                   "alpha swept), knn (cosine); e.g. logreg:C=0.1, mlp:hidden=512,dropout=0.2, knn:n_neighbors=10 "
+                   "[default: logreg and mlp].")
+@click.option("--grid", type=click.Path(dir_okay=False), help="JSON file with a list of head specs (strings).")
+@click.option("--pooling", "poolings", multiple=True, help="Pooling to train on, repeatable [default: all stored].")
+@click.option("--val", "val_path", help="Validation store (same extraction settings) for model selection.")
+@click.option("--val-fraction", type=float, default=0.1, show_default=True,
+              help="Without --val: a stratified fraction of train held out (not trained on) for every "
+                   "head's selection and the val column.")
+@click.option("--test", "test_path", help="Test store to report on (never used for selection).")
+@protocol_options()
+@click.option("--jobs", type=int, default=1, show_default=True, help="Heads trained in parallel (-1: all cores).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--export", "export_dir", help="Write the best head (by validation accuracy) as a predictor here.")
+def train(store: str, output: str, heads: tuple[str, ...], grid: str | None, poolings: tuple[str, ...],
+          val_path: str | None, val_fraction: float, test_path: str | None, jobs: int, seed: int,
+          export_dir: str | None, **protocol: Any) -> None:
+    """Train heads on the cached features in STORE and print one comparison table.
+
+    \b
+    Examples:
+      featx train cache/train.h5 -o heads/ --val cache/dev.h5 --test cache/test.h5
+      featx train cache/train.h5 -o heads/ --head logreg:C=0.1 --head logreg:C=1 --head mlp \\
+          --pooling mean --pooling cls --jobs 2 --test cache/test.h5 --export model/
+      featx train cache/train.h5 -o fewshot/ --protocol mteb --task Banking77Classification --test cache/test.h5
+    """
+    from featx.train import TrainingRun, format_table, run_training
+
+    run = run_training(store, output, heads=heads, grid=grid, poolings=poolings, val=val_path, test=test_path,
+                       val_fraction=val_fraction, jobs=jobs, seed=seed, export=export_dir, **protocol)
+    rows = run.rows if isinstance(run, TrainingRun) else run
+    click.echo(format_table(rows))
+    for row in rows:
+        if row.get("warning"):
+            click.echo(f"featx: warning: {row['head']}: {row['warning']}", err=True)
+    if isinstance(run, TrainingRun) and run.exported:
+        click.echo(f"exported {run.best.name} as a predictor to {run.exported}", err=True)
+
+
+@cli.command()
+@click.argument("model_dir")
+@click.argument("data")
+@input_options("DATA")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@DEVICE_OPTION
+def evaluate(model_dir: str, data: str, as_json: bool, device: str, **columns: Any) -> None:
+    """Score MODEL_DIR on labelled DATA: accuracy, F1, per class, confusion matrix.
+
+    MODEL_DIR is a head folder (DATA: a store made like its training store), a predictor
+    folder or a fine-tuned checkpoint (DATA: a labelled input file, read with the input
+    options). A class missing from DATA is fine; a label the model never saw is refused.
+
+    \b
+    Examples:
+      featx evaluate heads/heads/logreg-mean cache/test.h5
+      featx evaluate model/ sst2:test
+      featx evaluate ft/emotion ../shared/data/emotion/test.jsonl
+    """
+    from featx.metrics import format_metrics
+    from featx.predictor import evaluate_folder
+
+    metrics = evaluate_folder(model_dir, data, device=device, read_input=lambda: open_input_columns(data, columns))
+    click.echo(json.dumps(metrics, indent=2) if as_json else format_metrics(metrics))
+
+
+@cli.command()
+@click.argument("train_input")
+@click.option("-o", "--output", required=True, help="Checkpoint folder (best epoch by validation accuracy).")
+@click.option("--val", "val_input", help="Validation input, evaluated after every epoch.")
+@click.option("--model", default=DEFAULT_MODEL, show_default=True)
+@click.option("--pooling", type=click.Choice(POOLINGS), default="mean", show_default=True)
+@click.option("--epochs", type=int, default=1, show_default=True)
+@click.option("--lr", type=float, default=2e-5, show_default=True)
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--max-length", type=int, default=128, show_default=True)
+@click.option("--train-layers", type=int, help="Partial fine-tuning: train only the top K blocks and the classifier.")
+@click.option("--lora-rank", type=int, help="LoRA adapters of this rank (needs pip install 'featx[lora]').")
+@click.option("--max-steps", type=int, help="Stop after this many optimizer steps.")
+@DTYPE_OPTION
+@input_options("the inputs")
+@click.option("--seed", type=int, default=0, show_default=True)
+@DEVICE_OPTION
+@QUIET_OPTION
+def finetune(train_input: str, output: str, val_input: str | None, model: str, pooling: str, epochs: int, lr: float,
+             batch_size: int, max_length: int, train_layers: int | None, lora_rank: int | None,
+             max_steps: int | None, dtype: str, seed: int, device: str, quiet: bool, **columns: object) -> None:
+    """Fine-tune the whole backbone (or its top blocks, or LoRA adapters) with a linear classifier.
+
+    \b
+    Examples:
+      featx finetune sst2:train -o ft/sst2 --val sst2:dev --epochs 1
+      featx finetune train.jsonl -o ft/top2 --val dev.jsonl --train-layers 2 --lr 1e-4
+      featx predict ft/sst2 sst2:test -o predictions.jsonl
+    """
+    from featx.finetune import FinetuneConfig, summary_lines
+    from featx.finetune import finetune as run_finetune
+
+    config = FinetuneConfig(model=model, pooling=pooling, epochs=epochs, lr=lr, batch_size=batch_size,
+                            max_length=max_length, train_layers=train_layers, lora_rank=lora_rank, dtype=dtype,
+                            seed=seed, max_steps=max_steps)
+    val_source = open_input_columns(val_input, columns) if val_input else None
+    record = run_finetune(open_input_columns(train_input, columns), output, val=val_source, config=config,
+                          device=device, progress=False if quiet else None)
+    lines = summary_lines(record, output)
+    click.echo("\n".join(lines[:-1]))
+    click.echo(lines[-1], err=True)
+
+
+@cli.command()
+@click.argument("suite_file")
+@click.option("-o", "--output", required=True, help="Results folder; a rerun resumes and skips finished rows.")
+@click.option("--data", "data_dir", help="Folder that {data} in the suite's paths stands for "
+                                         "[default: $FEATX_DATA, else ../shared/data].")
+@click.option("--stages", default="extract,heads,mteb,finetune", show_default=True,
+              help="Comma list of the stages to run now; the others can follow in a later run.")
+def bench(suite_file: str, output: str, data_dir: str | None, stages: str) -> None:
+    """Run a benchmark suite: extraction, frozen heads, fine-tuning; write results.json/.md/.csv/.png.
+
+    \b
+    Example:
+      featx bench benchmarks/suites/sst2_minilm_cpu.toml -o benchmarks/results/sst2_minilm_cpu
+    """
+    from featx.bench import load_suite, run_suite, write_report
+    from featx.bench.report import markdown_report
+    from featx.bench.runner import parse_stages
+
+    suite = load_suite(suite_file, data_dir)
+    rows = run_suite(suite, output, echo=lambda line: click.echo(line, err=True), stages=parse_stages(stages))
+    document = write_report(output, suite.name, rows, f"featx bench {suite_file} -o {output}")
+    click.echo(markdown_report(document))
+    click.echo(f"{len(document['rows'])} rows in {output}/results.json", err=True)

@@ -1,0 +1,124 @@
+"""MTEB's classification protocol, reproduced exactly, and the spread it hides.
+
+MTEB 1.x (AbsTaskClassification and its logistic-regression evaluator, in the public
+mteb repository) scores a task like this, and so does `mteb_scores` (no mteb import):
+
+- one index array ``arange(n_train)`` lives across the task's experiments; before each
+  experiment numpy's global generator is seeded with 42 and the array is shuffled in
+  place (so each experiment reshuffles the previous order with the same draws);
+- the training rows of an experiment are the first `samples_per_label` rows of each
+  label met in that order, kept in that order;
+- ``LogisticRegression(random_state=42, max_iter=100)`` is fitted on their
+  embeddings (the model's own: normalised where the sentence-transformers model ends
+  in Normalize) and scored on the whole test split; the task's score is the mean test
+  accuracy over the experiments (10 for every English task; 8 rows per label unless
+  the task says otherwise).
+
+One seed is one draw of the training rows. `seed_spread` repeats the whole task under
+sampler seeds 0..S-1 and reports the distribution of the task score, which is what
+two models' scores should be compared against.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
+
+from featx.errors import ParameterError
+
+MTEB_SEED = 42
+MTEB_MAX_ITER = 100
+
+
+@dataclass(frozen=True)
+class MtebTask:
+    """The settings MTEB gives one classification task."""
+
+    name: str
+    samples_per_label: int = 8
+    experiments: int = 10
+    eval_splits: tuple[str, ...] = ("test",)
+
+
+# The English classification tasks of MTEB 1.x, as their task definitions set them
+# (tasks that set nothing take 8 rows per label and 10 experiments).
+MTEB_TASKS = {task.name: task for task in (
+    MtebTask("AmazonCounterfactualClassification", samples_per_label=32, eval_splits=("validation", "test")),
+    MtebTask("AmazonPolarityClassification"),
+    MtebTask("AmazonReviewsClassification", eval_splits=("validation", "test")),
+    MtebTask("Banking77Classification"),
+    MtebTask("EmotionClassification", eval_splits=("validation", "test")),
+    MtebTask("ImdbClassification"),
+    MtebTask("MassiveIntentClassification", eval_splits=("validation", "test")),
+    MtebTask("MassiveScenarioClassification", eval_splits=("validation", "test")),
+    MtebTask("MTOPDomainClassification", eval_splits=("validation", "test")),
+    MtebTask("MTOPIntentClassification", eval_splits=("validation", "test")),
+    MtebTask("ToxicConversationsClassification", samples_per_label=32),
+    MtebTask("TweetSentimentExtractionClassification", samples_per_label=32),
+)}
+
+
+def mteb_task(name: str) -> MtebTask:
+    """The preset for `name` (MTEB's task name); a one-line error lists the known ones."""
+    if name not in MTEB_TASKS:
+        raise ParameterError("task", f"{name!r} is not an MTEB English classification task featx knows: "
+                                     + ", ".join(sorted(MTEB_TASKS)))
+    return MTEB_TASKS[name]
+
+
+def mteb_samples(y: np.ndarray, samples_per_label: int, experiments: int, seed: int = MTEB_SEED) -> list[np.ndarray]:
+    """The training rows of each experiment, in the order MTEB feeds them to the classifier."""
+    if samples_per_label < 1 or experiments < 1:
+        raise ParameterError("k", f"rows per label and experiments must be positive, got "
+                                  f"{samples_per_label} and {experiments}")
+    y = np.asarray(y)
+    order = np.arange(len(y))
+    picked = []
+    for _ in range(experiments):
+        # np.random.seed(s); np.random.shuffle(a) is RandomState(s).shuffle(a): the same
+        # Mersenne Twister draws, without touching the caller's global generator.
+        np.random.RandomState(seed).shuffle(order)
+        picked.append(order[_first_per_label(y[order], samples_per_label)])
+    return picked
+
+
+def _first_per_label(labels: np.ndarray, k: int) -> np.ndarray:
+    """Positions (in order) of the first k occurrences of each label in `labels`."""
+    by_label = np.argsort(labels, kind="stable")
+    sorted_labels = labels[by_label]
+    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+    group_start = np.repeat(starts, np.diff(np.r_[starts, len(labels)]))
+    rank = np.empty(len(labels), dtype=np.int64)
+    rank[by_label] = np.arange(len(labels)) - group_start
+    return np.flatnonzero(rank < k)
+
+
+def mteb_scores(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray, *, samples_per_label: int = 8,
+                experiments: int = 10, seed: int = MTEB_SEED) -> dict[str, list[float]]:
+    """Test accuracy and macro-F1 of each experiment of MTEB's protocol with sampler seed `seed`."""
+    accuracy, macro_f1 = [], []
+    for rows in mteb_samples(y, samples_per_label, experiments, seed):
+        # MTEB also passes n_jobs=-1, which lbfgs ignores (scikit-learn 1.8 deprecates it): left out.
+        model = LogisticRegression(random_state=MTEB_SEED, max_iter=MTEB_MAX_ITER)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # MTEB stops at 100 iterations too
+            model.fit(X[rows], y[rows])
+        predicted = model.predict(X_test)
+        accuracy.append(float(accuracy_score(y_test, predicted)))
+        macro_f1.append(float(f1_score(y_test, predicted, average="macro")))
+    return {"accuracy": accuracy, "macro_f1": macro_f1}
+
+
+def seed_spread(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray, *, samples_per_label: int = 8,
+                experiments: int = 10, seeds: Sequence[int] = range(50)) -> dict[str, float]:
+    """The task score (mean accuracy over the experiments) under each sampler seed: mean, sd, min, max."""
+    scores = [float(np.mean(mteb_scores(X, y, X_test, y_test, samples_per_label=samples_per_label,
+                                        experiments=experiments, seed=seed)["accuracy"]))
+              for seed in seeds]
+    return {"seeds": len(scores), "mean": float(np.mean(scores)), "sd": float(np.std(scores, ddof=1)) if len(scores) > 1
+            else 0.0, "min": float(np.min(scores)), "max": float(np.max(scores))}

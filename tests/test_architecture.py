@@ -1,0 +1,63 @@
+"""The shape of the package: module sizes, an import graph without cycles, in pipeline order."""
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "featx"
+# Each stage may import only from stages listed before it (and from itself).
+PIPELINE = ["featx._version", "featx.errors", "featx.atomic", "featx.progress", "featx.background", "featx.config",
+            "featx.hardware", "featx.data", "featx.store", "featx.backbones", "featx.batching", "featx.pooling",
+            "featx.featurizers", "featx.runners", "featx.cache", "featx.shards", "featx.engine", "featx.launch",
+            "featx.metrics", "featx.heads", "featx.classifier", "featx.predictor", "featx.embedder", "featx.train",
+            "featx.finetune", "featx.bench", "featx.demo", "featx.cli", "featx.__main__", "featx"]
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Every featx module `path` imports, at the top or inside a function (a lazy import is still a dependency)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("featx") and node.level == 0:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("featx"))
+    return found
+
+
+def _stage(module: str) -> int:
+    return max(i for i, prefix in enumerate(PIPELINE) if module == prefix or module.startswith(prefix + "."))
+
+
+def _graph() -> dict[str, set[str]]:
+    return {_module_name(p): _imports(p) - {_module_name(p)} for p in PACKAGE.rglob("*.py")}
+
+
+def test_no_module_over_400_lines_and_the_cli_under_300():
+    for path in PACKAGE.rglob("*.py"):
+        lines = len(path.read_text().splitlines())
+        limit = 300 if "cli" in path.parts else 400
+        assert lines < limit, f"{path.relative_to(PACKAGE.parent)} has {lines} lines (limit {limit})"
+
+
+def test_imports_follow_the_pipeline_and_have_no_cycle():
+    graph = _graph()
+    backwards = [(m, d) for m, deps in graph.items() for d in deps
+                 if m != "featx" and _stage(d) > _stage(m)]
+    assert backwards == [], backwards
+    state: dict[str, int] = {}
+
+    def visit(module: str, trail: list[str]) -> None:
+        if state.get(module) == 2:
+            return
+        assert state.get(module) != 1, "import cycle: " + " -> ".join([*trail, module])
+        state[module] = 1
+        for dep in sorted(graph.get(module, ())):
+            visit(dep, [*trail, module])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module != "featx":  # the package's lazy re-exports (PEP 562) point at every stage
+            visit(module, [])
