@@ -33,6 +33,9 @@ specs = ["logreg", "mlp:max_epochs=5"]
 [mteb]
 k = 2
 experiments = 3
+seeds = 3
+
+[tfidf]
 
 [finetune.full]
 max_steps = 3
@@ -59,7 +62,11 @@ def test_small_suite_end_to_end_validates_and_resumes(suite_file, toy_inputs, tm
 
     methods = sorted(r["method"] for r in rows)
     assert methods == ["extract"] * 3 + ["finetune-full", "finetune-partial"] + ["frozen+logreg"] * 2 + \
-        ["frozen+mlp"] * 2 + ["mteb-fewshot"] * 2
+        ["frozen+mlp"] * 2 + ["mteb-fewshot"] * 2 + ["tfidf+logreg"]
+    tfidf = next(r for r in rows if r["method"] == "tfidf+logreg")
+    assert tfidf["n_runs"] == 2 and 0.5 <= tfidf["accuracy"] <= 1 and tfidf["runs"][0]["vocabulary"] > 0
+    mteb = next(r for r in rows if r["id"] == "mteb-mean")
+    assert mteb["seed_spread"]["seeds"] == 3 and mteb["params"] == {"task": "custom", "k": 2, "experiments": 3}
     logreg = next(r for r in rows if r["id"] == "head-logreg-mean")
     assert logreg["n_runs"] == 2 and logreg["accuracy_std"] is not None and logreg["seeds"] == [0, 1]
     assert all(r["peak_rss_mb"] > 50 for r in rows)
@@ -68,6 +75,7 @@ def test_small_suite_end_to_end_validates_and_resumes(suite_file, toy_inputs, tm
     by_id = {a["id"]: a["seconds_for_k"] for a in document["amortised"]}
     assert by_id["finetune-full"]["100"] == pytest.approx(100 * finetune_s, abs=0.1)
     assert by_id["head-logreg-mean"]["10"] == pytest.approx(extract_s + 10 * logreg["seconds"]["total"], abs=0.1)
+    assert by_id["tfidf-logreg"]["10"] == pytest.approx(10 * tfidf["seconds"]["total"], abs=0.1)
     for name in ("results.md", "results.csv"):
         assert (tmp_path / "results" / name).stat().st_size > 0
     assert "| frozen+logreg |" in (tmp_path / "results" / "results.md").read_text()
@@ -83,5 +91,19 @@ def test_suite_errors_are_user_errors(tmp_path):
         load_suite(tmp_path / "none.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "x"\n[data]\ntrain = "a.csv"\n')
-    with pytest.raises(FeatxError, match=r"no \[data.val\]"):
+    with pytest.raises(FeatxError, match=r"no \[data.test\]"):
         load_suite(bad)
+
+
+def test_a_suite_without_validation_selects_on_held_out_train_rows(suite_file, toy_inputs, tmp_path):
+    text = suite_file.read_text().replace(f'val = "{toy_inputs["dev"]}"\n', "")
+    no_val = tmp_path / "no_val.toml"
+    no_val.write_text(text)
+    suite = load_suite(no_val, data_dir=toy_inputs["dev"].parent)
+    assert suite.val is None
+    rows = run_suite(suite, tmp_path / "results", echo=lambda line: None, stages=("extract", "heads", "tfidf"))
+    assert sorted(r["id"] for r in rows if r["method"] == "extract") == ["extract-test", "extract-train"]
+    logreg = next(r for r in rows if r["id"] == "head-logreg-mean")
+    tfidf = next(r for r in rows if r["method"] == "tfidf+logreg")
+    assert logreg["n_runs"] == 2 and logreg["accuracy"] is not None
+    assert tfidf["chosen"][0].endswith("(0.1 of train held out (seed 0))")

@@ -23,8 +23,8 @@ def amortised(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in rows:
         if row["method"].startswith("frozen+"):
             once = extract_s  # one extraction serves every head
-        elif row["method"].startswith("finetune-"):
-            once = 0.0
+        elif row["method"].startswith(("finetune-", "tfidf")):
+            once = 0.0  # nothing shared between the K classifiers
         else:
             continue
         each = row["seconds"]["total"]
@@ -61,7 +61,7 @@ def markdown_report(document: dict[str, Any]) -> str:
              f"{first.get('threads')} threads, featx {first.get('featx_version')} (git {first.get('git_commit')}), "
              f"torch {first.get('versions', {}).get('torch')}, seeds {first.get('seeds') or [0]}.", "",
              markdown_table(shown, TABLE_COLUMNS), "",
-             "## Seconds to obtain K classifiers (extract once + K heads, or K fine-tunes)", ""]
+             "## Seconds to obtain K classifiers (extract once + K heads, or K fine-tunes, or K TF-IDF fits)", ""]
     amortised_rows = [{"id": a["id"], "accuracy": a["accuracy"], **{f"k{k}": v for k, v in a["seconds_for_k"].items()}}
                       for a in document["amortised"]]
     lines.append(markdown_table(amortised_rows, [("id", "row"), ("accuracy", "test accuracy")] +
@@ -96,7 +96,7 @@ def _plot(path: Path, document: dict[str, Any]) -> None:
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for entry in document["amortised"]:
         xs = [entry["seconds_for_k"][str(k)] for k in AMORTISED_K]
-        style = "o-" if entry["method"].startswith("frozen") else "s--"
+        style = "o-" if entry["method"].startswith("frozen") else "^:" if entry["method"].startswith("tfidf") else "s--"
         axis.plot(xs, [entry["accuracy"]] * len(xs), style, label=entry["id"])
         for k, x in zip(AMORTISED_K, xs):
             axis.annotate(f"K={k}", (x, entry["accuracy"]), textcoords="offset points", xytext=(0, 5), fontsize=7)

@@ -26,7 +26,7 @@ from featx.errors import ParameterError
 if TYPE_CHECKING:
     from featx.data import InputSource
 
-STAGES = ("extract", "heads", "mteb", "finetune")
+STAGES = ("extract", "heads", "mteb", "tfidf", "finetune")
 
 
 def parse_stages(text: str) -> tuple[str, ...]:
@@ -51,10 +51,11 @@ def run_suite(suite: Suite, out: str | Path, echo: Callable[[str], None] = print
     for name in suite.finetune:
         child_path(out / "checkpoints", name, "fine-tuning variant")
     make_folder(out / "rows", "results")
-    stores = {split: out / "stores" / f"{split}.h5" for split in ("train", "val", "test")}
+    splits = ("train", "test") if suite.val is None else ("train", "val", "test")
+    stores = {split: out / "stores" / f"{split}.h5" for split in splits}
     store_paths = {k: str(v) for k, v in stores.items()}
     if "extract" in stages or "heads" in stages or "mteb" in stages:
-        for split in ("train", "val", "test"):
+        for split in splits:
             _row(out, f"extract-{split}", echo, _extract_row, suite, split, stores[split])
     for pooling in suite.poolings:
         if "heads" in stages:
@@ -62,6 +63,8 @@ def run_suite(suite: Suite, out: str | Path, echo: Callable[[str], None] = print
                 _row(out, _head_row_id(spec, pooling), echo, _head_row, suite, spec, pooling, store_paths)
         if suite.mteb and "mteb" in stages:
             _row(out, f"mteb-{pooling}", echo, _mteb_row, suite, pooling, store_paths)
+    if suite.tfidf is not None and "tfidf" in stages:
+        _row(out, "tfidf-logreg", echo, _tfidf_row, suite)
     if "finetune" in stages:
         for name, params in suite.finetune.items():
             checkpoint = child_path(out / "checkpoints", name, "fine-tuning variant")
@@ -154,7 +157,8 @@ def _head_row(suite: Suite, spec: str, pooling: str, stores: dict[str, str]) -> 
     from featx.store import open_store
     from featx.train import HeadSpec, result_row, train_heads
 
-    train, val, test = (open_store(stores[s]) for s in ("train", "val", "test"))
+    train, test = open_store(stores["train"]), open_store(stores["test"])
+    val = open_store(stores["val"]) if "val" in stores else None
     accuracy, macro_f1, fit_s, eval_s, chosen = [], [], [], [], []
     for seed in suite.seeds:
         t0 = time.perf_counter()
@@ -194,24 +198,18 @@ def _mteb_row(suite: Suite, pooling: str, stores: dict[str, str]) -> dict[str, A
 
 def _finetune_row(suite: Suite, name: str, params: dict[str, Any], checkpoint: str) -> dict[str, Any]:
     from featx.finetune import FinetuneConfig, FinetunedPredictor, finetune
-    from featx.metrics import classification_metrics
+    from featx.predictor import evaluate_predictor
 
     accuracy, macro_f1, train_s, eval_s, epochs = [], [], [], [], []
     for seed in suite.seeds:
         config = FinetuneConfig(model=suite.model, dtype=suite.dtype, seed=seed, **params)
         t0 = time.perf_counter()
-        record = finetune(_open(suite.train), f"{checkpoint}-seed{seed}", val=_open(suite.val), config=config,
-                          device=suite.device, progress=False)
+        record = finetune(_open(suite.train), f"{checkpoint}-seed{seed}", config=config, device=suite.device,
+                          val=_open(suite.val) if suite.val is not None else None, progress=False)
         train_s.append(time.perf_counter() - t0)
         t1 = time.perf_counter()
         predictor = FinetunedPredictor(f"{checkpoint}-seed{seed}", device=suite.device)
-        source = _open(suite.test)
-        summary = source.scan()
-        truth, predicted = [], []
-        for rec, proba in predictor.predict_input(source, summary):
-            truth.append(rec.label)
-            predicted.append(int(proba.argmax()))
-        metrics = classification_metrics(np.array(truth), np.array(predicted), summary.classes or ())
+        metrics = evaluate_predictor(predictor, _open(suite.test))
         eval_s.append(time.perf_counter() - t1)
         accuracy.append(metrics["accuracy"])
         macro_f1.append(metrics["macro_f1"])
@@ -224,6 +222,27 @@ def _finetune_row(suite: Suite, name: str, params: dict[str, Any], checkpoint: s
             "seconds": {"train": round(float(np.mean(train_s)), 2), "eval": round(float(np.mean(eval_s)), 2),
                         "total": round(float(np.mean(train_s) + np.mean(eval_s)), 2)},
             "params": {**params, "budget_note": suite.budget_note}, **_stamp(suite, record["dtype"])}
+
+
+def _tfidf_row(suite: Suite) -> dict[str, Any]:
+    from featx.bench.tfidf import tfidf_logreg
+
+    accuracy, macro_f1, fit_s, eval_s, chosen, runs = [], [], [], [], [], []
+    for seed in suite.seeds:
+        run = tfidf_logreg(_open(suite.train), _open(suite.val) if suite.val is not None else None,
+                           _open(suite.test), seed=seed)
+        accuracy.append(run["metrics"]["accuracy"])
+        macro_f1.append(run["metrics"]["macro_f1"])
+        fit_s.append(run["seconds"]["fit"])
+        eval_s.append(run["seconds"]["eval"])
+        chosen.append(f"C={run['C']:.3g} ({run['selection']})")
+        runs.append({k: run[k] for k in ("C", "curve", "vocabulary", "warning")})
+    return {"method": "tfidf+logreg", "head": "tfidf 1-2-grams + logreg", "pooling": "-",
+            **_mean_std(accuracy, macro_f1), "seeds": list(suite.seeds), "chosen": chosen, "runs": runs,
+            "seconds": {"fit": round(float(np.mean(fit_s)), 3), "eval": round(float(np.mean(eval_s)), 3),
+                        "total": round(float(np.mean(fit_s) + np.mean(eval_s)), 3)},
+            "params": {"ngram_range": [1, 2], "sublinear_tf": True, "min_df": 2},
+            **_stamp(suite, "fp64")}
 
 
 def _mean_std(accuracy: list[float], macro_f1: list[float]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ class Suite:
     name: str
     model: str
     train: Split
-    val: Split
+    val: Split | None  # None: heads select on a held-out fraction of train, fine-tunes keep the last epoch
     test: Split
     dtype: str = "auto"
     seeds: tuple[int, ...] = (0,)
@@ -40,6 +40,7 @@ class Suite:
     normalize: bool | None = None  # None: as the model's own embedding (see featx.engine.make_config)
     heads: tuple[str, ...] = DEFAULT_HEADS
     mteb: dict[str, Any] | None = None
+    tfidf: dict[str, Any] | None = None  # a [tfidf] table adds the TF-IDF + logistic regression baseline
     finetune: dict[str, dict[str, Any]] = field(default_factory=dict)
     budget_note: str = ""
     device: str = "auto"
@@ -76,13 +77,13 @@ def load_suite(path: str | Path, data_dir: str | Path | None = None) -> Suite:
     try:
         return Suite(
             name=raw.get("name", path.stem), model=raw.get("model", "all-MiniLM-L6-v2"),
-            train=split("train"), val=split("val"), test=split("test"),
+            train=split("train"), val=split("val") if "val" in raw.get("data", {}) else None, test=split("test"),
             dtype=raw.get("dtype", "auto"), seeds=tuple(raw.get("seeds", [0])),
             max_length=raw.get("extract", {}).get("max_length"),
             poolings=tuple(raw.get("extract", {}).get("poolings", ["mean"])),
             normalize=raw.get("extract", {}).get("normalize"),
             heads=tuple(raw.get("heads", {}).get("specs", DEFAULT_HEADS)),
-            mteb=raw.get("mteb"), finetune=dict(raw.get("finetune", {})),
+            mteb=raw.get("mteb"), tfidf=raw.get("tfidf"), finetune=dict(raw.get("finetune", {})),
             budget_note=raw.get("budget_note", ""), device=raw.get("device", "auto"),
         )
     except TypeError as e:
