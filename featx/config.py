@@ -12,6 +12,8 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 POOLINGS = ("mean", "cls", "max", "last")
 DTYPES = ("fp32", "bf16", "fp16")
 STORE_DTYPES = ("float32", "float16")
+LONG_MODES = ("truncate", "chunk")
+LONG_POOLINGS = ("mean", "max")
 
 # `model` names the backbone for people; the weights and tokenizer hashes identify
 # it for the fingerprint, so the same weights found under another path or name
@@ -36,6 +38,12 @@ class ExtractConfig:
     dtype: str = "fp32"
     store_dtype: str = "float32"
     modality: str = "text"
+    # Texts over max_length: None (unset) cuts them; "chunk" embeds every window of max_length
+    # tokens, consecutive windows sharing `long_stride` tokens, and pools the windows of a row
+    # with `long_pooling` (mean or max).
+    long: str | None = None
+    long_stride: int | None = None
+    long_pooling: str | None = None
 
     def __post_init__(self) -> None:
         if not self.poolings:
@@ -55,6 +63,16 @@ class ExtractConfig:
                                  f"must be at least 2 (room for the special tokens), got {self.max_length}")
         if not self.layers:
             raise ParameterError("layers", "selects no layer")
+        if self.long is None:
+            if self.long_stride is not None or self.long_pooling is not None:
+                raise ParameterError("long", "is not chunk: a stride or window pooling means nothing when cutting")
+        elif self.long != "chunk":
+            raise ParameterError("long", f"{self.long!r} is unknown: choose from {', '.join(LONG_MODES)}")
+        elif self.long_pooling not in LONG_POOLINGS:
+            raise ParameterError("long_pooling", f"{self.long_pooling!r} is unknown: choose from mean, max")
+        elif self.long_stride is None or not 0 <= self.long_stride <= self.max_length // 2:
+            raise ParameterError("stride", f"must be between 0 and half of max_length ({self.max_length // 2}), "
+                                           f"got {self.long_stride}")
 
     def _set_fields(self) -> dict[str, object]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}

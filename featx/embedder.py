@@ -61,7 +61,7 @@ class Embedder(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "config_")
         texts = _texts(X)
         records = [Record(i, text, -1) for i, text in enumerate(texts)]
-        items = self.featurizer_.prepare(records)
+        items, _ = self.featurizer_.prepare(records)
         self.cache_hits_ = 0
         if self.cache_dir is None or not texts:
             features = self.runner_.run(self.featurizer_, items)

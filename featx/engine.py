@@ -21,7 +21,7 @@ import numpy as np
 from featx.backbones import DEFAULT_MODEL, Backbone, load_backbone
 from featx.background import BackgroundWorker, prefetch
 from featx.cache import EmbeddingCache
-from featx.config import ExtractConfig, parse_layers
+from featx.config import LONG_MODES, ExtractConfig, parse_layers
 from featx.data import InputSummary, Record, Source, describe_json, open_input
 from featx.errors import ParameterError
 from featx.featurizers import Featurizer, TextFeaturizer
@@ -41,6 +41,7 @@ class Window:
     start: int
     records: list[Any]
     items: list[Any]
+    truncated: np.ndarray
 
 
 def extract(input: str | Path | Source, output: str | Path, *, model: str | Backbone = DEFAULT_MODEL,
@@ -50,7 +51,8 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
             id_column: str | None = None, batch_tokens: int | None = None, device: str = "auto",
             window_rows: int | None = None, compression: str | None = None, overwrite: bool = False,
             trust_remote_code: bool = False, progress: bool | None = None,
-            shard: tuple[int, int] | None = None, cache_dir: str | Path | None = None) -> FeatureStore:
+            shard: tuple[int, int] | None = None, cache_dir: str | Path | None = None, long: str = "truncate",
+            stride: int | None = None, long_pooling: str = "mean") -> FeatureStore:
     """Embed every row of `input` with a frozen backbone into the store at `output`.
 
     Reruns are cheap and safe: a complete store with the same fingerprint and input is
@@ -74,8 +76,8 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
     t_scanned = time.perf_counter()
     backbone = model if isinstance(model, Backbone) else load_backbone(
         model, device=device, trust_remote_code=trust_remote_code)
-    config = make_config(backbone, pooling=pooling, layers=layers, max_length=max_length,
-                         normalize=normalize, dtype=dtype, store_dtype=store_dtype)
+    config = make_config(backbone, pooling=pooling, layers=layers, max_length=max_length, normalize=normalize,
+                         dtype=dtype, store_dtype=store_dtype, long=long, stride=stride, long_pooling=long_pooling)
     featurizer = TextFeaturizer(backbone, config)
     runner = make_runner(backbone.device, batch_tokens)
     if window_rows is None:
@@ -121,12 +123,15 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
 
 def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = None,
                 layers: str | Sequence[int] = "-1", max_length: int | None = None, normalize: bool | None = None,
-                dtype: str = "auto", store_dtype: str = "float32") -> ExtractConfig:
+                dtype: str = "auto", store_dtype: str = "float32", long: str = "truncate",
+                stride: int | None = None, long_pooling: str = "mean") -> ExtractConfig:
     """The ExtractConfig for `backbone` with `auto` and defaults resolved to concrete values.
 
     `pooling=None` and `normalize=None` mean the model's own sentence embedding where its
     folder declares one (sentence-transformers: all-MiniLM-L6-v2 is mean pooling, then
-    L2-normalised), else mean pooling without normalisation.
+    L2-normalised), else mean pooling without normalisation. `long="chunk"` embeds texts
+    over max_length as windows of max_length tokens overlapping by `stride` (default
+    min(32, max_length / 4)) and pools each row's windows with `long_pooling`.
     """
     if pooling is None:
         pooling = (backbone.declared_pooling or "mean",)
@@ -145,7 +150,14 @@ def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = Non
     elif backbone.max_positions is not None and max_length > backbone.max_positions:
         raise ParameterError("max_length", f"{max_length} is more than {backbone.name} can take: its position "
                                            f"embeddings stop at {backbone.max_positions} tokens")
+    if long not in LONG_MODES:
+        raise ParameterError("long", f"{long!r} is unknown: choose from {', '.join(LONG_MODES)}")
+    if long == "truncate" and stride is not None:
+        raise ParameterError("stride", "applies to --long chunk only")
+    chunking = {"long": "chunk", "long_stride": min(32, int(max_length) // 4) if stride is None else stride,
+                "long_pooling": long_pooling} if long == "chunk" else {}
     return ExtractConfig(
+        **chunking,  # type: ignore[arg-type]
         model=backbone.name,
         weights_sha256=backbone.weights_sha256,
         tokenizer_sha256=backbone.tokenizer_sha256,
@@ -163,7 +175,7 @@ def embed_texts(backbone: Backbone, config: ExtractConfig, texts: Sequence[str],
     """Every requested pooling of `texts`, one (len(texts), D) array each, in input order."""
     featurizer = TextFeaturizer(backbone, config)
     records = [Record(i, text, -1) for i, text in enumerate(texts)]
-    return make_runner(backbone.device, batch_tokens).run(featurizer, featurizer.prepare(records))
+    return make_runner(backbone.device, batch_tokens).run(featurizer, featurizer.prepare(records)[0])
 
 
 def iter_windows(source: Source, summary: InputSummary, featurizer: Featurizer, start: int,
@@ -184,9 +196,11 @@ def iter_windows(source: Source, summary: InputSummary, featurizer: Featurizer, 
         if not chunk:
             return
         t0 = time.perf_counter()
-        items = featurizer.prepare(chunk)
+        items, truncated = featurizer.prepare(chunk)
         timer["prepare_s"] = timer.get("prepare_s", 0.0) + time.perf_counter() - t0
-        yield Window(position, chunk, items)
+        # What the model is fed, in the featurizer's cost units (tokens for text, window overlaps included).
+        timer["cost_units"] = timer.get("cost_units", 0) + sum(featurizer.cost(item) for item in items)
+        yield Window(position, chunk, items, truncated)
         position += len(chunk)
 
 
@@ -200,7 +214,7 @@ def _run(source: Source, summary: InputSummary, featurizer: Featurizer, runner: 
         window, hashes, features = item
         t0 = time.perf_counter()
         labels = np.array([r.label for r in window.records], dtype=np.int64) if has_labels else None
-        writer.write_window(window.start, [r.id for r in window.records], hashes, labels, features)
+        writer.write_window(window.start, [r.id for r in window.records], hashes, labels, features, window.truncated)
         timer["write_s"] = timer.get("write_s", 0.0) + time.perf_counter() - t0
         bar.update(len(window.records))
 

@@ -20,10 +20,8 @@ import numpy as np
 from featx.atomic import atomic_file, same_file
 from featx.errors import FeatxError, OutputError, ParameterError
 from featx.store import FORMAT, FeatureStore
-from featx.store.h5 import h5_reason
+from featx.store.h5 import ROW_DATASETS, h5_reason
 from featx.store.writer import check_replaceable
-
-_ROW_DATASETS = ("ids", "content_sha256", "labels")
 
 
 def shard_window_rows(input_rows: int, count: int, default: int) -> int:
@@ -128,7 +126,7 @@ def merge_shards(shards: list[str | Path], output: str | Path, copy: bool = Fals
 
 def _write_merged(partial: Path, folder: Path, infos: list[dict[str, Any]], total: int, copy: bool) -> None:
     with h5py.File(infos[0]["path"], "r") as template, h5py.File(partial, "w") as out:
-        names = [n for n in _ROW_DATASETS if n in template] + [f"features/{p}" for p in template["features"]]
+        names = [n for n in ROW_DATASETS if n in template] + [f"features/{p}" for p in template["features"]]
         out.create_group("features")
         for name in names:
             source = template[name]

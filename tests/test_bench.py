@@ -107,3 +107,11 @@ def test_a_suite_without_validation_selects_on_held_out_train_rows(suite_file, t
     tfidf = next(r for r in rows if r["method"] == "tfidf+logreg")
     assert logreg["n_runs"] == 2 and logreg["accuracy"] is not None
     assert tfidf["chosen"][0].endswith("(0.1 of train held out (seed 0))")
+
+
+def test_the_cli_runs_every_stage_by_default():
+    from featx.bench.runner import STAGES
+    from featx.cli.models import bench
+
+    (stages,) = [p.default for p in bench.params if p.name == "stages"]
+    assert stages == ",".join(STAGES)

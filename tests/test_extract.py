@@ -156,3 +156,22 @@ def test_iter_batches_streams_every_row_once(tiny_backbone, text_file, tmp_path,
         X, _ = store.load("cls")
     assert [len(b[0]) for b in blocks] == [10, 10, 10, 10, 5]
     np.testing.assert_array_equal(np.concatenate([b[0] for b in blocks]), X)
+
+
+def test_rows_cut_to_max_length_are_counted_in_the_store_info_and_summary(tiny_backbone, tmp_path, capsys):
+    from featx.store import format_info, summary_line
+
+    texts = ["short", "one two three four five six seven eight nine ten eleven", "a b", "x " * 40]
+    path = write_lines(tmp_path / "in.txt", texts)
+    lengths = [len(ids) for ids in tiny_backbone.tokenizer(texts)["input_ids"]]  # with special tokens, uncut
+    with run(tiny_backbone, path, tmp_path / "s.h5", max_length=8, window_rows=2) as store:
+        assert store.truncated.tolist() == [int(n > 8) for n in lengths] == [0, 1, 0, 1]
+        details = store.info()
+        assert details["truncated_rows"] == 2
+        assert "(2 of 4 rows cut to it, 50.0 %)" in format_info(details)
+        assert summary_line(details).endswith(", 2 rows cut to 8 tokens")
+    from tests.test_store_compatibility import FIXTURE
+
+    with featx.open_store(FIXTURE) as old:  # written before featx counted: said so, not guessed
+        assert old.truncated is None and old.info()["truncated_rows"] is None
+        assert "not recorded" in format_info(old.info())

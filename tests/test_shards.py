@@ -38,7 +38,7 @@ def test_shard_rows_cut_whole_windows_and_cover_everything():
 def test_merged_shards_equal_one_process(corpus, tiny_backbone, tmp_path):
     with extract_shard(corpus, tmp_path / "one.h5", tiny_backbone) as whole:
         reference = {p: whole.load(p)[0] for p in ("mean", "max")}
-        ids, labels, hashes = whole.ids, whole.labels, whole.content_sha256
+        ids, labels, hashes, truncated = whole.ids, whole.labels, whole.content_sha256, whole.truncated
     for i in range(3):
         extract_shard(corpus, tmp_path / "s.h5", tiny_backbone, shard=(i, 3)).close()
     for copy in (False, True):
@@ -47,7 +47,7 @@ def test_merged_shards_equal_one_process(corpus, tiny_backbone, tmp_path):
         with featx.open_store(out) as merged:
             assert len(merged) == 203 and merged.complete and merged.classes == ("neg", "pos")
             assert merged.ids.tolist() == ids.tolist() and np.array_equal(merged.labels, labels)
-            assert np.array_equal(merged.content_sha256, hashes)
+            assert np.array_equal(merged.content_sha256, hashes) and np.array_equal(merged.truncated, truncated)
             for p in ("mean", "max"):
                 np.testing.assert_array_equal(merged.load(p)[0], reference[p])
         with h5py.File(out, "r") as f:

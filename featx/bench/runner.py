@@ -143,13 +143,16 @@ def _extract_row(suite: Suite, split: str, store_path: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     with extract(_open(getattr(suite, split)), store_path, model=suite.model, pooling=suite.poolings,
                  normalize=suite.normalize, max_length=suite.max_length, dtype=suite.dtype, device=suite.device,
-                 progress=False) as store:
+                 progress=False, **suite.long) as store:
         info = store.info()
     seconds = time.perf_counter() - t0
     return {"method": "extract", "split": split, "rows": info["rows"], "pooling": ",".join(suite.poolings),
             "accuracy": None, "macro_f1": None, "seeds": [],
             "seconds": {"extract": round(info["timings"].get("extract_s", seconds), 2), "total": round(seconds, 2)},
-            "rows_per_s": info["timings"].get("rows_per_s"), "params": {"max_length": info["config"]["max_length"]},
+            "rows_per_s": info["timings"].get("rows_per_s"), "truncated_rows": info["truncated_rows"],
+            "cost_units": info["timings"].get("cost_units"),
+            "params": {"max_length": info["config"]["max_length"],
+                       **{k: info["config"][k] for k in ("long", "long_stride", "long_pooling") if k in info["config"]}},
             **_stamp(suite, info["dtype"])}
 
 

@@ -7,7 +7,7 @@ import click
 
 from featx._version import __version__
 from featx.cli.options import DEVICE_OPTION, DTYPE_OPTION, QUIET_OPTION, input_options, open_input_columns
-from featx.config import DEFAULT_MODEL, POOLINGS, STORE_DTYPES
+from featx.config import DEFAULT_MODEL, LONG_MODES, LONG_POOLINGS, POOLINGS, STORE_DTYPES
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -33,6 +33,12 @@ def cli() -> None:
 @click.option("--layers", default="-1", show_default=True,
               help="Hidden states to pool: -1 (last), -4: (last four, concatenated), or a list -4,-1.")
 @click.option("--max-length", type=int, help="Token limit per row [default: the model's, 256 for MiniLM].")
+@click.option("--long", type=click.Choice(LONG_MODES), default="truncate", show_default=True,
+              help="Rows over --max-length: truncate (counted in the store), or chunk: embed every window of "
+                   "--max-length tokens and pool a row's windows.")
+@click.option("--stride", type=int, help="chunk: tokens consecutive windows share [default: min(32, max-length/4)].")
+@click.option("--long-pooling", type=click.Choice(LONG_POOLINGS), default="mean", show_default=True,
+              help="chunk: how a row's window vectors become one.")
 @click.option("--normalize/--no-normalize", default=None,
               help="L2-normalise every stored vector [default: as the model does; yes for MiniLM].")
 @DTYPE_OPTION
@@ -54,6 +60,7 @@ def cli() -> None:
               help="Under torchrun: after every rank is done, rank 0 merges the shards into OUTPUT.")
 @QUIET_OPTION
 def extract(input: str, output: str, model: str, pooling: str | None, layers: str, max_length: int | None,
+            long: str, stride: int | None, long_pooling: str,
             normalize: bool | None, dtype: str, store_dtype: str, batch_tokens: int | None, window_rows: int | None,
             compression: str | None, device: str, overwrite: bool, trust_remote_code: bool, shard_spec: str | None,
             cache_dir: str | None, merge_after: bool, quiet: bool, **columns: object) -> None:
@@ -76,7 +83,7 @@ def extract(input: str, output: str, model: str, pooling: str | None, layers: st
         pooling=pooling, layers=layers, max_length=max_length, normalize=normalize, dtype=dtype,
         store_dtype=store_dtype, batch_tokens=batch_tokens, window_rows=window_rows, compression=compression,
         overwrite=overwrite, trust_remote_code=trust_remote_code, progress=False if quiet else None,
-        cache_dir=cache_dir)
+        cache_dir=cache_dir, long=long, stride=stride, long_pooling=long_pooling)
     if store is None:
         return
     with store:

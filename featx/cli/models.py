@@ -128,7 +128,7 @@ def finetune(train_input: str, output: str, val_input: str | None, model: str, p
 @click.option("-o", "--output", required=True, help="Results folder; a rerun resumes and skips finished rows.")
 @click.option("--data", "data_dir", help="Folder that {data} in the suite's paths stands for "
                                          "[default: $FEATX_DATA, else ../shared/data].")
-@click.option("--stages", default="extract,heads,mteb,finetune", show_default=True,
+@click.option("--stages", default="extract,heads,mteb,tfidf,finetune", show_default=True,
               help="Comma list of the stages to run now; the others can follow in a later run.")
 def bench(suite_file: str, output: str, data_dir: str | None, stages: str) -> None:
     """Run a benchmark suite: extraction, frozen heads, fine-tuning; write results.json/.md/.csv/.png.

@@ -31,8 +31,9 @@ class Featurizer(Protocol):
     def content_hashes(self, records: Sequence[Any]) -> np.ndarray:
         """(n, 32) uint8: sha256 of each row's content (the embedding cache's key)."""
 
-    def prepare(self, records: Sequence[Any]) -> list[Any]:
-        """One model-ready item per row (token ids, pixels), on the host."""
+    def prepare(self, records: Sequence[Any]) -> tuple[list[Any], np.ndarray]:
+        """One model-ready item per row (token ids, pixels), on the host, and uint8 flags: 1 for
+        each row whose input had to be cut to fit (a text over max_length)."""
 
     def cost(self, item: Any) -> int:
         """How much of a batch budget `item` uses (its tokens; 1 for a fixed-size image)."""

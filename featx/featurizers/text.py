@@ -23,10 +23,18 @@ from featx.pooling import pool
 
 def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
     """Token ids of each text with special tokens, truncated to max_length, unpadded."""
+    return encode(tokenizer, texts, max_length)[0]
+
+
+def encode(tokenizer: Any, texts: Sequence[str], max_length: int) -> tuple[list[list[int]], np.ndarray]:
+    """(token ids as `tokenize` gives them, uint8 flags: 1 where the text was cut to max_length)."""
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False,
-                        return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+                        return_attention_mask=False, return_token_type_ids=False)
+    # A fast tokenizer keeps what truncation cut off in each encoding's `overflowing`.
+    truncated = np.fromiter((bool(e.overflowing) for e in encoded.encodings), dtype=np.uint8,
+                            count=len(texts)) if encoded.encodings else np.zeros(len(texts), dtype=np.uint8)
     # A tokenizer without special tokens can turn "" into no tokens; keep the row with one pad.
-    return [ids if ids else [pad_token_id(tokenizer)] for ids in encoded]
+    return [ids if ids else [pad_token_id(tokenizer)] for ids in encoded["input_ids"]], truncated
 
 
 def pad_token_id(tokenizer: Any) -> int:
@@ -50,8 +58,28 @@ def text_hashes(texts: Sequence[str]) -> np.ndarray:
     return np.frombuffer(digests, dtype=np.uint8).reshape(-1, 32)
 
 
+def encode_windows(tokenizer: Any, texts: Sequence[str], max_length: int, stride: int) -> list[list[list[int]]]:
+    """Every text as windows of at most max_length tokens (special tokens in each), consecutive
+    windows sharing `stride` tokens; a text that fits is one window, the same as `tokenize`."""
+    encoded = tokenizer(list(texts), truncation=True, max_length=max_length, stride=stride, padding=False,
+                        return_overflowing_tokens=True, return_attention_mask=False, return_token_type_ids=False)
+    windows: list[list[list[int]]] = [[] for _ in texts]
+    for ids, row in zip(encoded["input_ids"], encoded["overflow_to_sample_mapping"]):
+        windows[row].append(ids if ids else [pad_token_id(tokenizer)])
+    for row, found in enumerate(windows):
+        if not found:  # the tokenizer returned nothing for this text (empty, no special tokens)
+            found.append([pad_token_id(tokenizer)])
+    return windows
+
+
 class TextFeaturizer:
-    """A transformers text encoder under one ExtractConfig."""
+    """A transformers text encoder under one ExtractConfig.
+
+    With ``config.long == "chunk"`` an item is a row's list of windows: its cost is the
+    tokens the batch pads it to (windows x the longest), collate flattens the windows
+    of a batch (``window_row`` says whose each is), and forward pools every window,
+    then each row's windows (mean or max), then normalises.
+    """
 
     def __init__(self, backbone: Backbone, config: ExtractConfig) -> None:
         self.backbone, self.config = backbone, config
@@ -60,6 +88,7 @@ class TextFeaturizer:
         self.poolings = config.poolings
         self.store_dtype = config.store_dtype
         self._all_states = config.layers != (-1,)
+        self._chunks = config.long == "chunk"
 
     def identity(self) -> ExtractConfig:
         return self.config
@@ -67,24 +96,43 @@ class TextFeaturizer:
     def content_hashes(self, records: Sequence[Any]) -> np.ndarray:
         return text_hashes([r.text for r in records])
 
-    def prepare(self, records: Sequence[Any]) -> list[list[int]]:
-        return tokenize(self.backbone.tokenizer, [r.text for r in records], self.config.max_length)
+    def prepare(self, records: Sequence[Any]) -> tuple[list[Any], np.ndarray]:
+        texts = [r.text for r in records]
+        if self._chunks:
+            windows = encode_windows(self.backbone.tokenizer, texts, self.config.max_length,
+                                     int(self.config.long_stride or 0))
+            return windows, np.zeros(len(texts), dtype=np.uint8)  # nothing is cut
+        return encode(self.backbone.tokenizer, texts, self.config.max_length)
 
-    def cost(self, item: list[int]) -> int:
-        return len(item)
+    def cost(self, item: Any) -> int:
+        return len(item) * max(len(w) for w in item) if self._chunks else len(item)
 
-    def collate(self, items: Sequence[list[int]]) -> dict[str, torch.Tensor]:
-        return collate_tokens(self.backbone.tokenizer, items)
+    def collate(self, items: Sequence[Any]) -> dict[str, torch.Tensor]:
+        if not self._chunks:
+            return collate_tokens(self.backbone.tokenizer, items)
+        batch = collate_tokens(self.backbone.tokenizer, [w for item in items for w in item])
+        batch["window_row"] = torch.tensor([row for row, item in enumerate(items) for _ in item], dtype=torch.int64)
+        return batch
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        config, mask = self.config, batch["attention_mask"]
+        config = self.config
+        window_row = batch.pop("window_row", None)
+        mask = batch["attention_mask"]
         with torch.inference_mode(), compute_context(self.device, config.dtype, self._weights_dtype()):
             output = self.backbone.model(**batch, output_hidden_states=self._all_states)
             if self._all_states:
                 hidden = torch.cat([output.hidden_states[i] for i in config.layers], dim=-1)
             else:
                 hidden = output.last_hidden_state
-            return pool(hidden, mask, config.poolings, config.normalize)
+            if window_row is None:
+                return pool(hidden, mask, config.poolings, config.normalize)
+            per_window = pool(hidden, mask, config.poolings, normalize=False)
+            rows = int(window_row.max()) + 1
+            pooled = {name: _pool_windows(values, window_row, rows, str(config.long_pooling))
+                      for name, values in per_window.items()}
+            if config.normalize:
+                pooled = {name: torch.nn.functional.normalize(v, dim=-1) for name, v in pooled.items()}
+            return pooled
 
     def cast_weights(self) -> None:
         wanted = torch_dtype(self.config.dtype)
@@ -98,3 +146,14 @@ class TextFeaturizer:
 
     def _weights_dtype(self) -> torch.dtype:
         return next(self.backbone.model.parameters()).dtype
+
+
+def _pool_windows(values: torch.Tensor, window_row: torch.Tensor, rows: int, how: str) -> torch.Tensor:
+    """(rows, dim): the mean or the maximum of each row's window vectors."""
+    index = window_row.to(values.device).unsqueeze(1).expand_as(values)
+    if how == "max":
+        out = torch.full((rows, values.shape[1]), float("-inf"), dtype=values.dtype, device=values.device)
+        return out.scatter_reduce(0, index, values, reduce="amax", include_self=True)
+    sums = torch.zeros((rows, values.shape[1]), dtype=values.dtype, device=values.device).scatter_add(0, index, values)
+    counts = torch.bincount(window_row.to(values.device), minlength=rows).clamp(min=1).unsqueeze(1)
+    return sums / counts.to(values.dtype)

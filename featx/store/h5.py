@@ -13,6 +13,10 @@ from featx.errors import DamagedError, FeatxError, describe_os_error
 
 FORMAT = "featx-store"
 FORMAT_VERSION = 1
+# One value per input row besides the features; "labels" only in labelled stores, "truncated"
+# (1 where the featurizer cut the row's input, e.g. a text over max_length) only in stores
+# written since featx counted it.
+ROW_DATASETS = ("ids", "content_sha256", "labels", "truncated")
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 _ERRNO_IN_TEXT = re.compile(r"errno = (\d+)")

@@ -9,6 +9,7 @@ Layout (readable with plain h5py; see README "Store format"):
     /ids                (N,)     int64, or utf-8 strings when the input's ids are not integers
     /content_sha256     (N, 32)  uint8, sha256 of each row's text as UTF-8
     /labels             (N,)     int64 index into attrs["classes"] (absent when unlabelled)
+    /truncated          (N,)     uint8, 1 where the row's input was cut (absent in older stores)
     /features/<pooling> (N, D)   float32 or float16
 
 Rows [0, n_done) are committed (see featx.store.writer). Opening a store checks
@@ -81,6 +82,14 @@ class FeatureStore:
         return values
 
     @property
+    def truncated(self) -> np.ndarray | None:
+        """1 for each committed row whose input was cut (a text over max_length); None for stores
+        written before featx counted it."""
+        dataset = self._file.get("truncated")
+        values: np.ndarray | None = None if dataset is None else dataset[: self.n_done]
+        return values
+
+    @property
     def content_sha256(self) -> np.ndarray:
         hashes: np.ndarray = self._file["content_sha256"][: self.n_done]
         return hashes
@@ -131,6 +140,7 @@ class FeatureStore:
             "store_dtype": str(self.features(self.poolings[0]).dtype),
             "classes": list(self.classes) if self.classes is not None else None,
             "label_counts": counts,
+            "truncated_rows": None if self.truncated is None else int(self.truncated.sum()),
             "fingerprint": self.fingerprint,
             "config": json.loads(attrs["config"]),
             "input": _json_attr(attrs, "input", self.path, {}),
@@ -171,7 +181,7 @@ def format_info(details: dict[str, Any]) -> str:
         ("features", f"{', '.join(details['poolings'])}  dim {details['dim']}  {details['store_dtype']}"),
         ("model", config["model"]),
         ("layers", ",".join(map(str, config["layers"])) + ("  normalized" if config["normalize"] else "")),
-        ("max length", str(config["max_length"])),
+        ("max length", str(config["max_length"]) + _truncation_note(details)),
         ("compute dtype", details["dtype"]),
         ("labels", ", ".join(f"{k} {v:,}" for k, v in details["label_counts"].items())
          if details["label_counts"] else "none"),
@@ -186,12 +196,27 @@ def format_info(details: dict[str, Any]) -> str:
     return "\n".join(f"{key:<{width}}  {value}" for key, value in rows)
 
 
+def _truncation_note(details: dict[str, Any]) -> str:
+    config = details["config"]
+    if config.get("long") == "chunk":
+        return (f"  (longer rows embedded whole: windows sharing {config['long_stride']} tokens, "
+                f"{config['long_pooling']}-pooled)")
+    cut = details.get("truncated_rows")
+    if cut is None:
+        return "  (rows cut: not recorded by the featx that wrote this store)"
+    done = details["rows_done"]
+    return f"  ({cut:,} of {done:,} rows cut to it, {100 * cut / max(done, 1):.1f} %)"
+
+
 def summary_line(details: dict[str, Any]) -> str:
     """One line after an extraction: rows, shape, dtype, speed, cache hits."""
     timings = details["timings"]
     rate = f", {timings['rows_per_s']:,.0f} rows/s" if timings.get("rows_per_s") else ""
     if "cache_hits" in timings:
         rate += f", {timings['cache_hits']:,} rows from the cache"
+    cut = details.get("truncated_rows")
+    if cut:
+        rate += f", {cut:,} rows cut to {details['config']['max_length']} tokens"
     return (f"{details['path']}: {details['rows']:,} rows x {details['dim']} ({', '.join(details['poolings'])}), "
             f"dtype {details['dtype']}{rate}")
 
@@ -230,8 +255,9 @@ def _validate_layout(file: h5py.File, path: Path) -> tuple[int, int, bool, Extra
     for name in ("ids", "content_sha256"):
         if name not in file or file[name].shape[0] != n_rows:
             raise DamagedError(f"{path} is damaged: dataset {name!r} is missing or not {n_rows} rows long")
-    if "labels" in file and file["labels"].shape[0] != n_rows:
-        raise DamagedError(f"{path} is damaged: dataset 'labels' is not {n_rows} rows long")
+    for name in ("labels", "truncated"):  # present in some stores only
+        if name in file and file[name].shape[0] != n_rows:
+            raise DamagedError(f"{path} is damaged: dataset {name!r} is not {n_rows} rows long")
     features = file.get("features")
     if not isinstance(features, h5py.Group) or sorted(features) != sorted(config.poolings):
         raise DamagedError(f"{path} is damaged: its features are not the poolings of its config "
