@@ -214,7 +214,8 @@ def summarise(runs, methods, workloads, scratch: Path, args, wall: float) -> dic
                 row["ratios"] = {f"vs_{m}": round(row["rows_per_s"] / medians[m], 2) for m in methods}
     return {"command": "python benchmarks/bench_extract.py " + " ".join(
                 f"--{k.replace('_', '-')} {v}" for k, v in (("sst2_rows", args.sst2_rows), ("imdb_rows", args.imdb_rows),
-                                                            ("repeats", args.repeats), ("device", args.device))),
+                                                            ("repeats", args.repeats), ("device", args.device),
+                                                            ("methods", args.methods), ("out", args.out))),
             "hardware": describe_hardware(torch.device("cpu")), "torch": torch.__version__,
             "python": platform.python_version(), "git_commit": git_commit(), "wall_seconds": round(wall, 1),
             "seeds": "none (deterministic inputs: every k-th row of each file)", "rows": rows_out}
