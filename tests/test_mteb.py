@@ -64,3 +64,22 @@ def test_banking77_reproduces_the_published_mteb_score_from_a_default_store(data
     assert len(stores["train"]) == 10003 and len(stores["test"]) == 3080 and len(stores["train"].classes) == 77
     assert abs(100 * row["test_accuracy"] - 80.04) <= 0.1, row["test_accuracy"]
     assert row["models_own_embedding"] and not row["normalised_at_train_time"]
+
+
+def test_featx_train_runs_a_task_preset_from_the_command_line(labelled_stores, tmp_path, capsys):
+    import json
+
+    from tests.test_cli import run_cli
+
+    code, out, err = run_cli(capsys, "train", str(labelled_stores["train"].path), "-o", str(tmp_path / "m"),
+                             "--protocol", "mteb", "--task", "TweetSentimentExtractionClassification", "--seeds", "2",
+                             "--pooling", "mean", "--test", str(labelled_stores["test"].path))
+    assert code in (0, None), err
+    results = json.loads((tmp_path / "m" / "results.json").read_text())
+    (row,) = results["rows"]
+    assert results["task"] == row["task"] == "TweetSentimentExtractionClassification"
+    assert (row["k"], row["experiments"], row["seed_spread"]["seeds"]) == (32, 10, 2)
+    assert "mteb-logreg-k32-mean" in out
+    code, _, err = run_cli(capsys, "train", str(labelled_stores["train"].path), "-o", str(tmp_path / "x"),
+                           "--protocol", "mteb", "--task", "NoSuchTask", "--test", str(labelled_stores["test"].path))
+    assert code == 2 and "--task 'NoSuchTask' is not an MTEB" in err and err.count("\n") == 1
