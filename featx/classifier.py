@@ -15,6 +15,14 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 
+def takes_texts(tags: Any, requires_fit: bool) -> Any:
+    """scikit-learn tags for an estimator whose X is a list of texts (Embedder, the predictors)."""
+    tags.input_tags.two_d_array = False
+    tags.input_tags.string = True
+    tags.requires_fit = requires_fit
+    return tags
+
+
 class PretrainedClassifier(ClassifierMixin, BaseEstimator):
     """Base of Predictor and FinetunedPredictor: subclasses set `class_names` and
     implement `predict_proba(texts)`."""
@@ -49,11 +57,7 @@ class PretrainedClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.string = True
-        tags.requires_fit = False
-        return tags
+        return takes_texts(super().__sklearn_tags__(), requires_fit=False)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(classes={list(self.class_names)})"

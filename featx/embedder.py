@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from featx.backbones import DEFAULT_MODEL, load_backbone
 from featx.cache import EmbeddingCache
+from featx.classifier import takes_texts
 from featx.data import Record
 from featx.engine import embed_through_cache, make_config
 from featx.errors import ParameterError
@@ -83,11 +84,7 @@ class Embedder(TransformerMixin, BaseEstimator):
         return np.asarray([f"{name}{i}" for name in self.config_.poolings for i in range(dim)], dtype=object)
 
     def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.string = True
-        tags.requires_fit = True
-        return tags
+        return takes_texts(super().__sklearn_tags__(), requires_fit=True)
 
 
 def _texts(X: Any) -> list[str]:
