@@ -73,6 +73,7 @@ def main() -> None:
                    capture_output=True)
     trees = {"this checkout": REPO, args.commit: old_tree}
     runs: dict[tuple[str, str], list[float]] = {}
+    dtypes: set[str] = set()
     try:
         for workload, rows in (("sst2", args.sst2_rows), ("imdb", args.imdb_rows)):
             texts_file = scratch / f"{workload}.json"
@@ -87,6 +88,7 @@ def main() -> None:
                     record = json.loads(result.stdout.strip().splitlines()[-1])
                     assert record["featx"].startswith(str(tree)), record["featx"]
                     runs.setdefault((workload, name), []).append(record["seconds"])
+                    dtypes.add(record["dtype"])
                     print(f"{workload} {name} repeat {repeat}: {record['rows'] / record['seconds']:.1f} rows/s "
                           f"({record['dtype']})", flush=True)
     finally:
@@ -100,7 +102,9 @@ def main() -> None:
                       "old_seconds": [round(s, 2) for s in runs[(workload, args.commit)]]})
     report = {"command": f"python benchmarks/speed_vs_commit.py {args.commit} --sst2-rows {args.sst2_rows} "
                          f"--imdb-rows {args.imdb_rows} --repeats {args.repeats}",
-              "this_commit": git_commit(), "against": args.commit, "max_length": 256, "dtype": "auto",
+              "this_commit": git_commit(), "against": args.commit, "max_length": 256,
+              "dtype": f"auto, resolved to {', '.join(sorted(dtypes))}",
+              "seeds": "none (deterministic inputs: every k-th row of each file, as bench_extract.py)",
               "hardware": describe_hardware(torch.device("cpu")), "load_average_at_start": os.getloadavg(),
               "wall_seconds": round(time.time() - started, 1), "rows": table}
     out = Path(args.out)

@@ -154,10 +154,10 @@ def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = Non
         raise ParameterError("long", f"{long!r} is unknown: choose from {', '.join(LONG_MODES)}")
     if long == "truncate" and stride is not None:
         raise ParameterError("stride", "applies to --long chunk only")
-    chunking = {"long": "chunk", "long_stride": min(32, int(max_length) // 4) if stride is None else stride,
+    chunking: dict[str, Any] = {"long": "chunk", "long_stride": min(32, int(max_length) // 4) if stride is None else stride,
                 "long_pooling": long_pooling} if long == "chunk" else {}
     return ExtractConfig(
-        **chunking,  # type: ignore[arg-type]
+        **chunking,
         model=backbone.name,
         weights_sha256=backbone.weights_sha256,
         tokenizer_sha256=backbone.tokenizer_sha256,

@@ -119,14 +119,11 @@ class CudaRunner:
     def __init__(self, device: torch.device, batch_cost: int = GPU_BATCH_COST) -> None:
         self.device = device
         self.batch_cost = batch_cost
-        self._prepared: set[int] = set()
 
     def run(self, featurizer: Featurizer, items: Sequence[Any],
             timer: dict[str, float] | None = None) -> dict[str, np.ndarray]:
         t0 = time.perf_counter()
-        if id(featurizer) not in self._prepared:
-            featurizer.cast_weights()
-            self._prepared.add(id(featurizer))
+        featurizer.cast_weights()  # once in effect: a no-op when the weights already have the compute dtype
         out = _allocate(featurizer, len(items))
         pending: collections.deque[tuple[np.ndarray, dict[str, torch.Tensor], torch.cuda.Event]] = \
             collections.deque()

@@ -31,11 +31,18 @@ def corpus(tmp_path_factory):
     return write_lines(folder / "in.csv", lines)
 
 
+# Short enough that rows with three or more "good" are cut: every window then holds rows whose
+# `truncated` flag is 1, so a dropped write of that dataset differs from its zero fill.
+MAX_LENGTH = 6
+# The reference store's settings, as CLI flags, for every run compared with it.
+SETTINGS = ["--id-column", "id", "--pooling", "mean,cls", "--max-length", str(MAX_LENGTH)]
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, corpus, tiny_bert_dir):
     out = tmp_path_factory.mktemp("ref") / "ref.h5"
     featx.extract(corpus, out, model=str(tiny_bert_dir), id_column="id", pooling="mean,cls", dtype="fp32",
-                  window_rows=8, batch_tokens=64, progress=False).close()
+                  window_rows=8, batch_tokens=64, max_length=MAX_LENGTH, progress=False).close()
     return _contents(out)
 
 
@@ -43,8 +50,8 @@ def _contents(path) -> dict[str, np.ndarray]:
     with h5py.File(path, "r") as f:
         n_done = int(f.attrs["n_done"])
         return {"n_done": n_done, "complete": bool(f.attrs["complete"]),
-                **{name: f[name][:n_done] for name in ("ids", "content_sha256", "labels", "features/mean",
-                                                       "features/cls")}}
+                **{name: f[name][:n_done] for name in ("ids", "content_sha256", "labels", "truncated",
+                                                       "features/mean", "features/cls")}}
 
 
 def _assert_prefix_equal(store_path, reference):
@@ -118,6 +125,7 @@ WRITE_POINTS = {
     "ids, window 2": (lambda m: _patch_dataset(m, "/ids", FailAt(2)), 8),
     "content_sha256, window 2": (lambda m: _patch_dataset(m, "/content_sha256", FailAt(2)), 8),
     "labels, window 2": (lambda m: _patch_dataset(m, "/labels", FailAt(2)), 8),
+    "truncated, window 2": (lambda m: _patch_dataset(m, "/truncated", FailAt(2)), 8),
     "features/mean, window 1": (lambda m: _patch_dataset(m, "/features/mean", FailAt(1)), 0),
     "features/cls, window 3": (lambda m: _patch_dataset(m, "/features/cls", FailAt(3)), 16),
     "flush of the data, window 2": (lambda m: _patch_flush(m, FailAt(3)), 8),
@@ -131,6 +139,8 @@ WRITE_POINTS = {
     "features/mean dropped silently, window 2": (
         lambda m: _patch_dataset(m, "/features/mean", FailAt(2, silent=True)), 8),
     "labels dropped silently, window 3": (lambda m: _patch_dataset(m, "/labels", FailAt(3, silent=True)), 16),
+    "truncated dropped silently, window 2": (
+        lambda m: _patch_dataset(m, "/truncated", FailAt(2, silent=True)), 8),
 }
 
 
@@ -139,7 +149,7 @@ def test_write_fault_keeps_committed_rows_and_the_rerun_equals_an_uninterrupted_
         cli, tmp_path, monkeypatch, corpus, reference, tiny_bert_dir, point):
     inject, committed = WRITE_POINTS[point]
     out = tmp_path / "s.h5"
-    command = ["extract", corpus, "-o", out, "--id-column", "id", "--pooling", "mean,cls", *tiny_args(tiny_bert_dir)]
+    command = ["extract", corpus, "-o", out, *SETTINGS, *tiny_args(tiny_bert_dir)]
     before = snapshot(corpus)
     with monkeypatch.context() as patch:
         inject(patch)
@@ -163,7 +173,7 @@ def test_write_fault_keeps_committed_rows_and_the_rerun_equals_an_uninterrupted_
 def test_too_little_free_space_stops_before_the_window_is_written(cli, tmp_path, monkeypatch, corpus, reference,
                                                                    tiny_bert_dir):
     out = tmp_path / "s.h5"
-    command = ["extract", corpus, "-o", out, "--id-column", "id", "--pooling", "mean,cls", *tiny_args(tiny_bert_dir)]
+    command = ["extract", corpus, "-o", out, *SETTINGS, *tiny_args(tiny_bert_dir)]
     import featx.store.writer as writer_module
 
     calls = []
