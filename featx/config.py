@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from featx.errors import ParameterError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
-POOLINGS = ("mean", "cls", "max", "last")
+DEFAULT_IMAGE_MODEL = "efficientnet-lite0"
+POOLINGS = ("mean", "cls", "max", "last", "pooler")
+MODALITIES = ("text", "image")
 DTYPES = ("fp32", "bf16", "fp16")
 STORE_DTYPES = ("float32", "float16")
 LONG_MODES = ("truncate", "chunk")
@@ -30,8 +32,9 @@ class ExtractConfig:
 
     model: str
     weights_sha256: str
-    tokenizer_sha256: str
-    max_length: int
+    # Text: the tokenizer files' sha256 and the token limit (None for images).
+    tokenizer_sha256: str | None = None
+    max_length: int | None = None
     poolings: tuple[str, ...] = ("mean",)
     layers: tuple[int, ...] = (-1,)
     normalize: bool = False
@@ -44,6 +47,9 @@ class ExtractConfig:
     long: str | None = None
     long_stride: int | None = None
     long_pooling: str | None = None
+    # Images: canonical JSON of the preprocessing (a transformers image processor's config, or
+    # a torch module's declared resize, crop, mean and std); None for text.
+    preprocess: str | None = None
 
     def __post_init__(self) -> None:
         if not self.poolings:
@@ -58,6 +64,21 @@ class ExtractConfig:
         if self.store_dtype not in STORE_DTYPES:
             raise ParameterError("store_dtype",
                                  f"{self.store_dtype!r} is unknown: choose from {', '.join(STORE_DTYPES)}")
+        if self.modality not in MODALITIES:
+            raise ParameterError("modality", f"{self.modality!r} is unknown: choose from {', '.join(MODALITIES)}")
+        if self.modality == "image":
+            if self.preprocess is None:
+                raise ParameterError("preprocess", "is missing: an image config records its preprocessing")
+            for name in ("tokenizer_sha256", "max_length", "long"):
+                if getattr(self, name) is not None:
+                    raise ParameterError(name, "applies to text only")
+            return
+        if self.tokenizer_sha256 is None or self.max_length is None:
+            raise ParameterError("max_length", "and the tokenizer hash are needed for text")
+        if self.preprocess is not None:
+            raise ParameterError("preprocess", "applies to images only")
+        if "pooler" in self.poolings:
+            raise ParameterError("pooling", "pooler applies to image models only")
         if self.max_length < 2:
             raise ParameterError("max_length",
                                  f"must be at least 2 (room for the special tokens), got {self.max_length}")

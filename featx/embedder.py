@@ -53,7 +53,7 @@ class Embedder(TransformerMixin, BaseEstimator):
         self.config_ = make_config(self.backbone_, pooling=self.pooling, normalize=self.normalize,
                                    max_length=self.max_length, dtype=self.dtype)
         self.featurizer_ = TextFeaturizer(self.backbone_, self.config_)
-        self.runner_ = make_runner(self.backbone_.device, self.batch_tokens)
+        self.runner_ = make_runner(self.featurizer_, self.batch_tokens)
         self.n_features_out_ = self.featurizer_.dim * len(self.config_.poolings)
         return self
 
@@ -62,7 +62,7 @@ class Embedder(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "config_")
         texts = _texts(X)
         records = [Record(i, text, -1) for i, text in enumerate(texts)]
-        items, _ = self.featurizer_.prepare(records)
+        items = self.featurizer_.prepare(records)[0]
         self.cache_hits_ = 0
         if self.cache_dir is None or not texts:
             features = self.runner_.run(self.featurizer_, items)

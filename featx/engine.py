@@ -19,12 +19,15 @@ from typing import Any
 import numpy as np
 
 from featx.backbones import DEFAULT_MODEL, Backbone, load_backbone
+from featx.backbones.vision import ImageBackbone, load_image_backbone
 from featx.background import BackgroundWorker, prefetch
 from featx.cache import EmbeddingCache
-from featx.config import LONG_MODES, ExtractConfig, parse_layers
+from featx.config import DEFAULT_IMAGE_MODEL, LONG_MODES, ExtractConfig, parse_layers
 from featx.data import InputSummary, Record, Source, describe_json, open_input
-from featx.errors import ParameterError
+from featx.data.images import is_image_input, open_images
+from featx.errors import FeatxError, OutputError, ParameterError
 from featx.featurizers import Featurizer, TextFeaturizer
+from featx.featurizers.image import ImageFeaturizer, make_image_config
 from featx.hardware import describe_hardware, resolve_dtype
 from featx.progress import progress_bar
 from featx.runners import Runner, make_runner
@@ -32,6 +35,8 @@ from featx.shards import shard_path, shard_rows, shard_window_rows
 from featx.store import FeatureStore, StorePlan, StoreWriter, matching_complete_store
 
 DEFAULT_WINDOW_ROWS = 4096
+# An image window holds its decoded pixels (224 x 224 x 3 bytes each): 512 of them are 77 MB.
+DEFAULT_IMAGE_WINDOW_ROWS = 512
 
 
 @dataclass
@@ -42,9 +47,10 @@ class Window:
     records: list[Any]
     items: list[Any]
     truncated: np.ndarray
+    skipped: np.ndarray  # rows that could not be read (skip_bad): no item, NaN vectors
 
 
-def extract(input: str | Path | Source, output: str | Path, *, model: str | Backbone = DEFAULT_MODEL,
+def extract(input: str | Path | Source, output: str | Path, *, model: str | Backbone | ImageBackbone | None = None,
             pooling: Sequence[str] | str | None = None, layers: str | Sequence[int] = "-1",
             max_length: int | None = None, normalize: bool | None = None, dtype: str = "auto",
             store_dtype: str = "float32", text_column: str | None = None, label_column: str | None = None,
@@ -52,7 +58,7 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
             window_rows: int | None = None, compression: str | None = None, overwrite: bool = False,
             trust_remote_code: bool = False, progress: bool | None = None,
             shard: tuple[int, int] | None = None, cache_dir: str | Path | None = None, long: str = "truncate",
-            stride: int | None = None, long_pooling: str = "mean") -> FeatureStore:
+            stride: int | None = None, long_pooling: str = "mean", skip_bad: bool = False) -> FeatureStore:
     """Embed every row of `input` with a frozen backbone into the store at `output`.
 
     Reruns are cheap and safe: a complete store with the same fingerprint and input is
@@ -64,32 +70,59 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
     `cache_dir` reuses vectors of texts embedded before with the same config (see
     featx.cache); the store's timings count the hits.
     `progress=None` shows a bar only on a terminal.
+
+    Images (a folder, a .zip, ``X.zip:FOLDER``, an ImageTableSource or ArraySource): `model`
+    defaults to efficientnet-lite0, the text settings (max_length, long, stride) do not
+    apply, `batch_tokens` counts images, and `skip_bad` counts undecodable images in the
+    store instead of stopping (see featx.featurizers.image).
     """
     t_start = time.perf_counter()
     if batch_tokens is not None and batch_tokens < 1:
         raise ParameterError("batch_tokens", f"must be positive, got {batch_tokens}")
     if window_rows is not None and window_rows < 1:
         raise ParameterError("window_rows", f"must be positive, got {window_rows}")
-    source = open_input(input, text_column=text_column, label_column=label_column, id_column=id_column) \
-        if isinstance(input, (str, Path)) else input
+    if isinstance(input, (str, Path)):
+        source: Source = open_images(input, label_column=label_column) if is_image_input(input) else \
+            open_input(input, text_column=text_column, label_column=label_column, id_column=id_column)
+    else:
+        source = input
     summary = source.scan()
     t_scanned = time.perf_counter()
-    backbone = model if isinstance(model, Backbone) else load_backbone(
-        model, device=device, trust_remote_code=trust_remote_code)
-    config = make_config(backbone, pooling=pooling, layers=layers, max_length=max_length, normalize=normalize,
-                         dtype=dtype, store_dtype=store_dtype, long=long, stride=stride, long_pooling=long_pooling)
-    featurizer = TextFeaturizer(backbone, config)
-    runner = make_runner(backbone.device, batch_tokens)
+    featurizer: Featurizer
+    if getattr(source, "modality", "text") == "image":
+        for name, value in (("max_length", max_length), ("stride", stride), ("text_column", text_column),
+                            ("long", None if long == "truncate" else long)):
+            if value is not None:
+                raise ParameterError(name, f"applies to texts; {source.name} is read as images")
+        if isinstance(model, Backbone):
+            raise FeatxError(f"{model.name} is a text model; {source.name} is read as images")
+        vision = model if isinstance(model, ImageBackbone) else load_image_backbone(
+            model or DEFAULT_IMAGE_MODEL, device=device, trust_remote_code=trust_remote_code)
+        config = make_image_config(vision, pooling=pooling, layers=layers, normalize=normalize, dtype=dtype,
+                                   store_dtype=store_dtype)
+        featurizer, default_window = ImageFeaturizer(vision, config, skip_bad=skip_bad), DEFAULT_IMAGE_WINDOW_ROWS
+    else:
+        if isinstance(model, ImageBackbone):
+            raise FeatxError(f"{model.name} is an image model; {source.name} is read as texts")
+        backbone = model if isinstance(model, Backbone) else load_backbone(
+            model or DEFAULT_MODEL, device=device, trust_remote_code=trust_remote_code)
+        config = make_config(backbone, pooling=pooling, layers=layers, max_length=max_length, normalize=normalize,
+                             dtype=dtype, store_dtype=store_dtype, long=long, stride=stride, long_pooling=long_pooling)
+        featurizer, default_window = TextFeaturizer(backbone, config), DEFAULT_WINDOW_ROWS
+    runner = make_runner(featurizer, batch_tokens)
     if window_rows is None:
-        window_rows = DEFAULT_WINDOW_ROWS if shard is None else \
-            shard_window_rows(summary.n_rows, shard[1], DEFAULT_WINDOW_ROWS)
+        window_rows = default_window if shard is None else \
+            shard_window_rows(summary.n_rows, shard[1], default_window)
     row_offset, n_rows = (0, summary.n_rows) if shard is None else shard_rows(summary.n_rows, window_rows, *shard)
     plan = StorePlan(config=config, input_json=describe_json(source), input_sha256=summary.sha256,
                      input_rows=summary.n_rows, dim=featurizer.dim,
                      classes=summary.classes, id_kind=summary.id_kind, window_rows=window_rows,
-                     hardware=describe_hardware(backbone.device), compression=compression,
+                     hardware=describe_hardware(featurizer.device), compression=compression,
                      row_offset=row_offset, n_rows=n_rows, shard=shard)
     output = Path(output) if shard is None else shard_path(output, *shard)
+    if source.path.is_dir() and output.resolve().is_relative_to(source.path.resolve()):
+        raise OutputError(f"the output {output} is inside the input folder {source.name}: featx never writes into "
+                          "its input; choose an -o outside it")
     if not overwrite and matching_complete_store(output, plan):
         return FeatureStore(output)  # nothing to do, and nothing written: works in a read-only folder too
     writer = StoreWriter.open(output, plan, overwrite=overwrite, inputs=[source.path])
@@ -175,7 +208,7 @@ def embed_texts(backbone: Backbone, config: ExtractConfig, texts: Sequence[str],
     """Every requested pooling of `texts`, one (len(texts), D) array each, in input order."""
     featurizer = TextFeaturizer(backbone, config)
     records = [Record(i, text, -1) for i, text in enumerate(texts)]
-    return make_runner(backbone.device, batch_tokens).run(featurizer, featurizer.prepare(records)[0])
+    return make_runner(featurizer, batch_tokens).run(featurizer, featurizer.prepare(records)[0])
 
 
 def iter_windows(source: Source, summary: InputSummary, featurizer: Featurizer, start: int,
@@ -196,11 +229,11 @@ def iter_windows(source: Source, summary: InputSummary, featurizer: Featurizer, 
         if not chunk:
             return
         t0 = time.perf_counter()
-        items, truncated = featurizer.prepare(chunk)
+        items, truncated, skipped = featurizer.prepare(chunk)
         timer["prepare_s"] = timer.get("prepare_s", 0.0) + time.perf_counter() - t0
         # What the model is fed, in the featurizer's cost units (tokens for text, window overlaps included).
         timer["cost_units"] = timer.get("cost_units", 0) + sum(featurizer.cost(item) for item in items)
-        yield Window(position, chunk, items, truncated)
+        yield Window(position, chunk, items, truncated, skipped)
         position += len(chunk)
 
 
@@ -214,7 +247,8 @@ def _run(source: Source, summary: InputSummary, featurizer: Featurizer, runner: 
         window, hashes, features = item
         t0 = time.perf_counter()
         labels = np.array([r.label for r in window.records], dtype=np.int64) if has_labels else None
-        writer.write_window(window.start, [r.id for r in window.records], hashes, labels, features, window.truncated)
+        writer.write_window(window.start, [r.id for r in window.records], hashes, labels, features, window.truncated,
+                            window.skipped)
         timer["write_s"] = timer.get("write_s", 0.0) + time.perf_counter() - t0
         bar.update(len(window.records))
 
@@ -225,10 +259,19 @@ def _run(source: Source, summary: InputSummary, featurizer: Featurizer, runner: 
                                stop=writer.row_offset + writer.n_rows)
         for window in prefetch(windows, depth=2):
             hashes = featurizer.content_hashes(window.records)
+            readable = np.flatnonzero(window.skipped == 0)
+            items = window.items if len(readable) == len(window.items) else [window.items[i] for i in readable]
             if cache is None:
-                features = runner.run(featurizer, window.items, timer)
+                found = runner.run(featurizer, items, timer)
             else:
-                features = embed_through_cache(featurizer, runner, window.items, hashes, cache, timer)
+                found = embed_through_cache(featurizer, runner, items, hashes[readable], cache, timer)
+            features = found
+            if len(readable) < len(window.items):  # skipped rows keep their place, with NaN vectors
+                features = {}
+                for name, values in found.items():
+                    features[name] = np.full((len(window.items), values.shape[1]), np.nan, dtype=values.dtype)
+                    features[name][readable] = values
+                timer["skipped_rows"] = timer.get("skipped_rows", 0) + len(window.items) - len(readable)
             committer.submit((window, hashes, features))
     finally:
         # Whatever stopped the loop (end, error, Ctrl-C), windows already computed are committed.

@@ -31,7 +31,7 @@ from featx._version import __version__
 from featx.atomic import atomic_folder, write_text
 from featx.backbones import DEFAULT_MODEL, Backbone, load_backbone
 from featx.classifier import PretrainedClassifier
-from featx.data import InputSource, InputSummary, Record
+from featx.data import InputSource, InputSummary, Record, Source
 from featx.errors import DamagedError, FeatxError
 from featx.featurizers.text import collate_tokens, tokenize
 from featx.hardware import compute_context, describe_hardware, resolve_dtype
@@ -118,13 +118,15 @@ def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def finetune(train: InputSource, out: str | Path, *, val: InputSource | None = None,
+def finetune(train: Source, out: str | Path, *, val: Source | None = None,
              config: FinetuneConfig = FinetuneConfig(), device: str = "auto",
              progress: bool | None = None) -> dict[str, Any]:
     """Fine-tune `config.model` on `train`, keep the best epoch (by validation accuracy) in `out`.
 
     Returns the run record also written to ``out/finetune.json``.
     """
+    if not isinstance(train, InputSource) or (val is not None and not isinstance(val, InputSource)):
+        raise FeatxError(f"{train.name} is read as images: fine-tuning takes texts")
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     loaded = load_backbone(config.model, device=device)

@@ -1,10 +1,10 @@
-"""Predictor: raw text in, labels out — a backbone reference, its extraction config and a head.
+"""Predictor: raw texts or images in, labels out — a backbone reference, its extraction config and a head.
 
 A predictor folder holds ``predictor.json`` (format, the backbone reference, the
 extraction config) and ``head/`` (a head folder). Loading checks that the backbone
-found has the weights and tokenizer the head was trained on. Texts are embedded with
-the same window and batch planning as `featx extract`, so predictions on a file match
-the head applied to that file's cached features exactly.
+found has the weights and tokenizer (or image preprocessing) the head was trained on.
+Inputs are embedded with the same window and batch planning as `featx extract`, so
+predictions on a file match the head applied to that file's cached features exactly.
 """
 from __future__ import annotations
 
@@ -18,13 +18,16 @@ import numpy as np
 
 from featx._version import __version__
 from featx.atomic import atomic_folder
-from featx.backbones import Backbone, load_backbone
+from featx.backbones import Backbone
+from featx.backbones.vision import ImageBackbone
 from featx.classifier import PretrainedClassifier
 from featx.config import ExtractConfig
-from featx.data import InputSource, InputSummary, Record
-from featx.engine import DEFAULT_WINDOW_ROWS, embed_texts, iter_windows
+from featx.data import InputSummary, Record, Source
+from featx.data.images import ImageRecord
+from featx.engine import DEFAULT_IMAGE_WINDOW_ROWS, DEFAULT_WINDOW_ROWS, iter_windows
 from featx.errors import DamagedError, FeatxError
-from featx.featurizers import TextFeaturizer
+from featx.featurizers import Featurizer
+from featx.featurizers.loading import featurizer_for
 from featx.heads import TrainedHead
 from featx.runners import make_runner
 
@@ -32,20 +35,22 @@ PREDICTOR_FORMAT = "featx-predictor"
 
 
 class Predictor(PretrainedClassifier):
-    """Classifies raw texts with a frozen backbone and a trained head (a scikit-learn
-    classifier, already fitted: see featx.classifier)."""
+    """Classifies raw texts (or images: bytes, uint8 arrays, PIL images, for a head trained on an
+    image store) with a frozen backbone and a trained head (a scikit-learn classifier, already
+    fitted: see featx.classifier)."""
 
-    def __init__(self, head: TrainedHead, config: ExtractConfig | None = None, backbone: Backbone | None = None,
-                 device: str = "auto") -> None:
+    def __init__(self, head: TrainedHead, config: ExtractConfig | None = None,
+                 backbone: Backbone | ImageBackbone | None = None, device: str = "auto") -> None:
         self.head = head
         full_config = config or ExtractConfig.from_json(head.config_json)
         # Only the head's pooling is needed; the others do not change it.
         self.config = dataclasses.replace(full_config, poolings=(head.pooling,))
         self._backbone = backbone
         self._device = device
+        self._featurizer: Featurizer | None = None
 
     @classmethod
-    def from_parts(cls, *, head: TrainedHead, backbone: Backbone | None = None,
+    def from_parts(cls, *, head: TrainedHead, backbone: Backbone | ImageBackbone | None = None,
                    config: ExtractConfig | None = None) -> Predictor:
         """A predictor from a trained head (and optionally an already loaded backbone)."""
         return cls(head, config, backbone)
@@ -55,33 +60,35 @@ class Predictor(PretrainedClassifier):
         return self.head.class_names
 
     @property
-    def backbone(self) -> Backbone:
-        if self._backbone is None:
-            backbone = load_backbone(self.config.model, device=self._device)
-            if (backbone.weights_sha256, backbone.tokenizer_sha256) != (self.config.weights_sha256,
-                                                                         self.config.tokenizer_sha256):
-                raise FeatxError(f"the model found at {self.config.model} is not the one this head was trained on "
-                                 "(weights or tokenizer differ)")
-            self._backbone = backbone
-        return self._backbone
+    def featurizer(self) -> Featurizer:
+        """The backbone under the head's extraction config, loaded (and checked) on first use."""
+        if self._featurizer is None:
+            self._featurizer = featurizer_for(self.config, device=self._device, backbone=self._backbone)
+        return self._featurizer
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Class probabilities, one row per text, columns in `class_names` order."""
-        features = embed_texts(self.backbone, self.config, texts)[self.head.pooling]
-        result: np.ndarray = self.head.estimator.predict_proba(features)
+    def _features(self, inputs: Sequence[Any]) -> np.ndarray:
+        featurizer = self.featurizer
+        records: list[Any] = [ImageRecord(i, x, -1, f"image {i}") for i, x in enumerate(inputs)] \
+            if self.config.modality == "image" else [Record(i, x, -1) for i, x in enumerate(inputs)]
+        return make_runner(featurizer).run(featurizer, featurizer.prepare(records)[0])[self.head.pooling]
+
+    def predict_proba(self, inputs: Sequence[Any]) -> np.ndarray:
+        """Class probabilities, one row per text (or image), columns in `class_names` order."""
+        result: np.ndarray = self.head.estimator.predict_proba(self._features(inputs))
         return result
 
-    def predict(self, texts: Sequence[str]) -> np.ndarray:
-        """The predicted class name of each text (the head's own decision rule)."""
-        index = self.head.estimator.predict(embed_texts(self.backbone, self.config, texts)[self.head.pooling])
+    def predict(self, inputs: Sequence[Any]) -> np.ndarray:
+        """The predicted class name of each text (or image): the head's own decision rule."""
+        index = self.head.estimator.predict(self._features(inputs))
         result: np.ndarray = self.classes_[index]
         return result
 
-    def predict_input(self, source: InputSource, summary: InputSummary) -> Iterator[tuple[Record, np.ndarray]]:
+    def predict_input(self, source: Source, summary: InputSummary) -> Iterator[tuple[Any, np.ndarray]]:
         """(record, probabilities) for every row of an input, streamed window by window."""
-        featurizer = TextFeaturizer(self.backbone, self.config)
-        runner = make_runner(self.backbone.device)
-        for window in iter_windows(source, summary, featurizer, 0, DEFAULT_WINDOW_ROWS):
+        featurizer = self.featurizer
+        runner = make_runner(featurizer)
+        window_rows = DEFAULT_IMAGE_WINDOW_ROWS if self.config.modality == "image" else DEFAULT_WINDOW_ROWS
+        for window in iter_windows(source, summary, featurizer, 0, window_rows):
             features = runner.run(featurizer, window.items)
             probabilities = self.head.estimator.predict_proba(features[self.head.pooling])
             yield from zip(window.records, probabilities)
@@ -140,7 +147,7 @@ def load_predictor(folder: str | Path, device: str = "auto") -> PretrainedClassi
     return Predictor.load(folder, device=device)
 
 
-def evaluate_predictor(predictor: PretrainedClassifier, source: InputSource) -> dict[str, Any]:
+def evaluate_predictor(predictor: PretrainedClassifier, source: Source) -> dict[str, Any]:
     """Metrics of a predictor (or fine-tuned checkpoint) on a labelled input, classes matched by name."""
     from featx.metrics import classification_metrics, labels_as
 
@@ -156,7 +163,7 @@ def evaluate_predictor(predictor: PretrainedClassifier, source: InputSource) -> 
 
 
 def evaluate_folder(folder: str | Path, data: str | Path, *, device: str = "auto",
-                    read_input: Callable[[], InputSource] | None = None) -> dict[str, Any]:
+                    read_input: Callable[[], Source] | None = None) -> dict[str, Any]:
     """`featx evaluate`: a head folder is scored on the store `data`; a predictor folder or a
     fine-tuned checkpoint on the labelled input `data` (`read_input` opens it with the
     caller's column choices; by default featx.open_input's)."""
@@ -171,7 +178,7 @@ def evaluate_folder(folder: str | Path, data: str | Path, *, device: str = "auto
     return evaluate_predictor(predictor, read_input() if read_input else open_input(data))
 
 
-def write_predictions(predictor: PretrainedClassifier, source: InputSource, output: str | Path | None = None,
+def write_predictions(predictor: PretrainedClassifier, source: Source, output: str | Path | None = None,
                       progress: bool | None = None) -> int:
     """One JSON line per row of `source` (id, predicted label, every class's probability) into
     `output`, written under a temporary name and renamed at the end (never a half file), or
@@ -194,10 +201,10 @@ def write_predictions(predictor: PretrainedClassifier, source: InputSource, outp
             _write_rows(predictor, source, summary, sys.stdout, bar)
     finally:
         bar.close()
-    return summary.n_rows
+    return int(summary.n_rows)
 
 
-def _write_rows(predictor: PretrainedClassifier, source: InputSource, summary: InputSummary, sink: TextIO,
+def _write_rows(predictor: PretrainedClassifier, source: Source, summary: InputSummary, sink: TextIO,
                 bar: Any) -> None:
     names = predictor.class_names
     gold = summary.classes  # an input with labels: each row carries its own (the "gold" label) too

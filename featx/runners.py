@@ -26,10 +26,6 @@ import torch
 from featx.batching import plan_batches
 from featx.featurizers import Featurizer
 
-# Budget per batch, in the featurizer's cost (tokens for text): measured best on CPU
-# (benchmarks/README.md, "Extraction speed"); a GPU wants bigger batches to stay busy.
-CPU_BATCH_COST = 2048
-GPU_BATCH_COST = 16384
 # On a CPU, batches run on up to this many worker threads at once (see cpu_workers).
 MAX_CPU_WORKERS = 4
 
@@ -57,11 +53,12 @@ class Runner(Protocol):
         """Every pooling of every item, (len(items), dim) each, in input order."""
 
 
-def make_runner(device: torch.device, batch_cost: int | None = None) -> Runner:
-    """The runner for `device`; `batch_cost=None` is that device's default budget."""
-    if device.type == "cuda":
-        return CudaRunner(device, batch_cost or GPU_BATCH_COST)
-    return CpuRunner(batch_cost or CPU_BATCH_COST)
+def make_runner(featurizer: Featurizer, batch_cost: int | None = None) -> Runner:
+    """The runner for the featurizer's device; `batch_cost=None` is the featurizer's default budget there."""
+    cost = batch_cost or featurizer.default_batch_cost()
+    if featurizer.device.type == "cuda":
+        return CudaRunner(featurizer.device, cost)
+    return CpuRunner(cost)
 
 
 def _allocate(featurizer: Featurizer, rows: int) -> dict[str, np.ndarray]:
@@ -84,7 +81,7 @@ class CpuRunner:
 
     device = torch.device("cpu")
 
-    def __init__(self, batch_cost: int = CPU_BATCH_COST) -> None:
+    def __init__(self, batch_cost: int) -> None:
         self.batch_cost = batch_cost
 
     def run(self, featurizer: Featurizer, items: Sequence[Any],
@@ -116,7 +113,7 @@ class CudaRunner:
 
     IN_FLIGHT = 2  # batches whose results may still be on their way back
 
-    def __init__(self, device: torch.device, batch_cost: int = GPU_BATCH_COST) -> None:
+    def __init__(self, device: torch.device, batch_cost: int) -> None:
         self.device = device
         self.batch_cost = batch_cost
 

@@ -21,10 +21,10 @@ import numpy as np
 from featx._version import __version__
 from featx.atomic import child_path, make_folder, write_text
 from featx.bench.suite import Split, Suite
-from featx.errors import ParameterError
+from featx.errors import FeatxError, ParameterError
 
 if TYPE_CHECKING:
-    from featx.data import InputSource
+    from featx.data import InputSource, Source
 
 STAGES = ("extract", "heads", "mteb", "tfidf", "finetune")
 
@@ -129,9 +129,22 @@ def _stamp(suite: Suite, dtype: str) -> dict[str, Any]:
                          "python": platform.python_version()}}
 
 
-def _open(split: Split) -> InputSource:
-    from featx.data import open_input
+def _open_texts(split: Split) -> InputSource:
+    """A text split; image splits have no TF-IDF row and fine-tune through featx.finetune's image path."""
+    from featx.data import InputSource
 
+    source = _open(split)
+    if not isinstance(source, InputSource):
+        raise FeatxError(f"{split.path} is read as images: this stage takes texts")
+    return source
+
+
+def _open(split: Split) -> Source:
+    from featx.data import open_input
+    from featx.data.images import is_image_input, open_images
+
+    if is_image_input(split.path):
+        return open_images(split.path, label_column=split.label_column)
     return open_input(split.path, text_column=split.text_column, label_column=split.label_column, id_column=split.id_column,
                       header=split.header,
                       rows_mod=split.rows_mod)
@@ -151,8 +164,9 @@ def _extract_row(suite: Suite, split: str, store_path: Path) -> dict[str, Any]:
             "seconds": {"extract": round(info["timings"].get("extract_s", seconds), 2), "total": round(seconds, 2)},
             "rows_per_s": info["timings"].get("rows_per_s"), "truncated_rows": info["truncated_rows"],
             "cost_units": info["timings"].get("cost_units"),
-            "params": {"max_length": info["config"]["max_length"],
-                       **{k: info["config"][k] for k in ("long", "long_stride", "long_pooling") if k in info["config"]}},
+            "skipped_rows": info["skipped_rows"],
+            "params": {k: info["config"][k] for k in ("max_length", "long", "long_stride", "long_pooling", "preprocess")
+                       if k in info["config"]},
             **_stamp(suite, info["dtype"])}
 
 
@@ -207,8 +221,8 @@ def _finetune_row(suite: Suite, name: str, params: dict[str, Any], checkpoint: s
     for seed in suite.seeds:
         config = FinetuneConfig(model=suite.model, dtype=suite.dtype, seed=seed, **params)
         t0 = time.perf_counter()
-        record = finetune(_open(suite.train), f"{checkpoint}-seed{seed}", config=config, device=suite.device,
-                          val=_open(suite.val) if suite.val is not None else None, progress=False)
+        record = finetune(_open_texts(suite.train), f"{checkpoint}-seed{seed}", config=config, device=suite.device,
+                          val=_open_texts(suite.val) if suite.val is not None else None, progress=False)
         train_s.append(time.perf_counter() - t0)
         t1 = time.perf_counter()
         predictor = FinetunedPredictor(f"{checkpoint}-seed{seed}", device=suite.device)
@@ -232,8 +246,8 @@ def _tfidf_row(suite: Suite) -> dict[str, Any]:
 
     accuracy, macro_f1, fit_s, eval_s, chosen, runs = [], [], [], [], [], []
     for seed in suite.seeds:
-        run = tfidf_logreg(_open(suite.train), _open(suite.val) if suite.val is not None else None,
-                           _open(suite.test), seed=seed)
+        run = tfidf_logreg(_open_texts(suite.train), _open_texts(suite.val) if suite.val is not None else None,
+                           _open_texts(suite.test), seed=seed)
         accuracy.append(run["metrics"]["accuracy"])
         macro_f1.append(run["metrics"]["macro_f1"])
         fit_s.append(run["seconds"]["fit"])

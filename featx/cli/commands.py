@@ -7,7 +7,7 @@ import click
 
 from featx._version import __version__
 from featx.cli.options import DEVICE_OPTION, DTYPE_OPTION, QUIET_OPTION, input_options, open_input_columns
-from featx.config import DEFAULT_MODEL, LONG_MODES, LONG_POOLINGS, POOLINGS, STORE_DTYPES
+from featx.config import DEFAULT_IMAGE_MODEL, DEFAULT_MODEL, LONG_MODES, LONG_POOLINGS, POOLINGS, STORE_DTYPES
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -26,8 +26,8 @@ def cli() -> None:
 @cli.command()
 @click.argument("input")
 @click.option("-o", "--output", required=True, help="Store file to write (.h5); resumed if it exists.")
-@click.option("--model", default=DEFAULT_MODEL, show_default=True,
-              help="Packaged short name, local transformers folder, or hub id (when online).")
+@click.option("--model", help=f"Packaged short name, local transformers folder, or hub id (when online) "
+                             f"[default: {DEFAULT_MODEL} for texts, {DEFAULT_IMAGE_MODEL} for images].")
 @input_options()
 @click.option("--pooling", help=f"Comma list of {', '.join(POOLINGS)} [default: the model's own; mean for MiniLM].")
 @click.option("--layers", default="-1", show_default=True,
@@ -44,7 +44,10 @@ def cli() -> None:
 @DTYPE_OPTION
 @click.option("--store-dtype", type=click.Choice(STORE_DTYPES), default="float32", show_default=True)
 @click.option("--batch-tokens", type=int, default=None,
-              help="Token budget per batch (rows x padded length) [default: 2048 on CPU, 16384 on GPU].")
+              help="Budget per batch: tokens for texts (rows x padded length) [default: 2048 on CPU, 16384 on GPU], "
+                   "images for images [default: 32 on CPU, 256 on GPU].")
+@click.option("--skip-bad", is_flag=True, help="Images: skip an undecodable image (counted in the store, NaN "
+                                               "vectors, left out by heads) instead of stopping.")
 @click.option("--window-rows", type=int, default=None,
               help="Rows per commit window; a crash loses at most one window [default: 4096; for shards of a "
                    "smaller input, rows / shards].")
@@ -59,15 +62,18 @@ def cli() -> None:
 @click.option("--merge", "merge_after", is_flag=True,
               help="Under torchrun: after every rank is done, rank 0 merges the shards into OUTPUT.")
 @QUIET_OPTION
-def extract(input: str, output: str, model: str, pooling: str | None, layers: str, max_length: int | None,
+def extract(input: str, output: str, model: str | None, pooling: str | None, layers: str, max_length: int | None,
             long: str, stride: int | None, long_pooling: str,
-            normalize: bool | None, dtype: str, store_dtype: str, batch_tokens: int | None, window_rows: int | None,
+            normalize: bool | None, dtype: str, store_dtype: str, batch_tokens: int | None, skip_bad: bool,
+            window_rows: int | None,
             compression: str | None, device: str, overwrite: bool, trust_remote_code: bool, shard_spec: str | None,
             cache_dir: str | None, merge_after: bool, quiet: bool, **columns: object) -> None:
     """Embed every row of INPUT into the store OUTPUT (resumable: rerun the same command).
 
     INPUT is a .csv, .tsv, .jsonl, .txt or .parquet file (.gz allowed) or a bundled
-    dataset: sst2:train, sst2:dev, sst2:test.
+    dataset: sst2:train, sst2:dev, sst2:test. Images: a folder with one subfolder per
+    class, a .zip of one (ARCHIVE.zip:FOLDER reads a folder inside it), or a table
+    with --image-column.
 
     \b
     Examples:
@@ -75,6 +81,7 @@ def extract(input: str, output: str, model: str, pooling: str | None, layers: st
       featx extract ../shared/data/sst2/dev.tsv -o dev.h5 --text-column content --label-column label
       featx extract imdb/train.jsonl.gz -o imdb-train.h5 --max-length 256 --id-column id
       featx extract notes.txt -o notes.h5 --model ./my-bert --layers -4: --normalize
+      featx extract cifar10-jpg.zip:train -o cifar-train.h5 --model efficientnet-lite0
     """
     from featx.launch import extract_as_launched
 
@@ -83,7 +90,7 @@ def extract(input: str, output: str, model: str, pooling: str | None, layers: st
         pooling=pooling, layers=layers, max_length=max_length, normalize=normalize, dtype=dtype,
         store_dtype=store_dtype, batch_tokens=batch_tokens, window_rows=window_rows, compression=compression,
         overwrite=overwrite, trust_remote_code=trust_remote_code, progress=False if quiet else None,
-        cache_dir=cache_dir, long=long, stride=stride, long_pooling=long_pooling)
+        cache_dir=cache_dir, long=long, stride=stride, long_pooling=long_pooling, skip_bad=skip_bad)
     if store is None:
         return
     with store:

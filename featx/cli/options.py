@@ -10,7 +10,7 @@ from featx.config import DTYPES
 from featx.data.readers import FORMATS
 
 if TYPE_CHECKING:
-    from featx.data import InputSource
+    from featx.data import Source
 
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -29,6 +29,7 @@ def input_options(what: str = "INPUT") -> Decorator:
     """How to read an input file; the command receives them as **columns for `open_input_columns`."""
     return combined(
         click.option("--text-column", help="Column with the text [default: text; sentence for bundled SST-2]."),
+        click.option("--image-column", help="Column with image paths, relative to the table: read it as images."),
         click.option("--label-column", help="Column with the label [default: label, when present]."),
         click.option("--id-column", help="Column with row ids [default: the 0-based row index]."),
         click.option("--format", "fmt", type=click.Choice(FORMATS), help="Input format [default: from the name]."),
@@ -50,11 +51,20 @@ def protocol_options() -> Decorator:
                      help="mteb: also report the task score under sampler seeds 0..N-1 (mean, sd, min, max); 0 skips."))
 
 
-def open_input_columns(spec: str, columns: dict[str, Any]) -> InputSource:
-    """The InputSource for `spec` read as the `input_options` in `columns` say."""
+def open_input_columns(spec: str, columns: dict[str, Any]) -> Source:
+    """The Source for `spec` read as the `input_options` in `columns` say: images for a folder,
+    a .zip (or ``X.zip:FOLDER``) or a table with --image-column, else a table of texts."""
     from featx.data import open_input
+    from featx.data.images import is_image_input, open_images
 
     options = dict(columns)
+    image_column = options.pop("image_column", None)
+    if image_column is not None or is_image_input(spec):
+        text_only = [f"--{k.replace('_', '-')}" for k in ("text_column", "id_column", "fmt", "encoding")
+                     if options.get(k)] + (["--no-header"] if options.get("no_header") else [])
+        if text_only:
+            raise click.UsageError(f"{text_only[0]} applies to texts; {spec} is read as images")
+        return open_images(spec, image_column=image_column, label_column=options.get("label_column"))
     return open_input(spec, header=not options.pop("no_header"), **options)
 
 

@@ -31,9 +31,13 @@ class Featurizer(Protocol):
     def content_hashes(self, records: Sequence[Any]) -> np.ndarray:
         """(n, 32) uint8: sha256 of each row's content (the embedding cache's key)."""
 
-    def prepare(self, records: Sequence[Any]) -> tuple[list[Any], np.ndarray]:
-        """One model-ready item per row (token ids, pixels), on the host, and uint8 flags: 1 for
-        each row whose input had to be cut to fit (a text over max_length)."""
+    def prepare(self, records: Sequence[Any]) -> tuple[list[Any], np.ndarray, np.ndarray]:
+        """One model-ready item per row (token ids, pixels), on the host, and two uint8 flags per
+        row: cut (its input had to be cut to fit, a text over max_length) and skipped (it could
+        not be read, an undecodable image under skip_bad; its item is None)."""
+
+    def default_batch_cost(self) -> int:
+        """The batch budget on this featurizer's device, in `cost` units."""
 
     def cost(self, item: Any) -> int:
         """How much of a batch budget `item` uses (its tokens; 1 for a fixed-size image)."""

@@ -20,6 +20,11 @@ from featx.errors import FeatxError
 from featx.hardware import compute_context, torch_dtype
 from featx.pooling import pool
 
+# Tokens per batch: measured best on CPU (benchmarks/README.md, "Extraction speed"); a GPU
+# wants bigger batches to stay busy.
+CPU_BATCH_TOKENS = 2048
+GPU_BATCH_TOKENS = 16384
+
 
 def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
     """Token ids of each text with special tokens, truncated to max_length, unpadded."""
@@ -82,7 +87,10 @@ class TextFeaturizer:
     """
 
     def __init__(self, backbone: Backbone, config: ExtractConfig) -> None:
+        if config.max_length is None:
+            raise FeatxError(f"{config.model} was extracted from images: a text featurizer cannot reproduce it")
         self.backbone, self.config = backbone, config
+        self.max_length = config.max_length
         self.device = backbone.device
         self.dim = backbone.hidden_size * len(config.layers)
         self.poolings = config.poolings
@@ -96,13 +104,17 @@ class TextFeaturizer:
     def content_hashes(self, records: Sequence[Any]) -> np.ndarray:
         return text_hashes([r.text for r in records])
 
-    def prepare(self, records: Sequence[Any]) -> tuple[list[Any], np.ndarray]:
+    def prepare(self, records: Sequence[Any]) -> tuple[list[Any], np.ndarray, np.ndarray]:
         texts = [r.text for r in records]
+        none = np.zeros(len(texts), dtype=np.uint8)  # every text can be embedded
         if self._chunks:
-            windows = encode_windows(self.backbone.tokenizer, texts, self.config.max_length,
+            windows = encode_windows(self.backbone.tokenizer, texts, self.max_length,
                                      int(self.config.long_stride or 0))
-            return windows, np.zeros(len(texts), dtype=np.uint8)  # nothing is cut
-        return encode(self.backbone.tokenizer, texts, self.config.max_length)
+            return windows, none, none  # nothing is cut
+        return (*encode(self.backbone.tokenizer, texts, self.max_length), none)
+
+    def default_batch_cost(self) -> int:
+        return GPU_BATCH_TOKENS if self.device.type == "cuda" else CPU_BATCH_TOKENS
 
     def cost(self, item: Any) -> int:
         return len(item) * max(len(w) for w in item) if self._chunks else len(item)

@@ -79,18 +79,20 @@ class TrainedHead:
         return store.iter_batches(self.pooling)
 
     def predict_proba(self, store: FeatureStore) -> np.ndarray:
-        """Class probabilities for every row of `store` (same fingerprint required)."""
+        """Class probabilities for every row of `store` that holds a vector (same fingerprint required)."""
         return np.concatenate([self.estimator.predict_proba(X) for X, _ in self._features(store)])
 
     def predict(self, store: FeatureStore) -> np.ndarray:
-        """Predicted label indices for every row of `store` (same fingerprint required)."""
+        """Predicted label indices for every row of `store` that holds a vector (same fingerprint required)."""
         return np.concatenate([self.estimator.predict(X) for X, _ in self._features(store)])
 
     def evaluate(self, store: FeatureStore) -> dict[str, Any]:
         """Metrics of this head on a labelled store."""
         if store.labels is None:
             raise FeatxError(f"{store.path} has no labels: nothing to evaluate against")
-        truth = labels_as(store.labels, store.classes or (), self.class_names, str(store.path))
+        labels, readable = store.labels, store.readable()
+        truth = labels_as(labels if readable is None else labels[readable], store.classes or (), self.class_names,
+                          str(store.path))
         return classification_metrics(truth, self.predict(store), self.class_names)
 
     def save(self, folder: str | Path) -> Path:

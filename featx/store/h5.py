@@ -15,8 +15,9 @@ FORMAT = "featx-store"
 FORMAT_VERSION = 1
 # One value per input row besides the features; "labels" only in labelled stores, "truncated"
 # (1 where the featurizer cut the row's input, e.g. a text over max_length) only in stores
-# written since featx counted it.
-ROW_DATASETS = ("ids", "content_sha256", "labels", "truncated")
+# written since featx counted it, "skipped" (1 where the input could not be read, e.g. an
+# undecodable image under --skip-bad; its vectors are NaN) only in image stores.
+ROW_DATASETS = ("ids", "content_sha256", "labels", "truncated", "skipped")
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 _ERRNO_IN_TEXT = re.compile(r"errno = (\d+)")

@@ -10,6 +10,8 @@ Layout (readable with plain h5py; see README "Store format"):
     /content_sha256     (N, 32)  uint8, sha256 of each row's text as UTF-8
     /labels             (N,)     int64 index into attrs["classes"] (absent when unlabelled)
     /truncated          (N,)     uint8, 1 where the row's input was cut (absent in older stores)
+    /skipped            (N,)     uint8, 1 where the input could not be read (image stores only;
+                                 such rows hold NaN vectors and are left out of load/iter_batches)
     /features/<pooling> (N, D)   float32 or float16
 
 Rows [0, n_done) are committed (see featx.store.writer). Opening a store checks
@@ -90,6 +92,21 @@ class FeatureStore:
         return values
 
     @property
+    def skipped(self) -> np.ndarray | None:
+        """1 for each committed row whose input could not be read (an undecodable image under
+        --skip-bad: NaN vectors); None for stores that cannot have such rows (texts)."""
+        dataset = self._file.get("skipped")
+        values: np.ndarray | None = None if dataset is None else dataset[: self.n_done]
+        return values
+
+    def readable(self) -> np.ndarray | None:
+        """Indices of the committed rows that hold vectors, or None when every row does."""
+        skipped = self.skipped
+        if skipped is None or not skipped.any():
+            return None
+        return np.flatnonzero(skipped == 0)
+
+    @property
     def content_sha256(self) -> np.ndarray:
         hashes: np.ndarray = self._file["content_sha256"][: self.n_done]
         return hashes
@@ -105,17 +122,27 @@ class FeatureStore:
         return self._file["features"][pooling]
 
     def load(self, pooling: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """(X, y) for the committed rows: X (n, D) as stored, y int64 labels or None."""
-        return self.features(pooling)[: self.n_done], self.labels
+        """(X, y) for the committed rows that hold vectors (skipped rows left out, see `readable`):
+        X (n, D) as stored, y int64 labels or None."""
+        X, y = self.features(pooling)[: self.n_done], self.labels
+        keep = self.readable()
+        if keep is None:
+            return X, y
+        return X[keep], None if y is None else y[keep]
 
     def iter_batches(self, pooling: str | None = None,
                      batch_rows: int = 8192) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         """(X, y) blocks of up to `batch_rows` rows, in order, never the whole matrix at once."""
         features = self.features(pooling)
         labels = self._file.get("labels")
+        skipped = self.skipped
         for start in range(0, self.n_done, batch_rows):
             stop = min(start + batch_rows, self.n_done)
-            yield features[start:stop], None if labels is None else labels[start:stop]
+            X, y = features[start:stop], None if labels is None else labels[start:stop]
+            if skipped is not None and skipped[start:stop].any():  # rows without vectors are left out
+                keep = skipped[start:stop] == 0
+                X, y = X[keep], None if y is None else y[keep]
+            yield X, y
 
     def info(self) -> dict[str, Any]:
         """Everything `featx info` shows: size, progress, config, hardware, timings."""
@@ -141,6 +168,7 @@ class FeatureStore:
             "classes": list(self.classes) if self.classes is not None else None,
             "label_counts": counts,
             "truncated_rows": None if self.truncated is None else int(self.truncated.sum()),
+            "skipped_rows": None if self.skipped is None else int(self.skipped.sum()),
             "fingerprint": self.fingerprint,
             "config": json.loads(attrs["config"]),
             "input": _json_attr(attrs, "input", self.path, {}),
@@ -181,7 +209,10 @@ def format_info(details: dict[str, Any]) -> str:
         ("features", f"{', '.join(details['poolings'])}  dim {details['dim']}  {details['store_dtype']}"),
         ("model", config["model"]),
         ("layers", ",".join(map(str, config["layers"])) + ("  normalized" if config["normalize"] else "")),
-        ("max length", str(config["max_length"]) + _truncation_note(details)),
+        *([("max length", str(config["max_length"]) + _truncation_note(details))] if "max_length" in config else
+          [("images", f"preprocess {config.get('preprocess')}"
+                      + (f"  ({details['skipped_rows']:,} unreadable, skipped)" if details.get("skipped_rows") else
+                         ""))]),
         ("compute dtype", details["dtype"]),
         ("labels", ", ".join(f"{k} {v:,}" for k, v in details["label_counts"].items())
          if details["label_counts"] else "none"),
@@ -217,6 +248,8 @@ def summary_line(details: dict[str, Any]) -> str:
     cut = details.get("truncated_rows")
     if cut:
         rate += f", {cut:,} rows cut to {details['config']['max_length']} tokens"
+    if details.get("skipped_rows"):
+        rate += f", {details['skipped_rows']:,} unreadable rows skipped (NaN vectors, left out by heads)"
     return (f"{details['path']}: {details['rows']:,} rows x {details['dim']} ({', '.join(details['poolings'])}), "
             f"dtype {details['dtype']}{rate}")
 
@@ -255,7 +288,7 @@ def _validate_layout(file: h5py.File, path: Path) -> tuple[int, int, bool, Extra
     for name in ("ids", "content_sha256"):
         if name not in file or file[name].shape[0] != n_rows:
             raise DamagedError(f"{path} is damaged: dataset {name!r} is missing or not {n_rows} rows long")
-    for name in ("labels", "truncated"):  # present in some stores only
+    for name in ("labels", "truncated", "skipped"):  # present in some stores only
         if name in file and file[name].shape[0] != n_rows:
             raise DamagedError(f"{path} is damaged: dataset {name!r} is not {n_rows} rows long")
     features = file.get("features")

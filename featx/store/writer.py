@@ -142,7 +142,8 @@ class StoreWriter:
         return int(self._attrs["window_rows"])
 
     def write_window(self, start: int, ids: list[int] | list[str], content_sha256: np.ndarray, labels: np.ndarray | None,
-                     features: dict[str, np.ndarray], truncated: np.ndarray | None = None) -> None:
+                     features: dict[str, np.ndarray], truncated: np.ndarray | None = None,
+                     skipped: np.ndarray | None = None) -> None:
         """Write input rows [start, start + len(ids)), make them durable, then advance n_done."""
         if start != self.next_row:
             raise RuntimeError(f"window starts at input row {start}, but the store continues at {self.next_row}")
@@ -155,6 +156,7 @@ class StoreWriter:
                         "content_sha256": content_sha256,
                         **({"labels": labels} if labels is not None and "labels" in f else {}),
                         **({"truncated": truncated} if truncated is not None and "truncated" in f else {}),
+                        **({"skipped": skipped} if skipped is not None and "skipped" in f else {}),
                         **{f"features/{name}": values for name, values in features.items()}}
                 # Cast here, not in HDF5: the read-back below then compares exactly what was written.
                 rows = {name: values if h5py.check_string_dtype(f[name].dtype) else
@@ -349,6 +351,8 @@ def _lay_out(file: h5py.File, plan: StorePlan) -> None:
         labels = file.create_dataset("labels", shape=(n_rows,), dtype=np.int64, chunks=(chunk,))
         labels.attrs["classes"] = json.dumps(list(plan.classes))
     file.create_dataset("truncated", shape=(n_rows,), dtype=np.uint8, chunks=(chunk,))
+    if config.modality == "image":
+        file.create_dataset("skipped", shape=(n_rows,), dtype=np.uint8, chunks=(chunk,))
     group = file.create_group("features")
     for name in config.poolings:
         group.create_dataset(name, shape=(n_rows, plan.dim), dtype=config.store_dtype, chunks=(chunk, plan.dim),

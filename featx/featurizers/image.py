@@ -1,0 +1,223 @@
+"""Images: decode and preprocess in parallel threads, pool one forward pass per batch.
+
+`prepare` decodes a window's images on a thread pool (Pillow releases the GIL while it
+decodes and resizes), applies EXIF orientation and converts to RGB, then resizes and
+crops (featx's own ImagePreprocess: uint8 pixels, normalised on the device in
+`forward`) or runs the transformers image processor (float pixels). It runs in the
+engine's prefetch thread, so the next window decodes while this one is in the model.
+
+An image that cannot be decoded stops the run with one line naming it, or with
+``skip_bad`` is counted: its row keeps its place, its vector is NaN and its
+``skipped`` flag is 1 in the store (heads leave such rows out, and say how many).
+
+A torch module runs with its batch norms folded into the convolutions (torch.fx, when
+the module traces) and in channels-last layout: on a 2-core CPU EfficientNet-Lite0
+goes from 10 to 24 images/s that way, the vectors' cosine to the unfolded module's
+above 0.99999 (benchmarks/bench_extract.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+
+from featx.backbones.vision import ImageBackbone
+from featx.config import ExtractConfig
+from featx.data.images import array_sha256
+from featx.errors import FeatxError, InputError, ParameterError
+from featx.hardware import compute_context, torch_dtype
+
+CPU_BATCH_IMAGES = 32
+GPU_BATCH_IMAGES = 256
+# Large enough for any photo, small enough that a decompression bomb is refused (Pillow's check).
+MAX_PIXELS = 178_956_970
+
+
+def decode_image(data: Any) -> Any:
+    """An RGB PIL image from encoded bytes, a uint8 array (H x W, or H x W x 1/3/4) or a PIL image;
+    EXIF orientation applied. Raises ValueError or OSError with the reason."""
+    from PIL import Image, ImageOps
+
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        with Image.open(io.BytesIO(data)) as opened:
+            if opened.width * opened.height > MAX_PIXELS:
+                raise ValueError(f"{opened.width} x {opened.height} pixels is more than featx decodes")
+            opened.load()  # a truncated or corrupt file fails here, not later
+            image = ImageOps.exif_transpose(opened)
+    elif isinstance(data, np.ndarray):
+        if data.dtype != np.uint8 or data.ndim not in (2, 3) or (data.ndim == 3 and data.shape[2] not in (1, 3, 4)):
+            raise ValueError(f"an array image must be uint8 H x W or H x W x 1/3/4, got {data.dtype} {data.shape}")
+        image = Image.fromarray(data[:, :, 0] if data.ndim == 3 and data.shape[2] == 1 else data)
+    elif isinstance(data, Image.Image):
+        image = data
+    else:
+        raise ValueError(f"{type(data).__name__} is not an image (give bytes, a uint8 array or a PIL image)")
+    if image.width < 1 or image.height < 1:
+        raise ValueError("the image has no pixels")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def image_hashes(records: Sequence[Any]) -> np.ndarray:
+    """(n, 32) uint8: sha256 of each image's encoded bytes (or of its pixels, for arrays)."""
+    digests = b"".join(hashlib.sha256(r.data).digest() if isinstance(r.data, (bytes, bytearray))
+                       else array_sha256(r.data) for r in records)
+    return np.frombuffer(digests, dtype=np.uint8).reshape(-1, 32)
+
+
+def inference_module(module: torch.nn.Module) -> torch.nn.Module:
+    """The module with batch norms folded into convolutions (when torch.fx can trace it), in
+    channels-last layout: the same function, fewer passes over memory."""
+    try:
+        from torch.fx.experimental.optimization import fuse
+
+        module = fuse(module)
+    except Exception:  # an untraceable module runs as it is, only slower
+        pass
+    prepared: torch.nn.Module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return prepared
+
+
+class ImageFeaturizer:
+    """An image backbone under one ExtractConfig (modality "image")."""
+
+    def __init__(self, backbone: ImageBackbone, config: ExtractConfig, skip_bad: bool = False) -> None:
+        self.backbone, self.config, self.skip_bad = backbone, config, skip_bad
+        self.device = backbone.device
+        self.poolings = config.poolings
+        self.store_dtype = config.store_dtype
+        self._model = inference_module(backbone.model) if backbone.preprocess is not None else backbone.model
+        self._all_states = config.layers != (-1,)
+        if backbone.preprocess is not None:
+            if self._all_states:
+                raise ParameterError("layers", f"{backbone.name} gives one feature map: only -1 applies")
+            mean, std = backbone.preprocess.mean, backbone.preprocess.std
+            self._mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
+            self._std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
+        probe = self.forward(self.collate(self._items([_blank()])), check=True)
+        self.dim = int(next(iter(probe.values())).shape[1])
+
+    def identity(self) -> ExtractConfig:
+        return self.config
+
+    def content_hashes(self, records: Sequence[Any]) -> np.ndarray:
+        return image_hashes(records)
+
+    def default_batch_cost(self) -> int:
+        return GPU_BATCH_IMAGES if self.device.type == "cuda" else CPU_BATCH_IMAGES
+
+    def prepare(self, records: Sequence[Any]) -> tuple[list[Any], np.ndarray, np.ndarray]:
+        def one(record: Any) -> Any:
+            try:
+                return self._items([decode_image(record.data)])[0]
+            except (OSError, ValueError, SyntaxError, MemoryError) as e:  # Pillow's ways of refusing a file
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                if not self.skip_bad:
+                    raise InputError(f"cannot decode image {record.origin}: {reason}; fix or remove it, or pass "
+                                     "--skip-bad to skip unreadable images (counted in the store)") from None
+                return None
+
+        with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1)), thread_name_prefix="featx-decode") as pool:
+            decoded = list(pool.map(one, records))
+        skipped = np.fromiter((item is None for item in decoded), dtype=np.uint8, count=len(decoded))
+        return decoded, np.zeros(len(decoded), dtype=np.uint8), skipped
+
+    def _items(self, images: Sequence[Any]) -> list[np.ndarray]:
+        if self.backbone.preprocess is not None:
+            return [self.backbone.preprocess.apply(image) for image in images]
+        pixels = self.backbone.processor(images=list(images), return_tensors="np")["pixel_values"]
+        return [np.asarray(p, dtype=np.float32) for p in pixels]
+
+    def cost(self, item: Any) -> int:
+        return 1
+
+    def collate(self, items: Sequence[Any]) -> dict[str, torch.Tensor]:
+        return {"pixels": torch.from_numpy(np.stack(items))}
+
+    def forward(self, batch: dict[str, torch.Tensor], check: bool = False) -> dict[str, torch.Tensor]:
+        pixels = batch["pixels"]
+        weights = next(self._model.parameters()).dtype
+        with torch.inference_mode(), compute_context(self.device, self.config.dtype, weights):
+            if self.backbone.preprocess is not None:  # uint8 (B, H, W, 3) -> normalised (B, 3, H, W)
+                x = (pixels.permute(0, 3, 1, 2).float() - self._mean) / self._std
+                out = self._model(x.to(weights).contiguous(memory_format=torch.channels_last))
+                pooled = self._pool_output(out, None, check)
+            else:
+                output = self._model(pixel_values=pixels.to(weights), output_hidden_states=self._all_states)
+                states = [output.hidden_states[i] for i in self.config.layers] if self._all_states \
+                    else [output.last_hidden_state]
+                parts = [self._pool_output(s, getattr(output, "pooler_output", None), check, pixels.shape[-2:])
+                         for s in states]
+                pooled = {name: torch.cat([p[name] for p in parts], dim=-1) for name in self.poolings}
+        pooled = {name: v.float() for name, v in pooled.items()}
+        if self.config.normalize:
+            pooled = {name: torch.nn.functional.normalize(v, dim=-1) for name, v in pooled.items()}
+        return pooled
+
+    def _pool_output(self, out: torch.Tensor, pooler: torch.Tensor | None, check: bool,
+                     image_size: Any = None) -> dict[str, torch.Tensor]:
+        """Each pooling of a feature map (B, C, H, W), token states (B, T, D) or vectors (B, D)."""
+        result = {}
+        for name in self.poolings:
+            if out.ndim == 4 and name in ("mean", "max"):
+                result[name] = out.mean((2, 3)) if name == "mean" else out.amax((2, 3))
+            elif out.ndim == 3 and name in ("mean", "max", "cls"):
+                prefix = self._prefix_tokens(out.shape[1], image_size)
+                if name == "cls":
+                    if prefix < 1 and check:
+                        raise ParameterError("pooling", f"cls: {self.backbone.name} has no class token")
+                    result[name] = out[:, 0]
+                else:
+                    patches = out[:, prefix:]
+                    result[name] = patches.mean(1) if name == "mean" else patches.amax(1)
+            elif name == "pooler" and (pooler is not None or out.ndim == 2):
+                result[name] = pooler if pooler is not None else out
+            else:
+                raise ParameterError("pooling", f"{name} does not apply to {self.backbone.name} (output of shape "
+                                                f"{tuple(out.shape)}; {'pooler' if out.ndim == 2 else 'mean, max'} does)")
+        return result
+
+    def _prefix_tokens(self, tokens: int, image_size: Any) -> int:
+        """Tokens before the patch tokens (class and register tokens)."""
+        patch = self.backbone.patch_size
+        if patch is None or image_size is None:
+            return 1
+        return max(0, tokens - (int(image_size[0]) // patch) * (int(image_size[1]) // patch))
+
+    def cast_weights(self) -> None:
+        wanted = torch_dtype(self.config.dtype)
+        current = next(self._model.parameters()).dtype
+        if current == wanted:
+            return
+        if current != torch.float32:
+            raise FeatxError(f"{self.backbone.name} was cast to {current} for an earlier run; load it again")
+        self._model.to(wanted)
+
+
+def make_image_config(backbone: ImageBackbone, *, pooling: Sequence[str] | str | None = None,
+                      layers: str | Sequence[int] = "-1", normalize: bool | None = None, dtype: str = "auto",
+                      store_dtype: str = "float32") -> ExtractConfig:
+    """The ExtractConfig of `backbone` on images. Default pooling: mean (the global average
+    pool) for a torch module or a convolutional map, cls for a ViT-like transformers model."""
+    from featx.config import parse_layers
+    from featx.hardware import resolve_dtype
+
+    if pooling is None:
+        pooling = ("cls",) if backbone.patch_size is not None else ("mean",)
+    poolings = tuple(p.strip() for p in pooling.split(",")) if isinstance(pooling, str) else tuple(pooling)
+    return ExtractConfig(model=backbone.name, weights_sha256=backbone.weights_sha256, modality="image",
+                         preprocess=backbone.preprocess_json, poolings=poolings,
+                         layers=parse_layers(layers if isinstance(layers, str) else tuple(layers)),
+                         normalize=bool(normalize), dtype=resolve_dtype(dtype, backbone.device),
+                         store_dtype=store_dtype)
+
+
+def _blank() -> Any:
+    from PIL import Image
+
+    return Image.new("RGB", (64, 64), (127, 127, 127))
