@@ -1,9 +1,10 @@
-"""The full fine-tuning baseline: the same backbone and pooling as extraction, a linear
+"""The full fine-tuning baseline for texts: the same backbone and pooling as extraction, a linear
 classifier on top, trained end to end in one flat, readable loop.
 
-Defaults follow the classic recipe: AdamW (lr 2e-5, weight decay 0.01, none on biases
-and LayerNorm), linear warm-up over 10 % of the steps then linear decay, batch 16, max
-length 128, gradient clipping at 1.0, bf16 autocast where the hardware has fast bf16.
+The recipe (featx.recipe, shared with images: featx.finetune_images, which `finetune`
+hands image inputs to): AdamW (lr 2e-5, weight decay 0.01, none on biases and norms),
+linear warm-up over 10 % of the steps then linear decay, batch 16, max length 128,
+gradient clipping at 1.0, bf16 autocast where the hardware has fast bf16.
 `train_layers=K` trains only the top K blocks and the classifier; `lora_rank=R` trains
 LoRA adapters through the optional `peft` package.
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from featx._version import __version__
 from featx.atomic import atomic_folder, write_text
-from featx.backbones import DEFAULT_MODEL, Backbone, load_backbone
+from featx.backbones import Backbone, load_backbone
 from featx.classifier import PretrainedClassifier
 from featx.data import InputSource, InputSummary, Record, Source
 from featx.errors import DamagedError, FeatxError
@@ -38,37 +38,8 @@ from featx.hardware import compute_context, describe_hardware, resolve_dtype
 from featx.metrics import classification_metrics
 from featx.pooling import POOLERS
 from featx.progress import progress_bar
-
-FINETUNE_FORMAT = "featx-finetuned"
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """The fine-tuning recipe; everything that changes the trained model."""
-
-    model: str = DEFAULT_MODEL
-    pooling: str = "mean"
-    epochs: int = 1
-    lr: float = 2e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    batch_size: int = 16
-    max_length: int = 128
-    grad_clip: float = 1.0
-    train_layers: int | None = None
-    lora_rank: int | None = None
-    dtype: str = "auto"
-    seed: int = 0
-    max_steps: int | None = None  # stop early (tests, budgets); None = all epochs
-
-    def __post_init__(self) -> None:
-        if self.pooling not in POOLERS:
-            raise FeatxError(f"unknown pooling {self.pooling!r}: choose from {', '.join(POOLERS)}")
-        if self.train_layers is not None and self.lora_rank is not None:
-            raise FeatxError("choose one of --train-layers and --lora-rank")
-        for name in ("epochs", "batch_size", "max_length"):
-            if getattr(self, name) < 1:
-                raise FeatxError(f"{name.replace('_', '-')} must be at least 1")
+from featx.recipe import FINETUNE_FORMAT, optimizer_and_schedule
+from featx.recipe import FinetuneConfig as FinetuneConfig  # re-exported: featx.finetune.FinetuneConfig
 
 
 class SequenceClassifier(torch.nn.Module):
@@ -119,14 +90,19 @@ def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.
 
 
 def finetune(train: Source, out: str | Path, *, val: Source | None = None,
-             config: FinetuneConfig = FinetuneConfig(), device: str = "auto",
+             config: FinetuneConfig | None = None, device: str = "auto",
              progress: bool | None = None) -> dict[str, Any]:
     """Fine-tune `config.model` on `train`, keep the best epoch (by validation accuracy) in `out`.
 
     Returns the run record also written to ``out/finetune.json``.
     """
+    config = config or FinetuneConfig()
+    if getattr(train, "modality", "text") == "image":
+        from featx.finetune_images import finetune_images
+
+        return finetune_images(train, out, val=val, config=config, device=device, progress=progress)
     if not isinstance(train, InputSource) or (val is not None and not isinstance(val, InputSource)):
-        raise FeatxError(f"{train.name} is read as images: fine-tuning takes texts")
+        raise FeatxError(f"{train.name} is read as texts and {val.name if val else ''} as images: give both as texts")
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     loaded = load_backbone(config.model, device=device)
@@ -137,12 +113,7 @@ def finetune(train: Source, out: str | Path, *, val: Source | None = None,
         raise FeatxError(f"validation classes {list(val_examples.classes)} differ from train {list(examples.classes)}")
     model = _make_trainable(SequenceClassifier(loaded.model, loaded.hidden_size, len(examples.classes), config.pooling),
                             config).to(loaded.device)
-    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
-    steps_per_epoch = math.ceil(len(examples.labels) / config.batch_size)
-    total_steps = min(steps_per_epoch * config.epochs, config.max_steps or math.inf)
-    warmup = max(1, int(config.warmup_ratio * total_steps))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total_steps - step) / max(1, total_steps - warmup))))
+    optimizer, scheduler, total_steps = optimizer_and_schedule(model, config, len(examples.labels))
     lengths = np.array([len(ids) for ids in examples.token_ids])
     out = Path(out)
     record: dict[str, Any] = {"format": FINETUNE_FORMAT, "format_version": 1, "featx_version": __version__,
@@ -256,15 +227,6 @@ def _blocks(backbone: Any) -> torch.nn.ModuleList:
     raise FeatxError(f"cannot find the {depth} transformer blocks of {type(backbone).__name__}")
 
 
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    decay: list[torch.nn.Parameter] = []
-    no_decay: list[torch.nn.Parameter] = []
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            (no_decay if param.ndim < 2 or "LayerNorm" in name or "norm" in name.lower() else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
 def _save(model: SequenceClassifier, loaded: Backbone, out: Path, record: dict[str, Any]) -> None:
     """The checkpoint folder, replaced as a whole (featx.atomic): never one epoch's backbone with another's head."""
     backbone: Any = model.backbone
@@ -323,4 +285,17 @@ class FinetunedPredictor(PretrainedClassifier):
 
 def is_finetuned_folder(folder: str | Path) -> bool:
     return (Path(folder) / "finetune.json").is_file()
+
+
+def load_finetuned(folder: str | Path, device: str = "auto") -> PretrainedClassifier:
+    """The predictor of a fine-tuning checkpoint: texts, or images (``"modality": "image"``)."""
+    from featx.finetune_images import FinetunedImagePredictor
+
+    try:
+        modality = json.loads((Path(folder) / "finetune.json").read_text(encoding="utf-8")).get("modality", "text")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as e:
+        raise DamagedError(f"{folder}/finetune.json is damaged ({type(e).__name__}: {e})") from None
+    if modality == "image":
+        return FinetunedImagePredictor(folder, device=device)
+    return FinetunedPredictor(folder, device=device)
 

@@ -140,10 +140,10 @@ def load_predictor(folder: str | Path, device: str = "auto") -> PretrainedClassi
     """The predictor a folder holds: a frozen backbone + head (`featx train --export`) or a
     fine-tuned checkpoint (`featx finetune`); both have `class_names`, `predict`,
     `predict_proba` and `predict_input`."""
-    from featx.finetune import FinetunedPredictor, is_finetuned_folder
+    from featx.finetune import is_finetuned_folder, load_finetuned
 
     if is_finetuned_folder(folder):
-        return FinetunedPredictor(folder, device=device)
+        return load_finetuned(folder, device=device)
     return Predictor.load(folder, device=device)
 
 

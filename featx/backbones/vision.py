@@ -152,6 +152,7 @@ def _transformers_vision(name_or_path: str, device: torch.device, trust_remote_c
     import transformers
 
     transformers.utils.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     path = resolve_model_folder(name_or_path)
     if not (path / "preprocessor_config.json").is_file():
         raise FeatxError(f"{name_or_path} has no image processor (preprocessor_config.json): not an image model "

@@ -214,18 +214,19 @@ def _mteb_row(suite: Suite, pooling: str, stores: dict[str, str]) -> dict[str, A
 
 
 def _finetune_row(suite: Suite, name: str, params: dict[str, Any], checkpoint: str) -> dict[str, Any]:
-    from featx.finetune import FinetuneConfig, FinetunedPredictor, finetune
+    from featx.finetune import finetune, load_finetuned
     from featx.predictor import evaluate_predictor
+    from featx.recipe import FinetuneConfig
 
     accuracy, macro_f1, train_s, eval_s, epochs = [], [], [], [], []
     for seed in suite.seeds:
         config = FinetuneConfig(model=suite.model, dtype=suite.dtype, seed=seed, **params)
         t0 = time.perf_counter()
-        record = finetune(_open_texts(suite.train), f"{checkpoint}-seed{seed}", config=config, device=suite.device,
-                          val=_open_texts(suite.val) if suite.val is not None else None, progress=False)
+        record = finetune(_open(suite.train), f"{checkpoint}-seed{seed}", config=config, device=suite.device,
+                          val=_open(suite.val) if suite.val is not None else None, progress=False)
         train_s.append(time.perf_counter() - t0)
         t1 = time.perf_counter()
-        predictor = FinetunedPredictor(f"{checkpoint}-seed{seed}", device=suite.device)
+        predictor = load_finetuned(f"{checkpoint}-seed{seed}", device=suite.device)
         metrics = evaluate_predictor(predictor, _open(suite.test))
         eval_s.append(time.perf_counter() - t1)
         accuracy.append(metrics["accuracy"])

@@ -109,8 +109,9 @@ def finetune(train_input: str, output: str, val_input: str | None, model: str, p
       featx finetune train.jsonl -o ft/top2 --val dev.jsonl --train-layers 2 --lr 1e-4
       featx predict ft/sst2 sst2:test -o predictions.jsonl
     """
-    from featx.finetune import FinetuneConfig, summary_lines
     from featx.finetune import finetune as run_finetune
+    from featx.finetune import summary_lines
+    from featx.recipe import FinetuneConfig
 
     config = FinetuneConfig(model=model, pooling=pooling, epochs=epochs, lr=lr, batch_size=batch_size,
                             max_length=max_length, train_layers=train_layers, lora_rank=lora_rank, dtype=dtype,

@@ -39,6 +39,14 @@ class ImageRecord:
     origin: str
 
 
+def require_pillow() -> None:
+    """Images are read with Pillow, which comes with the vision extra."""
+    try:
+        import PIL  # noqa: F401
+    except ImportError:
+        raise FeatxError("reading images needs Pillow: pip install 'featx[vision]'") from None
+
+
 def is_image_input(spec: str | Path) -> bool:
     """True for a folder, a .zip, or ``ARCHIVE.zip:FOLDER``: inputs read as images."""
     text = str(spec)
@@ -182,6 +190,7 @@ class ArraySource:
         return {"format": "arrays"}
 
     def scan(self) -> InputSummary:
+        require_pillow()
         if not len(self.images):
             raise FeatxError("no images given: nothing to extract")
         if self.labels is not None and len(self.labels) != len(self.images):
@@ -208,6 +217,7 @@ def array_sha256(image: Any) -> bytes:
 def open_images(spec: str | Path, *, image_column: str | None = None,
                 label_column: str | None = None) -> ImageFilesSource | ImageTableSource:
     """The image Source `spec` names: a folder, ``X.zip``, ``X.zip:FOLDER``, or a table with `image_column`."""
+    require_pillow()
     text = str(spec)
     if image_column is not None:
         path = Path(text).expanduser()

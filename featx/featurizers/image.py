@@ -70,6 +70,25 @@ def image_hashes(records: Sequence[Any]) -> np.ndarray:
     return np.frombuffer(digests, dtype=np.uint8).reshape(-1, 32)
 
 
+def model_inputs(backbone: ImageBackbone, images: Sequence[Any]) -> list[np.ndarray]:
+    """Each decoded image as the model takes it: (crop, crop, 3) uint8 pixels under featx's own
+    preprocessing (normalised later, on the device), or the image processor's float (3, H, W)."""
+    if backbone.preprocess is not None:
+        return [backbone.preprocess.apply(image) for image in images]
+    pixels = backbone.processor(images=list(images), return_tensors="np")["pixel_values"]
+    return [np.asarray(p, dtype=np.float32) for p in pixels]
+
+
+def normalized(backbone: ImageBackbone, pixels: torch.Tensor) -> torch.Tensor:
+    """Float (B, 3, H, W) model input from a collated batch: uint8 (B, H, W, 3) pixels are
+    normalised with the backbone's mean and std; processor output passes through."""
+    if backbone.preprocess is None:
+        return pixels
+    mean = torch.tensor(backbone.preprocess.mean, device=pixels.device).view(1, 3, 1, 1)
+    std = torch.tensor(backbone.preprocess.std, device=pixels.device).view(1, 3, 1, 1)
+    return (pixels.permute(0, 3, 1, 2).float() - mean) / std
+
+
 def inference_module(module: torch.nn.Module) -> torch.nn.Module:
     """The module with batch norms folded into convolutions (when torch.fx can trace it), in
     channels-last layout: the same function, fewer passes over memory."""
@@ -93,12 +112,8 @@ class ImageFeaturizer:
         self.store_dtype = config.store_dtype
         self._model = inference_module(backbone.model) if backbone.preprocess is not None else backbone.model
         self._all_states = config.layers != (-1,)
-        if backbone.preprocess is not None:
-            if self._all_states:
-                raise ParameterError("layers", f"{backbone.name} gives one feature map: only -1 applies")
-            mean, std = backbone.preprocess.mean, backbone.preprocess.std
-            self._mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
-            self._std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
+        if backbone.preprocess is not None and self._all_states:
+            raise ParameterError("layers", f"{backbone.name} gives one feature map: only -1 applies")
         probe = self.forward(self.collate(self._items([_blank()])), check=True)
         self.dim = int(next(iter(probe.values())).shape[1])
 
@@ -128,10 +143,7 @@ class ImageFeaturizer:
         return decoded, np.zeros(len(decoded), dtype=np.uint8), skipped
 
     def _items(self, images: Sequence[Any]) -> list[np.ndarray]:
-        if self.backbone.preprocess is not None:
-            return [self.backbone.preprocess.apply(image) for image in images]
-        pixels = self.backbone.processor(images=list(images), return_tensors="np")["pixel_values"]
-        return [np.asarray(p, dtype=np.float32) for p in pixels]
+        return model_inputs(self.backbone, images)
 
     def cost(self, item: Any) -> int:
         return 1
@@ -144,7 +156,7 @@ class ImageFeaturizer:
         weights = next(self._model.parameters()).dtype
         with torch.inference_mode(), compute_context(self.device, self.config.dtype, weights):
             if self.backbone.preprocess is not None:  # uint8 (B, H, W, 3) -> normalised (B, 3, H, W)
-                x = (pixels.permute(0, 3, 1, 2).float() - self._mean) / self._std
+                x = normalized(self.backbone, pixels)
                 out = self._model(x.to(weights).contiguous(memory_format=torch.channels_last))
                 pooled = self._pool_output(out, None, check)
             else:

@@ -1,0 +1,271 @@
+"""The fine-tuning baseline for images: the extraction backbone, its pooling, a linear classifier.
+
+The recipe and its knobs are the text ones (featx.recipe): AdamW with warm-up and linear
+decay, gradient clipping, `train_layers=K` for the top K blocks, `max_steps` for a budget.
+Images go through exactly the preprocessing of extraction (no augmentation: the
+baseline measures what training the backbone adds, not what augmentation adds).
+Batch norms keep their ImageNet running statistics (they are in eval mode while
+training): with the small batches a CPU affords, batch statistics are noise, and frozen
+blocks must not drift. "Top K blocks" is the last K entries of the backbone's block
+list (the longest ModuleList) and every parameter after them (EfficientNet's head
+convolution; a ViT's final norm).
+
+The encoded images stay in memory (CIFAR-10's 50,000 JPEGs are 75 MB); each batch is
+decoded when it is used. A checkpoint folder holds ``finetune.json`` (recipe, classes,
+steps, wall times, ``"modality": "image"``), ``backbone.safetensors`` (the whole
+backbone's weights, loaded into the architecture ``recipe.model`` names) and
+``classifier.safetensors``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from featx._version import __version__
+from featx.atomic import atomic_folder, write_text
+from featx.backbones.vision import ImageBackbone, load_image_backbone
+from featx.classifier import PretrainedClassifier
+from featx.data import InputSummary, Source
+from featx.data.images import ImageRecord
+from featx.errors import DamagedError, FeatxError
+from featx.featurizers.image import decode_image, inference_module, model_inputs, normalized
+from featx.hardware import compute_context, describe_hardware, resolve_dtype
+from featx.metrics import classification_metrics
+from featx.progress import progress_bar
+from featx.recipe import FINETUNE_FORMAT, FinetuneConfig, optimizer_and_schedule
+
+
+class ImageClassifier(torch.nn.Module):
+    """Backbone -> pooling (a map's spatial mean or max; a ViT's cls or patch mean) -> linear."""
+
+    def __init__(self, backbone: ImageBackbone, n_classes: int, pooling: str) -> None:
+        super().__init__()
+        self.backbone = backbone.model
+        self.pooling = pooling
+        self.hf = backbone.preprocess is None
+        with torch.no_grad():
+            width = self.features(torch.zeros(1, 3, *_input_size(backbone), device=backbone.device)).shape[1]
+        self.classifier = torch.nn.Linear(width, n_classes).to(backbone.device)
+
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.backbone(pixel_values=pixels).last_hidden_state if self.hf else self.backbone(pixels)
+        if out.ndim == 4:
+            return out.mean((2, 3)) if self.pooling != "max" else out.amax((2, 3))
+        if out.ndim == 3:
+            return out[:, 0] if self.pooling == "cls" else out[:, 1:].mean(1) if self.pooling == "mean" \
+                else out[:, 1:].amax(1)
+        return out
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        result: torch.Tensor = self.classifier(self.features(pixels).float())
+        return result
+
+
+def _input_size(backbone: ImageBackbone) -> tuple[int, int]:
+    if backbone.preprocess is not None:
+        return backbone.preprocess.crop, backbone.preprocess.crop
+    pixels = model_inputs(backbone, [decode_image(np.zeros((64, 64, 3), dtype=np.uint8))])[0]
+    return int(pixels.shape[-2]), int(pixels.shape[-1])
+
+
+def _batch(backbone: ImageBackbone, records: Sequence[ImageRecord], pool: Any) -> torch.Tensor:
+    """Normalised (B, 3, H, W) pixels of `records`, decoded on the thread pool."""
+    items = list(pool.map(lambda r: model_inputs(backbone, [_decode(r)])[0], records))
+    return normalized(backbone, torch.from_numpy(np.stack(items)).to(backbone.device))
+
+
+def _decode(record: ImageRecord) -> Any:
+    try:
+        return decode_image(record.data)
+    except (OSError, ValueError, SyntaxError) as e:
+        raise FeatxError(f"cannot decode image {record.origin}: {e}") from None
+
+
+def finetune_images(train: Source, out: str | Path, *, val: Source | None = None,
+                    config: FinetuneConfig | None = None, device: str = "auto",
+                    progress: bool | None = None) -> dict[str, Any]:
+    """Fine-tune the image backbone `config.model` on `train`; keeps the best epoch by validation
+    accuracy (the last without `val`) in `out`. Returns the record written to out/finetune.json."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    config = config or FinetuneConfig()
+    if config.lora_rank is not None:
+        raise FeatxError("--lora-rank applies to transformers text models; for images use --train-layers")
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    loaded = load_image_backbone(config.model, device=device)
+    dtype = resolve_dtype(config.dtype, loaded.device)
+    summary = train.scan()
+    if summary.classes is None:
+        raise FeatxError(f"{train.name} has no labels: fine-tuning needs one class folder per label")
+    records = list(train.records(summary))
+    labels = np.array([r.label for r in records], dtype=np.int64)
+    model = ImageClassifier(loaded, len(summary.classes), config.pooling)
+    trainable = _make_trainable(model, config.train_layers)
+    optimizer, scheduler, total_steps = optimizer_and_schedule(model, config, len(records))
+    out = Path(out)
+    record: dict[str, Any] = {
+        "format": FINETUNE_FORMAT, "format_version": 1, "featx_version": __version__, "modality": "image",
+        "recipe": dataclasses.asdict(config), "dtype": dtype, "classes": list(summary.classes),
+        "preprocess": loaded.preprocess_json, "train_rows": len(records), "val_rows": 0,
+        "trainable_parameters": trainable, "hardware": describe_hardware(loaded.device),
+        "batch_norm": "running statistics kept (eval mode)", "epochs": [], "losses": []}
+    best, step = -1.0, 0
+    bar = progress_bar(total_steps, "finetune", unit="step", show=progress)
+    with ThreadPoolExecutor(4, thread_name_prefix="featx-decode") as pool:
+        for epoch in range(1, config.epochs + 1):
+            model.train()
+            _freeze_batch_norms(model)
+            t0 = time.perf_counter()
+            order = rng.permutation(len(records))
+            for start in range(0, len(order), config.batch_size):
+                rows = order[start:start + config.batch_size]
+                pixels = _batch(loaded, [records[i] for i in rows], pool)
+                with compute_context(loaded.device, dtype):
+                    logits = model(pixels)
+                loss = torch.nn.functional.cross_entropy(logits.float(), torch.from_numpy(labels[rows]).to(loaded.device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()  # type: ignore[no-untyped-call]
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                record["losses"].append(round(loss.item(), 5))
+                step += 1
+                bar.update()
+                if step >= total_steps:
+                    break
+            epoch_record: dict[str, Any] = {"epoch": epoch, "steps": step,
+                                            "train_seconds": round(time.perf_counter() - t0, 2)}
+            if val is not None:
+                t1 = time.perf_counter()
+                metrics = FinetunedImagePredictor.from_model(model, loaded, summary.classes, dtype).evaluate(val)
+                record["val_rows"] = metrics["rows"]
+                epoch_record.update(val_accuracy=metrics["accuracy"], val_macro_f1=metrics["macro_f1"],
+                                    eval_seconds=round(time.perf_counter() - t1, 2))
+            record["epochs"].append(epoch_record)
+            score = epoch_record.get("val_accuracy", epoch)
+            if score > best:
+                best, record["best_epoch"] = score, epoch
+                _save(model, out, record)
+            if step >= total_steps:
+                break
+    bar.close()
+    write_text(out / "finetune.json", json.dumps(record, indent=2) + "\n", "checkpoint")
+    return record
+
+
+def _make_trainable(model: ImageClassifier, train_layers: int | None) -> int:
+    """Freeze all but the top `train_layers` blocks (and what follows them); the trainable count."""
+    model.requires_grad_(True)
+    if train_layers is not None:
+        blocks = max((m for m in model.backbone.modules() if isinstance(m, torch.nn.ModuleList)), key=len,
+                     default=None)
+        if blocks is None or not 0 <= train_layers <= len(blocks):
+            raise FeatxError(f"--train-layers {train_layers}: the model has {0 if blocks is None else len(blocks)} "
+                             "blocks")
+        model.backbone.requires_grad_(False)
+        names = [name for name, _ in model.backbone.named_parameters()]
+        top = {id(p) for block in list(blocks)[len(blocks) - train_layers:] for p in block.parameters()}
+        first_top = next((i for i, (_, p) in enumerate(model.backbone.named_parameters()) if id(p) in top),
+                         len(names))
+        for i, (_, param) in enumerate(model.backbone.named_parameters()):
+            param.requires_grad_(i >= first_top)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _freeze_batch_norms(model: torch.nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
+def _save(model: ImageClassifier, out: Path, record: dict[str, Any]) -> None:
+    """The checkpoint folder, replaced as a whole (featx.atomic)."""
+    with atomic_folder(out, "checkpoint") as partial:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.backbone.state_dict().items()},
+                  str(partial / "backbone.safetensors"))
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.classifier.state_dict().items()},
+                  str(partial / "classifier.safetensors"))
+        (partial / "finetune.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+class FinetunedImagePredictor(PretrainedClassifier):
+    """Images in (bytes, uint8 arrays, PIL images), labels out, from an image fine-tuning
+    checkpoint; inference runs batch norms folded, channels last (featx.featurizers.image)."""
+
+    def __init__(self, folder: str | Path, device: str = "auto") -> None:
+        folder = Path(folder)
+        try:
+            self.record = json.loads((folder / "finetune.json").read_text(encoding="utf-8"))
+            recipe = self.record["recipe"]
+            classes = tuple(str(c) for c in self.record["classes"])
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+            raise DamagedError(f"{folder}/finetune.json is damaged ({type(e).__name__}: {e})") from None
+        loaded = load_image_backbone(recipe["model"], device=device)
+        if loaded.preprocess_json != self.record.get("preprocess"):
+            raise FeatxError(f"{recipe['model']} now preprocesses images differently than when {folder} was trained")
+        model = ImageClassifier(loaded, len(classes), recipe["pooling"])
+        try:
+            model.backbone.load_state_dict(load_file(str(folder / "backbone.safetensors")))
+            model.classifier.load_state_dict(load_file(str(folder / "classifier.safetensors")))
+        except Exception as e:  # a missing file, a bad safetensors header, or shapes that do not fit
+            raise DamagedError(f"{folder} holds damaged or mismatched weights "
+                               f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        self._setup(model, loaded, classes, str(self.record["dtype"]))
+
+    @classmethod
+    def from_model(cls, model: ImageClassifier, loaded: ImageBackbone, classes: Sequence[str],
+                   dtype: str) -> FinetunedImagePredictor:
+        predictor = cls.__new__(cls)
+        predictor._setup(model, loaded, tuple(classes), dtype)
+        return predictor
+
+    def _setup(self, model: ImageClassifier, loaded: ImageBackbone, classes: tuple[str, ...], dtype: str) -> None:
+        self.class_names = classes
+        self.loaded, self.dtype = loaded, dtype
+        self.model = inference_module(model.eval())
+
+    @torch.inference_mode()
+    def predict_proba(self, images: Sequence[Any]) -> np.ndarray:
+        from concurrent.futures import ThreadPoolExecutor
+
+        records = [ImageRecord(i, image, -1, f"image {i}") for i, image in enumerate(images)]
+        outputs = []
+        with ThreadPoolExecutor(4, thread_name_prefix="featx-decode") as pool:
+            for start in range(0, len(records), 64):
+                pixels = _batch(self.loaded, records[start:start + 64], pool)
+                with compute_context(self.loaded.device, self.dtype):
+                    logits = self.model(pixels.contiguous(memory_format=torch.channels_last)).float()
+                outputs.append(torch.softmax(logits, 1).cpu().numpy())
+        return np.concatenate(outputs) if outputs else np.zeros((0, len(self.class_names)), dtype=np.float32)
+
+    def predict_input(self, source: Source, summary: InputSummary,
+                      chunk_rows: int = 512) -> Iterator[tuple[Any, np.ndarray]]:
+        """(record, probabilities) for every row of an input, streamed in chunks."""
+        records = source.records(summary)
+        while chunk := list(itertools.islice(records, chunk_rows)):
+            yield from zip(chunk, self.predict_proba([r.data for r in chunk]))
+
+    def evaluate(self, source: Source) -> dict[str, Any]:
+        """Accuracy and macro-F1 on a labelled image input (classes matched by name)."""
+        from featx.metrics import labels_as
+
+        summary = source.scan()
+        if summary.classes is None:
+            raise FeatxError(f"{source.name} has no labels to score against")
+        truth, predicted = [], []
+        for record, probabilities in self.predict_input(source, summary):
+            truth.append(record.label)
+            predicted.append(int(probabilities.argmax()))
+        gold = labels_as(np.asarray(truth, dtype=np.int64), summary.classes, self.class_names, source.name)
+        return {**classification_metrics(gold, np.asarray(predicted, dtype=np.int64), self.class_names),
+                "rows": len(truth)}
