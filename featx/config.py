@@ -12,6 +12,7 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_IMAGE_MODEL = "efficientnet-lite0"
 POOLINGS = ("mean", "cls", "max", "last", "pooler")
 MODALITIES = ("text", "image")
+FINETUNE_POOLINGS = ("mean", "cls", "max", "last")  # pooler is a frozen model's own head: not fine-tuned
 DTYPES = ("fp32", "bf16", "fp16")
 STORE_DTYPES = ("float32", "float16")
 LONG_MODES = ("truncate", "chunk")

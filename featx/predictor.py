@@ -168,6 +168,7 @@ def evaluate_folder(folder: str | Path, data: str | Path, *, device: str = "auto
     fine-tuned checkpoint on the labelled input `data` (`read_input` opens it with the
     caller's column choices; by default featx.open_input's)."""
     from featx.data import open_input
+    from featx.data.images import is_image_input, open_images
     from featx.heads import TrainedHead
     from featx.store import open_store
 
@@ -175,7 +176,9 @@ def evaluate_folder(folder: str | Path, data: str | Path, *, device: str = "auto
         with open_store(data) as store:
             return TrainedHead.load(folder).evaluate(store)
     predictor = load_predictor(folder, device=device)
-    return evaluate_predictor(predictor, read_input() if read_input else open_input(data))
+    if read_input is None:
+        return evaluate_predictor(predictor, open_images(data) if is_image_input(data) else open_input(data))
+    return evaluate_predictor(predictor, read_input())
 
 
 def write_predictions(predictor: PretrainedClassifier, source: Source, output: str | Path | None = None,

@@ -12,11 +12,10 @@ from typing import Any
 
 import torch
 
-from featx.config import DEFAULT_MODEL
+from featx.config import DEFAULT_MODEL, FINETUNE_POOLINGS
 from featx.errors import FeatxError
 
 FINETUNE_FORMAT = "featx-finetuned"
-FINETUNE_POOLINGS = ("mean", "cls", "max", "last")
 
 
 @dataclass(frozen=True)

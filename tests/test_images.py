@@ -265,3 +265,46 @@ def test_efficientnet_lite0_real_weights_match_the_plain_module(tmp_path, cifar_
     with torch.inference_mode():
         plain = backbone.model(x).mean((2, 3)).numpy()  # unfused, contiguous: the network as published
     assert min_cosine(store.load()[0], plain) > 0.9999
+
+
+def test_any_torch_module_with_declared_preprocessing(tmp_path, cifar_few):
+    import torch
+
+    from featx.backbones.vision import ImagePreprocess, module_backbone
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                              torch.nn.Conv2d(8, 16, 3))
+    net[1].running_mean.uniform_(-0.5, 0.5)  # non-trivial statistics, so folding them into the conv is tested
+    net[1].running_var.uniform_(0.5, 2.0)
+    prep = ImagePreprocess(size=40, crop=32, mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375))
+    backbone = module_backbone(net, prep, name="tiny-cnn", device="cpu")
+    store = featx.extract(cifar_few, tmp_path / "m.h5", model=backbone, pooling="mean,max", dtype="fp32",
+                          progress=False)
+    assert store.dim == 16 and store.config.model == "tiny-cnn" and '"crop":32' in store.config.preprocess
+    from featx.featurizers.image import decode_image
+
+    pixels = np.stack([prep.apply(decode_image(p.read_bytes())) for p in sorted(cifar_few.rglob("*.jpg"))])
+    assert pixels.shape[1:] == (32, 32, 3)
+    x = (torch.from_numpy(pixels).permute(0, 3, 1, 2).float() - torch.tensor(prep.mean).view(1, 3, 1, 1)) \
+        / torch.tensor(prep.std).view(1, 3, 1, 1)
+    with torch.inference_mode():
+        plain = net(x)
+    np.testing.assert_allclose(store.load("mean")[0], plain.mean((2, 3)).numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(store.load("max")[0], plain.amax((2, 3)).numpy(), rtol=1e-4, atol=1e-5)
+    other_prep = featx.extract(cifar_few, tmp_path / "p.h5", model=module_backbone(net, replace(prep, size=48),
+                               name="tiny-cnn", device="cpu"), dtype="fp32", progress=False)
+    with torch.no_grad():
+        net[0].weight[0, 0, 0, 0] += 1.0
+    other_weights = featx.extract(cifar_few, tmp_path / "w.h5", model=module_backbone(net, prep, name="tiny-cnn",
+                                  device="cpu"), dtype="fp32", progress=False)
+    assert len({store.fingerprint, other_prep.fingerprint, other_weights.fingerprint}) == 3
+    with pytest.raises(FeatxError, match="pooler does not apply"):
+        featx.extract(cifar_few, tmp_path / "x.h5", model=backbone, pooling="pooler", progress=False)
+
+
+def test_vit_layers_concatenate_and_cls_differs_from_pooler(tmp_path, cifar_few, tiny_vit_dir):
+    one = extract(cifar_few, tmp_path / "one.h5", tiny_vit_dir, pooling="cls,pooler")
+    two = extract(cifar_few, tmp_path / "two.h5", tiny_vit_dir, pooling="cls", layers="-2:")
+    assert two.dim == 2 * one.dim
+    assert not np.allclose(one.load("cls")[0], one.load("pooler")[0])

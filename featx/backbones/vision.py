@@ -115,7 +115,7 @@ def state_dict_sha256(module: torch.nn.Module) -> str:
     for key, tensor in sorted(module.state_dict().items()):
         value = tensor.detach().cpu().contiguous()
         digest.update(f"{key}|{value.dtype}|{tuple(value.shape)}\0".encode())
-        digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b"")
     return digest.hexdigest()
 
 

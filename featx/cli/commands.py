@@ -29,7 +29,8 @@ def cli() -> None:
 @click.option("--model", help=f"Packaged short name, local transformers folder, or hub id (when online) "
                              f"[default: {DEFAULT_MODEL} for texts, {DEFAULT_IMAGE_MODEL} for images].")
 @input_options()
-@click.option("--pooling", help=f"Comma list of {', '.join(POOLINGS)} [default: the model's own; mean for MiniLM].")
+@click.option("--pooling", help=f"Comma list of {', '.join(POOLINGS)} [default: the model's own; mean for MiniLM "
+                               "and EfficientNet-Lite0, cls for ViT-like image models]; pooler: image models only.")
 @click.option("--layers", default="-1", show_default=True,
               help="Hidden states to pool: -1 (last), -4: (last four, concatenated), or a list -4,-1.")
 @click.option("--max-length", type=int, help="Token limit per row [default: the model's, 256 for MiniLM].")

@@ -8,7 +8,7 @@ import click
 
 from featx.cli.commands import cli
 from featx.cli.options import DEVICE_OPTION, DTYPE_OPTION, QUIET_OPTION, input_options, open_input_columns, protocol_options
-from featx.config import DEFAULT_MODEL, POOLINGS
+from featx.config import DEFAULT_IMAGE_MODEL, DEFAULT_MODEL, FINETUNE_POOLINGS
 
 
 @cli.command()
@@ -84,12 +84,13 @@ def evaluate(model_dir: str, data: str, as_json: bool, device: str, **columns: A
 @click.argument("train_input")
 @click.option("-o", "--output", required=True, help="Checkpoint folder (best epoch by validation accuracy).")
 @click.option("--val", "val_input", help="Validation input, evaluated after every epoch.")
-@click.option("--model", default=DEFAULT_MODEL, show_default=True)
-@click.option("--pooling", type=click.Choice(POOLINGS), default="mean", show_default=True)
+@click.option("--model", help=f"[default: {DEFAULT_MODEL} for texts, {DEFAULT_IMAGE_MODEL} for images]")
+@click.option("--pooling", type=click.Choice(FINETUNE_POOLINGS), default="mean", show_default=True,
+              help="mean: a text's tokens, an image's feature map or patch tokens; cls for ViT-like image models.")
 @click.option("--epochs", type=int, default=1, show_default=True)
 @click.option("--lr", type=float, default=2e-5, show_default=True)
 @click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--max-length", type=int, default=128, show_default=True)
+@click.option("--max-length", type=int, default=128, show_default=True, help="Texts only.")
 @click.option("--train-layers", type=int, help="Partial fine-tuning: train only the top K blocks and the classifier.")
 @click.option("--lora-rank", type=int, help="LoRA adapters of this rank (needs pip install 'featx[lora]').")
 @click.option("--max-steps", type=int, help="Stop after this many optimizer steps.")
@@ -98,7 +99,7 @@ def evaluate(model_dir: str, data: str, as_json: bool, device: str, **columns: A
 @click.option("--seed", type=int, default=0, show_default=True)
 @DEVICE_OPTION
 @QUIET_OPTION
-def finetune(train_input: str, output: str, val_input: str | None, model: str, pooling: str, epochs: int, lr: float,
+def finetune(train_input: str, output: str, val_input: str | None, model: str | None, pooling: str, epochs: int, lr: float,
              batch_size: int, max_length: int, train_layers: int | None, lora_rank: int | None,
              max_steps: int | None, dtype: str, seed: int, device: str, quiet: bool, **columns: object) -> None:
     """Fine-tune the whole backbone (or its top blocks, or LoRA adapters) with a linear classifier.
@@ -113,11 +114,13 @@ def finetune(train_input: str, output: str, val_input: str | None, model: str, p
     from featx.finetune import summary_lines
     from featx.recipe import FinetuneConfig
 
-    config = FinetuneConfig(model=model, pooling=pooling, epochs=epochs, lr=lr, batch_size=batch_size,
+    train_source = open_input_columns(train_input, columns)
+    default_model = DEFAULT_IMAGE_MODEL if getattr(train_source, "modality", "text") == "image" else DEFAULT_MODEL
+    config = FinetuneConfig(model=model or default_model, pooling=pooling, epochs=epochs, lr=lr, batch_size=batch_size,
                             max_length=max_length, train_layers=train_layers, lora_rank=lora_rank, dtype=dtype,
                             seed=seed, max_steps=max_steps)
     val_source = open_input_columns(val_input, columns) if val_input else None
-    record = run_finetune(open_input_columns(train_input, columns), output, val=val_source, config=config,
+    record = run_finetune(train_source, output, val=val_source, config=config,
                           device=device, progress=False if quiet else None)
     lines = summary_lines(record, output)
     click.echo("\n".join(lines[:-1]))
