@@ -6,8 +6,15 @@
             features extracted with the default dtype (bf16 where the CPU has it) and
             with fp32: the fast default must not cost accuracy.
 
+  resume    `featx extract INPUT` killed with SIGKILL once --kill-after rows are committed,
+            then the same command rerun to the end: every dataset must equal the store of
+            an uninterrupted run (--reference) bit for bit.
+
     python benchmarks/extract_checks.py rss --rows 20000          # 20,000 vs 200,000 rows
     python benchmarks/extract_checks.py accuracy
+    python benchmarks/extract_checks.py resume --input ../shared/data/cifar10/cifar10-jpg.zip:test \
+        --reference benchmarks/results/cifar10_effnetlite0_cpu/stores/test.h5 --kill-after 4096 \
+        --out benchmarks/results/cifar10_effnetlite0_cpu
 Each extraction runs as its own `featx extract` process; results go to
 benchmarks/results/bench_extract/{rss,accuracy}.json and are printed.
 """
@@ -99,9 +106,53 @@ def check_accuracy(args, scratch: Path) -> dict:
             "runs": results, "gap_points": round(gap, 2), "target_met": gap <= 0.3}
 
 
+def check_resume(args, scratch: Path) -> dict:
+    import signal
+
+    import h5py
+    import numpy as np
+
+    out = scratch / "resumed.h5"
+    command = [sys.executable, "-m", "featx", "extract", args.input, "-o", str(out), "-q"]
+    t0 = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    committed = 0
+    while process.poll() is None and committed < args.kill_after:
+        time.sleep(0.5)
+        if out.exists():
+            with h5py.File(out, "r", locking=False) as f:
+                committed = int(f.attrs.get("n_done", 0))
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = time.perf_counter() - t0
+    with h5py.File(out, "r", locking=False) as f:
+        at_kill = int(f.attrs["n_done"]), bool(f.attrs["complete"])
+    print(f"killed after {killed_at:.0f} s with {at_kill[0]:,} rows committed", flush=True)
+    wall, _ = run_extract([args.input, "-o", str(out)])
+    compared = {}
+    with h5py.File(out, "r") as resumed, h5py.File(args.reference, "r") as reference:
+        names = sorted(n for n in ("ids", "content_sha256", "labels", "truncated", "skipped") if n in reference)
+        names += [f"features/{p}" for p in reference["features"]]
+        for name in names:
+            compared[name] = bool(np.array_equal(resumed[name][:], reference[name][:]))
+        same_attrs = {k: str(resumed.attrs[k]) == str(reference.attrs[k])
+                      for k in ("fingerprint", "input_sha256", "n_rows", "complete")}
+        rows = int(resumed.attrs["n_rows"])
+    return {"check": "SIGKILL during featx extract, rerun: equal to an uninterrupted run (bit for bit)",
+            "command": f"python benchmarks/extract_checks.py resume --input {args.input} --reference {args.reference} "
+                       f"--kill-after {args.kill_after} --out {args.out}",
+            "rows": rows, "killed_after_seconds": round(killed_at, 1), "rows_committed_at_kill": at_kill[0],
+            "complete_at_kill": at_kill[1], "resume_wall_seconds": round(wall, 1), "datasets_equal": compared,
+            "attributes_equal": same_attrs, "seeds": "none: fixed inputs",
+            "target_met": all(compared.values()) and all(same_attrs.values()) and not at_kill[1]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("check", choices=("rss", "accuracy"))
+    parser.add_argument("check", choices=("rss", "accuracy", "resume"))
+    parser.add_argument("--input", help="resume: the input to extract")
+    parser.add_argument("--reference", help="resume: the store of an uninterrupted run with the same settings")
+    parser.add_argument("--kill-after", type=int, default=4096, help="resume: kill once this many rows are committed")
     parser.add_argument("--rows", type=int, default=20000, help="rss: the smaller input; the larger is 10x")
     parser.add_argument("--seed", type=int, default=0, help="accuracy: seed of the holdout and the head")
     parser.add_argument("--out", default=str(OUT))
@@ -113,7 +164,8 @@ def main() -> None:
 
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="featx-checks-") as scratch:
-        report = (check_rss if args.check == "rss" else check_accuracy)(args, Path(scratch))
+        checks = {"rss": check_rss, "accuracy": check_accuracy, "resume": check_resume}
+        report = checks[args.check](args, Path(scratch))
     report.update(hardware=describe_hardware(torch.device("cpu")), torch=torch.__version__,
                   git_commit=git_commit(), wall_seconds=round(time.time() - started, 1))
     out = Path(args.out)

@@ -53,17 +53,27 @@ class ImageClassifier(torch.nn.Module):
         self.pooling = pooling
         self.hf = backbone.preprocess is None
         with torch.no_grad():
-            width = self.features(torch.zeros(1, 3, *_input_size(backbone), device=backbone.device)).shape[1]
-        self.classifier = torch.nn.Linear(width, n_classes).to(backbone.device)
+            probe = self._output(torch.zeros(1, 3, *_input_size(backbone), device=backbone.device))
+        # Fixed here, not read from each output, so the forward pass has no data-dependent branch
+        # and torch.fx can trace it (folded batch norms at inference: featx.featurizers.image).
+        self.output_ndim = probe.ndim
+        self.classifier = torch.nn.Linear(self._pool(probe).shape[1], n_classes).to(backbone.device)
+
+    def _output(self, pixels: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.backbone(pixel_values=pixels).last_hidden_state if self.hf else self.backbone(pixels)
+        return out
+
+    def _pool(self, out: torch.Tensor, ndim: int | None = None) -> torch.Tensor:
+        ndim = out.ndim if ndim is None else ndim
+        if ndim == 4:  # a convolutional map: spatial mean (or max)
+            return out.amax((2, 3)) if self.pooling == "max" else out.mean((2, 3))
+        if ndim == 3:  # ViT-like tokens: the class token, or the patch tokens' mean (or max)
+            return out[:, 0] if self.pooling == "cls" else out[:, 1:].amax(1) if self.pooling == "max" \
+                else out[:, 1:].mean(1)
+        return out
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.backbone(pixel_values=pixels).last_hidden_state if self.hf else self.backbone(pixels)
-        if out.ndim == 4:
-            return out.mean((2, 3)) if self.pooling != "max" else out.amax((2, 3))
-        if out.ndim == 3:
-            return out[:, 0] if self.pooling == "cls" else out[:, 1:].mean(1) if self.pooling == "mean" \
-                else out[:, 1:].amax(1)
-        return out
+        return self._pool(self._output(pixels), self.output_ndim)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         result: torch.Tensor = self.classifier(self.features(pixels).float())
