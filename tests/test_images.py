@@ -308,3 +308,21 @@ def test_vit_layers_concatenate_and_cls_differs_from_pooler(tmp_path, cifar_few,
     two = extract(cifar_few, tmp_path / "two.h5", tiny_vit_dir, pooling="cls", layers="-2:")
     assert two.dim == 2 * one.dim
     assert not np.allclose(one.load("cls")[0], one.load("pooler")[0])
+
+
+def test_shards_merge_and_the_vector_cache_work_on_images(tmp_path, cifar_few, tiny_vit_dir):
+    from featx.shards import merge_shards, shard_path
+
+    whole = extract(cifar_few, tmp_path / "whole.h5", tiny_vit_dir, window_rows=4)
+    for i in range(2):
+        extract(cifar_few, tmp_path / "parts.h5", tiny_vit_dir, window_rows=4, shard=(i, 2))
+    merge_shards([shard_path(tmp_path / "parts.h5", i, 2) for i in range(2)], tmp_path / "merged.h5", copy=True)
+    with featx.open_store(tmp_path / "merged.h5") as merged:
+        assert merged.ids.tolist() == whole.ids.tolist()
+        assert np.array_equal(merged.load()[0], whole.load()[0])
+        assert merged.skipped is not None and not merged.skipped.any()
+    cache = tmp_path / "cache"
+    first = extract(cifar_few, tmp_path / "c1.h5", tiny_vit_dir, cache_dir=cache)
+    again = extract(cifar_few, tmp_path / "c2.h5", tiny_vit_dir, cache_dir=cache)
+    assert json.loads(h5py.File(again.path)["/"].attrs["timings"])["cache_hits"] == 12
+    assert np.array_equal(first.load()[0], again.load()[0])
