@@ -88,8 +88,8 @@ class ImageFilesSource:
     def scan(self) -> InputSummary:
         members = self._members()
         if not members:
-            raise FeatxError(f"{self.name} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))}): "
-                             "nothing to extract")
+            raise FeatxError(f"{self.name} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))}): nothing "
+                             "to extract (folders and zips are read as images; for texts, name the file)")
         nested = [len(PurePosixPath(m).parts) > 1 for m in members]
         if any(nested) and not all(nested):
             loose = members[nested.index(False)]

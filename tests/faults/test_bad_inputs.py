@@ -61,9 +61,19 @@ def _corrupt_parquet(tmp):
     return path, []
 
 
+def _one_image_folder(folder):
+    from PIL import Image
+
+    (folder / "cat").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(folder / "cat" / "a.png")
+    return folder
+
+
 CASES = {
     "missing file": (lambda t: (t / "missing.csv", []), ["does not exist"]),
-    "folder as input": (lambda t: ((t / "dir").mkdir() or t / "dir", []), ["is a folder"]),
+    "empty folder as input": (lambda t: ((t / "dir").mkdir() or t / "dir", []),
+                              ["holds no image files", "for texts, name the file"]),
+    "images with a text model": (lambda t: (_one_image_folder(t / "pics"), []), ["no image processor"]),
     "empty jsonl": (lambda t: (write_lines(t / "e.jsonl", []), []), ["has no rows"]),
     "csv with a header only": (lambda t: (write_lines(t / "h.csv", ["text,label"]), []), ["has no rows"]),
     "unknown suffix": (lambda t: (write_lines(t / "x.dat", ["a"]), []), ["cannot tell the format"]),
