@@ -89,6 +89,7 @@ def test_mteb_protocol_reports_mean_and_std_over_experiments(labelled_stores):
 def test_head_spec_parsing_and_errors():
     assert parse_head_spec("mlp:hidden=512,dropout=0.2,standardize=false") == (
         "mlp", {"hidden": 512, "dropout": 0.2, "standardize": False})
+    assert parse_head_spec("logreg:Cs=1e-5|1e-4|0.001") == ("logreg", {"Cs": (1e-5, 1e-4, 0.001)})
     with pytest.raises(FeatxError, match="no parameter 'depth'"):
         parse_head_spec("mlp:depth=3")
     with pytest.raises(FeatxError, match="unknown head 'svm'"):

@@ -73,7 +73,7 @@ def run_suite(suite: Suite, out: str | Path, echo: Callable[[str], None] = print
 
 
 def _head_row_id(spec: str, pooling: str) -> str:
-    return f"head-{spec}-{pooling}".replace(":", "_").replace("=", "").replace(",", "_")
+    return f"head-{spec}-{pooling}".replace(":", "_").replace("=", "").replace(",", "_").replace("|", "_")
 
 
 def load_rows(out: Path) -> list[dict[str, Any]]:
@@ -176,7 +176,7 @@ def _head_row(suite: Suite, spec: str, pooling: str, stores: dict[str, str]) -> 
 
     train, test = open_store(stores["train"]), open_store(stores["test"])
     val = open_store(stores["val"]) if "val" in stores else None
-    accuracy, macro_f1, fit_s, eval_s, chosen = [], [], [], [], []
+    accuracy, macro_f1, fit_s, eval_s, chosen, warnings = [], [], [], [], [], []
     for seed in suite.seeds:
         t0 = time.perf_counter()
         (head,), _ = train_heads(train, [HeadSpec.parse(spec)], [pooling], val=val, seed=seed)
@@ -187,8 +187,10 @@ def _head_row(suite: Suite, spec: str, pooling: str, stores: dict[str, str]) -> 
         accuracy.append(metrics["accuracy"])
         macro_f1.append(metrics["macro_f1"])
         chosen.append(result_row(head)["chosen"])
+        warnings.append(result_row(head).get("warning"))
     return {"method": f"frozen+{HeadSpec.parse(spec).kind}", "head": spec, "pooling": pooling,
             **_mean_std(accuracy, macro_f1), "seeds": list(suite.seeds), "chosen": chosen,
+            **({"warnings": warnings} if any(warnings) else {}),
             "seconds": {"fit": round(float(np.mean(fit_s)), 3), "eval": round(float(np.mean(eval_s)), 3),
                         "total": round(float(np.mean(fit_s) + np.mean(eval_s)), 3)},
             "params": HeadSpec.parse(spec).params, **_stamp(suite, train.config.dtype)}

@@ -27,7 +27,8 @@ from featx.store import FeatureStore
 HEAD_FORMAT = "featx-head"
 
 def parse_head_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """`logreg`, `logreg:C=0.1` or `mlp:hidden=512,dropout=0.2` -> (kind, params)."""
+    """`logreg`, `logreg:C=0.1`, `mlp:hidden=512,dropout=0.2` or a grid `logreg:Cs=1e-5|1e-4|1e-3`
+    -> (kind, params); a value with `|` is a tuple."""
     kind, _, rest = spec.partition(":")
     params = {}
     for item in filter(None, (part.strip() for part in rest.split(","))):
@@ -40,6 +41,8 @@ def parse_head_spec(spec: str) -> tuple[str, dict[str, Any]]:
 
 
 def _parse_value(text: str) -> object:
+    if "|" in text:
+        return tuple(_parse_value(part.strip()) for part in text.split("|"))
     lowered = text.lower()
     if lowered in ("true", "false"):
         return lowered == "true"
