@@ -69,11 +69,12 @@ def format_metrics(metrics: dict[str, Any]) -> str:
 
 
 def markdown_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
-    """A Markdown table of `rows` with (key, header) columns: scores to 4 places, other floats to 1."""
+    """A Markdown table of `rows` with (key, header) columns: scores to 4 places, other floats to 1;
+    a `|` inside a cell (a head grid like Cs=1e-4|1e-3) is escaped so it does not split the cell."""
     def cell(key: str, value: Any) -> str:
         if isinstance(value, float):
             return f"{value:.4f}" if "accuracy" in key or "f1" in key else f"{value:.1f}"
-        return "" if value is None else str(value)
+        return "" if value is None else str(value).replace("|", "\\|")
 
     out = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]
     out += ["| " + " | ".join(cell(k, row.get(k)) for k, _ in columns) + " |" for row in rows]

@@ -94,3 +94,12 @@ def test_head_spec_parsing_and_errors():
         parse_head_spec("mlp:depth=3")
     with pytest.raises(FeatxError, match="unknown head 'svm'"):
         parse_head_spec("svm")
+
+
+def test_a_grid_in_a_table_cell_keeps_the_table_whole():
+    from featx.metrics import markdown_table
+
+    table = markdown_table([{"head": "logreg:Cs=1e-4|1e-3", "accuracy": 0.5}], [("head", "head"), ("accuracy", "acc")])
+    row = table.splitlines()[2]
+    assert row == "| logreg:Cs=1e-4\\|1e-3 | 0.5000 |"
+    assert row.replace("\\|", "").count("|") == 3  # two cells: their borders only
