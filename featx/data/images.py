@@ -108,7 +108,13 @@ class ImageFilesSource:
         label_index = {c: i for i, c in enumerate(summary.classes or ())}
         for member, data in self._read(members[start:]):
             label = label_index[PurePosixPath(member).parts[0]] if label_index else -1
-            yield ImageRecord(member, data, label, f"{self.name}:{member}" if self._is_zip else member)
+            yield ImageRecord(member, data, label, self._origin(member))
+
+    def _origin(self, member: str) -> str:
+        """How messages name one image: ``photos.zip:train/cat/1.jpg``, or its path in the folder."""
+        if not self._is_zip:
+            return str(self.path / member)
+        return f"{self.name}/{member}" if self.prefix else f"{self.name}:{member}"
 
     def _read(self, members: Sequence[str]) -> Iterator[tuple[str, bytes]]:
         if self._is_zip:
