@@ -8,7 +8,7 @@ of texts where scikit-learn expects X.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,26 @@ class PretrainedClassifier(ClassifierMixin, BaseEstimator):
         """The predicted class name of each text."""
         names: np.ndarray = self.classes_[self.predict_proba(texts).argmax(1)]
         return names
+
+    def predict_input(self, source: Any, summary: Any) -> Iterator[tuple[Any, np.ndarray]]:  # pragma: no cover
+        """(record, probabilities) for every row of a Source, streamed."""
+        raise NotImplementedError
+
+    def evaluate(self, source: Any) -> dict[str, Any]:
+        """Metrics on a labelled input (a featx Source), classes matched by name (``n``: rows scored)."""
+        from featx.errors import FeatxError
+        from featx.metrics import classification_metrics, labels_as
+
+        summary = source.scan()
+        if summary.classes is None:
+            raise FeatxError(f"{source.name} has no labels to score against: name its label column "
+                             "(--label-column), or give images in class folders")
+        truth, predicted = [], []
+        for record, probabilities in self.predict_input(source, summary):
+            truth.append(record.label)
+            predicted.append(int(probabilities.argmax()))
+        gold = labels_as(np.asarray(truth, dtype=np.int64), summary.classes, self.class_names, source.name)
+        return classification_metrics(gold, np.asarray(predicted, dtype=np.int64), self.class_names)
 
     def fit(self, X: Any = None, y: Any = None, **fit_params: Any) -> PretrainedClassifier:
         """Nothing to learn: the model was trained when the folder was made."""

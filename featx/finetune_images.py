@@ -39,7 +39,6 @@ from featx.data.images import ImageRecord
 from featx.errors import DamagedError, FeatxError
 from featx.featurizers.image import decode_image, inference_module, model_inputs, normalized
 from featx.hardware import compute_context, describe_hardware, resolve_dtype
-from featx.metrics import classification_metrics
 from featx.progress import progress_bar
 from featx.recipe import FINETUNE_FORMAT, FinetuneConfig, optimizer_and_schedule
 
@@ -158,7 +157,7 @@ def finetune_images(train: Source, out: str | Path, *, val: Source | None = None
             if val is not None:
                 t1 = time.perf_counter()
                 metrics = FinetunedImagePredictor.from_model(model, loaded, summary.classes, dtype).evaluate(val)
-                record["val_rows"] = metrics["rows"]
+                record["val_rows"] = metrics["n"]
                 epoch_record.update(val_accuracy=metrics["accuracy"], val_macro_f1=metrics["macro_f1"],
                                     eval_seconds=round(time.perf_counter() - t1, 2))
             record["epochs"].append(epoch_record)
@@ -264,18 +263,3 @@ class FinetunedImagePredictor(PretrainedClassifier):
         records = source.records(summary)
         while chunk := list(itertools.islice(records, chunk_rows)):
             yield from zip(chunk, self.predict_proba([r.data for r in chunk]))
-
-    def evaluate(self, source: Source) -> dict[str, Any]:
-        """Accuracy and macro-F1 on a labelled image input (classes matched by name)."""
-        from featx.metrics import labels_as
-
-        summary = source.scan()
-        if summary.classes is None:
-            raise FeatxError(f"{source.name} has no labels to score against")
-        truth, predicted = [], []
-        for record, probabilities in self.predict_input(source, summary):
-            truth.append(record.label)
-            predicted.append(int(probabilities.argmax()))
-        gold = labels_as(np.asarray(truth, dtype=np.int64), summary.classes, self.class_names, source.name)
-        return {**classification_metrics(gold, np.asarray(predicted, dtype=np.int64), self.class_names),
-                "rows": len(truth)}

@@ -147,21 +147,6 @@ def load_predictor(folder: str | Path, device: str = "auto") -> PretrainedClassi
     return Predictor.load(folder, device=device)
 
 
-def evaluate_predictor(predictor: PretrainedClassifier, source: Source) -> dict[str, Any]:
-    """Metrics of a predictor (or fine-tuned checkpoint) on a labelled input, classes matched by name."""
-    from featx.metrics import classification_metrics, labels_as
-
-    summary = source.scan()
-    if summary.classes is None:
-        raise FeatxError(f"{source.name} has no labels to score against: name its label column (--label-column)")
-    truth, predicted = [], []
-    for record, probabilities in predictor.predict_input(source, summary):
-        truth.append(record.label)
-        predicted.append(int(probabilities.argmax()))
-    gold = labels_as(np.asarray(truth, dtype=np.int64), summary.classes, predictor.class_names, source.name)
-    return classification_metrics(gold, np.asarray(predicted, dtype=np.int64), predictor.class_names)
-
-
 def evaluate_folder(folder: str | Path, data: str | Path, *, device: str = "auto",
                     read_input: Callable[[], Source] | None = None) -> dict[str, Any]:
     """`featx evaluate`: a head folder is scored on the store `data`; a predictor folder or a
@@ -177,8 +162,8 @@ def evaluate_folder(folder: str | Path, data: str | Path, *, device: str = "auto
             return TrainedHead.load(folder).evaluate(store)
     predictor = load_predictor(folder, device=device)
     if read_input is None:
-        return evaluate_predictor(predictor, open_images(data) if is_image_input(data) else open_input(data))
-    return evaluate_predictor(predictor, read_input())
+        return predictor.evaluate(open_images(data) if is_image_input(data) else open_input(data))
+    return predictor.evaluate(read_input())
 
 
 def write_predictions(predictor: PretrainedClassifier, source: Source, output: str | Path | None = None,

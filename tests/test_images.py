@@ -232,7 +232,6 @@ def test_heads_predictor_and_predict_command_on_images(capsys, tmp_path, cifar_f
 
 def test_image_finetune_full_and_top_blocks_round_trip(tmp_path, cifar_few, tiny_vit_dir):
     from featx.finetune import finetune, load_finetuned
-    from featx.predictor import evaluate_predictor
     from featx.recipe import FinetuneConfig
 
     for name, layers in (("full", None), ("top1", 1)):
@@ -243,7 +242,7 @@ def test_image_finetune_full_and_top_blocks_round_trip(tmp_path, cifar_few, tiny
         assert record["modality"] == "image" and len(record["losses"]) == 3 and record["val_rows"] == 12
         assert record["epochs"][0]["val_accuracy"] >= 0
         predictor = load_finetuned(tmp_path / name)
-        metrics = evaluate_predictor(predictor, open_images(cifar_few))
+        metrics = predictor.evaluate(open_images(cifar_few))
         assert metrics["accuracy"] == pytest.approx(record["epochs"][0]["val_accuracy"])
     assert load_finetuned(tmp_path / "top1").record["trainable_parameters"] < \
         load_finetuned(tmp_path / "full").record["trainable_parameters"]

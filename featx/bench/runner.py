@@ -217,7 +217,6 @@ def _mteb_row(suite: Suite, pooling: str, stores: dict[str, str]) -> dict[str, A
 
 def _finetune_row(suite: Suite, name: str, params: dict[str, Any], checkpoint: str) -> dict[str, Any]:
     from featx.finetune import finetune, load_finetuned
-    from featx.predictor import evaluate_predictor
     from featx.recipe import FinetuneConfig
 
     accuracy, macro_f1, train_s, eval_s, epochs = [], [], [], [], []
@@ -229,7 +228,7 @@ def _finetune_row(suite: Suite, name: str, params: dict[str, Any], checkpoint: s
         train_s.append(time.perf_counter() - t0)
         t1 = time.perf_counter()
         predictor = load_finetuned(f"{checkpoint}-seed{seed}", device=suite.device)
-        metrics = evaluate_predictor(predictor, _open(suite.test))
+        metrics = predictor.evaluate(_open(suite.test))
         eval_s.append(time.perf_counter() - t1)
         accuracy.append(metrics["accuracy"])
         macro_f1.append(metrics["macro_f1"])
