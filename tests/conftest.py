@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny random BERT built on the spot, the real MiniLM, the shared data."""
+"""Shared fixtures: a tiny random BERT and a tiny random ViT built on the spot, the real MiniLM, the shared data."""
 from __future__ import annotations
 
 import os
@@ -132,3 +132,18 @@ def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
 def write_lines(path: Path, lines: list[str]) -> Path:
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_vit_dir(tmp_path_factory) -> Path:
+    """A 2-block random ViT on 32 x 32 inputs (patches of 8) and its image processor, saved."""
+    import torch
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-vit")
+    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                       intermediate_size=64)
+    ViTModel(config).save_pretrained(folder, safe_serialization=True)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder

@@ -42,21 +42,6 @@ def zip_of(folder: Path, path: Path, prefix: str = "part/", extra: dict | None =
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_vit_dir(tmp_path_factory) -> Path:
-    """A 2-block random ViT on 32 x 32 inputs (patches of 8) and its image processor, saved."""
-    import torch
-    from transformers import ViTConfig, ViTImageProcessor, ViTModel
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-vit")
-    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                       intermediate_size=64)
-    ViTModel(config).save_pretrained(folder, safe_serialization=True)
-    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
-    return folder
-
-
 def extract(source, out, model, **options):
     return featx.extract(source, out, model=str(model), dtype="fp32", progress=False, **options)
 
