@@ -71,14 +71,18 @@ class ImageFilesSource:
     def _is_zip(self) -> bool:
         return self.path.is_file()
 
+    @property
+    def _start(self) -> str:
+        """The archive folder's name prefix ("train/"), or "" for the archive's top."""
+        return self.prefix.strip("/") + "/" if self.prefix.strip("/") else ""
+
     def _members(self) -> list[str]:
         """Relative paths (posix) of the image files, sorted."""
         if self._is_zip:
             with _open_zip(self.path, self.name) as archive:
                 names = [n for n in archive.namelist() if not n.endswith("/")]
-            start = self.prefix.strip("/") + "/" if self.prefix.strip("/") else ""
-            found = [n[len(start):] for n in names if n.startswith(start)]
-            if start and not found:
+            found = [n[len(self._start):] for n in names if n.startswith(self._start)]
+            if self._start and not found:
                 raise FeatxError(f"{self.name}: the archive has no folder {self.prefix.strip('/')!r}")
         else:
             found = [p.relative_to(self.path).as_posix() for p in self.path.rglob("*") if p.is_file()]
@@ -118,11 +122,10 @@ class ImageFilesSource:
 
     def _read(self, members: Sequence[str]) -> Iterator[tuple[str, bytes]]:
         if self._is_zip:
-            start = self.prefix.strip("/") + "/" if self.prefix.strip("/") else ""
             with _open_zip(self.path, self.name) as archive:
                 for member in members:
                     try:
-                        yield member, archive.read(start + member)
+                        yield member, archive.read(self._start + member)
                     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as e:
                         raise InputError(f"{self.name}: cannot read {member} from the archive ({e})") from None
         else:
