@@ -9,16 +9,23 @@ removes the temporary, and a kill leaves only a ``.part`` that says what it is.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from featx.errors import OutputError, describe_os_error
 
 PART_SUFFIX = ".part"
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# safetensors words an I/O error as "... No space left on device (os error 28)" (older
+# versions: "IoError(Os { code: 28, ... })").
+_OS_CODE = re.compile(r"os error (\d+)|Os \{ code: (\d+)")
 
 
 def prepare_output(path: str | Path, what: str = "output") -> Path:
@@ -80,6 +87,30 @@ def atomic_file(path: str | Path, what: str = "output") -> Iterator[Path]:
         yield partial
         fsync_path(partial)
         partial.replace(path)
+
+
+def save_tensors(tensors: dict[str, Any], path: Path) -> None:
+    """Write numpy arrays or torch tensors as one safetensors file (inside an atomic save)."""
+    if all(isinstance(v, np.ndarray) for v in tensors.values()):
+        from safetensors.numpy import save_file
+    else:
+        from safetensors.torch import save_file  # type: ignore[assignment]
+    with safetensors_os_errors():
+        save_file(tensors, str(path))
+
+
+@contextlib.contextmanager
+def safetensors_os_errors() -> Iterator[None]:
+    """safetensors reports a failed write (a full disk) as its own SafetensorError; raise it as
+    the OSError it is, so the atomic save around it ends in one line and removes its temporary."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except SafetensorError as e:
+        code = _OS_CODE.search(str(e))
+        number = int(code.group(1) or code.group(2)) if code else errno.EIO
+        raise OSError(number, os.strerror(number) if code else str(e).splitlines()[0]) from None
 
 
 def write_text(path: str | Path, text: str, what: str = "output") -> Path:

@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from featx._version import __version__
-from featx.atomic import atomic_folder, write_text
+from featx.atomic import atomic_folder, safetensors_os_errors, save_tensors, write_text
 from featx.backbones import Backbone, load_backbone
 from featx.classifier import PretrainedClassifier
 from featx.data import InputSource, InputSummary, Record, Source
@@ -233,10 +233,11 @@ def _save(model: SequenceClassifier, loaded: Backbone, out: Path, record: dict[s
     if hasattr(backbone, "merge_and_unload"):  # LoRA: save plain merged weights
         backbone = copy_merged(backbone)
     with atomic_folder(out, "checkpoint") as partial:
-        backbone.save_pretrained(partial / "backbone", safe_serialization=True)
+        with safetensors_os_errors():
+            backbone.save_pretrained(partial / "backbone", safe_serialization=True)
         loaded.tokenizer.save_pretrained(partial / "backbone")
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.classifier.state_dict().items()},
-                  str(partial / "classifier.safetensors"))
+        save_tensors({k: v.detach().cpu().contiguous() for k, v in model.classifier.state_dict().items()},
+                     partial / "classifier.safetensors")
         (partial / "finetune.json").write_text(json.dumps(record, indent=2) + "\n")
 
 

@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from featx._version import __version__
-from featx.atomic import atomic_folder, write_text
+from featx.atomic import atomic_folder, save_tensors, write_text
 from featx.backbones.vision import ImageBackbone, load_image_backbone
 from featx.classifier import PretrainedClassifier
 from featx.data import InputSummary, Source
@@ -200,10 +200,10 @@ def _freeze_batch_norms(model: torch.nn.Module) -> None:
 def _save(model: ImageClassifier, out: Path, record: dict[str, Any]) -> None:
     """The checkpoint folder, replaced as a whole (featx.atomic)."""
     with atomic_folder(out, "checkpoint") as partial:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.backbone.state_dict().items()},
-                  str(partial / "backbone.safetensors"))
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.classifier.state_dict().items()},
-                  str(partial / "classifier.safetensors"))
+        save_tensors({k: v.detach().cpu().contiguous() for k, v in model.backbone.state_dict().items()},
+                     partial / "backbone.safetensors")
+        save_tensors({k: v.detach().cpu().contiguous() for k, v in model.classifier.state_dict().items()},
+                     partial / "classifier.safetensors")
         (partial / "finetune.json").write_text(json.dumps(record, indent=2) + "\n")
 
 

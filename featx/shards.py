@@ -125,7 +125,9 @@ def merge_shards(shards: list[str | Path], output: str | Path, copy: bool = Fals
 
 
 def _write_merged(partial: Path, folder: Path, infos: list[dict[str, Any]], total: int, copy: bool) -> None:
-    with h5py.File(infos[0]["path"], "r") as template, h5py.File(partial, "w") as out:
+    # No chunk cache (as featx.store.h5.open_h5 gives writers): a full disk fails inside the write
+    # that meets it. With one, HDF5 met it while closing the file, which crashed the process.
+    with h5py.File(infos[0]["path"], "r") as template, h5py.File(partial, "w", rdcc_nbytes=0) as out:
         names = [n for n in ROW_DATASETS if n in template] + [f"features/{p}" for p in template["features"]]
         out.create_group("features")
         for name in names:

@@ -15,10 +15,9 @@ from typing import Any
 
 import numpy as np
 from safetensors.numpy import load as load_safetensors
-from safetensors.numpy import save_file
 
 from featx._version import __version__
-from featx.atomic import atomic_folder
+from featx.atomic import atomic_folder, save_tensors
 from featx.errors import DamagedError, FeatxError
 from featx.heads.base import Head, make_head
 from featx.metrics import classification_metrics, labels_as
@@ -107,8 +106,8 @@ class TrainedHead:
         folder = Path(folder)
         params = {k: list(v) if isinstance(v, tuple) else v for k, v in self.estimator.get_params().items()}
         with atomic_folder(folder, "head") as partial:
-            save_file({k: np.ascontiguousarray(v) for k, v in self.estimator.state_arrays().items()},
-                      str(partial / "head.safetensors"))
+            save_tensors({k: np.ascontiguousarray(v) for k, v in self.estimator.state_arrays().items()},
+                         partial / "head.safetensors")
             meta = {
                 "format": HEAD_FORMAT, "format_version": 1, "featx_version": __version__,
                 "name": self.name, "kind": self.kind, "params": params,

@@ -6,10 +6,12 @@ byte unchanged, no file that looks complete and is wrong).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,3 +78,19 @@ def labelled_csv(path: Path, n: int = 24) -> Path:
 def tiny_args(model_dir: Path) -> list[str]:
     """Extract options for the tiny model: fp32, windows of 8 rows, quiet."""
     return ["--model", str(model_dir), "--dtype", "fp32", "--window-rows", "8", "--batch-tokens", "64", "-q"]
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """A real filesystem of `size` (e.g. "3m") at `folder`, for full-disk faults; the test is
+    skipped where a tmpfs cannot be mounted (not root, no mount rights)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        pytest.skip("a real small filesystem needs root to mount a tmpfs")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

@@ -11,7 +11,7 @@ import pytest
 import featx
 from featx.shards import shard_path
 from tests.conftest import write_lines
-from tests.faults.conftest import assert_refused, labelled_csv, snapshot, tiny_args
+from tests.faults.conftest import assert_refused, labelled_csv, run_subprocess, snapshot, tiny_args, tmpfs
 
 
 @pytest.fixture
@@ -107,7 +107,7 @@ def test_full_disk_during_merge_leaves_no_file(cli, tmp_path, monkeypatch, shard
 def test_full_disk_while_saving_heads_leaves_no_partial_head_or_results(cli, tmp_path, monkeypatch, labelled_stores):
     import featx.heads.trained as heads_module
 
-    monkeypatch.setattr(heads_module, "save_file", _enospc)
+    monkeypatch.setattr(heads_module, "save_tensors", _enospc)
     runs = tmp_path / "runs"
     assert_refused(cli("train", labelled_stores["train"].path, "-o", runs, "--head", "logreg:C=1"),
                    "No space left on device")
@@ -167,3 +167,30 @@ def test_full_disk_while_caching_keeps_the_store_and_the_cache_usable(cli, tmp_p
         import numpy as np
 
         np.testing.assert_allclose(store.load("mean")[0], reference.load("mean")[0], atol=1e-6)
+
+
+def test_real_full_disk_during_merge_copy_is_one_line_and_leaves_nothing(tmp_path, tiny_bert_dir):
+    """HDF5 with a chunk cache met the full disk while closing the file and crashed the process."""
+    source = write_lines(tmp_path / "in.csv", ["text,label"] + [f"row {i} " + "word " * (i % 9) + f",{'ab'[i % 2]}"
+                                                              for i in range(3000)])
+    for i in range(2):
+        featx.extract(source, tmp_path / "s.h5", model=str(tiny_bert_dir), dtype="fp32", shard=(i, 2), pooling="mean,cls,max",
+                      progress=False).close()
+    shards = [shard_path(tmp_path / "s.h5", i, 2) for i in range(2)]
+    before = snapshot(*shards)
+    with tmpfs(tmp_path / "full", "600k") as full:
+        failed = run_subprocess("merge", *shards, "-o", full / "m.h5", "--copy")
+        assert_refused(failed, "writing", "No space left on device", "nothing was written")
+        assert os.listdir(full) == []
+    assert snapshot(*shards) == before
+
+
+def test_real_full_disk_while_saving_a_head_is_one_line_and_leaves_nothing(cli, tmp_path, labelled_stores):
+    """safetensors raised its own SafetensorError for ENOSPC, which escaped as a traceback."""
+    with tmpfs(tmp_path / "full", "64k") as full:
+        assert_refused(cli("train", labelled_stores["train"].path, "-o", full / "runs", "--head", "knn"),
+                       "writing", "No space left on device", "nothing was written")
+        assert not [p for p in full.rglob("*") if p.name.endswith((".part", ".old"))]
+        for head in (full / "runs" / "heads").iterdir():  # a head saved before the disk filled is whole
+            assert featx.TrainedHead.load(head).estimator.classes_.size == 3
+

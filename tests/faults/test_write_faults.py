@@ -15,7 +15,7 @@ import pytest
 
 import featx
 from tests.conftest import write_lines
-from tests.faults.conftest import assert_refused, run_subprocess, snapshot, tiny_args
+from tests.faults.conftest import assert_refused, run_subprocess, snapshot, tiny_args, tmpfs
 
 ROWS = 24  # three windows of 8
 
@@ -194,15 +194,8 @@ def test_too_little_free_space_stops_before_the_window_is_written(cli, tmp_path,
 @pytest.fixture
 def small_disk(tmp_path):
     """A real 3 MiB tmpfs (needs root and mount rights; skipped elsewhere)."""
-    folder = tmp_path / "small"
-    folder.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("a real small filesystem needs root to mount a tmpfs")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(folder)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    yield folder
-    subprocess.run(["umount", "-l", str(folder)], check=False)
+    with tmpfs(tmp_path / "small", "3m") as folder:
+        yield folder
 
 
 def _big_input(tmp_path, rows=20_000):
