@@ -28,6 +28,8 @@ class PretrainedClassifier(ClassifierMixin, BaseEstimator):
     implement `predict_proba(texts)`."""
 
     class_names: tuple[str, ...]
+    modality: str = "text"  # what it classifies: "text" or "image"
+    name: str = "the model"  # how messages name it (its folder, when loaded from one)
 
     @property
     def classes_(self) -> np.ndarray:
@@ -50,6 +52,7 @@ class PretrainedClassifier(ClassifierMixin, BaseEstimator):
         from featx.errors import FeatxError
         from featx.metrics import classification_metrics, labels_as
 
+        self.check_input(source)
         summary = source.scan()
         if summary.classes is None:
             raise FeatxError(f"{source.name} has no labels to score against: name its label column "
@@ -60,6 +63,16 @@ class PretrainedClassifier(ClassifierMixin, BaseEstimator):
             predicted.append(int(probabilities.argmax()))
         gold = labels_as(np.asarray(truth, dtype=np.int64), summary.classes, self.class_names, source.name)
         return classification_metrics(gold, np.asarray(predicted, dtype=np.int64), self.class_names)
+
+    def check_input(self, source: Any) -> None:
+        """Refuse, in one line, an input of the other modality (images for a text model)."""
+        from featx.errors import FeatxError
+
+        given = getattr(source, "modality", "text")
+        if given != self.modality:
+            how = "give a folder, a .zip or a table with --image-column" if self.modality == "image" else \
+                "give a table or text file"
+            raise FeatxError(f"{self.name} classifies {self.modality}s, but {source.name} is read as {given}s: {how}")
 
     def fit(self, X: Any = None, y: Any = None, **fit_params: Any) -> PretrainedClassifier:
         """Nothing to learn: the model was trained when the folder was made."""

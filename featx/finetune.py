@@ -255,6 +255,7 @@ class FinetunedPredictor(PretrainedClassifier):
 
     def __init__(self, folder: str | Path, device: str = "auto") -> None:
         folder = Path(folder)
+        self.name = str(folder)
         try:
             self.record = json.loads((folder / "finetune.json").read_text(encoding="utf-8"))
             recipe = self.record["recipe"]

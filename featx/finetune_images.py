@@ -211,8 +211,11 @@ class FinetunedImagePredictor(PretrainedClassifier):
     """Images in (bytes, uint8 arrays, PIL images), labels out, from an image fine-tuning
     checkpoint; inference runs batch norms folded, channels last (featx.featurizers.image)."""
 
+    modality = "image"
+
     def __init__(self, folder: str | Path, device: str = "auto") -> None:
         folder = Path(folder)
+        self.name = str(folder)
         try:
             self.record = json.loads((folder / "finetune.json").read_text(encoding="utf-8"))
             recipe = self.record["recipe"]

@@ -48,6 +48,7 @@ class Predictor(PretrainedClassifier):
         self._backbone = backbone
         self._device = device
         self._featurizer: Featurizer | None = None
+        self.modality = self.config.modality
 
     @classmethod
     def from_parts(cls, *, head: TrainedHead, backbone: Backbone | ImageBackbone | None = None,
@@ -133,7 +134,9 @@ class Predictor(PretrainedClassifier):
             raise DamagedError(f"{meta_path} points at another backbone or extraction config (fingerprint "
                                f"{config.fingerprint[:12]}) than its head was trained on "
                                f"({head.store_fingerprint[:12]}): export the predictor again")
-        return cls(head, config, device=device)
+        predictor = cls(head, config, device=device)
+        predictor.name = str(folder)
+        return predictor
 
 
 def load_predictor(folder: str | Path, device: str = "auto") -> PretrainedClassifier:
@@ -179,6 +182,7 @@ def write_predictions(predictor: PretrainedClassifier, source: Source, output: s
 
     if output and same_file(output, source.path):
         raise OutputError(f"the output {output} is the input {source.name}: choose another -o")
+    predictor.check_input(source)
     summary = source.scan()
     bar = progress_bar(summary.n_rows, "predict", show=progress)
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from featx.backbones.hashing import cache_folder
-from featx.config import DEFAULT_MODEL
+from featx.config import DEFAULT_IMAGE_MODEL, DEFAULT_MODEL
 from featx.errors import FeatxError
 
 # Weights load from safetensors only: a pickle (pytorch_model.bin) can run code when read.
@@ -19,6 +19,9 @@ _PICKLE_PATTERNS = ("pytorch_model*.bin", "*.pt", "*.pth", "*.ckpt")
 
 def resolve_model_folder(name_or_path: str) -> Path:
     """The local folder holding the model's files: packaged, local, or from the hub cache."""
+    if name_or_path == DEFAULT_IMAGE_MODEL:
+        raise FeatxError(f"{name_or_path} is an image model, and the input holds texts: give it images (a folder "
+                         "with a subfolder per class, a .zip, or a table with --image-column)")
     packaged = packaged_folder(name_or_path)
     if packaged is not None:
         return packaged

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from featx.backbones.folders import resolve_model_folder, weight_files
+from featx.backbones.folders import MPNET_MODEL, resolve_model_folder, weight_files
 from featx.backbones.hashing import files_sha256
-from featx.config import DEFAULT_IMAGE_MODEL
+from featx.config import DEFAULT_IMAGE_MODEL, DEFAULT_MODEL
 from featx.errors import FeatxError, ParameterError
 from featx.hardware import resolve_device
 
@@ -97,6 +97,9 @@ def load_image_backbone(name_or_path: str = DEFAULT_IMAGE_MODEL, *, device: str 
     device = device if isinstance(device, torch.device) else resolve_device(device)
     if name_or_path == DEFAULT_IMAGE_MODEL:
         return _efficientnet_lite0(device)
+    if name_or_path.removeprefix("sentence-transformers/") in (DEFAULT_MODEL, MPNET_MODEL):
+        raise FeatxError(f"{name_or_path} is a text model, and the input holds images: give it a table or text "
+                         f"file, or pick an image model ({DEFAULT_IMAGE_MODEL}, or a transformers vision folder)")
     return _transformers_vision(name_or_path, device, trust_remote_code)
 
 

@@ -81,6 +81,11 @@ class ImageFilesSource:
         if self._is_zip:
             with _open_zip(self.path, self.name) as archive:
                 names = [n for n in archive.namelist() if not n.endswith("/")]
+            unsafe = next((n for n in names if not _safe_member(n)), None)
+            if unsafe is not None:
+                raise InputError(f"{self.name}: the archive holds a member named {unsafe!r}, an absolute path or "
+                                 "one with '..': featx reads no archive with such names; repack it with relative "
+                                 "paths")
             found = [n[len(self._start):] for n in names if n.startswith(self._start)]
             if self._start and not found:
                 raise FeatxError(f"{self.name}: the archive has no folder {self.prefix.strip('/')!r}")
@@ -116,8 +121,8 @@ class ImageFilesSource:
 
     def _origin(self, member: str) -> str:
         """How messages name one image: ``photos.zip:train/cat/1.jpg``, or its path in the folder."""
-        if not self._is_zip:
-            return str(self.path / member)
+        if not self._is_zip:  # under the folder as the user named it, not its absolute path
+            return str(Path(self.name) / member) if self.name else str(self.path / member)
         return f"{self.name}/{member}" if self.prefix else f"{self.name}:{member}"
 
     def _read(self, members: Sequence[str]) -> Iterator[tuple[str, bytes]]:
@@ -133,7 +138,7 @@ class ImageFilesSource:
                 try:
                     yield member, (self.path / member).read_bytes()
                 except OSError as e:
-                    raise InputError(f"cannot read {self.path / member}: {e.strerror or e}") from None
+                    raise InputError(f"cannot read {self._origin(member)}: {e.strerror or e}") from None
 
 
 @dataclass(frozen=True)
@@ -251,6 +256,13 @@ def open_images(spec: str | Path, *, image_column: str | None = None,
     if not path.exists():
         raise FeatxError(f"input {path} does not exist")
     return ImageFilesSource(path.resolve(), prefix.strip("/"), name=text)
+
+
+def _safe_member(name: str) -> bool:
+    """False for a member name that is absolute (/x, \\x, C:x) or climbs out with '..': read as a path
+    it would point outside the archive's tree, and its first folder would become a class."""
+    parts = name.replace("\\", "/").split("/")
+    return not (name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts)
 
 
 def _open_zip(path: Path, name: str) -> zipfile.ZipFile:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -34,6 +35,10 @@ from featx.data.images import array_sha256
 from featx.errors import FeatxError, InputError, ParameterError
 from featx.hardware import compute_context, torch_dtype
 
+# Pillow warns (on stderr) about images between its limit and twice it; featx checks sizes itself
+# (MAX_PIXELS, twice Pillow's limit), so the warning would only break the one-line output.
+warnings.filterwarnings("ignore", message="Image size .* could be decompression bomb")
+
 CPU_BATCH_IMAGES = 32
 GPU_BATCH_IMAGES = 256
 # Large enough for any photo, small enough that a decompression bomb is refused (Pillow's check).
@@ -46,9 +51,12 @@ def decode_image(data: Any) -> Any:
     from PIL import Image, ImageOps
 
     if isinstance(data, (bytes, bytearray, memoryview)):
-        with Image.open(io.BytesIO(data)) as opened:
+        if not len(data):
+            raise ValueError("the file is empty (0 bytes)")
+        with _opened(data) as opened:
             if opened.width * opened.height > MAX_PIXELS:
-                raise ValueError(f"{opened.width} x {opened.height} pixels is more than featx decodes")
+                raise ValueError(f"{opened.width} x {opened.height} pixels is more than featx decodes "
+                                 f"({MAX_PIXELS:,} at most)")
             opened.load()  # a truncated or corrupt file fails here, not later
             image = ImageOps.exif_transpose(opened)
     elif isinstance(data, np.ndarray):
@@ -61,7 +69,42 @@ def decode_image(data: Any) -> Any:
         raise ValueError(f"{type(data).__name__} is not an image (give bytes, a uint8 array or a PIL image)")
     if image.width < 1 or image.height < 1:
         raise ValueError("the image has no pixels")
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        image = Image.fromarray(to_8bit(np.asarray(image)), mode="L")
     return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _opened(data: bytes | bytearray | memoryview) -> Any:
+    """Pillow's image for encoded bytes; its refusals as ValueErrors that read well in one line."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:  # its text names the BytesIO object, not the file
+        raise ValueError("not an image format Pillow can read (or the file is damaged)") from None
+    except Image.DecompressionBombError:  # the header claims more than twice Pillow's limit
+        raise ValueError(f"its header claims more than {MAX_PIXELS:,} pixels, more than featx decodes") from None
+
+
+def to_8bit(pixels: np.ndarray) -> np.ndarray:
+    """uint8 pixels of a 16-bit, 32-bit integer or float grey image, scaled by its range:
+    0..65535 for 16-bit ones (Pillow's I;16 modes); for 32-bit integers (mode I) 0..255 or
+    0..65535, whichever holds the largest value; for floats (mode F) 0..1; an image with
+    values outside those, from its own minimum to its maximum. Pillow's own conversion
+    clips instead, so a 16-bit picture came out nearly white."""
+    values = pixels.astype(np.float64)
+    low, high = float(values.min()), float(values.max())
+    if not np.isfinite(values).all():
+        raise ValueError("the image holds NaN or infinite pixel values")
+    if pixels.dtype.kind == "u" and pixels.dtype.itemsize == 2:
+        scale_low, scale_high = 0.0, 65535.0
+    elif pixels.dtype.kind in "iu" and low >= 0 and high <= 65535:
+        scale_low, scale_high = 0.0, 255.0 if high <= 255 else 65535.0
+    elif pixels.dtype.kind == "f" and low >= 0 and high <= 1:
+        scale_low, scale_high = 0.0, 1.0
+    else:
+        scale_low, scale_high = low, max(high, low + 1e-12)
+    return np.rint((values - scale_low) * (255.0 / (scale_high - scale_low))).clip(0, 255).astype(np.uint8)
 
 
 def image_hashes(records: Sequence[Any]) -> np.ndarray:
@@ -106,7 +149,9 @@ def inference_module(module: torch.nn.Module) -> torch.nn.Module:
 class ImageFeaturizer:
     """An image backbone under one ExtractConfig (modality "image")."""
 
-    def __init__(self, backbone: ImageBackbone, config: ExtractConfig, skip_bad: bool = False) -> None:
+    def __init__(self, backbone: ImageBackbone, config: ExtractConfig, skip_bad: bool | None = None) -> None:
+        """`skip_bad`: count undecodable images instead of stopping; None where the caller
+        offers no such choice (a predictor), so the message does not advise one."""
         self.backbone, self.config, self.skip_bad = backbone, config, skip_bad
         self.device = backbone.device
         self.poolings = config.poolings
@@ -134,8 +179,9 @@ class ImageFeaturizer:
             except (OSError, ValueError, SyntaxError, MemoryError) as e:  # Pillow's ways of refusing a file
                 reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 if not self.skip_bad:
-                    raise InputError(f"cannot decode image {record.origin}: {reason}; fix or remove it, or pass "
-                                     "--skip-bad to skip unreadable images (counted in the store)") from None
+                    hint = "" if self.skip_bad is None else \
+                        ", or pass --skip-bad to skip unreadable images (counted in the store)"
+                    raise InputError(f"cannot decode image {record.origin}: {reason}; fix or remove it{hint}") from None
                 return None
 
         with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1)), thread_name_prefix="featx-decode") as pool:
