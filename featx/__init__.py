@@ -11,6 +11,7 @@ os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "0")
 
 from featx._version import __version__ as __version__
 from featx.errors import FeatxError as FeatxError
+from featx.errors import FeatxWarning as FeatxWarning
 
 # The public names load on first use (PEP 562), so `featx --help`, and a Ctrl-C while
 # torch is still importing, happen before any heavy import and inside the CLI's handler.
@@ -26,7 +27,7 @@ _LAZY = {
     "load_image_backbone": "featx.backbones.vision", "module_backbone": "featx.backbones.vision",
 }
 
-__all__ = sorted([*_LAZY, "FeatxError", "__version__"])
+__all__ = sorted([*_LAZY, "FeatxError", "FeatxWarning", "__version__"])
 
 
 def __getattr__(name: str) -> object:

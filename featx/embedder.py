@@ -32,7 +32,8 @@ class Embedder(TransformerMixin, BaseEstimator):
     `pooling` and `normalize` default to the model's own embedding (mean pooling,
     L2-normalised for all-MiniLM-L6-v2); several poolings are concatenated in the order
     given. `fit` loads the model (once) and learns nothing from the data. After each
-    `transform`, ``cache_hits_`` counts the rows served from `cache_dir`.
+    `transform`, ``cache_hits_`` counts the rows served from `cache_dir` and ``cache_rejected_``
+    the cached rows that failed their check and were embedded again (see featx.cache).
     """
 
     def __init__(self, model: str = DEFAULT_MODEL, *, pooling: str | Sequence[str] | None = None,
@@ -63,7 +64,7 @@ class Embedder(TransformerMixin, BaseEstimator):
         texts = _texts(X)
         records = [Record(i, text, -1) for i, text in enumerate(texts)]
         items = self.featurizer_.prepare(records)[0]
-        self.cache_hits_ = 0
+        self.cache_hits_ = self.cache_rejected_ = 0
         if self.cache_dir is None or not texts:
             features = self.runner_.run(self.featurizer_, items)
         else:
@@ -75,6 +76,7 @@ class Embedder(TransformerMixin, BaseEstimator):
             finally:
                 cache.close()
             self.cache_hits_ = int(timer.get("cache_hits", 0))
+            self.cache_rejected_ = int(timer.get("cache_rejected", 0))
         return np.concatenate([features[name] for name in self.config_.poolings], axis=1)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:

@@ -296,4 +296,6 @@ def embed_through_cache(featurizer: Featurizer, runner: Runner, items: Sequence[
     if fresh is not None:
         cache.add(hashes[missing], fresh)
     timer["cache_hits"] = timer.get("cache_hits", 0) + int(hit.sum())
+    if cache.rejected:
+        timer["cache_rejected"] = cache.rejected
     return features

@@ -40,6 +40,11 @@ class OutputError(FeatxError):
     """Something cannot be written where the user asked (full disk, read-only, path conflict)."""
 
 
+class FeatxWarning(UserWarning):
+    """Something the user should know that did not stop the work (cache rows embedded again);
+    the CLI prints it as one line ``featx: warning: <message>``."""
+
+
 def describe_os_error(error: OSError) -> str:
     """'No space left on device' and the like: the OS's words, without Python's decoration."""
     if error.errno is not None and error.errno in errno.errorcode:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Any
 
 import click
 
 from featx.cli import models  # noqa: F401  (registers train, evaluate, finetune, bench)
 from featx.cli.commands import cli
-from featx.errors import FeatxError, ParameterError, describe_os_error
+from featx.errors import FeatxError, FeatxWarning, ParameterError, describe_os_error
 
 __all__ = ["cli", "main"]
 
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     # h5py reports errors met while tearing objects down (after a failed write, say) as
     # "Exception ignored" tracebacks; the error that matters has already been raised.
     sys.unraisablehook = _quiet_unraisable
+    warnings.showwarning = _one_line_warning
     try:
         # Not cli.main(): on Ctrl-C it prints a blank line of its own, a second line on stderr.
         with cli.make_context("featx", list(sys.argv[1:] if argv is None else argv)) as context:
@@ -72,6 +74,18 @@ def _exit_now(code: int) -> None:
 def _fail(message: str, code: int = 2) -> None:
     click.echo(f"featx: error: {' '.join(message.split())}", err=True)
     sys.exit(code)
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      file: Any = None, line: str | None = None) -> None:
+    """featx's own warnings as one line on stderr; others as Python shows them."""
+    if issubclass(category, FeatxWarning):
+        click.echo(f"featx: warning: {' '.join(str(message).split())}", err=True)
+    else:
+        _show_warning(message, category, filename, lineno, file, line)
+
+
+_show_warning = warnings.showwarning
 
 
 def _quiet_unraisable(unraisable: Any) -> None:

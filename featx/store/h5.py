@@ -67,7 +67,7 @@ def open_h5(path: Path, mode: str, wait: bool = False) -> h5py.File:
             return h5py.File(path, mode, **({} if mode == "r" else {"rdcc_nbytes": 0}))
         except OSError as e:
             text = str(e)
-            if not _is_lock_conflict(e):
+            if not is_lock_conflict(e):
                 raise _open_error(path, e, text) from None
             if time.monotonic() > deadline:
                 raise FeatxError(f"{path} stayed locked by another process: close readers that hold it open, "
@@ -75,7 +75,7 @@ def open_h5(path: Path, mode: str, wait: bool = False) -> h5py.File:
             time.sleep(0.02)
 
 
-def _is_lock_conflict(error: OSError) -> bool:
+def is_lock_conflict(error: OSError) -> bool:
     text = str(error).lower()
     return "unable to lock file" in text or error.errno in (errno.EAGAIN, errno.EWOULDBLOCK)
 

@@ -245,6 +245,8 @@ def summary_line(details: dict[str, Any]) -> str:
     rate = f", {timings['rows_per_s']:,.0f} rows/s" if timings.get("rows_per_s") else ""
     if "cache_hits" in timings:
         rate += f", {timings['cache_hits']:,} rows from the cache"
+    if timings.get("cache_rejected"):
+        rate += f" ({timings['cache_rejected']:,} cached rows failed their check and were embedded again)"
     cut = details.get("truncated_rows")
     if cut:
         rate += f", {cut:,} rows cut to {details['config']['max_length']} tokens"

@@ -1,0 +1,122 @@
+"""featx's two caches never decide what is right: a damaged vector cache is caught row by row
+and embedded again, and an edited weight-hash cache cannot make a predictor accept other weights."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from transformers import BertConfig, BertModel
+
+import featx
+from featx.backbones import hashing
+from tests.faults.conftest import assert_refused, labelled_csv, snapshot, tiny_args
+
+
+def _cache_file(folder):
+    (path,) = folder.glob("*.h5")
+    return path
+
+
+def _reference(source, tmp_path, tiny_bert_dir):
+    with featx.extract(source, tmp_path / "reference.h5", model=str(tiny_bert_dir), dtype="fp32", window_rows=8,
+                       batch_tokens=64, progress=False) as store:
+        return store.load("mean")[0]
+
+
+@pytest.mark.parametrize("damage", ["zeros", "rows swapped", "checks lost (a cache from an older featx)"])
+def test_a_damaged_vector_cache_is_embedded_again_and_replaced(cli, tmp_path, tiny_bert_dir, damage):
+    """With its vectors overwritten by zeros and its keys intact, the cache filled a complete store
+    with 100 all-zero rows."""
+    source = labelled_csv(tmp_path / "in.csv", 24)
+    cache = tmp_path / "cache"
+    args = ["--cache-dir", cache, *tiny_args(tiny_bert_dir)]
+    assert cli("extract", source, "-o", tmp_path / "first.h5", *args).code == 0
+    with h5py.File(_cache_file(cache), "r+") as f:
+        vectors = f["features/mean"]
+        if damage == "zeros":
+            vectors[...] = 0
+        elif damage == "rows swapped":
+            vectors[...] = vectors[:][::-1]
+        else:
+            del f["checks"]
+    result = cli("extract", source, "-o", tmp_path / "second.h5", *args)
+    assert result.code == 0, result.err
+    assert "featx: warning: 24 vectors in the cache" in result.err and "embedded again and replaced" in result.err
+    expected = _reference(source, tmp_path, tiny_bert_dir)
+    with featx.open_store(tmp_path / "second.h5") as store:
+        np.testing.assert_allclose(store.load("mean")[0], expected, atol=1e-6)
+        assert store.info()["timings"]["cache_rejected"] == 24
+    # Replaced in place: a third run is served whole from the cache, without a warning.
+    third = cli("extract", source, "-o", tmp_path / "third.h5", *args[:2], *tiny_args(tiny_bert_dir)[:-1])
+    assert third.code == 0 and "warning" not in third.err and "24 rows from the cache" in third.err
+    with h5py.File(_cache_file(cache), "r") as f:
+        assert f["keys"].shape[0] == 24 and f["checks"].shape[0] == 24
+
+
+def test_the_embedder_never_returns_a_damaged_cached_vector(tmp_path, tiny_bert_dir):
+    """featx.Embedder(cache_dir=...) returned 300 zero vectors from a zeroed cache."""
+    texts = [f"text number {i} about {'cats' if i % 2 else 'dogs'}" for i in range(30)]
+    embedder = featx.Embedder(str(tiny_bert_dir), dtype="fp32", cache_dir=tmp_path / "cache").fit(texts)
+    fresh = embedder.transform(texts)
+    with h5py.File(_cache_file(tmp_path / "cache"), "r+") as f:
+        f["features/mean"][...] = 0
+    with pytest.warns(featx.FeatxWarning, match="30 vectors in the cache .* failed their check"):
+        again = embedder.transform(texts)
+    np.testing.assert_allclose(again, fresh, atol=1e-6)
+    assert embedder.cache_rejected_ == 30 and embedder.cache_hits_ == 0
+    np.testing.assert_allclose(embedder.transform(texts), fresh, atol=1e-6)
+    assert embedder.cache_hits_ == 30 and embedder.cache_rejected_ == 0
+
+
+def test_a_truncated_cache_file_is_named_damaged_not_busy(cli, tmp_path, tiny_bert_dir):
+    """HDF5's 'sblock' in the message read as a lock: the user was told another extraction used it."""
+    source = labelled_csv(tmp_path / "in.csv", 24)
+    args = ["--cache-dir", tmp_path / "cache", *tiny_args(tiny_bert_dir)]
+    assert cli("extract", source, "-o", tmp_path / "first.h5", *args).code == 0
+    path = _cache_file(tmp_path / "cache")
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+    result = cli("extract", source, "-o", tmp_path / "second.h5", *args)
+    assert_refused(result, f"the cache {path} is damaged", "truncated", "remove it")
+    assert "another extraction" not in result.err
+
+
+def _other_weights(folder, seed):
+    torch.manual_seed(seed)
+    config = BertConfig.from_pretrained(folder)
+    BertModel(config).save_pretrained(folder)
+
+
+@pytest.mark.parametrize("edit", ["hash replaced by the old file's", "old entry copied over the new one"])
+def test_an_edited_hash_cache_cannot_make_a_predictor_accept_other_weights(cli, tmp_path, tiny_bert_dir,
+                                                                           monkeypatch, edit):
+    """With a model file's entry set to another file's hash, predict and evaluate ran with the wrong weights."""
+    monkeypatch.setenv("FEATX_CACHE", str(tmp_path / "featx-cache"))
+    hashing._MEMORY.clear()
+    model = tmp_path / "model"
+    shutil.copytree(tiny_bert_dir, model)
+    source = labelled_csv(tmp_path / "in.csv", 24)
+    store = featx.extract(source, tmp_path / "train.h5", model=str(model), dtype="fp32", progress=False)
+    featx.Predictor.from_parts(head=featx.train_head(store, C=1.0)).save(tmp_path / "predictor")
+    cache_file = tmp_path / "featx-cache" / "file-hashes.json"
+    (old_key, old_entry), = [(k, v) for k, v in json.loads(cache_file.read_text()).items() if ".safetensors|" in k]
+
+    _other_weights(model, seed=1)  # the model folder now holds other weights
+    hashing._MEMORY.clear()
+    featx.load_backbone(str(model), device="cpu")  # their hash is cached under the new stat key
+    entries = json.loads(cache_file.read_text())
+    new_key = next(key for key in entries if key != old_key and ".safetensors|" in key)
+    if edit.startswith("hash replaced"):  # as text, so the edit is the same whatever the entry's shape
+        cache_file.write_text(cache_file.read_text().replace(entries[new_key]["sha256"], old_entry["sha256"]))
+    else:
+        entries[new_key] = old_entry
+        cache_file.write_text(json.dumps(entries))
+    hashing._MEMORY.clear()  # a new process: only the (edited) cache file is left
+    before = snapshot(source, tmp_path / "predictor")
+    assert_refused(cli("predict", tmp_path / "predictor", source, "-q"), "is not the one this head was trained on")
+    assert_refused(cli("evaluate", tmp_path / "predictor", source), "is not the one this head was trained on")
+    assert snapshot(source, tmp_path / "predictor") == before
