@@ -106,9 +106,17 @@ def _summary(row: dict[str, Any]) -> str:
 
 
 def _in_child(fn: Callable[..., dict[str, Any]], *args: Any) -> tuple[dict[str, Any], float]:
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(1) as pool:
-        return pool.apply(_measured, (fn, *args))
+    """`fn(*args)` in a fresh process, with that process's peak RSS. The process is let to exit
+    on its own (close + join): terminated, it never ran its finalizers, and the semaphores it
+    had made (tqdm's lock, joblib's) were reported as leaked, about one warning a stage."""
+    pool = multiprocessing.get_context("spawn").Pool(1)
+    try:
+        result = pool.apply(_measured, (fn, *args))
+        pool.close()
+        pool.join()
+        return result
+    finally:
+        pool.terminate()  # after an error or a Ctrl-C; a no-op once joined
 
 
 def _measured(fn: Callable[..., dict[str, Any]], *args: Any) -> tuple[dict[str, Any], float]:
