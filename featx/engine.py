@@ -22,7 +22,8 @@ from featx.backbones import DEFAULT_MODEL, Backbone, load_backbone
 from featx.backbones.vision import ImageBackbone, load_image_backbone
 from featx.background import BackgroundWorker, prefetch
 from featx.cache import EmbeddingCache
-from featx.config import DEFAULT_IMAGE_MODEL, LONG_MODES, ExtractConfig, parse_layers
+from featx.config import DEFAULT_IMAGE_MODEL, LONG_MODES, LONG_POOLINGS, ExtractConfig, parse_layers
+from featx.constraints import COUNT, Options
 from featx.data import InputSummary, Record, Source, describe_json, open_input
 from featx.data.images import is_image_input, open_images
 from featx.errors import FeatxError, OutputError, ParameterError
@@ -77,10 +78,9 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
     store instead of stopping (see featx.featurizers.image).
     """
     t_start = time.perf_counter()
-    if batch_tokens is not None and batch_tokens < 1:
-        raise ParameterError("batch_tokens", f"must be positive, got {batch_tokens}")
-    if window_rows is not None and window_rows < 1:
-        raise ParameterError("window_rows", f"must be positive, got {window_rows}")
+    for name, count in (("batch_tokens", batch_tokens), ("window_rows", window_rows)):
+        if count is not None:
+            COUNT.check(name, count)
     if isinstance(input, (str, Path)):
         source: Source = open_images(input, label_column=label_column) if is_image_input(input) else \
             open_input(input, text_column=text_column, label_column=label_column, id_column=id_column)
@@ -176,19 +176,30 @@ def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = Non
         if not -backbone.num_hidden_states <= index < backbone.num_hidden_states:
             raise ParameterError("layers", f"{index} does not exist: {backbone.name} has hidden states "
                                            f"{-backbone.num_hidden_states}..{backbone.num_hidden_states - 1}")
+    specials = backbone.tokenizer.num_special_tokens_to_add(pair=False)
     if max_length is None:
         max_length = backbone.default_max_length
-    elif max_length < 2:
-        raise ParameterError("max_length", f"must be at least 2 (room for the special tokens), got {max_length}")
+    elif isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < specials + 1:
+        raise ParameterError("max_length", f"must be at least {specials + 1} ({specials} special tokens and one "
+                                           f"token of text), got {max_length!r}")
     elif backbone.max_positions is not None and max_length > backbone.max_positions:
         raise ParameterError("max_length", f"{max_length} is more than {backbone.name} can take: its position "
                                            f"embeddings stop at {backbone.max_positions} tokens")
-    if long not in LONG_MODES:
-        raise ParameterError("long", f"{long!r} is unknown: choose from {', '.join(LONG_MODES)}")
+    Options(LONG_MODES).check("long", long)
     if long == "truncate" and stride is not None:
         raise ParameterError("stride", "applies to --long chunk only")
-    chunking: dict[str, Any] = {"long": "chunk", "long_stride": min(32, int(max_length) // 4) if stride is None else stride,
-                "long_pooling": long_pooling} if long == "chunk" else {}
+    chunking: dict[str, Any] = {}
+    if long == "chunk":
+        text_tokens = int(max_length) - specials  # a window's room for text
+        # At most half a window (ExtractConfig's rule), and fewer than its text tokens, or no window moves on.
+        most = min(int(max_length) // 2, text_tokens - 1)
+        stride = min(32, int(max_length) // 4, most) if stride is None else stride
+        if isinstance(stride, bool) or not isinstance(stride, int) or not 0 <= stride <= most:
+            raise ParameterError("stride", f"must be at least 0 and at most {most} (half of --max-length "
+                                           f"{max_length}, and less than the {text_tokens} tokens of text a window "
+                                           f"holds), got {stride!r}")
+        chunking = {"long": "chunk", "long_stride": stride, "long_pooling": Options(LONG_POOLINGS).check(
+            "long_pooling", long_pooling)}
     return ExtractConfig(
         **chunking,
         model=backbone.name,

@@ -22,7 +22,7 @@ def extract_as_launched(input: str | Path | Source, output: str | Path, *, shard
     the others and rank 0 merges the shards into `output` and returns it; the other ranks
     return None.
     """
-    part, local_rank = (parse_shard(shard), None) if shard else shard_from_env()
+    part, local_rank = (parse_shard(shard), None) if shard is not None else shard_from_env()
     store = extract(input, output, device=device_for_rank(device, local_rank), shard=part, **options)
     if not merge or part is None:
         return store

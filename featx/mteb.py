@@ -115,10 +115,16 @@ def mteb_scores(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.nda
 
 
 def seed_spread(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray, *, samples_per_label: int = 8,
-                experiments: int = 10, seeds: Sequence[int] = range(50)) -> dict[str, float]:
-    """The task score (mean accuracy over the experiments) under each sampler seed: mean, sd, min, max."""
-    scores = [float(np.mean(mteb_scores(X, y, X_test, y_test, samples_per_label=samples_per_label,
-                                        experiments=experiments, seed=seed)["accuracy"]))
-              for seed in seeds]
+                experiments: int = 10, seeds: Sequence[int] = range(50), progress: bool | None = None) -> dict[str, float]:
+    """The task score (mean accuracy over the experiments) under each sampler seed: mean, sd, min, max.
+    Costs len(seeds) times the protocol itself; `progress=None` shows a bar on a terminal."""
+    from featx.progress import progress_bar
+
+    scores = []
+    with progress_bar(len(seeds), "mteb seed spread", unit="seeds", show=progress) as bar:
+        for seed in seeds:
+            scores.append(float(np.mean(mteb_scores(X, y, X_test, y_test, samples_per_label=samples_per_label,
+                                                    experiments=experiments, seed=seed)["accuracy"])))
+            bar.update()
     return {"seeds": len(scores), "mean": float(np.mean(scores)), "sd": float(np.std(scores, ddof=1)) if len(scores) > 1
             else 0.0, "min": float(np.min(scores)), "max": float(np.max(scores))}

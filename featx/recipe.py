@@ -7,13 +7,15 @@ at 1.0, bf16 autocast where the hardware has fast bf16.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from featx.config import DEFAULT_MODEL, FINETUNE_POOLINGS
+from featx.config import DEFAULT_MODEL, DTYPES, FINETUNE_POOLINGS
+from featx.constraints import COUNT, NON_NEGATIVE, POSITIVE, Constraint, Interval, Options, check_params
 from featx.errors import FeatxError
+
+if TYPE_CHECKING:  # torch loads when a model trains, not when the CLI reads the recipe's ranges
+    import torch
 
 FINETUNE_FORMAT = "featx-finetuned"
 
@@ -38,18 +40,25 @@ class FinetuneConfig:
     max_steps: int | None = None  # stop early (tests, budgets); None = all epochs
 
     def __post_init__(self) -> None:
-        if self.pooling not in FINETUNE_POOLINGS:
-            raise FeatxError(f"unknown pooling {self.pooling!r}: choose from {', '.join(FINETUNE_POOLINGS)}")
+        check_params(RECIPE_CONSTRAINTS, {field.name: getattr(self, field.name) for field in fields(self)})
         if self.train_layers is not None and self.lora_rank is not None:
             raise FeatxError("choose one of --train-layers and --lora-rank")
-        for name in ("epochs", "batch_size", "max_length"):
-            if getattr(self, name) < 1:
-                raise FeatxError(f"{name.replace('_', '-')} must be at least 1")
+
+
+# What each knob of the recipe may be (featx.constraints); the CLI's options take their ranges from here.
+RECIPE_CONSTRAINTS: dict[str, Constraint] = {
+    "pooling": Options(FINETUNE_POOLINGS), "epochs": COUNT, "lr": POSITIVE, "weight_decay": Interval(float, 0),
+    "warmup_ratio": Interval(float, 0, 1, high_open=True), "batch_size": COUNT, "max_length": Interval(int, 2),
+    "grad_clip": POSITIVE, "train_layers": Interval(int, 0, allow_none=True),
+    "lora_rank": Interval(int, 1, allow_none=True), "dtype": Options(("auto", *DTYPES)), "seed": NON_NEGATIVE,
+    "max_steps": Interval(int, 1, allow_none=True)}
 
 
 def optimizer_and_schedule(model: torch.nn.Module, config: FinetuneConfig,
                            rows: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR, int]:
     """AdamW over the trainable parameters, the warm-up/decay schedule, and the total steps."""
+    import torch
+
     optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
     steps_per_epoch = math.ceil(rows / config.batch_size)
     total_steps = int(min(steps_per_epoch * config.epochs, config.max_steps or math.inf))

@@ -15,6 +15,7 @@ from joblib import Parallel, delayed
 
 from featx.atomic import make_folder, write_text
 from featx.config import ExtractConfig
+from featx.constraints import COUNT, FRACTION, JOBS, NON_NEGATIVE, check_params
 from featx.errors import FeatxError, ParameterError
 from featx.heads import TrainedHead, make_head, parse_head_spec
 from featx.heads.split import stratified_split
@@ -83,6 +84,7 @@ def train_heads(train: FeatureStore, specs: list[HeadSpec], poolings: list[str] 
     out (seeded) and not trained on. Returns the heads and one result row per head.
     """
     poolings = poolings or list(train.poolings)
+    check_trainable(train)
     meta = _StoreMeta.of(train)
     _check_compatible(train, val, "validation")
     _check_compatible(train, test, "test")
@@ -128,6 +130,7 @@ def train_and_save(train: FeatureStore, specs: list[HeadSpec], out: str | Path, 
     ``out/results.json`` and ``results.md``, and export the best head by validation accuracy
     (never test) as a predictor folder when `export` is given. Every file is written atomically.
     `write_results_files=False` leaves results.json/.md to the caller (the demo adds its timings)."""
+    check_trainable(train)
     out = make_folder(out, "results")  # a path under a file fails now, not after training
     heads, rows = train_heads(train, specs, poolings, val=val, test=test, val_fraction=val_fraction, jobs=jobs,
                               seed=seed)
@@ -157,8 +160,8 @@ def run_training(store: str | Path, out: str | Path, *, heads: Sequence[str] = (
 
     specs = [HeadSpec.parse(text) for text in [*heads, *(read_head_grid(grid) if grid else [])]]
     specs = specs or [HeadSpec(kind) for kind in DEFAULT_HEADS]
-    if not 0 < val_fraction < 1:
-        raise ParameterError("val_fraction", f"must be between 0 and 1, got {val_fraction}")
+    check_params({"val_fraction": FRACTION, "jobs": JOBS, "seed": NON_NEGATIVE},
+                 {"val_fraction": val_fraction, "jobs": jobs, "seed": seed})
     if protocol == "mteb" and test is None:
         raise ParameterError("protocol", "mteb reports on a test store: pass --test STORE")
     train_store = open_store(store)
@@ -170,6 +173,7 @@ def run_training(store: str | Path, out: str | Path, *, heads: Sequence[str] = (
              "seed": seed, **({"task": task} if task else {})}
     if protocol == "mteb":
         assert test_store is not None
+        check_trainable(train_store)
         make_folder(out, "results")
         rows = mteb_protocol(train_store, test_store, list(poolings) or None, task=task, k=k, experiments=experiments,
                              seeds=seeds)
@@ -229,9 +233,11 @@ def mteb_protocol(train: FeatureStore, test: FeatureStore, poolings: list[str] |
     from featx.mteb import MTEB_SEED, MtebTask, mteb_scores, mteb_task, seed_spread
 
     preset = mteb_task(task) if task else MtebTask("custom")
-    k = k or preset.samples_per_label
-    experiments = experiments or preset.experiments
+    k = COUNT.check("k", preset.samples_per_label if k is None else k)
+    experiments = COUNT.check("experiments", preset.experiments if experiments is None else experiments)
+    seeds = NON_NEGATIVE.check("seeds", seeds)
     _check_compatible(train, test, "test")
+    check_trainable(train)
     declared = _declared_embedding(train)
     rows = []
     for pooling in poolings or list(train.poolings):
@@ -303,6 +309,18 @@ def _labelled(store: FeatureStore, pooling: str,
     if classes is not None:
         y = labels_as(y, store.classes or (), classes, str(store.path))
     return X, y
+
+
+def check_trainable(store: FeatureStore) -> None:
+    """Refuse a training store without labels, or whose readable rows hold fewer than two classes."""
+    labels = store.labels
+    if labels is None:
+        raise FeatxError(f"{store.path} has no labels: heads need a labelled store (extract with --label-column)")
+    readable = store.readable()
+    present = np.unique(labels if readable is None else labels[readable])
+    if len(present) < 2:  # one class leaves a classifier nothing to tell apart
+        name = (store.classes or ())[int(present[0])] if len(present) else "none"
+        raise FeatxError(f"{store.path} holds rows of one class only ({name}): a classifier needs at least two")
 
 
 def _validation(train: FeatureStore, val: FeatureStore | None,

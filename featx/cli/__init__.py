@@ -7,7 +7,9 @@ here is the entry point, which turns every error a user can cause into one line.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import warnings
 from typing import Any
 
@@ -26,6 +28,8 @@ def main(argv: list[str] | None = None) -> None:
     # "Exception ignored" tracebacks; the error that matters has already been raised.
     sys.unraisablehook = _quiet_unraisable
     warnings.showwarning = _one_line_warning
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_interrupt)
     try:
         # Not cli.main(): on Ctrl-C it prints a blank line of its own, a second line on stderr.
         with cli.make_context("featx", list(sys.argv[1:] if argv is None else argv)) as context:
@@ -39,14 +43,12 @@ def main(argv: list[str] | None = None) -> None:
     except _NO_ARGS_IS_HELP as e:  # a bare `featx` (or group): the help itself, not an error
         click.echo(e.ctx.get_help() if e.ctx else cli.get_help(click.Context(cli, info_name="featx")))
         sys.exit(0)
+    except click.BadParameter as e:  # one value refused at parsing: said as the library says it
+        _fail(_bad_value(e), e.exit_code)
     except click.ClickException as e:
         _fail(f"{e.format_message()} (see featx --help)", e.exit_code)
     except (KeyboardInterrupt, click.exceptions.Abort):
-        if sys.stderr.isatty():
-            click.echo(err=True)  # end the line the terminal's ^C echo started
-        click.echo("featx: interrupted; an extraction keeps its committed rows: rerun the same command to "
-                   "continue", err=True)
-        _exit_now(130)
+        _interrupted()
     except EOFError as e:
         _fail(f"unexpected end of input ({e or 'a file ended early'})")
     except OSError as e:
@@ -60,6 +62,20 @@ def main(argv: list[str] | None = None) -> None:
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
+def _bad_value(error: click.BadParameter) -> str:
+    """'--window-rows must be an integer >= 1, got 0', the form of featx's own ParameterError."""
+    if isinstance(error, click.MissingParameter):
+        return f"{error.format_message()} (see featx --help)"
+    if error.param is not None:
+        name = max((o for o in error.param.opts if o.startswith("--")), key=len, default=None) \
+            or error.param.human_readable_name
+    else:
+        name = str(error.param_hint or "").strip("'\"")
+    message = error.message.rstrip(".")
+    message = message[:1].lower() + message[1:]
+    return f"{name} {message}" if name else error.format_message()
+
+
 def _exit_now(code: int) -> None:
     """Exit at once, past interpreter shutdown. Every store, head and output is closed by now
     (the `finally` blocks and `with` statements ran while the exception rose). After a Ctrl-C
@@ -71,7 +87,27 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
+_INTERRUPT = threading.Event()
+
+
+def _on_interrupt(signum: int, frame: Any) -> None:
+    """Ctrl-C: remembered, then raised as Python does. A library that catches the KeyboardInterrupt
+    and raises its own error (transformers' lazy imports do) still ends as an interrupt."""
+    _INTERRUPT.set()
+    signal.default_int_handler(signum, frame)
+
+
+def _interrupted() -> None:
+    if sys.stderr.isatty():
+        click.echo(err=True)  # end the line the terminal's ^C echo started
+    click.echo("featx: interrupted; an extraction keeps its committed rows: rerun the same command to "
+               "continue", err=True)
+    _exit_now(130)
+
+
 def _fail(message: str, code: int = 2) -> None:
+    if _INTERRUPT.is_set():  # the error is what the interrupt became on its way up
+        _interrupted()
     click.echo(f"featx: error: {' '.join(message.split())}", err=True)
     sys.exit(code)
 

@@ -6,11 +6,24 @@ import json
 import click
 
 from featx._version import __version__
-from featx.cli.options import DEVICE_OPTION, DTYPE_OPTION, QUIET_OPTION, input_options, open_input_columns
+from featx.cli.options import (
+    DEVICE_OPTION,
+    DTYPE_OPTION,
+    QUIET_OPTION,
+    Constrained,
+    FeatxCommand,
+    input_options,
+    open_input_columns,
+)
 from featx.config import DEFAULT_IMAGE_MODEL, DEFAULT_MODEL, LONG_MODES, LONG_POOLINGS, POOLINGS, STORE_DTYPES
+from featx.constraints import COUNT, NON_NEGATIVE
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class FeatxGroup(click.Group):
+    command_class = FeatxCommand
+
+
+@click.group(cls=FeatxGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="featx")
 def cli() -> None:
     """featx: embed a dataset once with a frozen backbone, cache it in HDF5, train cheap heads.
@@ -33,23 +46,24 @@ def cli() -> None:
                                "and EfficientNet-Lite0, cls for ViT-like image models]; pooler: image models only.")
 @click.option("--layers", default="-1", show_default=True,
               help="Hidden states to pool: -1 (last), -4: (last four, concatenated), or a list -4,-1.")
-@click.option("--max-length", type=int, help="Token limit per row [default: the model's, 256 for MiniLM].")
+@click.option("--max-length", type=Constrained(COUNT), help="Token limit per row [default: the model's, 256 for MiniLM].")
 @click.option("--long", type=click.Choice(LONG_MODES), default="truncate", show_default=True,
               help="Rows over --max-length: truncate (counted in the store), or chunk: embed every window of "
                    "--max-length tokens and pool a row's windows.")
-@click.option("--stride", type=int, help="chunk: tokens consecutive windows share [default: min(32, max-length/4)].")
+@click.option("--stride", type=Constrained(NON_NEGATIVE),
+              help="chunk: tokens consecutive windows share [default: min(32, max-length/4)].")
 @click.option("--long-pooling", type=click.Choice(LONG_POOLINGS), default="mean", show_default=True,
               help="chunk: how a row's window vectors become one.")
 @click.option("--normalize/--no-normalize", default=None,
               help="L2-normalise every stored vector [default: as the model does; yes for MiniLM].")
 @DTYPE_OPTION
 @click.option("--store-dtype", type=click.Choice(STORE_DTYPES), default="float32", show_default=True)
-@click.option("--batch-tokens", type=int, default=None,
+@click.option("--batch-tokens", type=Constrained(COUNT), default=None,
               help="Budget per batch: tokens for texts (rows x padded length) [default: 2048 on CPU, 16384 on GPU], "
                    "images for images [default: 32 on CPU, 256 on GPU].")
 @click.option("--skip-bad", is_flag=True, help="Images: skip an undecodable image (counted in the store, NaN "
                                                "vectors, left out by heads) instead of stopping.")
-@click.option("--window-rows", type=int, default=None,
+@click.option("--window-rows", type=Constrained(COUNT), default=None,
               help="Rows per commit window; a crash loses at most one window [default: 4096; for shards of a "
                    "smaller input, rows / shards].")
 @click.option("--compression", type=click.Choice(["lzf", "gzip"]), default=None, help="HDF5 compression.")
@@ -166,8 +180,8 @@ def predict(model_dir: str, input: str, output: str | None, device: str, quiet: 
 
 @cli.command()
 @click.option("-o", "--output", default="featx-demo", show_default=True, help="Folder for stores, heads, predictor.")
-@click.option("--train-rows", type=int, default=8000, show_default=True, help="SST-2 train phrases to use.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--train-rows", type=Constrained(COUNT), default=8000, show_default=True, help="SST-2 train phrases to use.")
+@click.option("--seed", type=Constrained(NON_NEGATIVE), default=0, show_default=True)
 @DEVICE_OPTION
 def demo(output: str, train_rows: int, seed: int, device: str) -> None:
     """Extract bundled SST-2 with the packaged MiniLM, train two heads, print the results table.

@@ -7,8 +7,18 @@ from typing import Any
 import click
 
 from featx.cli.commands import cli
-from featx.cli.options import DEVICE_OPTION, DTYPE_OPTION, QUIET_OPTION, input_options, open_input_columns, protocol_options
+from featx.cli.options import (
+    DEVICE_OPTION,
+    DTYPE_OPTION,
+    QUIET_OPTION,
+    Constrained,
+    input_options,
+    open_input_columns,
+    protocol_options,
+)
 from featx.config import DEFAULT_IMAGE_MODEL, DEFAULT_MODEL, FINETUNE_POOLINGS
+from featx.constraints import FRACTION, JOBS, NON_NEGATIVE
+from featx.recipe import RECIPE_CONSTRAINTS as RECIPE
 
 
 @cli.command()
@@ -18,16 +28,18 @@ from featx.config import DEFAULT_IMAGE_MODEL, DEFAULT_MODEL, FINETUNE_POOLINGS
               help="Head spec, repeatable: KIND or KIND:name=value,...; kinds: logreg, mlp, ridge (closed form, "
                    "alpha swept), knn (cosine); e.g. logreg:C=0.1, mlp:hidden=512,dropout=0.2, knn:n_neighbors=10 "
                    "[default: logreg and mlp].")
-@click.option("--grid", type=click.Path(dir_okay=False), help="JSON file with a list of head specs (strings).")
+@click.option("--grid", type=click.Path(exists=True, dir_okay=False), help="JSON file with a list of head specs (strings).")
 @click.option("--pooling", "poolings", multiple=True, help="Pooling to train on, repeatable [default: all stored].")
-@click.option("--val", "val_path", help="Validation store (same extraction settings) for model selection.")
-@click.option("--val-fraction", type=float, default=0.1, show_default=True,
+@click.option("--val", "val_path", type=click.Path(exists=True, dir_okay=False),
+              help="Validation store (same extraction settings) for model selection.")
+@click.option("--val-fraction", type=Constrained(FRACTION), default=0.1, show_default=True,
               help="Without --val: a stratified fraction of train held out (not trained on) for every "
                    "head's selection and the val column.")
-@click.option("--test", "test_path", help="Test store to report on (never used for selection).")
+@click.option("--test", "test_path", type=click.Path(exists=True, dir_okay=False),
+              help="Test store to report on (never used for selection).")
 @protocol_options()
-@click.option("--jobs", type=int, default=1, show_default=True, help="Heads trained in parallel (-1: all cores).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--jobs", type=Constrained(JOBS), default=1, show_default=True, help="Heads trained in parallel (-1: all cores).")
+@click.option("--seed", type=Constrained(NON_NEGATIVE), default=0, show_default=True)
 @click.option("--export", "export_dir", help="Write the best head (by validation accuracy) as a predictor here.")
 def train(store: str, output: str, heads: tuple[str, ...], grid: str | None, poolings: tuple[str, ...],
           val_path: str | None, val_fraction: float, test_path: str | None, jobs: int, seed: int,
@@ -87,16 +99,18 @@ def evaluate(model_dir: str, data: str, as_json: bool, device: str, **columns: A
 @click.option("--model", help=f"[default: {DEFAULT_MODEL} for texts, {DEFAULT_IMAGE_MODEL} for images]")
 @click.option("--pooling", type=click.Choice(FINETUNE_POOLINGS), default="mean", show_default=True,
               help="mean: a text's tokens, an image's feature map or patch tokens; cls for ViT-like image models.")
-@click.option("--epochs", type=int, default=1, show_default=True)
-@click.option("--lr", type=float, default=2e-5, show_default=True)
-@click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--max-length", type=int, default=128, show_default=True, help="Texts only.")
-@click.option("--train-layers", type=int, help="Partial fine-tuning: train only the top K blocks and the classifier.")
-@click.option("--lora-rank", type=int, help="LoRA adapters of this rank (needs pip install 'featx[lora]').")
-@click.option("--max-steps", type=int, help="Stop after this many optimizer steps.")
+@click.option("--epochs", type=Constrained(RECIPE["epochs"]), default=1, show_default=True)
+@click.option("--lr", type=Constrained(RECIPE["lr"]), default=2e-5, show_default=True)
+@click.option("--batch-size", type=Constrained(RECIPE["batch_size"]), default=16, show_default=True)
+@click.option("--max-length", type=Constrained(RECIPE["max_length"]), default=128, show_default=True, help="Texts only.")
+@click.option("--train-layers", type=Constrained(RECIPE["train_layers"]),
+              help="Partial fine-tuning: train only the top K blocks and the classifier.")
+@click.option("--lora-rank", type=Constrained(RECIPE["lora_rank"]),
+              help="LoRA adapters of this rank (needs pip install 'featx[lora]').")
+@click.option("--max-steps", type=Constrained(RECIPE["max_steps"]), help="Stop after this many optimizer steps.")
 @DTYPE_OPTION
 @input_options("the inputs")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=Constrained(RECIPE["seed"]), default=0, show_default=True)
 @DEVICE_OPTION
 @QUIET_OPTION
 def finetune(train_input: str, output: str, val_input: str | None, model: str | None, pooling: str, epochs: int, lr: float,
@@ -130,7 +144,8 @@ def finetune(train_input: str, output: str, val_input: str | None, model: str | 
 @cli.command()
 @click.argument("suite_file")
 @click.option("-o", "--output", required=True, help="Results folder; a rerun resumes and skips finished rows.")
-@click.option("--data", "data_dir", help="Folder that {data} in the suite's paths stands for "
+@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False),
+              help="Folder that {data} in the suite's paths stands for "
                                          "[default: $FEATX_DATA, else ../shared/data].")
 @click.option("--stages", default="extract,heads,mteb,tfidf,finetune", show_default=True,
               help="Comma list of the stages to run now; the others can follow in a later run.")

@@ -1,4 +1,10 @@
-"""Options several commands share, declared once; choices come from the library's own tables."""
+"""Options several commands share, declared once; choices and ranges come from the library's own tables.
+
+Two rules hold for every command (FeatxCommand): a number option's type is `Constrained`,
+built from the library's declared constraint (featx.constraints), so a bad number is
+refused at parsing with the range the library itself enforces; and a text option or
+argument given as an empty string is refused, never read as "not given".
+"""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -7,13 +13,53 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from featx.config import DTYPES
+from featx.constraints import COUNT, NON_NEGATIVE, Constraint, Interval
 from featx.data.readers import FORMATS
+from featx.errors import ParameterError
 
 if TYPE_CHECKING:
     from featx.data import Source
 
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+class Constrained(click.ParamType[Any, Any]):
+    """A number option whose range is a library constraint (`constraint`, read by tests too)."""
+
+    def __init__(self, constraint: Constraint) -> None:
+        if not isinstance(constraint, Interval):
+            raise TypeError(f"a number option needs an Interval, not {constraint!r}")
+        self.constraint: Interval = constraint
+        self.name = "integer" if constraint.type is int else "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            number: Any = value
+        else:
+            try:
+                number = int(value) if self.constraint.type is int else float(value)
+            except ValueError:
+                self.fail(f"{value!r} is not {'an integer' if self.constraint.type is int else 'a number'}",
+                          param, ctx)
+        try:
+            return self.constraint.check(param.name if param and param.name else "value", number)
+        except ParameterError as e:
+            self.fail(e.message, param, ctx)
+
+
+class FeatxCommand(click.Command):
+    """A featx command: a text option or argument given as "" is refused with one line naming it
+    (an empty --shard once wrote an unsharded store; an empty --text-column read the default)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        for param in self.params:
+            value = ctx.params.get(param.name or "")
+            values = value if isinstance(value, tuple) else (value,)
+            if isinstance(param.type, (click.types.StringParamType, click.Path)) and any(v == "" for v in values):
+                flag = max((o for o in param.opts if o.startswith("--")), key=len, default=param.human_readable_name)
+                raise click.BadParameter("must not be empty", ctx=ctx, param_hint=f"'{flag}'")
+        return super().invoke(ctx)
 
 
 def combined(*decorators: Decorator) -> Decorator:
@@ -45,10 +91,13 @@ def protocol_options() -> Decorator:
                           "regression, exactly (featx.mteb): k rows per label, --experiments draws, mean on test."),
         click.option("--task", help="mteb: an MTEB task name (e.g. Banking77Classification); sets --k and "
                                     "--experiments as MTEB does."),
-        click.option("--k", type=int, help="mteb: rows per label [default: the task's, else 8]."),
-        click.option("--experiments", type=int, help="mteb: draws of k rows per label [default: the task's, else 10]."),
-        click.option("--seeds", type=int, default=50, show_default=True,
-                     help="mteb: also report the task score under sampler seeds 0..N-1 (mean, sd, min, max); 0 skips."))
+        click.option("--k", type=Constrained(COUNT), help="mteb: rows per label [default: the task's, else 8]."),
+        click.option("--experiments", type=Constrained(COUNT),
+                     help="mteb: draws of k rows per label [default: the task's, else 10]."),
+        click.option("--seeds", type=Constrained(NON_NEGATIVE), default=50, show_default=True,
+                     help="mteb: also report the task score under sampler seeds 0..N-1 (mean, sd, min, max); it "
+                          "runs the whole protocol N more times, so it costs N times one run (a bar shows its "
+                          "progress on a terminal); 0 skips."))
 
 
 def open_input_columns(spec: str, columns: dict[str, Any]) -> Source:

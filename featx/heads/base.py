@@ -20,7 +20,8 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from featx.errors import FeatxError
+from featx.constraints import Constraint, check_params
+from featx.errors import FeatxError, ParameterError
 
 HEAD_KINDS: dict[str, type[Head]] = {}
 DEFAULT_HEADS = ("logreg", "mlp")
@@ -30,6 +31,12 @@ class Head(ClassifierMixin, BaseEstimator):
     """Base of every head kind; see the module docstring for the protocol."""
 
     kind: ClassVar[str] = ""
+    # What each hyper-parameter may be (featx.constraints), checked by make_head and by fit.
+    parameter_constraints: ClassVar[dict[str, Constraint]] = {}
+
+    def _validate_params(self) -> None:
+        """Refuse hyper-parameters outside the kind's declared constraints (a ParameterError naming one)."""
+        check_params(self.parameter_constraints, self.get_params())
 
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
             y_val: np.ndarray | None = None) -> Head:
@@ -81,4 +88,9 @@ def make_head(kind: str, **params: Any) -> Head:
     unknown = sorted(set(params) - set(valid))
     if unknown:
         raise FeatxError(f"{kind} head has no parameter {unknown[0]!r}; it has: {', '.join(sorted(valid))}")
-    return cls(**params)
+    head = cls(**params)
+    try:
+        head._validate_params()
+    except ParameterError as e:  # the CLI names --head, and the spec's kind and parameter
+        raise ParameterError("head", f"{kind}: {e.param} {e.message}") from None
+    return head

@@ -1,12 +1,13 @@
 """KNNHead: cosine k-nearest neighbours over the training vectors (as MTEB's kNN classification)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from featx.constraints import COUNT, FRACTION, NON_NEGATIVE, Constraint, Grid, Interval
 from featx.errors import DamagedError
 from featx.heads.base import Head, edge_warning, register_head
 from featx.heads.split import can_stratify, stratified_split
@@ -28,6 +29,10 @@ class KNNHead(Head):
 
     kind = "knn"
 
+    parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "n_neighbors": Interval(int, 1, allow_none=True), "ks": Grid(COUNT), "val_fraction": FRACTION,
+        "random_state": NON_NEGATIVE}
+
     def __init__(self, n_neighbors: int | None = None, ks: tuple[int, ...] = DEFAULT_KS, val_fraction: float = 0.1,
                  random_state: int = 0) -> None:
         self.n_neighbors = n_neighbors
@@ -37,6 +42,7 @@ class KNNHead(Head):
 
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
             y_val: np.ndarray | None = None) -> KNNHead:
+        self._validate_params()
         X, y = validate_data(self, X, y, dtype=np.float32)
         check_classification_targets(y)
         self.classes_, y_index = np.unique(y, return_inverse=True)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import clone
@@ -13,6 +13,19 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from featx.constraints import (
+    COUNT,
+    FRACTION,
+    NON_NEGATIVE,
+    POSITIVE,
+    AnyOf,
+    Constraint,
+    Flag,
+    Grid,
+    Interval,
+    Options,
+    Weights,
+)
 from featx.errors import DamagedError
 from featx.heads.base import Head, edge_warning, register_head
 from featx.heads.split import can_stratify, stratified_split
@@ -33,6 +46,11 @@ class LogRegHead(Head):
 
     kind = "logreg"
 
+    parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "C": Interval(float, 0, low_open=True, allow_none=True), "Cs": Grid(POSITIVE), "standardize": Flag(),
+        "class_weight": AnyOf((Options(("balanced",), allow_none=True), Weights())), "cv": Interval(int, 2, allow_none=True),
+        "val_fraction": FRACTION, "max_iter": COUNT, "random_state": NON_NEGATIVE}
+
     def __init__(self, C: float | None = None, Cs: tuple[float, ...] = DEFAULT_CS, standardize: bool = True,
                  class_weight: str | None = None, cv: int | None = None, val_fraction: float = 0.1,
                  max_iter: int = 1000, random_state: int = 0) -> None:
@@ -48,6 +66,7 @@ class LogRegHead(Head):
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
             y_val: np.ndarray | None = None) -> LogRegHead:
         """Choose C (unless given), then fit on the training rows."""
+        self._validate_params()
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
         self.classes_ = np.unique(y)

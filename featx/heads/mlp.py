@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import h5py
 import numpy as np
@@ -17,6 +17,7 @@ import torch
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from featx.constraints import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, Constraint, Flag, Interval
 from featx.errors import DamagedError
 from featx.heads.base import Head, register_head
 from featx.heads.split import can_stratify, stratified_split
@@ -46,6 +47,11 @@ class MLPHead(Head):
 
     kind = "mlp"
 
+    parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "hidden": COUNT, "layers": NON_NEGATIVE, "dropout": Interval(float, 0, 1, high_open=True), "lr": POSITIVE,
+        "weight_decay": Interval(float, 0), "batch_size": COUNT, "max_epochs": COUNT, "patience": COUNT,
+        "val_fraction": FRACTION, "standardize": Flag(), "random_state": NON_NEGATIVE}
+
     def __init__(self, hidden: int = 256, layers: int = 2, dropout: float = 0.1, lr: float = 1e-3,
                  weight_decay: float = 0.01, batch_size: int = 256, max_epochs: int = 100, patience: int = 5,
                  val_fraction: float = 0.1, standardize: bool = True, random_state: int = 0) -> None:
@@ -64,6 +70,7 @@ class MLPHead(Head):
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
             y_val: np.ndarray | None = None) -> MLPHead:
         """Train until validation loss stops improving; keep the best epoch."""
+        self._validate_params()
         if isinstance(X, h5py.Dataset):
             self.n_features_in_ = int(X.shape[1])
             y = np.asarray(y)

@@ -1,7 +1,7 @@
 """RidgeHead: closed-form ridge classification, every alpha of a sweep from one eigendecomposition."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy.special import softmax
@@ -9,6 +9,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from featx.constraints import FRACTION, NON_NEGATIVE, POSITIVE, Constraint, Grid, Interval
 from featx.errors import DamagedError
 from featx.heads.base import Head, edge_warning, register_head
 from featx.heads.split import can_stratify, stratified_split
@@ -34,6 +35,10 @@ class RidgeHead(Head):
 
     kind = "ridge"
 
+    parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "alpha": Interval(float, 0, low_open=True, allow_none=True), "alphas": Grid(POSITIVE),
+        "val_fraction": FRACTION, "random_state": NON_NEGATIVE}
+
     def __init__(self, alpha: float | None = None, alphas: tuple[float, ...] = DEFAULT_ALPHAS,
                  val_fraction: float = 0.1, random_state: int = 0) -> None:
         self.alpha = alpha
@@ -43,6 +48,7 @@ class RidgeHead(Head):
 
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
             y_val: np.ndarray | None = None) -> RidgeHead:
+        self._validate_params()
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
         self.classes_, y_index = np.unique(y, return_inverse=True)

@@ -6,6 +6,7 @@ import shutil
 import pytest
 
 import featx
+from tests.conftest import write_lines
 from tests.faults.conftest import assert_refused, labelled_csv, snapshot
 
 
@@ -48,20 +49,29 @@ def _model_without_config(tiny, tmp):
 
 
 EXTRACT_CASES = {
-    "max-length 0": (["--max-length", "0"], ["--max-length must be at least 2"]),
-    "max-length 1": (["--max-length", "1"], ["--max-length must be at least 2"]),
+    "max-length 0": (["--max-length", "0"], ["--max-length must be an integer >= 1, got 0"]),
+    "max-length 1": (["--max-length", "1"], ["--max-length must be at least 3 (2 special tokens and one token"]),
+    "max-length 2: no room for text": (["--max-length", "2"], ["--max-length must be at least 3"]),
+    "chunk windows that never move on": (["--long", "chunk", "--max-length", "3", "--stride", "1"],
+                                         ["--stride must be at least 0 and at most 0",
+                                          "less than the 1 tokens of text a window holds"]),
+    "chunk windows without text": (["--long", "chunk", "--max-length", "2"], ["--max-length must be at least 3"]),
+    "negative stride": (["--long", "chunk", "--max-length", "16", "--stride", "-1"],
+                        ["--stride must be an integer >= 0, got -1"]),
     "max-length past the position table": (["--max-length", "129"],
                                            ["--max-length 129 is more than", "stop at 128 tokens"]),
-    "window-rows 0": (["--window-rows", "0"], ["--window-rows must be positive, got 0"]),
-    "window-rows negative": (["--window-rows", "-3"], ["--window-rows must be positive, got -3"]),
-    "batch-tokens 0": (["--batch-tokens", "0"], ["--batch-tokens must be positive"]),
+    "window-rows 0": (["--window-rows", "0"], ["--window-rows must be an integer >= 1, got 0"]),
+    "window-rows negative": (["--window-rows", "-3"], ["--window-rows must be an integer >= 1, got -3"]),
+    "batch-tokens 0": (["--batch-tokens", "0"], ["--batch-tokens must be an integer >= 1"]),
     "unknown pooling": (["--pooling", "mean,bogus"], ["--pooling 'bogus' is unknown"]),
     "pooling twice": (["--pooling", "mean,mean"], ["--pooling lists a pooling twice"]),
     "unreadable layers": (["--layers", "abc"], ["--layers 'abc' cannot be read"]),
     "layer past the model": (["--layers", "7"], ["--layers 7 does not exist"]),
     "shard out of range": (["--shard", "3/2"], ["shard 3/2 does not exist"]),
     "shard unreadable": (["--shard", "x"], ["--shard cannot read 'x'"]),
-    "dtype not a choice": (["--dtype", "fp8"], ["Invalid value for '--dtype'"]),
+    "shard empty (wrote an unsharded store)": (["--shard", ""], ["--shard must not be empty"]),
+    "text column empty": (["--text-column", ""], ["--text-column must not be empty"]),
+    "dtype not a choice": (["--dtype", "fp8"], ["--dtype 'fp8' is not one of 'auto', 'fp32', 'bf16', 'fp16'"]),
 }
 
 
@@ -111,7 +121,7 @@ def test_library_names_the_parameter(tmp_path, tiny_backbone):
 
 def test_train_and_bench_options(cli, tmp_path, labelled_stores):
     train = labelled_stores["train"].path
-    for extra, fragment in ((["--val-fraction", "2"], "--val-fraction must be between 0 and 1"),
+    for extra, fragment in ((["--val-fraction", "2"], "--val-fraction must be a number > 0 and < 1"),
                             (["--head", "bogus"], "unknown head 'bogus'"),
                             (["--head", "logreg:nope=1"], "logreg head has no parameter 'nope'"),
                             (["--pooling", "max"], "has no 'max' features")):
@@ -122,3 +132,59 @@ def test_train_and_bench_options(cli, tmp_path, labelled_stores):
     suite.write_text('[data]\ntrain = "a.csv"\nval = "b.csv"\ntest = "c.csv"\n')
     assert_refused(cli("bench", suite, "-o", tmp_path / "res", "--stages", "extract,bogus"), "unknown stage 'bogus'")
     assert not (tmp_path / "res").exists()
+
+
+def _one_class_store(tmp_path, tiny_backbone):
+    path = write_lines(tmp_path / "one.csv", ["text,label"] + [f"fine film {i},pos" for i in range(12)])
+    return featx.extract(path, tmp_path / "one.h5", model=tiny_backbone, dtype="fp32", progress=False).path
+
+
+def test_train_refuses_what_it_cannot_fit_in_one_line(cli, tmp_path, labelled_stores, tiny_backbone):
+    """Each of these ended in a traceback (one class, C=abc, --jobs 0) or ran with another value
+    than asked (--k 0 ran with 8, --experiments 0 ran 10)."""
+    train, test = labelled_stores["train"].path, labelled_stores["test"].path
+    cases = [
+        ([_one_class_store(tmp_path, tiny_backbone)], ["holds rows of one class only (pos)", "at least two"]),
+        ([train, "--head", "logreg:C=abc"], ["--head logreg: C must be a number > 0, got 'abc'"]),
+        ([train, "--head", "mlp:dropout=1.5"], ["--head mlp: dropout must be a number >= 0 and < 1, got 1.5"]),
+        ([train, "--head", "knn:ks=3|0"], ["--head knn: ks must be one or more values, each an integer >= 1"]),
+        ([train, "--jobs", "0"], ["--jobs must be an integer >= 1 or -1, got 0"]),
+        ([train, "--seed", "-1"], ["--seed must be an integer >= 0, got -1"]),
+        ([train, "--protocol", "mteb", "--test", test, "--k", "0"], ["--k must be an integer >= 1, got 0"]),
+        ([train, "--protocol", "mteb", "--test", test, "--experiments", "0"], ["--experiments must be an integer >= 1"]),
+        ([train, "--protocol", "mteb", "--test", test, "--seeds", "-1"], ["--seeds must be an integer >= 0"]),
+    ]
+    for args, fragments in cases:
+        assert_refused(cli("train", *args, "-o", tmp_path / "runs"), *fragments)
+        assert not (tmp_path / "runs").exists()
+
+
+def test_the_library_refuses_the_same_values_naming_the_parameter(labelled_stores):
+    from featx.errors import ParameterError
+    from featx.train import mteb_protocol
+
+    train, test = labelled_stores["train"], labelled_stores["test"]
+    for kwargs, param in (({"k": 0}, "k"), ({"experiments": 0}, "experiments"), ({"seeds": -1}, "seeds")):
+        with pytest.raises(ParameterError) as caught:
+            mteb_protocol(train, test, ["mean"], **kwargs)
+        assert caught.value.param == param
+    with pytest.raises(ParameterError, match="C must be a number > 0"):
+        featx.LogRegHead(C=-1.0).fit(*train.load("mean"))
+
+
+def test_finetune_refuses_numbers_it_would_have_replaced(cli, tmp_path, tiny_bert_dir):
+    """--max-steps -1 took one step and saved a checkpoint; --lr -1 ended in a traceback."""
+    path = labelled_csv(tmp_path / "in.csv")
+    for extra, fragment in ((["--max-steps", "-1"], "--max-steps must be an integer >= 1, got -1"),
+                            (["--lr", "-1"], "--lr must be a number > 0, got -1.0"),
+                            (["--epochs", "0"], "--epochs must be an integer >= 1"),
+                            (["--batch-size", "0"], "--batch-size must be an integer >= 1")):
+        result = cli("finetune", path, "-o", tmp_path / "ft", "--model", tiny_bert_dir, "-q", *extra)
+        assert_refused(result, fragment)
+        assert not (tmp_path / "ft").exists()
+    from featx.errors import ParameterError
+    from featx.recipe import FinetuneConfig
+
+    with pytest.raises(ParameterError) as caught:
+        FinetuneConfig(max_steps=0)
+    assert caught.value.param == "max_steps"

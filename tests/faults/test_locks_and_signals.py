@@ -79,3 +79,12 @@ def test_ctrl_c_at_any_moment_ends_in_one_line(tmp_path, tiny_bert_dir, delay):
     else:
         assert child.returncode == 130, err
         assert err.startswith("featx: interrupted") and err.count("\n") == 1, err
+
+
+def test_the_command_line_starts_without_torch_transformers_or_h5py():
+    """A Ctrl-C while torch imports comes before featx's handler exists; the command's import must
+    stay light (importing the fine-tuning recipe's ranges once pulled torch in, and a Ctrl-C half a
+    second in printed a KeyboardInterrupt traceback)."""
+    code = "import sys, featx.cli; print(sorted({'torch', 'transformers', 'h5py'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", (done.stdout, done.stderr)
