@@ -25,3 +25,19 @@ specs = ["logreg"]
     assert result.code == 0, result.err[-2000:]
     assert "resource_tracker" not in result.err and "Warning" not in result.err, result.err[-2000:]
     assert "logreg" in result.out and "rows in" in result.err
+
+
+def test_the_mteb_seed_spread_shows_progress_and_its_help_states_the_cost(capsys, labelled_stores):
+    """The 50-seed spread ran for over 10 minutes on Banking77 with nothing shown."""
+    from featx.cli import cli
+    from featx.mteb import seed_spread
+
+    train, test = labelled_stores["train"], labelled_stores["test"]
+    X, y = train.load("mean")
+    X_test, y_test = test.load("mean")
+    spread = seed_spread(X, y, X_test, y_test, samples_per_label=2, experiments=2, seeds=range(3), progress=True)
+    assert spread["seeds"] == 3
+    shown = capsys.readouterr().err
+    assert "mteb seed spread" in shown and "3/3" in shown, shown
+    seeds_help = next(p.help for p in cli.commands["train"].params if p.name == "seeds")
+    assert "costs N times one run" in seeds_help
