@@ -28,7 +28,7 @@ from featx.engine import DEFAULT_IMAGE_WINDOW_ROWS, DEFAULT_WINDOW_ROWS, iter_wi
 from featx.errors import DamagedError, FeatxError
 from featx.featurizers import Featurizer
 from featx.featurizers.loading import featurizer_for
-from featx.heads import TrainedHead
+from featx.heads import TextVectors, TrainedHead
 from featx.runners import make_runner
 
 PREDICTOR_FORMAT = "featx-predictor"
@@ -73,14 +73,18 @@ class Predictor(PretrainedClassifier):
             if self.config.modality == "image" else [Record(i, x, -1) for i, x in enumerate(inputs)]
         return make_runner(featurizer).run(featurizer, featurizer.prepare(records)[0])[self.head.pooling]
 
+    def _head_input(self, inputs: Sequence[Any], vectors: np.ndarray) -> Any:
+        """What the head reads: the vectors, or for a head that reads texts too, the texts beside them."""
+        return TextVectors(list(inputs), vectors) if "texts" in self.head.estimator.reads else vectors
+
     def predict_proba(self, inputs: Sequence[Any]) -> np.ndarray:
         """Class probabilities, one row per text (or image), columns in `class_names` order."""
-        result: np.ndarray = self.head.estimator.predict_proba(self._features(inputs))
+        result: np.ndarray = self.head.estimator.predict_proba(self._head_input(inputs, self._features(inputs)))
         return result
 
     def predict(self, inputs: Sequence[Any]) -> np.ndarray:
         """The predicted class name of each text (or image): the head's own decision rule."""
-        index = self.head.estimator.predict(self._features(inputs))
+        index = self.head.estimator.predict(self._head_input(inputs, self._features(inputs)))
         result: np.ndarray = self.classes_[index]
         return result
 
@@ -91,7 +95,8 @@ class Predictor(PretrainedClassifier):
         window_rows = DEFAULT_IMAGE_WINDOW_ROWS if self.config.modality == "image" else DEFAULT_WINDOW_ROWS
         for window in iter_windows(source, summary, featurizer, 0, window_rows):
             features = runner.run(featurizer, window.items)
-            probabilities = self.head.estimator.predict_proba(features[self.head.pooling])
+            texts = [record.text for record in window.records] if "texts" in self.head.estimator.reads else []
+            probabilities = self.head.estimator.predict_proba(self._head_input(texts, features[self.head.pooling]))
             yield from zip(window.records, probabilities)
 
     def save(self, folder: str | Path) -> Path:
@@ -151,18 +156,21 @@ def load_predictor(folder: str | Path, device: str = "auto") -> PretrainedClassi
 
 
 def evaluate_folder(folder: str | Path, data: str | Path, *, device: str = "auto",
-                    read_input: Callable[[], Source] | None = None) -> dict[str, Any]:
-    """`featx evaluate`: a head folder is scored on the store `data`; a predictor folder or a
-    fine-tuned checkpoint on the labelled input `data` (`read_input` opens it with the
-    caller's column choices; by default featx.open_input's)."""
+                    read_input: Callable[[], Source] | None = None, texts: Source | None = None) -> dict[str, Any]:
+    """`featx evaluate`: a head folder is scored on the store `data` (a head that reads texts, on the
+    `texts` input that store was extracted from too); a predictor folder or a fine-tuned checkpoint
+    on the labelled input `data` (`read_input` opens it with the caller's column choices; by default
+    featx.open_input's)."""
     from featx.data import open_input
     from featx.data.images import is_image_input, open_images
     from featx.heads import TrainedHead
     from featx.store import open_store
 
     if (Path(folder) / "head.json").is_file() or Path(data).suffix == ".h5":  # a head is scored on a store
+        from featx.data import read_texts
+
         with open_store(data) as store:
-            return TrainedHead.load(folder).evaluate(store)
+            return TrainedHead.load(folder).evaluate(store, read_texts(texts) if texts is not None else None)
     predictor = load_predictor(folder, device=device)
     if read_input is None:
         return predictor.evaluate(open_images(data) if is_image_input(data) else open_input(data))

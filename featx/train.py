@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +16,10 @@ from joblib import Parallel, delayed
 from featx.atomic import make_folder, write_text
 from featx.config import ExtractConfig
 from featx.constraints import COUNT, FRACTION, JOBS, NON_NEGATIVE, check_params
+from featx.data import Source, read_texts
 from featx.errors import FeatxError, ParameterError
-from featx.heads import TrainedHead, make_head, parse_head_spec
+from featx.heads import HEAD_KINDS, TextVectors, TrainedHead, make_head, parse_head_spec
+from featx.heads.hybrid import check_texts_match
 from featx.heads.split import stratified_split
 from featx.metrics import classification_metrics, labels_as, markdown_table
 from featx.store import FeatureStore
@@ -41,15 +43,21 @@ class HeadSpec:
 
 
 def train_head(store: FeatureStore, kind: str = "logreg", *, pooling: str | None = None,
-               val: FeatureStore | None = None, seed: int = 0, **params: Any) -> TrainedHead:
-    """Fit one head of `kind` on a labelled store (validation: `val`, else a held-out fraction)."""
+               val: FeatureStore | None = None, seed: int = 0, texts: Sequence[str] | None = None,
+               val_texts: Sequence[str] | None = None, **params: Any) -> TrainedHead:
+    """Fit one head of `kind` on a labelled store (validation: `val`, else a held-out fraction). A kind
+    that reads texts too (hybrid) needs the `texts` the store was made from (and `val_texts` with `val`)."""
     pooling = pooling or store.poolings[0]
+    spec = HeadSpec(kind, params)
+    given = _checked_texts([spec], {"train": texts, "val": val_texts}, {"train": store, "val": val})
     X, y = _labelled(store, pooling)
     X_val, y_val = _validation(store, val, pooling)
-    return _fit(HeadSpec(kind, params), X, y, X_val, y_val, pooling, _StoreMeta.of(store), seed)
+    return _fit(spec, _head_input(spec, X, given.get("train")),
+                y, None if X_val is None else _head_input(spec, X_val, given.get("val")), y_val, pooling,
+                _StoreMeta.of(store), seed)
 
 
-def _fit(spec: HeadSpec, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None, y_val: np.ndarray | None,
+def _fit(spec: HeadSpec, X: Any, y: np.ndarray, X_val: Any, y_val: np.ndarray | None,
          pooling: str, store_meta: _StoreMeta, seed: int) -> TrainedHead:
     estimator = make_head(spec.kind, random_state=seed, **spec.params)
     t0 = time.perf_counter()
@@ -76,39 +84,77 @@ class _StoreMeta:
 
 def train_heads(train: FeatureStore, specs: list[HeadSpec], poolings: list[str] | None = None, *,
                 val: FeatureStore | None = None, test: FeatureStore | None = None, val_fraction: float = 0.1,
-                jobs: int = 1, seed: int = 0) -> tuple[list[TrainedHead], list[dict[str, Any]]]:
+                jobs: int = 1, seed: int = 0,
+                texts: Mapping[str, Sequence[str] | None] | None = None) -> tuple[list[TrainedHead], list[dict[str, Any]]]:
     """Fit every spec on every pooling (each pooling read once), heads in parallel.
 
     Every head sees the same validation rows, used for its selection (C, early stopping)
     and reported: the `val` store, or else one stratified `val_fraction` of train held
     out (seeded) and not trained on. Returns the heads and one result row per head.
+    A kind that reads texts too (hybrid) needs `texts` {"train", "val", "test"}: the texts each
+    given store was extracted from, checked row by row against the store's content hashes.
     """
     poolings = poolings or list(train.poolings)
     check_trainable(train)
     meta = _StoreMeta.of(train)
     _check_compatible(train, val, "validation")
     _check_compatible(train, test, "test")
+    given = _checked_texts(specs, texts or {}, {"train": train, "val": val, "test": test})
     heads: list[TrainedHead] = []
     for pooling in poolings:
         X, y = _labelled(train, pooling)
+        train_texts, val_texts = given.get("train"), given.get("val")
         if val is not None:
             X_val, y_val = _labelled(val, pooling, meta.classes)
         else:
             fit_rows, val_rows = stratified_split(y, val_fraction, seed)
             X, y, X_val, y_val = X[fit_rows], y[fit_rows], X[val_rows], y[val_rows]
+            if train_texts is not None:
+                train_texts, val_texts = [train_texts[i] for i in fit_rows], [train_texts[i] for i in val_rows]
+        inputs = [(_head_input(spec, X, train_texts), _head_input(spec, X_val, val_texts)) for spec in specs]
         trained = Parallel(n_jobs=jobs, prefer="processes")(
-            delayed(_fit)(spec, X, y, X_val, y_val, pooling, meta, seed) for spec in specs)
-        for head in trained:
-            head.metrics = {"val": classification_metrics(y_val, head.estimator.predict(X_val), meta.classes)}
+            delayed(_fit)(spec, X_in, y, X_val_in, y_val, pooling, meta, seed)
+            for spec, (X_in, X_val_in) in zip(specs, inputs))
+        for head, (_, X_val_in) in zip(trained, inputs):
+            head.metrics = {"val": classification_metrics(y_val, head.estimator.predict(X_val_in), meta.classes)}
             if val is None:
                 head.metrics["val"]["source"] = f"{val_fraction:g} of train held out (seed {seed})"
         heads += trained
     rows = []
     for head in heads:
         if test is not None:
-            head.metrics["test"] = head.evaluate(test)
+            head.metrics["test"] = head.evaluate(test, given.get("test"))
         rows.append(result_row(head))
     return heads, rows
+
+
+# How each role's texts are given on the command line (featx train).
+_TEXT_FLAGS = {"train": "--texts", "val": "--val-texts", "test": "--test-texts"}
+
+
+def _checked_texts(specs: Sequence[HeadSpec], texts: Mapping[str, Sequence[str] | None],
+                   stores: Mapping[str, FeatureStore | None]) -> dict[str, Sequence[str]]:
+    """The texts of each given store, when a spec's kind reads texts: present, and the stores' rows."""
+    if not any("texts" in HEAD_KINDS[spec.kind].reads for spec in specs):
+        return {}
+    checked = {}
+    for role, store in stores.items():
+        if store is None:
+            continue
+        given = texts.get(role)
+        if given is None:
+            raise FeatxError(f"the hybrid head reads each row's text beside its vector: give the input the {role} "
+                             f"store {store.path} was extracted from ({_TEXT_FLAGS[role]} INPUT)")
+        check_texts_match(store, given, f"the {role} texts ({_TEXT_FLAGS[role]})")
+        checked[role] = given
+    return checked
+
+
+def _head_input(spec: HeadSpec, X: np.ndarray, texts: Sequence[str] | None) -> Any:
+    """What a head of the spec's kind reads: the vectors, or TextVectors of `texts` and the vectors."""
+    if "texts" not in HEAD_KINDS[spec.kind].reads or texts is None:
+        return X
+    return TextVectors(texts, X)
 
 
 @dataclass
@@ -125,15 +171,17 @@ class TrainingRun:
 def train_and_save(train: FeatureStore, specs: list[HeadSpec], out: str | Path, *, poolings: list[str] | None = None,
                    val: FeatureStore | None = None, test: FeatureStore | None = None, val_fraction: float = 0.1,
                    jobs: int = 1, seed: int = 0, export: str | Path | None = None,
-                   facts: dict[str, Any] | None = None, write_results_files: bool = True) -> TrainingRun:
+                   facts: dict[str, Any] | None = None, write_results_files: bool = True,
+                   texts: Mapping[str, Sequence[str] | None] | None = None) -> TrainingRun:
     """Train every spec on every pooling, save each head under ``out/heads/<name>``, write
     ``out/results.json`` and ``results.md``, and export the best head by validation accuracy
     (never test) as a predictor folder when `export` is given. Every file is written atomically.
     `write_results_files=False` leaves results.json/.md to the caller (the demo adds its timings)."""
     check_trainable(train)
+    _checked_texts(specs, texts or {}, {"train": train, "val": val, "test": test})  # before anything is written
     out = make_folder(out, "results")  # a path under a file fails now, not after training
     heads, rows = train_heads(train, specs, poolings, val=val, test=test, val_fraction=val_fraction, jobs=jobs,
-                              seed=seed)
+                              seed=seed, texts=texts)
     for head in heads:
         head.save(out / "heads" / head.name)
     if write_results_files:
@@ -151,10 +199,12 @@ def run_training(store: str | Path, out: str | Path, *, heads: Sequence[str] = (
                  poolings: Sequence[str] = (), val: str | Path | None = None, test: str | Path | None = None,
                  protocol: str = "full", task: str | None = None, k: int | None = None,
                  experiments: int | None = None, seeds: int = 50, val_fraction: float = 0.1,
-                 jobs: int = 1, seed: int = 0, export: str | Path | None = None) -> TrainingRun | list[dict[str, Any]]:
+                 jobs: int = 1, seed: int = 0, export: str | Path | None = None,
+                 texts: Mapping[str, Source] | None = None) -> TrainingRun | list[dict[str, Any]]:
     """`featx train` from paths: head specs (`heads` plus a `grid` file; DEFAULT_HEADS when both
     are empty) on the store at `store`, results in `out`. protocol ``full`` returns the
-    TrainingRun of train_and_save; ``mteb`` returns its rows (written to `out` too)."""
+    TrainingRun of train_and_save; ``mteb`` returns its rows (written to `out` too). `texts`: the
+    inputs the train / val / test stores were made from, for a head that reads texts (hybrid)."""
     from featx.heads import DEFAULT_HEADS
     from featx.store import open_store
 
@@ -179,8 +229,10 @@ def run_training(store: str | Path, out: str | Path, *, heads: Sequence[str] = (
                              seeds=seeds)
         write_results(Path(out), rows, facts)
         return rows
+    read = {role: read_texts(source) for role, source in (texts or {}).items()}
     return train_and_save(train_store, specs, out, poolings=list(poolings) or None, val=val_store, test=test_store,
-                          val_fraction=val_fraction, jobs=jobs, seed=seed, export=export, facts=facts)
+                          val_fraction=val_fraction, jobs=jobs, seed=seed, export=export, facts=facts, texts=read)
+
 
 
 def read_head_grid(path: str | Path) -> list[str]:

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import featx
+from featx.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -147,3 +149,22 @@ def tiny_vit_dir(tmp_path_factory) -> Path:
     ViTModel(config).save_pretrained(folder, safe_serialization=True)
     ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
     return folder
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `featx ARGS...` in this process; returns its Result (exit code, stdout, stderr)."""
+    def run(*args: str | Path) -> Result:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return Result(exit_info.value.code, captured.out, captured.err)
+    return run

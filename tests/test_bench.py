@@ -37,6 +37,8 @@ seeds = 3
 
 [tfidf]
 
+[hybrid]
+
 [finetune.full]
 max_steps = 3
 max_length = 16
@@ -62,9 +64,12 @@ def test_small_suite_end_to_end_validates_and_resumes(suite_file, toy_inputs, tm
 
     methods = sorted(r["method"] for r in rows)
     assert methods == ["extract"] * 3 + ["finetune-full", "finetune-partial"] + ["frozen+logreg"] * 2 + \
-        ["frozen+mlp"] * 2 + ["mteb-fewshot"] * 2 + ["tfidf+logreg"]
+        ["frozen+mlp"] * 2 + ["hybrid+logreg"] * 2 + ["mteb-fewshot"] * 2 + ["tfidf+logreg"]
     tfidf = next(r for r in rows if r["method"] == "tfidf+logreg")
     assert tfidf["n_runs"] == 2 and 0.5 <= tfidf["accuracy"] <= 1 and tfidf["runs"][0]["vocabulary"] > 0
+    hybrid = next(r for r in rows if r["id"] == "hybrid-logreg-mean")
+    assert hybrid["n_runs"] == 2 and 0.5 <= hybrid["accuracy"] <= 1 and hybrid["runs"][0]["dim"] == 32
+    assert hybrid["runs"][0]["weight"] in (0.25, 0.5, 1.0, 2.0, 4.0) and len(hybrid["runs"][0]["curve"]) == 55
     mteb = next(r for r in rows if r["id"] == "mteb-mean")
     assert mteb["seed_spread"]["seeds"] == 3 and mteb["params"] == {"task": "custom", "k": 2, "experiments": 3}
     logreg = next(r for r in rows if r["id"] == "head-logreg-mean")
@@ -76,6 +81,7 @@ def test_small_suite_end_to_end_validates_and_resumes(suite_file, toy_inputs, tm
     assert by_id["finetune-full"]["100"] == pytest.approx(100 * finetune_s, abs=0.1)
     assert by_id["head-logreg-mean"]["10"] == pytest.approx(extract_s + 10 * logreg["seconds"]["total"], abs=0.1)
     assert by_id["tfidf-logreg"]["10"] == pytest.approx(10 * tfidf["seconds"]["total"], abs=0.1)
+    assert by_id["hybrid-logreg-mean"]["10"] == pytest.approx(extract_s + 10 * hybrid["seconds"]["total"], abs=0.1)
     for name in ("results.md", "results.csv"):
         assert (tmp_path / "results" / name).stat().st_size > 0
     assert "| frozen+logreg |" in (tmp_path / "results" / "results.md").read_text()
@@ -101,12 +107,26 @@ def test_a_suite_without_validation_selects_on_held_out_train_rows(suite_file, t
     no_val.write_text(text)
     suite = load_suite(no_val, data_dir=toy_inputs["dev"].parent)
     assert suite.val is None
-    rows = run_suite(suite, tmp_path / "results", echo=lambda line: None, stages=("extract", "heads", "tfidf"))
+    rows = run_suite(suite, tmp_path / "results", echo=lambda line: None,
+                     stages=("extract", "heads", "tfidf", "hybrid"))
     assert sorted(r["id"] for r in rows if r["method"] == "extract") == ["extract-test", "extract-train"]
     logreg = next(r for r in rows if r["id"] == "head-logreg-mean")
     tfidf = next(r for r in rows if r["method"] == "tfidf+logreg")
     assert logreg["n_runs"] == 2 and logreg["accuracy"] is not None
     assert tfidf["chosen"][0].endswith("(0.1 of train held out (seed 0))")
+    hybrid = next(r for r in rows if r["id"] == "hybrid-logreg-mean")
+    assert hybrid["chosen"][0].endswith("(0.1 of train held out (seed 0))")
+
+    # Committed results keep their rows, not their stores: a later stage extracts a missing store again.
+    for store in (tmp_path / "results" / "stores").glob("*.h5"):
+        store.unlink()
+    (tmp_path / "results" / "rows" / "hybrid-logreg-mean.json").unlink()
+    lines = []
+    again = run_suite(suite, tmp_path / "results", echo=lines.append, stages=("hybrid",))
+    assert "extract-train: its store is not here; extracting it again (the row is kept)" in lines
+    assert next(r for r in again if r["id"] == "hybrid-logreg-mean")["accuracy"] == hybrid["accuracy"]
+    assert [r["finished_at"] for r in again if r["method"] == "extract"] == \
+        [r["finished_at"] for r in rows if r["method"] == "extract"]
 
 
 def test_the_cli_runs_every_stage_by_default():
@@ -115,3 +135,16 @@ def test_the_cli_runs_every_stage_by_default():
 
     (stages,) = [p.default for p in bench.params if p.name == "stages"]
     assert stages == ",".join(STAGES)
+
+
+def test_the_hybrid_refuses_a_store_of_other_texts(tmp_path, tiny_backbone, toy_inputs):
+    import featx
+    from featx.bench.tfidf import hybrid_logreg
+    from featx.data import open_input
+
+    train, dev = open_input(toy_inputs["train"]), open_input(toy_inputs["dev"])
+    stores = {"train": featx.extract(toy_inputs["dev"], tmp_path / "wrong.h5", model=tiny_backbone, dtype="fp32",
+                                     progress=False)}
+    stores["test"] = stores["train"]
+    with pytest.raises(FeatxError, match=r"does not hold the texts of .* row for row"):
+        hybrid_logreg(train, None, dev, stores, "mean")

@@ -21,8 +21,8 @@ def amortised(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     extract_s = sum(r["seconds"]["total"] for r in rows if r["method"] == "extract")
     out = []
     for row in rows:
-        if row["method"].startswith("frozen+"):
-            once = extract_s  # one extraction serves every head
+        if row["method"].startswith(("frozen+", "hybrid+")):
+            once = extract_s  # one extraction serves every head, and the hybrid's dense block
         elif row["method"].startswith(("finetune-", "tfidf")):
             once = 0.0  # nothing shared between the K classifiers
         else:
@@ -96,7 +96,8 @@ def _plot(path: Path, document: dict[str, Any]) -> None:
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for entry in document["amortised"]:
         xs = [entry["seconds_for_k"][str(k)] for k in AMORTISED_K]
-        style = "o-" if entry["method"].startswith("frozen") else "^:" if entry["method"].startswith("tfidf") else "s--"
+        style = "o-" if entry["method"].startswith("frozen") else "^:" if entry["method"].startswith("tfidf") \
+            else "d-." if entry["method"].startswith("hybrid") else "s--"
         axis.plot(xs, [entry["accuracy"]] * len(xs), style, label=entry["id"])
         for k, x in zip(AMORTISED_K, xs):
             axis.annotate(f"K={k}", (x, entry["accuracy"]), textcoords="offset points", xytext=(0, 5), fontsize=7)

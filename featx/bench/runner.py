@@ -26,7 +26,7 @@ from featx.errors import FeatxError, ParameterError
 if TYPE_CHECKING:
     from featx.data import InputSource, Source
 
-STAGES = ("extract", "heads", "mteb", "tfidf", "finetune")
+STAGES = ("extract", "heads", "mteb", "tfidf", "hybrid", "finetune")
 
 
 def parse_stages(text: str) -> tuple[str, ...]:
@@ -54,15 +54,20 @@ def run_suite(suite: Suite, out: str | Path, echo: Callable[[str], None] = print
     splits = ("train", "test") if suite.val is None else ("train", "val", "test")
     stores = {split: out / "stores" / f"{split}.h5" for split in splits}
     store_paths = {k: str(v) for k, v in stores.items()}
-    if "extract" in stages or "heads" in stages or "mteb" in stages:
+    if "extract" in stages or "heads" in stages or "mteb" in stages or (suite.hybrid is not None and "hybrid" in stages):
         for split in splits:
             _row(out, f"extract-{split}", echo, _extract_row, suite, split, stores[split])
+            if not stores[split].exists():  # a row kept from an earlier run; stores are not committed
+                echo(f"extract-{split}: its store is not here; extracting it again (the row is kept)")
+                _in_child(_extract_row, suite, split, stores[split])
     for pooling in suite.poolings:
         if "heads" in stages:
             for spec in suite.heads:
                 _row(out, _head_row_id(spec, pooling), echo, _head_row, suite, spec, pooling, store_paths)
         if suite.mteb and "mteb" in stages:
             _row(out, f"mteb-{pooling}", echo, _mteb_row, suite, pooling, store_paths)
+        if suite.hybrid is not None and "hybrid" in stages:
+            _row(out, f"hybrid-logreg-{pooling}", echo, _hybrid_row, suite, pooling, store_paths)
     if suite.tfidf is not None and "tfidf" in stages:
         _row(out, "tfidf-logreg", echo, _tfidf_row, suite)
     if "finetune" in stages:
@@ -253,6 +258,7 @@ def _finetune_row(suite: Suite, name: str, params: dict[str, Any], checkpoint: s
 
 def _tfidf_row(suite: Suite) -> dict[str, Any]:
     from featx.bench.tfidf import tfidf_logreg
+    from featx.heads.hybrid import TFIDF_PARAMS
 
     accuracy, macro_f1, fit_s, eval_s, chosen, runs = [], [], [], [], [], []
     for seed in suite.seeds:
@@ -268,8 +274,33 @@ def _tfidf_row(suite: Suite) -> dict[str, Any]:
             **_mean_std(accuracy, macro_f1), "seeds": list(suite.seeds), "chosen": chosen, "runs": runs,
             "seconds": {"fit": round(float(np.mean(fit_s)), 3), "eval": round(float(np.mean(eval_s)), 3),
                         "total": round(float(np.mean(fit_s) + np.mean(eval_s)), 3)},
-            "params": {"ngram_range": [1, 2], "sublinear_tf": True, "min_df": 2},
+            "params": {**TFIDF_PARAMS, "ngram_range": list(TFIDF_PARAMS["ngram_range"])},
             **_stamp(suite, "fp64")}
+
+
+def _hybrid_row(suite: Suite, pooling: str, stores: dict[str, str]) -> dict[str, Any]:
+    from featx.bench.tfidf import hybrid_logreg
+    from featx.heads.hybrid import DENSE_WEIGHTS, TFIDF_PARAMS
+    from featx.store import open_store
+
+    opened = {role: open_store(path) for role, path in stores.items()}
+    accuracy, macro_f1, fit_s, eval_s, chosen, runs = [], [], [], [], [], []
+    for seed in suite.seeds:
+        run = hybrid_logreg(_open_texts(suite.train), _open_texts(suite.val) if suite.val is not None else None,
+                            _open_texts(suite.test), opened, pooling, seed=seed)
+        accuracy.append(run["metrics"]["accuracy"])
+        macro_f1.append(run["metrics"]["macro_f1"])
+        fit_s.append(run["seconds"]["fit"])
+        eval_s.append(run["seconds"]["eval"])
+        chosen.append(f"weight={run['weight']:g}, C={run['C']:.3g} ({run['selection']})")
+        runs.append({k: run[k] for k in ("C", "weight", "curve", "vocabulary", "dim", "warning")})
+    return {"method": "hybrid+logreg", "head": f"tfidf 1-2-grams + frozen {pooling} + logreg", "pooling": pooling,
+            **_mean_std(accuracy, macro_f1), "seeds": list(suite.seeds), "chosen": chosen, "runs": runs,
+            "seconds": {"fit": round(float(np.mean(fit_s)), 3), "eval": round(float(np.mean(eval_s)), 3),
+                        "total": round(float(np.mean(fit_s) + np.mean(eval_s)), 3)},
+            "params": {**TFIDF_PARAMS, "ngram_range": list(TFIDF_PARAMS["ngram_range"]),
+                       "dense_weights": list(DENSE_WEIGHTS)},
+            **_stamp(suite, opened["train"].config.dtype)}
 
 
 def _mean_std(accuracy: list[float], macro_f1: list[float]) -> dict[str, Any]:

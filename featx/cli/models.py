@@ -26,8 +26,8 @@ from featx.recipe import RECIPE_CONSTRAINTS as RECIPE
 @click.option("-o", "--output", required=True, help="Folder for the heads, results.json and results.md.")
 @click.option("--head", "heads", multiple=True,
               help="Head spec, repeatable: KIND or KIND:name=value,...; kinds: logreg, mlp, ridge (closed form, "
-                   "alpha swept), knn (cosine); e.g. logreg:C=0.1, mlp:hidden=512,dropout=0.2, knn:n_neighbors=10 "
-                   "[default: logreg and mlp].")
+                   "alpha swept), knn (cosine), hybrid (TF-IDF of the texts beside the vectors, needs --texts); "
+                   "e.g. logreg:C=0.1, mlp:hidden=512,dropout=0.2, knn:n_neighbors=10 [default: logreg and mlp].")
 @click.option("--grid", type=click.Path(exists=True, dir_okay=False), help="JSON file with a list of head specs (strings).")
 @click.option("--pooling", "poolings", multiple=True, help="Pooling to train on, repeatable [default: all stored].")
 @click.option("--val", "val_path", type=click.Path(exists=True, dir_okay=False),
@@ -37,13 +37,19 @@ from featx.recipe import RECIPE_CONSTRAINTS as RECIPE
                    "head's selection and the val column.")
 @click.option("--test", "test_path", type=click.Path(exists=True, dir_okay=False),
               help="Test store to report on (never used for selection).")
+@click.option("--texts", "train_texts", help="hybrid: the input STORE was extracted from (its texts are checked "
+                                           "row by row against the store); read with the input options below.")
+@click.option("--val-texts", help="hybrid: the input the --val store was extracted from.")
+@click.option("--test-texts", help="hybrid: the input the --test store was extracted from.")
+@input_options("the --texts inputs")
 @protocol_options()
 @click.option("--jobs", type=Constrained(JOBS), default=1, show_default=True, help="Heads trained in parallel (-1: all cores).")
 @click.option("--seed", type=Constrained(NON_NEGATIVE), default=0, show_default=True)
 @click.option("--export", "export_dir", help="Write the best head (by validation accuracy) as a predictor here.")
 def train(store: str, output: str, heads: tuple[str, ...], grid: str | None, poolings: tuple[str, ...],
           val_path: str | None, val_fraction: float, test_path: str | None, jobs: int, seed: int,
-          export_dir: str | None, **protocol: Any) -> None:
+          export_dir: str | None, train_texts: str | None, val_texts: str | None, test_texts: str | None,
+          **options: Any) -> None:
     """Train heads on the cached features in STORE and print one comparison table.
 
     \b
@@ -52,11 +58,16 @@ def train(store: str, output: str, heads: tuple[str, ...], grid: str | None, poo
       featx train cache/train.h5 -o heads/ --head logreg:C=0.1 --head logreg:C=1 --head mlp \\
           --pooling mean --pooling cls --jobs 2 --test cache/test.h5 --export model/
       featx train cache/train.h5 -o fewshot/ --protocol mteb --task Banking77Classification --test cache/test.h5
+      featx train cache/train.h5 -o hybrid/ --head hybrid --texts train.jsonl --val cache/dev.h5 \\
+          --val-texts dev.jsonl
     """
     from featx.train import TrainingRun, format_table, run_training
 
+    protocol = {k: options.pop(k) for k in ("protocol", "task", "k", "experiments", "seeds")}
+    texts = {role: open_input_columns(spec, options) for role, spec in
+             (("train", train_texts), ("val", val_texts), ("test", test_texts)) if spec is not None}
     run = run_training(store, output, heads=heads, grid=grid, poolings=poolings, val=val_path, test=test_path,
-                       val_fraction=val_fraction, jobs=jobs, seed=seed, export=export_dir, **protocol)
+                       val_fraction=val_fraction, jobs=jobs, seed=seed, export=export_dir, texts=texts, **protocol)
     rows = run.rows if isinstance(run, TrainingRun) else run
     click.echo(format_table(rows))
     for row in rows:
@@ -71,8 +82,10 @@ def train(store: str, output: str, heads: tuple[str, ...], grid: str | None, poo
 @click.argument("data")
 @input_options("DATA")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option("--texts", help="A hybrid head on a store: the input DATA was extracted from (read with the input "
+                              "options).")
 @DEVICE_OPTION
-def evaluate(model_dir: str, data: str, as_json: bool, device: str, **columns: Any) -> None:
+def evaluate(model_dir: str, data: str, as_json: bool, texts: str | None, device: str, **columns: Any) -> None:
     """Score MODEL_DIR on labelled DATA: accuracy, F1, per class, confusion matrix.
 
     MODEL_DIR is a head folder (DATA: a store made like its training store), a predictor
@@ -88,7 +101,8 @@ def evaluate(model_dir: str, data: str, as_json: bool, device: str, **columns: A
     from featx.metrics import format_metrics
     from featx.predictor import evaluate_folder
 
-    metrics = evaluate_folder(model_dir, data, device=device, read_input=lambda: open_input_columns(data, columns))
+    metrics = evaluate_folder(model_dir, data, device=device, read_input=lambda: open_input_columns(data, columns),
+                              texts=open_input_columns(texts, columns) if texts is not None else None)
     click.echo(json.dumps(metrics, indent=2) if as_json else format_metrics(metrics))
 
 
@@ -147,7 +161,7 @@ def finetune(train_input: str, output: str, val_input: str | None, model: str | 
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False),
               help="Folder that {data} in the suite's paths stands for "
                                          "[default: $FEATX_DATA, else ../shared/data].")
-@click.option("--stages", default="extract,heads,mteb,tfidf,finetune", show_default=True,
+@click.option("--stages", default="extract,heads,mteb,tfidf,hybrid,finetune", show_default=True,
               help="Comma list of the stages to run now; the others can follow in a later run.")
 def bench(suite_file: str, output: str, data_dir: str | None, stages: str) -> None:
     """Run a benchmark suite: extraction, frozen heads, fine-tuning; write results.json/.md/.csv/.png.

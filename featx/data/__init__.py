@@ -2,7 +2,15 @@
 from featx.data.base import Source
 from featx.data.bundled import BUNDLED
 from featx.data.readers import FORMATS
-from featx.data.source import InputSource, InputSummary, Record, describe_json, file_sha256, open_input
+from featx.data.source import (
+    InputSource,
+    InputSummary,
+    Record,
+    describe_json,
+    file_sha256,
+    open_input,
+    read_texts,
+)
 
 __all__ = ["BUNDLED", "FORMATS", "InputSource", "InputSummary", "Record", "Source", "describe_json", "file_sha256",
-           "open_input"]
+           "open_input", "read_texts"]

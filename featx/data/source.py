@@ -235,6 +235,13 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def read_texts(source: Source) -> list[str]:
+    """Every text of a text input, in order (for heads that read texts beside the vectors)."""
+    if getattr(source, "modality", "text") != "text":
+        raise FeatxError(f"{source.name} is read as images: a head's texts come from a table or text file")
+    return [record.text for record in source.records(source.scan())]
+
+
 def describe_json(source: Source) -> str:
     """Canonical JSON of `source.describe()`, as stored in a store's attributes."""
     return json.dumps(source.describe(), sort_keys=True, separators=(",", ":"))

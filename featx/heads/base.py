@@ -31,6 +31,8 @@ class Head(ClassifierMixin, BaseEstimator):
     """Base of every head kind; see the module docstring for the protocol."""
 
     kind: ClassVar[str] = ""
+    # What the head reads of each row: its cached vector, and for some kinds its text too.
+    reads: ClassVar[tuple[str, ...]] = ("vectors",)
     # What each hyper-parameter may be (featx.constraints), checked by make_head and by fit.
     parameter_constraints: ClassVar[dict[str, Constraint]] = {}
 
@@ -38,8 +40,9 @@ class Head(ClassifierMixin, BaseEstimator):
         """Refuse hyper-parameters outside the kind's declared constraints (a ParameterError naming one)."""
         check_params(self.parameter_constraints, self.get_params())
 
-    def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
-            y_val: np.ndarray | None = None) -> Head:
+    def fit(self, X: Any, y: np.ndarray, X_val: Any = None, y_val: np.ndarray | None = None) -> Head:
+        """X (and X_val): an array of vectors, or for a kind that reads texts too (`reads`), a
+        featx.heads.hybrid.TextVectors."""
         raise NotImplementedError
 
     def describe_choice(self) -> str:

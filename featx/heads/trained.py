@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from featx._version import __version__
 from featx.atomic import atomic_folder, save_tensors
 from featx.errors import DamagedError, FeatxError
 from featx.heads.base import Head, make_head
+from featx.heads.hybrid import TextVectors, check_texts_match
 from featx.metrics import classification_metrics, labels_as
 from featx.store import FeatureStore
 
@@ -80,22 +82,40 @@ class TrainedHead:
             )
         return store.iter_batches(self.pooling)
 
-    def predict_proba(self, store: FeatureStore) -> np.ndarray:
-        """Class probabilities for every row of `store` that holds a vector (same fingerprint required)."""
-        return np.concatenate([self.estimator.predict_proba(X) for X, _ in self._features(store)])
+    def _inputs(self, store: FeatureStore, texts: Sequence[str] | None) -> Iterator[Any]:
+        """The head's input for every row of `store` holding a vector, in blocks: the vectors, or for a
+        kind that reads texts too, TextVectors of `texts` (checked to be the store's rows) and vectors."""
+        batches = self._features(store)
+        if "texts" not in self.estimator.reads:
+            yield from (X for X, _ in batches)
+            return
+        if texts is None:
+            raise FeatxError(f"the {self.kind} head reads each row's text beside its vector: give the texts "
+                             f"{store.path} was extracted from (featx train --texts / --val-texts / --test-texts), "
+                             "or score its predictor on a labelled input (featx evaluate MODEL INPUT)")
+        check_texts_match(store, texts, "the texts given")
+        start = 0
+        for X, _ in batches:
+            yield TextVectors(texts[start:start + len(X)], X)
+            start += len(X)
 
-    def predict(self, store: FeatureStore) -> np.ndarray:
-        """Predicted label indices for every row of `store` that holds a vector (same fingerprint required)."""
-        return np.concatenate([self.estimator.predict(X) for X, _ in self._features(store)])
+    def predict_proba(self, store: FeatureStore, texts: Sequence[str] | None = None) -> np.ndarray:
+        """Class probabilities for every row of `store` that holds a vector (same fingerprint required);
+        a head that reads texts needs the store's `texts` too."""
+        return np.concatenate([self.estimator.predict_proba(X) for X in self._inputs(store, texts)])
 
-    def evaluate(self, store: FeatureStore) -> dict[str, Any]:
-        """Metrics of this head on a labelled store."""
+    def predict(self, store: FeatureStore, texts: Sequence[str] | None = None) -> np.ndarray:
+        """Predicted label indices for every row of `store` that holds a vector (see `predict_proba`)."""
+        return np.concatenate([self.estimator.predict(X) for X in self._inputs(store, texts)])
+
+    def evaluate(self, store: FeatureStore, texts: Sequence[str] | None = None) -> dict[str, Any]:
+        """Metrics of this head on a labelled store (and its texts, for a head that reads them)."""
         if store.labels is None:
             raise FeatxError(f"{store.path} has no labels: nothing to evaluate against")
         labels, readable = store.labels, store.readable()
         truth = labels_as(labels if readable is None else labels[readable], store.classes or (), self.class_names,
                           str(store.path))
-        return classification_metrics(truth, self.predict(store), self.class_names)
+        return classification_metrics(truth, self.predict(store, texts), self.class_names)
 
     def save(self, folder: str | Path) -> Path:
         """Write head.json + head.safetensors as the folder `folder`, atomically (see featx.atomic).

@@ -12,32 +12,11 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from featx.cli import main
-from tests.conftest import write_lines
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def cli(capsys):
-    """Run `featx ARGS...` in this process; returns (exit code, stdout, stderr)."""
-    def run(*args: str | Path) -> Result:
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exit_info:
-            main([str(a) for a in args])
-        captured = capsys.readouterr()
-        return Result(exit_info.value.code, captured.out, captured.err)
-    return run
+from tests.conftest import Result, write_lines
 
 
 def run_subprocess(*args: str | Path, env: dict | None = None, timeout: float = 300) -> Result:

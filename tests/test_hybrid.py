@@ -1,0 +1,102 @@
+"""The hybrid head: TF-IDF of the texts beside their cached vectors, from the library, the CLI and a predictor."""
+import json
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+import featx
+from featx.data import read_texts
+from featx.errors import FeatxError
+from featx.heads import HybridHead, TextVectors, TrainedHead
+from featx.heads.hybrid import TFIDF_PARAMS
+from tests.faults.conftest import assert_refused
+
+
+def _texts(store):
+    return read_texts(featx.open_input(str(store.path).replace(".h5", ".csv")))
+
+
+@pytest.fixture(scope="module")
+def parts(labelled_stores):
+    train, dev, test = (labelled_stores[s] for s in ("train", "dev", "test"))
+    return {"train": (train, _texts(train)), "dev": (dev, _texts(dev)), "test": (test, _texts(test))}
+
+
+def test_weight_and_C_are_chosen_on_validation_and_the_model_is_a_plain_logistic_regression(parts):
+    (train, texts), (dev, dev_texts), (test, test_texts) = parts["train"], parts["dev"], parts["test"]
+    X, y = train.load("mean")
+    X_dev, y_dev = dev.load("mean")
+    head = HybridHead(weights=(0.5, 2.0), Cs=(0.1, 1.0, 10.0)).fit(TextVectors(texts, X), y,
+                                                                  TextVectors(dev_texts, X_dev), y_dev)
+    assert len(head.curve_) == 6 and head.selection_ == "validation"
+    best = max(head.curve_, key=lambda p: (p["score"], -p["C"], -abs(math.log(p["weight"]))))
+    assert (head.weight_, head.C_) == (best["weight"], best["C"])
+    vectorizer, scaler = TfidfVectorizer(**TFIDF_PARAMS).fit(texts), StandardScaler().fit(X.astype(np.float64))
+
+    def stacked(t, v):
+        dense = scaler.transform(v.astype(np.float64)) * (head.weight_ / math.sqrt(X.shape[1]))
+        return scipy.sparse.hstack([vectorizer.transform(t), scipy.sparse.csr_matrix(dense)], format="csr")
+    reference = LogisticRegression(C=head.C_, max_iter=1000, random_state=0).fit(stacked(texts, X), y)
+    X_test, _ = test.load("mean")
+    np.testing.assert_allclose(head.predict_proba(TextVectors(test_texts, X_test)),
+                               reference.predict_proba(stacked(test_texts, X_test)), atol=1e-10)
+
+
+def test_a_head_that_reads_texts_refuses_vectors_alone_and_texts_of_other_rows(parts):
+    (train, _), (_, dev_texts) = parts["train"], parts["dev"]
+    X, y = train.load("mean")
+    with pytest.raises(featx.FeatxError, match="TextVectors"):
+        HybridHead().fit(X, y)
+    with pytest.raises(FeatxError, match=r"does not hold the texts of .* row for row"):
+        featx.train_head(train, "hybrid", texts=dev_texts)
+    with pytest.raises(FeatxError, match="reads each row's text beside its vector"):
+        featx.train_head(train, "hybrid")
+
+
+def test_save_load_and_predictor_give_the_same_probabilities(parts, tmp_path):
+    (train, texts), (test, test_texts) = parts["train"], parts["test"]
+    trained = featx.train_head(train, "hybrid", texts=texts, Cs=(1.0,), weights=(1.0, 2.0))
+    expected = trained.predict_proba(test, test_texts)
+    loaded = TrainedHead.load(trained.save(tmp_path / "head"))
+    np.testing.assert_allclose(loaded.predict_proba(test, test_texts), expected, atol=1e-12)
+    assert loaded.estimator.weight_ == trained.estimator.weight_
+    with pytest.raises(FeatxError, match="reads each row's text"):
+        loaded.predict(test)
+    featx.Predictor.from_parts(head=loaded).save(tmp_path / "model")
+    predictor = featx.load_predictor(tmp_path / "model")
+    np.testing.assert_allclose(predictor.predict_proba(test_texts), expected, atol=1e-5)
+
+
+def test_featx_train_with_texts_and_predict(cli, parts, tmp_path):
+    (train, _), (dev, _), (test, _) = parts["train"], parts["dev"], parts["test"]
+    csv = {name: str(store.path).replace(".h5", ".csv") for name, store in (("train", train), ("dev", dev),
+                                                                          ("test", test))}
+    result = cli("train", train.path, "-o", tmp_path / "runs", "--head", "hybrid", "--pooling", "mean",
+                 "--texts", csv["train"], "--val", dev.path, "--val-texts", csv["dev"],
+                 "--test", test.path, "--test-texts", csv["test"], "--export", tmp_path / "model")
+    assert result.code == 0, result.err
+    rows = {r["head"]: r for r in json.loads((tmp_path / "runs" / "results.json").read_text())["rows"]}
+    assert rows["hybrid-mean"]["test_accuracy"] > 0.9 and "weight=" in rows["hybrid-mean"]["chosen"]
+    head_dir = tmp_path / "runs" / "heads" / "hybrid-mean"
+    head_names = TrainedHead.load(head_dir).class_names
+    assert TrainedHead.load(head_dir).evaluate(test, _texts(test))["accuracy"] == rows["hybrid-mean"]["test_accuracy"]
+    scored = cli("evaluate", head_dir, test.path, "--texts", csv["test"], "--json")
+    assert scored.code == 0 and json.loads(scored.out)["accuracy"] == rows["hybrid-mean"]["test_accuracy"]
+    assert_refused(cli("evaluate", head_dir, test.path), "reads each row's text beside its vector")
+    predicted = cli("predict", tmp_path / "model", csv["test"], "-q")  # the exported hybrid, on raw texts
+    labels = [json.loads(line)["label"] for line in predicted.out.splitlines()]
+    assert predicted.code == 0 and labels == [head_names[i] for i in TrainedHead.load(head_dir).predict(
+        test, _texts(test))]
+    # Without the texts, or with another input's: one line, nothing written.
+    assert_refused(cli("train", train.path, "-o", tmp_path / "none", "--head", "hybrid"),
+                   "reads each row's text beside its vector", "--texts INPUT")
+    assert_refused(cli("train", train.path, "-o", tmp_path / "none", "--head", "hybrid", "--texts", csv["dev"]),
+                   "does not hold the texts of", "row for row")
+    assert_refused(cli("train", train.path, "-o", tmp_path / "none", "--head", "hybrid", "--texts", csv["train"],
+                       "--test", test.path), "--test-texts INPUT")
+    assert not (tmp_path / "none").exists()
