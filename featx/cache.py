@@ -110,13 +110,18 @@ class EmbeddingCache:
                 self._index[key] = -1  # reserve; real row numbers are set below
                 new.append(i)
         try:
-            for i, row in rewrite:
-                self._write_rows(row, hashes[[i]], {name: v[[i]] for name, v in vectors.items()})
-                self._index[hashes[i].tobytes()] = row
+            if rewrite:  # in place, in one write per dataset (h5py takes increasing row lists)
+                rewrite.sort(key=lambda pair: pair[1])
+                picked = [i for i, _ in rewrite]
+                self._write_rows(np.array([row for _, row in rewrite]), hashes[picked],
+                                 {name: v[picked] for name, v in vectors.items()})
+                for i, row in rewrite:
+                    self._index[hashes[i].tobytes()] = row
             if new:
                 start = self._file["keys"].shape[0]
                 stop = start + len(new)
-                self._write_rows(start, hashes[new], {name: v[new] for name, v in vectors.items()}, grow_to=stop)
+                self._write_rows(slice(start, stop), hashes[new], {name: v[new] for name, v in vectors.items()},
+                                 grow_to=stop)
                 for offset, i in enumerate(new):
                     self._index[hashes[i].tobytes()] = start + offset
         except Exception as e:  # h5py's several types for one failed write
@@ -129,22 +134,24 @@ class EmbeddingCache:
                     self._stale[hashes[i].tobytes()] = row
             raise OutputError(f"writing the cache {self.path} failed: {h5_reason(e)}") from None
 
-    def _write_rows(self, start: int, keys: np.ndarray, vectors: dict[str, np.ndarray], grow_to: int = 0) -> None:
-        """Vectors and checks first, keys last: a key is only ever written after what it vouches for."""
-        stop = start + len(keys)
+    def _write_rows(self, rows: slice | np.ndarray, keys: np.ndarray, vectors: dict[str, np.ndarray],
+                    grow_to: int = 0) -> None:
+        """Write `rows` (a slice appended past the end with `grow_to`, or increasing row numbers to
+        rewrite): vectors and checks first, keys last, so a key is only ever written after what it
+        vouches for."""
         values = {name: np.asarray(vectors[name], dtype=self._file[f"features/{name}"].dtype) for name in self.poolings}
         for name in self.poolings:
             dataset = self._file[f"features/{name}"]
             if grow_to:
                 dataset.resize(grow_to, axis=0)
-            dataset[start:stop] = values[name]
+            dataset[rows] = values[name]
         if grow_to:
             self._file["checks"].resize(grow_to, axis=0)
-        self._file["checks"][start:stop] = row_checks(keys, values, self.poolings)
+        self._file["checks"][rows] = row_checks(keys, values, self.poolings)
         self._file.flush()
         if grow_to:
             self._file["keys"].resize(grow_to, axis=0)
-            self._file["keys"][start:stop] = keys
+            self._file["keys"][rows] = keys
             self._file.flush()
 
     def close(self) -> None:
