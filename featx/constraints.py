@@ -10,6 +10,7 @@ flag, the Python API and the docs cannot disagree about a range.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -161,8 +162,9 @@ def check_params(constraints: Mapping[str, Constraint], params: Mapping[str, Any
 
 def _number(value: Any, kind: type) -> float | None:
     """`value` as an int (kind int: only integral values) or float, None when it is no number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy's numbers are Real too
         return None
+    number = float(value)
     if kind is int:
-        return int(value) if float(value).is_integer() else None
-    return float(value)
+        return int(number) if number.is_integer() else None
+    return number

@@ -10,6 +10,7 @@ the runner's (featx.featurizers, featx.runners).
 from __future__ import annotations
 
 import itertools
+import numbers
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -179,7 +180,7 @@ def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = Non
     specials = backbone.tokenizer.num_special_tokens_to_add(pair=False)
     if max_length is None:
         max_length = backbone.default_max_length
-    elif isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < specials + 1:
+    elif isinstance(max_length, bool) or not isinstance(max_length, numbers.Integral) or max_length < specials + 1:
         raise ParameterError("max_length", f"must be at least {specials + 1} ({specials} special tokens and one "
                                            f"token of text), got {max_length!r}")
     elif backbone.max_positions is not None and max_length > backbone.max_positions:
@@ -194,11 +195,11 @@ def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = Non
         # At most half a window (ExtractConfig's rule), and fewer than its text tokens, or no window moves on.
         most = min(int(max_length) // 2, text_tokens - 1)
         stride = min(32, int(max_length) // 4, most) if stride is None else stride
-        if isinstance(stride, bool) or not isinstance(stride, int) or not 0 <= stride <= most:
+        if isinstance(stride, bool) or not isinstance(stride, numbers.Integral) or not 0 <= int(stride) <= most:
             raise ParameterError("stride", f"must be at least 0 and at most {most} (half of --max-length "
                                            f"{max_length}, and less than the {text_tokens} tokens of text a window "
                                            f"holds), got {stride!r}")
-        chunking = {"long": "chunk", "long_stride": stride, "long_pooling": Options(LONG_POOLINGS).check(
+        chunking = {"long": "chunk", "long_stride": int(stride), "long_pooling": Options(LONG_POOLINGS).check(
             "long_pooling", long_pooling)}
     return ExtractConfig(
         **chunking,

@@ -188,3 +188,16 @@ def test_finetune_refuses_numbers_it_would_have_replaced(cli, tmp_path, tiny_ber
     with pytest.raises(ParameterError) as caught:
         FinetuneConfig(max_steps=0)
     assert caught.value.param == "max_steps"
+
+
+def test_numpy_numbers_are_numbers(tmp_path, tiny_backbone):
+    """The declared ranges take numpy's integers and floats as Python's (a suite or a notebook passes them)."""
+    import numpy as np
+
+    from featx.constraints import COUNT, POSITIVE
+
+    assert COUNT.check("window_rows", np.int64(8)) == 8 and POSITIVE.check("lr", np.float32(0.5)) == 0.5
+    path = labelled_csv(tmp_path / "in.csv")
+    with featx.extract(path, tmp_path / "s.h5", model=tiny_backbone, dtype="fp32", progress=False,
+                       window_rows=np.int64(8), max_length=np.int64(16), long="chunk", stride=np.int64(2)) as store:
+        assert len(store) == 24 and store.config.max_length == 16 and store.config.long_stride == 2
