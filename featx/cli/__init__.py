@@ -17,6 +17,7 @@ import click
 
 from featx.cli import models  # noqa: F401  (registers train, evaluate, finetune, bench)
 from featx.cli.commands import cli
+from featx.cli.options import flag_name
 from featx.errors import FeatxError, FeatxWarning, ParameterError, describe_os_error
 
 __all__ = ["cli", "main"]
@@ -67,8 +68,7 @@ def _bad_value(error: click.BadParameter) -> str:
     if isinstance(error, click.MissingParameter):
         return f"{error.format_message()} (see featx --help)"
     if error.param is not None:
-        name = max((o for o in error.param.opts if o.startswith("--")), key=len, default=None) \
-            or error.param.human_readable_name
+        name = flag_name(error.param)
     else:
         name = str(error.param_hint or "").strip("'\"")
     message = error.message.rstrip(".")

@@ -48,6 +48,11 @@ class Constrained(click.ParamType[Any, Any]):
             self.fail(e.message, param, ctx)
 
 
+def flag_name(param: click.Parameter) -> str:
+    """How messages name a parameter: its longest --option, else its metavar (INPUT)."""
+    return max((o for o in param.opts if o.startswith("--")), key=len, default=param.human_readable_name)
+
+
 class FeatxCommand(click.Command):
     """A featx command: a text option or argument given as "" is refused with one line naming it
     (an empty --shard once wrote an unsharded store; an empty --text-column read the default)."""
@@ -57,8 +62,7 @@ class FeatxCommand(click.Command):
             value = ctx.params.get(param.name or "")
             values = value if isinstance(value, tuple) else (value,)
             if isinstance(param.type, (click.types.StringParamType, click.Path)) and any(v == "" for v in values):
-                flag = max((o for o in param.opts if o.startswith("--")), key=len, default=param.human_readable_name)
-                raise click.BadParameter("must not be empty", ctx=ctx, param_hint=f"'{flag}'")
+                raise click.BadParameter("must not be empty", ctx=ctx, param_hint=f"'{flag_name(param)}'")
         return super().invoke(ctx)
 
 

@@ -15,7 +15,7 @@ import click
 import pytest
 
 from featx.cli import cli
-from featx.cli.options import Constrained
+from featx.cli.options import Constrained, flag_name
 from tests.faults.conftest import assert_refused
 
 MISSING = "missing/nothing.h5"
@@ -27,10 +27,6 @@ def _examples(command: click.Command) -> list[list[str]]:
     name = command.name or ""
     lines = [line.strip() for line in text.splitlines() if line.strip().startswith(f"featx {name}")]
     return [shlex.split(line)[2:] for line in lines]
-
-
-def _flag(param: click.Parameter) -> str:
-    return max((o for o in param.opts if o.startswith("--")), key=len, default=param.opts[0])
 
 
 def invalid_values(param: click.Parameter) -> list[str]:
@@ -61,7 +57,7 @@ def _with_option(example: list[str], param: click.Parameter, value: str) -> list
         if token in param.opts:
             args[i + 1] = value
             return args
-    return [*args, _flag(param), value]
+    return [*args, flag_name(param), value]
 
 
 def _with_argument(command: click.Command, example: list[str], param: click.Argument) -> list[str]:
@@ -87,7 +83,7 @@ def _cases() -> list[tuple[str, list[str], str | None]]:
             if getattr(param, "is_flag", False) or not param.opts[0].startswith("-"):
                 continue
             example = next((e for e in examples if set(param.opts) & set(e)), examples[0])
-            cases += [(name, _with_option(example, param, value), _flag(param)) for value in invalid_values(param)]
+            cases += [(name, _with_option(example, param, value), flag_name(param)) for value in invalid_values(param)]
     return cases
 
 
