@@ -139,12 +139,10 @@ def test_the_cli_runs_every_stage_by_default():
 
 def test_the_hybrid_refuses_a_store_of_other_texts(tmp_path, tiny_backbone, toy_inputs):
     import featx
-    from featx.bench.tfidf import hybrid_logreg
-    from featx.data import open_input
+    from featx.data import open_input, read_texts
+    from featx.train import HeadSpec, train_heads
 
-    train, dev = open_input(toy_inputs["train"]), open_input(toy_inputs["dev"])
-    stores = {"train": featx.extract(toy_inputs["dev"], tmp_path / "wrong.h5", model=tiny_backbone, dtype="fp32",
-                                     progress=False)}
-    stores["test"] = stores["train"]
+    wrong = featx.extract(toy_inputs["dev"], tmp_path / "wrong.h5", model=tiny_backbone, dtype="fp32", progress=False)
+    texts = {"train": read_texts(open_input(toy_inputs["train"]))}
     with pytest.raises(FeatxError, match=r"does not hold the texts of .* row for row"):
-        hybrid_logreg(train, None, dev, stores, "mean")
+        train_heads(wrong, [HeadSpec("hybrid")], ["mean"], texts=texts)

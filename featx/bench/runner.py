@@ -279,28 +279,41 @@ def _tfidf_row(suite: Suite) -> dict[str, Any]:
 
 
 def _hybrid_row(suite: Suite, pooling: str, stores: dict[str, str]) -> dict[str, Any]:
-    from featx.bench.tfidf import hybrid_logreg
+    """The hybrid head trained as `featx train` trains it, on the suite's texts (checked against the stores)."""
+    from featx.bench.tfidf import VAL_FRACTION
+    from featx.data import read_texts
     from featx.heads.hybrid import DENSE_WEIGHTS, TFIDF_PARAMS
     from featx.store import open_store
+    from featx.train import HeadSpec, train_heads
 
-    opened = {role: open_store(path) for role, path in stores.items()}
+    train, test = open_store(stores["train"]), open_store(stores["test"])
+    val = open_store(stores["val"]) if "val" in stores else None
+    splits = {"train": suite.train, "test": suite.test, **({"val": suite.val} if suite.val is not None else {})}
+    texts = {role: read_texts(_open_texts(split)) for role, split in splits.items() if split is not None}
     accuracy, macro_f1, fit_s, eval_s, chosen, runs = [], [], [], [], [], []
     for seed in suite.seeds:
-        run = hybrid_logreg(_open_texts(suite.train), _open_texts(suite.val) if suite.val is not None else None,
-                            _open_texts(suite.test), opened, pooling, seed=seed)
-        accuracy.append(run["metrics"]["accuracy"])
-        macro_f1.append(run["metrics"]["macro_f1"])
-        fit_s.append(run["seconds"]["fit"])
-        eval_s.append(run["seconds"]["eval"])
-        chosen.append(f"weight={run['weight']:g}, C={run['C']:.3g} ({run['selection']})")
-        runs.append({k: run[k] for k in ("C", "weight", "curve", "vocabulary", "dim", "warning")})
+        t0 = time.perf_counter()
+        (head,), _ = train_heads(train, [HeadSpec("hybrid")], [pooling], val=val, val_fraction=VAL_FRACTION,
+                                 seed=seed, texts=texts)
+        t1 = time.perf_counter()
+        metrics = head.evaluate(test, texts["test"])
+        eval_s.append(time.perf_counter() - t1)
+        fit_s.append(t1 - t0)
+        accuracy.append(metrics["accuracy"])
+        macro_f1.append(metrics["macro_f1"])
+        fitted = head.estimator
+        selection = "validation" if val is not None else f"{VAL_FRACTION:g} of train held out (seed {seed})"
+        chosen.append(f"weight={fitted.weight_:g}, C={fitted.C_:.3g} ({selection})")
+        runs.append({"C": fitted.C_, "weight": fitted.weight_, "curve": fitted.curve_,
+                     "vocabulary": len(fitted.vectorizer_.vocabulary_), "dim": fitted.n_features_in_,
+                     "warning": fitted.selection_warning()})
     return {"method": "hybrid+logreg", "head": f"tfidf 1-2-grams + frozen {pooling} + logreg", "pooling": pooling,
             **_mean_std(accuracy, macro_f1), "seeds": list(suite.seeds), "chosen": chosen, "runs": runs,
             "seconds": {"fit": round(float(np.mean(fit_s)), 3), "eval": round(float(np.mean(eval_s)), 3),
                         "total": round(float(np.mean(fit_s) + np.mean(eval_s)), 3)},
             "params": {**TFIDF_PARAMS, "ngram_range": list(TFIDF_PARAMS["ngram_range"]),
                        "dense_weights": list(DENSE_WEIGHTS)},
-            **_stamp(suite, opened["train"].config.dtype)}
+            **_stamp(suite, train.config.dtype)}
 
 
 def _mean_std(accuracy: list[float], macro_f1: list[float]) -> dict[str, Any]:
