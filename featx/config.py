@@ -17,6 +17,8 @@ DTYPES = ("fp32", "bf16", "fp16")
 STORE_DTYPES = ("float32", "float16")
 LONG_MODES = ("truncate", "chunk")
 LONG_POOLINGS = ("mean", "max")
+STATE_DTYPES = ("float16", "float32")  # token states cached for a blocks head (--cache-layer)
+STATES = "states"  # their name: a featurizer's per-token output, the store's dataset
 
 # `model` names the backbone for people; the weights and tokenizer hashes identify
 # it for the fingerprint, so the same weights found under another path or name
@@ -51,6 +53,11 @@ class ExtractConfig:
     # Images: canonical JSON of the preprocessing (a transformers image processor's config, or
     # a torch module's declared resize, crop, mean and std); None for text.
     preprocess: str | None = None
+    # Text: also keep every row's token states at hidden-state index `cache_layer` (0 = the
+    # embeddings, 1 = after the first block), in `cache_dtype`, for heads that train the blocks
+    # above it (featx.heads.blocks); None: no token states.
+    cache_layer: int | None = None
+    cache_dtype: str | None = None
 
     def __post_init__(self) -> None:
         if not self.poolings:
@@ -67,6 +74,17 @@ class ExtractConfig:
                                  f"{self.store_dtype!r} is unknown: choose from {', '.join(STORE_DTYPES)}")
         if self.modality not in MODALITIES:
             raise ParameterError("modality", f"{self.modality!r} is unknown: choose from {', '.join(MODALITIES)}")
+        if (self.cache_layer is None) != (self.cache_dtype is None):
+            raise ParameterError("cache_layer", "and cache_dtype are set together or not at all")
+        if self.cache_layer is not None:
+            if self.modality != "text" or self.long is not None:
+                raise ParameterError("cache_layer", "keeps token states of texts cut to max_length only "
+                                                    "(not images, not --long chunk)")
+            if isinstance(self.cache_layer, bool) or not isinstance(self.cache_layer, int) or self.cache_layer < 0:
+                raise ParameterError("cache_layer", f"must be a hidden-state index >= 0, got {self.cache_layer!r}")
+            if self.cache_dtype not in STATE_DTYPES:
+                raise ParameterError("cache_dtype", f"{self.cache_dtype!r} is unknown: choose from "
+                                                    f"{', '.join(STATE_DTYPES)}")
         if self.modality == "image":
             if self.preprocess is None:
                 raise ParameterError("preprocess", "is missing: an image config records its preprocessing")

@@ -23,7 +23,14 @@ from featx.backbones import DEFAULT_MODEL, Backbone, load_backbone
 from featx.backbones.vision import ImageBackbone, load_image_backbone
 from featx.background import BackgroundWorker, prefetch
 from featx.cache import EmbeddingCache
-from featx.config import DEFAULT_IMAGE_MODEL, LONG_MODES, LONG_POOLINGS, ExtractConfig, parse_layers
+from featx.config import (
+    DEFAULT_IMAGE_MODEL,
+    LONG_MODES,
+    LONG_POOLINGS,
+    STATE_DTYPES,
+    ExtractConfig,
+    parse_layers,
+)
 from featx.constraints import COUNT, Options
 from featx.data import InputSummary, Record, Source, describe_json, open_input
 from featx.data.images import is_image_input, open_images
@@ -60,7 +67,8 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
             window_rows: int | None = None, compression: str | None = None, overwrite: bool = False,
             trust_remote_code: bool = False, progress: bool | None = None,
             shard: tuple[int, int] | None = None, cache_dir: str | Path | None = None, long: str = "truncate",
-            stride: int | None = None, long_pooling: str = "mean", skip_bad: bool = False) -> FeatureStore:
+            stride: int | None = None, long_pooling: str = "mean", skip_bad: bool = False,
+            cache_layer: int | None = None, cache_dtype: str = "float16") -> FeatureStore:
     """Embed every row of `input` with a frozen backbone into the store at `output`.
 
     Reruns are cheap and safe: a complete store with the same fingerprint and input is
@@ -71,6 +79,8 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
     is 4,096 rows, or for shards of a small input ceil(rows / n) (featx.shards.shard_window_rows).
     `cache_dir` reuses vectors of texts embedded before with the same config (see
     featx.cache); the store's timings count the hits.
+    `cache_layer=L` keeps each row's token states at hidden-state index L too (in `cache_dtype`),
+    for a blocks head (featx.heads.blocks) to train the blocks above L on; texts only.
     `progress=None` shows a bar only on a terminal.
 
     Images (a folder, a .zip, ``X.zip:FOLDER``, an ImageTableSource or ArraySource): `model`
@@ -90,9 +100,10 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
     summary = source.scan()
     t_scanned = time.perf_counter()
     featurizer: Featurizer
+    state_dim = None
     if getattr(source, "modality", "text") == "image":
         for name, value in (("max_length", max_length), ("stride", stride), ("text_column", text_column),
-                            ("long", None if long == "truncate" else long)):
+                            ("long", None if long == "truncate" else long), ("cache_layer", cache_layer)):
             if value is not None:
                 raise ParameterError(name, f"applies to texts; {source.name} is read as images")
         if isinstance(model, Backbone):
@@ -108,8 +119,15 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
         backbone = model if isinstance(model, Backbone) else load_backbone(
             model or DEFAULT_MODEL, device=device, trust_remote_code=trust_remote_code)
         config = make_config(backbone, pooling=pooling, layers=layers, max_length=max_length, normalize=normalize,
-                             dtype=dtype, store_dtype=store_dtype, long=long, stride=stride, long_pooling=long_pooling)
+                             dtype=dtype, store_dtype=store_dtype, long=long, stride=stride, long_pooling=long_pooling,
+                             cache_layer=cache_layer, cache_dtype=cache_dtype)
         featurizer, default_window = TextFeaturizer(backbone, config), DEFAULT_WINDOW_ROWS
+        if cache_layer is not None:
+            state_dim = backbone.hidden_size
+            # A vector cache holds no token states; merging does not join them yet.
+            for name, given in (("cache_dir", cache_dir is not None), ("shard", shard is not None)):
+                if given:
+                    raise ParameterError(name, "cannot be combined with --cache-layer")
     runner = make_runner(featurizer, batch_tokens)
     if window_rows is None:
         window_rows = default_window if shard is None else \
@@ -119,7 +137,7 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
                      input_rows=summary.n_rows, dim=featurizer.dim,
                      classes=summary.classes, id_kind=summary.id_kind, window_rows=window_rows,
                      hardware=describe_hardware(featurizer.device), compression=compression,
-                     row_offset=row_offset, n_rows=n_rows, shard=shard)
+                     row_offset=row_offset, n_rows=n_rows, shard=shard, state_dim=state_dim)
     output = Path(output) if shard is None else shard_path(output, *shard)
     if source.path.is_dir() and output.resolve().is_relative_to(source.path.resolve()):
         raise OutputError(f"the output {output} is inside the input folder {source.name}: featx never writes into "
@@ -158,7 +176,8 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
 def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = None,
                 layers: str | Sequence[int] = "-1", max_length: int | None = None, normalize: bool | None = None,
                 dtype: str = "auto", store_dtype: str = "float32", long: str = "truncate",
-                stride: int | None = None, long_pooling: str = "mean") -> ExtractConfig:
+                stride: int | None = None, long_pooling: str = "mean", cache_layer: int | None = None,
+                cache_dtype: str = "float16") -> ExtractConfig:
     """The ExtractConfig for `backbone` with `auto` and defaults resolved to concrete values.
 
     `pooling=None` and `normalize=None` mean the model's own sentence embedding where its
@@ -166,6 +185,8 @@ def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = Non
     L2-normalised), else mean pooling without normalisation. `long="chunk"` embeds texts
     over max_length as windows of max_length tokens overlapping by `stride` (default
     min(32, max_length / 4)) and pools each row's windows with `long_pooling`.
+    `cache_layer=L` also keeps each row's token states at hidden-state index L (negative counts
+    from the top: -2 is below the last two blocks) in `cache_dtype`, for a blocks head.
     """
     if pooling is None:
         pooling = (backbone.declared_pooling or "mean",)
@@ -201,8 +222,13 @@ def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = Non
                                            f"holds), got {stride!r}")
         chunking = {"long": "chunk", "long_stride": int(stride), "long_pooling": Options(LONG_POOLINGS).check(
             "long_pooling", long_pooling)}
+    states: dict[str, Any] = {}
+    if cache_layer is not None:
+        states = {"cache_layer": state_layer(backbone, cache_layer, long),
+                  "cache_dtype": Options(STATE_DTYPES).check("cache_dtype", cache_dtype)}
     return ExtractConfig(
         **chunking,
+        **states,
         model=backbone.name,
         weights_sha256=backbone.weights_sha256,
         tokenizer_sha256=backbone.tokenizer_sha256,
@@ -213,6 +239,23 @@ def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = Non
         dtype=resolve_dtype(dtype, backbone.device),
         store_dtype=store_dtype,
     )
+
+
+def state_layer(backbone: Backbone, layer: int, long: str = "truncate") -> int:
+    """The hidden-state index (>= 0) whose token states --cache-layer keeps: at least one block must
+    lie above it, and featx must be able to run those blocks alone (checked on the model itself)."""
+    blocks = backbone.num_hidden_states - 1
+    if isinstance(layer, bool) or not isinstance(layer, numbers.Integral) or not -blocks <= layer < blocks:
+        raise ParameterError("cache_layer", f"must leave at least one of {backbone.name}'s {blocks} blocks above it: "
+                                            f"0..{blocks - 1} (or -{blocks}..-1 from the top), got {layer!r}")
+    if long != "truncate":
+        raise ParameterError("cache_layer", "keeps the token states of whole rows: it cannot be combined with "
+                                            "--long chunk")
+    from featx.top_blocks import check_runs_alone
+
+    index = int(layer) % blocks
+    check_runs_alone(backbone, index)
+    return index
 
 
 def embed_texts(backbone: Backbone, config: ExtractConfig, texts: Sequence[str],

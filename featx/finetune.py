@@ -38,7 +38,7 @@ from featx.hardware import compute_context, describe_hardware, resolve_dtype
 from featx.metrics import classification_metrics
 from featx.pooling import POOLERS
 from featx.progress import progress_bar
-from featx.recipe import FINETUNE_FORMAT, optimizer_and_schedule
+from featx.recipe import FINETUNE_FORMAT, length_grouped_batches, optimizer_and_schedule
 from featx.recipe import FinetuneConfig as FinetuneConfig  # re-exported: featx.finetune.FinetuneConfig
 
 
@@ -74,19 +74,6 @@ def load_examples(source: InputSource, tokenizer: Any, max_length: int) -> Examp
     records = list(source.records(summary))
     ids = tokenize(tokenizer, [r.text for r in records], max_length)
     return Examples(ids, np.array([r.label for r in records], dtype=np.int64), summary.classes)
-
-
-def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
-                           group_batches: int = 50) -> list[np.ndarray]:
-    """Shuffled batches of similar lengths: shuffle, sort inside groups of 50 batches, shuffle batches."""
-    order = rng.permutation(len(lengths))
-    batches = []
-    group = batch_size * group_batches
-    for start in range(0, len(order), group):
-        chunk = order[start:start + group]
-        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def finetune(train: Source, out: str | Path, *, val: Source | None = None,

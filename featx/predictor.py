@@ -21,7 +21,7 @@ from featx.atomic import atomic_folder
 from featx.backbones import Backbone
 from featx.backbones.vision import ImageBackbone
 from featx.classifier import PretrainedClassifier
-from featx.config import ExtractConfig
+from featx.config import STATES, ExtractConfig
 from featx.data import InputSummary, Record, Source
 from featx.data.images import ImageRecord
 from featx.engine import DEFAULT_IMAGE_WINDOW_ROWS, DEFAULT_WINDOW_ROWS, iter_windows
@@ -30,6 +30,7 @@ from featx.featurizers import Featurizer
 from featx.featurizers.loading import featurizer_for
 from featx.heads import TextVectors, TrainedHead
 from featx.runners import make_runner
+from featx.store.states import TokenStates
 
 PREDICTOR_FORMAT = "featx-predictor"
 
@@ -64,18 +65,24 @@ class Predictor(PretrainedClassifier):
     def featurizer(self) -> Featurizer:
         """The backbone under the head's extraction config, loaded (and checked) on first use."""
         if self._featurizer is None:
-            self._featurizer = featurizer_for(self.config, device=self._device, backbone=self._backbone)
+            # A head on token states needs the backbone only up to the cached layer.
+            self._featurizer = featurizer_for(self.config, device=self._device, backbone=self._backbone,
+                                              states_only="states" in self.head.estimator.reads)
         return self._featurizer
 
-    def _features(self, inputs: Sequence[Any]) -> np.ndarray:
+    def _features(self, inputs: Sequence[Any]) -> dict[str, np.ndarray]:
         featurizer = self.featurizer
         records: list[Any] = [ImageRecord(i, x, -1, f"image {i}") for i, x in enumerate(inputs)] \
             if self.config.modality == "image" else [Record(i, x, -1) for i, x in enumerate(inputs)]
-        return make_runner(featurizer).run(featurizer, featurizer.prepare(records)[0])[self.head.pooling]
+        return make_runner(featurizer).run(featurizer, featurizer.prepare(records)[0])
 
-    def _head_input(self, inputs: Sequence[Any], vectors: np.ndarray) -> Any:
-        """What the head reads: the vectors, or for a head that reads texts too, the texts beside them."""
-        return TextVectors(list(inputs), vectors) if "texts" in self.head.estimator.reads else vectors
+    def _head_input(self, texts: Sequence[Any], found: dict[str, np.ndarray]) -> Any:
+        """What the head reads: the vectors, the texts beside them, or the token states."""
+        reads = self.head.estimator.reads
+        if "states" in reads:
+            return TokenStates.from_rows(list(found[STATES]), self.config)
+        vectors = found[self.head.pooling]
+        return TextVectors(list(texts), vectors) if "texts" in reads else vectors
 
     def predict_proba(self, inputs: Sequence[Any]) -> np.ndarray:
         """Class probabilities, one row per text (or image), columns in `class_names` order."""
@@ -96,7 +103,7 @@ class Predictor(PretrainedClassifier):
         for window in iter_windows(source, summary, featurizer, 0, window_rows):
             features = runner.run(featurizer, window.items)
             texts = [record.text for record in window.records] if "texts" in self.head.estimator.reads else []
-            probabilities = self.head.estimator.predict_proba(self._head_input(texts, features[self.head.pooling]))
+            probabilities = self.head.estimator.predict_proba(self._head_input(texts, features))
             yield from zip(window.records, probabilities)
 
     def save(self, folder: str | Path) -> Path:

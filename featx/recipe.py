@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from featx.config import DEFAULT_MODEL, DTYPES, FINETUNE_POOLINGS
 from featx.constraints import COUNT, NON_NEGATIVE, POSITIVE, Constraint, Interval, Options, check_params
 from featx.errors import FeatxError
@@ -75,3 +77,16 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
         if param.requires_grad:
             (no_decay if param.ndim < 2 or "LayerNorm" in name or "norm" in name.lower() else decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
+                           group_batches: int = 50) -> list[np.ndarray]:
+    """Shuffled batches of similar lengths: shuffle, sort inside groups of 50 batches, shuffle batches."""
+    order = rng.permutation(len(lengths))
+    batches = []
+    group = batch_size * group_batches
+    for start in range(0, len(order), group):
+        chunk = order[start:start + group]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]

@@ -62,7 +62,24 @@ def make_runner(featurizer: Featurizer, batch_cost: int | None = None) -> Runner
 
 
 def _allocate(featurizer: Featurizer, rows: int) -> dict[str, np.ndarray]:
-    return {name: np.empty((rows, featurizer.dim), dtype=featurizer.store_dtype) for name in featurizer.poolings}
+    out: dict[str, np.ndarray] = {name: np.empty((rows, featurizer.dim), dtype=featurizer.store_dtype)
+                                  for name in featurizer.poolings}
+    for name in featurizer.token_outputs:  # one (tokens, dim) array per row
+        out[name] = np.empty(rows, dtype=object)
+    return out
+
+
+def _fill(out: dict[str, np.ndarray], rows: np.ndarray, values: dict[str, torch.Tensor],
+          mask: torch.Tensor | None) -> None:
+    """Put a batch's results (on the host) at their rows; a per-token output keeps each row's real tokens."""
+    for name, batch_values in values.items():
+        if batch_values.dim() == 3:
+            assert mask is not None, "a per-token output needs the batch's attention mask"
+            real = mask.bool()
+            for row, row_values, row_mask in zip(rows, batch_values, real):
+                out[name][row] = row_values[row_mask].numpy()
+        else:
+            out[name][rows] = batch_values.numpy()
 
 
 def _plan(featurizer: Featurizer, items: Sequence[Any], batch_cost: int) -> list[np.ndarray]:
@@ -91,9 +108,8 @@ class CpuRunner:
         batches = _plan(featurizer, items, self.batch_cost)
 
         def forward(rows: np.ndarray) -> None:
-            pooled = featurizer.forward(featurizer.collate([items[i] for i in rows]))
-            for name, values in pooled.items():
-                out[name][rows] = values.numpy()
+            batch = featurizer.collate([items[i] for i in rows])
+            _fill(out, rows, featurizer.forward(batch), batch.get("attention_mask"))
 
         workers, threads_each = cpu_workers()
         if workers == 1 or len(batches) == 1:
@@ -122,7 +138,7 @@ class CudaRunner:
         t0 = time.perf_counter()
         featurizer.cast_weights()  # once in effect: a no-op when the weights already have the compute dtype
         out = _allocate(featurizer, len(items))
-        pending: collections.deque[tuple[np.ndarray, dict[str, torch.Tensor], torch.cuda.Event]] = \
+        pending: collections.deque[tuple[np.ndarray, dict[str, torch.Tensor], torch.Tensor | None, torch.cuda.Event]] = \
             collections.deque()
         with torch.cuda.device(self.device):
             for rows in _plan(featurizer, items, self.batch_cost):
@@ -135,7 +151,7 @@ class CudaRunner:
                     back[name].copy_(values, non_blocking=True)
                 done = torch.cuda.Event()  # type: ignore[no-untyped-call]
                 done.record()
-                pending.append((rows, back, done))
+                pending.append((rows, back, host.get("attention_mask"), done))
                 while len(pending) > self.IN_FLIGHT:
                     _collect(pending.popleft(), out)
             while pending:
@@ -144,9 +160,8 @@ class CudaRunner:
         return out
 
 
-def _collect(landed: tuple[np.ndarray, dict[str, torch.Tensor], torch.cuda.Event],
+def _collect(landed: tuple[np.ndarray, dict[str, torch.Tensor], torch.Tensor | None, torch.cuda.Event],
              out: dict[str, np.ndarray]) -> None:
-    rows, back, done = landed
+    rows, back, mask, done = landed
     done.synchronize()
-    for name, values in back.items():
-        out[name][rows] = values.numpy()
+    _fill(out, rows, back, mask)

@@ -18,8 +18,8 @@ from featx.config import ExtractConfig
 from featx.constraints import COUNT, FRACTION, JOBS, NON_NEGATIVE, check_params
 from featx.data import Source, read_texts
 from featx.errors import FeatxError, ParameterError
-from featx.heads import HEAD_KINDS, TextVectors, TrainedHead, make_head, parse_head_spec
-from featx.heads.hybrid import check_texts_match
+from featx.heads import HEAD_KINDS, TrainedHead, make_head, parse_head_spec
+from featx.heads.inputs import checked_states, checked_texts, head_input
 from featx.heads.split import stratified_split
 from featx.metrics import classification_metrics, labels_as, markdown_table
 from featx.store import FeatureStore
@@ -49,12 +49,13 @@ def train_head(store: FeatureStore, kind: str = "logreg", *, pooling: str | None
     that reads texts too (hybrid) needs the `texts` the store was made from (and `val_texts` with `val`)."""
     pooling = pooling or store.poolings[0]
     spec = HeadSpec(kind, params)
-    given = _checked_texts([spec], {"train": texts, "val": val_texts}, {"train": store, "val": val})
+    given = checked_texts([spec.kind], {"train": texts, "val": val_texts}, {"train": store, "val": val})
+    states = checked_states([spec.kind], {"train": store, "val": val})
     X, y = _labelled(store, pooling)
     X_val, y_val = _validation(store, val, pooling)
-    return _fit(spec, _head_input(spec, X, given.get("train")),
-                y, None if X_val is None else _head_input(spec, X_val, given.get("val")), y_val, pooling,
-                _StoreMeta.of(store), seed)
+    return _fit(spec, head_input(spec.kind, X, given.get("train"), states.get("train")),
+                y, None if X_val is None else head_input(spec.kind, X_val, given.get("val"), states.get("val")), y_val,
+                pooling, _StoreMeta.of(store), seed)
 
 
 def _fit(spec: HeadSpec, X: Any, y: np.ndarray, X_val: Any, y_val: np.ndarray | None,
@@ -99,11 +100,17 @@ def train_heads(train: FeatureStore, specs: list[HeadSpec], poolings: list[str] 
     meta = _StoreMeta.of(train)
     _check_compatible(train, val, "validation")
     _check_compatible(train, test, "test")
-    given = _checked_texts(specs, texts or {}, {"train": train, "val": val, "test": test})
+    given = checked_texts([spec.kind for spec in specs], texts or {}, {"train": train, "val": val, "test": test})
+    states = checked_states([spec.kind for spec in specs], {"train": train, "val": val, "test": test})
     heads: list[TrainedHead] = []
     for pooling in poolings:
+        # A head on token states reads no pooling: it trains once, beside the first pooling's heads.
+        here = [spec for spec in specs if pooling == poolings[0] or "states" not in HEAD_KINDS[spec.kind].reads]
+        if not here:
+            continue
         X, y = _labelled(train, pooling)
         train_texts, val_texts = given.get("train"), given.get("val")
+        train_states, val_states = states.get("train"), states.get("val")
         if val is not None:
             X_val, y_val = _labelled(val, pooling, meta.classes)
         else:
@@ -111,10 +118,13 @@ def train_heads(train: FeatureStore, specs: list[HeadSpec], poolings: list[str] 
             X, y, X_val, y_val = X[fit_rows], y[fit_rows], X[val_rows], y[val_rows]
             if train_texts is not None:
                 train_texts, val_texts = [train_texts[i] for i in fit_rows], [train_texts[i] for i in val_rows]
-        inputs = [(_head_input(spec, X, train_texts), _head_input(spec, X_val, val_texts)) for spec in specs]
+            if train_states is not None:
+                train_states, val_states = train_states[fit_rows], train_states[val_rows]
+        inputs = [(head_input(spec.kind, X, train_texts, train_states), head_input(spec.kind, X_val, val_texts, val_states))
+                  for spec in here]
         trained = Parallel(n_jobs=jobs, prefer="processes")(
             delayed(_fit)(spec, X_in, y, X_val_in, y_val, pooling, meta, seed)
-            for spec, (X_in, X_val_in) in zip(specs, inputs))
+            for spec, (X_in, X_val_in) in zip(here, inputs))
         for head, (_, X_val_in) in zip(trained, inputs):
             head.metrics = {"val": classification_metrics(y_val, head.estimator.predict(X_val_in), meta.classes)}
             if val is None:
@@ -126,35 +136,6 @@ def train_heads(train: FeatureStore, specs: list[HeadSpec], poolings: list[str] 
             head.metrics["test"] = head.evaluate(test, given.get("test"))
         rows.append(result_row(head))
     return heads, rows
-
-
-# How each role's texts are given on the command line (featx train).
-_TEXT_FLAGS = {"train": "--texts", "val": "--val-texts", "test": "--test-texts"}
-
-
-def _checked_texts(specs: Sequence[HeadSpec], texts: Mapping[str, Sequence[str] | None],
-                   stores: Mapping[str, FeatureStore | None]) -> dict[str, Sequence[str]]:
-    """The texts of each given store, when a spec's kind reads texts: present, and the stores' rows."""
-    if not any("texts" in HEAD_KINDS[spec.kind].reads for spec in specs):
-        return {}
-    checked = {}
-    for role, store in stores.items():
-        if store is None:
-            continue
-        given = texts.get(role)
-        if given is None:
-            raise FeatxError(f"the hybrid head reads each row's text beside its vector: give the input the {role} "
-                             f"store {store.path} was extracted from ({_TEXT_FLAGS[role]} INPUT)")
-        check_texts_match(store, given, f"the {role} texts ({_TEXT_FLAGS[role]})")
-        checked[role] = given
-    return checked
-
-
-def _head_input(spec: HeadSpec, X: np.ndarray, texts: Sequence[str] | None) -> Any:
-    """What a head of the spec's kind reads: the vectors, or TextVectors of `texts` and the vectors."""
-    if "texts" not in HEAD_KINDS[spec.kind].reads or texts is None:
-        return X
-    return TextVectors(texts, X)
 
 
 @dataclass
@@ -178,7 +159,9 @@ def train_and_save(train: FeatureStore, specs: list[HeadSpec], out: str | Path, 
     (never test) as a predictor folder when `export` is given. Every file is written atomically.
     `write_results_files=False` leaves results.json/.md to the caller (the demo adds its timings)."""
     check_trainable(train)
-    _checked_texts(specs, texts or {}, {"train": train, "val": val, "test": test})  # before anything is written
+    kinds, stores = [spec.kind for spec in specs], {"train": train, "val": val, "test": test}
+    checked_texts(kinds, texts or {}, stores)  # before anything is written
+    checked_states(kinds, stores, load=False)
     out = make_folder(out, "results")  # a path under a file fails now, not after training
     heads, rows = train_heads(train, specs, poolings, val=val, test=test, val_fraction=val_fraction, jobs=jobs,
                               seed=seed, texts=texts)

@@ -6,9 +6,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "featx"
 # Each stage may import only from stages listed before it (and from itself).
 PIPELINE = ["featx._version", "featx.errors", "featx.constraints", "featx.atomic", "featx.progress",
             "featx.background", "featx.config", "featx.hardware", "featx.data", "featx.store", "featx.backbones",
-            "featx.batching", "featx.pooling",
+            "featx.batching", "featx.pooling", "featx.top_blocks",
             "featx.featurizers", "featx.runners", "featx.cache", "featx.shards", "featx.engine", "featx.launch",
-            "featx.metrics", "featx.mteb", "featx.heads", "featx.classifier", "featx.recipe", "featx.finetune_images",
+            "featx.metrics", "featx.mteb", "featx.recipe", "featx.heads", "featx.classifier", "featx.finetune_images",
             "featx.finetune", "featx.predictor", "featx.embedder", "featx.train", "featx.bench", "featx.demo",
             "featx.cli", "featx.__main__", "featx"]
 

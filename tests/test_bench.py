@@ -39,6 +39,10 @@ seeds = 3
 
 [hybrid]
 
+[blocks]
+cache_layer = 1
+specs = ["blocks:lr=0.001"]
+
 [finetune.full]
 max_steps = 3
 max_length = 16
@@ -63,7 +67,8 @@ def test_small_suite_end_to_end_validates_and_resumes(suite_file, toy_inputs, tm
     jsonschema.validate(document, schema)
 
     methods = sorted(r["method"] for r in rows)
-    assert methods == ["extract"] * 3 + ["finetune-full", "finetune-partial"] + ["frozen+logreg"] * 2 + \
+    assert methods == ["cached-blocks"] + ["extract"] * 3 + ["extract-states"] * 3 + \
+        ["finetune-full", "finetune-partial"] + ["frozen+logreg"] * 2 + \
         ["frozen+mlp"] * 2 + ["hybrid+logreg"] * 2 + ["mteb-fewshot"] * 2 + ["tfidf+logreg"]
     tfidf = next(r for r in rows if r["method"] == "tfidf+logreg")
     assert tfidf["n_runs"] == 2 and 0.5 <= tfidf["accuracy"] <= 1 and tfidf["runs"][0]["vocabulary"] > 0
@@ -82,6 +87,11 @@ def test_small_suite_end_to_end_validates_and_resumes(suite_file, toy_inputs, tm
     assert by_id["head-logreg-mean"]["10"] == pytest.approx(extract_s + 10 * logreg["seconds"]["total"], abs=0.1)
     assert by_id["tfidf-logreg"]["10"] == pytest.approx(10 * tfidf["seconds"]["total"], abs=0.1)
     assert by_id["hybrid-logreg-mean"]["10"] == pytest.approx(extract_s + 10 * hybrid["seconds"]["total"], abs=0.1)
+    blocks = next(r for r in rows if r["method"] == "cached-blocks")
+    assert blocks["n_runs"] == 2 and blocks["params"]["cache_layer"] == 1 and len(blocks["epochs"][0]) == 1
+    states_s = sum(r["seconds"]["total"] for r in rows if r["method"] == "extract-states")
+    assert next(r for r in rows if r["id"] == "extract-states-train")["states"]["tokens"] > 0
+    assert by_id[blocks["id"]]["10"] == pytest.approx(states_s + 10 * blocks["seconds"]["total"], abs=0.1)
     for name in ("results.md", "results.csv"):
         assert (tmp_path / "results" / name).stat().st_size > 0
     assert "| frozen+logreg |" in (tmp_path / "results" / "results.md").read_text()

@@ -6,7 +6,8 @@ import pytest
 
 import featx
 from featx.errors import FeatxError
-from featx.finetune import FinetuneConfig, FinetunedPredictor, finetune, length_grouped_batches
+from featx.finetune import FinetuneConfig, FinetunedPredictor, finetune
+from featx.recipe import length_grouped_batches
 
 
 def test_length_grouped_batches_cover_each_row_once():

@@ -17,12 +17,16 @@ TABLE_COLUMNS = [("method", "method"), ("pooling", "pooling"), ("head_or_variant
 
 
 def amortised(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Seconds to get K classifiers: extract once + K heads, against K fine-tunes."""
+    """Seconds to get K classifiers: extract once + K heads (the token-state stores once + K blocks
+    heads), against K fine-tunes."""
     extract_s = sum(r["seconds"]["total"] for r in rows if r["method"] == "extract")
+    states_s = sum(r["seconds"]["total"] for r in rows if r["method"] == "extract-states")
     out = []
     for row in rows:
         if row["method"].startswith(("frozen+", "hybrid+")):
             once = extract_s  # one extraction serves every head, and the hybrid's dense block
+        elif row["method"] == "cached-blocks":
+            once = states_s  # the stores keeping token states (their pooled vectors serve frozen heads too)
         elif row["method"].startswith(("finetune-", "tfidf")):
             once = 0.0  # nothing shared between the K classifiers
         else:
@@ -97,7 +101,8 @@ def _plot(path: Path, document: dict[str, Any]) -> None:
     for entry in document["amortised"]:
         xs = [entry["seconds_for_k"][str(k)] for k in AMORTISED_K]
         style = "o-" if entry["method"].startswith("frozen") else "^:" if entry["method"].startswith("tfidf") \
-            else "d-." if entry["method"].startswith("hybrid") else "s--"
+            else "d-." if entry["method"].startswith("hybrid") else "v-" if entry["method"] == "cached-blocks" \
+            else "s--"
         axis.plot(xs, [entry["accuracy"]] * len(xs), style, label=entry["id"])
         for k, x in zip(AMORTISED_K, xs):
             axis.annotate(f"K={k}", (x, entry["accuracy"]), textcoords="offset points", xytext=(0, 5), fontsize=7)

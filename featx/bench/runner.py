@@ -26,7 +26,7 @@ from featx.errors import FeatxError, ParameterError
 if TYPE_CHECKING:
     from featx.data import InputSource, Source
 
-STAGES = ("extract", "heads", "mteb", "tfidf", "hybrid", "finetune")
+STAGES = ("extract", "heads", "mteb", "tfidf", "hybrid", "blocks", "finetune")
 
 
 def parse_stages(text: str) -> tuple[str, ...]:
@@ -70,6 +70,16 @@ def run_suite(suite: Suite, out: str | Path, echo: Callable[[str], None] = print
             _row(out, f"hybrid-logreg-{pooling}", echo, _hybrid_row, suite, pooling, store_paths)
     if suite.tfidf is not None and "tfidf" in stages:
         _row(out, "tfidf-logreg", echo, _tfidf_row, suite)
+    if suite.blocks is not None and "blocks" in stages:
+        state_stores = {split: out / "stores" / f"states-{split}.h5" for split in splits}
+        for split in splits:
+            _row(out, f"extract-states-{split}", echo, _extract_row, suite, split, state_stores[split], True)
+            if not state_stores[split].exists():
+                echo(f"extract-states-{split}: its store is not here; extracting it again (the row is kept)")
+                _in_child(_extract_row, suite, split, state_stores[split], True)
+        for spec in suite.blocks.get("specs", ["blocks"]):
+            _row(out, _head_row_id(spec, "states"), echo, _blocks_row, suite, spec,
+                 {k: str(v) for k, v in state_stores.items()})
     if "finetune" in stages:
         for name, params in suite.finetune.items():
             checkpoint = child_path(out / "checkpoints", name, "fine-tuning variant")
@@ -163,50 +173,79 @@ def _open(split: Split) -> Source:
                       rows_mod=split.rows_mod)
 
 
-def _extract_row(suite: Suite, split: str, store_path: Path) -> dict[str, Any]:
+def _extract_row(suite: Suite, split: str, store_path: Path, states: bool = False) -> dict[str, Any]:
+    """One split's extraction; with `states`, the store keeps token states as the suite's [blocks] says."""
     from featx.engine import extract
 
+    kept = {k: v for k, v in (suite.blocks or {}).items() if k in ("cache_layer", "cache_dtype")} if states else {}
+    if states:
+        kept.setdefault("cache_layer", -2)
     t0 = time.perf_counter()
     with extract(_open(getattr(suite, split)), store_path, model=suite.model, pooling=suite.poolings,
                  normalize=suite.normalize, max_length=suite.max_length, dtype=suite.dtype, device=suite.device,
-                 progress=False, **suite.long) as store:
+                 progress=False, **suite.long, **kept) as store:
         info = store.info()
     seconds = time.perf_counter() - t0
-    return {"method": "extract", "split": split, "rows": info["rows"], "pooling": ",".join(suite.poolings),
+    return {"method": "extract-states" if states else "extract", "split": split,
+            **({"states": info["states"]} if states else {}), "rows": info["rows"], "pooling": ",".join(suite.poolings),
             "accuracy": None, "macro_f1": None, "seeds": [],
             "seconds": {"extract": round(info["timings"].get("extract_s", seconds), 2), "total": round(seconds, 2)},
             "rows_per_s": info["timings"].get("rows_per_s"), "truncated_rows": info["truncated_rows"],
             "cost_units": info["timings"].get("cost_units"),
             "skipped_rows": info["skipped_rows"],
-            "params": {k: info["config"][k] for k in ("max_length", "long", "long_stride", "long_pooling", "preprocess")
-                       if k in info["config"]},
+            "params": {k: info["config"][k] for k in ("max_length", "long", "long_stride", "long_pooling", "preprocess",
+                                                      "cache_layer", "cache_dtype") if k in info["config"]},
             **_stamp(suite, info["dtype"])}
 
 
 def _head_row(suite: Suite, spec: str, pooling: str, stores: dict[str, str]) -> dict[str, Any]:
+    from featx.train import HeadSpec, result_row
+
+    heads, scored, train = _fit_and_score(suite, spec, [pooling], stores)
+    warnings = [result_row(head).get("warning") for head in heads]
+    return {"method": f"frozen+{HeadSpec.parse(spec).kind}", "head": spec, "pooling": pooling, **scored,
+            **({"warnings": warnings} if any(warnings) else {}),
+            "params": HeadSpec.parse(spec).params, **_stamp(suite, train.config.dtype)}
+
+
+def _blocks_row(suite: Suite, spec: str, stores: dict[str, str]) -> dict[str, Any]:
+    """A blocks head on the token-state stores: its cost per head is training plus validation (fit)
+    and scoring the test split (eval); the stores' extraction is the one-time cost, in its own rows."""
+    from featx.train import HeadSpec
+
+    heads, scored, train = _fit_and_score(suite, spec, None, stores)
+    fitted = heads[-1].estimator
+    return {"method": "cached-blocks", "head": spec, "pooling": fitted.pooling, **scored,
+            "epochs": [head.estimator.history_ for head in heads],
+            "trainable_parameters": sum(p.numel() for p in fitted.model_.parameters() if p.requires_grad),
+            "params": {**HeadSpec.parse(spec).params, "cache_layer": train.config.cache_layer,
+                       "cache_dtype": train.config.cache_dtype}, **_stamp(suite, fitted.dtype_)}
+
+
+def _fit_and_score(suite: Suite, spec: str, poolings: list[str] | None,
+                   stores: dict[str, str]) -> tuple[list[Any], dict[str, Any], Any]:
+    """One head of `spec` per seed, trained on the train store (val selects) and scored on test:
+    (the heads, their row fields: accuracy, choices, seconds per stage, the train store)."""
     from featx.store import open_store
     from featx.train import HeadSpec, result_row, train_heads
 
     train, test = open_store(stores["train"]), open_store(stores["test"])
     val = open_store(stores["val"]) if "val" in stores else None
-    accuracy, macro_f1, fit_s, eval_s, chosen, warnings = [], [], [], [], [], []
+    heads, accuracy, macro_f1, fit_s, eval_s = [], [], [], [], []
     for seed in suite.seeds:
         t0 = time.perf_counter()
-        (head,), _ = train_heads(train, [HeadSpec.parse(spec)], [pooling], val=val, seed=seed)
+        (head,), _ = train_heads(train, [HeadSpec.parse(spec)], poolings, val=val, seed=seed)
         t1 = time.perf_counter()
         metrics = head.evaluate(test)
         eval_s.append(time.perf_counter() - t1)
         fit_s.append(t1 - t0)
         accuracy.append(metrics["accuracy"])
         macro_f1.append(metrics["macro_f1"])
-        chosen.append(result_row(head)["chosen"])
-        warnings.append(result_row(head).get("warning"))
-    return {"method": f"frozen+{HeadSpec.parse(spec).kind}", "head": spec, "pooling": pooling,
-            **_mean_std(accuracy, macro_f1), "seeds": list(suite.seeds), "chosen": chosen,
-            **({"warnings": warnings} if any(warnings) else {}),
-            "seconds": {"fit": round(float(np.mean(fit_s)), 3), "eval": round(float(np.mean(eval_s)), 3),
-                        "total": round(float(np.mean(fit_s) + np.mean(eval_s)), 3)},
-            "params": HeadSpec.parse(spec).params, **_stamp(suite, train.config.dtype)}
+        heads.append(head)
+    return heads, {**_mean_std(accuracy, macro_f1), "seeds": list(suite.seeds),
+                   "chosen": [result_row(head)["chosen"] for head in heads],
+                   "seconds": {"fit": round(float(np.mean(fit_s)), 3), "eval": round(float(np.mean(eval_s)), 3),
+                               "total": round(float(np.mean(fit_s) + np.mean(eval_s)), 3)}}, train
 
 
 def _mteb_row(suite: Suite, pooling: str, stores: dict[str, str]) -> dict[str, Any]:

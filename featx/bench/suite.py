@@ -43,6 +43,9 @@ class Suite:
     mteb: dict[str, Any] | None = None
     tfidf: dict[str, Any] | None = None  # a [tfidf] table adds the TF-IDF + logistic regression baseline
     hybrid: dict[str, Any] | None = None  # a [hybrid] table adds TF-IDF stacked with the frozen vectors
+    # A [blocks] table adds stores keeping token states (cache_layer, cache_dtype) and blocks heads
+    # (specs) trained on them.
+    blocks: dict[str, Any] | None = None
     finetune: dict[str, dict[str, Any]] = field(default_factory=dict)
     budget_note: str = ""
     device: str = "auto"
@@ -86,7 +89,8 @@ def load_suite(path: str | Path, data_dir: str | Path | None = None) -> Suite:
             normalize=raw.get("extract", {}).get("normalize"),
             long={k: v for k, v in raw.get("extract", {}).items() if k in ("long", "stride", "long_pooling")},
             heads=tuple(raw.get("heads", {}).get("specs", DEFAULT_HEADS)),
-            mteb=raw.get("mteb"), tfidf=raw.get("tfidf"), hybrid=raw.get("hybrid"), finetune=dict(raw.get("finetune", {})),
+            mteb=raw.get("mteb"), tfidf=raw.get("tfidf"), hybrid=raw.get("hybrid"),
+            blocks=raw.get("blocks"), finetune=dict(raw.get("finetune", {})),
             budget_note=raw.get("budget_note", ""), device=raw.get("device", "auto"),
         )
     except TypeError as e:

@@ -15,8 +15,16 @@ from featx.cli.options import (
     input_options,
     open_input_columns,
 )
-from featx.config import DEFAULT_IMAGE_MODEL, DEFAULT_MODEL, LONG_MODES, LONG_POOLINGS, POOLINGS, STORE_DTYPES
-from featx.constraints import COUNT, NON_NEGATIVE
+from featx.config import (
+    DEFAULT_IMAGE_MODEL,
+    DEFAULT_MODEL,
+    LONG_MODES,
+    LONG_POOLINGS,
+    POOLINGS,
+    STATE_DTYPES,
+    STORE_DTYPES,
+)
+from featx.constraints import COUNT, NON_NEGATIVE, Interval
 
 
 class FeatxGroup(click.Group):
@@ -54,6 +62,12 @@ def cli() -> None:
               help="chunk: tokens consecutive windows share [default: min(32, max-length/4)].")
 @click.option("--long-pooling", type=click.Choice(LONG_POOLINGS), default="mean", show_default=True,
               help="chunk: how a row's window vectors become one.")
+@click.option("--cache-layer", type=Constrained(Interval(int)), default=None,
+              help="Also keep every row's token states at this hidden-state index (0 = embeddings; -2 = below the "
+                   "last two blocks), for a blocks head that trains the blocks above it. Costs tokens x hidden x 2 "
+                   "bytes: about 0.7 GB for SST-2's 67,349 phrases with MiniLM.")
+@click.option("--cache-dtype", type=click.Choice(STATE_DTYPES), default=None,
+              help="--cache-layer: how the token states are stored [default: float16].")
 @click.option("--normalize/--no-normalize", default=None,
               help="L2-normalise every stored vector [default: as the model does; yes for MiniLM].")
 @DTYPE_OPTION
@@ -78,7 +92,7 @@ def cli() -> None:
               help="Under torchrun: after every rank is done, rank 0 merges the shards into OUTPUT.")
 @QUIET_OPTION
 def extract(input: str, output: str, model: str | None, pooling: str | None, layers: str, max_length: int | None,
-            long: str, stride: int | None, long_pooling: str,
+            long: str, stride: int | None, long_pooling: str, cache_layer: int | None, cache_dtype: str | None,
             normalize: bool | None, dtype: str, store_dtype: str, batch_tokens: int | None, skip_bad: bool,
             window_rows: int | None,
             compression: str | None, device: str, overwrite: bool, trust_remote_code: bool, shard_spec: str | None,
@@ -97,15 +111,21 @@ def extract(input: str, output: str, model: str | None, pooling: str | None, lay
       featx extract imdb/train.jsonl.gz -o imdb-train.h5 --max-length 256 --id-column id
       featx extract notes.txt -o notes.h5 --model ./my-bert --layers -4: --normalize
       featx extract cifar10-jpg.zip:train -o cifar-train.h5 --model efficientnet-lite0
+      featx extract sst2:train -o sst2-train.h5 --cache-layer -2
     """
     from featx.launch import extract_as_launched
 
+    if cache_dtype is not None and cache_layer is None:
+        from featx.errors import ParameterError
+
+        raise ParameterError("cache_dtype", "applies to --cache-layer only")
     store = extract_as_launched(
         open_input_columns(input, columns), output, shard=shard_spec, device=device, merge=merge_after, model=model,
         pooling=pooling, layers=layers, max_length=max_length, normalize=normalize, dtype=dtype,
         store_dtype=store_dtype, batch_tokens=batch_tokens, window_rows=window_rows, compression=compression,
         overwrite=overwrite, trust_remote_code=trust_remote_code, progress=False if quiet else None,
-        cache_dir=cache_dir, long=long, stride=stride, long_pooling=long_pooling, skip_bad=skip_bad)
+        cache_dir=cache_dir, long=long, stride=stride, long_pooling=long_pooling, skip_bad=skip_bad,
+        cache_layer=cache_layer, cache_dtype=cache_dtype or "float16")
     if store is None:
         return
     with store:

@@ -26,7 +26,8 @@ from featx.recipe import RECIPE_CONSTRAINTS as RECIPE
 @click.option("-o", "--output", required=True, help="Folder for the heads, results.json and results.md.")
 @click.option("--head", "heads", multiple=True,
               help="Head spec, repeatable: KIND or KIND:name=value,...; kinds: logreg, mlp, ridge (closed form, "
-                   "alpha swept), knn (cosine), hybrid (TF-IDF of the texts beside the vectors, needs --texts); "
+                   "alpha swept), knn (cosine), hybrid (TF-IDF of the texts beside the vectors, needs --texts), blocks "
+                   "(the top blocks trained on token states, needs a store made with --cache-layer); "
                    "e.g. logreg:C=0.1, mlp:hidden=512,dropout=0.2, knn:n_neighbors=10 [default: logreg and mlp].")
 @click.option("--grid", type=click.Path(exists=True, dir_okay=False), help="JSON file with a list of head specs (strings).")
 @click.option("--pooling", "poolings", multiple=True, help="Pooling to train on, repeatable [default: all stored].")
@@ -161,7 +162,7 @@ def finetune(train_input: str, output: str, val_input: str | None, model: str | 
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False),
               help="Folder that {data} in the suite's paths stands for "
                                          "[default: $FEATX_DATA, else ../shared/data].")
-@click.option("--stages", default="extract,heads,mteb,tfidf,hybrid,finetune", show_default=True,
+@click.option("--stages", default="extract,heads,mteb,tfidf,hybrid,blocks,finetune", show_default=True,
               help="Comma list of the stages to run now; the others can follow in a later run.")
 def bench(suite_file: str, output: str, data_dir: str | None, stages: str) -> None:
     """Run a benchmark suite: extraction, frozen heads, fine-tuning; write results.json/.md/.csv/.png.

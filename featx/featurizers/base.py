@@ -23,6 +23,9 @@ class Featurizer(Protocol):
     device: torch.device
     dim: int  # the width of each pooling's vector
     poolings: tuple[str, ...]
+    # Outputs that are per token, (rows, tokens, dim) from `forward`: a runner keeps each row's
+    # real tokens (attention mask) as one array; empty for a featurizer that only pools.
+    token_outputs: tuple[str, ...]
     store_dtype: str
 
     def identity(self) -> ExtractConfig:
@@ -46,7 +49,8 @@ class Featurizer(Protocol):
         """One batch of host tensors (the runner moves them to the device)."""
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """{pooling: (rows, dim) float32} for a batch already on the device."""
+        """{pooling: (rows, dim) float32} for a batch already on the device, and each of
+        `token_outputs` as (rows, tokens, dim)."""
 
     def cast_weights(self) -> None:
         """Hold the weights in the compute dtype instead of autocasting (the GPU runner's choice)."""

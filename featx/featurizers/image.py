@@ -155,6 +155,7 @@ class ImageFeaturizer:
         self.backbone, self.config, self.skip_bad = backbone, config, skip_bad
         self.device = backbone.device
         self.poolings = config.poolings
+        self.token_outputs: tuple[str, ...] = ()  # images keep no token states
         self.store_dtype = config.store_dtype
         self._model = inference_module(backbone.model) if backbone.preprocess is not None else backbone.model
         self._all_states = config.layers != (-1,)

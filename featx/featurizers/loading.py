@@ -15,9 +15,10 @@ from featx.featurizers.text import TextFeaturizer
 
 
 def featurizer_for(config: ExtractConfig, *, device: str | torch.device = "auto",
-                   backbone: Backbone | ImageBackbone | None = None) -> Featurizer:
+                   backbone: Backbone | ImageBackbone | None = None, states_only: bool = False) -> Featurizer:
     """A featurizer giving the vectors `config` describes, refused when the backbone found under
-    config.model is not the one the config was made with (weights, tokenizer or preprocessing)."""
+    config.model is not the one the config was made with (weights, tokenizer or preprocessing).
+    `states_only`: only the token states of a config that keeps them (the blocks above never run)."""
     if config.modality == "image":
         vision = backbone if isinstance(backbone, ImageBackbone) else load_image_backbone(config.model, device=device)
         found: tuple[Any, ...] = (vision.weights_sha256, vision.preprocess_json)
@@ -29,4 +30,4 @@ def featurizer_for(config: ExtractConfig, *, device: str | torch.device = "auto"
     if (text.weights_sha256, text.tokenizer_sha256) != (config.weights_sha256, config.tokenizer_sha256):
         raise FeatxError(f"the model found at {config.model} is not the one this head was trained on "
                          "(weights or tokenizer differ)")
-    return TextFeaturizer(text, config)
+    return TextFeaturizer(text, config, states_only=states_only)

@@ -6,6 +6,7 @@ same tokens, padded the same way, on every path.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Sequence
 from typing import Any
@@ -15,10 +16,11 @@ import torch
 
 from featx.backbones import Backbone
 from featx.batching import pad_batch
-from featx.config import ExtractConfig
+from featx.config import STATES, ExtractConfig
 from featx.errors import FeatxError
 from featx.hardware import compute_context, torch_dtype
 from featx.pooling import pool
+from featx.top_blocks import capture_states, run_to_layer
 
 # Tokens per batch: measured best on CPU (benchmarks/README.md, "Extraction speed"); a GPU
 # wants bigger batches to stay busy.
@@ -86,7 +88,7 @@ class TextFeaturizer:
     then each row's windows (mean or max), then normalises.
     """
 
-    def __init__(self, backbone: Backbone, config: ExtractConfig) -> None:
+    def __init__(self, backbone: Backbone, config: ExtractConfig, states_only: bool = False) -> None:
         if config.max_length is None:
             raise FeatxError(f"{config.model} was extracted from images: a text featurizer cannot reproduce it")
         self.backbone, self.config = backbone, config
@@ -97,6 +99,15 @@ class TextFeaturizer:
         self.store_dtype = config.store_dtype
         self._all_states = config.layers != (-1,)
         self._chunks = config.long == "chunk"
+        # --cache-layer: each row's token states at that layer, beside (or with `states_only`, instead
+        # of: the blocks above never run) the pooled vectors.
+        self.token_outputs: tuple[str, ...] = () if config.cache_layer is None else (STATES,)
+        if states_only and not self.token_outputs:
+            raise FeatxError(f"{config.model}'s config keeps no token states: nothing to run states_only for")
+        self._states_only = states_only
+        self._state_layer = int(config.cache_layer or 0)
+        if states_only:
+            self.poolings = ()
 
     def identity(self) -> ExtractConfig:
         return self.config
@@ -131,13 +142,19 @@ class TextFeaturizer:
         window_row = batch.pop("window_row", None)
         mask = batch["attention_mask"]
         with torch.inference_mode(), compute_context(self.device, config.dtype, self._weights_dtype()):
-            output = self.backbone.model(**batch, output_hidden_states=self._all_states)
+            if self._states_only:  # the blocks above the cached layer never run
+                return {STATES: _stored_states(run_to_layer(self.backbone.model, self._state_layer, batch), config)}
+            with contextlib.ExitStack() as stack:
+                seen = None if not self.token_outputs else \
+                    stack.enter_context(capture_states(self.backbone.model, self._state_layer))
+                output = self.backbone.model(**batch, output_hidden_states=self._all_states)
             if self._all_states:
                 hidden = torch.cat([output.hidden_states[i] for i in config.layers], dim=-1)
             else:
                 hidden = output.last_hidden_state
             if window_row is None:
-                return pool(hidden, mask, config.poolings, config.normalize)
+                pooled = pool(hidden, mask, config.poolings, config.normalize)
+                return pooled if seen is None else {**pooled, STATES: _stored_states(seen[0], config)}
             per_window = pool(hidden, mask, config.poolings, normalize=False)
             rows = int(window_row.max()) + 1
             pooled = {name: _pool_windows(values, window_row, rows, str(config.long_pooling))
@@ -158,6 +175,16 @@ class TextFeaturizer:
 
     def _weights_dtype(self) -> torch.dtype:
         return next(self.backbone.model.parameters()).dtype
+
+
+def _stored_states(states: torch.Tensor, config: ExtractConfig) -> torch.Tensor:
+    """Token states in the store's dtype; refused when float16 cannot hold them."""
+    stored = states.to(torch.float16 if config.cache_dtype == "float16" else torch.float32)
+    if not bool(torch.isfinite(stored).all()):
+        wide = "" if config.cache_dtype == "float32" else ": --cache-dtype float32 can hold them"
+        raise FeatxError(f"the token states at layer {config.cache_layer} of {config.model} are not finite in "
+                         f"{config.cache_dtype}{wide}")
+    return stored
 
 
 def _pool_windows(values: torch.Tensor, window_row: torch.Tensor, rows: int, how: str) -> torch.Tensor:

@@ -26,6 +26,7 @@ from featx.metrics import classification_metrics, labels_as
 from featx.store import FeatureStore
 
 HEAD_FORMAT = "featx-head"
+_STATE_ROWS = 8192  # rows of token states read at once when a head on them scores a store
 
 def parse_head_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """`logreg`, `logreg:C=0.1`, `mlp:hidden=512,dropout=0.2` or a grid `logreg:Cs=1e-5|1e-4|1e-3`
@@ -85,6 +86,11 @@ class TrainedHead:
     def _inputs(self, store: FeatureStore, texts: Sequence[str] | None) -> Iterator[Any]:
         """The head's input for every row of `store` holding a vector, in blocks: the vectors, or for a
         kind that reads texts too, TextVectors of `texts` (checked to be the store's rows) and vectors."""
+        if "states" in self.estimator.reads:
+            self._features(store)  # the same fingerprint
+            for start in range(0, len(store), _STATE_ROWS):
+                yield store.token_states(start, start + _STATE_ROWS)
+            return
         batches = self._features(store)
         if "texts" not in self.estimator.reads:
             yield from (X for X, _ in batches)

@@ -13,6 +13,8 @@ Layout (readable with plain h5py; see README "Store format"):
     /skipped            (N,)     uint8, 1 where the input could not be read (image stores only;
                                  such rows hold NaN vectors and are left out of load/iter_batches)
     /features/<pooling> (N, D)   float32 or float16
+    /states, /state_starts, /state_lengths   token states at one layer (--cache-layer only;
+                                 see featx.store.states)
 
 Rows [0, n_done) are committed (see featx.store.writer). Opening a store checks
 everything a reader relies on (attributes, shapes, the config against the fingerprint,
@@ -31,6 +33,7 @@ import numpy as np
 from featx.config import ExtractConfig
 from featx.errors import DamagedError, FeatxError
 from featx.store.h5 import FORMAT, FORMAT_VERSION, open_h5
+from featx.store.states import TokenStates, check_states_layout, describe_states, read_states
 
 
 class FeatureStore:
@@ -144,6 +147,16 @@ class FeatureStore:
                 X, y = X[keep], None if y is None else y[keep]
             yield X, y
 
+    @property
+    def has_states(self) -> bool:
+        """Whether the store keeps token states (extracted with --cache-layer)."""
+        return self.config.cache_layer is not None
+
+    def token_states(self, start: int = 0, stop: int | None = None) -> TokenStates:
+        """Committed rows [start, stop) of the token states, in memory (featx.store.states)."""
+        stop = self.n_done if stop is None else min(stop, self.n_done)
+        return read_states(self._file, self.path, self.config, start, stop)
+
     def info(self) -> dict[str, Any]:
         """Everything `featx info` shows: size, progress, config, hardware, timings."""
         attrs = self._file.attrs
@@ -169,6 +182,7 @@ class FeatureStore:
             "label_counts": counts,
             "truncated_rows": None if self.truncated is None else int(self.truncated.sum()),
             "skipped_rows": None if self.skipped is None else int(self.skipped.sum()),
+            "states": describe_states(self._file, self.config, self.n_done),
             "fingerprint": self.fingerprint,
             "config": json.loads(attrs["config"]),
             "input": _json_attr(attrs, "input", self.path, {}),
@@ -213,6 +227,7 @@ def format_info(details: dict[str, Any]) -> str:
           [("images", f"preprocess {config.get('preprocess')}"
                       + (f"  ({details['skipped_rows']:,} unreadable, skipped)" if details.get("skipped_rows") else
                          ""))]),
+        *([("token states", _states_note(details["states"]))] if details.get("states") else []),
         ("compute dtype", details["dtype"]),
         ("labels", ", ".join(f"{k} {v:,}" for k, v in details["label_counts"].items())
          if details["label_counts"] else "none"),
@@ -225,6 +240,11 @@ def format_info(details: dict[str, Any]) -> str:
         rows.append(("speed", f"{timings['rows_per_s']:,.1f} rows/s, {timings['total_s']:.1f} s in all"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{key:<{width}}  {value}" for key, value in rows)
+
+
+def _states_note(states: dict[str, Any]) -> str:
+    return (f"layer {states['layer']}, {states['tokens']:,} tokens ({states['tokens_per_row']:g} per row) x "
+            f"{states['hidden']} {states['dtype']}: {states['bytes'] / 1e9:.2f} GB")
 
 
 def _truncation_note(details: dict[str, Any]) -> str:
@@ -297,6 +317,7 @@ def _validate_layout(file: h5py.File, path: Path) -> tuple[int, int, bool, Extra
     if not isinstance(features, h5py.Group) or sorted(features) != sorted(config.poolings):
         raise DamagedError(f"{path} is damaged: its features are not the poolings of its config "
                            f"({', '.join(config.poolings)})")
+    check_states_layout(file, path, config, n_rows)
     for name in ("input", "hardware", "timings", "shard", "merged_from"):
         _json_attr(attrs, name, path, None)  # readers show these: a damaged one is refused now, not later
     shapes = {features[name].shape for name in features}

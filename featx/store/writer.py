@@ -8,9 +8,7 @@ fsynced and read back). Any failure on the way stops the run with one line and l
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -23,9 +21,10 @@ import numpy as np
 
 from featx._version import __version__
 from featx.atomic import fsync_path, prepare_output, same_file
-from featx.config import ExtractConfig
-from featx.errors import FeatxError, OutputError, describe_os_error
+from featx.config import STATES, ExtractConfig
+from featx.errors import FeatxError, OutputError
 from featx.store.h5 import FORMAT, FORMAT_VERSION, h5_reason, is_hdf5_file, open_h5
+from featx.store.lock import WriterLock
 
 _CHUNK_BYTES = 1 << 20
 # A window is written only when the disk has room for twice its bytes plus this much.
@@ -56,6 +55,7 @@ class StorePlan:
     row_offset: int = 0
     n_rows: int | None = None
     shard: tuple[int, int] | None = None
+    state_dim: int | None = None  # the width of the token states (config.cache_layer), else None
 
     @property
     def rows(self) -> int:
@@ -83,7 +83,7 @@ class StoreWriter:
     can open the store between windows and always find a closed, consistent file.
     """
 
-    def __init__(self, path: Path, lock: _WriterLock) -> None:
+    def __init__(self, path: Path, lock: WriterLock) -> None:
         self.path = path
         self._lock = lock
         with self._writing("reading its progress"), open_h5(path, "r") as f:
@@ -102,7 +102,7 @@ class StoreWriter:
         for source in inputs:
             if same_file(path, source):
                 raise OutputError(f"the output {path} is the input {source}: choose another -o")
-        lock = _WriterLock(path)
+        lock = WriterLock(path)
         try:
             if path.exists() and not overwrite:
                 with open_h5(path, "r") as file:
@@ -149,6 +149,8 @@ class StoreWriter:
             raise RuntimeError(f"window starts at input row {start}, but the store continues at {self.next_row}")
         local = start - self.row_offset
         stop = local + len(ids)
+        features = dict(features)
+        states = features.pop(STATES, None)
         with self._writing(f"rows {local:,}..{stop - 1:,}"):
             with open_h5(self.path, "r+", wait=True) as f:
                 string_ids = h5py.check_string_dtype(f["ids"].dtype)
@@ -161,12 +163,19 @@ class StoreWriter:
                 # Cast here, not in HDF5: the read-back below then compares exactly what was written.
                 rows = {name: values if h5py.check_string_dtype(f[name].dtype) else
                         np.asarray(values, dtype=f[name].dtype) for name, values in rows.items()}
-                self._check_space(rows)
+                tokens = None if states is None else _token_rows(f, local, states, rows)
+                self._check_space({**rows, **({} if tokens is None else {"states": tokens[1]})})
                 for name, values in rows.items():
                     f[name][local:stop] = values
+                if tokens is not None:  # after every committed row's tokens: what a killed run left is overwritten
+                    first, flat = tokens
+                    f["states"].resize(first + len(flat), axis=0)
+                    f["states"][first:] = flat
                 f.flush()
             fsync_path(self.path)
             self._verify_rows(local, stop, rows)
+            if tokens is not None:
+                self._verify_tokens(*tokens)
             # Data first, then the row count that makes it visible.
             self._set_attrs(n_done=stop)
         self._attrs["n_done"] = stop
@@ -201,6 +210,11 @@ class StoreWriter:
                 if not same:
                     raise OSError(f"{name} did not read back as written")
 
+    def _verify_tokens(self, first: int, flat: np.ndarray) -> None:
+        with open_h5(self.path, "r", wait=True) as f:
+            if not np.array_equal(f["states"][first:first + len(flat)], flat):
+                raise OSError("states did not read back as written")
+
     def _set_attrs(self, **attrs: Any) -> None:
         with open_h5(self.path, "r+", wait=True) as f:
             f.attrs.update(attrs)
@@ -232,51 +246,20 @@ class StoreWriter:
             return self.n_done
 
 
+def _token_rows(file: h5py.File, local: int, states: np.ndarray,
+                rows: dict[str, np.ndarray]) -> tuple[int, np.ndarray]:
+    """Add the window's state_starts and state_lengths to `rows`; (first token, the window's tokens flat)."""
+    lengths = np.fromiter((len(row) for row in states), dtype=np.int64, count=len(states))
+    first = 0 if local == 0 else int(file["state_starts"][local - 1]) + int(file["state_lengths"][local - 1])
+    rows["state_starts"] = first + np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    rows["state_lengths"] = lengths
+    return first, np.concatenate(list(states)).astype(file["states"].dtype, copy=False)
+
+
 def _nbytes(values: np.ndarray) -> int:
     if values.dtype == object:
         return sum(len(str(v).encode()) + 16 for v in values)
     return int(values.nbytes)
-
-
-class _WriterLock:
-    """An exclusive, non-blocking flock on STORE.lock; released on close or process death.
-
-    The lock file is never removed: removing it lets a process that opened it just before
-    lock the removed file while a third creates and locks a new one, and then both write.
-    """
-
-    def __init__(self, store: Path) -> None:
-        self.path = store.with_name(store.name + ".lock")
-        while True:
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError as e:
-                raise OutputError(f"cannot write beside {store} (creating {self.path.name}): "
-                                  f"{describe_os_error(e)}") from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise FeatxError(f"{store} is being written by another process (it holds {self.path.name}): "
-                                 "wait for it to finish, or write to another -o") from None
-            if _same_inode(fd, self.path):
-                self._fd: int | None = fd
-                return
-            os.close(fd)  # someone removed the lock file by hand; lock the one that is there now
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor drops the lock
-            self._fd = None
-
-
-def _same_inode(fd: int, path: Path) -> bool:
-    try:
-        on_disk = os.stat(path)
-    except FileNotFoundError:
-        return False
-    held = os.fstat(fd)
-    return (held.st_dev, held.st_ino) == (on_disk.st_dev, on_disk.st_ino)
 
 
 def check_replaceable(path: Path) -> None:
@@ -353,6 +336,15 @@ def _lay_out(file: h5py.File, plan: StorePlan) -> None:
     file.create_dataset("truncated", shape=(n_rows,), dtype=np.uint8, chunks=(chunk,))
     if config.modality == "image":
         file.create_dataset("skipped", shape=(n_rows,), dtype=np.uint8, chunks=(chunk,))
+    if config.cache_layer is not None:
+        # Token states: one flat (tokens, hidden) dataset grown window by window; row i's tokens are
+        # states[state_starts[i]:state_starts[i] + state_lengths[i]].
+        width = int(plan.state_dim or 0)
+        token_chunk = max(1, _CHUNK_BYTES // (width * np.dtype(config.cache_dtype).itemsize))
+        file.create_dataset("states", shape=(0, width), maxshape=(None, width), dtype=config.cache_dtype,
+                            chunks=(token_chunk, width))
+        file.create_dataset("state_starts", shape=(n_rows,), dtype=np.int64, chunks=(chunk,))
+        file.create_dataset("state_lengths", shape=(n_rows,), dtype=np.int64, chunks=(chunk,))
     group = file.create_group("features")
     for name in config.poolings:
         group.create_dataset(name, shape=(n_rows, plan.dim), dtype=config.store_dtype, chunks=(chunk, plan.dim),

@@ -17,32 +17,32 @@ from tests.faults.conftest import assert_refused, labelled_csv, tiny_args
 
 
 def test_a_process_that_opened_the_lock_file_early_cannot_lock_beside_a_new_writer(tmp_path):
-    from featx.store.writer import _WriterLock
+    from featx.store.lock import WriterLock
 
     store = tmp_path / "s.h5"
-    first = _WriterLock(store)
+    first = WriterLock(store)
     early = os.open(store.with_name("s.h5.lock"), os.O_RDWR)  # opened while the first writer holds it
     first.release()
-    second = _WriterLock(store)  # the next writer, after the first one finished
+    second = WriterLock(store)  # the next writer, after the first one finished
     try:
         # With a lock file removed on release, `early` would lock the removed file while `second`
         # holds a new one: two writers. The file is never removed, so this must fail.
         with pytest.raises(BlockingIOError):
             fcntl.flock(early, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(FeatxError, match="being written by another process"):
-            _WriterLock(store)
+            WriterLock(store)
     finally:
         os.close(early)
         second.release()
 
 
 def test_lock_file_removed_by_hand_is_recreated(tmp_path):
-    from featx.store.writer import _WriterLock
+    from featx.store.lock import WriterLock
 
     store = tmp_path / "s.h5"
-    _WriterLock(store).release()
+    WriterLock(store).release()
     (tmp_path / "s.h5.lock").unlink()
-    lock = _WriterLock(store)
+    lock = WriterLock(store)
     assert (tmp_path / "s.h5.lock").exists()
     lock.release()
 

@@ -1,0 +1,217 @@
+"""BlocksHead: the top transformer blocks, their pooling and a linear classifier, trained on cached
+token states (a store made with ``featx extract --cache-layer L``).
+
+The blocks start as the backbone's own (blocks L.. of the model the store was made with), the
+classifier as the fine-tuning baseline's does, and they train with that baseline's recipe
+(featx.recipe: AdamW, warm-up then linear decay, gradient clipping, bf16 autocast where the
+CPU has fast bf16, length-grouped batches of 16) for `epochs`, keeping the epoch with the
+best validation accuracy. The embeddings and the blocks below L never run: not per epoch,
+not per head, not per hyper-parameter; that is what the cache buys against `featx finetune
+--train-layers k`, which runs the whole model forward at every step.
+
+`k` trains the top k of the blocks above L and keeps the ones between frozen (they still
+run, per step); by default all of them train. A head saves every block above L (they are
+part of it), so it needs nothing from the backbone to load; a predictor runs the backbone
+up to L, then the head.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from sklearn.utils.validation import check_is_fitted
+
+from featx.config import DTYPES, FINETUNE_POOLINGS
+from featx.constraints import COUNT, NON_NEGATIVE, POSITIVE, Constraint, Interval, Options
+from featx.errors import DamagedError, FeatxError, ParameterError
+from featx.heads.base import Head, register_head
+from featx.store.states import TokenStates
+
+_PREDICT_ROWS = 64  # rows per inference batch (longest first)
+
+
+@register_head
+class BlocksHead(Head):
+    """Top blocks + pooling + linear classifier on cached token states (see the module docstring)."""
+
+    kind = "blocks"
+    reads: ClassVar[tuple[str, ...]] = ("states",)
+    parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "k": Interval(int, 1, allow_none=True), "epochs": COUNT, "lr": POSITIVE, "weight_decay": Interval(float, 0),
+        "warmup_ratio": Interval(float, 0, 1, high_open=True), "batch_size": COUNT, "grad_clip": POSITIVE,
+        "pooling": Options(FINETUNE_POOLINGS), "dtype": Options(("auto", *DTYPES)), "random_state": NON_NEGATIVE}
+
+    def __init__(self, k: int | None = None, epochs: int = 1, lr: float = 2e-5, weight_decay: float = 0.01,
+                 warmup_ratio: float = 0.1, batch_size: int = 16, grad_clip: float = 1.0, pooling: str = "mean",
+                 dtype: str = "auto", random_state: int = 0) -> None:
+        self.k = k
+        self.epochs = epochs
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.warmup_ratio = warmup_ratio
+        self.batch_size = batch_size
+        self.grad_clip = grad_clip
+        self.pooling = pooling
+        self.dtype = dtype
+        self.random_state = random_state
+
+    def fit(self, X: TokenStates, y: np.ndarray, X_val: TokenStates | None = None,
+            y_val: np.ndarray | None = None) -> BlocksHead:
+        """Train on the token states `X`; validation rows choose the epoch (without them, the last)."""
+        from featx.hardware import compute_context, resolve_dtype
+        from featx.recipe import FinetuneConfig, length_grouped_batches, optimizer_and_schedule
+        from featx.top_blocks import TopBlocks
+
+        self._validate_params()
+        _check_states(X)
+        y = np.asarray(y)
+        self.classes_, targets = np.unique(y, return_inverse=True)
+        backbone = _backbone_of(X)
+        above = backbone.num_hidden_states - 1 - X.layer
+        k = above if self.k is None else int(self.k)
+        if k > above:
+            raise ParameterError("head", f"blocks: k={k} is more than the {above} blocks above the cached layer "
+                                         f"{X.layer} of {backbone.name}")
+        device = torch.device("cpu")
+        dtype = resolve_dtype(self.dtype, device)
+        torch.manual_seed(self.random_state)
+        rng = np.random.default_rng(self.random_state)
+        model = TopBlocks(backbone.model, X.layer, len(self.classes_), self.pooling)
+        model.requires_grad_(False)
+        for block in list(model.blocks)[above - k:]:
+            block.requires_grad_(True)
+        model.classifier.requires_grad_(True)
+        recipe = FinetuneConfig(model=backbone.name, pooling=self.pooling, epochs=self.epochs, lr=self.lr,
+                                weight_decay=self.weight_decay, warmup_ratio=self.warmup_ratio,
+                                batch_size=self.batch_size, grad_clip=self.grad_clip, dtype=dtype,
+                                seed=self.random_state)
+        optimizer, scheduler, total_steps = optimizer_and_schedule(model, recipe, len(X))
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        history: list[dict[str, Any]] = []
+        best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+        step = 0
+        for epoch in range(1, self.epochs + 1):
+            model.train()
+            t0 = time.perf_counter()
+            for rows in length_grouped_batches(X.lengths, self.batch_size, rng):
+                states, mask = padded_batch(X, rows)
+                with compute_context(device, dtype):
+                    logits = model(states, mask)
+                loss = torch.nn.functional.cross_entropy(logits.float(), torch.from_numpy(targets[rows]))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()  # type: ignore[no-untyped-call]
+                torch.nn.utils.clip_grad_norm_(trainable, self.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                if step >= total_steps:
+                    break
+            record: dict[str, Any] = {"epoch": epoch, "steps": step, "train_seconds": round(time.perf_counter() - t0, 3)}
+            score = float(epoch)  # without validation rows the last epoch is kept
+            if X_val is not None and y_val is not None:
+                t1 = time.perf_counter()
+                self.model_, self.dtype_ = model, dtype
+                accuracy = float(np.mean(self.classes_[self.predict_proba(X_val).argmax(1)] == np.asarray(y_val)))
+                record.update(val_accuracy=round(accuracy, 6), eval_seconds=round(time.perf_counter() - t1, 3))
+                score = accuracy
+            history.append(record)
+            if best is None or score > best[0]:
+                best = (score, epoch, copy.deepcopy(model.state_dict()))
+        assert best is not None
+        model.load_state_dict(best[2])
+        model.eval()
+        self.model_, self.dtype_, self.best_epoch_, self.history_ = model, dtype, best[1], history
+        self.layer_, self.trainable_blocks_ = X.layer, k
+        self.backbone_config_ = json.loads(backbone.model.config.to_json_string())
+        return self
+
+    @torch.inference_mode()
+    def predict_proba(self, X: TokenStates) -> np.ndarray:
+        from featx.hardware import compute_context
+
+        check_is_fitted(self, "model_")
+        _check_states(X)
+        self.model_.eval()
+        out = np.empty((len(X), len(self.classes_)), dtype=np.float64)
+        order = np.argsort(-X.lengths, kind="stable")
+        for start in range(0, len(order), _PREDICT_ROWS):
+            rows = order[start:start + _PREDICT_ROWS]
+            states, mask = padded_batch(X, rows)
+            with compute_context(torch.device("cpu"), self.dtype_):
+                logits = self.model_(states, mask).float()
+            out[rows] = torch.softmax(logits, 1).double().numpy()
+        return out
+
+    def predict(self, X: TokenStates) -> np.ndarray:
+        result: np.ndarray = self.classes_[self.predict_proba(X).argmax(1)]
+        return result
+
+    def describe_choice(self) -> str:
+        check_is_fitted(self, "model_")
+        chosen = "by validation accuracy" if "val_accuracy" in self.history_[-1] else "the last"
+        return (f"top {self.trainable_blocks_} blocks from layer {self.layer_}, epoch {self.best_epoch_} of "
+                f"{len(self.history_)} ({chosen})")
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        check_is_fitted(self, "model_")
+        return {name: value.detach().float().numpy() for name, value in self.model_.state_dict().items()}
+
+    def fitted_summary(self) -> dict[str, Any]:
+        check_is_fitted(self, "model_")
+        return {"backbone_config": self.backbone_config_, "layer": self.layer_,
+                "trainable_blocks": self.trainable_blocks_, "dtype": self.dtype_, "best_epoch": self.best_epoch_,
+                "history": self.history_}
+
+    def check_state(self, arrays: dict[str, np.ndarray], n_classes: int) -> None:
+        weight, bias = arrays.get("classifier.weight"), arrays.get("classifier.bias")
+        if weight is None or bias is None or weight.ndim != 2 or weight.shape[0] != n_classes or \
+                bias.shape != (n_classes,):
+            raise DamagedError(f"its classifier does not fit its {n_classes} classes")
+
+    def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict[str, Any]) -> BlocksHead:
+        from featx.top_blocks import top_blocks_from_config
+
+        model = top_blocks_from_config(fitted["backbone_config"], int(fitted["layer"]), len(classes), self.pooling)
+        try:
+            model.load_state_dict({name: torch.from_numpy(np.array(value)) for name, value in arrays.items()})
+        except RuntimeError as e:
+            raise DamagedError(f"its blocks do not fit its backbone config ({str(e).splitlines()[0]})") from None
+        self.model_, self.classes_, self.dtype_ = model.eval(), classes, str(fitted["dtype"])
+        self.best_epoch_, self.history_ = int(fitted["best_epoch"]), list(fitted["history"])
+        self.layer_, self.trainable_blocks_ = int(fitted["layer"]), int(fitted["trainable_blocks"])
+        self.backbone_config_ = fitted["backbone_config"]
+        return self
+
+
+def padded_batch(states: TokenStates, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(states (rows, longest, hidden) float32, attention mask (rows, longest)), padded on the right."""
+    lengths = states.lengths[rows]
+    longest = int(lengths.max())
+    padded = np.zeros((len(rows), longest, states.values.shape[1]), dtype=np.float32)
+    mask = np.zeros((len(rows), longest), dtype=np.int64)
+    for i, row in enumerate(rows):
+        padded[i, :lengths[i]] = states.row(int(row))
+        mask[i, :lengths[i]] = 1
+    return torch.from_numpy(padded), torch.from_numpy(mask)
+
+
+def _check_states(X: Any) -> None:
+    if not isinstance(X, TokenStates):
+        raise FeatxError("the blocks head trains on token states: extract the store with --cache-layer L "
+                         "(featx extract ... --cache-layer -2)")
+
+
+def _backbone_of(states: TokenStates) -> Any:
+    """The backbone the states were made with, checked by its weights' hash."""
+    from featx.backbones import load_backbone
+
+    config = states.config
+    backbone = load_backbone(config.model, device="cpu")
+    if backbone.weights_sha256 != config.weights_sha256:
+        raise FeatxError(f"the model found at {config.model} is not the one these token states were made with "
+                         "(its weights differ)")
+    return backbone

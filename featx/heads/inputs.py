@@ -1,0 +1,61 @@
+"""What each head kind reads of a store's rows (`Head.reads`): its vectors, the texts beside
+them (hybrid), or its token states (blocks); checked before anything trains."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from featx.errors import FeatxError
+from featx.heads.base import HEAD_KINDS
+from featx.heads.hybrid import TextVectors, check_texts_match
+from featx.store import FeatureStore
+from featx.store.states import TokenStates
+
+# How each role's texts are given on the command line (featx train).
+_TEXT_FLAGS = {"train": "--texts", "val": "--val-texts", "test": "--test-texts"}
+
+
+def checked_texts(kinds: Sequence[str], texts: Mapping[str, Sequence[str] | None],
+                   stores: Mapping[str, FeatureStore | None]) -> dict[str, Sequence[str]]:
+    """The texts of each given store, when a kind reads texts: present, and the stores' rows."""
+    if not any("texts" in HEAD_KINDS[kind].reads for kind in kinds):
+        return {}
+    checked = {}
+    for role, store in stores.items():
+        if store is None:
+            continue
+        given = texts.get(role)
+        if given is None:
+            raise FeatxError(f"the hybrid head reads each row's text beside its vector: give the input the {role} "
+                             f"store {store.path} was extracted from ({_TEXT_FLAGS[role]} INPUT)")
+        check_texts_match(store, given, f"the {role} texts ({_TEXT_FLAGS[role]})")
+        checked[role] = given
+    return checked
+
+
+def checked_states(kinds: Sequence[str], stores: Mapping[str, FeatureStore | None],
+                    load: bool = True) -> dict[str, TokenStates]:
+    """The token states of the train and val stores (in memory; none without `load`), when a
+    kind reads them; every given store (test too) must keep them."""
+    if not any("states" in HEAD_KINDS[kind].reads for kind in kinds):
+        return {}
+    for role, store in stores.items():
+        if store is not None and not store.has_states:
+            raise FeatxError(f"the blocks head trains on token states, and the {role} store {store.path} keeps "
+                             "none: extract it with --cache-layer L (featx extract ... --cache-layer -2)")
+    return {role: store.token_states() for role, store in stores.items()
+            if load and store is not None and role != "test"}
+
+
+def head_input(kind: str, X: np.ndarray, texts: Sequence[str] | None,
+                states: TokenStates | None = None) -> Any:
+    """What a head of `kind` reads: the vectors, TextVectors of `texts` and the vectors, or
+    the token states."""
+    reads = HEAD_KINDS[kind].reads
+    if "states" in reads:
+        return states
+    if "texts" not in reads or texts is None:
+        return X
+    return TextVectors(texts, X)
