@@ -38,7 +38,7 @@ from featx.hardware import compute_context, describe_hardware, resolve_dtype
 from featx.metrics import classification_metrics
 from featx.pooling import POOLERS
 from featx.progress import progress_bar
-from featx.recipe import FINETUNE_FORMAT, length_grouped_batches, optimizer_and_schedule
+from featx.recipe import FINETUNE_FORMAT, clip_gradients, length_grouped_batches, optimizer_and_schedule
 from featx.recipe import FinetuneConfig as FinetuneConfig  # re-exported: featx.finetune.FinetuneConfig
 
 
@@ -122,7 +122,7 @@ def finetune(train: Source, out: str | Path, *, val: Source | None = None,
             loss = torch.nn.functional.cross_entropy(logits.float(), targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            clip_gradients(model, config.grad_clip)
             optimizer.step()
             scheduler.step()
             loss_value = loss.item()

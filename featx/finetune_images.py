@@ -40,7 +40,7 @@ from featx.errors import DamagedError, FeatxError
 from featx.featurizers.image import decode_image, inference_module, model_inputs, normalized
 from featx.hardware import compute_context, describe_hardware, resolve_dtype
 from featx.progress import progress_bar
-from featx.recipe import FINETUNE_FORMAT, FinetuneConfig, optimizer_and_schedule
+from featx.recipe import FINETUNE_FORMAT, FinetuneConfig, clip_gradients, optimizer_and_schedule
 
 
 class ImageClassifier(torch.nn.Module):
@@ -144,7 +144,7 @@ def finetune_images(train: Source, out: str | Path, *, val: Source | None = None
                 loss = torch.nn.functional.cross_entropy(logits.float(), torch.from_numpy(labels[rows]).to(loaded.device))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()  # type: ignore[no-untyped-call]
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                clip_gradients(model, config.grad_clip)
                 optimizer.step()
                 scheduler.step()
                 record["losses"].append(round(loss.item(), 5))

@@ -63,7 +63,7 @@ class BlocksHead(Head):
             y_val: np.ndarray | None = None) -> BlocksHead:
         """Train on the token states `X`; validation rows choose the epoch (without them, the last)."""
         from featx.hardware import compute_context, resolve_dtype
-        from featx.recipe import FinetuneConfig, length_grouped_batches, optimizer_and_schedule
+        from featx.recipe import FinetuneConfig, clip_gradients, length_grouped_batches, optimizer_and_schedule
         from featx.top_blocks import TopBlocks
 
         self._validate_params()
@@ -90,7 +90,6 @@ class BlocksHead(Head):
                                 batch_size=self.batch_size, grad_clip=self.grad_clip, dtype=dtype,
                                 seed=self.random_state)
         optimizer, scheduler, total_steps = optimizer_and_schedule(model, recipe, len(X))
-        trainable = [p for p in model.parameters() if p.requires_grad]
         history: list[dict[str, Any]] = []
         best: tuple[float, int, dict[str, torch.Tensor]] | None = None
         step = 0
@@ -104,7 +103,7 @@ class BlocksHead(Head):
                 loss = torch.nn.functional.cross_entropy(logits.float(), torch.from_numpy(targets[rows]))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()  # type: ignore[no-untyped-call]
-                torch.nn.utils.clip_grad_norm_(trainable, self.grad_clip)
+                clip_gradients(model, self.grad_clip)
                 optimizer.step()
                 scheduler.step()
                 step += 1
