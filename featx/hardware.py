@@ -32,6 +32,9 @@ def resolve_device(spec: str = "auto") -> torch.device:
     return device
 
 
+SPEED_FLAGS = frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"})
+
+
 @cache
 def _cpu_flags() -> frozenset[str]:
     try:
@@ -82,6 +85,8 @@ def describe_hardware(device: torch.device) -> dict[str, object]:
     info: dict[str, object] = {
         "device": str(device),
         "cpu": _cpu_model(),
+        # The instruction sets speed depends on: the CPU kind changes from machine to machine.
+        "cpu_flags": sorted(_cpu_flags() & SPEED_FLAGS),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),

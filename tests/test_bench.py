@@ -156,3 +156,32 @@ def test_the_hybrid_refuses_a_store_of_other_texts(tmp_path, tiny_backbone, toy_
     texts = {"train": read_texts(open_input(toy_inputs["train"]))}
     with pytest.raises(FeatxError, match=r"does not hold the texts of .* row for row"):
         train_heads(wrong, [HeadSpec("hybrid")], ["mean"], texts=texts)
+
+
+def test_the_frontier_marks_the_rows_no_other_row_beats_at_each_k(tmp_path, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("frontier", REPO / "benchmarks" / "frontier.py")
+    frontier = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(frontier)
+
+    def row(method, accuracy, total, **extra):
+        return {"method": method, "accuracy": accuracy, "seconds": {"total": total}, "pooling": "mean", **extra}
+    rows = [row("extract", None, 100.0), row("extract-states", None, 150.0), row("tfidf+logreg", 0.80, 10.0, pooling="-"),
+            row("frozen+logreg", 0.78, 5.0, head="logreg"), row("frozen+mlp", 0.79, 6.0, head="mlp", pooling="cls"),
+            row("cached-blocks", 0.88, 200.0, head="blocks:k=2"), row("finetune-partial", 0.88, 400.0, variant="top2")]
+    (tmp_path / "toy_minilm_cpu").mkdir()
+    (tmp_path / "toy_minilm_cpu" / "results.json").write_text(json.dumps({"rows": rows}))
+    monkeypatch.setattr(frontier, "RESULTS", tmp_path)
+    found = {r["method"]: r for r in frontier.frontier_rows("toy")}
+    assert set(found) == {"TF-IDF + logreg", "frozen + logreg", "cached blocks:k=2", "fine-tune top2"}  # cls left out
+    cached = found["cached blocks:k=2"]
+    assert (cached["once"], cached["k1"], cached["k100"]) == (150.0, 350.0, 20150.0)
+    assert found["frozen + logreg"]["k10"] == 150.0 and found["fine-tune top2"]["k1"] == 400.0
+    # TF-IDF (0.80) beats the frozen probe (0.78) for fewer seconds at K=1 and 10 (10 s a fit against
+    # 100 s once + 5 s a head); at K=100 the probe is the cheapest row. The fine-tune ties the cached
+    # head's accuracy for more seconds, so it is never on the frontier.
+    assert [k for k in (1, 10, 100) if found["frozen + logreg"][f"pareto{k}"]] == [100]
+    assert all(found["TF-IDF + logreg"][f"pareto{k}"] and cached[f"pareto{k}"] for k in (1, 10, 100))
+    assert not any(found["fine-tune top2"][f"pareto{k}"] for k in (1, 10, 100))
+    assert "| cached blocks:k=2 | MiniLM | 0.8800 | 150 | 200.0 | 350 ● |" in frontier.markdown("toy", list(found.values()))

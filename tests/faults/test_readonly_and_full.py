@@ -6,6 +6,7 @@ import os
 import subprocess
 
 import h5py
+import numpy as np
 import pytest
 
 import featx
@@ -194,3 +195,25 @@ def test_real_full_disk_while_saving_a_head_is_one_line_and_leaves_nothing(cli, 
         for head in (full / "runs" / "heads").iterdir():  # a head saved before the disk filled is whole
             assert featx.TrainedHead.load(head).estimator.classes_.size == 3
 
+
+
+def test_real_full_disk_during_a_states_extraction_keeps_committed_windows_and_resumes(tmp_path, tiny_bert_dir):
+    """Token states grow the store by far more than vectors: the disk fills part-way, the rows
+    committed before stay readable, and once there is room the rerun ends with the store an
+    uninterrupted run writes."""
+    source = write_lines(tmp_path / "in.txt", [f"row {i} " + "word " * (i % 31) for i in range(1500)])
+    args = ["--cache-layer", "1", "--cache-dtype", "float32", *tiny_args(tiny_bert_dir)]
+    assert run_subprocess("extract", source, "-o", tmp_path / "whole.h5", *args).code == 0
+    with tmpfs(tmp_path / "full", "3m") as full:  # the states' 1 MiB chunks fill it a few hundred rows in
+        failed = run_subprocess("extract", source, "-o", full / "s.h5", *args)
+        assert_refused(failed, "No space left on device", "committed rows are kept")
+        with featx.open_store(full / "s.h5", allow_incomplete=True) as partial:
+            committed = len(partial)
+            assert 0 < committed < 1500
+            states = partial.token_states()
+            assert len(states) == committed and states.values.shape[0] == int(states.lengths.sum())
+        assert subprocess.run(["mount", "-o", "remount,size=16m", str(full)], capture_output=True).returncode == 0
+        assert run_subprocess("extract", source, "-o", full / "s.h5", *args).code == 0
+        with h5py.File(full / "s.h5", "r") as resumed, h5py.File(tmp_path / "whole.h5", "r") as whole:
+            for name in ("states", "state_starts", "state_lengths", "features/mean"):
+                assert np.array_equal(resumed[name][()], whole[name][()]), name

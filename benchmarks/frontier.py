@@ -1,0 +1,122 @@
+"""The speed-versus-accuracy frontier of one dataset, across its committed suites.
+
+For every method a user could pick on a dataset (TF-IDF, the hybrid head, frozen MiniLM and
+frozen mpnet heads, the blocks head on cached token states, top-k and full fine-tuning), this
+reads the committed rows of `results/<dataset>_minilm_cpu` and `results/<dataset>_mpnet_cpu`
+and gives its one-time cost (the extraction its heads share, or the stores of token states),
+its cost per classifier, and the seconds to obtain K = 1, 10 and 100 classifiers
+(one-time + K x per classifier). A row is Pareto-optimal at K when no other row is at least
+as accurate for at most its seconds (one of the two strictly better); those are marked.
+
+Only the mean pooling's rows are shown (each suite's default), so a method appears once per
+backbone. Seconds are wall times from the suites' rows (see each results.md for hardware).
+
+    python benchmarks/frontier.py sst2 agnews banking77 emotion imdb
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+K_VALUES = (1, 10, 100)
+BACKBONES = {"minilm": "MiniLM", "mpnet": "mpnet"}
+
+
+def frontier_rows(dataset: str) -> list[dict[str, Any]]:
+    """One row per method and backbone: accuracy, one-time and per-classifier seconds."""
+    out = []
+    for short, backbone in BACKBONES.items():
+        path = RESULTS / f"{dataset}_{short}_cpu" / "results.json"
+        if not path.is_file():
+            continue
+        rows = json.loads(path.read_text())["rows"]
+        extract_s = sum(r["seconds"]["total"] for r in rows if r["method"] == "extract")
+        states_s = sum(r["seconds"]["total"] for r in rows if r["method"] == "extract-states")
+        for row in rows:
+            method, each = row["method"], row["seconds"]["total"]
+            if method in ("extract", "extract-states", "mteb-fewshot") or row.get("pooling") not in ("mean", "-"):
+                continue
+            if method == "tfidf+logreg":
+                if short != "minilm":
+                    continue  # the same TF-IDF row sits in every suite of a dataset: show it once
+                name, once, model = "TF-IDF + logreg", 0.0, "-"
+            elif method == "cached-blocks":
+                name, once, model = f"cached {row['head']}", states_s, backbone
+            elif method.startswith("finetune-"):
+                name, once, model = f"fine-tune {row['variant']}", 0.0, backbone
+            elif method.startswith("hybrid+"):
+                name, once, model = "hybrid (TF-IDF + frozen)", extract_s, backbone
+            else:
+                name, once, model = f"frozen + {row['head']}", extract_s, backbone
+            out.append({"method": name, "backbone": model, "accuracy": row["accuracy"], "once": once, "each": each})
+    for k in K_VALUES:
+        costs = [r["once"] + k * r["each"] for r in out]
+        for row, cost in zip(out, costs):
+            row[f"k{k}"] = cost
+            row[f"pareto{k}"] = not any(
+                other["accuracy"] >= row["accuracy"] and other_cost <= cost
+                and (other["accuracy"] > row["accuracy"] or other_cost < cost)
+                for other, other_cost in zip(out, costs))
+    return sorted(out, key=lambda r: r["accuracy"])
+
+
+def markdown(dataset: str, rows: list[dict[str, Any]]) -> str:
+    """The frontier table; ● marks a Pareto-optimal row at that K."""
+    head = ("| method | backbone | test accuracy | one-time s | per classifier s | "
+            + " | ".join(f"K={k} s" for k in K_VALUES) + " |")
+    lines = [f"### {dataset}: seconds to obtain K classifiers (● = Pareto-optimal at that K)", "",
+             head, "|" + "---|" * (5 + len(K_VALUES))]
+    for r in rows:
+        cells = [f"{r[f'k{k}']:,.0f}{' ●' if r[f'pareto{k}'] else ''}" for k in K_VALUES]
+        lines.append(f"| {r['method']} | {r['backbone']} | {r['accuracy']:.4f} | {r['once']:,.0f} | "
+                     f"{r['each']:,.1f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(dataset: str, rows: list[dict[str, Any]], path: Path) -> None:
+    """Accuracy against seconds for K = 1, 10, 100 (log scale); Pareto points filled."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    figure, axes = plt.subplots(1, len(K_VALUES), figsize=(13, 4.2), sharey=True)
+    for axis, k in zip(axes, K_VALUES):
+        for r in rows:
+            axis.scatter(r[f"k{k}"], r["accuracy"], marker="o" if r[f"pareto{k}"] else "x",
+                         color="C0" if r["backbone"] == "MiniLM" else "C1" if r["backbone"] == "mpnet" else "C2")
+            axis.annotate(r["method"], (r[f"k{k}"], r["accuracy"]), fontsize=6, xytext=(3, 2),
+                          textcoords="offset points")
+        frontier = sorted((r[f"k{k}"], r["accuracy"]) for r in rows if r[f"pareto{k}"])
+        axis.plot(*zip(*frontier), "k--", linewidth=0.8)
+        axis.set_xscale("log")
+        axis.set_xlabel(f"seconds for K={k} classifiers (log)")
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy")
+    figure.suptitle(f"{dataset}: blue MiniLM, orange mpnet, green no backbone; circles are Pareto-optimal")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main(datasets: list[str]) -> None:
+    out = RESULTS / "frontier"
+    out.mkdir(exist_ok=True)
+    for dataset in datasets:
+        rows = frontier_rows(dataset)
+        if not rows:
+            print(f"{dataset}: no committed suite results", file=sys.stderr)
+            continue
+        (out / f"{dataset}.md").write_text(markdown(dataset, rows))
+        (out / f"{dataset}.json").write_text(json.dumps(rows, indent=2) + "\n")
+        plot(dataset, rows, out / f"{dataset}.png")
+        print(markdown(dataset, rows))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or ["sst2", "agnews", "banking77", "emotion", "imdb"])
