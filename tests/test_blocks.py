@@ -16,7 +16,7 @@ from featx.featurizers import tokenize
 from featx.heads import TrainedHead
 from featx.pooling import mean_pool
 from featx.predictor import Predictor
-from featx.store import format_info
+from featx.store import format_info, summary_line
 from featx.store.states import TokenStates
 from featx.top_blocks import TopBlocks
 from featx.train import HeadSpec
@@ -81,6 +81,7 @@ def test_the_store_keeps_each_rows_real_tokens_beside_unchanged_vectors(state_st
     assert info == {"layer": 1, "dtype": "float32", "tokens": sum(lengths), "hidden": 32,
                     "tokens_per_row": round(sum(lengths) / 240, 2), "bytes": sum(lengths) * 32 * 4}
     assert "token states   layer 1" in format_info(train.info())
+    assert "token states of layer 1 kept (0.00 GB)" in summary_line(train.info())
 
 
 @pytest.mark.parametrize("layer", [0, 1])

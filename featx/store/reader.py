@@ -272,6 +272,9 @@ def summary_line(details: dict[str, Any]) -> str:
         rate += f", {cut:,} rows cut to {details['config']['max_length']} tokens"
     if details.get("skipped_rows"):
         rate += f", {details['skipped_rows']:,} unreadable rows skipped (NaN vectors, left out by heads)"
+    states = details.get("states")
+    if states:
+        rate += f", token states of layer {states['layer']} kept ({states['bytes'] / 1e9:.2f} GB)"
     return (f"{details['path']}: {details['rows']:,} rows x {details['dim']} ({', '.join(details['poolings'])}), "
             f"dtype {details['dtype']}{rate}")
 
