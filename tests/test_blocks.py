@@ -235,3 +235,18 @@ def test_token_states_index_like_arrays():
     states = TokenStates.from_rows([np.full((n, 2), n, dtype=np.float16) for n in (1, 3, 2)], config)
     picked = states[np.array([2, 0])]
     assert len(picked) == 2 and picked.row(0).tolist() == [[2, 2], [2, 2]] and picked.row(1).tolist() == [[1, 1]]
+
+
+def test_k_trains_only_the_top_k_blocks_and_keeps_the_ones_between_frozen(tiny_backbone, tmp_path):
+    path = labelled_file(tmp_path / "in.csv", 60, 4)
+    store = featx.extract(path, tmp_path / "s.h5", model=tiny_backbone, dtype="fp32", cache_layer=0,
+                          progress=False)
+    head = featx.train_head(store, "blocks", k=1, lr=0.01)
+    trained = head.estimator.model_.blocks
+    original = list(tiny_backbone.model.encoder.layer)
+    assert len(trained) == 2 and head.estimator.trainable_blocks_ == 1
+    for name, value in trained[0].state_dict().items():  # block 0 ran frozen
+        assert torch.equal(value, original[0].state_dict()[name]), name
+    assert any(not torch.equal(value, original[1].state_dict()[name]) for name, value in trained[1].state_dict().items())
+    with pytest.raises(featx.FeatxError, match="k=3 is more than the 2 blocks above"):
+        featx.train_head(store, "blocks", k=3)
