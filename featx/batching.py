@@ -1,6 +1,9 @@
 """Batches planned by token count: sort by length, cut by a token budget, pad per batch."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -24,13 +27,15 @@ def plan_batches(lengths: np.ndarray, batch_tokens: int) -> list[np.ndarray]:
     return batches
 
 
-def pad_batch(token_ids: list[list[int]], pad_id: int, pad_left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask) as int64 tensors padded to the batch's longest row."""
-    width = max(len(ids) for ids in token_ids)
-    input_ids = np.full((len(token_ids), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(token_ids), width), dtype=np.int64)
-    for row, ids in enumerate(token_ids):
-        span = slice(width - len(ids), width) if pad_left else slice(0, len(ids))
-        input_ids[row, span] = ids
-        mask[row, span] = 1
-    return torch.from_numpy(input_ids), torch.from_numpy(mask)
+def pad_batch(rows: Sequence[Any], pad_value: float = 0, pad_left: bool = False,
+              dtype: type = np.int64) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values, attention_mask) padded to the batch's longest row: token ids (rows, width), or
+    per-token vectors (rows, width, dim) from rows of (tokens, dim); the mask is int64 (rows, width)."""
+    width = max(len(row) for row in rows)
+    values = np.full((len(rows), width, *np.shape(rows[0])[1:]), pad_value, dtype=dtype)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for i, row in enumerate(rows):
+        span = slice(width - len(row), width) if pad_left else slice(0, len(row))
+        values[i, span] = row
+        mask[i, span] = 1
+    return torch.from_numpy(values), torch.from_numpy(mask)

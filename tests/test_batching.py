@@ -17,7 +17,7 @@ def test_plan_covers_every_row_once_within_budget(budget):
 
 
 def test_pad_batch_right_and_left():
-    ids, mask = pad_batch([[5, 6, 7], [8]], pad_id=0)
+    ids, mask = pad_batch([[5, 6, 7], [8]], pad_value=0)
     assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
-    ids, mask = pad_batch([[5, 6, 7], [8]], pad_id=0, pad_left=True)
+    ids, mask = pad_batch([[5, 6, 7], [8]], pad_value=0, pad_left=True)
     assert ids.tolist() == [[5, 6, 7], [0, 0, 8]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]

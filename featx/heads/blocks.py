@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
+from featx.batching import pad_batch
 from featx.config import DTYPES, FINETUNE_POOLINGS
 from featx.constraints import COUNT, NON_NEGATIVE, POSITIVE, Constraint, Interval, Options
 from featx.errors import DamagedError, FeatxError, ParameterError
@@ -188,14 +189,7 @@ class BlocksHead(Head):
 
 def padded_batch(states: TokenStates, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """(states (rows, longest, hidden) float32, attention mask (rows, longest)), padded on the right."""
-    lengths = states.lengths[rows]
-    longest = int(lengths.max())
-    padded = np.zeros((len(rows), longest, states.values.shape[1]), dtype=np.float32)
-    mask = np.zeros((len(rows), longest), dtype=np.int64)
-    for i, row in enumerate(rows):
-        padded[i, :lengths[i]] = states.row(int(row))
-        mask[i, :lengths[i]] = 1
-    return torch.from_numpy(padded), torch.from_numpy(mask)
+    return pad_batch([states.row(int(row)) for row in rows], 0.0, dtype=np.float32)
 
 
 def _check_states(X: Any) -> None:
