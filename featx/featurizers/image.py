@@ -161,7 +161,9 @@ class ImageFeaturizer:
         self._all_states = config.layers != (-1,)
         if backbone.preprocess is not None and self._all_states:
             raise ParameterError("layers", f"{backbone.name} gives one feature map: only -1 applies")
-        probe = self.forward(self.collate(self._items([_blank()])), check=True)
+        # The runners move batches to the device; this probe bypasses them, so it moves its own.
+        blank = {k: v.to(self.device) for k, v in self.collate(self._items([_blank()])).items()}
+        probe = self.forward(blank, check=True)
         self.dim = int(next(iter(probe.values())).shape[1])
 
     def identity(self) -> ExtractConfig:
