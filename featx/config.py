@@ -18,7 +18,10 @@ STORE_DTYPES = ("float32", "float16")
 LONG_MODES = ("truncate", "chunk")
 LONG_POOLINGS = ("mean", "max")
 STATE_DTYPES = ("float16", "float32")  # token states cached for a blocks head (--cache-layer)
-STATES = "states"  # their name: a featurizer's per-token output, the store's dataset
+STATES = "states"  # their name: a featurizer's per-row sequence output, the store's dataset
+# A featurizer's batch may carry this mask of a sequence output's real entries, when they are
+# not the attention mask's (window vectors: rows x windows); runners read it, models never see it.
+SEQUENCE_MASK = "sequence_mask"
 
 # `model` names the backbone for people; the weights and tokenizer hashes identify
 # it for the fingerprint, so the same weights found under another path or name
@@ -58,6 +61,23 @@ class ExtractConfig:
     # above it (featx.heads.blocks); None: no token states.
     cache_layer: int | None = None
     cache_dtype: str | None = None
+    # Text with --long chunk: also keep every row's window vectors (the first pooling of each
+    # window, float32, before the windows are pooled) for heads that weigh the windows
+    # (featx.heads.windows); None: not kept. Never False: unset is the one spelling of "no".
+    keep_windows: bool | None = None
+
+    @property
+    def sequences(self) -> str | None:
+        """What the store's per-row sequences (dataset `states`) hold: "states" (token states at
+        cache_layer), "windows" (window vectors) or None (nothing)."""
+        if self.cache_layer is not None:
+            return "states"
+        return "windows" if self.keep_windows else None
+
+    @property
+    def sequence_dtype(self) -> str:
+        """The dtype of the per-row sequences: cache_dtype for token states, float32 for windows."""
+        return self.cache_dtype or "float32"
 
     def __post_init__(self) -> None:
         if not self.poolings:
@@ -85,6 +105,9 @@ class ExtractConfig:
             if self.cache_dtype not in STATE_DTYPES:
                 raise ParameterError("cache_dtype", f"{self.cache_dtype!r} is unknown: choose from "
                                                     f"{', '.join(STATE_DTYPES)}")
+        if self.keep_windows is not None and (self.keep_windows is not True or self.long != "chunk"):
+            raise ParameterError("keep_windows", "keeps the window vectors of --long chunk: it is set (true) with "
+                                                 "--long chunk only")
         if self.modality == "image":
             if self.preprocess is None:
                 raise ParameterError("preprocess", "is missing: an image config records its preprocessing")

@@ -68,7 +68,7 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
             trust_remote_code: bool = False, progress: bool | None = None,
             shard: tuple[int, int] | None = None, cache_dir: str | Path | None = None, long: str = "truncate",
             stride: int | None = None, long_pooling: str = "mean", skip_bad: bool = False,
-            cache_layer: int | None = None, cache_dtype: str = "float16") -> FeatureStore:
+            cache_layer: int | None = None, cache_dtype: str = "float16", keep_windows: bool = False) -> FeatureStore:
     """Embed every row of `input` with a frozen backbone into the store at `output`.
 
     Reruns are cheap and safe: a complete store with the same fingerprint and input is
@@ -81,6 +81,8 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
     featx.cache); the store's timings count the hits.
     `cache_layer=L` keeps each row's token states at hidden-state index L too (in `cache_dtype`),
     for a blocks head (featx.heads.blocks) to train the blocks above L on; texts only.
+    `keep_windows=True` (with long="chunk") keeps each row's window vectors too, for a windows
+    head (featx.heads.windows).
     `progress=None` shows a bar only on a terminal.
 
     Images (a folder, a .zip, ``X.zip:FOLDER``, an ImageTableSource or ArraySource): `model`
@@ -103,7 +105,8 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
     state_dim = None
     if getattr(source, "modality", "text") == "image":
         for name, value in (("max_length", max_length), ("stride", stride), ("text_column", text_column),
-                            ("long", None if long == "truncate" else long), ("cache_layer", cache_layer)):
+                            ("long", None if long == "truncate" else long), ("cache_layer", cache_layer),
+                            ("keep_windows", keep_windows or None)):
             if value is not None:
                 raise ParameterError(name, f"applies to texts; {source.name} is read as images")
         if isinstance(model, Backbone):
@@ -120,14 +123,15 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
             model or DEFAULT_MODEL, device=device, trust_remote_code=trust_remote_code)
         config = make_config(backbone, pooling=pooling, layers=layers, max_length=max_length, normalize=normalize,
                              dtype=dtype, store_dtype=store_dtype, long=long, stride=stride, long_pooling=long_pooling,
-                             cache_layer=cache_layer, cache_dtype=cache_dtype)
+                             cache_layer=cache_layer, cache_dtype=cache_dtype, keep_windows=keep_windows)
         featurizer, default_window = TextFeaturizer(backbone, config), DEFAULT_WINDOW_ROWS
-        if cache_layer is not None:
-            state_dim = backbone.hidden_size
-            # A vector cache holds no token states; merging does not join them yet.
+        if config.sequences is not None:
+            state_dim = backbone.hidden_size if config.sequences == "states" else featurizer.dim
+            # A vector cache holds no sequences; merging does not join them yet.
+            flag = "--cache-layer" if config.sequences == "states" else "--keep-windows"
             for name, given in (("cache_dir", cache_dir is not None), ("shard", shard is not None)):
                 if given:
-                    raise ParameterError(name, "cannot be combined with --cache-layer")
+                    raise ParameterError(name, f"cannot be combined with {flag}")
     runner = make_runner(featurizer, batch_tokens)
     if window_rows is None:
         window_rows = default_window if shard is None else \
@@ -177,7 +181,7 @@ def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = Non
                 layers: str | Sequence[int] = "-1", max_length: int | None = None, normalize: bool | None = None,
                 dtype: str = "auto", store_dtype: str = "float32", long: str = "truncate",
                 stride: int | None = None, long_pooling: str = "mean", cache_layer: int | None = None,
-                cache_dtype: str = "float16") -> ExtractConfig:
+                cache_dtype: str = "float16", keep_windows: bool = False) -> ExtractConfig:
     """The ExtractConfig for `backbone` with `auto` and defaults resolved to concrete values.
 
     `pooling=None` and `normalize=None` mean the model's own sentence embedding where its
@@ -187,6 +191,7 @@ def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = Non
     min(32, max_length / 4)) and pools each row's windows with `long_pooling`.
     `cache_layer=L` also keeps each row's token states at hidden-state index L (negative counts
     from the top: -2 is below the last two blocks) in `cache_dtype`, for a blocks head.
+    `keep_windows=True` (long="chunk" only) also keeps each row's window vectors, for a windows head.
     """
     if pooling is None:
         pooling = (backbone.declared_pooling or "mean",)
@@ -221,7 +226,9 @@ def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = Non
                                            f"{max_length}, and less than the {text_tokens} tokens of text a window "
                                            f"holds), got {stride!r}")
         chunking = {"long": "chunk", "long_stride": int(stride), "long_pooling": Options(LONG_POOLINGS).check(
-            "long_pooling", long_pooling)}
+            "long_pooling", long_pooling), "keep_windows": True if keep_windows else None}
+    elif keep_windows:
+        raise ParameterError("keep_windows", "keeps the window vectors of long texts: it needs --long chunk")
     states: dict[str, Any] = {}
     if cache_layer is not None:
         states = {"cache_layer": state_layer(backbone, cache_layer, long),

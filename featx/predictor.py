@@ -29,6 +29,7 @@ from featx.errors import DamagedError, FeatxError
 from featx.featurizers import Featurizer
 from featx.featurizers.loading import featurizer_for
 from featx.heads import TextVectors, TrainedHead
+from featx.heads.base import sequence_read
 from featx.runners import make_runner
 from featx.store.states import TokenStates
 
@@ -77,9 +78,9 @@ class Predictor(PretrainedClassifier):
         return make_runner(featurizer).run(featurizer, featurizer.prepare(records)[0])
 
     def _head_input(self, texts: Sequence[Any], found: dict[str, np.ndarray]) -> Any:
-        """What the head reads: the vectors, the texts beside them, or the token states."""
+        """What the head reads: the vectors, the texts beside them, or the token states or window vectors."""
         reads = self.head.estimator.reads
-        if "states" in reads:
+        if sequence_read(reads):
             return TokenStates.from_rows(list(found[STATES]), self.config)
         vectors = found[self.head.pooling]
         return TextVectors(list(texts), vectors) if "texts" in reads else vectors

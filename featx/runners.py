@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from featx.batching import plan_batches
+from featx.config import SEQUENCE_MASK
 from featx.featurizers import Featurizer
 
 # On a CPU, batches run on up to this many worker threads at once (see cpu_workers).
@@ -71,15 +72,22 @@ def _allocate(featurizer: Featurizer, rows: int) -> dict[str, np.ndarray]:
 
 def _fill(out: dict[str, np.ndarray], rows: np.ndarray, values: dict[str, torch.Tensor],
           mask: torch.Tensor | None) -> None:
-    """Put a batch's results (on the host) at their rows; a per-token output keeps each row's real tokens."""
+    """Put a batch's results (on the host) at their rows; a per-row sequence output (token states,
+    window vectors) keeps each row's real entries."""
     for name, batch_values in values.items():
         if batch_values.dim() == 3:
-            assert mask is not None, "a per-token output needs the batch's attention mask"
+            assert mask is not None, "a per-row sequence output needs its mask"
             real = mask.bool()
             for row, row_values, row_mask in zip(rows, batch_values, real):
                 out[name][row] = row_values[row_mask].numpy()
         else:
             out[name][rows] = batch_values.numpy()
+
+
+def _sequence_mask(batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """Which entries of a batch's per-row sequence output are real: the featurizer's own mask
+    when it gives one (window vectors), else the attention mask (token states)."""
+    return batch.get(SEQUENCE_MASK, batch.get("attention_mask"))
 
 
 def _plan(featurizer: Featurizer, items: Sequence[Any], batch_cost: int) -> list[np.ndarray]:
@@ -109,7 +117,8 @@ class CpuRunner:
 
         def forward(rows: np.ndarray) -> None:
             batch = featurizer.collate([items[i] for i in rows])
-            _fill(out, rows, featurizer.forward(batch), batch.get("attention_mask"))
+            mask = _sequence_mask(batch)  # read first: forward may take it out of the batch
+            _fill(out, rows, featurizer.forward(batch), mask)
 
         workers, threads_each = cpu_workers()
         if workers == 1 or len(batches) == 1:
@@ -151,7 +160,7 @@ class CudaRunner:
                     back[name].copy_(values, non_blocking=True)
                 done = torch.cuda.Event()  # type: ignore[no-untyped-call]
                 done.record()
-                pending.append((rows, back, host.get("attention_mask"), done))
+                pending.append((rows, back, _sequence_mask(host), done))
                 while len(pending) > self.IN_FLIGHT:
                     _collect(pending.popleft(), out)
             while pending:

@@ -19,6 +19,7 @@ from featx.constraints import COUNT, FRACTION, JOBS, NON_NEGATIVE, check_params
 from featx.data import Source, read_texts
 from featx.errors import FeatxError, ParameterError
 from featx.heads import HEAD_KINDS, TrainedHead, make_head, parse_head_spec
+from featx.heads.base import sequence_read
 from featx.heads.inputs import checked_states, checked_texts, head_input
 from featx.heads.split import stratified_split
 from featx.metrics import classification_metrics, labels_as, markdown_table
@@ -105,7 +106,7 @@ def train_heads(train: FeatureStore, specs: list[HeadSpec], poolings: list[str] 
     heads: list[TrainedHead] = []
     for pooling in poolings:
         # A head on token states reads no pooling: it trains once, beside the first pooling's heads.
-        here = [spec for spec in specs if pooling == poolings[0] or "states" not in HEAD_KINDS[spec.kind].reads]
+        here = [spec for spec in specs if pooling == poolings[0] or not sequence_read(HEAD_KINDS[spec.kind].reads)]
         if not here:
             continue
         X, y = _labelled(train, pooling)

@@ -78,7 +78,7 @@ def test_the_store_keeps_each_rows_real_tokens_beside_unchanged_vectors(state_st
     assert states.lengths.tolist() == lengths and states.values.shape == (sum(lengths), 32)
     assert states.values.dtype == np.float32 and states.layer == 1
     info = train.info()["states"]
-    assert info == {"layer": 1, "dtype": "float32", "tokens": sum(lengths), "hidden": 32,
+    assert info == {"kind": "states", "layer": 1, "dtype": "float32", "tokens": sum(lengths), "hidden": 32,
                     "tokens_per_row": round(sum(lengths) / 240, 2), "bytes": sum(lengths) * 32 * 4}
     assert "token states   layer 1" in format_info(train.info())
     assert "token states of layer 1 kept (0.00 GB)" in summary_line(train.info())
@@ -153,10 +153,12 @@ def test_featx_predict_with_a_blocks_head_equals_its_evaluation_on_the_cached_te
     assert accuracy == pytest.approx(results["rows"][0]["test_accuracy"], abs=1e-9)
 
 
-def test_a_killed_states_extraction_resumes_bit_identically(tmp_path, tiny_bert_dir):
+@pytest.mark.parametrize("keeps", [["--cache-layer", "1"], ["--long", "chunk", "--max-length", "8", "--keep-windows"]],
+                         ids=["token-states", "window-vectors"])
+def test_a_killed_sequences_extraction_resumes_bit_identically(tmp_path, tiny_bert_dir, keeps):
     lines = [f"row {i}: " + "word " * (i % 29) for i in range(2400)]
     path = write_lines(tmp_path / "in.txt", lines)
-    base = [sys.executable, "-m", "featx", "extract", str(path), "--model", str(tiny_bert_dir), "--cache-layer", "1",
+    base = [sys.executable, "-m", "featx", "extract", str(path), "--model", str(tiny_bert_dir), *keeps,
             "--window-rows", "8", "--batch-tokens", "64", "-q"]
     env = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin",
            **{k: v for k, v in __import__("os").environ.items() if k.startswith(("FEATX", "PYTHON", "HOME"))}}

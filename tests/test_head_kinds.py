@@ -31,7 +31,7 @@ def test_every_registered_kind_is_named_in_the_train_help(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     help_text = capsys.readouterr().out
-    assert set(HEAD_KINDS) == {"logreg", "mlp", "ridge", "knn", "hybrid", "blocks"}
+    assert set(HEAD_KINDS) == {"logreg", "mlp", "ridge", "knn", "hybrid", "blocks", "windows"}
     for kind in HEAD_KINDS:
         assert kind in help_text
 

@@ -193,8 +193,8 @@ def _extract_row(suite: Suite, split: str, store_path: Path, states: bool = Fals
             "rows_per_s": info["timings"].get("rows_per_s"), "truncated_rows": info["truncated_rows"],
             "cost_units": info["timings"].get("cost_units"),
             "skipped_rows": info["skipped_rows"],
-            "params": {k: info["config"][k] for k in ("max_length", "long", "long_stride", "long_pooling", "preprocess",
-                                                      "cache_layer", "cache_dtype") if k in info["config"]},
+            "params": {k: info["config"][k] for k in ("max_length", "long", "long_stride", "long_pooling", "keep_windows",
+                                                      "preprocess", "cache_layer", "cache_dtype") if k in info["config"]},
             **_stamp(suite, info["dtype"])}
 
 

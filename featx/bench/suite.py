@@ -38,7 +38,7 @@ class Suite:
     max_length: int | None = None
     poolings: tuple[str, ...] = ("mean",)
     normalize: bool | None = None  # None: as the model's own embedding (see featx.engine.make_config)
-    long: dict[str, Any] = field(default_factory=dict)  # [extract] long / stride / long_pooling, as featx.extract
+    long: dict[str, Any] = field(default_factory=dict)  # [extract] long / stride / long_pooling / keep_windows
     heads: tuple[str, ...] = DEFAULT_HEADS
     mteb: dict[str, Any] | None = None
     tfidf: dict[str, Any] | None = None  # a [tfidf] table adds the TF-IDF + logistic regression baseline
@@ -87,7 +87,8 @@ def load_suite(path: str | Path, data_dir: str | Path | None = None) -> Suite:
             max_length=raw.get("extract", {}).get("max_length"),
             poolings=tuple(raw.get("extract", {}).get("poolings", ["mean"])),
             normalize=raw.get("extract", {}).get("normalize"),
-            long={k: v for k, v in raw.get("extract", {}).items() if k in ("long", "stride", "long_pooling")},
+            long={k: v for k, v in raw.get("extract", {}).items() if k in ("long", "stride", "long_pooling",
+                                                                                  "keep_windows")},
             heads=tuple(raw.get("heads", {}).get("specs", DEFAULT_HEADS)),
             mteb=raw.get("mteb"), tfidf=raw.get("tfidf"), hybrid=raw.get("hybrid"),
             blocks=raw.get("blocks"), finetune=dict(raw.get("finetune", {})),

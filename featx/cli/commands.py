@@ -62,6 +62,9 @@ def cli() -> None:
               help="chunk: tokens consecutive windows share [default: min(32, max-length/4)].")
 @click.option("--long-pooling", type=click.Choice(LONG_POOLINGS), default="mean", show_default=True,
               help="chunk: how a row's window vectors become one.")
+@click.option("--keep-windows", is_flag=True,
+              help="chunk: also keep every row's window vectors (float32), for a windows head that learns how "
+                   "much each window counts.")
 @click.option("--cache-layer", type=Constrained(Interval(int)), default=None,
               help="Also keep every row's token states at this hidden-state index (0 = embeddings; -2 = below the "
                    "last two blocks), for a blocks head that trains the blocks above it. Costs tokens x hidden x 2 "
@@ -92,7 +95,8 @@ def cli() -> None:
               help="Under torchrun: after every rank is done, rank 0 merges the shards into OUTPUT.")
 @QUIET_OPTION
 def extract(input: str, output: str, model: str | None, pooling: str | None, layers: str, max_length: int | None,
-            long: str, stride: int | None, long_pooling: str, cache_layer: int | None, cache_dtype: str | None,
+            long: str, stride: int | None, long_pooling: str, keep_windows: bool, cache_layer: int | None,
+            cache_dtype: str | None,
             normalize: bool | None, dtype: str, store_dtype: str, batch_tokens: int | None, skip_bad: bool,
             window_rows: int | None,
             compression: str | None, device: str, overwrite: bool, trust_remote_code: bool, shard_spec: str | None,
@@ -112,6 +116,7 @@ def extract(input: str, output: str, model: str | None, pooling: str | None, lay
       featx extract notes.txt -o notes.h5 --model ./my-bert --layers -4: --normalize
       featx extract cifar10-jpg.zip:train -o cifar-train.h5 --model efficientnet-lite0
       featx extract sst2:train -o sst2-train.h5 --cache-layer -2
+      featx extract imdb/train.jsonl.gz -o imdb-train.h5 --long chunk --keep-windows
     """
     from featx.launch import extract_as_launched
 
@@ -125,7 +130,7 @@ def extract(input: str, output: str, model: str | None, pooling: str | None, lay
         store_dtype=store_dtype, batch_tokens=batch_tokens, window_rows=window_rows, compression=compression,
         overwrite=overwrite, trust_remote_code=trust_remote_code, progress=False if quiet else None,
         cache_dir=cache_dir, long=long, stride=stride, long_pooling=long_pooling, skip_bad=skip_bad,
-        cache_layer=cache_layer, cache_dtype=cache_dtype or "float16")
+        cache_layer=cache_layer, cache_dtype=cache_dtype or "float16", keep_windows=keep_windows)
     if store is None:
         return
     with store:

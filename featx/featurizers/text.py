@@ -16,7 +16,7 @@ import torch
 
 from featx.backbones import Backbone
 from featx.batching import pad_batch
-from featx.config import STATES, ExtractConfig
+from featx.config import SEQUENCE_MASK, STATES, ExtractConfig
 from featx.errors import FeatxError
 from featx.hardware import compute_context, torch_dtype
 from featx.pooling import pool
@@ -100,9 +100,11 @@ class TextFeaturizer:
         self._all_states = config.layers != (-1,)
         self._chunks = config.long == "chunk"
         # --cache-layer: each row's token states at that layer, beside (or with `states_only`, instead
-        # of: the blocks above never run) the pooled vectors.
-        self.token_outputs: tuple[str, ...] = () if config.cache_layer is None else (STATES,)
-        if states_only and not self.token_outputs:
+        # of: the blocks above never run) the pooled vectors; --keep-windows: each row's window vectors.
+        self.token_outputs: tuple[str, ...] = () if config.sequences is None else (STATES,)
+        self._capture_states = config.sequences == "states"
+        self._keep_windows = config.sequences == "windows"
+        if states_only and not self._capture_states:
             raise FeatxError(f"{config.model}'s config keeps no token states: nothing to run states_only for")
         self._states_only = states_only
         self._state_layer = int(config.cache_layer or 0)
@@ -135,17 +137,21 @@ class TextFeaturizer:
             return collate_tokens(self.backbone.tokenizer, items)
         batch = collate_tokens(self.backbone.tokenizer, [w for item in items for w in item])
         batch["window_row"] = torch.tensor([row for row, item in enumerate(items) for _ in item], dtype=torch.int64)
+        if self._keep_windows:  # which entries of the (rows, windows, dim) window output are real
+            counts = torch.tensor([len(item) for item in items])
+            batch[SEQUENCE_MASK] = torch.arange(int(counts.max())).unsqueeze(0) < counts.unsqueeze(1)
         return batch
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         config = self.config
         window_row = batch.pop("window_row", None)
+        batch.pop(SEQUENCE_MASK, None)  # the runner's, not the model's
         mask = batch["attention_mask"]
         with torch.inference_mode(), compute_context(self.device, config.dtype, self._weights_dtype()):
             if self._states_only:  # the blocks above the cached layer never run
                 return {STATES: _stored_states(run_to_layer(self.backbone.model, self._state_layer, batch), config)}
             with contextlib.ExitStack() as stack:
-                seen = None if not self.token_outputs else \
+                seen = None if not self._capture_states else \
                     stack.enter_context(capture_states(self.backbone.model, self._state_layer))
                 output = self.backbone.model(**batch, output_hidden_states=self._all_states)
             if self._all_states:
@@ -161,6 +167,8 @@ class TextFeaturizer:
                       for name, values in per_window.items()}
             if config.normalize:
                 pooled = {name: torch.nn.functional.normalize(v, dim=-1) for name, v in pooled.items()}
+            if self._keep_windows:  # the first pooling of each window, before the windows are pooled
+                pooled[STATES] = _windows_by_row(per_window[config.poolings[0]].float(), window_row, rows)
             return pooled
 
     def cast_weights(self) -> None:
@@ -185,6 +193,16 @@ def _stored_states(states: torch.Tensor, config: ExtractConfig) -> torch.Tensor:
         raise FeatxError(f"the token states at layer {config.cache_layer} of {config.model} are not finite in "
                          f"{config.cache_dtype}{wide}")
     return stored
+
+
+def _windows_by_row(values: torch.Tensor, window_row: torch.Tensor, rows: int) -> torch.Tensor:
+    """(rows, most windows, dim), zero-padded: each row's window vectors (consecutive in `values`)."""
+    window_row = window_row.to(values.device)
+    counts = torch.bincount(window_row, minlength=rows)
+    position = torch.arange(len(window_row), device=values.device) - (torch.cumsum(counts, 0) - counts)[window_row]
+    out = values.new_zeros((rows, int(counts.max()), values.shape[1]))
+    out[window_row, position] = values
+    return out
 
 
 def _pool_windows(values: torch.Tensor, window_row: torch.Tensor, rows: int, how: str) -> torch.Tensor:

@@ -11,6 +11,7 @@ from featx.heads.logreg import LogRegHead
 from featx.heads.mlp import MLPHead
 from featx.heads.ridge import RidgeHead
 from featx.heads.trained import TrainedHead, parse_head_spec
+from featx.heads.windows import WindowsHead
 
 __all__ = ["DEFAULT_HEADS", "HEAD_KINDS", "BlocksHead", "Head", "HybridHead", "KNNHead", "LogRegHead", "MLPHead", "RidgeHead",
-           "TextVectors", "TrainedHead", "make_head", "parse_head_spec"]
+           "TextVectors", "TrainedHead", "WindowsHead", "make_head", "parse_head_spec"]

@@ -25,13 +25,22 @@ from featx.errors import FeatxError, ParameterError
 
 HEAD_KINDS: dict[str, type[Head]] = {}
 DEFAULT_HEADS = ("logreg", "mlp")
+# What a head may read instead of vectors: a store's per-row sequences (featx.store.states),
+# token states (--cache-layer) or window vectors (--keep-windows).
+SEQUENCE_READS = ("states", "windows")
+
+
+def sequence_read(reads: tuple[str, ...]) -> str | None:
+    """Which per-row sequences a head reading `reads` trains on ("states", "windows"), else None."""
+    return next((read for read in reads if read in SEQUENCE_READS), None)
 
 
 class Head(ClassifierMixin, BaseEstimator):
     """Base of every head kind; see the module docstring for the protocol."""
 
     kind: ClassVar[str] = ""
-    # What the head reads of each row: its cached vector, and for some kinds its text too.
+    # What the head reads of each row: its cached vector, for some kinds its text too, or the
+    # store's per-row sequences instead (SEQUENCE_READS).
     reads: ClassVar[tuple[str, ...]] = ("vectors",)
     # What each hyper-parameter may be (featx.constraints), checked by make_head and by fit.
     parameter_constraints: ClassVar[dict[str, Constraint]] = {}

@@ -1,5 +1,6 @@
 """What each head kind reads of a store's rows (`Head.reads`): its vectors, the texts beside
-them (hybrid), or its token states (blocks); checked before anything trains."""
+them (hybrid), its token states (blocks) or its window vectors (windows); checked before
+anything trains."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -8,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from featx.errors import FeatxError
-from featx.heads.base import HEAD_KINDS
+from featx.heads.base import HEAD_KINDS, sequence_read
 from featx.heads.hybrid import TextVectors, check_texts_match
 from featx.store import FeatureStore
 from featx.store.states import TokenStates
@@ -36,25 +37,35 @@ def checked_texts(kinds: Sequence[str], texts: Mapping[str, Sequence[str] | None
 
 
 def checked_states(kinds: Sequence[str], stores: Mapping[str, FeatureStore | None],
-                    load: bool = True) -> dict[str, TokenStates]:
-    """The token states of the train and val stores (in memory; none without `load`), when a
-    kind reads them; every given store (test too) must keep them."""
-    if not any("states" in HEAD_KINDS[kind].reads for kind in kinds):
+                   load: bool = True) -> dict[str, TokenStates]:
+    """The token states or window vectors of the train and val stores (in memory; none without
+    `load`), when a kind reads them; every given store (test too) must keep them."""
+    reads = {read for kind in kinds if (read := sequence_read(HEAD_KINDS[kind].reads))}
+    if not reads:
         return {}
+    if len(reads) > 1:
+        raise FeatxError("blocks heads train on token states and windows heads on window vectors, which no store "
+                         "keeps both of: train them on their own stores, one command each")
+    read = reads.pop()
     for role, store in stores.items():
-        if store is not None and not store.has_states:
-            raise FeatxError(f"the blocks head trains on token states, and the {role} store {store.path} keeps "
-                             "none: extract it with --cache-layer L (featx extract ... --cache-layer -2)")
+        if store is not None and store.config.sequences != read:
+            raise FeatxError(_NEEDS[read].format(role=role, path=store.path))
     return {role: store.token_states() for role, store in stores.items()
             if load and store is not None and role != "test"}
+
+
+_NEEDS = {"states": "the blocks head trains on token states, and the {role} store {path} keeps none: extract it "
+                    "with --cache-layer L (featx extract ... --cache-layer -2)",
+          "windows": "the windows head trains on window vectors, and the {role} store {path} keeps none: extract "
+                     "it with --long chunk --keep-windows"}
 
 
 def head_input(kind: str, X: np.ndarray, texts: Sequence[str] | None,
                 states: TokenStates | None = None) -> Any:
     """What a head of `kind` reads: the vectors, TextVectors of `texts` and the vectors, or
-    the token states."""
+    the token states or window vectors."""
     reads = HEAD_KINDS[kind].reads
-    if "states" in reads:
+    if sequence_read(reads):
         return states
     if "texts" not in reads or texts is None:
         return X

@@ -20,7 +20,7 @@ from safetensors.numpy import load as load_safetensors
 from featx._version import __version__
 from featx.atomic import atomic_folder, save_tensors
 from featx.errors import DamagedError, FeatxError
-from featx.heads.base import Head, make_head
+from featx.heads.base import Head, make_head, sequence_read
 from featx.heads.hybrid import TextVectors, check_texts_match
 from featx.metrics import classification_metrics, labels_as
 from featx.store import FeatureStore
@@ -86,7 +86,7 @@ class TrainedHead:
     def _inputs(self, store: FeatureStore, texts: Sequence[str] | None) -> Iterator[Any]:
         """The head's input for every row of `store` holding a vector, in blocks: the vectors, or for a
         kind that reads texts too, TextVectors of `texts` (checked to be the store's rows) and vectors."""
-        if "states" in self.estimator.reads:
+        if sequence_read(self.estimator.reads):
             self._features(store)  # the same fingerprint
             for start in range(0, len(store), _STATE_ROWS):
                 yield store.token_states(start, start + _STATE_ROWS)

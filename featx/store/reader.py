@@ -33,7 +33,7 @@ import numpy as np
 from featx.config import ExtractConfig
 from featx.errors import DamagedError, FeatxError
 from featx.store.h5 import FORMAT, FORMAT_VERSION, open_h5
-from featx.store.states import TokenStates, check_states_layout, describe_states, read_states
+from featx.store.states import KEPT, TokenStates, check_states_layout, describe_states, read_states
 
 
 class FeatureStore:
@@ -150,10 +150,16 @@ class FeatureStore:
     @property
     def has_states(self) -> bool:
         """Whether the store keeps token states (extracted with --cache-layer)."""
-        return self.config.cache_layer is not None
+        return self.config.sequences == "states"
+
+    @property
+    def has_windows(self) -> bool:
+        """Whether the store keeps window vectors (extracted with --long chunk --keep-windows)."""
+        return self.config.sequences == "windows"
 
     def token_states(self, start: int = 0, stop: int | None = None) -> TokenStates:
-        """Committed rows [start, stop) of the token states, in memory (featx.store.states)."""
+        """Committed rows [start, stop) of the token states or window vectors, in memory
+        (featx.store.states)."""
         stop = self.n_done if stop is None else min(stop, self.n_done)
         return read_states(self._file, self.path, self.config, start, stop)
 
@@ -227,7 +233,7 @@ def format_info(details: dict[str, Any]) -> str:
           [("images", f"preprocess {config.get('preprocess')}"
                       + (f"  ({details['skipped_rows']:,} unreadable, skipped)" if details.get("skipped_rows") else
                          ""))]),
-        *([("token states", _states_note(details["states"]))] if details.get("states") else []),
+        *([(KEPT[details["states"]["kind"]], _states_note(details["states"]))] if details.get("states") else []),
         ("compute dtype", details["dtype"]),
         ("labels", ", ".join(f"{k} {v:,}" for k, v in details["label_counts"].items())
          if details["label_counts"] else "none"),
@@ -243,7 +249,8 @@ def format_info(details: dict[str, Any]) -> str:
 
 
 def _states_note(states: dict[str, Any]) -> str:
-    return (f"layer {states['layer']}, {states['tokens']:,} tokens ({states['tokens_per_row']:g} per row) x "
+    where, what = (f"layer {states['layer']}, ", "tokens") if states["kind"] == "states" else ("", "windows")
+    return (f"{where}{states['tokens']:,} {what} ({states['tokens_per_row']:g} per row) x "
             f"{states['hidden']} {states['dtype']}: {states['bytes'] / 1e9:.2f} GB")
 
 
@@ -274,7 +281,8 @@ def summary_line(details: dict[str, Any]) -> str:
         rate += f", {details['skipped_rows']:,} unreadable rows skipped (NaN vectors, left out by heads)"
     states = details.get("states")
     if states:
-        rate += f", token states of layer {states['layer']} kept ({states['bytes'] / 1e9:.2f} GB)"
+        kept = f"token states of layer {states['layer']}" if states["kind"] == "states" else "window vectors"
+        rate += f", {kept} kept ({states['bytes'] / 1e9:.2f} GB)"
     return (f"{details['path']}: {details['rows']:,} rows x {details['dim']} ({', '.join(details['poolings'])}), "
             f"dtype {details['dtype']}{rate}")
 

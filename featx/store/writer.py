@@ -55,7 +55,7 @@ class StorePlan:
     row_offset: int = 0
     n_rows: int | None = None
     shard: tuple[int, int] | None = None
-    state_dim: int | None = None  # the width of the token states (config.cache_layer), else None
+    state_dim: int | None = None  # the width of the token states or window vectors (config.sequences)
 
     @property
     def rows(self) -> int:
@@ -336,12 +336,12 @@ def _lay_out(file: h5py.File, plan: StorePlan) -> None:
     file.create_dataset("truncated", shape=(n_rows,), dtype=np.uint8, chunks=(chunk,))
     if config.modality == "image":
         file.create_dataset("skipped", shape=(n_rows,), dtype=np.uint8, chunks=(chunk,))
-    if config.cache_layer is not None:
-        # Token states: one flat (tokens, hidden) dataset grown window by window; row i's tokens are
-        # states[state_starts[i]:state_starts[i] + state_lengths[i]].
+    if config.sequences is not None:
+        # Token states or window vectors: one flat (entries, hidden) dataset grown window by window;
+        # row i's are states[state_starts[i]:state_starts[i] + state_lengths[i]].
         width = int(plan.state_dim or 0)
-        token_chunk = max(1, _CHUNK_BYTES // (width * np.dtype(config.cache_dtype).itemsize))
-        file.create_dataset("states", shape=(0, width), maxshape=(None, width), dtype=config.cache_dtype,
+        token_chunk = max(1, _CHUNK_BYTES // (width * np.dtype(config.sequence_dtype).itemsize))
+        file.create_dataset("states", shape=(0, width), maxshape=(None, width), dtype=config.sequence_dtype,
                             chunks=(token_chunk, width))
         file.create_dataset("state_starts", shape=(n_rows,), dtype=np.int64, chunks=(chunk,))
         file.create_dataset("state_lengths", shape=(n_rows,), dtype=np.int64, chunks=(chunk,))
