@@ -26,6 +26,7 @@ import torch
 from bench_extract import min_cosine  # this folder is on sys.path when run as a script
 
 import featx
+import featx.hardware as hardware
 import featx.runners as runners
 from featx.featurizers import TextFeaturizer, tokenize
 from featx.hardware import describe_hardware
@@ -35,12 +36,12 @@ HERE = Path(__file__).resolve().parent
 
 @contextlib.contextmanager
 def workers(n: int):
-    saved = runners.MAX_CPU_WORKERS
-    runners.MAX_CPU_WORKERS = n
+    saved = hardware.MAX_CPU_WORKERS
+    hardware.MAX_CPU_WORKERS = n
     try:
         yield
     finally:
-        runners.MAX_CPU_WORKERS = saved
+        hardware.MAX_CPU_WORKERS = saved
 
 
 def load_texts(workload: str, data: Path) -> list[str]:

@@ -18,6 +18,7 @@ STORE_DTYPES = ("float32", "float16")
 LONG_MODES = ("truncate", "chunk")
 LONG_POOLINGS = ("mean", "max")
 STATE_DTYPES = ("float16", "float32")  # token states cached for a blocks head (--cache-layer)
+BACKENDS = ("torch", "openvino")  # what runs the model; torch is the default, recorded as unset
 STATES = "states"  # their name: a featurizer's per-row sequence output, the store's dataset
 # A featurizer's batch may carry this mask of a sequence output's real entries, when they are
 # not the attention mask's (window vectors: rows x windows); runners read it, models never see it.
@@ -65,6 +66,9 @@ class ExtractConfig:
     # window, float32, before the windows are pooled) for heads that weigh the windows
     # (featx.heads.windows); None: not kept. Never False: unset is the one spelling of "no".
     keep_windows: bool | None = None
+    # Text: what ran the model, when not torch: "openvino" (featx[openvino]; the model converted
+    # in-process, run in `dtype`'s precision). None: torch.
+    backend: str | None = None
 
     @property
     def sequences(self) -> str | None:
@@ -108,6 +112,12 @@ class ExtractConfig:
         if self.keep_windows is not None and (self.keep_windows is not True or self.long != "chunk"):
             raise ParameterError("keep_windows", "keeps the window vectors of --long chunk: it is set (true) with "
                                                  "--long chunk only")
+        if self.backend is not None:
+            if self.backend not in BACKENDS[1:]:
+                raise ParameterError("backend", f"{self.backend!r} is unknown or the default (recorded as unset): "
+                                                f"choose from {', '.join(BACKENDS[1:])}")
+            if self.modality != "text" or self.cache_layer is not None or self.dtype not in ("fp32", "bf16"):
+                raise ParameterError("backend", "openvino runs text models in fp32 or bf16, without --cache-layer")
         if self.modality == "image":
             if self.preprocess is None:
                 raise ParameterError("preprocess", "is missing: an image config records its preprocessing")

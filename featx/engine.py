@@ -9,6 +9,7 @@ the runner's (featx.featurizers, featx.runners).
 """
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import numbers
 import time
@@ -24,6 +25,7 @@ from featx.backbones.vision import ImageBackbone, load_image_backbone
 from featx.background import BackgroundWorker, prefetch
 from featx.cache import EmbeddingCache
 from featx.config import (
+    BACKENDS,
     DEFAULT_IMAGE_MODEL,
     LONG_MODES,
     LONG_POOLINGS,
@@ -68,7 +70,8 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
             trust_remote_code: bool = False, progress: bool | None = None,
             shard: tuple[int, int] | None = None, cache_dir: str | Path | None = None, long: str = "truncate",
             stride: int | None = None, long_pooling: str = "mean", skip_bad: bool = False,
-            cache_layer: int | None = None, cache_dtype: str = "float16", keep_windows: bool = False) -> FeatureStore:
+            cache_layer: int | None = None, cache_dtype: str = "float16", keep_windows: bool = False,
+            backend: str = "torch") -> FeatureStore:
     """Embed every row of `input` with a frozen backbone into the store at `output`.
 
     Reruns are cheap and safe: a complete store with the same fingerprint and input is
@@ -83,6 +86,8 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
     for a blocks head (featx.heads.blocks) to train the blocks above L on; texts only.
     `keep_windows=True` (with long="chunk") keeps each row's window vectors too, for a windows
     head (featx.heads.windows).
+    `backend="openvino"` runs a text model with OpenVINO on the CPU (featx[openvino]; see
+    featx.backbones.openvino), `"auto"` where it is installed and applies, else torch.
     `progress=None` shows a bar only on a terminal.
 
     Images (a folder, a .zip, ``X.zip:FOLDER``, an ImageTableSource or ArraySource): `model`
@@ -106,7 +111,8 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
     if getattr(source, "modality", "text") == "image":
         for name, value in (("max_length", max_length), ("stride", stride), ("text_column", text_column),
                             ("long", None if long == "truncate" else long), ("cache_layer", cache_layer),
-                            ("keep_windows", keep_windows or None)):
+                            ("keep_windows", keep_windows or None),
+                            ("backend", None if backend in ("torch", "auto") else backend)):
             if value is not None:
                 raise ParameterError(name, f"applies to texts; {source.name} is read as images")
         if isinstance(model, Backbone):
@@ -123,7 +129,8 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
             model or DEFAULT_MODEL, device=device, trust_remote_code=trust_remote_code)
         config = make_config(backbone, pooling=pooling, layers=layers, max_length=max_length, normalize=normalize,
                              dtype=dtype, store_dtype=store_dtype, long=long, stride=stride, long_pooling=long_pooling,
-                             cache_layer=cache_layer, cache_dtype=cache_dtype, keep_windows=keep_windows)
+                             cache_layer=cache_layer, cache_dtype=cache_dtype, keep_windows=keep_windows,
+                             backend=backend)
         featurizer, default_window = TextFeaturizer(backbone, config), DEFAULT_WINDOW_ROWS
         if config.sequences is not None:
             state_dim = backbone.hidden_size if config.sequences == "states" else featurizer.dim
@@ -181,7 +188,7 @@ def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = Non
                 layers: str | Sequence[int] = "-1", max_length: int | None = None, normalize: bool | None = None,
                 dtype: str = "auto", store_dtype: str = "float32", long: str = "truncate",
                 stride: int | None = None, long_pooling: str = "mean", cache_layer: int | None = None,
-                cache_dtype: str = "float16", keep_windows: bool = False) -> ExtractConfig:
+                cache_dtype: str = "float16", keep_windows: bool = False, backend: str = "torch") -> ExtractConfig:
     """The ExtractConfig for `backbone` with `auto` and defaults resolved to concrete values.
 
     `pooling=None` and `normalize=None` mean the model's own sentence embedding where its
@@ -192,6 +199,8 @@ def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = Non
     `cache_layer=L` also keeps each row's token states at hidden-state index L (negative counts
     from the top: -2 is below the last two blocks) in `cache_dtype`, for a blocks head.
     `keep_windows=True` (long="chunk" only) also keeps each row's window vectors, for a windows head.
+    `backend`: torch, openvino (on the CPU, in fp32 or bf16), or auto (openvino where it is
+    installed and applies, else torch).
     """
     if pooling is None:
         pooling = (backbone.declared_pooling or "mean",)
@@ -233,9 +242,11 @@ def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = Non
     if cache_layer is not None:
         states = {"cache_layer": state_layer(backbone, cache_layer, long),
                   "cache_dtype": Options(STATE_DTYPES).check("cache_dtype", cache_dtype)}
+    compute = resolve_dtype(dtype, backbone.device)
     return ExtractConfig(
         **chunking,
         **states,
+        backend=chosen_backend(backend, backbone, compute, cache_layer),
         model=backbone.name,
         weights_sha256=backbone.weights_sha256,
         tokenizer_sha256=backbone.tokenizer_sha256,
@@ -243,9 +254,26 @@ def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = Non
         poolings=poolings,
         layers=layer_indices,
         normalize=bool(normalize),
-        dtype=resolve_dtype(dtype, backbone.device),
+        dtype=compute,
         store_dtype=store_dtype,
     )
+
+
+def chosen_backend(backend: str, backbone: Backbone, dtype: str, cache_layer: int | None) -> str | None:
+    """The config's `backend` field: None for torch, "openvino" when asked for (checked here, so
+    a misfit is one line before anything loads) or when `auto` finds it installed and fitting."""
+    Options((*BACKENDS, "auto")).check("backend", backend)
+    fits = backbone.device.type == "cpu" and dtype in ("fp32", "bf16") and cache_layer is None
+    if backend == "auto":
+        return "openvino" if fits and importlib.util.find_spec("openvino") is not None else None
+    if backend == "torch":
+        return None
+    if not fits:
+        raise ParameterError("backend", "openvino runs on the CPU, in fp32 or bf16, without --cache-layer")
+    from featx.backbones.openvino import require_openvino
+
+    require_openvino()
+    return "openvino"
 
 
 def state_layer(backbone: Backbone, layer: int, long: str = "truncate") -> int:

@@ -26,23 +26,7 @@ import torch
 from featx.batching import plan_batches
 from featx.config import SEQUENCE_MASK
 from featx.featurizers import Featurizer
-
-# On a CPU, batches run on up to this many worker threads at once (see cpu_workers).
-MAX_CPU_WORKERS = 4
-
-
-def cpu_workers(threads: int | None = None) -> tuple[int, int]:
-    """(workers, threads each) for CPU inference over `threads` cores (torch's count by default).
-
-    Several batches at once, each on few threads, beat one batch on every thread: the
-    small matmuls, GELU, LayerNorm and attention of a small encoder do not split well
-    across cores (measured on 2 cores, two workers against one: +21 % rows/s on SST-2
-    phrases, +6 % on IMDB reviews; benchmarks/README.md). Beyond MAX_CPU_WORKERS the
-    workers get several threads each: untested on big machines, a bound on GIL traffic.
-    """
-    threads = threads or torch.get_num_threads()
-    workers = max(1, min(threads, MAX_CPU_WORKERS))
-    return workers, max(1, threads // workers)
+from featx.hardware import cpu_workers
 
 
 class Runner(Protocol):

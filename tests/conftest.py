@@ -124,6 +124,26 @@ def tiny_extract_command(path: Path, out: Path, model_dir: Path, pooling: str) -
     return command, {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
+def kill_part_way(command: list[str], env: dict, out: Path,
+                  delays: tuple[float, ...] = (0.9, 0.5, 0.7, 0.3, 0.6, 0.4)) -> int:
+    """Start `command` once per delay and SIGKILL it that long after `out` appears; the kills that landed."""
+    import signal
+    import subprocess
+    import time
+
+    kills = 0
+    for delay in delays:
+        process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
+        while not out.exists() and process.poll() is None:
+            time.sleep(0.01)
+        time.sleep(delay)
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait()
+    return kills
+
+
 def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     """The smallest cosine between matching rows of a and b."""
     a = a / np.linalg.norm(a, axis=1, keepdims=True)

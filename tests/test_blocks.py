@@ -1,9 +1,7 @@
 """Token states cached at one layer (--cache-layer) and the blocks head trained on them."""
 import json
-import signal
 import subprocess
 import sys
-import time
 
 import h5py
 import numpy as np
@@ -20,7 +18,7 @@ from featx.store import format_info, summary_line
 from featx.store.states import TokenStates
 from featx.top_blocks import TopBlocks
 from featx.train import HeadSpec
-from tests.conftest import write_lines
+from tests.conftest import kill_part_way, write_lines
 
 WORDS = {"pos": ["great", "lovely", "superb", "fine"], "neg": ["awful", "dull", "bad", "boring"],
          "mid": ["average", "okay", "plain", "so-so"]}
@@ -163,16 +161,7 @@ def test_a_killed_sequences_extraction_resumes_bit_identically(tmp_path, tiny_be
     env = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin",
            **{k: v for k, v in __import__("os").environ.items() if k.startswith(("FEATX", "PYTHON", "HOME"))}}
     out = tmp_path / "killed.h5"
-    kills = 0
-    for delay in (0.9, 0.5, 0.7, 0.3, 0.6, 0.4):
-        process = subprocess.Popen([*base, "-o", str(out)], env=env, stderr=subprocess.PIPE)
-        while not out.exists() and process.poll() is None:
-            time.sleep(0.01)
-        time.sleep(delay)
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            kills += 1
-        process.wait()
+    kills = kill_part_way([*base, "-o", str(out)], env, out)
     assert kills >= 4, "the kills must land part-way for this test to mean anything"
     subprocess.run([*base, "-o", str(out)], env=env, check=True)
     subprocess.run([*base, "-o", str(tmp_path / "whole.h5")], env=env, check=True)

@@ -71,6 +71,9 @@ def cli() -> None:
                    "bytes: about 0.7 GB for SST-2's 67,349 phrases with MiniLM.")
 @click.option("--cache-dtype", type=click.Choice(STATE_DTYPES), default=None,
               help="--cache-layer: how the token states are stored [default: float16].")
+@click.option("--backend", type=click.Choice(["torch", "openvino", "auto"]), default="torch", show_default=True,
+              help="What runs a text model: torch, or openvino on the CPU (pip install 'featx[openvino]'); auto: "
+                   "openvino where it is installed and applies.")
 @click.option("--normalize/--no-normalize", default=None,
               help="L2-normalise every stored vector [default: as the model does; yes for MiniLM].")
 @DTYPE_OPTION
@@ -96,7 +99,7 @@ def cli() -> None:
 @QUIET_OPTION
 def extract(input: str, output: str, model: str | None, pooling: str | None, layers: str, max_length: int | None,
             long: str, stride: int | None, long_pooling: str, keep_windows: bool, cache_layer: int | None,
-            cache_dtype: str | None,
+            cache_dtype: str | None, backend: str,
             normalize: bool | None, dtype: str, store_dtype: str, batch_tokens: int | None, skip_bad: bool,
             window_rows: int | None,
             compression: str | None, device: str, overwrite: bool, trust_remote_code: bool, shard_spec: str | None,
@@ -130,7 +133,8 @@ def extract(input: str, output: str, model: str | None, pooling: str | None, lay
         store_dtype=store_dtype, batch_tokens=batch_tokens, window_rows=window_rows, compression=compression,
         overwrite=overwrite, trust_remote_code=trust_remote_code, progress=False if quiet else None,
         cache_dir=cache_dir, long=long, stride=stride, long_pooling=long_pooling, skip_bad=skip_bad,
-        cache_layer=cache_layer, cache_dtype=cache_dtype or "float16", keep_windows=keep_windows)
+        cache_layer=cache_layer, cache_dtype=cache_dtype or "float16", keep_windows=keep_windows,
+        backend=backend)
     if store is None:
         return
     with store:

@@ -110,6 +110,8 @@ class TextFeaturizer:
         self._state_layer = int(config.cache_layer or 0)
         if states_only:
             self.poolings = ()
+        # --backend openvino: OpenVINO computes the hidden states; batching, pooling and storing are unchanged.
+        self._encoder = None if config.backend is None else _openvino_encoder(backbone, config)
 
     def identity(self) -> ExtractConfig:
         return self.config
@@ -150,14 +152,16 @@ class TextFeaturizer:
         with torch.inference_mode(), compute_context(self.device, config.dtype, self._weights_dtype()):
             if self._states_only:  # the blocks above the cached layer never run
                 return {STATES: _stored_states(run_to_layer(self.backbone.model, self._state_layer, batch), config)}
-            with contextlib.ExitStack() as stack:
-                seen = None if not self._capture_states else \
-                    stack.enter_context(capture_states(self.backbone.model, self._state_layer))
-                output = self.backbone.model(**batch, output_hidden_states=self._all_states)
-            if self._all_states:
-                hidden = torch.cat([output.hidden_states[i] for i in config.layers], dim=-1)
+            seen = None
+            if self._encoder is not None:
+                hidden = self._encoder(batch["input_ids"], mask)
             else:
-                hidden = output.last_hidden_state
+                with contextlib.ExitStack() as stack:
+                    seen = None if not self._capture_states else \
+                        stack.enter_context(capture_states(self.backbone.model, self._state_layer))
+                    output = self.backbone.model(**batch, output_hidden_states=self._all_states)
+                hidden = torch.cat([output.hidden_states[i] for i in config.layers], dim=-1) if self._all_states \
+                    else output.last_hidden_state
             if window_row is None:
                 pooled = pool(hidden, mask, config.poolings, config.normalize)
                 return pooled if seen is None else {**pooled, STATES: _stored_states(seen[0], config)}
@@ -172,6 +176,8 @@ class TextFeaturizer:
             return pooled
 
     def cast_weights(self) -> None:
+        if self._encoder is not None:  # OpenVINO runs in the config's precision already
+            return
         wanted = torch_dtype(self.config.dtype)
         current = self._weights_dtype()
         if current == wanted:
@@ -193,6 +199,16 @@ def _stored_states(states: torch.Tensor, config: ExtractConfig) -> torch.Tensor:
         raise FeatxError(f"the token states at layer {config.cache_layer} of {config.model} are not finite in "
                          f"{config.cache_dtype}{wide}")
     return stored
+
+
+def _openvino_encoder(backbone: Backbone, config: ExtractConfig) -> Any:
+    from featx.backbones.openvino import OpenVinoEncoder
+    from featx.hardware import cpu_workers
+
+    if backbone.device.type != "cpu":
+        raise FeatxError(f"--backend openvino runs on the CPU; {backbone.name} is loaded on {backbone.device}: "
+                         "use --device cpu")
+    return OpenVinoEncoder(backbone, config.layers, config.dtype, workers=cpu_workers()[0])
 
 
 def _windows_by_row(values: torch.Tensor, window_row: torch.Tensor, rows: int) -> torch.Tensor:

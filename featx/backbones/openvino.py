@@ -1,0 +1,126 @@
+"""A text backbone run by OpenVINO instead of torch (``featx extract --backend openvino``; the
+``featx[openvino]`` extra).
+
+The loaded torch module is converted in-process (``openvino.convert_model`` traces it on a
+small example; the inputs keep dynamic batch and length), so every model featx loads with
+transformers can run this way without an export step. The converted model holds fp32
+weights; the precision it runs in is a compile-time setting taken from the config's dtype:
+fp32 compiles with ``INFERENCE_PRECISION_HINT=f32`` (OpenVINO's CPU plugin would otherwise
+pick bf16 on a CPU that has it), bf16 with ``bf16``.
+
+The conversion takes a few seconds, so its result is kept in featx's own cache folder
+(``$FEATX_CACHE/openvino/<key>/``, never beside the user's output), keyed by the weights'
+and tokenizer's sha256, the hidden states asked for and the OpenVINO version; it is written
+under a temporary name and renamed, so a kill leaves no half model that a later run reads.
+
+The encoder is called like the torch model's forward for what the text featurizer needs:
+`(input_ids, attention_mask)` -> the hidden states of `layers`, concatenated, as a torch
+tensor. The runners' worker threads call it at once; each thread has its own infer request,
+and the compiled model has one stream per worker.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from featx.backbones.hashing import cache_folder
+from featx.errors import FeatxError
+
+_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+_TYPE_NAMES = {"f32": "float32", "bf16": "bfloat16"}  # how OpenVINO's Type prints each
+_FORMAT = "1"  # bump when what the cached model holds changes
+
+
+def require_openvino() -> Any:
+    """The openvino module, or one clear line saying how to install it."""
+    try:
+        import openvino
+    except ImportError:
+        raise FeatxError("--backend openvino needs OpenVINO: pip install 'featx[openvino]'") from None
+    return openvino
+
+
+class _HiddenStates(torch.nn.Module):
+    """What is converted: the model's hidden states at `layers` (-1: the last), concatenated."""
+
+    def __init__(self, model: torch.nn.Module, layers: tuple[int, ...]) -> None:
+        super().__init__()
+        self.model, self.layers = model, layers
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.layers == (-1,):
+            last: torch.Tensor = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            return last
+        states = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True).hidden_states
+        return torch.cat([states[i] for i in self.layers], dim=-1)
+
+
+class OpenVinoEncoder:
+    """A backbone's hidden states computed by OpenVINO on the CPU (see the module docstring)."""
+
+    def __init__(self, backbone: Any, layers: tuple[int, ...], dtype: str, workers: int = 1) -> None:
+        ov = require_openvino()
+        if dtype not in _PRECISION:
+            raise FeatxError(f"--backend openvino runs in fp32 or bf16, not {dtype}")
+        self.precision = _PRECISION[dtype]
+        model = _converted(ov, backbone, layers)
+        config = {"INFERENCE_PRECISION_HINT": self.precision, "NUM_STREAMS": str(workers),
+                  "INFERENCE_NUM_THREADS": str(torch.get_num_threads())}
+        self._compiled = ov.Core().compile_model(model, "CPU", config)
+        ran = str(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
+        if _TYPE_NAMES[self.precision] not in ran:  # e.g. bf16 on a CPU without it
+            raise FeatxError(f"OpenVINO compiled the model in {ran}, not the {dtype} asked for: use --dtype fp32")
+        self._local = threading.local()
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self._compiled.create_infer_request()
+        request.infer({"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()})
+        return torch.from_numpy(np.array(request.get_output_tensor(0).data, dtype=np.float32))
+
+
+def _converted(ov: Any, backbone: Any, layers: tuple[int, ...]) -> Any:
+    """The OpenVINO model of `backbone` at `layers`: from featx's cache, else converted and cached."""
+    key = "-".join([backbone.weights_sha256[:16], backbone.tokenizer_sha256[:16],
+                    "_".join(str(i) for i in layers).replace("-", "m"), ov.__version__.split("-")[0], _FORMAT])
+    folder = cache_folder() / "openvino" / key
+    if (folder / "model.xml").exists():
+        try:
+            return ov.Core().read_model(folder / "model.xml")
+        except RuntimeError:
+            shutil.rmtree(folder, ignore_errors=True)  # a damaged entry: convert again
+    example = {"input_ids": torch.ones((2, 8), dtype=torch.int64),
+               "attention_mask": torch.ones((2, 8), dtype=torch.int64)}
+    # Tracing warns about transformers' Python-level checks on shapes (padding, causality); for an
+    # encoder they hold for every shape, and the tests compare the result with torch's at many.
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=torch.jit._trace.TracerWarning)
+        warnings.simplefilter("ignore", category=FutureWarning)
+        model = ov.convert_model(_HiddenStates(backbone.model, layers).eval(), example_input=example)
+    _save(ov, model, folder)
+    return model
+
+
+def _save(ov: Any, model: Any, folder: Path) -> None:
+    """Write the model (fp32 weights: no fp16 compression) whole or not at all. The cache is an
+    optimisation: a read-only or full disk, or another process saving the same model first,
+    costs a conversion next time, nothing else."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+    except OSError:
+        return
+    try:
+        ov.save_model(model, scratch / "model.xml", compress_to_fp16=False)
+        os.replace(scratch, folder)
+    except (OSError, RuntimeError):
+        shutil.rmtree(scratch, ignore_errors=True)

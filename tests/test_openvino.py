@@ -1,0 +1,91 @@
+"""The OpenVINO backend (featx[openvino]): the torch runner's vectors, its own fingerprint, a cache
+folder of its own, and one line without the extra."""
+import json
+import sys
+
+import numpy as np
+import pytest
+
+import featx
+from tests.conftest import min_cosine, write_lines
+
+TEXTS = ["a fine film", "dull", "an utterly charming , funny and moving picture that earns every minute", "",
+         "the plot , such as it is , never quite comes together , and the cast looks bored throughout ."] * 7
+
+
+@pytest.fixture
+def texts_file(tmp_path):
+    return write_lines(tmp_path / "in.txt", [f"{t} {i}" for i, t in enumerate(TEXTS)])
+
+
+@pytest.mark.parametrize("options", [{}, {"layers": "-2,-1", "pooling": "mean,cls"},
+                                     {"long": "chunk", "max_length": 8, "stride": 2}],
+                         ids=["last-layer", "two-layers", "chunked"])
+def test_openvino_fp32_vectors_equal_the_torch_runners(tmp_path, texts_file, tiny_bert_dir, options):
+    pytest.importorskip("openvino", reason="featx[openvino] is not installed")
+    stores = {backend: featx.extract(texts_file, tmp_path / f"{backend}.h5", model=str(tiny_bert_dir), dtype="fp32",
+                                     backend=backend, progress=False, **options) for backend in ("torch", "openvino")}
+    assert stores["openvino"].config.backend == "openvino" and stores["torch"].config.backend is None
+    for pooling in stores["torch"].poolings:
+        ours, theirs = stores["openvino"].load(pooling)[0], stores["torch"].load(pooling)[0]
+        assert ours.shape == theirs.shape and min_cosine(ours, theirs) >= 0.99999, pooling
+        assert np.allclose(ours, theirs, atol=1e-4), pooling
+
+
+def test_the_backend_enters_the_fingerprint_and_the_model_is_cached_only_in_featx_cache(tmp_path, texts_file,
+                                                                                        tiny_bert_dir):
+    pytest.importorskip("openvino", reason="featx[openvino] is not installed")
+    import os
+    from pathlib import Path
+
+    out = tmp_path / "out"
+    out.mkdir()
+    torch_store = featx.extract(texts_file, out / "torch.h5", model=str(tiny_bert_dir), dtype="fp32", progress=False)
+    ov_store = featx.extract(texts_file, out / "ov.h5", model=str(tiny_bert_dir), dtype="fp32", backend="openvino",
+                             progress=False)
+    assert "backend" not in torch_store.config.to_json()  # the None rule: torch stores keep their fingerprint
+    assert json.loads(ov_store.config.to_json())["backend"] == "openvino"
+    assert ov_store.fingerprint != torch_store.fingerprint
+    assert sorted(p.name for p in out.iterdir() if not p.name.endswith(".lock")) == ["ov.h5", "torch.h5"]
+    cached = list((Path(os.environ["FEATX_CACHE"]) / "openvino").iterdir())
+    assert cached and all((entry / "model.xml").exists() and (entry / "model.bin").exists() for entry in cached)
+    again = featx.extract(texts_file, out / "ov.h5", model=str(tiny_bert_dir), dtype="fp32", backend="openvino",
+                          progress=False)
+    assert np.array_equal(again.load()[0], ov_store.load()[0])  # a complete store is returned as it is
+    with pytest.raises(featx.FeatxError, match="another extraction config"):
+        featx.extract(texts_file, out / "ov.h5", model=str(tiny_bert_dir), dtype="fp32", progress=False)
+
+
+def test_asking_for_openvino_without_the_extra_is_one_line(cli, monkeypatch, tmp_path, texts_file, tiny_bert_dir):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
+    result = cli("extract", str(texts_file), "-o", str(tmp_path / "s.h5"), "--model", str(tiny_bert_dir),
+                 "--backend", "openvino", "--dtype", "fp32")
+    assert result.code == 2 and "pip install 'featx[openvino]'" in result.err
+    assert len(result.err.strip().splitlines()) == 1 and not (tmp_path / "s.h5").exists()
+
+
+def test_openvino_misfits_are_one_line(cli, tmp_path, texts_file, tiny_bert_dir):
+    result = cli("extract", str(texts_file), "-o", str(tmp_path / "s.h5"), "--model", str(tiny_bert_dir),
+                 "--backend", "openvino", "--cache-layer", "1")
+    assert result.code == 2 and "openvino runs on the CPU, in fp32 or bf16" in result.err
+    assert len(result.err.strip().splitlines()) == 1 and not (tmp_path / "s.h5").exists()
+
+
+def test_a_killed_openvino_extraction_resumes_bit_identically(tmp_path, tiny_bert_dir):
+    pytest.importorskip("openvino", reason="featx[openvino] is not installed")
+    import subprocess
+
+    from tests.conftest import kill_part_way, tiny_extract_command
+
+    path = write_lines(tmp_path / "in.txt", [f"row {i}: " + "word " * (i % 23) for i in range(2400)])
+    out = tmp_path / "killed.h5"
+    command, env = tiny_extract_command(path, out, tiny_bert_dir, "mean")
+    command += ["--backend", "openvino"]
+    subprocess.run([*command[:command.index("-o") + 1], str(tmp_path / "whole.h5"), *command[command.index("-o") + 2:]],
+                   env=env, check=True)  # uninterrupted (and the converted model cached for the runs below)
+    assert kill_part_way(command, env, out) >= 4, "the kills must land part-way for this test to mean anything"
+    subprocess.run(command, env=env, check=True)
+    with featx.open_store(out) as resumed, featx.open_store(tmp_path / "whole.h5") as whole:
+        assert resumed.info()["timings"]["resumed_from_row"] > 0 and resumed.config.backend == "openvino"
+        assert resumed.ids.tolist() == whole.ids.tolist()
+        assert np.array_equal(resumed.load()[0], whole.load()[0])
