@@ -13,7 +13,8 @@ The conversion takes a few seconds, so its result is kept in featx's own cache f
 and tokenizer's sha256, the hidden states asked for and the OpenVINO version; it is written
 under a temporary name and renamed, so a kill leaves no half model that a later run reads.
 
-The encoder is called like the torch model's forward for what the text featurizer needs:
+Compiling takes about a second; a process keeps its last few compiled models, so extracting
+train, val and test in one process compiles once. The encoder is called like the torch model's forward for what the text featurizer needs:
 `(input_ids, attention_mask)` -> the hidden states of `layers`, concatenated, as a torch
 tensor. The runners' worker threads call it at once; each thread has its own infer request,
 and the compiled model has one stream per worker.
@@ -37,6 +38,10 @@ from featx.errors import FeatxError
 _PRECISION = {"fp32": "f32", "bf16": "bf16"}
 _TYPE_NAMES = {"f32": "float32", "bf16": "bfloat16"}  # how OpenVINO's Type prints each
 _FORMAT = "1"  # bump when what the cached model holds changes
+# Compiled models of this process, by what they compute and how (oldest dropped first).
+_COMPILED: dict[tuple[Any, ...], Any] = {}
+_COMPILED_KEPT = 4
+_COMPILED_LOCK = threading.Lock()
 
 
 def require_openvino() -> Any:
@@ -71,10 +76,15 @@ class OpenVinoEncoder:
         if dtype not in _PRECISION:
             raise FeatxError(f"--backend openvino runs in fp32 or bf16, not {dtype}")
         self.precision = _PRECISION[dtype]
-        model = _converted(ov, backbone, layers)
         config = {"INFERENCE_PRECISION_HINT": self.precision, "NUM_STREAMS": str(workers),
                   "INFERENCE_NUM_THREADS": str(torch.get_num_threads())}
-        self._compiled = ov.Core().compile_model(model, "CPU", config)
+        key = (backbone.weights_sha256, backbone.tokenizer_sha256, layers, tuple(sorted(config.items())))
+        with _COMPILED_LOCK:
+            if key not in _COMPILED:  # one compile per process: train, val and test reuse it
+                _COMPILED[key] = ov.Core().compile_model(_converted(ov, backbone, layers), "CPU", config)
+                while len(_COMPILED) > _COMPILED_KEPT:
+                    _COMPILED.pop(next(iter(_COMPILED)))
+            self._compiled = _COMPILED[key]
         ran = str(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
         if _TYPE_NAMES[self.precision] not in ran:  # e.g. bf16 on a CPU without it
             raise FeatxError(f"OpenVINO compiled the model in {ran}, not the {dtype} asked for: use --dtype fp32")
