@@ -1,9 +1,10 @@
 """Extraction speed: featx against sentence-transformers and a seed-style loop; images against a plain loop.
 
 Methods (each run in its own process, runs interleaved, medians over repeats):
-  featx        `featx.extract` with its defaults (--dtype auto, default batch tokens): the
-               whole pipeline, from a JSONL file of the texts to a finished HDF5 store
-  featx_openvino  the same with --backend openvino (featx[openvino]; precision from --dtype auto)
+  featx        `featx.extract` with its defaults (--dtype auto, --backend auto: OpenVINO where
+               featx[openvino] is installed, default batch tokens): the whole pipeline, from a
+               JSONL file of the texts to a finished HDF5 store
+  featx_torch  the same with --backend torch
   st_fp32      SentenceTransformer.encode with its defaults (fp32, batch 32)
   st_bf16      the same, model loaded with torch_dtype=bfloat16
   st_onnx      SentenceTransformer(backend="onnx"), fp32 (its own export of the model)
@@ -54,7 +55,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-METHODS = ("featx", "featx_openvino", "st_fp32", "st_bf16", "st_onnx", "st_openvino", "seed_loop")
+METHODS = ("featx", "featx_torch", "st_fp32", "st_bf16", "st_onnx", "st_openvino", "seed_loop")
 SEPARATE_VENV = ("st_onnx", "st_openvino")  # run by --st-python
 
 
@@ -87,12 +88,12 @@ def worker(method: str, texts_file: str, max_length: int, vectors_file: str, dev
     tokens = sum(len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"])
     warmup = texts[:64]
     if method.startswith("featx"):
-        backend = "openvino" if method == "featx_openvino" else "torch"
+        backend = "torch" if method == "featx_torch" else "auto"
         backbone = featx.load_backbone("all-MiniLM-L6-v2", device=device)
         config = featx.make_config(backbone, pooling=("mean",), max_length=max_length, backend=backend)
         scratch = Path(vectors_file).parent
         encode = lambda t: extract_to_store(backbone, t, max_length, scratch, backend)
-        dtype = config.dtype
+        dtype = f"{config.dtype}, {config.backend or 'torch'}"
     elif method in SEPARATE_VENV:
         from sentence_transformers import SentenceTransformer
 
@@ -348,14 +349,10 @@ def run_image_benchmark(args) -> None:
 
 def runnable_methods(args) -> tuple[list[str], dict[str, str]]:
     """The asked-for methods this machine can run, and why each other one is left out."""
-    import importlib.util
-
     methods, left_out = [], {}
     for method in args.methods.split(","):
         if method in SEPARATE_VENV and not args.st_python:
             left_out[method] = "no --st-python (a venv with sentence-transformers[onnx,openvino])"
-        elif method == "featx_openvino" and importlib.util.find_spec("openvino") is None:
-            left_out[method] = "featx[openvino] is not installed"
         else:
             methods.append(method)
     return methods, left_out

@@ -9,7 +9,6 @@ the runner's (featx.featurizers, featx.runners).
 """
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import numbers
 import time
@@ -21,11 +20,11 @@ from typing import Any
 import numpy as np
 
 from featx.backbones import DEFAULT_MODEL, Backbone, load_backbone
+from featx.backbones.openvino import chosen_backend
 from featx.backbones.vision import ImageBackbone, load_image_backbone
 from featx.background import BackgroundWorker, prefetch
 from featx.cache import EmbeddingCache
 from featx.config import (
-    BACKENDS,
     DEFAULT_IMAGE_MODEL,
     LONG_MODES,
     LONG_POOLINGS,
@@ -43,7 +42,7 @@ from featx.hardware import describe_hardware, resolve_dtype
 from featx.progress import progress_bar
 from featx.runners import Runner, make_runner
 from featx.shards import shard_path, shard_rows, shard_window_rows
-from featx.store import FeatureStore, StorePlan, StoreWriter, matching_complete_store
+from featx.store import FeatureStore, StorePlan, StoreWriter, matching_complete_store, stored_config
 
 DEFAULT_WINDOW_ROWS = 4096
 # An image window holds its decoded pixels (224 x 224 x 3 bytes each): 512 of them are 77 MB.
@@ -71,7 +70,7 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
             shard: tuple[int, int] | None = None, cache_dir: str | Path | None = None, long: str = "truncate",
             stride: int | None = None, long_pooling: str = "mean", skip_bad: bool = False,
             cache_layer: int | None = None, cache_dtype: str = "float16", keep_windows: bool = False,
-            backend: str = "torch") -> FeatureStore:
+            backend: str = "auto") -> FeatureStore:
     """Embed every row of `input` with a frozen backbone into the store at `output`.
 
     Reruns are cheap and safe: a complete store with the same fingerprint and input is
@@ -87,7 +86,9 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
     `keep_windows=True` (with long="chunk") keeps each row's window vectors too, for a windows
     head (featx.heads.windows).
     `backend="openvino"` runs a text model with OpenVINO on the CPU (featx[openvino]; see
-    featx.backbones.openvino), `"auto"` where it is installed and applies, else torch.
+    featx.backbones.openvino); `"auto"` (the default) is the backend of a store already at
+    `output` (so it resumes, or is returned, as it was made), else openvino where it is
+    installed and applies, else torch.
     `progress=None` shows a bar only on a terminal.
 
     Images (a folder, a .zip, ``X.zip:FOLDER``, an ImageTableSource or ArraySource): `model`
@@ -127,6 +128,9 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
             raise FeatxError(f"{model.name} is an image model; {source.name} is read as texts")
         backbone = model if isinstance(model, Backbone) else load_backbone(
             model or DEFAULT_MODEL, device=device, trust_remote_code=trust_remote_code)
+        if backend == "auto":  # a store already at the output keeps the backend it was made with
+            found = stored_config(Path(output) if shard is None else shard_path(output, *shard))
+            backend = backend if found is None else found.get("backend") or "torch"
         config = make_config(backbone, pooling=pooling, layers=layers, max_length=max_length, normalize=normalize,
                              dtype=dtype, store_dtype=store_dtype, long=long, stride=stride, long_pooling=long_pooling,
                              cache_layer=cache_layer, cache_dtype=cache_dtype, keep_windows=keep_windows,
@@ -188,7 +192,7 @@ def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = Non
                 layers: str | Sequence[int] = "-1", max_length: int | None = None, normalize: bool | None = None,
                 dtype: str = "auto", store_dtype: str = "float32", long: str = "truncate",
                 stride: int | None = None, long_pooling: str = "mean", cache_layer: int | None = None,
-                cache_dtype: str = "float16", keep_windows: bool = False, backend: str = "torch") -> ExtractConfig:
+                cache_dtype: str = "float16", keep_windows: bool = False, backend: str = "auto") -> ExtractConfig:
     """The ExtractConfig for `backbone` with `auto` and defaults resolved to concrete values.
 
     `pooling=None` and `normalize=None` mean the model's own sentence embedding where its
@@ -258,22 +262,6 @@ def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = Non
         store_dtype=store_dtype,
     )
 
-
-def chosen_backend(backend: str, backbone: Backbone, dtype: str, cache_layer: int | None) -> str | None:
-    """The config's `backend` field: None for torch, "openvino" when asked for (checked here, so
-    a misfit is one line before anything loads) or when `auto` finds it installed and fitting."""
-    Options((*BACKENDS, "auto")).check("backend", backend)
-    fits = backbone.device.type == "cpu" and dtype in ("fp32", "bf16") and cache_layer is None
-    if backend == "auto":
-        return "openvino" if fits and importlib.util.find_spec("openvino") is not None else None
-    if backend == "torch":
-        return None
-    if not fits:
-        raise ParameterError("backend", "openvino runs on the CPU, in fp32 or bf16, without --cache-layer")
-    from featx.backbones.openvino import require_openvino
-
-    require_openvino()
-    return "openvino"
 
 
 def state_layer(backbone: Backbone, layer: int, long: str = "truncate") -> int:

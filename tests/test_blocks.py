@@ -66,6 +66,7 @@ def test_the_store_keeps_each_rows_real_tokens_beside_unchanged_vectors(state_st
     stores, files = state_stores
     train = stores["train"]
     plain = featx.extract(files["train"], tmp_path / "plain.h5", model=tiny_backbone, dtype="fp32", window_rows=64,
+                          backend="torch",
                           progress=False)
     with plain:
         np.testing.assert_array_equal(train.load()[0], plain.load()[0])  # the vectors do not move

@@ -40,7 +40,8 @@ def test_the_backend_enters_the_fingerprint_and_the_model_is_cached_only_in_feat
 
     out = tmp_path / "out"
     out.mkdir()
-    torch_store = featx.extract(texts_file, out / "torch.h5", model=str(tiny_bert_dir), dtype="fp32", progress=False)
+    torch_store = featx.extract(texts_file, out / "torch.h5", model=str(tiny_bert_dir), dtype="fp32", backend="torch",
+                                progress=False)
     ov_store = featx.extract(texts_file, out / "ov.h5", model=str(tiny_bert_dir), dtype="fp32", backend="openvino",
                              progress=False)
     assert "backend" not in torch_store.config.to_json()  # the None rule: torch stores keep their fingerprint
@@ -49,11 +50,15 @@ def test_the_backend_enters_the_fingerprint_and_the_model_is_cached_only_in_feat
     assert sorted(p.name for p in out.iterdir() if not p.name.endswith(".lock")) == ["ov.h5", "torch.h5"]
     cached = list((Path(os.environ["FEATX_CACHE"]) / "openvino").iterdir())
     assert cached and all((entry / "model.xml").exists() and (entry / "model.bin").exists() for entry in cached)
-    again = featx.extract(texts_file, out / "ov.h5", model=str(tiny_bert_dir), dtype="fp32", backend="openvino",
-                          progress=False)
-    assert np.array_equal(again.load()[0], ov_store.load()[0])  # a complete store is returned as it is
+    for backend in ("openvino", "auto"):  # auto: the backend the store at the output was made with
+        again = featx.extract(texts_file, out / "ov.h5", model=str(tiny_bert_dir), dtype="fp32", backend=backend,
+                              progress=False)
+        assert np.array_equal(again.load()[0], ov_store.load()[0])  # a complete store is returned as it is
+    assert featx.extract(texts_file, out / "torch.h5", model=str(tiny_bert_dir), dtype="fp32",
+                         progress=False).config.backend is None
     with pytest.raises(featx.FeatxError, match="another extraction config"):
-        featx.extract(texts_file, out / "ov.h5", model=str(tiny_bert_dir), dtype="fp32", progress=False)
+        featx.extract(texts_file, out / "ov.h5", model=str(tiny_bert_dir), dtype="fp32", backend="torch",
+                      progress=False)
 
 
 def test_asking_for_openvino_without_the_extra_is_one_line(cli, monkeypatch, tmp_path, texts_file, tiny_bert_dir):

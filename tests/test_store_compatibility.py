@@ -30,8 +30,11 @@ def _vector_flags() -> set[str]:
 
 def test_todays_engine_reproduces_a_store_written_by_earlier_featx(tmp_path):
     source = featx.open_input("sst2:dev", rows_mod=(18, (0,)))
+    # The fixture was made by torch: today's engine reproduces it with --backend torch (auto
+    # picks openvino where featx[openvino] is installed, a config the fixture predates).
     with featx.open_store(FIXTURE) as old, featx.extract(source, tmp_path / "new.h5", pooling=("mean", "cls"),
-                                                         normalize=False, dtype="fp32", progress=False) as new:
+                                                         normalize=False, dtype="fp32", backend="torch",
+                                                         progress=False) as new:
         assert new.fingerprint == old.fingerprint == "a4d84279bb0b0d6aa1e2dc4b1e5d86db1aa019e1b2a4a45d184737683cd87f32"
         assert new.info()["input"] == old.info()["input"] and new.info()["input_sha256"] == old.info()["input_sha256"]
         assert new.ids.tolist() == old.ids.tolist() and np.array_equal(new.labels, old.labels)
@@ -44,6 +47,20 @@ def test_todays_engine_reproduces_a_store_written_by_earlier_featx(tmp_path):
                 np.testing.assert_array_equal(new.load(pooling)[0], old.load(pooling)[0])
             else:
                 np.testing.assert_allclose(new.load(pooling)[0], old.load(pooling)[0], atol=1e-5)
+
+
+def test_rerunning_the_default_command_over_an_earlier_store_returns_it_untouched(tmp_path):
+    """The default backend (auto) is the one a store already at the output was made with."""
+    import shutil
+
+    copy = tmp_path / "old.h5"
+    shutil.copy(FIXTURE, copy)
+    before = copy.read_bytes()
+    source = featx.open_input("sst2:dev", rows_mod=(18, (0,)))
+    with featx.extract(source, copy, pooling=("mean", "cls"), normalize=False, dtype="fp32", progress=False) as store:
+        assert store.config.backend is None
+        assert store.fingerprint == "a4d84279bb0b0d6aa1e2dc4b1e5d86db1aa019e1b2a4a45d184737683cd87f32"
+    assert copy.read_bytes() == before
 
 
 def test_a_field_added_later_and_left_unset_keeps_every_fingerprint():

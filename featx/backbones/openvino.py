@@ -14,13 +14,15 @@ and tokenizer's sha256, the hidden states asked for and the OpenVINO version; it
 under a temporary name and renamed, so a kill leaves no half model that a later run reads.
 
 Compiling takes about a second; a process keeps its last few compiled models, so extracting
-train, val and test in one process compiles once. The encoder is called like the torch model's forward for what the text featurizer needs:
+train, val and test in one process compiles once. The encoder is called like the torch
+model's forward for what the text featurizer needs:
 `(input_ids, attention_mask)` -> the hidden states of `layers`, concatenated, as a torch
 tensor. The runners' worker threads call it at once; each thread has its own infer request,
 and the compiled model has one stream per worker.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -33,7 +35,9 @@ import numpy as np
 import torch
 
 from featx.backbones.hashing import cache_folder
-from featx.errors import FeatxError
+from featx.config import BACKENDS
+from featx.constraints import Options
+from featx.errors import FeatxError, ParameterError
 
 _PRECISION = {"fp32": "f32", "bf16": "bf16"}
 _TYPE_NAMES = {"f32": "float32", "bf16": "bfloat16"}  # how OpenVINO's Type prints each
@@ -134,3 +138,18 @@ def _save(ov: Any, model: Any, folder: Path) -> None:
         os.replace(scratch, folder)
     except (OSError, RuntimeError):
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def chosen_backend(backend: str, backbone: Any, dtype: str, cache_layer: int | None) -> str | None:
+    """The config's `backend` field: None for torch, "openvino" when asked for (checked here, so
+    a misfit is one line before anything loads) or when `auto` finds it installed and fitting."""
+    Options((*BACKENDS, "auto")).check("backend", backend)
+    fits = backbone.device.type == "cpu" and dtype in ("fp32", "bf16") and cache_layer is None
+    if backend == "auto":
+        return "openvino" if fits and importlib.util.find_spec("openvino") is not None else None
+    if backend == "torch":
+        return None
+    if not fits:
+        raise ParameterError("backend", "openvino runs on the CPU, in fp32 or bf16, without --cache-layer")
+    require_openvino()
+    return "openvino"

@@ -71,7 +71,7 @@ def cli() -> None:
                    "bytes: about 0.7 GB for SST-2's 67,349 phrases with MiniLM.")
 @click.option("--cache-dtype", type=click.Choice(STATE_DTYPES), default=None,
               help="--cache-layer: how the token states are stored [default: float16].")
-@click.option("--backend", type=click.Choice(["torch", "openvino", "auto"]), default="torch", show_default=True,
+@click.option("--backend", type=click.Choice(["torch", "openvino", "auto"]), default="auto", show_default=True,
               help="What runs a text model: torch, or openvino on the CPU (pip install 'featx[openvino]'); auto: "
                    "openvino where it is installed and applies.")
 @click.option("--normalize/--no-normalize", default=None,
