@@ -152,7 +152,7 @@ def extract_to_store(backbone, texts: list[str], max_length: int, scratch: Path,
     source = scratch / f"texts-{len(texts)}.jsonl"
     if not source.exists():
         source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
-    store = featx.extract(source, scratch / "featx-store.h5", model=backbone, pooling="mean", max_length=max_length,
+    store = featx.extract(source, scratch / f"featx-{backend}.h5", model=backbone, pooling="mean", max_length=max_length,
                           text_column="text", overwrite=True, progress=False, backend=backend)
     with store:
         return store.features("mean")[:]

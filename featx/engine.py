@@ -87,8 +87,8 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
     head (featx.heads.windows).
     `backend="openvino"` runs a text model with OpenVINO on the CPU (featx[openvino]; see
     featx.backbones.openvino); `"auto"` (the default) is the backend of a store already at
-    `output` (so it resumes, or is returned, as it was made), else openvino where it is
-    installed and applies, else torch.
+    `output` unless `overwrite` (so it resumes, or is returned, as it was made), else
+    openvino where it is installed and applies, else torch.
     `progress=None` shows a bar only on a terminal.
 
     Images (a folder, a .zip, ``X.zip:FOLDER``, an ImageTableSource or ArraySource): `model`
@@ -128,7 +128,7 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
             raise FeatxError(f"{model.name} is an image model; {source.name} is read as texts")
         backbone = model if isinstance(model, Backbone) else load_backbone(
             model or DEFAULT_MODEL, device=device, trust_remote_code=trust_remote_code)
-        if backend == "auto":  # a store already at the output keeps the backend it was made with
+        if backend == "auto" and not overwrite:  # a store already at the output keeps the backend it was made with
             found = stored_config(Path(output) if shard is None else shard_path(output, *shard))
             backend = backend if found is None else found.get("backend") or "torch"
         config = make_config(backbone, pooling=pooling, layers=layers, max_length=max_length, normalize=normalize,
