@@ -56,6 +56,7 @@ def test_the_backend_enters_the_fingerprint_and_the_model_is_cached_only_in_feat
         assert np.array_equal(again.load()[0], ov_store.load()[0])  # a complete store is returned as it is
     assert featx.extract(texts_file, out / "torch.h5", model=str(tiny_bert_dir), dtype="fp32",
                          progress=False).config.backend is None
+    torch_store.close()
     replaced = featx.extract(texts_file, out / "torch.h5", model=str(tiny_bert_dir), dtype="fp32", overwrite=True,
                              progress=False)  # replacing it, auto is free to pick openvino
     assert replaced.config.backend == "openvino"
