@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import h5py
 
@@ -90,3 +92,17 @@ def _open_error(path: Path, error: OSError, text: str) -> FeatxError:
         return DamagedError(f"{path} is damaged: the file is truncated (shorter than HDF5 recorded): "
                             "remove it and extract again")
     return DamagedError(f"{path} is damaged: HDF5 cannot read it ({reason}): remove it and extract again")
+
+
+def stored_config(path: Path) -> dict[str, Any] | None:
+    """The config (as JSON fields) of the featx store at `path`; None when there is none, or it is unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        with open_h5(path, "r") as file:
+            if file.attrs.get("format") != FORMAT or "config" not in file.attrs:
+                return None
+            fields: dict[str, Any] = json.loads(str(file.attrs["config"]))
+            return fields
+    except (OSError, FeatxError, ValueError):
+        return None

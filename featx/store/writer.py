@@ -74,20 +74,6 @@ def matching_complete_store(path: Path, plan: StorePlan) -> bool:
         return False
 
 
-def stored_config(path: Path) -> dict[str, Any] | None:
-    """The config (as JSON fields) of the featx store at `path`; None when there is none, or it is unreadable."""
-    if not path.is_file():
-        return None
-    try:
-        with open_h5(path, "r") as file:
-            if file.attrs.get("format") != FORMAT or "config" not in file.attrs:
-                return None
-            fields: dict[str, Any] = json.loads(str(file.attrs["config"]))
-            return fields
-    except (OSError, FeatxError, ValueError):
-        return None
-
-
 class StoreWriter:
     """Creates a store, or reopens a matching unfinished one, and commits windows to it.
 
