@@ -98,3 +98,16 @@ def test_a_killed_openvino_extraction_resumes_bit_identically(tmp_path, tiny_ber
         assert resumed.info()["timings"]["resumed_from_row"] > 0 and resumed.config.backend == "openvino"
         assert resumed.ids.tolist() == whole.ids.tolist()
         assert np.array_equal(resumed.load()[0], whole.load()[0])
+
+
+def test_openvino_sends_no_telemetry_and_writes_nothing_under_home(tmp_path):
+    pytest.importorskip("openvino", reason="featx[openvino] is not installed")
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "TF_BUILD", "JENKINS_URL")}  # CI declines by itself
+    env["HOME"] = str(tmp_path)
+    code = ("from featx.backbones.openvino import require_openvino; ov = require_openvino(); "
+            "import openvino.tools.ovc as ovc; assert not ovc.telemetry.consent")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    assert list(tmp_path.iterdir()) == []  # no ~/intel/openvino_ga_cid, no stats

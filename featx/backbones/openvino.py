@@ -49,12 +49,29 @@ _COMPILED_LOCK = threading.Lock()
 
 
 def require_openvino() -> Any:
-    """The openvino module, or one clear line saying how to install it."""
+    """The openvino module (its usage telemetry declined), or one clear line saying how to install it."""
+    _decline_telemetry()
     try:
         import openvino
     except ImportError:
         raise FeatxError("--backend openvino needs OpenVINO: pip install 'featx[openvino]'") from None
     return openvino
+
+
+def _decline_telemetry() -> None:
+    """Decline OpenVINO's usage telemetry for this process, before openvino is first imported.
+
+    Importing openvino (its converter) otherwise sends usage events to a third party unless a
+    consent file under ~/intel says no, and writes a client id there: a network call and a
+    write outside anything the user named. It also sends from a forked process (to time out
+    a request that can hang offline), and forking a process whose threads hold locks can
+    hang it; a featx run that had already used torch's threads did hang so, once.
+    """
+    try:
+        from openvino_telemetry.utils.opt_in_checker import ConsentCheckResult, OptInChecker
+    except ImportError:  # an OpenVINO without the telemetry package sends nothing
+        return
+    OptInChecker.check = lambda self, *args, **kwargs: ConsentCheckResult.DECLINED
 
 
 class _HiddenStates(torch.nn.Module):
