@@ -79,7 +79,8 @@ def cli() -> None:
 @DTYPE_OPTION
 @click.option("--store-dtype", type=click.Choice(STORE_DTYPES), default="float32", show_default=True)
 @click.option("--batch-tokens", type=Constrained(COUNT), default=None,
-              help="Budget per batch: tokens for texts (rows x padded length) [default: 2048 on CPU, 16384 on GPU], "
+              help="Budget per batch: tokens for texts (rows x padded length) [default: 2048 on CPU, 1024 with "
+                   "OpenVINO, 16384 on GPU], "
                    "images for images [default: 32 on CPU, 256 on GPU].")
 @click.option("--skip-bad", is_flag=True, help="Images: skip an undecodable image (counted in the store, NaN "
                                                "vectors, left out by heads) instead of stopping.")

@@ -25,6 +25,9 @@ from featx.top_blocks import capture_states, run_to_layer
 # Tokens per batch: measured best on CPU (benchmarks/README.md, "Extraction speed"); a GPU
 # wants bigger batches to stay busy.
 CPU_BATCH_TOKENS = 2048
+# OpenVINO on a CPU: 1,024 beat 2,048 by 4.8 % (SST-2) and 4.6 % (IMDB), and 4,096 lost 2-6 %,
+# on the AVX512-BF16 EPYC (benchmarks/extract_levers.py --openvino; benchmarks/README.md).
+OPENVINO_BATCH_TOKENS = 1024
 GPU_BATCH_TOKENS = 16384
 
 
@@ -129,7 +132,9 @@ class TextFeaturizer:
         return (*encode(self.backbone.tokenizer, texts, self.max_length), none)
 
     def default_batch_cost(self) -> int:
-        return GPU_BATCH_TOKENS if self.device.type == "cuda" else CPU_BATCH_TOKENS
+        if self.device.type == "cuda":
+            return GPU_BATCH_TOKENS
+        return CPU_BATCH_TOKENS if self._encoder is None else OPENVINO_BATCH_TOKENS
 
     def cost(self, item: Any) -> int:
         return len(item) * max(len(w) for w in item) if self._chunks else len(item)
