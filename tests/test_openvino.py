@@ -111,3 +111,13 @@ def test_openvino_sends_no_telemetry_and_writes_nothing_under_home(tmp_path):
             "import openvino.tools.ovc as ovc; assert not ovc.telemetry.consent")
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
     assert list(tmp_path.iterdir()) == []  # no ~/intel/openvino_ga_cid, no stats
+
+
+def test_openvino_batches_by_its_own_measured_budget(tiny_backbone):
+    pytest.importorskip("openvino", reason="featx[openvino] is not installed")
+    from featx.featurizers.text import CPU_BATCH_TOKENS, OPENVINO_BATCH_TOKENS, TextFeaturizer
+
+    budgets = {backend: TextFeaturizer(tiny_backbone, featx.make_config(tiny_backbone, dtype="fp32",
+                                                                        backend=backend)).default_batch_cost()
+               for backend in ("torch", "openvino")}
+    assert budgets == {"torch": CPU_BATCH_TOKENS, "openvino": OPENVINO_BATCH_TOKENS} and OPENVINO_BATCH_TOKENS == 1024
