@@ -121,3 +121,29 @@ def test_openvino_batches_by_its_own_measured_budget(tiny_backbone):
                                                                         backend=backend)).default_batch_cost()
                for backend in ("torch", "openvino")}
     assert budgets == {"torch": CPU_BATCH_TOKENS, "openvino": OPENVINO_BATCH_TOKENS} and OPENVINO_BATCH_TOKENS == 1024
+
+
+def test_a_read_only_or_damaged_model_cache_costs_a_conversion_and_nothing_else(tmp_path, monkeypatch, texts_file,
+                                                                                tiny_bert_dir):
+    pytest.importorskip("openvino", reason="featx[openvino] is not installed")
+    from featx.backbones import openvino as ov_backend
+
+    monkeypatch.setattr(ov_backend, "_COMPILED", {})  # no compiled model left from other tests
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("FEATX_CACHE", str(blocker / "cache"))  # no folder can be made there, not even by root
+    first = featx.extract(texts_file, tmp_path / "a.h5", model=str(tiny_bert_dir), dtype="fp32",
+                          backend="openvino", progress=False)
+    assert blocker.read_text() == "" and len(first) == len(TEXTS)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("FEATX_CACHE", str(cache))
+    monkeypatch.setattr(ov_backend, "_COMPILED", {})
+    featx.extract(texts_file, tmp_path / "b.h5", model=str(tiny_bert_dir), dtype="fp32", backend="openvino",
+                  progress=False)
+    (entry,) = (cache / "openvino").iterdir()
+    (entry / "model.xml").write_text("<not a model")  # damaged: read fails, converted again
+    monkeypatch.setattr(ov_backend, "_COMPILED", {})
+    third = featx.extract(texts_file, tmp_path / "c.h5", model=str(tiny_bert_dir), dtype="fp32", backend="openvino",
+                          progress=False)
+    assert np.array_equal(first.load()[0], third.load()[0])
+    assert (entry / "model.xml").read_text().startswith("<?xml")  # replaced by a whole one
