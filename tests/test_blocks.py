@@ -56,10 +56,10 @@ def live_logits(model, top, backbone, texts):
 
 
 def cached_logits(top, states):
-    from featx.heads.blocks import padded_batch
+    from featx.batching import pad_sequences
 
     with torch.inference_mode():
-        return top(*padded_batch(states, np.arange(len(states))))
+        return top(*pad_sequences(states, np.arange(len(states))))
 
 
 def test_the_store_keeps_each_rows_real_tokens_beside_unchanged_vectors(state_stores, tiny_backbone, tmp_path):

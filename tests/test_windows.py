@@ -6,11 +6,12 @@ import pytest
 import torch
 
 import featx
+from featx.batching import pad_sequences
 from featx.config import ExtractConfig
 from featx.errors import FeatxError, ParameterError
 from featx.featurizers.text import encode_windows
 from featx.heads import TrainedHead, WindowsHead
-from featx.heads.windows import WindowAttention, padded_windows
+from featx.heads.windows import WindowAttention
 from featx.predictor import Predictor
 from featx.store import format_info
 from featx.store.states import TokenStates
@@ -93,7 +94,7 @@ def test_attention_starts_uniform_and_learns_which_window_says_the_label():
     val, y_val, _ = synthetic_windows(200, 1)
     test, y_test, where = synthetic_windows(400, 2)
     model = WindowAttention(16, 2, 16, 0.0)
-    weights = model.weights(*padded_windows(test, np.arange(8)))
+    weights = model.weights(*pad_sequences(test, np.arange(8)))
     for row, n in zip(weights, test.lengths[:8]):
         assert torch.allclose(row[:n], torch.full((int(n),), 1 / int(n))) and not row[n:].any()
     head = WindowsHead(hidden=16, epochs=60, lr=3e-3).fit(train, y_train, val, y_val)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from featx.batching import pad_batch
+from featx.batching import pad_sequences
 from featx.config import DTYPES, FINETUNE_POOLINGS
 from featx.constraints import COUNT, NON_NEGATIVE, POSITIVE, Constraint, Interval, Options
 from featx.errors import DamagedError, FeatxError, ParameterError
@@ -98,7 +98,7 @@ class BlocksHead(Head):
             model.train()
             t0 = time.perf_counter()
             for rows in length_grouped_batches(X.lengths, self.batch_size, rng):
-                states, mask = padded_batch(X, rows)
+                states, mask = pad_sequences(X, rows)
                 with compute_context(device, dtype):
                     logits = model(states, mask)
                 loss = torch.nn.functional.cross_entropy(logits.float(), torch.from_numpy(targets[rows]))
@@ -140,7 +140,7 @@ class BlocksHead(Head):
         order = np.argsort(-X.lengths, kind="stable")
         for start in range(0, len(order), _PREDICT_ROWS):
             rows = order[start:start + _PREDICT_ROWS]
-            states, mask = padded_batch(X, rows)
+            states, mask = pad_sequences(X, rows)
             with compute_context(torch.device("cpu"), self.dtype_):
                 logits = self.model_(states, mask).float()
             out[rows] = torch.softmax(logits, 1).double().numpy()
@@ -185,11 +185,6 @@ class BlocksHead(Head):
         self.layer_, self.trainable_blocks_ = int(fitted["layer"]), int(fitted["trainable_blocks"])
         self.backbone_config_ = fitted["backbone_config"]
         return self
-
-
-def padded_batch(states: TokenStates, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """(states (rows, longest, hidden) float32, attention mask (rows, longest)), padded on the right."""
-    return pad_batch([states.row(int(row)) for row in rows], 0.0, dtype=np.float32)
 
 
 def _check_states(X: Any) -> None:

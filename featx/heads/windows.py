@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from featx.batching import pad_batch
+from featx.batching import pad_sequences
 from featx.constraints import COUNT, NON_NEGATIVE, POSITIVE, Constraint, Interval
 from featx.errors import DamagedError, FeatxError
 from featx.heads.base import Head, register_head
@@ -108,7 +108,7 @@ class WindowsHead(Head):
             order = rng.permutation(len(X))
             for start in range(0, len(order), self.batch_size):
                 rows = order[start:start + self.batch_size]
-                windows, mask = padded_windows(X, rows)
+                windows, mask = pad_sequences(X, rows)
                 loss = torch.nn.functional.cross_entropy(model(windows, mask), target[rows])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()  # type: ignore[no-untyped-call]
@@ -137,7 +137,7 @@ class WindowsHead(Head):
         out = np.empty((len(X), len(self.classes_)), dtype=np.float64)
         for start in range(0, len(X), _PREDICT_ROWS):
             rows = np.arange(start, min(start + _PREDICT_ROWS, len(X)))
-            out[rows] = torch.softmax(self.model_(*padded_windows(X, rows)), 1).double().numpy()
+            out[rows] = torch.softmax(self.model_(*pad_sequences(X, rows)), 1).double().numpy()
         return out
 
     def predict(self, X: TokenStates) -> np.ndarray:
@@ -148,7 +148,7 @@ class WindowsHead(Head):
     def window_weights(self, X: TokenStates) -> list[np.ndarray]:
         """How much each window of each row counts in its prediction (each row's weights sum to 1)."""
         check_is_fitted(self, "model_")
-        weights = self.model_.weights(*padded_windows(X, np.arange(len(X))))
+        weights = self.model_.weights(*pad_sequences(X, np.arange(len(X))))
         return [weights[i, :int(n)].numpy() for i, n in enumerate(X.lengths)]
 
     def describe_choice(self) -> str:
@@ -180,11 +180,6 @@ class WindowsHead(Head):
         self.model_, self.classes_ = model.eval(), classes
         self.best_epoch_, self.history_ = int(fitted["best_epoch"]), list(fitted["history"])
         return self
-
-
-def padded_windows(windows: TokenStates, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """(window vectors (rows, most windows, dim) float32, mask (rows, most windows)), padded on the right."""
-    return pad_batch([windows.row(int(row)) for row in rows], 0.0, dtype=np.float32)
 
 
 def _check_windows(X: Any) -> None:
