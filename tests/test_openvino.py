@@ -147,3 +147,20 @@ def test_a_read_only_or_damaged_model_cache_costs_a_conversion_and_nothing_else(
                           progress=False)
     assert np.array_equal(first.load()[0], third.load()[0])
     assert (entry / "model.xml").read_text().startswith("<?xml")  # replaced by a whole one
+
+
+def test_a_model_openvino_cannot_convert_is_one_line(cli, monkeypatch, tmp_path, texts_file, tiny_bert_dir):
+    openvino = pytest.importorskip("openvino", reason="featx[openvino] is not installed")
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("Cannot convert aten::something_new\nlong details")
+
+    monkeypatch.setattr(openvino, "convert_model", refuse)
+    monkeypatch.setenv("FEATX_CACHE", str(tmp_path / "empty-cache"))  # nothing converted before
+    from featx.backbones import openvino as ov_backend
+
+    monkeypatch.setattr(ov_backend, "_COMPILED", {})
+    result = cli("extract", str(texts_file), "-o", str(tmp_path / "s.h5"), "--model", str(tiny_bert_dir),
+                 "--backend", "openvino", "--dtype", "fp32")
+    assert result.code == 2 and "could not convert" in result.err and "--backend torch" in result.err
+    assert len(result.err.strip().splitlines()) == 1 and not (tmp_path / "s.h5").exists()

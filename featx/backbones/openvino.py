@@ -136,7 +136,12 @@ def _converted(ov: Any, backbone: Any, layers: tuple[int, ...]) -> Any:
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", category=torch.jit._trace.TracerWarning)
         warnings.simplefilter("ignore", category=FutureWarning)
-        model = ov.convert_model(_HiddenStates(backbone.model, layers).eval(), example_input=example)
+        try:
+            model = ov.convert_model(_HiddenStates(backbone.model, layers).eval(), example_input=example)
+        except Exception as e:  # the converter raises its own types, and torch's from tracing
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise FeatxError(f"OpenVINO could not convert {backbone.name} ({first[:200]}): use --backend torch") \
+                from None
     _save(ov, model, folder)
     return model
 
