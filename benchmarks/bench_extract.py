@@ -1,10 +1,9 @@
 """Extraction speed: featx against sentence-transformers and a seed-style loop; images against a plain loop.
 
 Methods (each run in its own process, runs interleaved, medians over repeats):
-  featx        `featx.extract` with its defaults (--dtype auto, --backend auto: OpenVINO where
-               featx[openvino] is installed, default batch tokens): the whole pipeline, from a
-               JSONL file of the texts to a finished HDF5 store
-  featx_torch  the same with --backend torch
+  featx        `featx.extract` with its defaults (--dtype auto, torch, default batch tokens): the
+               whole pipeline, from a JSONL file of the texts to a finished HDF5 store
+  featx_openvino  the same with --backend openvino (featx[openvino])
   st_fp32      SentenceTransformer.encode with its defaults (fp32, batch 32)
   st_bf16      the same, model loaded with torch_dtype=bfloat16
   st_onnx      SentenceTransformer(backend="onnx"), fp32 (its own export of the model)
@@ -55,7 +54,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-METHODS = ("featx", "featx_torch", "st_fp32", "st_bf16", "st_onnx", "st_openvino", "seed_loop")
+METHODS = ("featx", "featx_openvino", "st_fp32", "st_bf16", "st_onnx", "st_openvino", "seed_loop")
 SEPARATE_VENV = ("st_onnx", "st_openvino")  # run by --st-python
 
 
@@ -88,7 +87,7 @@ def worker(method: str, texts_file: str, max_length: int, vectors_file: str, dev
     tokens = sum(len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"])
     warmup = texts[:64]
     if method.startswith("featx"):
-        backend = "torch" if method == "featx_torch" else "auto"
+        backend = "openvino" if method == "featx_openvino" else "torch"
         backbone = featx.load_backbone("all-MiniLM-L6-v2", device=device)
         config = featx.make_config(backbone, pooling=("mean",), max_length=max_length, backend=backend)
         scratch = Path(vectors_file).parent

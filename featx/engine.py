@@ -70,7 +70,7 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
             shard: tuple[int, int] | None = None, cache_dir: str | Path | None = None, long: str = "truncate",
             stride: int | None = None, long_pooling: str = "mean", skip_bad: bool = False,
             cache_layer: int | None = None, cache_dtype: str = "float16", keep_windows: bool = False,
-            backend: str = "auto") -> FeatureStore:
+            backend: str | None = None) -> FeatureStore:
     """Embed every row of `input` with a frozen backbone into the store at `output`.
 
     Reruns are cheap and safe: a complete store with the same fingerprint and input is
@@ -86,9 +86,10 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
     `keep_windows=True` (with long="chunk") keeps each row's window vectors too, for a windows
     head (featx.heads.windows).
     `backend="openvino"` runs a text model with OpenVINO on the CPU (featx[openvino]; see
-    featx.backbones.openvino); `"auto"` (the default) is the backend of a store already at
-    `output` unless `overwrite` (so it resumes, or is returned, as it was made), else
-    openvino where it is installed and applies, else torch.
+    featx.backbones.openvino). `None` (the default) and `"auto"` first take the backend of a
+    store already at `output` unless `overwrite` (so it resumes, or is returned, as it was
+    made); otherwise `None` is torch and `"auto"` is openvino where it is installed and
+    applies, else torch.
     `progress=None` shows a bar only on a terminal.
 
     Images (a folder, a .zip, ``X.zip:FOLDER``, an ImageTableSource or ArraySource): `model`
@@ -113,7 +114,7 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
         for name, value in (("max_length", max_length), ("stride", stride), ("text_column", text_column),
                             ("long", None if long == "truncate" else long), ("cache_layer", cache_layer),
                             ("keep_windows", keep_windows or None),
-                            ("backend", None if backend in ("torch", "auto") else backend)):
+                            ("backend", None if backend in (None, "torch", "auto") else backend)):
             if value is not None:
                 raise ParameterError(name, f"applies to texts; {source.name} is read as images")
         if isinstance(model, Backbone):
@@ -128,13 +129,13 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
             raise FeatxError(f"{model.name} is an image model; {source.name} is read as texts")
         backbone = model if isinstance(model, Backbone) else load_backbone(
             model or DEFAULT_MODEL, device=device, trust_remote_code=trust_remote_code)
-        if backend == "auto" and not overwrite:  # a store already at the output keeps the backend it was made with
+        if backend in (None, "auto") and not overwrite:  # a store at the output keeps the backend it was made with
             found = stored_config(Path(output) if shard is None else shard_path(output, *shard))
             backend = backend if found is None else found.get("backend") or "torch"
         config = make_config(backbone, pooling=pooling, layers=layers, max_length=max_length, normalize=normalize,
                              dtype=dtype, store_dtype=store_dtype, long=long, stride=stride, long_pooling=long_pooling,
                              cache_layer=cache_layer, cache_dtype=cache_dtype, keep_windows=keep_windows,
-                             backend=backend)
+                             backend=backend or "torch")
         featurizer, default_window = TextFeaturizer(backbone, config), DEFAULT_WINDOW_ROWS
         if config.sequences is not None:
             state_dim = backbone.hidden_size if config.sequences == "states" else featurizer.dim
@@ -192,7 +193,7 @@ def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = Non
                 layers: str | Sequence[int] = "-1", max_length: int | None = None, normalize: bool | None = None,
                 dtype: str = "auto", store_dtype: str = "float32", long: str = "truncate",
                 stride: int | None = None, long_pooling: str = "mean", cache_layer: int | None = None,
-                cache_dtype: str = "float16", keep_windows: bool = False, backend: str = "auto") -> ExtractConfig:
+                cache_dtype: str = "float16", keep_windows: bool = False, backend: str = "torch") -> ExtractConfig:
     """The ExtractConfig for `backbone` with `auto` and defaults resolved to concrete values.
 
     `pooling=None` and `normalize=None` mean the model's own sentence embedding where its

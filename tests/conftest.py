@@ -124,6 +124,26 @@ def tiny_extract_command(path: Path, out: Path, model_dir: Path, pooling: str) -
     return command, {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
+CHILD_LIMIT_S = 300  # a featx child a test starts runs for seconds; one still running after this has hung
+
+
+def run_to_end(command: list[str], env: dict, limit_s: float = CHILD_LIMIT_S) -> None:
+    """Run a featx command a test needs to finish; it must exit 0. One that hangs is made to print
+    its threads' stacks (SIGABRT under PYTHONFAULTHANDLER, into the test's captured stderr) and
+    fails the test within `limit_s`, instead of holding the suite until CI's own limit."""
+    import signal
+    import subprocess
+
+    process = subprocess.Popen(command, env={**env, "PYTHONFAULTHANDLER": "1"})
+    try:
+        code = process.wait(limit_s)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        process.wait()
+        pytest.fail(f"{' '.join(command[2:4])} still ran after {limit_s:.0f} s: its stacks are in the captured stderr")
+    assert code == 0, f"{' '.join(command[2:4])} exited with {code}"
+
+
 def kill_part_way(command: list[str], env: dict, out: Path,
                   delays: tuple[float, ...] = (0.9, 0.5, 0.7, 0.3, 0.6, 0.4)) -> int:
     """Start `command` once per delay and SIGKILL it that long after `out` appears; the kills that landed."""
@@ -134,7 +154,8 @@ def kill_part_way(command: list[str], env: dict, out: Path,
     kills = 0
     for delay in delays:
         process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
-        while not out.exists() and process.poll() is None:
+        deadline = time.monotonic() + CHILD_LIMIT_S
+        while not out.exists() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(delay)
         if process.poll() is None:

@@ -1,6 +1,5 @@
 """Token states cached at one layer (--cache-layer) and the blocks head trained on them."""
 import json
-import subprocess
 import sys
 
 import h5py
@@ -18,7 +17,7 @@ from featx.store import format_info, summary_line
 from featx.store.states import TokenStates
 from featx.top_blocks import TopBlocks
 from featx.train import HeadSpec
-from tests.conftest import kill_part_way, write_lines
+from tests.conftest import kill_part_way, run_to_end, write_lines
 
 WORDS = {"pos": ["great", "lovely", "superb", "fine"], "neg": ["awful", "dull", "bad", "boring"],
          "mid": ["average", "okay", "plain", "so-so"]}
@@ -66,7 +65,6 @@ def test_the_store_keeps_each_rows_real_tokens_beside_unchanged_vectors(state_st
     stores, files = state_stores
     train = stores["train"]
     plain = featx.extract(files["train"], tmp_path / "plain.h5", model=tiny_backbone, dtype="fp32", window_rows=64,
-                          backend="torch",
                           progress=False)
     with plain:
         np.testing.assert_array_equal(train.load()[0], plain.load()[0])  # the vectors do not move
@@ -164,8 +162,8 @@ def test_a_killed_sequences_extraction_resumes_bit_identically(tmp_path, tiny_be
     out = tmp_path / "killed.h5"
     kills = kill_part_way([*base, "-o", str(out)], env, out)
     assert kills >= 4, "the kills must land part-way for this test to mean anything"
-    subprocess.run([*base, "-o", str(out)], env=env, check=True)
-    subprocess.run([*base, "-o", str(tmp_path / "whole.h5")], env=env, check=True)
+    run_to_end([*base, "-o", str(out)], env)
+    run_to_end([*base, "-o", str(tmp_path / "whole.h5")], env)
     with h5py.File(out, "r") as resumed, h5py.File(tmp_path / "whole.h5", "r") as whole:
         assert json.loads(resumed.attrs["timings"])["resumed_from_row"] > 0
         for name in ("states", "state_starts", "state_lengths", "features/mean", "ids"):

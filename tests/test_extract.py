@@ -138,6 +138,16 @@ def test_other_config_or_input_is_refused_unless_overwrite(tiny_backbone, text_f
     assert replaced.poolings == ("mean",) and len(replaced) == len(sentences)
 
 
+def test_replacing_a_store_this_process_holds_open_says_so_and_keeps_it(tiny_backbone, text_file, tmp_path):
+    held = run(tiny_backbone, text_file, tmp_path / "s.h5")
+    with pytest.raises(FeatxError, match="is open in this process: close it") as refused:
+        run(tiny_backbone, text_file, tmp_path / "s.h5", pooling="mean", overwrite=True)
+    assert "damaged" not in str(refused.value)
+    assert "cls" in held.poolings and len(held.load("cls")[0]) == len(held)  # untouched and readable
+    held.close()
+    assert run(tiny_backbone, text_file, tmp_path / "s.h5", pooling="mean", overwrite=True).poolings == ("mean",)
+
+
 def test_labels_ids_and_concatenated_layers(tiny_backbone, tmp_path):
     path = write_lines(tmp_path / "in.csv", ["uid,text,label", "a,good,pos", "b,bad,neg", "c,fine,pos"])
     with featx.extract(path, tmp_path / "s.h5", model=tiny_backbone, id_column="uid", layers="-3:",

@@ -51,18 +51,23 @@ def test_the_backend_enters_the_fingerprint_and_the_model_is_cached_only_in_feat
     cached = list((Path(os.environ["FEATX_CACHE"]) / "openvino").iterdir())
     assert cached and all((entry / "model.xml").exists() and (entry / "model.bin").exists() for entry in cached)
     for backend in ("openvino", "auto"):  # auto: the backend the store at the output was made with
-        again = featx.extract(texts_file, out / "ov.h5", model=str(tiny_bert_dir), dtype="fp32", backend=backend,
-                              progress=False)
-        assert np.array_equal(again.load()[0], ov_store.load()[0])  # a complete store is returned as it is
+        with featx.extract(texts_file, out / "ov.h5", model=str(tiny_bert_dir), dtype="fp32", backend=backend,
+                           progress=False) as again:
+            assert np.array_equal(again.load()[0], ov_store.load()[0])  # a complete store is returned as it is
     assert featx.extract(texts_file, out / "torch.h5", model=str(tiny_bert_dir), dtype="fp32",
                          progress=False).config.backend is None
+    assert featx.extract(texts_file, out / "new.h5", model=str(tiny_bert_dir), dtype="fp32",
+                         progress=False).config.backend is None  # a new store: torch unless asked
     torch_store.close()
     replaced = featx.extract(texts_file, out / "torch.h5", model=str(tiny_bert_dir), dtype="fp32", overwrite=True,
-                             progress=False)  # replacing it, auto is free to pick openvino
+                             backend="auto", progress=False)  # replacing it, auto is free to pick openvino
     assert replaced.config.backend == "openvino"
     with pytest.raises(featx.FeatxError, match="another extraction config"):
         featx.extract(texts_file, out / "ov.h5", model=str(tiny_bert_dir), dtype="fp32", backend="torch",
                       progress=False)
+    ov_store.close()
+    assert featx.extract(texts_file, out / "ov.h5", model=str(tiny_bert_dir), dtype="fp32", overwrite=True,
+                         progress=False).config.backend is None  # replaced: the default is torch again
 
 
 def test_asking_for_openvino_without_the_extra_is_one_line(cli, monkeypatch, tmp_path, texts_file, tiny_bert_dir):
@@ -82,18 +87,16 @@ def test_openvino_misfits_are_one_line(cli, tmp_path, texts_file, tiny_bert_dir)
 
 def test_a_killed_openvino_extraction_resumes_bit_identically(tmp_path, tiny_bert_dir):
     pytest.importorskip("openvino", reason="featx[openvino] is not installed")
-    import subprocess
-
-    from tests.conftest import kill_part_way, tiny_extract_command
+    from tests.conftest import kill_part_way, run_to_end, tiny_extract_command
 
     path = write_lines(tmp_path / "in.txt", [f"row {i}: " + "word " * (i % 23) for i in range(2400)])
     out = tmp_path / "killed.h5"
     command, env = tiny_extract_command(path, out, tiny_bert_dir, "mean")
     command += ["--backend", "openvino"]
-    subprocess.run([*command[:command.index("-o") + 1], str(tmp_path / "whole.h5"), *command[command.index("-o") + 2:]],
-                   env=env, check=True)  # uninterrupted (and the converted model cached for the runs below)
+    run_to_end([*command[:command.index("-o") + 1], str(tmp_path / "whole.h5"), *command[command.index("-o") + 2:]],
+               env)  # uninterrupted (and the converted model cached for the runs below)
     assert kill_part_way(command, env, out) >= 4, "the kills must land part-way for this test to mean anything"
-    subprocess.run(command, env=env, check=True)
+    run_to_end(command, env)
     with featx.open_store(out) as resumed, featx.open_store(tmp_path / "whole.h5") as whole:
         assert resumed.info()["timings"]["resumed_from_row"] > 0 and resumed.config.backend == "openvino"
         assert resumed.ids.tolist() == whole.ids.tolist()

@@ -30,11 +30,8 @@ def _vector_flags() -> set[str]:
 
 def test_todays_engine_reproduces_a_store_written_by_earlier_featx(tmp_path):
     source = featx.open_input("sst2:dev", rows_mod=(18, (0,)))
-    # The fixture was made by torch: today's engine reproduces it with --backend torch (auto
-    # picks openvino where featx[openvino] is installed, a config the fixture predates).
     with featx.open_store(FIXTURE) as old, featx.extract(source, tmp_path / "new.h5", pooling=("mean", "cls"),
-                                                         normalize=False, dtype="fp32", backend="torch",
-                                                         progress=False) as new:
+                                                         normalize=False, dtype="fp32", progress=False) as new:
         assert new.fingerprint == old.fingerprint == "a4d84279bb0b0d6aa1e2dc4b1e5d86db1aa019e1b2a4a45d184737683cd87f32"
         assert new.info()["input"] == old.info()["input"] and new.info()["input_sha256"] == old.info()["input_sha256"]
         assert new.ids.tolist() == old.ids.tolist() and np.array_equal(new.labels, old.labels)
@@ -50,7 +47,7 @@ def test_todays_engine_reproduces_a_store_written_by_earlier_featx(tmp_path):
 
 
 def test_rerunning_the_default_command_over_an_earlier_store_returns_it_untouched(tmp_path):
-    """The default backend (auto) is the one a store already at the output was made with."""
+    """The default backend is the one a store already at the output was made with."""
     import shutil
 
     copy = tmp_path / "old.h5"

@@ -71,9 +71,10 @@ def cli() -> None:
                    "bytes: about 0.7 GB for SST-2's 67,349 phrases with MiniLM.")
 @click.option("--cache-dtype", type=click.Choice(STATE_DTYPES), default=None,
               help="--cache-layer: how the token states are stored [default: float16].")
-@click.option("--backend", type=click.Choice(["torch", "openvino", "auto"]), default="auto", show_default=True,
+@click.option("--backend", type=click.Choice(["torch", "openvino", "auto"]), default=None,
               help="What runs a text model: torch, or openvino on the CPU (pip install 'featx[openvino]'); auto: "
-                   "openvino where it is installed and applies.")
+                   "openvino where it is installed and applies [default: the backend of the store at -o when "
+                   "continuing it, else torch].")
 @click.option("--normalize/--no-normalize", default=None,
               help="L2-normalise every stored vector [default: as the model does; yes for MiniLM].")
 @DTYPE_OPTION
@@ -100,7 +101,7 @@ def cli() -> None:
 @QUIET_OPTION
 def extract(input: str, output: str, model: str | None, pooling: str | None, layers: str, max_length: int | None,
             long: str, stride: int | None, long_pooling: str, keep_windows: bool, cache_layer: int | None,
-            cache_dtype: str | None, backend: str,
+            cache_dtype: str | None, backend: str | None,
             normalize: bool | None, dtype: str, store_dtype: str, batch_tokens: int | None, skip_bad: bool,
             window_rows: int | None,
             compression: str | None, device: str, overwrite: bool, trust_remote_code: bool, shard_spec: str | None,

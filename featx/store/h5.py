@@ -84,6 +84,8 @@ def is_lock_conflict(error: OSError) -> bool:
 
 def _open_error(path: Path, error: OSError, text: str) -> FeatxError:
     reason = h5_reason(error)
+    if "already open" in text:  # HDF5 will not truncate or reopen for writing a file this process holds
+        return FeatxError(f"{path} is open in this process: close it (store.close()) before replacing it")
     if isinstance(error, PermissionError) or "errno = 13" in text or "errno = 30" in text:
         return FeatxError(f"cannot open {path}: {reason}")
     if not is_hdf5_file(path):
