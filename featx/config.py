@@ -10,7 +10,7 @@ from featx.errors import ParameterError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_IMAGE_MODEL = "efficientnet-lite0"
-POOLINGS = ("mean", "cls", "max", "last", "pooler")
+POOLINGS = ("mean", "cls", "max", "last", "weightedmean", "mean_sqrt_len", "pooler")
 MODALITIES = ("text", "image")
 FINETUNE_POOLINGS = ("mean", "cls", "max", "last")  # pooler is a frozen model's own head: not fine-tuned
 DTYPES = ("fp32", "bf16", "fp16")
@@ -69,6 +69,15 @@ class ExtractConfig:
     # Text: what ran the model, when not torch: "openvino" (featx[openvino]; the model converted
     # in-process, run in `dtype`'s precision). None: torch.
     backend: str | None = None
+    # Text: the prompt put before every text (a sentence-transformers model's, e.g. "query: ");
+    # None: none. `prompt_excluded` True: the pooling leaves the prompt's tokens (and a leading
+    # special token) out, as the model's Pooling declares with include_prompt false.
+    prompt: str | None = None
+    prompt_excluded: bool | None = None
+    # Text, the model's own embedding: the sentence-transformers modules between its pooling
+    # and the final L2 normalisation (Dense, LayerNorm, an inner Normalize) as canonical JSON,
+    # each weight file's sha256 included (featx.backbones.st_modules); None: none.
+    modules: str | None = None
 
     @property
     def sequences(self) -> str | None:
@@ -118,6 +127,17 @@ class ExtractConfig:
                                                 f"choose from {', '.join(BACKENDS[1:])}")
             if self.modality != "text" or self.cache_layer is not None or self.dtype not in ("fp32", "bf16"):
                 raise ParameterError("backend", "openvino runs text models in fp32 or bf16, without --cache-layer")
+        if self.prompt is not None:
+            if not isinstance(self.prompt, str) or not self.prompt or self.modality != "text":
+                raise ParameterError("prompt", "is a non-empty text put before each text (texts only; unset for none)")
+            if self.long is not None:
+                raise ParameterError("prompt", "is not applied with --long chunk (only a text's first window would "
+                                               "carry it)")
+        if self.prompt_excluded is not None and (self.prompt_excluded is not True or self.prompt is None):
+            raise ParameterError("prompt_excluded", "is set (true) with a prompt only")
+        if self.modules is not None and (self.modality != "text" or self.layers != (-1,)):
+            raise ParameterError("layers", "must be the last (-1) for the model's own embedding, whose modules "
+                                           "follow its last layer: pass --pooling to pool other layers")
         if self.modality == "image":
             if self.preprocess is None:
                 raise ParameterError("preprocess", "is missing: an image config records its preprocessing")

@@ -31,14 +31,17 @@ class Embedder(TransformerMixin, BaseEstimator):
 
     `pooling` and `normalize` default to the model's own embedding (mean pooling,
     L2-normalised for all-MiniLM-L6-v2); several poolings are concatenated in the order
-    given. `fit` loads the model (once) and learns nothing from the data. After each
+    given. `prompt` (or `prompt_name`, one of the model's prompts; default: the model's
+    default_prompt_name, "" for none) is put before every text, as sentence-transformers
+    does. `fit` loads the model (once) and learns nothing from the data. After each
     `transform`, ``cache_hits_`` counts the rows served from `cache_dir` and ``cache_rejected_``
     the cached rows that failed their check and were embedded again (see featx.cache).
     """
 
     def __init__(self, model: str = DEFAULT_MODEL, *, pooling: str | Sequence[str] | None = None,
                  normalize: bool | None = None, max_length: int | None = None, dtype: str = "auto",
-                 device: str = "auto", batch_tokens: int | None = None, cache_dir: str | Path | None = None) -> None:
+                 device: str = "auto", batch_tokens: int | None = None, cache_dir: str | Path | None = None,
+                 prompt: str | None = None, prompt_name: str | None = None) -> None:
         self.model = model
         self.pooling = pooling
         self.normalize = normalize
@@ -47,12 +50,15 @@ class Embedder(TransformerMixin, BaseEstimator):
         self.device = device
         self.batch_tokens = batch_tokens
         self.cache_dir = cache_dir
+        self.prompt = prompt
+        self.prompt_name = prompt_name
 
     def fit(self, X: Any = None, y: Any = None) -> Embedder:
         """Load the backbone and resolve the config; the texts are not looked at."""
         self.backbone_ = load_backbone(self.model, device=self.device)
         self.config_ = make_config(self.backbone_, pooling=self.pooling, normalize=self.normalize,
-                                   max_length=self.max_length, dtype=self.dtype)
+                                   max_length=self.max_length, dtype=self.dtype, prompt=self.prompt,
+                                   prompt_name=self.prompt_name)
         self.featurizer_ = TextFeaturizer(self.backbone_, self.config_)
         self.runner_ = make_runner(self.featurizer_, self.batch_tokens)
         self.n_features_out_ = self.featurizer_.dim * len(self.config_.poolings)

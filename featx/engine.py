@@ -21,6 +21,7 @@ import numpy as np
 
 from featx.backbones import DEFAULT_MODEL, Backbone, load_backbone
 from featx.backbones.openvino import chosen_backend
+from featx.backbones.st_modules import embedding_fields
 from featx.backbones.vision import ImageBackbone, load_image_backbone
 from featx.background import BackgroundWorker, prefetch
 from featx.cache import EmbeddingCache
@@ -70,7 +71,7 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
             shard: tuple[int, int] | None = None, cache_dir: str | Path | None = None, long: str = "truncate",
             stride: int | None = None, long_pooling: str = "mean", skip_bad: bool = False,
             cache_layer: int | None = None, cache_dtype: str = "float16", keep_windows: bool = False,
-            backend: str | None = None) -> FeatureStore:
+            backend: str | None = None, prompt: str | None = None, prompt_name: str | None = None) -> FeatureStore:
     """Embed every row of `input` with a frozen backbone into the store at `output`.
 
     Reruns are cheap and safe: a complete store with the same fingerprint and input is
@@ -90,6 +91,8 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
     store already at `output` unless `overwrite` (so it resumes, or is returned, as it was
     made); otherwise `None` is torch and `"auto"` is openvino where it is installed and
     applies, else torch.
+    `prompt` (or `prompt_name`, one of the model's declared prompts; default: the model's
+    default_prompt_name, "" for none) is put before every text, as sentence-transformers does.
     `progress=None` shows a bar only on a terminal.
 
     Images (a folder, a .zip, ``X.zip:FOLDER``, an ImageTableSource or ArraySource): `model`
@@ -114,7 +117,8 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
         for name, value in (("max_length", max_length), ("stride", stride), ("text_column", text_column),
                             ("long", None if long == "truncate" else long), ("cache_layer", cache_layer),
                             ("keep_windows", keep_windows or None),
-                            ("backend", None if backend in (None, "torch", "auto") else backend)):
+                            ("backend", None if backend in (None, "torch", "auto") else backend),
+                            ("prompt", prompt), ("prompt_name", prompt_name)):
             if value is not None:
                 raise ParameterError(name, f"applies to texts; {source.name} is read as images")
         if isinstance(model, Backbone):
@@ -135,7 +139,7 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
         config = make_config(backbone, pooling=pooling, layers=layers, max_length=max_length, normalize=normalize,
                              dtype=dtype, store_dtype=store_dtype, long=long, stride=stride, long_pooling=long_pooling,
                              cache_layer=cache_layer, cache_dtype=cache_dtype, keep_windows=keep_windows,
-                             backend=backend or "torch")
+                             backend=backend or "torch", prompt=prompt, prompt_name=prompt_name)
         featurizer, default_window = TextFeaturizer(backbone, config), DEFAULT_WINDOW_ROWS
         if config.sequences is not None:
             state_dim = backbone.hidden_size if config.sequences == "states" else featurizer.dim
@@ -193,12 +197,14 @@ def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = Non
                 layers: str | Sequence[int] = "-1", max_length: int | None = None, normalize: bool | None = None,
                 dtype: str = "auto", store_dtype: str = "float32", long: str = "truncate",
                 stride: int | None = None, long_pooling: str = "mean", cache_layer: int | None = None,
-                cache_dtype: str = "float16", keep_windows: bool = False, backend: str = "torch") -> ExtractConfig:
+                cache_dtype: str = "float16", keep_windows: bool = False, backend: str = "torch",
+                prompt: str | None = None, prompt_name: str | None = None) -> ExtractConfig:
     """The ExtractConfig for `backbone` with `auto` and defaults resolved to concrete values.
 
     `pooling=None` and `normalize=None` mean the model's own sentence embedding where its
     folder declares one (sentence-transformers: all-MiniLM-L6-v2 is mean pooling, then
-    L2-normalised), else mean pooling without normalisation. `long="chunk"` embeds texts
+    L2-normalised; Dense and LayerNorm modules too, featx.backbones.st_modules), else mean
+    pooling without normalisation. `prompt`, `prompt_name`: see `extract`. `long="chunk"` embeds texts
     over max_length as windows of max_length tokens overlapping by `stride` (default
     min(32, max_length / 4)) and pools each row's windows with `long_pooling`.
     `cache_layer=L` also keeps each row's token states at hidden-state index L (negative counts
@@ -207,11 +213,7 @@ def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = Non
     `backend`: torch, openvino (on the CPU, in fp32 or bf16), or auto (openvino where it is
     installed and applies, else torch).
     """
-    if pooling is None:
-        pooling = (backbone.declared_pooling or "mean",)
-    if normalize is None:
-        normalize = bool(backbone.declared_normalize)
-    poolings = tuple(p.strip() for p in pooling.split(",")) if isinstance(pooling, str) else tuple(pooling)
+    embedding = embedding_fields(backbone.name, backbone.declared, pooling, normalize, prompt, prompt_name)
     layer_indices = parse_layers(layers if isinstance(layers, str) else tuple(layers))
     for index in layer_indices:
         if not -backbone.num_hidden_states <= index < backbone.num_hidden_states:
@@ -256,9 +258,8 @@ def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = Non
         weights_sha256=backbone.weights_sha256,
         tokenizer_sha256=backbone.tokenizer_sha256,
         max_length=int(max_length),
-        poolings=poolings,
         layers=layer_indices,
-        normalize=bool(normalize),
+        **embedding,
         dtype=compute,
         store_dtype=store_dtype,
     )

@@ -14,6 +14,7 @@ import numpy as np
 from joblib import Parallel, delayed
 
 from featx.atomic import make_folder, write_text
+from featx.backbones.st_modules import DeclaredEmbedding, read_declared
 from featx.config import ExtractConfig
 from featx.constraints import COUNT, FRACTION, JOBS, NON_NEGATIVE, check_params
 from featx.data import Source, read_texts
@@ -279,7 +280,7 @@ def mteb_protocol(train: FeatureStore, test: FeatureStore, poolings: list[str] |
     for pooling in poolings or list(train.poolings):
         X, y = _labelled(train, pooling)
         X_test, y_test = _labelled(test, pooling, train.classes)
-        normalised_here = bool(declared.get("declared_normalize")) and not train.config.normalize
+        normalised_here = declared.normalize and not train.config.normalize
         if normalised_here:
             X, X_test = _l2_normalised(X), _l2_normalised(X_test)
         t0 = time.perf_counter()
@@ -291,7 +292,8 @@ def mteb_protocol(train: FeatureStore, test: FeatureStore, poolings: list[str] |
             "test_accuracy": float(np.mean(scores["accuracy"])), "test_accuracy_std": float(np.std(scores["accuracy"])),
             "test_macro_f1": float(np.mean(scores["macro_f1"])), "test_macro_f1_std": float(np.std(scores["macro_f1"])),
             "experiments_accuracy": scores["accuracy"], "normalised_at_train_time": normalised_here,
-            "models_own_embedding": declared.get("declared_pooling") in (None, pooling),
+            "models_own_embedding": declared.pooling in (None, pooling) and (
+                train.config.modules is not None or not declared.modules),
         }
         if seeds:
             row["seed_spread"] = seed_spread(X, y, X_test, y_test, samples_per_label=k, experiments=experiments,
@@ -301,14 +303,14 @@ def mteb_protocol(train: FeatureStore, test: FeatureStore, poolings: list[str] |
     return rows
 
 
-def _declared_embedding(store: FeatureStore) -> dict[str, Any]:
-    """What the store's model folder declares as its own embedding (empty when it cannot be found)."""
-    from featx.backbones import declared_embedding, resolve_model_folder
+def _declared_embedding(store: FeatureStore) -> DeclaredEmbedding:
+    """What the store's model folder declares as its own embedding (nothing when it cannot be found)."""
+    from featx.backbones import resolve_model_folder
 
     try:
-        return declared_embedding(resolve_model_folder(store.config.model))
+        return read_declared(resolve_model_folder(store.config.model))
     except FeatxError:
-        return {}
+        return DeclaredEmbedding()
 
 
 def _l2_normalised(X: np.ndarray) -> np.ndarray:

@@ -38,19 +38,25 @@ def test_parse_layers_rejects_nonsense(spec):
         parse_layers(spec)
 
 
-def test_declared_embedding_is_read_only_when_featx_can_reproduce_it(tmp_path):
+def test_a_folders_declared_pooling_is_read_from_either_spelling_or_refused(tmp_path):
     import json
 
-    from featx.backbones import declared_embedding
+    from featx.backbones.st_modules import DeclaredEmbedding, read_declared
 
-    assert declared_embedding(tmp_path) == {}  # not a sentence-transformers folder
+    assert read_declared(tmp_path) == DeclaredEmbedding()  # not a sentence-transformers folder
     (tmp_path / "pool").mkdir()
     (tmp_path / "modules.json").write_text(json.dumps([
         {"path": "", "type": "sentence_transformers.models.Transformer"},
         {"path": "pool", "type": "sentence_transformers.models.Pooling"}]))
     for modes, expected in (({"pooling_mode_cls_token": True}, "cls"),
                             ({"pooling_mode_max_tokens": True}, "max"),
-                            ({"pooling_mode_mean_sqrt_len_tokens": True}, None),
-                            ({"pooling_mode_mean_tokens": True, "pooling_mode_cls_token": True}, None)):
+                            ({"pooling_mode_mean_sqrt_len_tokens": True}, "mean_sqrt_len"),
+                            ({"pooling_mode": "weightedmean"}, "weightedmean"),
+                            ({"pooling_mode": "lasttoken", "include_prompt": False}, "last")):
         (tmp_path / "pool" / "config.json").write_text(json.dumps(modes))
-        assert declared_embedding(tmp_path) == {"declared_pooling": expected, "declared_normalize": False}
+        declared = read_declared(tmp_path)
+        assert (declared.pooling, declared.refusal, declared.normalize) == (expected, None, False)
+    assert not declared.include_prompt
+    (tmp_path / "pool" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True,
+                                                               "pooling_mode_cls_token": True}))
+    assert "concatenates cls + mean" in read_declared(tmp_path).refusal

@@ -45,7 +45,8 @@ def test_default_extract_is_the_models_own_embedding(tmp_path, dev_texts, st_vec
 
 
 def test_minilm_declares_mean_pooling_and_normalisation(minilm):
-    assert (minilm.declared_pooling, minilm.declared_normalize) == ("mean", True)
+    declared = minilm.declared
+    assert (declared.pooling, declared.normalize, declared.modules, declared.refusal) == ("mean", True, (), None)
 
 
 def test_default_model_resolves_to_the_packaged_folder(minilm):

@@ -45,10 +45,27 @@ def test_the_sampler_equals_mtebs_loop_and_leaves_the_global_generator_alone(k, 
     assert [rows.tolist() for rows in ours] == [list(map(int, rows)) for rows in _mteb_reference(y, k, experiments)]
 
 
-def test_task_presets_and_an_unknown_task():
-    assert (mteb_task("Banking77Classification").samples_per_label, MTEB_TASKS["Banking77Classification"].experiments) \
-        == (8, 10)
-    assert mteb_task("ToxicConversationsClassification").samples_per_label == 32
+# Every preset as mteb 1.12.94 sets it (task file under mteb/tasks/Classification/, line of each
+# value; unset values are AbsTaskClassification's defaults, 8 per label and 10 experiments, at
+# mteb/abstasks/AbsTaskClassification.py:47 and :52): (rows per label, experiments, splits).
+PINNED = {
+    "AmazonCounterfactualClassification": (32, 10, ("validation", "test")),  # multilingual/…:23, :71-72
+    "AmazonPolarityClassification": (8, 10, ("test",)),  # eng/…:20
+    "AmazonReviewsClassification": (8, 10, ("validation", "test")),  # multilingual/…:21
+    "Banking77Classification": (8, 10, ("test",)),  # eng/…:20
+    "EmotionClassification": (16, 10, ("validation", "test")),  # eng/…:20, :63-64
+    "ImdbClassification": (8, 10, ("test",)),  # eng/…:20
+    "MassiveIntentClassification": (8, 10, ("validation", "test")),  # multilingual/…:75
+    "MassiveScenarioClassification": (8, 10, ("validation", "test")),  # multilingual/…:75
+    "MTOPDomainClassification": (8, 10, ("validation", "test")),  # multilingual/…:30
+    "MTOPIntentClassification": (8, 10, ("validation", "test")),  # multilingual/…:30
+    "ToxicConversationsClassification": (16, 10, ("test",)),  # eng/…:20, :49-50
+    "TweetSentimentExtractionClassification": (32, 10, ("test",)),  # eng/…:20, :49-50
+}
+
+
+def test_every_task_preset_is_pinned_to_mteb_1_12s_task_files_and_an_unknown_task_is_one_line():
+    assert {name: (t.samples_per_label, t.experiments, t.eval_splits) for name, t in MTEB_TASKS.items()} == PINNED
     with pytest.raises(ParameterError, match="task 'Banking77' is not an MTEB"):
         mteb_task("Banking77")
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +10,7 @@ import torch
 
 from featx.backbones.folders import packaged_folder, resolve_model_folder, weight_files
 from featx.backbones.hashing import files_sha256
+from featx.backbones.st_modules import DeclaredEmbedding, read_declared
 from featx.config import DEFAULT_MODEL
 from featx.errors import FeatxError
 from featx.hardware import resolve_device
@@ -39,10 +40,9 @@ class Backbone:
     num_hidden_states: int  # embeddings output + one per block
     default_max_length: int
     max_positions: int | None = None  # the most tokens the position embeddings cover (None: no limit known)
-    # The model's own sentence embedding, as a sentence-transformers folder declares it
-    # (1_Pooling/config.json, a Normalize module in modules.json); None when undeclared.
-    declared_pooling: str | None = None
-    declared_normalize: bool | None = None
+    # The model's own sentence embedding and prompts, as a sentence-transformers folder declares
+    # them (modules.json, 1_Pooling/config.json, config_sentence_transformers.json).
+    declared: DeclaredEmbedding = field(default_factory=DeclaredEmbedding)
 
 
 def load_backbone(name_or_path: str = DEFAULT_MODEL, *, device: str | torch.device = "auto",
@@ -85,36 +85,8 @@ def load_backbone(name_or_path: str = DEFAULT_MODEL, *, device: str | torch.devi
         num_hidden_states=config.num_hidden_layers + 1,
         default_max_length=_default_max_length(path, tokenizer, config),
         max_positions=_max_positions(model),
-        **declared_embedding(path),
+        declared=read_declared(path),
     )
-
-
-# sentence-transformers' pooling modes and the featx pooling that computes the same vector.
-_ST_POOLING_MODES = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls",
-                     "pooling_mode_max_tokens": "max", "pooling_mode_lasttoken": "last"}
-
-
-def declared_embedding(path: Path) -> dict[str, Any]:
-    """{declared_pooling, declared_normalize} from a sentence-transformers folder, else empty.
-
-    Only a declaration featx can reproduce exactly counts: one pooling mode among mean,
-    cls, max and last (modes like mean_sqrt_len, or several concatenated, leave the
-    pooling undeclared); normalisation is a Normalize module after the pooling.
-    """
-    modules_file = path / "modules.json"
-    if not modules_file.is_file():
-        return {}
-    try:
-        modules = json.loads(modules_file.read_text())
-        types = [str(m.get("type", "")) for m in modules]
-        pooling_dir = next((m.get("path", "") for m in modules if str(m.get("type", "")).endswith(".Pooling")), None)
-        modes = json.loads((path / pooling_dir / "config.json").read_text()) if pooling_dir else {}
-    except (OSError, ValueError, AttributeError, TypeError):
-        return {}  # not a readable sentence-transformers folder: featx's own defaults apply
-    chosen = [name for mode, name in _ST_POOLING_MODES.items() if modes.get(mode)]
-    others = [k for k, v in modes.items() if k.startswith("pooling_mode_") and v and k not in _ST_POOLING_MODES]
-    return {"declared_pooling": chosen[0] if len(chosen) == 1 and not others else None,
-            "declared_normalize": any(t.endswith(".Normalize") for t in types)}
 
 
 def _check_tokenizer(tokenizer: Any, path: Path) -> None:

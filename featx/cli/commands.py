@@ -52,6 +52,10 @@ def cli() -> None:
 @input_options()
 @click.option("--pooling", help=f"Comma list of {', '.join(POOLINGS)} [default: the model's own; mean for MiniLM "
                                "and EfficientNet-Lite0, cls for ViT-like image models]; pooler: image models only.")
+@click.option("--prompt", help="Text put before every text, as sentence-transformers' prompt= does (\"\" for none) "
+                              "[default: the model's default_prompt_name, if it declares one].")
+@click.option("--prompt-name", help="One of the prompts the model declares (config_sentence_transformers.json), "
+                                   "e.g. query.")
 @click.option("--layers", default="-1", show_default=True,
               help="Hidden states to pool: -1 (last), -4: (last four, concatenated), or a list -4,-1.")
 @click.option("--max-length", type=Constrained(COUNT), help="Token limit per row [default: the model's, 256 for MiniLM].")
@@ -99,7 +103,8 @@ def cli() -> None:
 @click.option("--merge", "merge_after", is_flag=True,
               help="Under torchrun: after every rank is done, rank 0 merges the shards into OUTPUT.")
 @QUIET_OPTION
-def extract(input: str, output: str, model: str | None, pooling: str | None, layers: str, max_length: int | None,
+def extract(input: str, output: str, model: str | None, pooling: str | None, prompt: str | None,
+            prompt_name: str | None, layers: str, max_length: int | None,
             long: str, stride: int | None, long_pooling: str, keep_windows: bool, cache_layer: int | None,
             cache_dtype: str | None, backend: str | None,
             normalize: bool | None, dtype: str, store_dtype: str, batch_tokens: int | None, skip_bad: bool,
@@ -122,6 +127,7 @@ def extract(input: str, output: str, model: str | None, pooling: str | None, lay
       featx extract cifar10-jpg.zip:train -o cifar-train.h5 --model efficientnet-lite0
       featx extract sst2:train -o sst2-train.h5 --cache-layer -2
       featx extract imdb/train.jsonl.gz -o imdb-train.h5 --long chunk --keep-windows
+      featx extract queries.txt -o queries.h5 --model ./e5-small --prompt-name query
     """
     from featx.launch import extract_as_launched
 
@@ -136,7 +142,7 @@ def extract(input: str, output: str, model: str | None, pooling: str | None, lay
         overwrite=overwrite, trust_remote_code=trust_remote_code, progress=False if quiet else None,
         cache_dir=cache_dir, long=long, stride=stride, long_pooling=long_pooling, skip_bad=skip_bad,
         cache_layer=cache_layer, cache_dtype=cache_dtype or "float16", keep_windows=keep_windows,
-        backend=backend)
+        backend=backend, prompt=prompt, prompt_name=prompt_name)
     if store is None:
         return
     with store:

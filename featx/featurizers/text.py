@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from featx.backbones import Backbone
+from featx.backbones.st_modules import build_modules, prompt_tokens
 from featx.batching import pad_batch
 from featx.config import SEQUENCE_MASK, STATES, ExtractConfig
 from featx.errors import FeatxError
@@ -115,6 +117,13 @@ class TextFeaturizer:
             self.poolings = ()
         # --backend openvino: OpenVINO computes the hidden states; batching, pooling and storing are unchanged.
         self._encoder = None if config.backend is None else _openvino_encoder(backbone, config)
+        # The model's own embedding: a prompt before each text (its tokens left out of the pooling
+        # when the config says so), and the sentence-transformers modules after the pooling.
+        self._prompt = config.prompt or ""
+        self._skip = prompt_tokens(backbone.tokenizer, self._prompt) if config.prompt_excluded else 0
+        modules = tuple(json.loads(config.modules)) if config.modules else ()
+        self._modules = build_modules(backbone.path, modules).to(self.device) if modules else None
+        self.dim = next((int(m["out_features"]) for m in reversed(modules) if m["type"] == "Dense"), self.dim)
 
     def identity(self) -> ExtractConfig:
         return self.config
@@ -123,7 +132,7 @@ class TextFeaturizer:
         return text_hashes([r.text for r in records])
 
     def prepare(self, records: Sequence[Any]) -> tuple[list[Any], np.ndarray, np.ndarray]:
-        texts = [r.text for r in records]
+        texts = [self._prompt + r.text for r in records]
         none = np.zeros(len(texts), dtype=np.uint8)  # every text can be embedded
         if self._chunks:
             windows = encode_windows(self.backbone.tokenizer, texts, self.max_length,
@@ -168,9 +177,11 @@ class TextFeaturizer:
                 hidden = torch.cat([output.hidden_states[i] for i in config.layers], dim=-1) if self._all_states \
                     else output.last_hidden_state
             if window_row is None:
-                pooled = pool(hidden, mask, config.poolings, config.normalize)
+                pooled = self._own_embedding(pool(hidden, mask, config.poolings, skip=self._skip))
+                if config.normalize:
+                    pooled = {name: torch.nn.functional.normalize(v, dim=-1) for name, v in pooled.items()}
                 return pooled if seen is None else {**pooled, STATES: _stored_states(seen[0], config)}
-            per_window = pool(hidden, mask, config.poolings, normalize=False)
+            per_window = self._own_embedding(pool(hidden, mask, config.poolings))
             rows = int(window_row.max()) + 1
             pooled = {name: _pool_windows(values, window_row, rows, str(config.long_pooling))
                       for name, values in per_window.items()}
@@ -179,6 +190,13 @@ class TextFeaturizer:
             if self._keep_windows:  # the first pooling of each window, before the windows are pooled
                 pooled[STATES] = _windows_by_row(per_window[config.poolings[0]].float(), window_row, rows)
             return pooled
+
+    def _own_embedding(self, pooled: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The model's modules after its pooling (Dense, LayerNorm), in float32, where it has any."""
+        if self._modules is None:
+            return pooled
+        with torch.autocast(self.device.type, enabled=False):
+            return {name: self._modules(v.float()) for name, v in pooled.items()}
 
     def cast_weights(self) -> None:
         if self._encoder is not None:  # OpenVINO runs in the config's precision already
