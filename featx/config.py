@@ -18,6 +18,7 @@ STORE_DTYPES = ("float32", "float16")
 LONG_MODES = ("truncate", "chunk")
 LONG_POOLINGS = ("mean", "max")
 STATE_DTYPES = ("float16", "float32")  # token states cached for a blocks head (--cache-layer)
+EXPORT_FORMATS = ("npy", "parquet")  # what `featx export` writes (featx.store.export)
 BACKENDS = ("torch", "openvino")  # what runs the model; torch is the default, recorded as unset
 STATES = "states"  # their name: a featurizer's per-row sequence output, the store's dataset
 # A featurizer's batch may carry this mask of a sequence output's real entries, when they are

@@ -18,6 +18,7 @@ from featx.cli.options import (
 from featx.config import (
     DEFAULT_IMAGE_MODEL,
     DEFAULT_MODEL,
+    EXPORT_FORMATS,
     LONG_MODES,
     LONG_POOLINGS,
     POOLINGS,
@@ -174,6 +175,26 @@ def merge(shards: tuple[str, ...], output: str, copy: bool) -> None:
     with open_store(merged) as store:
         click.echo(f"{merged}: {len(store):,} rows from {len(shards)} shards"
                    + (" (copied)" if copy else " (virtual datasets over the shards)"), err=True)
+
+
+@cli.command()
+@click.argument("store")
+@click.option("-o", "--output", required=True, help="Folder to write (new or empty, or an earlier export).")
+@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="npy", show_default=True,
+              help="npy: one .npy per pooling and per row column; parquet: one vectors.parquet (featx[parquet]).")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier export in OUTPUT (never other files).")
+def export(store: str, output: str, fmt: str, overwrite: bool) -> None:
+    """Write a complete store's vectors, ids, labels and flags as plain files, with its config and
+    fingerprint in featx-export.json: numpy, pyarrow or pandas read them without featx.
+
+    \b
+    Example:
+      featx export cache/train.h5 -o exports/train --format parquet
+    """
+    from featx.store.export import export_store
+
+    folder = export_store(store, output, fmt, overwrite=overwrite)
+    click.echo(f"{folder}: exported {store} as {fmt}", err=True)
 
 
 @cli.command()
