@@ -17,13 +17,13 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from featx.backbones import DEFAULT_MODEL, load_backbone
-from featx.cache import EmbeddingCache
 from featx.classifier import takes_texts
 from featx.data import Record
 from featx.engine import embed_through_cache, make_config
 from featx.errors import ParameterError
 from featx.featurizers import TextFeaturizer
 from featx.runners import make_runner
+from featx.store.vector_cache import EmbeddingCache
 
 
 class Embedder(TransformerMixin, BaseEstimator):
@@ -35,7 +35,7 @@ class Embedder(TransformerMixin, BaseEstimator):
     default_prompt_name, "" for none) is put before every text, as sentence-transformers
     does. `fit` loads the model (once) and learns nothing from the data. After each
     `transform`, ``cache_hits_`` counts the rows served from `cache_dir` and ``cache_rejected_``
-    the cached rows that failed their check and were embedded again (see featx.cache).
+    the cached rows that failed their check and were embedded again (see featx.store.vector_cache).
     """
 
     def __init__(self, model: str = DEFAULT_MODEL, *, pooling: str | Sequence[str] | None = None,

@@ -24,7 +24,6 @@ from featx.backbones.openvino import chosen_backend
 from featx.backbones.st_modules import embedding_fields
 from featx.backbones.vision import ImageBackbone, load_image_backbone
 from featx.background import BackgroundWorker, prefetch
-from featx.cache import EmbeddingCache
 from featx.config import (
     DEFAULT_IMAGE_MODEL,
     LONG_MODES,
@@ -44,6 +43,7 @@ from featx.progress import progress_bar
 from featx.runners import Runner, make_runner
 from featx.shards import shard_path, shard_rows, shard_window_rows
 from featx.store import FeatureStore, StorePlan, StoreWriter, matching_complete_store, stored_config
+from featx.store.vector_cache import EmbeddingCache
 
 DEFAULT_WINDOW_ROWS = 4096
 # An image window holds its decoded pixels (224 x 224 x 3 bytes each): 512 of them are 77 MB.
@@ -81,7 +81,7 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
     ``<output stem>.shard-i-of-n.h5`` (`featx merge` joins the shards). `window_rows=None`
     is 4,096 rows, or for shards of a small input ceil(rows / n) (featx.shards.shard_window_rows).
     `cache_dir` reuses vectors of texts embedded before with the same config (see
-    featx.cache); the store's timings count the hits.
+    featx.store.vector_cache); the store's timings count the hits.
     `cache_layer=L` keeps each row's token states at hidden-state index L too (in `cache_dtype`),
     for a blocks head (featx.heads.blocks) to train the blocks above L on; texts only.
     `keep_windows=True` (with long="chunk") keeps each row's window vectors too, for a windows

@@ -7,7 +7,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "featx"
 PIPELINE = ["featx._version", "featx.errors", "featx.constraints", "featx.atomic", "featx.progress",
             "featx.background", "featx.config", "featx.hardware", "featx.data", "featx.store", "featx.backbones",
             "featx.batching", "featx.pooling", "featx.top_blocks",
-            "featx.featurizers", "featx.runners", "featx.cache", "featx.shards", "featx.engine", "featx.launch",
+            "featx.featurizers", "featx.runners", "featx.shards", "featx.engine", "featx.launch",
             "featx.metrics", "featx.mteb", "featx.recipe", "featx.heads", "featx.classifier", "featx.finetune_images",
             "featx.finetune", "featx.predictor", "featx.embedder", "featx.train", "featx.bench", "featx.demo",
             "featx.cli", "featx.__main__", "featx"]
@@ -72,3 +72,15 @@ def test_imports_follow_the_pipeline_and_have_no_cycle():
     for module in sorted(graph):
         if module != "featx":  # the package's lazy re-exports (PEP 562) point at every stage
             visit(module, [])
+
+
+def test_h5py_is_imported_only_by_the_store_package():
+    """The HDF5 format lives behind featx.store (reader, writer, merge, vector cache, export)."""
+    importers = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(name == "h5py" or name.startswith("h5py.") for name in names):
+                importers.append(_module_name(path))
+    assert importers and all(m.startswith("featx.store") for m in importers), sorted(set(importers))

@@ -295,7 +295,8 @@ def test_vit_layers_concatenate_and_cls_differs_from_pooler(tmp_path, cifar_few,
 
 
 def test_shards_merge_and_the_vector_cache_work_on_images(tmp_path, cifar_few, tiny_vit_dir):
-    from featx.shards import merge_shards, shard_path
+    from featx.shards import shard_path
+    from featx.store.merge import merge_shards
 
     whole = extract(cifar_few, tmp_path / "whole.h5", tiny_vit_dir, window_rows=4)
     for i in range(2):

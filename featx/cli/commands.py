@@ -168,8 +168,8 @@ def merge(shards: tuple[str, ...], output: str, copy: bool) -> None:
     Example:
       featx merge cache/train.shard-*-of-4.h5 -o cache/train.h5
     """
-    from featx.shards import merge_shards
     from featx.store import open_store
+    from featx.store.merge import merge_shards
 
     merged = merge_shards(list(shards), output, copy=copy)
     with open_store(merged) as store:

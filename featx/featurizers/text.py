@@ -65,7 +65,7 @@ def collate_tokens(tokenizer: Any, token_ids: Sequence[list[int]]) -> dict[str, 
 
 
 def text_hashes(texts: Sequence[str]) -> np.ndarray:
-    """(n, 32) uint8: sha256 of each text as UTF-8 (the key of featx.cache)."""
+    """(n, 32) uint8: sha256 of each text as UTF-8 (the key of featx.store.vector_cache)."""
     digests = b"".join(hashlib.sha256(text.encode("utf-8")).digest() for text in texts)
     return np.frombuffer(digests, dtype=np.uint8).reshape(-1, 32)
 

@@ -11,7 +11,6 @@ import copy
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-import h5py
 import numpy as np
 import torch
 from sklearn.utils.multiclass import check_classification_targets
@@ -71,7 +70,7 @@ class MLPHead(Head):
             y_val: np.ndarray | None = None) -> MLPHead:
         """Train until validation loss stops improving; keep the best epoch."""
         self._validate_params()
-        if isinstance(X, h5py.Dataset):
+        if on_disk(X):
             self.n_features_in_ = int(X.shape[1])
             y = np.asarray(y)
         else:
@@ -85,7 +84,7 @@ class MLPHead(Head):
             if len(unknown):
                 raise ValueError(f"y_val has labels not seen in training: {unknown[:5].tolist()}")
             # A copy: joblib hands workers read-only memory maps, which torch will not wrap.
-            val = (np.array(X_val[:] if isinstance(X_val, h5py.Dataset) else X_val, dtype=np.float32),
+            val = (np.array(X_val[:] if on_disk(X_val) else X_val, dtype=np.float32),
                    np.searchsorted(self.classes_, y_val))
         elif can_stratify(y_index, 2):
             train_rows, held_out = stratified_split(y_index, self.val_fraction, self.random_state)
@@ -218,13 +217,19 @@ class MLPHead(Head):
         return {"best_epoch_": self.best_epoch_, "history_": self.history_}
 
 
+def on_disk(X: Any) -> bool:
+    """True for features read lazily from a chunked file (a store's dataset, or any array that
+    says how it is chunked on disk); those are read in contiguous blocks."""
+    return not isinstance(X, np.ndarray) and hasattr(X, "chunks") and hasattr(X, "shape")
+
+
 def _as_float32(X: Any) -> np.ndarray:
     return np.ascontiguousarray(X, dtype=np.float32)
 
 
 def _read_rows(X: Any, rows: np.ndarray) -> np.ndarray:
     """X[rows] as float32; from HDF5 via contiguous block reads (rows sorted)."""
-    if not isinstance(X, h5py.Dataset):
+    if not on_disk(X):
         return _as_float32(X[rows])
     parts = []
     for start in range(0, X.shape[0], _BLOCK_ROWS):
@@ -251,7 +256,7 @@ def _moments(X: Any, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _minibatches(X: Any, y_index: np.ndarray, rows: np.ndarray, batch_size: int,
                  rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Shuffled (features, labels) minibatches over `rows`; block-wise for on-disk X."""
-    block_rows = _BLOCK_ROWS if isinstance(X, h5py.Dataset) else max(len(X), 1)
+    block_rows = _BLOCK_ROWS if on_disk(X) else max(len(X), 1)
     blocks = np.unique(rows // block_rows)
     for block in rng.permutation(blocks):
         inside = rows[rows // block_rows == block]
