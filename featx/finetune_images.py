@@ -36,9 +36,10 @@ from featx.backbones.vision import ImageBackbone, load_image_backbone
 from featx.classifier import PretrainedClassifier
 from featx.data import InputSummary, Source
 from featx.data.images import ImageRecord
-from featx.errors import DamagedError, FeatxError
+from featx.errors import DamagedError, FeatxError, ParameterError
 from featx.featurizers.image import decode_image, inference_module, model_inputs, normalized
 from featx.hardware import compute_context, describe_hardware, resolve_dtype
+from featx.pooling import IMAGE_POOLINGS_BY_NDIM, pool_image_output, prefix_tokens
 from featx.progress import progress_bar
 from featx.recipe import FINETUNE_FORMAT, FinetuneConfig, clip_gradients, optimizer_and_schedule
 
@@ -51,11 +52,17 @@ class ImageClassifier(torch.nn.Module):
         self.backbone = backbone.model
         self.pooling = pooling
         self.hf = backbone.preprocess is None
+        size = _input_size(backbone)
         with torch.no_grad():
-            probe = self._output(torch.zeros(1, 3, *_input_size(backbone), device=backbone.device))
+            probe = self._output(torch.zeros(1, 3, *size, device=backbone.device))
         # Fixed here, not read from each output, so the forward pass has no data-dependent branch
         # and torch.fx can trace it (folded batch norms at inference: featx.featurizers.image).
         self.output_ndim = probe.ndim
+        if probe.ndim in IMAGE_POOLINGS_BY_NDIM and pooling not in IMAGE_POOLINGS_BY_NDIM[probe.ndim]:
+            raise ParameterError("pooling", f"{pooling} does not apply to {backbone.name} (output of shape "
+                                            f"{tuple(probe.shape)}; {', '.join(IMAGE_POOLINGS_BY_NDIM[probe.ndim])} do)")
+        # The class and register tokens before the patches, counted as extraction counts them.
+        self.prefix = prefix_tokens(probe.shape[1], size, backbone.patch_size) if probe.ndim == 3 else 0
         self.classifier = torch.nn.Linear(self._pool(probe).shape[1], n_classes).to(backbone.device)
 
     def _output(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -63,13 +70,9 @@ class ImageClassifier(torch.nn.Module):
         return out
 
     def _pool(self, out: torch.Tensor, ndim: int | None = None) -> torch.Tensor:
+        """The pooling extraction uses (featx.pooling.pool_image_output); vectors pass as they are."""
         ndim = out.ndim if ndim is None else ndim
-        if ndim == 4:  # a convolutional map: spatial mean (or max)
-            return out.amax((2, 3)) if self.pooling == "max" else out.mean((2, 3))
-        if ndim == 3:  # ViT-like tokens: the class token, or the patch tokens' mean (or max)
-            return out[:, 0] if self.pooling == "cls" else out[:, 1:].amax(1) if self.pooling == "max" \
-                else out[:, 1:].mean(1)
-        return out
+        return pool_image_output(out, self.pooling, self.prefix) if ndim in (3, 4) else out
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
         return self._pool(self._output(pixels), self.output_ndim)

@@ -63,3 +63,30 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, poolings: tuple[str, ...], no
     if normalize:
         pooled = {name: torch.nn.functional.normalize(v, dim=-1) for name, v in pooled.items()}
     return pooled
+
+
+# Image models: what their outputs are, and the poolings that apply to each shape.
+IMAGE_POOLINGS_BY_NDIM = {4: ("mean", "max"), 3: ("mean", "max", "cls")}
+
+
+def prefix_tokens(tokens: int, image_size: tuple[int, int] | None, patch_size: int | None) -> int:
+    """How many tokens of a ViT-like output come before its patch tokens (the class token and any
+    register tokens): those beyond one per patch; 1 when the patch grid is unknown."""
+    if patch_size is None or image_size is None:
+        return 1
+    return max(0, tokens - (int(image_size[0]) // patch_size) * (int(image_size[1]) // patch_size))
+
+
+def pool_image_output(out: torch.Tensor, name: str, prefix: int = 1) -> torch.Tensor:
+    """One pooling of an image model's output, for extraction and fine-tuning alike: a feature
+    map (B, C, H, W) pooled over space (mean, max); token states (B, T, D) by their first token
+    (cls) or over the tokens after the `prefix` class and register tokens (mean, max).
+    A pooling that does not apply to the output's shape raises ValueError."""
+    if name not in IMAGE_POOLINGS_BY_NDIM.get(out.ndim, ()):
+        raise ValueError(f"{name} does not apply to an output of shape {tuple(out.shape)}")
+    if out.ndim == 4:
+        return out.mean((2, 3)) if name == "mean" else out.amax((2, 3))
+    if name == "cls":
+        return out[:, 0]
+    patches = out[:, prefix:]
+    return patches.mean(1) if name == "mean" else patches.amax(1)

@@ -34,6 +34,7 @@ from featx.config import ExtractConfig
 from featx.data.images import array_sha256
 from featx.errors import FeatxError, InputError, ParameterError
 from featx.hardware import compute_context, torch_dtype
+from featx.pooling import IMAGE_POOLINGS_BY_NDIM, pool_image_output, prefix_tokens
 
 # Pillow warns (on stderr) about images between its limit and twice it; featx checks sizes itself
 # (MAX_PIXELS, twice Pillow's limit), so the warning would only break the one-line output.
@@ -225,31 +226,18 @@ class ImageFeaturizer:
                      image_size: Any = None) -> dict[str, torch.Tensor]:
         """Each pooling of a feature map (B, C, H, W), token states (B, T, D) or vectors (B, D)."""
         result = {}
+        prefix = prefix_tokens(out.shape[1], image_size, self.backbone.patch_size) if out.ndim == 3 else 0
         for name in self.poolings:
-            if out.ndim == 4 and name in ("mean", "max"):
-                result[name] = out.mean((2, 3)) if name == "mean" else out.amax((2, 3))
-            elif out.ndim == 3 and name in ("mean", "max", "cls"):
-                prefix = self._prefix_tokens(out.shape[1], image_size)
-                if name == "cls":
-                    if prefix < 1 and check:
-                        raise ParameterError("pooling", f"cls: {self.backbone.name} has no class token")
-                    result[name] = out[:, 0]
-                else:
-                    patches = out[:, prefix:]
-                    result[name] = patches.mean(1) if name == "mean" else patches.amax(1)
+            if name in IMAGE_POOLINGS_BY_NDIM.get(out.ndim, ()):
+                if name == "cls" and prefix < 1 and check:
+                    raise ParameterError("pooling", f"cls: {self.backbone.name} has no class token")
+                result[name] = pool_image_output(out, name, prefix)
             elif name == "pooler" and (pooler is not None or out.ndim == 2):
                 result[name] = pooler if pooler is not None else out
             else:
                 raise ParameterError("pooling", f"{name} does not apply to {self.backbone.name} (output of shape "
                                                 f"{tuple(out.shape)}; {'pooler' if out.ndim == 2 else 'mean, max'} does)")
         return result
-
-    def _prefix_tokens(self, tokens: int, image_size: Any) -> int:
-        """Tokens before the patch tokens (class and register tokens)."""
-        patch = self.backbone.patch_size
-        if patch is None or image_size is None:
-            return 1
-        return max(0, tokens - (int(image_size[0]) // patch) * (int(image_size[1]) // patch))
 
     def cast_weights(self) -> None:
         wanted = torch_dtype(self.config.dtype)
