@@ -199,13 +199,18 @@ class Result:
     err: str
 
 
+def run_cli(capsys, *args: str | Path) -> tuple[int, str, str]:
+    """Run `featx ARGS...` in this process: (exit code, stdout, stderr) of that run alone."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
 @pytest.fixture
 def cli(capsys):
-    """Run `featx ARGS...` in this process; returns its Result (exit code, stdout, stderr)."""
+    """`run_cli` bound to this test's capsys; returns a Result."""
     def run(*args: str | Path) -> Result:
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exit_info:
-            main([str(a) for a in args])
-        captured = capsys.readouterr()
-        return Result(exit_info.value.code, captured.out, captured.err)
+        return Result(*run_cli(capsys, *args))
     return run

@@ -10,15 +10,7 @@ import numpy as np
 import pytest
 
 import featx
-from featx.cli import main
-from tests.conftest import run_to_end, write_lines
-
-
-def run_cli(capsys, *args):
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
+from tests.conftest import run_cli, run_to_end, write_lines
 
 
 def test_help_shows_examples(capsys):

@@ -8,8 +8,7 @@ import pytest
 import featx
 from featx.engine import make_config
 from featx.store import StorePlan, StoreWriter
-from tests.conftest import tiny_extract_command, write_lines
-from tests.test_cli import run_cli
+from tests.conftest import run_cli, tiny_extract_command, write_lines
 
 
 def test_second_writer_is_refused_with_one_line(capsys, tmp_path, tiny_backbone, tiny_bert_dir):

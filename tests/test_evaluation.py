@@ -9,8 +9,7 @@ import featx
 from featx.errors import FeatxError
 from featx.heads import LogRegHead
 from featx.train import HeadSpec, train_and_save, train_heads
-from tests.conftest import write_lines
-from tests.test_cli import run_cli
+from tests.conftest import run_cli, write_lines
 
 
 def test_cv_k_selects_by_folds_of_train_and_the_validation_rows_are_only_reported(labelled_stores):

@@ -49,7 +49,7 @@ def test_partial_finetuning_trains_only_the_top_blocks(tiny_bert_dir, toy_inputs
 
 
 def test_finetune_cli_then_predict_from_the_checkpoint(capsys, tiny_bert_dir, toy_inputs, tmp_path):
-    from tests.test_cli import run_cli
+    from tests.conftest import run_cli
 
     code, out, _ = run_cli(capsys, "finetune", str(toy_inputs["train"]), "-o", str(tmp_path / "ft"), "--val",
                            str(toy_inputs["dev"]), "--model", str(tiny_bert_dir), "--epochs", "2", "--lr", "1e-3",

@@ -14,8 +14,7 @@ from PIL import Image
 import featx
 from featx.data.images import ArraySource, open_images
 from featx.errors import FeatxError
-from tests.conftest import min_cosine
-from tests.test_cli import run_cli
+from tests.conftest import min_cosine, run_cli
 
 CLASSES = ("airplane", "cat", "ship")
 

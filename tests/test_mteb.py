@@ -86,7 +86,7 @@ def test_banking77_reproduces_the_published_mteb_score_from_a_default_store(data
 def test_featx_train_runs_a_task_preset_from_the_command_line(labelled_stores, tmp_path, capsys):
     import json
 
-    from tests.test_cli import run_cli
+    from tests.conftest import run_cli
 
     code, out, err = run_cli(capsys, "train", str(labelled_stores["train"].path), "-o", str(tmp_path / "m"),
                              "--protocol", "mteb", "--task", "TweetSentimentExtractionClassification", "--seeds", "2",

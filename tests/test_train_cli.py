@@ -5,7 +5,7 @@ import numpy as np
 
 import featx
 from featx.heads import TrainedHead
-from tests.test_cli import run_cli
+from tests.conftest import run_cli
 
 
 def no_pickles_under(folder):
