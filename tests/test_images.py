@@ -1,4 +1,4 @@
-"""Images end to end: folders, zips, tables and arrays; a tiny random ViT; real CIFAR-10 JPEGs."""
+"""Images end to end: folders, zips, tables and arrays; a tiny random ViT; CIFAR-sized JPEGs made at test time."""
 import csv
 import io
 import json
@@ -20,15 +20,17 @@ CLASSES = ("airplane", "cat", "ship")
 
 
 @pytest.fixture(scope="session")
-def cifar_few(tmp_path_factory, data_dir) -> Path:
-    """4 real CIFAR-10 test JPEGs of each of 3 classes, as a folder <class>/<file>.jpg."""
+def cifar_few(tmp_path_factory) -> Path:
+    """4 JPEGs of each of 3 classes, 32 x 32 like CIFAR-10's, as a folder <class>/<file>.jpg; made
+    here (each class its own colour, plus noise), so image coverage needs no shared data."""
     folder = tmp_path_factory.mktemp("cifar") / "few"
-    with zipfile.ZipFile(data_dir / "cifar10" / "cifar10-jpg.zip") as archive:
-        for name in CLASSES:
-            members = sorted(n for n in archive.namelist() if n.startswith(f"test/{name}/") and n.endswith(".jpg"))
-            (folder / name).mkdir(parents=True)
-            for member in members[:4]:
-                (folder / name / Path(member).name).write_bytes(archive.read(member))
+    rng = np.random.default_rng(0)
+    tints = {"airplane": (90, 140, 220), "cat": (170, 120, 80), "ship": (60, 90, 110)}
+    for name in CLASSES:
+        (folder / name).mkdir(parents=True)
+        for i in range(4):
+            pixels = np.clip(np.array(tints[name]) + rng.normal(0, 40, (32, 32, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / name / f"{name}_{i}.jpg", quality=90)
     return folder
 
 
