@@ -28,6 +28,13 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _OS_CODE = re.compile(r"os error (\d+)|Os \{ code: (\d+)")
 
 
+def utc_stamp() -> str:
+    """Now, in UTC, as featx stamps what it writes (created_at, saved_at, finished_at): 2026-11-30T23:50:00Z."""
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 def prepare_output(path: str | Path, what: str = "output") -> Path:
     """`path` as a Path whose parent folder exists; refuses a folder or a path under a file."""
     path = Path(path)

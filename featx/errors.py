@@ -51,5 +51,10 @@ def describe_os_error(error: OSError) -> str:
         import os
 
         return os.strerror(error.errno)
+    return first_line(error)
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (libraries append pages of detail), else its type's name."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__

@@ -32,7 +32,7 @@ from featx.atomic import atomic_folder, safetensors_os_errors, save_tensors, wri
 from featx.backbones import Backbone, load_backbone
 from featx.classifier import PretrainedClassifier
 from featx.data import InputSource, InputSummary, Record, Source
-from featx.errors import DamagedError, FeatxError
+from featx.errors import DamagedError, FeatxError, first_line
 from featx.featurizers.text import collate_tokens, tokenize
 from featx.hardware import compute_context, describe_hardware, resolve_dtype
 from featx.metrics import classification_metrics
@@ -256,7 +256,7 @@ class FinetunedPredictor(PretrainedClassifier):
             self.model.classifier.load_state_dict(load_file(str(folder / "classifier.safetensors")))
         except Exception as e:  # a missing file, a bad safetensors header, or shapes that do not fit
             raise DamagedError(f"{folder}/classifier.safetensors is damaged or does not fit "
-                               f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+                               f"({first_line(e)})") from None
         self.model.to(self.loaded.device).eval()
         self.dtype = dtype
 

@@ -36,7 +36,7 @@ from featx.backbones.vision import ImageBackbone, load_image_backbone
 from featx.classifier import PretrainedClassifier
 from featx.data import InputSummary, Source
 from featx.data.images import ImageRecord
-from featx.errors import DamagedError, FeatxError, ParameterError
+from featx.errors import DamagedError, FeatxError, ParameterError, first_line
 from featx.featurizers.image import decode_image, inference_module, model_inputs, normalized
 from featx.hardware import compute_context, describe_hardware, resolve_dtype
 from featx.pooling import IMAGE_POOLINGS_BY_NDIM, pool_image_output, prefix_tokens
@@ -234,7 +234,7 @@ class FinetunedImagePredictor(PretrainedClassifier):
             model.classifier.load_state_dict(load_file(str(folder / "classifier.safetensors")))
         except Exception as e:  # a missing file, a bad safetensors header, or shapes that do not fit
             raise DamagedError(f"{folder} holds damaged or mismatched weights "
-                               f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+                               f"({first_line(e)})") from None
         self._setup(model, loaded, classes, str(self.record["dtype"]))
 
     @classmethod

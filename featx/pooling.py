@@ -7,6 +7,7 @@ sentence-transformers' ``include_prompt=False`` does).
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -51,6 +52,18 @@ POOLERS = {"mean": mean_pool, "cls": cls_pool, "max": max_pool, "last": last_poo
            "mean_sqrt_len": mean_sqrt_len_pool}
 
 
+def l2_normalized(pooled: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each pooling's vectors scaled to unit length (the store's `normalize`)."""
+    return {name: torch.nn.functional.normalize(v, dim=-1) for name, v in pooled.items()}
+
+
+def l2_normalized_rows(X: np.ndarray) -> np.ndarray:
+    """Rows of X (as float32) scaled to unit length; all-zero rows stay zero."""
+    X = np.asarray(X, dtype=np.float32)
+    result: np.ndarray = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    return result
+
+
 def pool(hidden: torch.Tensor, mask: torch.Tensor, poolings: tuple[str, ...], normalize: bool = False,
          skip: int = 0) -> dict[str, torch.Tensor]:
     """Each requested pooling of one batch, in float32, optionally L2-normalised; `skip` leaves
@@ -60,9 +73,7 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, poolings: tuple[str, ...], no
     kept = mask * (positions > skip) if skip else mask
     pooled = {name: weighted_mean_pool(hidden, kept, positions) if name == "weightedmean" else
               POOLERS[name](hidden, kept) for name in poolings}
-    if normalize:
-        pooled = {name: torch.nn.functional.normalize(v, dim=-1) for name, v in pooled.items()}
-    return pooled
+    return l2_normalized(pooled) if normalize else pooled
 
 
 # Image models: what their outputs are, and the poolings that apply to each shape.

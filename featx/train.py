@@ -24,6 +24,7 @@ from featx.heads.base import sequence_read
 from featx.heads.inputs import checked_states, checked_texts, head_input
 from featx.heads.split import stratified_split
 from featx.metrics import classification_metrics, labels_as, markdown_table
+from featx.pooling import l2_normalized_rows
 from featx.store import FeatureStore
 
 
@@ -282,7 +283,7 @@ def mteb_protocol(train: FeatureStore, test: FeatureStore, poolings: list[str] |
         X_test, y_test = _labelled(test, pooling, train.classes)
         normalised_here = declared.normalize and not train.config.normalize
         if normalised_here:
-            X, X_test = _l2_normalised(X), _l2_normalised(X_test)
+            X, X_test = l2_normalized_rows(X), l2_normalized_rows(X_test)
         t0 = time.perf_counter()
         scores = mteb_scores(X, y, X_test, y_test, samples_per_label=k, experiments=experiments)
         row = {
@@ -311,12 +312,6 @@ def _declared_embedding(store: FeatureStore) -> DeclaredEmbedding:
         return read_declared(resolve_model_folder(store.config.model))
     except FeatxError:
         return DeclaredEmbedding()
-
-
-def _l2_normalised(X: np.ndarray) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float32)
-    result: np.ndarray = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
-    return result
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

@@ -37,7 +37,7 @@ import torch
 from featx.backbones.hashing import cache_folder
 from featx.config import BACKENDS
 from featx.constraints import Options
-from featx.errors import FeatxError, ParameterError
+from featx.errors import FeatxError, ParameterError, first_line
 
 _PRECISION = {"fp32": "f32", "bf16": "bf16"}
 _TYPE_NAMES = {"f32": "float32", "bf16": "bfloat16"}  # how OpenVINO's Type prints each
@@ -139,8 +139,7 @@ def _converted(ov: Any, backbone: Any, layers: tuple[int, ...]) -> Any:
         try:
             model = ov.convert_model(_HiddenStates(backbone.model, layers).eval(), example_input=example)
         except Exception as e:  # the converter raises its own types, and torch's from tracing
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise FeatxError(f"OpenVINO could not convert {backbone.name} ({first[:200]}): use --backend torch") \
+            raise FeatxError(f"OpenVINO could not convert {backbone.name} ({first_line(e)[:200]}): use --backend torch") \
                 from None
     _save(ov, model, folder)
     return model

@@ -12,7 +12,7 @@ from featx.backbones.folders import packaged_folder, resolve_model_folder, weigh
 from featx.backbones.hashing import files_sha256
 from featx.backbones.st_modules import DeclaredEmbedding, read_declared
 from featx.config import DEFAULT_MODEL
-from featx.errors import FeatxError
+from featx.errors import FeatxError, first_line
 from featx.hardware import resolve_device
 
 if TYPE_CHECKING:
@@ -64,8 +64,7 @@ def load_backbone(name_or_path: str = DEFAULT_MODEL, *, device: str | torch.devi
         model = transformers.AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code,
                                                        use_safetensors=True)
     except Exception as e:  # transformers raises OSError, ValueError, KeyError, EnvironmentError, ...
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise FeatxError(f"cannot load a transformers model from {path}: {first_line}") from None
+        raise FeatxError(f"cannot load a transformers model from {path}: {first_line(e)}") from None
     if not getattr(tokenizer, "is_fast", False):
         raise FeatxError(f"{name_or_path} has no fast (Rust) tokenizer; featx needs one (tokenizer.json)")
     _check_tokenizer(tokenizer, path)

@@ -25,7 +25,7 @@ import torch
 from featx.backbones.folders import MPNET_MODEL, resolve_model_folder, weight_files
 from featx.backbones.hashing import files_sha256
 from featx.config import DEFAULT_IMAGE_MODEL, DEFAULT_MODEL
-from featx.errors import FeatxError, ParameterError
+from featx.errors import FeatxError, ParameterError, first_line
 from featx.hardware import resolve_device
 
 RESAMPLING = ("bicubic", "bilinear", "nearest")
@@ -171,8 +171,7 @@ def _transformers_vision(name_or_path: str, device: torch.device, trust_remote_c
         model = (tower or transformers.AutoModel).from_pretrained(path, trust_remote_code=trust_remote_code,
                                                                   use_safetensors=True)
     except Exception as e:  # transformers raises many types for one cause: not loadable as asked
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise FeatxError(f"cannot load a transformers image model from {path}: {first_line}") from None
+        raise FeatxError(f"cannot load a transformers image model from {path}: {first_line(e)}") from None
     model.eval().requires_grad_(False).to(device)
     settings = {k: v for k, v in processor.to_dict().items() if not k.startswith("_")}
     patch = getattr(model.config, "patch_size", None)

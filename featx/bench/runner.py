@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from featx._version import __version__
-from featx.atomic import child_path, make_folder, write_text
+from featx.atomic import child_path, make_folder, utc_stamp, write_text
 from featx.bench.suite import Split, Suite
 from featx.errors import FeatxError, ParameterError
 
@@ -108,7 +108,7 @@ def _row(out: Path, row_id: str, echo: Callable[[str], None], fn: Callable[..., 
     row, peak_rss_mb = _in_child(fn, *args)
     row.update(id=row_id, peak_rss_mb=round(peak_rss_mb, 1), wall_seconds=round(time.perf_counter() - t0, 2),
                featx_version=__version__, git_commit=git_commit(),
-               finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+               finished_at=utc_stamp())
     write_text(path, json.dumps(row, indent=2) + "\n", "benchmark row")
     echo(f"{row_id}: {_summary(row)}")
     return row

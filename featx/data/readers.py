@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from featx.errors import FeatxError, InputError, ParameterError
+from featx.errors import FeatxError, InputError, ParameterError, first_line
 
 FORMATS = ("csv", "tsv", "jsonl", "txt", "parquet")
 _SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
@@ -164,5 +164,5 @@ def _read_parquet(path: Path) -> Iterator[dict[str, Any]]:
         for batch in batches:
             yield from batch.to_pylist()
     except (pyarrow.ArrowException, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise InputError(f"{path.name} is not a readable parquet file ({first})") from None

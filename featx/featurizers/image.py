@@ -32,9 +32,9 @@ import torch
 from featx.backbones.vision import ImageBackbone
 from featx.config import ExtractConfig
 from featx.data.images import array_sha256
-from featx.errors import FeatxError, InputError, ParameterError
+from featx.errors import FeatxError, InputError, ParameterError, first_line
 from featx.hardware import compute_context, torch_dtype
-from featx.pooling import IMAGE_POOLINGS_BY_NDIM, pool_image_output, prefix_tokens
+from featx.pooling import IMAGE_POOLINGS_BY_NDIM, l2_normalized, pool_image_output, prefix_tokens
 
 # Pillow warns (on stderr) about images between its limit and twice it; featx checks sizes itself
 # (MAX_PIXELS, twice Pillow's limit), so the warning would only break the one-line output.
@@ -181,7 +181,7 @@ class ImageFeaturizer:
             try:
                 return self._items([decode_image(record.data)])[0]
             except (OSError, ValueError, SyntaxError, MemoryError) as e:  # Pillow's ways of refusing a file
-                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                reason = first_line(e)
                 if not self.skip_bad:
                     hint = "" if self.skip_bad is None else \
                         ", or pass --skip-bad to skip unreadable images (counted in the store)"
@@ -219,7 +219,7 @@ class ImageFeaturizer:
                 pooled = {name: torch.cat([p[name] for p in parts], dim=-1) for name in self.poolings}
         pooled = {name: v.float() for name, v in pooled.items()}
         if self.config.normalize:
-            pooled = {name: torch.nn.functional.normalize(v, dim=-1) for name, v in pooled.items()}
+            pooled = l2_normalized(pooled)
         return pooled
 
     def _pool_output(self, out: torch.Tensor, pooler: torch.Tensor | None, check: bool,

@@ -21,7 +21,7 @@ from featx.batching import pad_batch
 from featx.config import SEQUENCE_MASK, STATES, ExtractConfig
 from featx.errors import FeatxError
 from featx.hardware import compute_context, torch_dtype
-from featx.pooling import pool
+from featx.pooling import l2_normalized, pool
 from featx.top_blocks import capture_states, run_to_layer
 
 # Tokens per batch: measured best on CPU (benchmarks/README.md, "Extraction speed"); a GPU
@@ -179,14 +179,14 @@ class TextFeaturizer:
             if window_row is None:
                 pooled = self._own_embedding(pool(hidden, mask, config.poolings, skip=self._skip))
                 if config.normalize:
-                    pooled = {name: torch.nn.functional.normalize(v, dim=-1) for name, v in pooled.items()}
+                    pooled = l2_normalized(pooled)
                 return pooled if seen is None else {**pooled, STATES: _stored_states(seen[0], config)}
             per_window = self._own_embedding(pool(hidden, mask, config.poolings))
             rows = int(window_row.max()) + 1
             pooled = {name: _pool_windows(values, window_row, rows, str(config.long_pooling))
                       for name, values in per_window.items()}
             if config.normalize:
-                pooled = {name: torch.nn.functional.normalize(v, dim=-1) for name, v in pooled.items()}
+                pooled = l2_normalized(pooled)
             if self._keep_windows:  # the first pooling of each window, before the windows are pooled
                 pooled[STATES] = _windows_by_row(per_window[config.poolings[0]].float(), window_row, rows)
             return pooled

@@ -28,7 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 from featx.batching import pad_sequences
 from featx.config import DTYPES, FINETUNE_POOLINGS
 from featx.constraints import COUNT, NON_NEGATIVE, POSITIVE, Constraint, Interval, Options
-from featx.errors import DamagedError, FeatxError, ParameterError
+from featx.errors import DamagedError, FeatxError, ParameterError, first_line
 from featx.heads.base import Head, register_head
 from featx.store.states import TokenStates
 
@@ -179,7 +179,7 @@ class BlocksHead(Head):
         try:
             model.load_state_dict({name: torch.from_numpy(np.array(value)) for name, value in arrays.items()})
         except RuntimeError as e:
-            raise DamagedError(f"its blocks do not fit its backbone config ({str(e).splitlines()[0]})") from None
+            raise DamagedError(f"its blocks do not fit its backbone config ({first_line(e)})") from None
         self.model_, self.classes_, self.dtype_ = model.eval(), classes, str(fitted["dtype"])
         self.best_epoch_, self.history_ = int(fitted["best_epoch"]), list(fitted["history"])
         self.layer_, self.trainable_blocks_ = int(fitted["layer"]), int(fitted["trainable_blocks"])

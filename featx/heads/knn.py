@@ -11,6 +11,7 @@ from featx.constraints import COUNT, FRACTION, NON_NEGATIVE, Constraint, Grid, I
 from featx.errors import DamagedError
 from featx.heads.base import Head, edge_warning, register_head
 from featx.heads.split import can_stratify, stratified_split
+from featx.pooling import l2_normalized_rows
 
 DEFAULT_KS = (1, 3, 5, 10, 20, 50)
 _QUERY_BLOCK = 2048  # query rows per similarity block: 2048 x n_train floats at a time
@@ -52,20 +53,20 @@ class KNNHead(Head):
         else:
             if X_val is not None:
                 X_val = validate_data(self, X_val, reset=False, dtype=np.float32)
-                neighbours, labels, truth = _normalise(X), y_index, np.searchsorted(self.classes_, np.asarray(y_val))
+                neighbours, labels, truth = l2_normalized_rows(X), y_index, np.searchsorted(self.classes_, np.asarray(y_val))
                 self.selection_ = "validation"
             elif can_stratify(y_index, 2):
                 fit_rows, held_out = stratified_split(y_index, self.val_fraction, self.random_state)
-                neighbours, labels, X_val, truth = _normalise(X[fit_rows]), y_index[fit_rows], X[held_out], \
+                neighbours, labels, X_val, truth = l2_normalized_rows(X[fit_rows]), y_index[fit_rows], X[held_out], \
                     y_index[held_out]
                 self.selection_ = "held-out fraction"
             else:
                 X_val, self.selection_ = None, "default (too few rows to select)"
             self.curve_ = [] if X_val is None else _k_curve(
-                neighbours, labels, _normalise(X_val), truth, sorted(self.ks), len(self.classes_))
+                neighbours, labels, l2_normalized_rows(X_val), truth, sorted(self.ks), len(self.classes_))
             # Ties go to the larger k: the smoother vote.
             self.k_ = int(max(self.curve_, key=lambda p: (p["score"], p["k"]))["k"]) if self.curve_ else 5
-        self.train_ = _normalise(X)
+        self.train_ = l2_normalized_rows(X)
         self.train_labels_ = y_index.astype(np.int64)
         return self
 
@@ -75,7 +76,7 @@ class KNNHead(Head):
         k = min(self.k_, len(self.train_))
         out = np.empty((len(X), len(self.classes_)))
         for start in range(0, len(X), _QUERY_BLOCK):
-            nearest = _nearest(self.train_, _normalise(X[start:start + _QUERY_BLOCK]), k)
+            nearest = _nearest(self.train_, l2_normalized_rows(X[start:start + _QUERY_BLOCK]), k)
             out[start:start + len(nearest)] = _votes(self.train_labels_[nearest], len(self.classes_))
         return out
 
@@ -110,12 +111,6 @@ class KNNHead(Head):
         self.n_features_in_ = int(self.train_.shape[1])
         self.k_, self.curve_, self.selection_ = int(fitted["k_"]), fitted["curve_"], fitted["selection_"]
         return self
-
-
-def _normalise(X: np.ndarray) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float32)
-    result: np.ndarray = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
-    return result
 
 
 def _nearest(train: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 from safetensors.numpy import load as load_safetensors
 
 from featx._version import __version__
-from featx.atomic import atomic_folder, save_tensors
+from featx.atomic import atomic_folder, save_tensors, utc_stamp
 from featx.errors import DamagedError, FeatxError
 from featx.heads.base import Head, make_head, sequence_read
 from featx.heads.hybrid import TextVectors, check_texts_match
@@ -142,7 +141,7 @@ class TrainedHead:
                 "pooling": self.pooling, "store_fingerprint": self.store_fingerprint,
                 "config": json.loads(self.config_json), "metrics": self.metrics,
                 "fit_seconds": round(self.fit_seconds, 3),
-                "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "saved_at": utc_stamp(),
                 "weights_sha256": _sha256(partial / "head.safetensors"),
             }
             (partial / "head.json").write_text(json.dumps(meta, indent=2) + "\n")

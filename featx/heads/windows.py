@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from featx.batching import pad_sequences
 from featx.constraints import COUNT, NON_NEGATIVE, POSITIVE, Constraint, Interval
-from featx.errors import DamagedError, FeatxError
+from featx.errors import DamagedError, FeatxError, first_line
 from featx.heads.base import Head, register_head
 from featx.store.states import TokenStates
 
@@ -176,7 +176,7 @@ class WindowsHead(Head):
         try:
             model.load_state_dict({name: torch.from_numpy(np.array(value)) for name, value in arrays.items()})
         except RuntimeError as e:
-            raise DamagedError(f"its weights do not fit a windows head ({str(e).splitlines()[0]})") from None
+            raise DamagedError(f"its weights do not fit a windows head ({first_line(e)})") from None
         self.model_, self.classes_ = model.eval(), classes
         self.best_epoch_, self.history_ = int(fitted["best_epoch"]), list(fitted["history"])
         return self

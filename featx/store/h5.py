@@ -11,7 +11,7 @@ from typing import Any
 
 import h5py
 
-from featx.errors import DamagedError, FeatxError, describe_os_error
+from featx.errors import DamagedError, FeatxError, describe_os_error, first_line
 
 FORMAT = "featx-store"
 FORMAT_VERSION = 1
@@ -37,8 +37,7 @@ def h5_reason(error: BaseException) -> str:
     found = _ERRNO_IN_TEXT.search(text)
     if found and int(found.group(1)) in errno.errorcode:
         return os.strerror(int(found.group(1)))
-    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
-    return first
+    return first_line(error)
 
 
 def is_hdf5_file(path: Path) -> bool:

@@ -7,15 +7,14 @@ datasets over the shard files (no feature is copied), or a standalone copy.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from featx.atomic import atomic_file, same_file
-from featx.errors import FeatxError, OutputError
+from featx.atomic import atomic_file, same_file, utc_stamp
+from featx.errors import FeatxError, OutputError, first_line
 from featx.store.h5 import FORMAT, ROW_DATASETS, h5_reason
 from featx.store.writer import check_replaceable
 
@@ -58,7 +57,7 @@ def _write_merged(partial: Path, folder: Path, infos: list[dict[str, Any]], tota
         attrs.pop("shard", None)
         attrs.update(n_rows=total, n_done=total, row_offset=0, complete=True,
                      merged_from=json.dumps([Path(i["path"]).name for i in infos]),
-                     created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                     created_at=utc_stamp(),
                      timings=json.dumps({"shards": [i["timings"] for i in infos], "copied": copy}))
         out.attrs.update(attrs)
 
@@ -80,7 +79,7 @@ def _shard_info(path: Path) -> dict[str, Any]:
                     "n_done": int(attrs["n_done"]), "complete": bool(attrs["complete"]),
                     "timings": json.loads(attrs["timings"])}
     except OSError as e:
-        raise FeatxError(f"cannot read shard {path}: {str(e).splitlines()[0]}") from None
+        raise FeatxError(f"cannot read shard {path}: {first_line(e)}") from None
 
 
 def _check_shards(infos: list[dict[str, Any]]) -> None:

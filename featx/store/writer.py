@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ import h5py
 import numpy as np
 
 from featx._version import __version__
-from featx.atomic import fsync_path, prepare_output, same_file
+from featx.atomic import fsync_path, prepare_output, same_file, utc_stamp
 from featx.config import STATES, ExtractConfig
 from featx.errors import FeatxError, OutputError
 from featx.store.h5 import FORMAT, FORMAT_VERSION, h5_reason, is_hdf5_file, open_h5
@@ -367,7 +366,7 @@ def _store_attrs(plan: StorePlan) -> dict[str, Any]:
         "n_done": 0,
         "complete": False,
         "window_rows": plan.window_rows,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created_at": utc_stamp(),
         "hardware": json.dumps(plan.hardware, sort_keys=True),
         "dtype": plan.config.dtype,
         "timings": json.dumps({}),
