@@ -17,8 +17,8 @@ from featx.errors import FeatxWarning as FeatxWarning
 # torch is still importing, happen before any heavy import and inside the CLI's handler.
 _LAZY = {
     "DEFAULT_MODEL": "featx.backbones", "Backbone": "featx.backbones", "load_backbone": "featx.backbones",
-    "ExtractConfig": "featx.config", "open_input": "featx.data", "embed_texts": "featx.engine",
-    "extract": "featx.engine", "make_config": "featx.engine", "LogRegHead": "featx.heads",
+    "ExtractConfig": "featx.config", "open_input": "featx.data", "embed_texts": "featx.modalities.text",
+    "extract": "featx.engine", "make_config": "featx.modalities.text", "LogRegHead": "featx.heads",
     "MLPHead": "featx.heads", "TrainedHead": "featx.heads", "Predictor": "featx.predictor",
     "load_predictor": "featx.predictor",
     "FeatureStore": "featx.store", "open_store": "featx.store", "mteb_protocol": "featx.train",

@@ -19,9 +19,10 @@ from sklearn.utils.validation import check_is_fitted
 from featx.backbones import DEFAULT_MODEL, load_backbone
 from featx.classifier import takes_texts
 from featx.data import Record
-from featx.engine import embed_through_cache, make_config
+from featx.engine import embed_through_cache
 from featx.errors import ParameterError
 from featx.featurizers import TextFeaturizer
+from featx.modalities.text import make_config
 from featx.runners import make_runner
 from featx.store.vector_cache import EmbeddingCache
 

@@ -4,13 +4,13 @@ It reads the input (a Source) in windows of rows (the commit unit), has the Feat
 prepare each window once in a background thread (tokenizing, decoding), has a Runner
 embed it on its device (batches planned by cost, every pooling from one forward pass),
 and hands each window, back in input order, to a writer thread. It knows nothing of
-HDF5, of text or images, or of devices: those are the store's, the featurizer's and
-the runner's (featx.featurizers, featx.runners).
+HDF5, of text or images, or of devices: those are the store's, the modality's (the
+registry in featx.modalities opens the input and makes the featurizer) and the
+runner's (featx.runners).
 """
 from __future__ import annotations
 
 import itertools
-import numbers
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -19,35 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from featx.backbones import DEFAULT_MODEL, Backbone, load_backbone
-from featx.backbones.openvino import chosen_backend
-from featx.backbones.st_modules import embedding_fields
-from featx.backbones.vision import ImageBackbone, load_image_backbone
 from featx.background import BackgroundWorker, prefetch
-from featx.config import (
-    DEFAULT_IMAGE_MODEL,
-    LONG_MODES,
-    LONG_POOLINGS,
-    STATE_DTYPES,
-    ExtractConfig,
-    parse_layers,
-)
-from featx.constraints import COUNT, Options
-from featx.data import InputSummary, Record, Source, describe_json, open_input
-from featx.data.images import is_image_input, open_images
-from featx.errors import FeatxError, OutputError, ParameterError
-from featx.featurizers import Featurizer, TextFeaturizer
-from featx.featurizers.image import ImageFeaturizer, make_image_config
-from featx.hardware import describe_hardware, resolve_dtype
+from featx.constraints import COUNT
+from featx.data import InputSummary, Source, describe_json
+from featx.errors import OutputError
+from featx.featurizers import Featurizer
+from featx.hardware import describe_hardware
+from featx.modalities import modality_of
 from featx.progress import progress_bar
 from featx.runners import Runner, make_runner
 from featx.shards import shard_path, shard_rows, shard_window_rows
-from featx.store import FeatureStore, StorePlan, StoreWriter, matching_complete_store, stored_config
+from featx.store import FeatureStore, StorePlan, StoreWriter, matching_complete_store
 from featx.store.vector_cache import EmbeddingCache
-
-DEFAULT_WINDOW_ROWS = 4096
-# An image window holds its decoded pixels (224 x 224 x 3 bytes each): 512 of them are 77 MB.
-DEFAULT_IMAGE_WINDOW_ROWS = 512
 
 
 @dataclass
@@ -61,7 +44,7 @@ class Window:
     skipped: np.ndarray  # rows that could not be read (skip_bad): no item, NaN vectors
 
 
-def extract(input: str | Path | Source, output: str | Path, *, model: str | Backbone | ImageBackbone | None = None,
+def extract(input: str | Path | Source, output: str | Path, *, model: Any = None,
             pooling: Sequence[str] | str | None = None, layers: str | Sequence[int] = "-1",
             max_length: int | None = None, normalize: bool | None = None, dtype: str = "auto",
             store_dtype: str = "float32", text_column: str | None = None, label_column: str | None = None,
@@ -104,50 +87,19 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
     for name, count in (("batch_tokens", batch_tokens), ("window_rows", window_rows)):
         if count is not None:
             COUNT.check(name, count)
-    if isinstance(input, (str, Path)):
-        source: Source = open_images(input, label_column=label_column) if is_image_input(input) else \
-            open_input(input, text_column=text_column, label_column=label_column, id_column=id_column)
-    else:
-        source = input
+    modality = modality_of(input)
+    source: Source = modality.open(input, text_column=text_column, label_column=label_column, id_column=id_column) \
+        if isinstance(input, (str, Path)) else input
     summary = source.scan()
     t_scanned = time.perf_counter()
-    featurizer: Featurizer
-    state_dim = None
-    if getattr(source, "modality", "text") == "image":
-        for name, value in (("max_length", max_length), ("stride", stride), ("text_column", text_column),
-                            ("long", None if long == "truncate" else long), ("cache_layer", cache_layer),
-                            ("keep_windows", keep_windows or None),
-                            ("backend", None if backend in (None, "torch", "auto") else backend),
-                            ("prompt", prompt), ("prompt_name", prompt_name)):
-            if value is not None:
-                raise ParameterError(name, f"applies to texts; {source.name} is read as images")
-        if isinstance(model, Backbone):
-            raise FeatxError(f"{model.name} is a text model; {source.name} is read as images")
-        vision = model if isinstance(model, ImageBackbone) else load_image_backbone(
-            model or DEFAULT_IMAGE_MODEL, device=device, trust_remote_code=trust_remote_code)
-        config = make_image_config(vision, pooling=pooling, layers=layers, normalize=normalize, dtype=dtype,
-                                   store_dtype=store_dtype)
-        featurizer, default_window = ImageFeaturizer(vision, config, skip_bad=skip_bad), DEFAULT_IMAGE_WINDOW_ROWS
-    else:
-        if isinstance(model, ImageBackbone):
-            raise FeatxError(f"{model.name} is an image model; {source.name} is read as texts")
-        backbone = model if isinstance(model, Backbone) else load_backbone(
-            model or DEFAULT_MODEL, device=device, trust_remote_code=trust_remote_code)
-        if backend in (None, "auto") and not overwrite:  # a store at the output keeps the backend it was made with
-            found = stored_config(Path(output) if shard is None else shard_path(output, *shard))
-            backend = backend if found is None else found.get("backend") or "torch"
-        config = make_config(backbone, pooling=pooling, layers=layers, max_length=max_length, normalize=normalize,
-                             dtype=dtype, store_dtype=store_dtype, long=long, stride=stride, long_pooling=long_pooling,
-                             cache_layer=cache_layer, cache_dtype=cache_dtype, keep_windows=keep_windows,
-                             backend=backend or "torch", prompt=prompt, prompt_name=prompt_name)
-        featurizer, default_window = TextFeaturizer(backbone, config), DEFAULT_WINDOW_ROWS
-        if config.sequences is not None:
-            state_dim = backbone.hidden_size if config.sequences == "states" else featurizer.dim
-            # A vector cache holds no sequences; merging does not join them yet.
-            flag = "--cache-layer" if config.sequences == "states" else "--keep-windows"
-            for name, given in (("cache_dir", cache_dir is not None), ("shard", shard is not None)):
-                if given:
-                    raise ParameterError(name, f"cannot be combined with {flag}")
+    options = {"pooling": pooling, "layers": layers, "max_length": max_length, "normalize": normalize, "dtype": dtype,
+               "store_dtype": store_dtype, "long": long, "stride": stride, "long_pooling": long_pooling,
+               "cache_layer": cache_layer, "cache_dtype": cache_dtype, "keep_windows": keep_windows,
+               "backend": backend, "prompt": prompt, "prompt_name": prompt_name, "text_column": text_column,
+               "skip_bad": skip_bad, "device": device, "trust_remote_code": trust_remote_code, "output": output,
+               "shard": shard, "overwrite": overwrite, "cache_dir": cache_dir}
+    featurizer, default_window, state_dim = modality.extraction(source, model, options)
+    config = featurizer.identity()
     runner = make_runner(featurizer, batch_tokens)
     if window_rows is None:
         window_rows = default_window if shard is None else \
@@ -191,104 +143,6 @@ def extract(input: str | Path | Source, output: str | Path, *, model: str | Back
     finally:
         writer.close()
     return FeatureStore(output)
-
-
-def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = None,
-                layers: str | Sequence[int] = "-1", max_length: int | None = None, normalize: bool | None = None,
-                dtype: str = "auto", store_dtype: str = "float32", long: str = "truncate",
-                stride: int | None = None, long_pooling: str = "mean", cache_layer: int | None = None,
-                cache_dtype: str = "float16", keep_windows: bool = False, backend: str = "torch",
-                prompt: str | None = None, prompt_name: str | None = None) -> ExtractConfig:
-    """The ExtractConfig for `backbone` with `auto` and defaults resolved to concrete values.
-
-    `pooling=None` and `normalize=None` mean the model's own sentence embedding where its
-    folder declares one (sentence-transformers: all-MiniLM-L6-v2 is mean pooling, then
-    L2-normalised; Dense and LayerNorm modules too, featx.backbones.st_modules), else mean
-    pooling without normalisation. `prompt`, `prompt_name`: see `extract`. `long="chunk"` embeds texts
-    over max_length as windows of max_length tokens overlapping by `stride` (default
-    min(32, max_length / 4)) and pools each row's windows with `long_pooling`.
-    `cache_layer=L` also keeps each row's token states at hidden-state index L (negative counts
-    from the top: -2 is below the last two blocks) in `cache_dtype`, for a blocks head.
-    `keep_windows=True` (long="chunk" only) also keeps each row's window vectors, for a windows head.
-    `backend`: torch, openvino (on the CPU, in fp32 or bf16), or auto (openvino where it is
-    installed and applies, else torch).
-    """
-    embedding = embedding_fields(backbone.name, backbone.declared, pooling, normalize, prompt, prompt_name)
-    layer_indices = parse_layers(layers if isinstance(layers, str) else tuple(layers))
-    for index in layer_indices:
-        if not -backbone.num_hidden_states <= index < backbone.num_hidden_states:
-            raise ParameterError("layers", f"{index} does not exist: {backbone.name} has hidden states "
-                                           f"{-backbone.num_hidden_states}..{backbone.num_hidden_states - 1}")
-    specials = backbone.tokenizer.num_special_tokens_to_add(pair=False)
-    if max_length is None:
-        max_length = backbone.default_max_length
-    elif isinstance(max_length, bool) or not isinstance(max_length, numbers.Integral) or max_length < specials + 1:
-        raise ParameterError("max_length", f"must be at least {specials + 1} ({specials} special tokens and one "
-                                           f"token of text), got {max_length!r}")
-    elif backbone.max_positions is not None and max_length > backbone.max_positions:
-        raise ParameterError("max_length", f"{max_length} is more than {backbone.name} can take: its position "
-                                           f"embeddings stop at {backbone.max_positions} tokens")
-    Options(LONG_MODES).check("long", long)
-    if long == "truncate" and stride is not None:
-        raise ParameterError("stride", "applies to --long chunk only")
-    chunking: dict[str, Any] = {}
-    if long == "chunk":
-        text_tokens = int(max_length) - specials  # a window's room for text
-        # At most half a window (ExtractConfig's rule), and fewer than its text tokens, or no window moves on.
-        most = min(int(max_length) // 2, text_tokens - 1)
-        stride = min(32, int(max_length) // 4, most) if stride is None else stride
-        if isinstance(stride, bool) or not isinstance(stride, numbers.Integral) or not 0 <= int(stride) <= most:
-            raise ParameterError("stride", f"must be at least 0 and at most {most} (half of --max-length "
-                                           f"{max_length}, and less than the {text_tokens} tokens of text a window "
-                                           f"holds), got {stride!r}")
-        chunking = {"long": "chunk", "long_stride": int(stride), "long_pooling": Options(LONG_POOLINGS).check(
-            "long_pooling", long_pooling), "keep_windows": True if keep_windows else None}
-    elif keep_windows:
-        raise ParameterError("keep_windows", "keeps the window vectors of long texts: it needs --long chunk")
-    states: dict[str, Any] = {}
-    if cache_layer is not None:
-        states = {"cache_layer": state_layer(backbone, cache_layer, long),
-                  "cache_dtype": Options(STATE_DTYPES).check("cache_dtype", cache_dtype)}
-    compute = resolve_dtype(dtype, backbone.device)
-    return ExtractConfig(
-        **chunking,
-        **states,
-        backend=chosen_backend(backend, backbone, compute, cache_layer),
-        model=backbone.name,
-        weights_sha256=backbone.weights_sha256,
-        tokenizer_sha256=backbone.tokenizer_sha256,
-        max_length=int(max_length),
-        layers=layer_indices,
-        **embedding,
-        dtype=compute,
-        store_dtype=store_dtype,
-    )
-
-
-
-def state_layer(backbone: Backbone, layer: int, long: str = "truncate") -> int:
-    """The hidden-state index (>= 0) whose token states --cache-layer keeps: at least one block must
-    lie above it, and featx must be able to run those blocks alone (checked on the model itself)."""
-    blocks = backbone.num_hidden_states - 1
-    if isinstance(layer, bool) or not isinstance(layer, numbers.Integral) or not -blocks <= layer < blocks:
-        raise ParameterError("cache_layer", f"must leave at least one of {backbone.name}'s {blocks} blocks above it: "
-                                            f"0..{blocks - 1} (or -{blocks}..-1 from the top), got {layer!r}")
-    if long != "truncate":
-        raise ParameterError("cache_layer", "keeps the token states of whole rows: it cannot be combined with "
-                                            "--long chunk")
-    from featx.top_blocks import check_runs_alone
-
-    index = int(layer) % blocks
-    check_runs_alone(backbone, index)
-    return index
-
-
-def embed_texts(backbone: Backbone, config: ExtractConfig, texts: Sequence[str],
-                batch_tokens: int | None = None) -> dict[str, np.ndarray]:
-    """Every requested pooling of `texts`, one (len(texts), D) array each, in input order."""
-    featurizer = TextFeaturizer(backbone, config)
-    records = [Record(i, text, -1) for i, text in enumerate(texts)]
-    return make_runner(featurizer, batch_tokens).run(featurizer, featurizer.prepare(records)[0])
 
 
 def iter_windows(source: Source, summary: InputSummary, featurizer: Featurizer, start: int,

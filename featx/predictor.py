@@ -24,12 +24,12 @@ from featx.classifier import PretrainedClassifier
 from featx.config import STATES, ExtractConfig
 from featx.data import InputSummary, Record, Source
 from featx.data.images import ImageRecord
-from featx.engine import DEFAULT_IMAGE_WINDOW_ROWS, DEFAULT_WINDOW_ROWS, iter_windows
+from featx.engine import iter_windows
 from featx.errors import DamagedError, FeatxError
 from featx.featurizers import Featurizer
-from featx.featurizers.loading import featurizer_for
 from featx.heads import TextVectors, TrainedHead
 from featx.heads.base import sequence_read
+from featx.modalities import featurizer_for, modality_named
 from featx.runners import make_runner
 from featx.store.states import TokenStates
 
@@ -100,7 +100,7 @@ class Predictor(PretrainedClassifier):
         """(record, probabilities) for every row of an input, streamed window by window."""
         featurizer = self.featurizer
         runner = make_runner(featurizer)
-        window_rows = DEFAULT_IMAGE_WINDOW_ROWS if self.config.modality == "image" else DEFAULT_WINDOW_ROWS
+        window_rows = modality_named(self.config.modality).default_window_rows
         for window in iter_windows(source, summary, featurizer, 0, window_rows):
             features = runner.run(featurizer, window.items)
             texts = [record.text for record in window.records] if "texts" in self.head.estimator.reads else []

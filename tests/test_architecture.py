@@ -7,7 +7,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "featx"
 PIPELINE = ["featx._version", "featx.errors", "featx.constraints", "featx.atomic", "featx.progress",
             "featx.background", "featx.config", "featx.hardware", "featx.data", "featx.store", "featx.backbones",
             "featx.batching", "featx.pooling", "featx.top_blocks",
-            "featx.featurizers", "featx.runners", "featx.shards", "featx.engine", "featx.launch",
+            "featx.featurizers", "featx.runners", "featx.shards", "featx.modalities", "featx.engine", "featx.launch",
             "featx.metrics", "featx.mteb", "featx.recipe", "featx.heads", "featx.classifier", "featx.finetune_images",
             "featx.finetune", "featx.predictor", "featx.embedder", "featx.train", "featx.bench", "featx.demo",
             "featx.cli", "featx.__main__", "featx"]
@@ -84,3 +84,11 @@ def test_h5py_is_imported_only_by_the_store_package():
             if any(name == "h5py" or name.startswith("h5py.") for name in names):
                 importers.append(_module_name(path))
     assert importers and all(m.startswith("featx.store") for m in importers), sorted(set(importers))
+
+
+def test_the_engine_imports_no_modality_specific_module():
+    """The engine asks the modality registry (featx.modalities) for sources and featurizers."""
+    specific = ("featx.modalities.", "featx.featurizers.text", "featx.featurizers.image", "featx.backbones",
+                "featx.data.images")
+    assert "featx.modalities" in _imports(PACKAGE / "engine.py")
+    assert sorted(m for m in _imports(PACKAGE / "engine.py") if m.startswith(specific)) == []

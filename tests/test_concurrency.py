@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import featx
-from featx.engine import make_config
+from featx.modalities.text import make_config
 from featx.store import StorePlan, StoreWriter
 from tests.conftest import run_cli, tiny_extract_command, write_lines
 

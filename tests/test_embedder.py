@@ -5,8 +5,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 import featx
-from featx.engine import embed_texts, make_config
 from featx.errors import ParameterError
+from featx.modalities.text import embed_texts, make_config
 
 
 def test_pipeline_on_texts_uses_the_same_vectors_as_extract(tiny_bert_dir, sentences):

@@ -101,7 +101,7 @@ def test_a_failed_export_leaves_nothing_that_looks_complete(tmp_path, labelled_s
 
 
 def test_an_unfinished_store_is_not_exported(tmp_path, tiny_backbone, cli):
-    from featx.engine import make_config
+    from featx.modalities.text import make_config
     from featx.store import StorePlan, StoreWriter
 
     config = make_config(tiny_backbone, dtype="fp32")

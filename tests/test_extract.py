@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 import featx
-from featx.engine import embed_texts, make_config
 from featx.errors import FeatxError
 from featx.featurizers import TextFeaturizer
+from featx.modalities.text import embed_texts, make_config
 from featx.runners import cpu_workers
 from featx.store import StoreWriter
 from tests.conftest import write_lines

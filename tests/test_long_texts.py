@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 import featx
-from featx.engine import make_config
 from featx.errors import ParameterError
 from featx.featurizers import TextFeaturizer
 from featx.featurizers.text import encode_windows
+from featx.modalities.text import make_config
 from featx.runners import CpuRunner
 from tests.conftest import write_lines
 

@@ -5,7 +5,7 @@ import pytest
 
 import featx
 from featx.cli import main
-from featx.engine import embed_texts, make_config
+from featx.modalities.text import embed_texts, make_config
 from tests.conftest import min_cosine
 
 

@@ -170,7 +170,7 @@ def test_changed_module_weights_are_caught_before_reuse(tmp_path, tiny_bert_dir)
     save_file({k: v * 2 for k, v in weights.items()}, str(dense))
     with pytest.raises(FeatxError, match="another extraction config"):  # the sha256 is in the fingerprint
         ours(folder, tmp_path)
-    from featx.featurizers.loading import featurizer_for
+    from featx.modalities import featurizer_for
 
     with pytest.raises(FeatxError, match="changed since the store was made"):
         featurizer_for(config, device="cpu")

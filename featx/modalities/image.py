@@ -1,0 +1,62 @@
+"""Images as a modality: folders of class folders, zips, tables of paths and arrays; transformers
+vision models, EfficientNet-Lite0 and any torch module with declared preprocessing."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from featx.backbones.vision import ImageBackbone, load_image_backbone
+from featx.config import DEFAULT_IMAGE_MODEL, ExtractConfig
+from featx.data import Source
+from featx.data.images import is_image_input, open_images
+from featx.errors import FeatxError, ParameterError
+from featx.featurizers import Featurizer
+from featx.featurizers.image import ImageFeaturizer, make_image_config
+from featx.modalities import register_modality
+
+# An image window holds its decoded pixels (224 x 224 x 3 bytes each): 512 of them are 77 MB.
+DEFAULT_IMAGE_WINDOW_ROWS = 512
+# Options of featx.extract that only texts take, and the value each has when left alone.
+_TEXT_ONLY = {"max_length": None, "stride": None, "text_column": None, "long": "truncate", "cache_layer": None,
+              "keep_windows": False, "prompt": None, "prompt_name": None}
+
+
+class ImageModality:
+    """Images, as decoded pixels through a vision backbone."""
+
+    name = "image"
+    default_window_rows = DEFAULT_IMAGE_WINDOW_ROWS
+
+    def claims(self, input: str | Path) -> bool:
+        return is_image_input(input)
+
+    def open(self, input: str | Path, *, text_column: str | None = None, label_column: str | None = None,
+             id_column: str | None = None) -> Source:
+        return open_images(input, label_column=label_column)
+
+    def extraction(self, source: Source, model: Any, options: dict[str, Any]) -> tuple[Featurizer, int, int | None]:
+        given = [name for name, default in _TEXT_ONLY.items() if options.get(name, default) != default]
+        if options.get("backend") not in (None, "torch", "auto"):
+            given.append("backend")
+        if given:
+            raise ParameterError(given[0], f"applies to texts; {source.name} is read as images")
+        if model is not None and not isinstance(model, (str, Path, ImageBackbone)):
+            raise FeatxError(f"{getattr(model, 'name', model)} is not an image model; {source.name} is read as images")
+        vision = model if isinstance(model, ImageBackbone) else load_image_backbone(
+            str(model or DEFAULT_IMAGE_MODEL), device=options["device"],
+            trust_remote_code=options["trust_remote_code"])
+        config = make_image_config(vision, pooling=options["pooling"], layers=options["layers"],
+                                   normalize=options["normalize"], dtype=options["dtype"],
+                                   store_dtype=options["store_dtype"])
+        return ImageFeaturizer(vision, config, skip_bad=options["skip_bad"]), DEFAULT_IMAGE_WINDOW_ROWS, None
+
+    def featurizer_for(self, config: ExtractConfig, *, device: Any = "auto", backbone: Any = None,
+                       states_only: bool = False) -> Featurizer:
+        vision = backbone if isinstance(backbone, ImageBackbone) else load_image_backbone(config.model, device=device)
+        if (vision.weights_sha256, vision.preprocess_json) != (config.weights_sha256, config.preprocess):
+            raise FeatxError(f"the model found at {config.model} is not the one these vectors were made with "
+                             "(weights or preprocessing differ)")
+        return ImageFeaturizer(vision, config)
+
+
+register_modality(ImageModality())

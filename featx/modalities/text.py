@@ -1,0 +1,175 @@
+"""Texts as a modality: files and bundled datasets of texts, transformers text models (torch
+or OpenVINO), and `make_config`, which resolves a text extraction's settings into its
+ExtractConfig (the model's own embedding by default, featx.backbones.st_modules)."""
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from featx.backbones import DEFAULT_MODEL, Backbone, load_backbone
+from featx.backbones.openvino import chosen_backend
+from featx.backbones.st_modules import embedding_fields
+from featx.config import LONG_MODES, LONG_POOLINGS, STATE_DTYPES, ExtractConfig, parse_layers
+from featx.constraints import Options
+from featx.data import Record, Source, open_input
+from featx.errors import FeatxError, ParameterError
+from featx.featurizers import Featurizer, TextFeaturizer
+from featx.hardware import resolve_dtype
+from featx.modalities import register_modality
+from featx.runners import make_runner
+from featx.shards import shard_path
+from featx.store import stored_config
+
+DEFAULT_WINDOW_ROWS = 4096
+
+
+class TextModality:
+    """Texts (the fallback: any input no other modality claims)."""
+
+    name = "text"
+    default_window_rows = DEFAULT_WINDOW_ROWS
+
+    def claims(self, input: str | Path) -> bool:
+        return True
+
+    def open(self, input: str | Path, *, text_column: str | None = None, label_column: str | None = None,
+             id_column: str | None = None) -> Source:
+        return open_input(input, text_column=text_column, label_column=label_column, id_column=id_column)
+
+    def extraction(self, source: Source, model: Any, options: dict[str, Any]) -> tuple[Featurizer, int, int | None]:
+        if model is not None and not isinstance(model, (str, Path, Backbone)):
+            raise FeatxError(f"{getattr(model, 'name', model)} is not a text model; {source.name} is read as texts")
+        if options.get("skip_bad"):
+            raise ParameterError("skip_bad", f"applies to images; {source.name} is read as texts")
+        backbone = model if isinstance(model, Backbone) else load_backbone(
+            str(model or DEFAULT_MODEL), device=options["device"], trust_remote_code=options["trust_remote_code"])
+        backend, shard = options["backend"], options["shard"]
+        if backend in (None, "auto") and not options["overwrite"]:  # a store at -o keeps the backend it was made with
+            found = stored_config(Path(options["output"]) if shard is None else shard_path(options["output"], *shard))
+            backend = backend if found is None else found.get("backend") or "torch"
+        names = ("pooling", "layers", "max_length", "normalize", "dtype", "store_dtype", "long", "stride",
+                 "long_pooling", "cache_layer", "cache_dtype", "keep_windows", "prompt", "prompt_name")
+        config = make_config(backbone, backend=backend or "torch", **{k: options[k] for k in names})
+        featurizer = TextFeaturizer(backbone, config)
+        state_dim = None
+        if config.sequences is not None:
+            state_dim = backbone.hidden_size if config.sequences == "states" else featurizer.dim
+            # A vector cache holds no sequences; merging does not join them yet.
+            flag = "--cache-layer" if config.sequences == "states" else "--keep-windows"
+            for name in ("cache_dir", "shard"):
+                if options[name] is not None:
+                    raise ParameterError(name, f"cannot be combined with {flag}")
+        return featurizer, DEFAULT_WINDOW_ROWS, state_dim
+
+    def featurizer_for(self, config: ExtractConfig, *, device: Any = "auto", backbone: Any = None,
+                       states_only: bool = False) -> Featurizer:
+        text = backbone if isinstance(backbone, Backbone) else load_backbone(config.model, device=device)
+        if (text.weights_sha256, text.tokenizer_sha256) != (config.weights_sha256, config.tokenizer_sha256):
+            raise FeatxError(f"the model found at {config.model} is not the one this head was trained on "
+                             "(weights or tokenizer differ)")
+        return TextFeaturizer(text, config, states_only=states_only)
+
+
+def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = None,
+                layers: str | Sequence[int] = "-1", max_length: int | None = None, normalize: bool | None = None,
+                dtype: str = "auto", store_dtype: str = "float32", long: str = "truncate",
+                stride: int | None = None, long_pooling: str = "mean", cache_layer: int | None = None,
+                cache_dtype: str = "float16", keep_windows: bool = False, backend: str = "torch",
+                prompt: str | None = None, prompt_name: str | None = None) -> ExtractConfig:
+    """The ExtractConfig for `backbone` with `auto` and defaults resolved to concrete values.
+
+    `pooling=None` and `normalize=None` mean the model's own sentence embedding where its
+    folder declares one (sentence-transformers: all-MiniLM-L6-v2 is mean pooling, then
+    L2-normalised; Dense and LayerNorm modules too, featx.backbones.st_modules), else mean
+    pooling without normalisation. `prompt`, `prompt_name`: see `extract`. `long="chunk"` embeds texts
+    over max_length as windows of max_length tokens overlapping by `stride` (default
+    min(32, max_length / 4)) and pools each row's windows with `long_pooling`.
+    `cache_layer=L` also keeps each row's token states at hidden-state index L (negative counts
+    from the top: -2 is below the last two blocks) in `cache_dtype`, for a blocks head.
+    `keep_windows=True` (long="chunk" only) also keeps each row's window vectors, for a windows head.
+    `backend`: torch, openvino (on the CPU, in fp32 or bf16), or auto (openvino where it is
+    installed and applies, else torch).
+    """
+    embedding = embedding_fields(backbone.name, backbone.declared, pooling, normalize, prompt, prompt_name)
+    layer_indices = parse_layers(layers if isinstance(layers, str) else tuple(layers))
+    for index in layer_indices:
+        if not -backbone.num_hidden_states <= index < backbone.num_hidden_states:
+            raise ParameterError("layers", f"{index} does not exist: {backbone.name} has hidden states "
+                                           f"{-backbone.num_hidden_states}..{backbone.num_hidden_states - 1}")
+    specials = backbone.tokenizer.num_special_tokens_to_add(pair=False)
+    if max_length is None:
+        max_length = backbone.default_max_length
+    elif isinstance(max_length, bool) or not isinstance(max_length, numbers.Integral) or max_length < specials + 1:
+        raise ParameterError("max_length", f"must be at least {specials + 1} ({specials} special tokens and one "
+                                           f"token of text), got {max_length!r}")
+    elif backbone.max_positions is not None and max_length > backbone.max_positions:
+        raise ParameterError("max_length", f"{max_length} is more than {backbone.name} can take: its position "
+                                           f"embeddings stop at {backbone.max_positions} tokens")
+    Options(LONG_MODES).check("long", long)
+    if long == "truncate" and stride is not None:
+        raise ParameterError("stride", "applies to --long chunk only")
+    chunking: dict[str, Any] = {}
+    if long == "chunk":
+        text_tokens = int(max_length) - specials  # a window's room for text
+        # At most half a window (ExtractConfig's rule), and fewer than its text tokens, or no window moves on.
+        most = min(int(max_length) // 2, text_tokens - 1)
+        stride = min(32, int(max_length) // 4, most) if stride is None else stride
+        if isinstance(stride, bool) or not isinstance(stride, numbers.Integral) or not 0 <= int(stride) <= most:
+            raise ParameterError("stride", f"must be at least 0 and at most {most} (half of --max-length "
+                                           f"{max_length}, and less than the {text_tokens} tokens of text a window "
+                                           f"holds), got {stride!r}")
+        chunking = {"long": "chunk", "long_stride": int(stride), "long_pooling": Options(LONG_POOLINGS).check(
+            "long_pooling", long_pooling), "keep_windows": True if keep_windows else None}
+    elif keep_windows:
+        raise ParameterError("keep_windows", "keeps the window vectors of long texts: it needs --long chunk")
+    states: dict[str, Any] = {}
+    if cache_layer is not None:
+        states = {"cache_layer": state_layer(backbone, cache_layer, long),
+                  "cache_dtype": Options(STATE_DTYPES).check("cache_dtype", cache_dtype)}
+    compute = resolve_dtype(dtype, backbone.device)
+    return ExtractConfig(
+        **chunking,
+        **states,
+        backend=chosen_backend(backend, backbone, compute, cache_layer),
+        model=backbone.name,
+        weights_sha256=backbone.weights_sha256,
+        tokenizer_sha256=backbone.tokenizer_sha256,
+        max_length=int(max_length),
+        layers=layer_indices,
+        **embedding,
+        dtype=compute,
+        store_dtype=store_dtype,
+    )
+
+
+
+def state_layer(backbone: Backbone, layer: int, long: str = "truncate") -> int:
+    """The hidden-state index (>= 0) whose token states --cache-layer keeps: at least one block must
+    lie above it, and featx must be able to run those blocks alone (checked on the model itself)."""
+    blocks = backbone.num_hidden_states - 1
+    if isinstance(layer, bool) or not isinstance(layer, numbers.Integral) or not -blocks <= layer < blocks:
+        raise ParameterError("cache_layer", f"must leave at least one of {backbone.name}'s {blocks} blocks above it: "
+                                            f"0..{blocks - 1} (or -{blocks}..-1 from the top), got {layer!r}")
+    if long != "truncate":
+        raise ParameterError("cache_layer", "keeps the token states of whole rows: it cannot be combined with "
+                                            "--long chunk")
+    from featx.top_blocks import check_runs_alone
+
+    index = int(layer) % blocks
+    check_runs_alone(backbone, index)
+    return index
+
+
+def embed_texts(backbone: Backbone, config: ExtractConfig, texts: Sequence[str],
+                batch_tokens: int | None = None) -> dict[str, np.ndarray]:
+    """Every requested pooling of `texts`, one (len(texts), D) array each, in input order."""
+    featurizer = TextFeaturizer(backbone, config)
+    records = [Record(i, text, -1) for i, text in enumerate(texts)]
+    return make_runner(featurizer, batch_tokens).run(featurizer, featurizer.prepare(records)[0])
+
+
+register_modality(TextModality())
