@@ -16,7 +16,7 @@ import numpy as np
 from featx.atomic import atomic_file, same_file, utc_stamp
 from featx.errors import FeatxError, OutputError, first_line
 from featx.store.h5 import FORMAT, ROW_DATASETS, h5_reason
-from featx.store.writer import check_replaceable
+from featx.store.layout import check_replaceable
 
 
 def merge_shards(shards: list[str | Path], output: str | Path, copy: bool = False) -> Path:

@@ -1,4 +1,4 @@
-"""StoreWriter: lays out a store, or reopens a matching unfinished one, and commits windows.
+"""StoreWriter: lays out a store (featx.store.layout), or reopens a matching unfinished one, and commits windows.
 
 A window commit is: check the disk has room, write the window's rows, flush and close,
 fsync, read the rows back and compare, and only then advance ``n_done`` (itself written,
@@ -11,66 +11,24 @@ import contextlib
 import json
 import shutil
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from featx._version import __version__
-from featx.atomic import fsync_path, prepare_output, same_file, utc_stamp
-from featx.config import STATES, ExtractConfig
+from featx.atomic import fsync_path, prepare_output, same_file
+from featx.config import STATES
 from featx.errors import FeatxError, OutputError
-from featx.store.h5 import FORMAT, FORMAT_VERSION, h5_reason, is_hdf5_file, open_h5
+from featx.store.h5 import h5_reason, open_h5
+from featx.store.layout import StorePlan, check_replaceable, check_resumable, create_store
 from featx.store.lock import WriterLock
 
-_CHUNK_BYTES = 1 << 20
 # A window is written only when the disk has room for twice its bytes plus this much.
 # HDF5 does not report every failed write (chunks evicted from its cache at close fail
 # silently, and a write that fails half-way can leave the file unreadable), so checking
 # first keeps the file intact in the common case; the read-back check catches the rest.
 SPACE_MARGIN_BYTES = 1 << 20
-
-
-@dataclass(frozen=True)
-class StorePlan:
-    """What a new store will hold; written as its attributes and dataset shapes.
-
-    A store holds input rows [row_offset, row_offset + n_rows): all of them for an
-    ordinary store, one contiguous run of whole windows for a shard.
-    """
-
-    config: ExtractConfig
-    input_json: str
-    input_sha256: str
-    input_rows: int
-    dim: int
-    classes: tuple[str, ...] | None
-    id_kind: str
-    window_rows: int
-    hardware: dict[str, Any]
-    compression: str | None = None
-    row_offset: int = 0
-    n_rows: int | None = None
-    shard: tuple[int, int] | None = None
-    state_dim: int | None = None  # the width of the token states or window vectors (config.sequences)
-
-    @property
-    def rows(self) -> int:
-        return self.input_rows - self.row_offset if self.n_rows is None else self.n_rows
-
-
-def matching_complete_store(path: Path, plan: StorePlan) -> bool:
-    """True when `path` is already the complete store `plan` describes (reused without writing)."""
-    if not path.is_file():
-        return False
-    try:
-        with open_h5(path, "r") as file:
-            _check_resumable(file, path, plan)
-            return bool(file.attrs["complete"])
-    except FeatxError:
-        return False
 
 
 class StoreWriter:
@@ -105,11 +63,11 @@ class StoreWriter:
         try:
             if path.exists() and not overwrite:
                 with open_h5(path, "r") as file:
-                    _check_resumable(file, path, plan)
+                    check_resumable(file, path, plan)
             else:
                 if path.exists():
                     check_replaceable(path)
-                _create(path, plan)
+                create_store(path, plan)
             return cls(path, lock)
         except BaseException:
             lock.release()
@@ -261,125 +219,3 @@ def _nbytes(values: np.ndarray) -> int:
     return int(values.nbytes)
 
 
-def check_replaceable(path: Path) -> None:
-    """--overwrite replaces a featx store (or an empty file), never anything else."""
-    if path.stat().st_size == 0:
-        return
-    if not is_hdf5_file(path):
-        raise OutputError(f"{path} is not a featx store: --overwrite only replaces featx stores; "
-                          "remove it yourself or choose another -o")
-    try:
-        with open_h5(path, "r") as file:
-            if file.attrs.get("format") == FORMAT:
-                return
-    except FeatxError as e:
-        raise OutputError(f"{path} cannot be read ({e}), so featx cannot tell it is a store it may replace: "
-                          "remove it yourself or choose another -o") from None
-    raise OutputError(f"{path} is an HDF5 file but not a featx store: --overwrite only replaces featx stores; "
-                      "remove it yourself or choose another -o")
-
-
-def _create(path: Path, plan: StorePlan) -> None:
-    try:
-        with open_h5(path, "w") as file:
-            _lay_out(file, plan)
-        fsync_path(path)
-    except BaseException as e:
-        path.unlink(missing_ok=True)
-        if isinstance(e, Exception) and not isinstance(e, FeatxError):
-            raise OutputError(f"creating the store {path} failed: {h5_reason(e)}") from None
-        raise
-
-
-def _check_resumable(file: h5py.File, path: Path, plan: StorePlan) -> None:
-    attrs = file.attrs
-    if attrs.get("format") != FORMAT:
-        raise FeatxError(f"{path} exists and is not a featx store: choose another -o")
-    missing = [k for k in ("fingerprint", "input_sha256", "input", "input_rows", "row_offset", "n_rows",
-                           "n_done", "complete", "window_rows") if k not in attrs]
-    if missing:
-        raise FeatxError(f"{path} is damaged (attribute {missing[0]!r} is missing): pass --overwrite to replace it")
-    if attrs["fingerprint"] != plan.config.fingerprint:
-        raise FeatxError(
-            f"{path} was made with another extraction config (fingerprint {str(attrs['fingerprint'])[:12]}, "
-            f"this run {plan.config.fingerprint[:12]}): pass --overwrite to replace it, or choose another -o"
-        )
-    if (attrs["input_sha256"] != plan.input_sha256 or attrs["input"] != plan.input_json
-            or int(attrs["input_rows"]) != plan.input_rows):
-        raise FeatxError(
-            f"{path} was made from another input (or other columns): pass --overwrite to replace it, "
-            "or choose another -o"
-        )
-    if (int(attrs["row_offset"]), int(attrs["n_rows"]), int(attrs["window_rows"])) != (
-            plan.row_offset, plan.rows, plan.window_rows):
-        raise FeatxError(f"{path} holds another part of the input (rows from {int(attrs['row_offset'])}, "
-                         f"{int(attrs['n_rows'])} rows, windows of {int(attrs['window_rows'])}): "
-                         "use the same --shard and --window-rows, or --overwrite")
-    if not 0 <= int(attrs["n_done"]) <= int(attrs["n_rows"]):
-        raise FeatxError(f"{path} is damaged (n_done {int(attrs['n_done'])} of {int(attrs['n_rows'])} rows): "
-                         "pass --overwrite to replace it")
-
-
-def _lay_out(file: h5py.File, plan: StorePlan) -> None:
-    config, n_rows = plan.config, plan.rows
-    itemsize = np.dtype(config.store_dtype).itemsize
-    # Chunks never straddle two windows: a chunk written once is never rewritten,
-    # so a kill during one window cannot damage rows committed by an earlier one.
-    chunk = _chunk_rows(plan.window_rows, n_rows, plan.dim * itemsize)
-    id_dtype = np.int64 if plan.id_kind == "int" else h5py.string_dtype("utf-8")
-    file.create_dataset("ids", shape=(n_rows,), dtype=id_dtype, chunks=(chunk,))
-    file.create_dataset("content_sha256", shape=(n_rows, 32), dtype=np.uint8, chunks=(chunk, 32))
-    if plan.classes is not None:
-        labels = file.create_dataset("labels", shape=(n_rows,), dtype=np.int64, chunks=(chunk,))
-        labels.attrs["classes"] = json.dumps(list(plan.classes))
-    file.create_dataset("truncated", shape=(n_rows,), dtype=np.uint8, chunks=(chunk,))
-    if config.modality == "image":
-        file.create_dataset("skipped", shape=(n_rows,), dtype=np.uint8, chunks=(chunk,))
-    if config.sequences is not None:
-        # Token states or window vectors: one flat (entries, hidden) dataset grown window by window;
-        # row i's are states[state_starts[i]:state_starts[i] + state_lengths[i]].
-        width = int(plan.state_dim or 0)
-        token_chunk = max(1, _CHUNK_BYTES // (width * np.dtype(config.sequence_dtype).itemsize))
-        file.create_dataset("states", shape=(0, width), maxshape=(None, width), dtype=config.sequence_dtype,
-                            chunks=(token_chunk, width))
-        file.create_dataset("state_starts", shape=(n_rows,), dtype=np.int64, chunks=(chunk,))
-        file.create_dataset("state_lengths", shape=(n_rows,), dtype=np.int64, chunks=(chunk,))
-    group = file.create_group("features")
-    for name in config.poolings:
-        group.create_dataset(name, shape=(n_rows, plan.dim), dtype=config.store_dtype, chunks=(chunk, plan.dim),
-                             compression=plan.compression)
-    file.attrs.update(_store_attrs(plan))
-
-
-def _store_attrs(plan: StorePlan) -> dict[str, Any]:
-    attrs = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "featx_version": __version__,
-        "fingerprint": plan.config.fingerprint,
-        "config": plan.config.to_json(),
-        "input_sha256": plan.input_sha256,
-        "input": plan.input_json,
-        "input_rows": plan.input_rows,
-        "row_offset": plan.row_offset,
-        "n_rows": plan.rows,
-        "n_done": 0,
-        "complete": False,
-        "window_rows": plan.window_rows,
-        "created_at": utc_stamp(),
-        "hardware": json.dumps(plan.hardware, sort_keys=True),
-        "dtype": plan.config.dtype,
-        "timings": json.dumps({}),
-    }
-    if plan.shard is not None:
-        attrs["shard"] = json.dumps(list(plan.shard))
-    return attrs
-
-
-def _chunk_rows(window_rows: int, n_rows: int, row_bytes: int) -> int:
-    """The largest divisor of window_rows that keeps a chunk near 1 MiB and within n_rows."""
-    target = max(1, min(n_rows, _CHUNK_BYTES // max(row_bytes, 1)))
-    for rows in range(min(target, window_rows), 0, -1):
-        if window_rows % rows == 0:
-            return rows
-    return 1

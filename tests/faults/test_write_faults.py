@@ -106,6 +106,8 @@ def _patch_flush(monkeypatch, fail: FailAt) -> None:
 
 
 def _patch_fsync(monkeypatch, fail: FailAt) -> None:
+    """Every fsync of the store: creating it (featx.store.layout) and committing windows (writer)."""
+    import featx.store.layout as layout_module
     import featx.store.writer as writer_module
 
     original = writer_module.fsync_path
@@ -114,7 +116,8 @@ def _patch_fsync(monkeypatch, fail: FailAt) -> None:
         if fail.hit():
             raise _enospc()
         return original(path)
-    monkeypatch.setattr(writer_module, "fsync_path", fsync)
+    for module in (layout_module, writer_module):
+        monkeypatch.setattr(module, "fsync_path", fsync)
 
 
 # (what fails, which call of it) -> rows committed afterwards. Creating the store sets every
