@@ -137,6 +137,18 @@ def test_what_featx_cannot_apply_is_refused_in_one_line_before_anything_is_embed
         assert plain.code == 0  # an explicit pooling of the token states is always possible
 
 
+def test_a_module_config_missing_a_size_is_refused_in_one_line(tmp_path, tiny_bert_dir, cli):
+    folder = st_folder(tmp_path, tiny_bert_dir, modules.Dense(32, 8))
+    config_file = next(p for p in folder.iterdir() if p.name.endswith("Dense")) / "config.json"
+    config = json.loads(config_file.read_text())
+    del config["in_features"]
+    config_file.write_text(json.dumps(config))
+    result = cli("extract", str(write_lines(tmp_path / "in.txt", TEXTS)), "-o", str(tmp_path / "s.h5"),
+                 "--model", str(folder))
+    assert result.code == 2 and "in_features" in result.err and len(result.err.strip().splitlines()) == 1
+    assert not (tmp_path / "s.h5").exists()
+
+
 def test_pickled_module_weights_are_refused(tmp_path, tiny_bert_dir, cli):
     import torch
     from safetensors.torch import load_file

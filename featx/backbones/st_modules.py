@@ -74,6 +74,9 @@ def read_declared(path: Path) -> DeclaredEmbedding:
         return _declared(path, entries, prompts, default_prompt_name)
     except _Refused as refused:
         return DeclaredEmbedding(prompts=prompts, default_prompt_name=default_prompt_name, refusal=str(refused))
+    except (KeyError, ValueError, TypeError) as e:  # a module's config.json lacks a size or holds a wrong type
+        return DeclaredEmbedding(prompts=prompts, default_prompt_name=default_prompt_name,
+                                 refusal=f"a module's config.json cannot be read ({type(e).__name__}: {e})")
 
 
 class _Refused(Exception):
