@@ -91,7 +91,7 @@ def main() -> None:
         print(f"| {name} | {value:.4f} | {seconds:.1f} |")
 
     # 7. Keep the hybrid as a predictor: it embeds raw texts and reads them too.
-    featx.Predictor.from_parts(head=hybrid).save(out / "predictor")
+    featx.Predictor(hybrid).save(out / "predictor")
     predictor = featx.load_predictor(out / "predictor")
     phrases = ["a gorgeous, witty and moving film", "a tedious, clumsy mess"]
     print(f"\npredictor in {out / 'predictor'}:", dict(zip(phrases, predictor.predict(phrases))))

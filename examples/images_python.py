@@ -46,7 +46,7 @@ def main(archive: Path) -> None:
     print("logreg test accuracy:", round(head.evaluate(test_store)["accuracy"], 4))
 
     # 3. A predictor classifies images as bytes, uint8 arrays or PIL images.
-    predictor = featx.Predictor.from_parts(head=head)
+    predictor = featx.Predictor(head)
     images = [Image.open(path) for path in sorted((test / "cat").glob("*.jpg"))[:3]]
     print("three cats:", list(predictor.predict(images)))
 

@@ -21,7 +21,7 @@ _LAZY = {
     "extract": "featx.engine", "make_config": "featx.modalities.text", "LogRegHead": "featx.heads",
     "MLPHead": "featx.heads", "TrainedHead": "featx.heads", "Predictor": "featx.predictor",
     "load_predictor": "featx.predictor",
-    "FeatureStore": "featx.store", "open_store": "featx.store", "mteb_protocol": "featx.train",
+    "FeatureStore": "featx.store", "open_store": "featx.store", "mteb_protocol": "featx.mteb",
     "train_head": "featx.train", "train_heads": "featx.train", "Embedder": "featx.embedder",
     "ArraySource": "featx.data.images", "open_images": "featx.data.images", "ImagePreprocess": "featx.backbones.vision",
     "load_image_backbone": "featx.backbones.vision", "module_backbone": "featx.backbones.vision",

@@ -28,7 +28,7 @@ class PretrainedClassifier(ClassifierMixin, BaseEstimator):
     implement `predict_proba(texts)`."""
 
     class_names: tuple[str, ...]
-    modality: str = "text"  # what it classifies: "text" or "image"
+    modality: str = "text"  # what it classifies: a registered modality's name (featx.modalities)
     name: str = "the model"  # how messages name it (its folder, when loaded from one)
 
     @property
@@ -65,14 +65,13 @@ class PretrainedClassifier(ClassifierMixin, BaseEstimator):
         return classification_metrics(gold, np.asarray(predicted, dtype=np.int64), self.class_names)
 
     def check_input(self, source: Any) -> None:
-        """Refuse, in one line, an input of the other modality (images for a text model)."""
+        """Refuse, in one line, an input of another modality (images for a text model)."""
         from featx.errors import FeatxError
 
         given = getattr(source, "modality", "text")
         if given != self.modality:
-            how = "give a folder, a .zip or a table with --image-column" if self.modality == "image" else \
-                "give a table or text file"
-            raise FeatxError(f"{self.name} classifies {self.modality}s, but {source.name} is read as {given}s: {how}")
+            raise FeatxError(f"{self.name} classifies {self.modality}s, but {source.name} is read as {given}s: "
+                             f"give it {self.modality}s")
 
     def fit(self, X: Any = None, y: Any = None, **fit_params: Any) -> PretrainedClassifier:
         """Nothing to learn: the model was trained when the folder was made."""

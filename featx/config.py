@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from featx.errors import ParameterError
@@ -11,7 +12,6 @@ from featx.errors import ParameterError
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_IMAGE_MODEL = "efficientnet-lite0"
 POOLINGS = ("mean", "cls", "max", "last", "weightedmean", "mean_sqrt_len", "pooler")
-MODALITIES = ("text", "image")
 FINETUNE_POOLINGS = ("mean", "cls", "max", "last")  # pooler is a frozen model's own head: not fine-tuned
 DTYPES = ("fp32", "bf16", "fp16")
 STORE_DTYPES = ("float32", "float16")
@@ -106,67 +106,14 @@ class ExtractConfig:
         if self.store_dtype not in STORE_DTYPES:
             raise ParameterError("store_dtype",
                                  f"{self.store_dtype!r} is unknown: choose from {', '.join(STORE_DTYPES)}")
-        if self.modality not in MODALITIES:
-            raise ParameterError("modality", f"{self.modality!r} is unknown: choose from {', '.join(MODALITIES)}")
-        if (self.cache_layer is None) != (self.cache_dtype is None):
-            raise ParameterError("cache_layer", "and cache_dtype are set together or not at all")
-        if self.cache_layer is not None:
-            if self.modality != "text" or self.long is not None:
-                raise ParameterError("cache_layer", "keeps token states of texts cut to max_length only "
-                                                    "(not images, not --long chunk)")
-            if isinstance(self.cache_layer, bool) or not isinstance(self.cache_layer, int) or self.cache_layer < 0:
-                raise ParameterError("cache_layer", f"must be a hidden-state index >= 0, got {self.cache_layer!r}")
-            if self.cache_dtype not in STATE_DTYPES:
-                raise ParameterError("cache_dtype", f"{self.cache_dtype!r} is unknown: choose from "
-                                                    f"{', '.join(STATE_DTYPES)}")
-        if self.keep_windows is not None and (self.keep_windows is not True or self.long != "chunk"):
-            raise ParameterError("keep_windows", "keeps the window vectors of --long chunk: it is set (true) with "
-                                                 "--long chunk only")
-        if self.backend is not None:
-            if self.backend not in BACKENDS[1:]:
-                raise ParameterError("backend", f"{self.backend!r} is unknown or the default (recorded as unset): "
-                                                f"choose from {', '.join(BACKENDS[1:])}")
-            if self.modality != "text" or self.cache_layer is not None or self.dtype not in ("fp32", "bf16"):
-                raise ParameterError("backend", "openvino runs text models in fp32 or bf16, without --cache-layer")
-        if self.prompt is not None:
-            if not isinstance(self.prompt, str) or not self.prompt or self.modality != "text":
-                raise ParameterError("prompt", "is a non-empty text put before each text (texts only; unset for none)")
-            if self.long is not None:
-                raise ParameterError("prompt", "is not applied with --long chunk (only a text's first window would "
-                                               "carry it)")
-        if self.prompt_excluded is not None and (self.prompt_excluded is not True or self.prompt is None):
-            raise ParameterError("prompt_excluded", "is set (true) with a prompt only")
-        if self.modules is not None and (self.modality != "text" or self.layers != (-1,)):
-            raise ParameterError("layers", "must be the last (-1) for the model's own embedding, whose modules "
-                                           "follow its last layer: pass --pooling to pool other layers")
-        if self.modality == "image":
-            if self.preprocess is None:
-                raise ParameterError("preprocess", "is missing: an image config records its preprocessing")
-            for name in ("tokenizer_sha256", "max_length", "long"):
-                if getattr(self, name) is not None:
-                    raise ParameterError(name, "applies to text only")
-            return
-        if self.tokenizer_sha256 is None or self.max_length is None:
-            raise ParameterError("max_length", "and the tokenizer hash are needed for text")
-        if self.preprocess is not None:
-            raise ParameterError("preprocess", "applies to images only")
-        if "pooler" in self.poolings:
-            raise ParameterError("pooling", "pooler applies to image models only")
-        if self.max_length < 2:
-            raise ParameterError("max_length",
-                                 f"must be at least 2 (room for the special tokens), got {self.max_length}")
-        if not self.layers:
-            raise ParameterError("layers", "selects no layer")
-        if self.long is None:
-            if self.long_stride is not None or self.long_pooling is not None:
-                raise ParameterError("long", "is not chunk: a stride or window pooling means nothing when cutting")
-        elif self.long != "chunk":
-            raise ParameterError("long", f"{self.long!r} is unknown: choose from {', '.join(LONG_MODES)}")
-        elif self.long_pooling not in LONG_POOLINGS:
-            raise ParameterError("long_pooling", f"{self.long_pooling!r} is unknown: choose from mean, max")
-        elif self.long_stride is None or not 0 <= self.long_stride <= self.max_length // 2:
-            raise ParameterError("stride", f"must be between 0 and half of max_length ({self.max_length // 2}), "
-                                           f"got {self.long_stride}")
+        if self.modality not in MODALITY_RULES:
+            raise ParameterError("modality", f"{self.modality!r} is not registered: choose from "
+                                             f"{', '.join(MODALITY_RULES)}")
+        if self.modality != "text":
+            given = [name for name in TEXT_FIELDS if getattr(self, name) is not None]
+            if given:
+                raise ParameterError(given[0], f"applies to texts only, not to {self.modality}")
+        MODALITY_RULES[self.modality](self)
 
     def _set_fields(self) -> dict[str, object]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -189,6 +136,75 @@ class ExtractConfig:
         fields = {k: v for k, v in self._set_fields().items() if k not in _NOT_FINGERPRINTED}
         canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def image_rules(config: ExtractConfig) -> None:
+    if config.preprocess is None:
+        raise ParameterError("preprocess", "is missing: an image config records its preprocessing")
+
+
+def text_rules(config: ExtractConfig) -> None:
+    if (config.cache_layer is None) != (config.cache_dtype is None):
+        raise ParameterError("cache_layer", "and cache_dtype are set together or not at all")
+    if config.cache_layer is not None:
+        if config.long is not None:
+            raise ParameterError("cache_layer", "keeps token states of texts cut to max_length only "
+                                                "(not with --long chunk)")
+        if isinstance(config.cache_layer, bool) or not isinstance(config.cache_layer, int) or config.cache_layer < 0:
+            raise ParameterError("cache_layer", f"must be a hidden-state index >= 0, got {config.cache_layer!r}")
+        if config.cache_dtype not in STATE_DTYPES:
+            raise ParameterError("cache_dtype", f"{config.cache_dtype!r} is unknown: choose from "
+                                                f"{', '.join(STATE_DTYPES)}")
+    if config.keep_windows is not None and (config.keep_windows is not True or config.long != "chunk"):
+        raise ParameterError("keep_windows", "keeps the window vectors of --long chunk: it is set (true) with "
+                                             "--long chunk only")
+    if config.backend is not None:
+        if config.backend not in BACKENDS[1:]:
+            raise ParameterError("backend", f"{config.backend!r} is unknown or the default (recorded as unset): "
+                                            f"choose from {', '.join(BACKENDS[1:])}")
+        if config.cache_layer is not None or config.dtype not in ("fp32", "bf16"):
+            raise ParameterError("backend", "openvino runs text models in fp32 or bf16, without --cache-layer")
+    if config.prompt is not None:
+        if not isinstance(config.prompt, str) or not config.prompt:
+            raise ParameterError("prompt", "is a non-empty text put before each text (texts only; unset for none)")
+        if config.long is not None:
+            raise ParameterError("prompt", "is not applied with --long chunk (only a text's first window would "
+                                           "carry it)")
+    if config.prompt_excluded is not None and (config.prompt_excluded is not True or config.prompt is None):
+        raise ParameterError("prompt_excluded", "is set (true) with a prompt only")
+    if config.modules is not None and config.layers != (-1,):
+        raise ParameterError("layers", "must be the last (-1) for the model's own embedding, whose modules "
+                                       "follow its last layer: pass --pooling to pool other layers")
+    if config.tokenizer_sha256 is None or config.max_length is None:
+        raise ParameterError("max_length", "and the tokenizer hash are needed for text")
+    if config.preprocess is not None:
+        raise ParameterError("preprocess", "applies to images only")
+    if "pooler" in config.poolings:
+        raise ParameterError("pooling", "pooler applies to image models only")
+    if config.max_length < 2:
+        raise ParameterError("max_length",
+                             f"must be at least 2 (room for the special tokens), got {config.max_length}")
+    if not config.layers:
+        raise ParameterError("layers", "selects no layer")
+    if config.long is None:
+        if config.long_stride is not None or config.long_pooling is not None:
+            raise ParameterError("long", "is not chunk: a stride or window pooling means nothing when cutting")
+    elif config.long != "chunk":
+        raise ParameterError("long", f"{config.long!r} is unknown: choose from {', '.join(LONG_MODES)}")
+    elif config.long_pooling not in LONG_POOLINGS:
+        raise ParameterError("long_pooling", f"{config.long_pooling!r} is unknown: choose from mean, max")
+    elif config.long_stride is None or not 0 <= config.long_stride <= config.max_length // 2:
+        raise ParameterError("stride", f"must be between 0 and half of max_length ({config.max_length // 2}), "
+                                       f"got {config.long_stride}")
+
+
+# The rules each modality sets for the fields it uses, run after the shared ones. Text's and
+# image's are here, beside their fields, so any store reads without loading the modality
+# registry; a modality registered later adds its own (featx.modalities.register_modality).
+MODALITY_RULES: dict[str, Callable[[ExtractConfig], None]] = {"text": text_rules, "image": image_rules}
+# Fields only texts set (their rules are text_rules): unset for every other modality.
+TEXT_FIELDS = ("tokenizer_sha256", "max_length", "long", "long_stride", "long_pooling", "cache_layer",
+               "cache_dtype", "keep_windows", "backend", "prompt", "prompt_excluded", "modules")
 
 
 def parse_layers(spec: str | int | tuple[int, ...] | list[int]) -> tuple[int, ...]:

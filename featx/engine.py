@@ -10,6 +10,7 @@ runner's (featx.runners).
 """
 from __future__ import annotations
 
+import inspect
 import itertools
 import time
 from collections.abc import Iterator, Sequence
@@ -25,7 +26,7 @@ from featx.data import InputSummary, Source, describe_json
 from featx.errors import OutputError
 from featx.featurizers import Featurizer
 from featx.hardware import describe_hardware
-from featx.modalities import modality_of
+from featx.modalities import ExtractOptions, modality_of
 from featx.progress import progress_bar
 from featx.runners import Runner, make_runner
 from featx.shards import shard_path, shard_rows, shard_window_rows
@@ -92,14 +93,15 @@ def extract(input: str | Path | Source, output: str | Path, *, model: Any = None
         if isinstance(input, (str, Path)) else input
     summary = source.scan()
     t_scanned = time.perf_counter()
-    options = {"pooling": pooling, "layers": layers, "max_length": max_length, "normalize": normalize, "dtype": dtype,
-               "store_dtype": store_dtype, "long": long, "stride": stride, "long_pooling": long_pooling,
-               "cache_layer": cache_layer, "cache_dtype": cache_dtype, "keep_windows": keep_windows,
-               "backend": backend, "prompt": prompt, "prompt_name": prompt_name, "text_column": text_column,
-               "skip_bad": skip_bad, "device": device, "trust_remote_code": trust_remote_code, "output": output,
-               "shard": shard, "overwrite": overwrite, "cache_dir": cache_dir}
+    options = ExtractOptions({
+        "pooling": pooling, "layers": layers, "max_length": max_length, "normalize": normalize, "dtype": dtype,
+        "store_dtype": store_dtype, "long": long, "stride": stride, "long_pooling": long_pooling,
+        "cache_layer": cache_layer, "cache_dtype": cache_dtype, "keep_windows": keep_windows, "backend": backend,
+        "prompt": prompt, "prompt_name": prompt_name, "text_column": text_column, "skip_bad": skip_bad,
+        "device": device, "trust_remote_code": trust_remote_code, "output": output, "shard": shard,
+        "overwrite": overwrite, "cache_dir": cache_dir}, _EXTRACT_DEFAULTS)
     featurizer, default_window, state_dim = modality.extraction(source, model, options)
-    config = featurizer.identity()
+    config = featurizer.config
     runner = make_runner(featurizer, batch_tokens)
     if window_rows is None:
         window_rows = default_window if shard is None else \
@@ -109,7 +111,8 @@ def extract(input: str | Path | Source, output: str | Path, *, model: Any = None
                      input_rows=summary.n_rows, dim=featurizer.dim,
                      classes=summary.classes, id_kind=summary.id_kind, window_rows=window_rows,
                      hardware=describe_hardware(featurizer.device), compression=compression,
-                     row_offset=row_offset, n_rows=n_rows, shard=shard, state_dim=state_dim)
+                     row_offset=row_offset, n_rows=n_rows, shard=shard, state_dim=state_dim,
+                     row_flags=tuple(modality.row_flags))
     output = Path(output) if shard is None else shard_path(output, *shard)
     if source.path.is_dir() and output.resolve().is_relative_to(source.path.resolve()):
         raise OutputError(f"the output {output} is inside the input folder {source.name}: featx never writes into "
@@ -143,6 +146,10 @@ def extract(input: str | Path | Source, output: str | Path, *, model: Any = None
     finally:
         writer.close()
     return FeatureStore(output)
+
+
+_EXTRACT_DEFAULTS = {name: p.default for name, p in inspect.signature(extract).parameters.items()
+                     if p.default is not inspect.Parameter.empty}
 
 
 def iter_windows(source: Source, summary: InputSummary, featurizer: Featurizer, start: int,

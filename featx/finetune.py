@@ -1,155 +1,29 @@
-"""The full fine-tuning baseline for texts: the same backbone and pooling as extraction, a linear
-classifier on top, trained end to end in one flat, readable loop.
-
-The recipe (featx.recipe, shared with images: featx.finetune_images, which `finetune`
-hands image inputs to): AdamW (lr 2e-5, weight decay 0.01, none on biases and norms),
-linear warm-up over 10 % of the steps then linear decay, batch 16, max length 128,
-gradient clipping at 1.0, bf16 autocast where the hardware has fast bf16.
-`train_layers=K` trains only the top K blocks and the classifier; `lora_rank=R` trains
-LoRA adapters through the optional `peft` package.
-
-A checkpoint folder holds ``finetune.json`` (recipe, classes, per-epoch metrics and
-wall times), ``backbone/`` (a transformers folder with its tokenizer) and
-``classifier.safetensors``; `featx predict` loads it like a predictor folder.
+"""Fine-tuning baselines: `finetune` hands an input to its modality's (texts:
+featx.finetune_texts, images: featx.finetune_images; the recipe is featx.recipe), and
+`load_finetuned` reads any checkpoint folder back as a predictor, by the modality its
+``finetune.json`` names.
 """
 from __future__ import annotations
 
-import dataclasses
-import itertools
 import json
-import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from safetensors.torch import load_file
-
-from featx._version import __version__
-from featx.atomic import atomic_folder, safetensors_os_errors, save_tensors, write_text
-from featx.backbones import Backbone, load_backbone
 from featx.classifier import PretrainedClassifier
-from featx.data import InputSource, InputSummary, Record, Source
-from featx.errors import DamagedError, FeatxError, first_line
-from featx.featurizers.text import collate_tokens, tokenize
-from featx.hardware import compute_context, describe_hardware, resolve_dtype
-from featx.metrics import classification_metrics
-from featx.pooling import POOLERS
-from featx.progress import progress_bar
-from featx.recipe import FINETUNE_FORMAT, clip_gradients, length_grouped_batches, optimizer_and_schedule
+from featx.data import Source
+from featx.errors import DamagedError
+from featx.modalities import modality_named, modality_of
 from featx.recipe import FinetuneConfig as FinetuneConfig  # re-exported: featx.finetune.FinetuneConfig
-
-
-class SequenceClassifier(torch.nn.Module):
-    """Backbone -> padding-aware pooling -> linear classifier."""
-
-    def __init__(self, backbone: Any, hidden_size: int, n_classes: int, pooling: str) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.pooling = pooling
-        self.classifier = torch.nn.Linear(hidden_size, n_classes)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        result: torch.Tensor = self.classifier(POOLERS[self.pooling](hidden.float(), attention_mask))
-        return result
-
-
-@dataclass
-class Examples:
-    """Tokenized texts with label indices, held in memory for several epochs."""
-
-    token_ids: list[list[int]]
-    labels: np.ndarray
-    classes: tuple[str, ...]
-
-
-def load_examples(source: InputSource, tokenizer: Any, max_length: int) -> Examples:
-    """Read and tokenize a labelled input once."""
-    summary = source.scan()
-    if summary.classes is None:
-        raise FeatxError(f"{source.name} has no label column: fine-tuning needs labels (--label-column)")
-    records = list(source.records(summary))
-    ids = tokenize(tokenizer, [r.text for r in records], max_length)
-    return Examples(ids, np.array([r.label for r in records], dtype=np.int64), summary.classes)
 
 
 def finetune(train: Source, out: str | Path, *, val: Source | None = None,
              config: FinetuneConfig | None = None, device: str = "auto",
              progress: bool | None = None) -> dict[str, Any]:
-    """Fine-tune `config.model` on `train`, keep the best epoch (by validation accuracy) in `out`.
-
-    Returns the run record also written to ``out/finetune.json``.
-    """
-    config = config or FinetuneConfig()
-    if getattr(train, "modality", "text") == "image":
-        from featx.finetune_images import finetune_images
-
-        return finetune_images(train, out, val=val, config=config, device=device, progress=progress)
-    if not isinstance(train, InputSource) or (val is not None and not isinstance(val, InputSource)):
-        raise FeatxError(f"{train.name} is read as texts and {val.name if val else ''} as images: give both as texts")
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    loaded = load_backbone(config.model, device=device)
-    dtype = resolve_dtype(config.dtype, loaded.device)
-    examples = load_examples(train, loaded.tokenizer, config.max_length)
-    val_examples = load_examples(val, loaded.tokenizer, config.max_length) if val is not None else None
-    if val_examples is not None and val_examples.classes != examples.classes:
-        raise FeatxError(f"validation classes {list(val_examples.classes)} differ from train {list(examples.classes)}")
-    model = _make_trainable(SequenceClassifier(loaded.model, loaded.hidden_size, len(examples.classes), config.pooling),
-                            config).to(loaded.device)
-    optimizer, scheduler, total_steps = optimizer_and_schedule(model, config, len(examples.labels))
-    lengths = np.array([len(ids) for ids in examples.token_ids])
-    out = Path(out)
-    record: dict[str, Any] = {"format": FINETUNE_FORMAT, "format_version": 1, "featx_version": __version__,
-              "recipe": dataclasses.asdict(config), "dtype": dtype, "classes": list(examples.classes),
-              "train_rows": len(examples.labels), "val_rows": len(val_examples.labels) if val_examples else 0,
-              "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-              "hardware": describe_hardware(loaded.device), "epochs": [], "losses": []}
-    best_accuracy, step = -1.0, 0
-    bar = progress_bar(int(total_steps), "finetune", unit="step", show=progress)
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        t0 = time.perf_counter()
-        for rows in length_grouped_batches(lengths, config.batch_size, rng):
-            batch = collate_tokens(loaded.tokenizer, [examples.token_ids[i] for i in rows])
-            input_ids, mask = batch["input_ids"].to(loaded.device), batch["attention_mask"].to(loaded.device)
-            targets = torch.from_numpy(examples.labels[rows]).to(loaded.device)
-            with compute_context(loaded.device, dtype):
-                logits = model(input_ids, mask)
-            loss = torch.nn.functional.cross_entropy(logits.float(), targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            clip_gradients(model, config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            loss_value = loss.item()
-            record["losses"].append(round(loss_value, 5))
-            step += 1
-            bar.update()
-            bar.set_postfix(loss=f"{loss_value:.4f}")
-            if step >= total_steps:
-                break
-        epoch_record = {"epoch": epoch, "steps": step, "train_seconds": round(time.perf_counter() - t0, 2)}
-        if val_examples is not None:
-            t1 = time.perf_counter()
-            predicted = predict_examples(model, val_examples.token_ids, loaded.tokenizer, loaded.device, dtype)
-            metrics = classification_metrics(val_examples.labels, predicted, examples.classes)
-            epoch_record.update(val_accuracy=metrics["accuracy"], val_macro_f1=metrics["macro_f1"],
-                                eval_seconds=round(time.perf_counter() - t1, 2))
-        record["epochs"].append(epoch_record)
-        accuracy = epoch_record.get("val_accuracy", epoch)  # without validation: keep the last epoch
-        if accuracy > best_accuracy:
-            best_accuracy = accuracy
-            record["best_epoch"] = epoch
-            _save(model, loaded, out, record)
-        if step >= total_steps:
-            break
-    bar.close()
-    write_text(out / "finetune.json", json.dumps(record, indent=2) + "\n", "checkpoint")
-    return record
+    """Fine-tune `config.model` (default: the modality's model) on `train`, keep the best epoch (by
+    validation accuracy) in `out`. Returns the run record also written to ``out/finetune.json``."""
+    result: dict[str, Any] = modality_of(train).finetune(train, out, val=val, config=config or FinetuneConfig(),
+                                                         device=device, progress=progress)
+    return result
 
 
 def summary_lines(record: dict[str, Any], folder: str | Path) -> list[str]:
@@ -163,128 +37,16 @@ def summary_lines(record: dict[str, Any], folder: str | Path) -> list[str]:
     return lines + [f"{which} {record['best_epoch']} saved to {folder}"]
 
 
-@torch.inference_mode()
-def predict_examples(model: SequenceClassifier, token_ids: Sequence[list[int]], tokenizer: Any,
-                     device: torch.device, dtype: str = "fp32", batch_size: int = 64,
-                     proba: bool = False) -> np.ndarray:
-    """Label indices (or probabilities) for tokenized rows, in input order."""
-    model.eval()
-    order = np.argsort([-len(ids) for ids in token_ids], kind="stable")
-    outputs: list[Any] = [None] * len(token_ids)
-    for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
-        batch = collate_tokens(tokenizer, [token_ids[i] for i in rows])
-        with compute_context(device, dtype):
-            logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device)).float()
-        values = torch.softmax(logits, 1) if proba else logits.argmax(1)
-        for row, value in zip(rows, values.cpu().numpy()):
-            outputs[row] = value
-    return np.stack(outputs) if proba else np.array(outputs, dtype=np.int64)
-
-
-def _make_trainable(model: SequenceClassifier, config: FinetuneConfig) -> SequenceClassifier:
-    if config.lora_rank is not None:
-        try:
-            import peft
-        except ImportError:
-            raise FeatxError("LoRA needs the peft package: pip install 'featx[lora]'") from None
-        # Every linear layer of the blocks; not the pooler head, which featx's pooling never uses.
-        lora = peft.LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=0.1,
-                               target_modules="all-linear", exclude_modules=r".*pooler.*")
-        model.backbone = peft.get_peft_model(model.backbone, lora)
-        return model
-    if config.train_layers is not None:
-        model.backbone.requires_grad_(False)
-        blocks = _blocks(model.backbone)
-        if not 0 <= config.train_layers <= len(blocks):
-            raise FeatxError(f"--train-layers {config.train_layers}: the model has {len(blocks)} blocks")
-        for block in blocks[len(blocks) - config.train_layers:]:
-            block.requires_grad_(True)
-        return model
-    model.backbone.requires_grad_(True)
-    return model
-
-
-def _blocks(backbone: Any) -> torch.nn.ModuleList:
-    """The transformer blocks: the ModuleList as long as the model has layers."""
-    depth = backbone.config.num_hidden_layers
-    for module in backbone.modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) == depth:
-            return module
-    raise FeatxError(f"cannot find the {depth} transformer blocks of {type(backbone).__name__}")
-
-
-def _save(model: SequenceClassifier, loaded: Backbone, out: Path, record: dict[str, Any]) -> None:
-    """The checkpoint folder, replaced as a whole (featx.atomic): never one epoch's backbone with another's head."""
-    backbone: Any = model.backbone
-    if hasattr(backbone, "merge_and_unload"):  # LoRA: save plain merged weights
-        backbone = copy_merged(backbone)
-    with atomic_folder(out, "checkpoint") as partial:
-        with safetensors_os_errors():
-            backbone.save_pretrained(partial / "backbone", safe_serialization=True)
-        loaded.tokenizer.save_pretrained(partial / "backbone")
-        save_tensors({k: v.detach().cpu().contiguous() for k, v in model.classifier.state_dict().items()},
-                     partial / "classifier.safetensors")
-        (partial / "finetune.json").write_text(json.dumps(record, indent=2) + "\n")
-
-
-def copy_merged(peft_model: Any) -> torch.nn.Module:
-    """A plain transformers model with the LoRA adapters merged in (training copy untouched)."""
-    import copy
-
-    result: torch.nn.Module = copy.deepcopy(peft_model).merge_and_unload()
-    return result
-
-
-class FinetunedPredictor(PretrainedClassifier):
-    """Raw texts in, labels out, from a fine-tuning checkpoint folder (a scikit-learn
-    classifier, already fitted: see featx.classifier)."""
-
-    def __init__(self, folder: str | Path, device: str = "auto") -> None:
-        folder = Path(folder)
-        self.name = str(folder)
-        try:
-            self.record = json.loads((folder / "finetune.json").read_text(encoding="utf-8"))
-            recipe = self.record["recipe"]
-            self.class_names = tuple(str(c) for c in self.record["classes"])
-            pooling, dtype, self.max_length = recipe["pooling"], self.record["dtype"], int(recipe["max_length"])
-        except (UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
-            raise DamagedError(f"{folder}/finetune.json is damaged ({type(e).__name__}: {e})") from None
-        self.loaded = load_backbone(str(folder / "backbone"), device=device)
-        self.model = SequenceClassifier(self.loaded.model, self.loaded.hidden_size, len(self.class_names), pooling)
-        try:
-            self.model.classifier.load_state_dict(load_file(str(folder / "classifier.safetensors")))
-        except Exception as e:  # a missing file, a bad safetensors header, or shapes that do not fit
-            raise DamagedError(f"{folder}/classifier.safetensors is damaged or does not fit "
-                               f"({first_line(e)})") from None
-        self.model.to(self.loaded.device).eval()
-        self.dtype = dtype
-
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        ids = tokenize(self.loaded.tokenizer, texts, self.max_length)
-        return predict_examples(self.model, ids, self.loaded.tokenizer, self.loaded.device, self.dtype, proba=True)
-
-    def predict_input(self, source: InputSource, summary: InputSummary,
-                      chunk_rows: int = 1024) -> Iterator[tuple[Record, np.ndarray]]:
-        """(record, probabilities) for every row of an input, streamed in chunks."""
-        records = source.records(summary)
-        while chunk := list(itertools.islice(records, chunk_rows)):
-            yield from zip(chunk, self.predict_proba([r.text for r in chunk]))
-
-
 def is_finetuned_folder(folder: str | Path) -> bool:
     return (Path(folder) / "finetune.json").is_file()
 
 
 def load_finetuned(folder: str | Path, device: str = "auto") -> PretrainedClassifier:
-    """The predictor of a fine-tuning checkpoint: texts, or images (``"modality": "image"``)."""
-    from featx.finetune_images import FinetunedImagePredictor
-
+    """The predictor of a fine-tuning checkpoint, made by the modality its finetune.json names
+    (``"modality"``; texts when it names none, as checkpoints made before images did)."""
     try:
         modality = json.loads((Path(folder) / "finetune.json").read_text(encoding="utf-8")).get("modality", "text")
     except (OSError, UnicodeDecodeError, ValueError, AttributeError) as e:
         raise DamagedError(f"{folder}/finetune.json is damaged ({type(e).__name__}: {e})") from None
-    if modality == "image":
-        return FinetunedImagePredictor(folder, device=device)
-    return FinetunedPredictor(folder, device=device)
-
+    predictor: PretrainedClassifier = modality_named(str(modality)).load_finetuned(folder, device=device)
+    return predictor

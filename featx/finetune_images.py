@@ -41,7 +41,7 @@ from featx.featurizers.image import decode_image, inference_module, model_inputs
 from featx.hardware import compute_context, describe_hardware, resolve_dtype
 from featx.pooling import IMAGE_POOLINGS_BY_NDIM, pool_image_output, prefix_tokens
 from featx.progress import progress_bar
-from featx.recipe import FINETUNE_FORMAT, FinetuneConfig, clip_gradients, optimizer_and_schedule
+from featx.recipe import FINETUNE_FORMAT, FinetuneConfig, clip_gradients, optimizer_and_schedule, read_checkpoint
 
 
 class ImageClassifier(torch.nn.Module):
@@ -219,23 +219,18 @@ class FinetunedImagePredictor(PretrainedClassifier):
     def __init__(self, folder: str | Path, device: str = "auto") -> None:
         folder = Path(folder)
         self.name = str(folder)
-        try:
-            self.record = json.loads((folder / "finetune.json").read_text(encoding="utf-8"))
-            recipe = self.record["recipe"]
-            classes = tuple(str(c) for c in self.record["classes"])
-        except (UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
-            raise DamagedError(f"{folder}/finetune.json is damaged ({type(e).__name__}: {e})") from None
-        loaded = load_image_backbone(recipe["model"], device=device)
+        self.record, classes, dtype, (model_name, pooling) = read_checkpoint(folder, "model", "pooling")
+        loaded = load_image_backbone(model_name, device=device)
         if loaded.preprocess_json != self.record.get("preprocess"):
-            raise FeatxError(f"{recipe['model']} now preprocesses images differently than when {folder} was trained")
-        model = ImageClassifier(loaded, len(classes), recipe["pooling"])
+            raise FeatxError(f"{model_name} now preprocesses images differently than when {folder} was trained")
+        model = ImageClassifier(loaded, len(classes), pooling)
         try:
             model.backbone.load_state_dict(load_file(str(folder / "backbone.safetensors")))
             model.classifier.load_state_dict(load_file(str(folder / "classifier.safetensors")))
         except Exception as e:  # a missing file, a bad safetensors header, or shapes that do not fit
             raise DamagedError(f"{folder} holds damaged or mismatched weights "
                                f"({first_line(e)})") from None
-        self._setup(model, loaded, classes, str(self.record["dtype"]))
+        self._setup(model, loaded, classes, dtype)
 
     @classmethod
     def from_model(cls, model: ImageClassifier, loaded: ImageBackbone, classes: Sequence[str],

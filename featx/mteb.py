@@ -16,20 +16,28 @@ mteb repository) scores a task like this, and so does `mteb_scores` (no mteb imp
 
 One seed is one draw of the training rows. `seed_spread` repeats the whole task under
 sampler seeds 0..S-1 and reports the distribution of the task score, which is what
-two models' scores should be compared against.
+two models' scores should be compared against. `mteb_protocol` runs it on a featx store's
+vectors (the model's own embedding where the store holds it).
 """
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 
-from featx.errors import ParameterError
+from featx.backbones.st_modules import DeclaredEmbedding, read_declared
+from featx.constraints import COUNT, NON_NEGATIVE
+from featx.errors import FeatxError, ParameterError
+from featx.heads.inputs import check_compatible, check_trainable, labelled
+from featx.pooling import l2_normalized_rows
+from featx.store import FeatureStore
 
 MTEB_SEED = 42
 MTEB_MAX_ITER = 100
@@ -143,3 +151,59 @@ def seed_spread(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.nda
             bar.update()
     return {"seeds": len(scores), "mean": float(np.mean(scores)), "sd": float(np.std(scores, ddof=1)) if len(scores) > 1
             else 0.0, "min": float(np.min(scores)), "max": float(np.max(scores))}
+
+
+def mteb_protocol(train: FeatureStore, test: FeatureStore, poolings: list[str] | None = None, *,
+                  task: str | None = None, k: int | None = None, experiments: int | None = None,
+                  seeds: int = 50) -> list[dict[str, Any]]:
+    """MTEB's classification protocol on cached features (featx.mteb), one row per pooling.
+
+    `task` takes rows per label and experiments from MTEB's preset for that task; `k` and
+    `experiments` override it (default 8 and 10). The row's test accuracy is MTEB's
+    number (sampler seed 42); ``seed_spread`` is the same task score under sampler seeds
+    0..`seeds`-1 (`seeds=0` skips it). The features are the model's own embedding where
+    the store holds it; a store extracted without the L2 normalisation its model declares
+    is normalised here, and a pooling other than the declared one is flagged in the row.
+    """
+    preset = mteb_task(task) if task else MtebTask("custom")
+    k = COUNT.check("k", preset.samples_per_label if k is None else k)
+    experiments = COUNT.check("experiments", preset.experiments if experiments is None else experiments)
+    seeds = NON_NEGATIVE.check("seeds", seeds)
+    check_compatible(train, test, "test")
+    check_trainable(train)
+    declared = _declared_embedding(train)
+    rows = []
+    for pooling in poolings or list(train.poolings):
+        X, y = labelled(train, pooling)
+        X_test, y_test = labelled(test, pooling, train.classes)
+        normalised_here = declared.normalize and not train.config.normalize
+        if normalised_here:
+            X, X_test = l2_normalized_rows(X), l2_normalized_rows(X_test)
+        t0 = time.perf_counter()
+        scores = mteb_scores(X, y, X_test, y_test, samples_per_label=k, experiments=experiments)
+        row = {
+            "head": f"mteb-logreg-k{k}-{pooling}", "kind": "logreg", "pooling": pooling, "task": preset.name,
+            "k": k, "experiments": experiments,
+            "chosen": f"{k} per label x {experiments} experiments, seed {MTEB_SEED}",
+            "test_accuracy": float(np.mean(scores["accuracy"])), "test_accuracy_std": float(np.std(scores["accuracy"])),
+            "test_macro_f1": float(np.mean(scores["macro_f1"])), "test_macro_f1_std": float(np.std(scores["macro_f1"])),
+            "experiments_accuracy": scores["accuracy"], "normalised_at_train_time": normalised_here,
+            "models_own_embedding": declared.pooling in (None, pooling) and (
+                train.config.modules is not None or not declared.modules),
+        }
+        if seeds:
+            row["seed_spread"] = seed_spread(X, y, X_test, y_test, samples_per_label=k, experiments=experiments,
+                                             seeds=range(seeds))
+        row["fit_seconds"] = round(time.perf_counter() - t0, 2)
+        rows.append(row)
+    return rows
+
+
+def _declared_embedding(store: FeatureStore) -> DeclaredEmbedding:
+    """What the store's model folder declares as its own embedding (nothing when it cannot be found)."""
+    from featx.backbones import resolve_model_folder
+
+    try:
+        return read_declared(resolve_model_folder(store.config.model))
+    except FeatxError:
+        return DeclaredEmbedding()

@@ -18,18 +18,15 @@ import numpy as np
 
 from featx._version import __version__
 from featx.atomic import atomic_folder
-from featx.backbones import Backbone
-from featx.backbones.vision import ImageBackbone
 from featx.classifier import PretrainedClassifier
 from featx.config import STATES, ExtractConfig
-from featx.data import InputSummary, Record, Source
-from featx.data.images import ImageRecord
+from featx.data import InputSummary, Source
 from featx.engine import iter_windows
 from featx.errors import DamagedError, FeatxError
 from featx.featurizers import Featurizer
 from featx.heads import TextVectors, TrainedHead
 from featx.heads.base import sequence_read
-from featx.modalities import featurizer_for, modality_named
+from featx.modalities import featurizer_for, modality_named, open_source
 from featx.runners import make_runner
 from featx.store.states import TokenStates
 
@@ -37,12 +34,12 @@ PREDICTOR_FORMAT = "featx-predictor"
 
 
 class Predictor(PretrainedClassifier):
-    """Classifies raw texts (or images: bytes, uint8 arrays, PIL images, for a head trained on an
-    image store) with a frozen backbone and a trained head (a scikit-learn classifier, already
-    fitted: see featx.classifier)."""
+    """Classifies raw inputs of its head's modality (texts; images as bytes, uint8 arrays or PIL
+    images; any registered modality's, featx.modalities) with a frozen backbone and a trained head
+    (a scikit-learn classifier, already fitted: see featx.classifier)."""
 
     def __init__(self, head: TrainedHead, config: ExtractConfig | None = None,
-                 backbone: Backbone | ImageBackbone | None = None, device: str = "auto") -> None:
+                 backbone: Any = None, device: str = "auto") -> None:
         self.head = head
         full_config = config or ExtractConfig.from_json(head.config_json)
         # Only the head's pooling is needed; the others do not change it.
@@ -51,12 +48,6 @@ class Predictor(PretrainedClassifier):
         self._device = device
         self._featurizer: Featurizer | None = None
         self.modality = self.config.modality
-
-    @classmethod
-    def from_parts(cls, *, head: TrainedHead, backbone: Backbone | ImageBackbone | None = None,
-                   config: ExtractConfig | None = None) -> Predictor:
-        """A predictor from a trained head (and optionally an already loaded backbone)."""
-        return cls(head, config, backbone)
 
     @property
     def class_names(self) -> tuple[str, ...]:  # type: ignore[override]
@@ -73,8 +64,7 @@ class Predictor(PretrainedClassifier):
 
     def _features(self, inputs: Sequence[Any]) -> dict[str, np.ndarray]:
         featurizer = self.featurizer
-        records: list[Any] = [ImageRecord(i, x, -1, f"image {i}") for i, x in enumerate(inputs)] \
-            if self.config.modality == "image" else [Record(i, x, -1) for i, x in enumerate(inputs)]
+        records = modality_named(self.config.modality).records(inputs)
         return make_runner(featurizer).run(featurizer, featurizer.prepare(records)[0])
 
     def _head_input(self, texts: Sequence[Any], found: dict[str, np.ndarray]) -> Any:
@@ -169,8 +159,6 @@ def evaluate_folder(folder: str | Path, data: str | Path, *, device: str = "auto
     `texts` input that store was extracted from too); a predictor folder or a fine-tuned checkpoint
     on the labelled input `data` (`read_input` opens it with the caller's column choices; by default
     featx.open_input's)."""
-    from featx.data import open_input
-    from featx.data.images import is_image_input, open_images
     from featx.heads import TrainedHead
     from featx.store import open_store
 
@@ -181,7 +169,7 @@ def evaluate_folder(folder: str | Path, data: str | Path, *, device: str = "auto
             return TrainedHead.load(folder).evaluate(store, read_texts(texts) if texts is not None else None)
     predictor = load_predictor(folder, device=device)
     if read_input is None:
-        return predictor.evaluate(open_images(data) if is_image_input(data) else open_input(data))
+        return predictor.evaluate(open_source(data))
     return predictor.evaluate(read_input())
 
 

@@ -6,15 +6,17 @@ at 1.0, bf16 autocast where the hardware has fast bf16.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from featx.config import DEFAULT_MODEL, DTYPES, FINETUNE_POOLINGS
 from featx.constraints import COUNT, NON_NEGATIVE, POSITIVE, Constraint, Interval, Options, check_params
-from featx.errors import FeatxError
+from featx.errors import DamagedError, FeatxError
 
 if TYPE_CHECKING:  # torch loads when a model trains, not when the CLI reads the recipe's ranges
     import torch
@@ -103,3 +105,14 @@ def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.
         chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
         batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def read_checkpoint(folder: Path, *keys: str) -> tuple[dict[str, Any], tuple[str, ...], str, tuple[Any, ...]]:
+    """A fine-tuning checkpoint's ``finetune.json``: the record, its class names, the dtype it
+    trained in and the recipe's values at `keys`, or one line saying it is damaged."""
+    try:
+        record = json.loads((folder / "finetune.json").read_text(encoding="utf-8"))
+        classes = tuple(str(c) for c in record["classes"])
+        return record, classes, str(record["dtype"]), tuple(record["recipe"][key] for key in keys)
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        raise DamagedError(f"{folder}/finetune.json is damaged ({type(e).__name__}: {e})") from None

@@ -102,7 +102,8 @@ class CpuRunner:
         def forward(rows: np.ndarray) -> None:
             batch = featurizer.collate([items[i] for i in rows])
             mask = _sequence_mask(batch)  # read first: forward may take it out of the batch
-            _fill(out, rows, featurizer.forward(batch), mask)
+            with torch.inference_mode():  # thread-local: each worker enters it
+                _fill(out, rows, featurizer.forward(batch), mask)
 
         workers, threads_each = cpu_workers()
         if workers == 1 or len(batches) == 1:
@@ -137,7 +138,8 @@ class CudaRunner:
             for rows in _plan(featurizer, items, self.batch_cost):
                 host = featurizer.collate([items[i] for i in rows])
                 batch = {k: v.pin_memory().to(self.device, non_blocking=True) for k, v in host.items()}
-                pooled = featurizer.forward(batch)
+                with torch.inference_mode():
+                    pooled = featurizer.forward(batch)
                 back = {}
                 for name, values in pooled.items():
                     back[name] = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)

@@ -14,17 +14,16 @@ import numpy as np
 from joblib import Parallel, delayed
 
 from featx.atomic import make_folder, write_text
-from featx.backbones.st_modules import DeclaredEmbedding, read_declared
 from featx.config import ExtractConfig
-from featx.constraints import COUNT, FRACTION, JOBS, NON_NEGATIVE, check_params
+from featx.constraints import FRACTION, JOBS, NON_NEGATIVE, check_params
 from featx.data import Source, read_texts
 from featx.errors import FeatxError, ParameterError
 from featx.heads import HEAD_KINDS, TrainedHead, make_head, parse_head_spec
 from featx.heads.base import sequence_read
-from featx.heads.inputs import checked_states, checked_texts, head_input
+from featx.heads.inputs import check_compatible, check_trainable, checked_states, checked_texts, head_input, labelled
 from featx.heads.split import stratified_split
-from featx.metrics import classification_metrics, labels_as, markdown_table
-from featx.pooling import l2_normalized_rows
+from featx.metrics import classification_metrics, markdown_table
+from featx.mteb import mteb_protocol
 from featx.store import FeatureStore
 
 
@@ -54,7 +53,7 @@ def train_head(store: FeatureStore, kind: str = "logreg", *, pooling: str | None
     spec = HeadSpec(kind, params)
     given = checked_texts([spec.kind], {"train": texts, "val": val_texts}, {"train": store, "val": val})
     states = checked_states([spec.kind], {"train": store, "val": val})
-    X, y = _labelled(store, pooling)
+    X, y = labelled(store, pooling)
     X_val, y_val = _validation(store, val, pooling)
     return _fit(spec, head_input(spec.kind, X, given.get("train"), states.get("train")),
                 y, None if X_val is None else head_input(spec.kind, X_val, given.get("val"), states.get("val")), y_val,
@@ -101,8 +100,8 @@ def train_heads(train: FeatureStore, specs: list[HeadSpec], poolings: list[str] 
     poolings = poolings or list(train.poolings)
     check_trainable(train)
     meta = _StoreMeta.of(train)
-    _check_compatible(train, val, "validation")
-    _check_compatible(train, test, "test")
+    check_compatible(train, val, "validation")
+    check_compatible(train, test, "test")
     given = checked_texts([spec.kind for spec in specs], texts or {}, {"train": train, "val": val, "test": test})
     states = checked_states([spec.kind for spec in specs], {"train": train, "val": val, "test": test})
     heads: list[TrainedHead] = []
@@ -111,11 +110,11 @@ def train_heads(train: FeatureStore, specs: list[HeadSpec], poolings: list[str] 
         here = [spec for spec in specs if pooling == poolings[0] or not sequence_read(HEAD_KINDS[spec.kind].reads)]
         if not here:
             continue
-        X, y = _labelled(train, pooling)
+        X, y = labelled(train, pooling)
         train_texts, val_texts = given.get("train"), given.get("val")
         train_states, val_states = states.get("train"), states.get("val")
         if val is not None:
-            X_val, y_val = _labelled(val, pooling, meta.classes)
+            X_val, y_val = labelled(val, pooling, meta.classes)
         else:
             fit_rows, val_rows = stratified_split(y, val_fraction, seed)
             X, y, X_val, y_val = X[fit_rows], y[fit_rows], X[val_rows], y[val_rows]
@@ -177,7 +176,7 @@ def train_and_save(train: FeatureStore, specs: list[HeadSpec], out: str | Path, 
     if export is not None:
         from featx.predictor import Predictor
 
-        exported = Predictor.from_parts(head=best).save(export)
+        exported = Predictor(best).save(export)
     return TrainingRun(heads, rows, best, out, exported)
 
 
@@ -256,64 +255,6 @@ def best_head(heads: list[TrainedHead], rows: list[dict[str, Any]]) -> TrainedHe
     return heads[-max(scored)[1]]
 
 
-def mteb_protocol(train: FeatureStore, test: FeatureStore, poolings: list[str] | None = None, *,
-                  task: str | None = None, k: int | None = None, experiments: int | None = None,
-                  seeds: int = 50) -> list[dict[str, Any]]:
-    """MTEB's classification protocol on cached features (featx.mteb), one row per pooling.
-
-    `task` takes rows per label and experiments from MTEB's preset for that task; `k` and
-    `experiments` override it (default 8 and 10). The row's test accuracy is MTEB's
-    number (sampler seed 42); ``seed_spread`` is the same task score under sampler seeds
-    0..`seeds`-1 (`seeds=0` skips it). The features are the model's own embedding where
-    the store holds it; a store extracted without the L2 normalisation its model declares
-    is normalised here, and a pooling other than the declared one is flagged in the row.
-    """
-    from featx.mteb import MTEB_SEED, MtebTask, mteb_scores, mteb_task, seed_spread
-
-    preset = mteb_task(task) if task else MtebTask("custom")
-    k = COUNT.check("k", preset.samples_per_label if k is None else k)
-    experiments = COUNT.check("experiments", preset.experiments if experiments is None else experiments)
-    seeds = NON_NEGATIVE.check("seeds", seeds)
-    _check_compatible(train, test, "test")
-    check_trainable(train)
-    declared = _declared_embedding(train)
-    rows = []
-    for pooling in poolings or list(train.poolings):
-        X, y = _labelled(train, pooling)
-        X_test, y_test = _labelled(test, pooling, train.classes)
-        normalised_here = declared.normalize and not train.config.normalize
-        if normalised_here:
-            X, X_test = l2_normalized_rows(X), l2_normalized_rows(X_test)
-        t0 = time.perf_counter()
-        scores = mteb_scores(X, y, X_test, y_test, samples_per_label=k, experiments=experiments)
-        row = {
-            "head": f"mteb-logreg-k{k}-{pooling}", "kind": "logreg", "pooling": pooling, "task": preset.name,
-            "k": k, "experiments": experiments,
-            "chosen": f"{k} per label x {experiments} experiments, seed {MTEB_SEED}",
-            "test_accuracy": float(np.mean(scores["accuracy"])), "test_accuracy_std": float(np.std(scores["accuracy"])),
-            "test_macro_f1": float(np.mean(scores["macro_f1"])), "test_macro_f1_std": float(np.std(scores["macro_f1"])),
-            "experiments_accuracy": scores["accuracy"], "normalised_at_train_time": normalised_here,
-            "models_own_embedding": declared.pooling in (None, pooling) and (
-                train.config.modules is not None or not declared.modules),
-        }
-        if seeds:
-            row["seed_spread"] = seed_spread(X, y, X_test, y_test, samples_per_label=k, experiments=experiments,
-                                             seeds=range(seeds))
-        row["fit_seconds"] = round(time.perf_counter() - t0, 2)
-        rows.append(row)
-    return rows
-
-
-def _declared_embedding(store: FeatureStore) -> DeclaredEmbedding:
-    """What the store's model folder declares as its own embedding (nothing when it cannot be found)."""
-    from featx.backbones import resolve_model_folder
-
-    try:
-        return read_declared(resolve_model_folder(store.config.model))
-    except FeatxError:
-        return DeclaredEmbedding()
-
-
 def format_table(rows: list[dict[str, Any]]) -> str:
     """The comparison table in Markdown; mean ± std where rows carry a std."""
     shown = []
@@ -333,40 +274,9 @@ def write_results(folder: Path, rows: list[dict[str, Any]], extra: dict[str, Any
     write_text(folder / "results.md", format_table(rows) + "\n", "results")
 
 
-def _labelled(store: FeatureStore, pooling: str,
-              classes: tuple[str, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Features and labels; with `classes` (the training store's), labels re-indexed into them by name."""
-    X, y = store.load(pooling)
-    if y is None:
-        raise FeatxError(f"{store.path} has no labels: heads need a labelled store (extract with --label-column)")
-    if classes is not None:
-        y = labels_as(y, store.classes or (), classes, str(store.path))
-    return X, y
-
-
-def check_trainable(store: FeatureStore) -> None:
-    """Refuse a training store without labels, or whose readable rows hold fewer than two classes."""
-    labels = store.labels
-    if labels is None:
-        raise FeatxError(f"{store.path} has no labels: heads need a labelled store (extract with --label-column)")
-    readable = store.readable()
-    present = np.unique(labels if readable is None else labels[readable])
-    if len(present) < 2:  # one class leaves a classifier nothing to tell apart
-        name = (store.classes or ())[int(present[0])] if len(present) else "none"
-        raise FeatxError(f"{store.path} holds rows of one class only ({name}): a classifier needs at least two")
-
-
 def _validation(train: FeatureStore, val: FeatureStore | None,
                 pooling: str) -> tuple[np.ndarray | None, np.ndarray | None]:
     if val is None:
         return None, None
-    _check_compatible(train, val, "validation")
-    return _labelled(val, pooling, train.classes)
-
-
-def _check_compatible(train: FeatureStore, other: FeatureStore | None, role: str) -> None:
-    if other is None:
-        return
-    if other.fingerprint != train.fingerprint:
-        raise FeatxError(f"the {role} store {other.path} was extracted with another config than {train.path} "
-                         f"(fingerprint {other.fingerprint[:12]} vs {train.fingerprint[:12]}): extract both the same way")
+    check_compatible(train, val, "validation")
+    return labelled(val, pooling, train.classes)

@@ -6,9 +6,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "featx"
 # Each stage may import only from stages listed before it (and from itself).
 PIPELINE = ["featx._version", "featx.errors", "featx.constraints", "featx.atomic", "featx.progress",
             "featx.background", "featx.config", "featx.hardware", "featx.data", "featx.store", "featx.backbones",
-            "featx.batching", "featx.pooling", "featx.top_blocks",
-            "featx.featurizers", "featx.runners", "featx.shards", "featx.modalities", "featx.engine", "featx.launch",
-            "featx.metrics", "featx.mteb", "featx.recipe", "featx.heads", "featx.classifier", "featx.finetune_images",
+            "featx.batching", "featx.pooling", "featx.top_blocks", "featx.featurizers", "featx.runners",
+            "featx.shards", "featx.metrics", "featx.recipe", "featx.classifier", "featx.finetune_images",
+            "featx.finetune_texts", "featx.modalities", "featx.engine", "featx.launch", "featx.heads", "featx.mteb",
             "featx.finetune", "featx.predictor", "featx.embedder", "featx.train", "featx.bench", "featx.demo",
             "featx.cli", "featx.__main__", "featx"]
 
@@ -92,3 +92,36 @@ def test_the_engine_imports_no_modality_specific_module():
                 "featx.data.images")
     assert "featx.modalities" in _imports(PACKAGE / "engine.py")
     assert sorted(m for m in _imports(PACKAGE / "engine.py") if m.startswith(specific)) == []
+
+
+# Where a modality's own code lives; everything else reaches a modality through featx.modalities.
+MODALITY_SPECIFIC = ("featx.modalities.", "featx.featurizers.text", "featx.featurizers.image", "featx.backbones",
+                     "featx.data.images", "featx.finetune_texts", "featx.finetune_images")
+# What a new modality must not have to edit: the engine, store, runners, shards, predictor, fine-tune
+# entry, training, bench and CLI (tests/test_toy_modality.py registers a third from outside). Head
+# kinds are parts of their own (HEAD_KINDS): a blocks head trains a text model's top blocks.
+MODALITY_FREE = ("featx.engine", "featx.store", "featx.runners", "featx.shards", "featx.predictor",
+                 "featx.finetune", "featx.train", "featx.bench", "featx.cli", "featx.classifier", "featx.launch")
+
+
+def _modality_literals(path: Path) -> list[str]:
+    """`x.modality == "image"`-like comparisons: a modality's name compared in code that must not know it."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            names_modality = any(isinstance(s, ast.Attribute) and s.attr == "modality" for s in sides)
+            if names_modality and any(isinstance(s, ast.Constant) and isinstance(s.value, str) for s in sides):
+                found.append(f"{path.name}:{node.lineno}")
+    return found
+
+
+def test_the_modality_free_modules_never_name_a_modality():
+    graph = _graph()
+    for module, deps in sorted(graph.items()):
+        if module == "featx.engine" or not module.startswith(MODALITY_FREE) or module.startswith(MODALITY_SPECIFIC):
+            continue
+        assert sorted(d for d in deps if d.startswith(MODALITY_SPECIFIC)) == [], module
+    for path in PACKAGE.rglob("*.py"):
+        if _module_name(path).startswith(MODALITY_FREE):
+            assert _modality_literals(path) == [], path

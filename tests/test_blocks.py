@@ -120,7 +120,7 @@ def test_a_blocks_head_learns_saves_loads_and_predicts_like_its_evaluation(state
     loaded = TrainedHead.load(head.save(tmp_path / "head"))
     np.testing.assert_array_equal(loaded.predict_proba(stores["test"]), head.predict_proba(stores["test"]))
     assert loaded.estimator.describe_choice() == head.estimator.describe_choice()
-    predictor = Predictor.from_parts(head=loaded, backbone=tiny_backbone)
+    predictor = Predictor(loaded, backbone=tiny_backbone)
     exported = Predictor.load(predictor.save(tmp_path / "predictor"))
     exported._backbone = tiny_backbone  # the folder names the tiny model by its temporary path: same weights
     texts = [line.split(",")[0] for line in files["test"].read_text().splitlines()[1:]]

@@ -6,7 +6,8 @@ import pytest
 
 import featx
 from featx.errors import FeatxError
-from featx.finetune import FinetuneConfig, FinetunedPredictor, finetune
+from featx.finetune import FinetuneConfig, finetune
+from featx.finetune_texts import FinetunedPredictor
 from featx.recipe import length_grouped_batches
 
 

@@ -67,7 +67,7 @@ def test_save_load_and_predictor_give_the_same_probabilities(parts, tmp_path):
     assert loaded.estimator.weight_ == trained.estimator.weight_
     with pytest.raises(FeatxError, match="reads each row's text"):
         loaded.predict(test)
-    featx.Predictor.from_parts(head=loaded).save(tmp_path / "model")
+    featx.Predictor(loaded).save(tmp_path / "model")
     predictor = featx.load_predictor(tmp_path / "model")
     np.testing.assert_allclose(predictor.predict_proba(test_texts), expected, atol=1e-5)
 

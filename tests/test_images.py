@@ -203,7 +203,7 @@ def test_user_errors_on_image_inputs_are_one_line(capsys, tmp_path, cifar_few, t
 def test_heads_predictor_and_predict_command_on_images(capsys, tmp_path, cifar_few, tiny_vit_dir):
     store = extract(cifar_few, tmp_path / "train.h5", tiny_vit_dir, pooling="cls")
     head = featx.train_head(store, "logreg", seed=0)
-    predictor = featx.Predictor.from_parts(head=head)
+    predictor = featx.Predictor(head)
     predictor.save(tmp_path / "model")
     loaded = featx.load_predictor(tmp_path / "model")
     on_store = head.predict_proba(store)

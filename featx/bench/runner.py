@@ -163,14 +163,10 @@ def _open_texts(split: Split) -> InputSource:
 
 
 def _open(split: Split) -> Source:
-    from featx.data import open_input
-    from featx.data.images import is_image_input, open_images
+    from featx.modalities import open_source
 
-    if is_image_input(split.path):
-        return open_images(split.path, label_column=split.label_column)
-    return open_input(split.path, text_column=split.text_column, label_column=split.label_column, id_column=split.id_column,
-                      header=split.header,
-                      rows_mod=split.rows_mod)
+    return open_source(split.path, text_column=split.text_column, label_column=split.label_column,
+                       id_column=split.id_column, header=split.header, rows_mod=split.rows_mod)
 
 
 def _extract_row(suite: Suite, split: str, store_path: Path, states: bool = False) -> dict[str, Any]:
@@ -249,9 +245,8 @@ def _fit_and_score(suite: Suite, spec: str, poolings: list[str] | None,
 
 
 def _mteb_row(suite: Suite, pooling: str, stores: dict[str, str]) -> dict[str, Any]:
-    from featx.mteb import MTEB_SEED
+    from featx.mteb import MTEB_SEED, mteb_protocol
     from featx.store import open_store
-    from featx.train import mteb_protocol
 
     train, test = open_store(stores["train"]), open_store(stores["test"])
     mteb = suite.mteb or {}

@@ -18,6 +18,7 @@ from featx.cli.options import (
 )
 from featx.config import DEFAULT_IMAGE_MODEL, DEFAULT_MODEL, FINETUNE_POOLINGS
 from featx.constraints import FRACTION, JOBS, NON_NEGATIVE
+from featx.errors import FeatxError
 from featx.recipe import RECIPE_CONSTRAINTS as RECIPE
 
 
@@ -142,11 +143,15 @@ def finetune(train_input: str, output: str, val_input: str | None, model: str | 
     """
     from featx.finetune import finetune as run_finetune
     from featx.finetune import summary_lines
+    from featx.modalities import modality_of
     from featx.recipe import FinetuneConfig
 
     train_source = open_input_columns(train_input, columns)
-    default_model = DEFAULT_IMAGE_MODEL if getattr(train_source, "modality", "text") == "image" else DEFAULT_MODEL
-    config = FinetuneConfig(model=model or default_model, pooling=pooling, epochs=epochs, lr=lr, batch_size=batch_size,
+    modality = modality_of(train_source)
+    model = model or modality.default_model
+    if model is None:
+        raise FeatxError(f"--model is needed: {modality.name} inputs have no default model")
+    config = FinetuneConfig(model=model, pooling=pooling, epochs=epochs, lr=lr, batch_size=batch_size,
                             max_length=max_length, train_layers=train_layers, lora_rank=lora_rank, dtype=dtype,
                             seed=seed, max_steps=max_steps)
     val_source = open_input_columns(val_input, columns) if val_input else None

@@ -105,20 +105,13 @@ def protocol_options() -> Decorator:
 
 
 def open_input_columns(spec: str, columns: dict[str, Any]) -> Source:
-    """The Source for `spec` read as the `input_options` in `columns` say: images for a folder,
-    a .zip (or ``X.zip:FOLDER``) or a table with --image-column, else a table of texts."""
-    from featx.data import open_input
-    from featx.data.images import is_image_input, open_images
+    """The Source for `spec` read as the `input_options` in `columns` say, by the modality that
+    claims it (featx.modalities.open_source): images for a folder, a .zip (or ``X.zip:FOLDER``)
+    or a table with --image-column, else a table of texts."""
+    from featx.modalities import open_source
 
     options = dict(columns)
-    image_column = options.pop("image_column", None)
-    if image_column is not None or is_image_input(spec):
-        text_only = [f"--{k.replace('_', '-')}" for k in ("text_column", "id_column", "fmt", "encoding")
-                     if options.get(k)] + (["--no-header"] if options.get("no_header") else [])
-        if text_only:
-            raise click.UsageError(f"{text_only[0]} applies to texts; {spec} is read as images")
-        return open_images(spec, image_column=image_column, label_column=options.get("label_column"))
-    return open_input(spec, header=not options.pop("no_header"), **options)
+    return open_source(spec, header=not options.pop("no_header"), **options)
 
 
 DEVICE_OPTION = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")

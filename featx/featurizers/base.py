@@ -27,9 +27,7 @@ class Featurizer(Protocol):
     # real tokens (attention mask) as one array; empty for a featurizer that only pools.
     token_outputs: tuple[str, ...]
     store_dtype: str
-
-    def identity(self) -> ExtractConfig:
-        """Everything that decides a vector; its fingerprint identifies the store."""
+    config: ExtractConfig  # everything that decides a vector; its fingerprint identifies the store
 
     def content_hashes(self, records: Sequence[Any]) -> np.ndarray:
         """(n, 32) uint8: sha256 of each row's content (the embedding cache's key)."""

@@ -167,9 +167,6 @@ class ImageFeaturizer:
         probe = self.forward(blank, check=True)
         self.dim = int(next(iter(probe.values())).shape[1])
 
-    def identity(self) -> ExtractConfig:
-        return self.config
-
     def content_hashes(self, records: Sequence[Any]) -> np.ndarray:
         return image_hashes(records)
 

@@ -125,9 +125,6 @@ class TextFeaturizer:
         self._modules = build_modules(backbone.path, modules).to(self.device) if modules else None
         self.dim = next((int(m["out_features"]) for m in reversed(modules) if m["type"] == "Dense"), self.dim)
 
-    def identity(self) -> ExtractConfig:
-        return self.config
-
     def content_hashes(self, records: Sequence[Any]) -> np.ndarray:
         return text_hashes([r.text for r in records])
 

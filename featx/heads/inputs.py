@@ -11,6 +11,7 @@ import numpy as np
 from featx.errors import FeatxError
 from featx.heads.base import HEAD_KINDS, sequence_read
 from featx.heads.hybrid import TextVectors, check_texts_match
+from featx.metrics import labels_as
 from featx.store import FeatureStore
 from featx.store.states import TokenStates
 
@@ -70,3 +71,35 @@ def head_input(kind: str, X: np.ndarray, texts: Sequence[str] | None,
     if "texts" not in reads or texts is None:
         return X
     return TextVectors(texts, X)
+
+
+def labelled(store: FeatureStore, pooling: str,
+              classes: tuple[str, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Features and labels; with `classes` (the training store's), labels re-indexed into them by name."""
+    X, y = store.load(pooling)
+    if y is None:
+        raise FeatxError(f"{store.path} has no labels: heads need a labelled store (extract with --label-column)")
+    if classes is not None:
+        y = labels_as(y, store.classes or (), classes, str(store.path))
+    return X, y
+
+
+def check_trainable(store: FeatureStore) -> None:
+    """Refuse a training store without labels, or whose readable rows hold fewer than two classes."""
+    labels = store.labels
+    if labels is None:
+        raise FeatxError(f"{store.path} has no labels: heads need a labelled store (extract with --label-column)")
+    readable = store.readable()
+    present = np.unique(labels if readable is None else labels[readable])
+    if len(present) < 2:  # one class leaves a classifier nothing to tell apart
+        name = (store.classes or ())[int(present[0])] if len(present) else "none"
+        raise FeatxError(f"{store.path} holds rows of one class only ({name}): a classifier needs at least two")
+
+
+def check_compatible(train: FeatureStore, other: FeatureStore | None, role: str) -> None:
+    """Refuse a validation or test store extracted with another config than the training store."""
+    if other is None:
+        return
+    if other.fingerprint != train.fingerprint:
+        raise FeatxError(f"the {role} store {other.path} was extracted with another config than {train.path} "
+                         f"(fingerprint {other.fingerprint[:12]} vs {train.fingerprint[:12]}): extract both the same way")

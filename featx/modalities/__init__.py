@@ -4,12 +4,20 @@ featurizer, for a new extraction or for a config it wrote before. The engine and
 
 A modality is an object with:
 
-- ``name`` (the config's `modality`) and ``default_window_rows`` (its commit unit);
-- ``claims(path)``: True when a path is this modality's input (text is the fallback);
-- ``open(path, text_column=, label_column=, id_column=)``: the Source over it;
+- ``name`` (the config's `modality`), ``default_window_rows`` (its commit unit), ``default_model``
+  (what --model defaults to; None: it must be given) and ``row_flags`` (the per-row uint8 flags its
+  stores keep: "truncated", and "skipped" where rows can be unreadable);
+- ``claims(path, choices)``: True when a path (read with the reading `choices`, e.g. an
+  image_column) is this modality's input (text is the fallback);
+- ``open(path, **choices)``: the Source over it, refusing in one line a reading choice it does not
+  take (choices: text_column, image_column, label_column, id_column, fmt, header, encoding, rows_mod);
 - ``extraction(source, model, options)``: ``(featurizer, default window rows, state_dim)`` for a
   new extraction, refusing in one line the options that do not apply to it (`options` holds
-  every keyword of featx.extract, and ``output``, ``shard``, ``overwrite``, ``cache_dir``);
+  every keyword of featx.extract; `options.changed()` names those the caller set);
+- ``records(inputs)``: in-memory inputs (texts, images, arrays) as the records its featurizer prepares;
+- ``check_config(config)``: the rules of the config fields it uses (ExtractConfig runs them);
+- ``finetune(train, out, val=, config=, device=, progress=)``: fine-tune a backbone on its inputs
+  (or refuse in one line);
 - ``featurizer_for(config, device=, backbone=, states_only=)``: the featurizer reproducing
   `config`'s vectors, refused when the backbone found is not the one the config was made with.
 """
@@ -18,6 +26,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from featx.config import MODALITY_RULES
+from featx.data import Source
 from featx.errors import FeatxError
 
 MODALITIES: dict[str, Any] = {}
@@ -25,9 +35,23 @@ _FALLBACK = "text"
 
 
 def register_modality(modality: Any) -> Any:
-    """Add a modality to the registry (a later one of the same name replaces it); returns it."""
+    """Add a modality to the registry, its config rules to ExtractConfig's (a later one of the same
+    name replaces it); returns it."""
     MODALITIES[modality.name] = modality
+    MODALITY_RULES[modality.name] = modality.check_config
     return modality
+
+
+class ExtractOptions(dict[str, Any]):
+    """featx.extract's keywords as a modality's `extraction` sees them, with their defaults."""
+
+    def __init__(self, values: dict[str, Any], defaults: dict[str, Any]) -> None:
+        super().__init__(values)
+        self.defaults = defaults
+
+    def changed(self) -> list[str]:
+        """The options the caller set to something other than their default, in keyword order."""
+        return [name for name, value in self.items() if value != self.defaults.get(name)]
 
 
 def modality_named(name: str) -> Any:
@@ -37,15 +61,28 @@ def modality_named(name: str) -> Any:
     return MODALITIES[name]
 
 
-def modality_of(input: str | Path | Any) -> Any:
+def modality_of(input: str | Path | Any, choices: dict[str, Any] | None = None) -> Any:
     """The modality of an input: a Source says so (`modality`, text when it does not); a path is
-    claimed by the first registered modality that recognises it, else read as text."""
+    claimed by the first registered modality that recognises it (read with `choices`), else text."""
     if not isinstance(input, (str, Path)):
         return modality_named(str(getattr(input, "modality", _FALLBACK)))
     for name, modality in MODALITIES.items():
-        if name != _FALLBACK and modality.claims(input):
+        if name != _FALLBACK and modality.claims(input, choices or {}):
             return modality
     return modality_named(_FALLBACK)
+
+
+def open_source(input: str | Path, **choices: Any) -> Source:
+    """The Source over a path or a bundled name, opened by the modality that claims it with the
+    reading `choices` set (None: the modality's default; header: True unless False)."""
+    chosen = {name: value for name, value in choices.items() if value is not None}
+    source: Source = modality_of(input, chosen).open(input, **chosen)
+    return source
+
+
+def given_choices(choices: dict[str, Any]) -> list[str]:
+    """The reading choices set to something other than their default (None; header True)."""
+    return [name for name, value in choices.items() if value is not None and not (name == "header" and value)]
 
 
 def featurizer_for(config: Any, *, device: Any = "auto", backbone: Any = None, states_only: bool = False) -> Any:

@@ -2,23 +2,24 @@
 vision models, EfficientNet-Lite0 and any torch module with declared preprocessing."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from featx.backbones.vision import ImageBackbone, load_image_backbone
-from featx.config import DEFAULT_IMAGE_MODEL, ExtractConfig
+from featx.config import DEFAULT_IMAGE_MODEL, ExtractConfig, image_rules
 from featx.data import Source
-from featx.data.images import is_image_input, open_images
+from featx.data.images import ImageRecord, is_image_input, open_images
 from featx.errors import FeatxError, ParameterError
 from featx.featurizers import Featurizer
 from featx.featurizers.image import ImageFeaturizer, make_image_config
-from featx.modalities import register_modality
+from featx.finetune_images import FinetunedImagePredictor, finetune_images
+from featx.modalities import ExtractOptions, given_choices, register_modality
 
 # An image window holds its decoded pixels (224 x 224 x 3 bytes each): 512 of them are 77 MB.
 DEFAULT_IMAGE_WINDOW_ROWS = 512
-# Options of featx.extract that only texts take, and the value each has when left alone.
-_TEXT_ONLY = {"max_length": None, "stride": None, "text_column": None, "long": "truncate", "cache_layer": None,
-              "keep_windows": False, "prompt": None, "prompt_name": None}
+# Options of featx.extract that only texts take.
+_TEXT_ONLY = ("max_length", "stride", "text_column", "long", "cache_layer", "keep_windows", "prompt", "prompt_name")
 
 
 class ImageModality:
@@ -26,17 +27,27 @@ class ImageModality:
 
     name = "image"
     default_window_rows = DEFAULT_IMAGE_WINDOW_ROWS
+    default_model = DEFAULT_IMAGE_MODEL
+    row_flags = ("truncated", "skipped")  # skipped: undecodable under skip_bad
+    check_config = staticmethod(image_rules)
+    finetune = staticmethod(finetune_images)
+    load_finetuned = FinetunedImagePredictor
 
-    def claims(self, input: str | Path) -> bool:
-        return is_image_input(input)
+    def claims(self, input: str | Path, choices: dict[str, Any]) -> bool:
+        return choices.get("image_column") is not None or is_image_input(input)
 
-    def open(self, input: str | Path, *, text_column: str | None = None, label_column: str | None = None,
-             id_column: str | None = None) -> Source:
-        return open_images(input, label_column=label_column)
+    def open(self, input: str | Path, **choices: Any) -> Source:
+        given = [name for name in given_choices(choices) if name not in ("image_column", "label_column")]
+        if given:
+            raise ParameterError(given[0], f"applies to texts; {input} is read as images")
+        return open_images(input, image_column=choices.get("image_column"), label_column=choices.get("label_column"))
 
-    def extraction(self, source: Source, model: Any, options: dict[str, Any]) -> tuple[Featurizer, int, int | None]:
-        given = [name for name, default in _TEXT_ONLY.items() if options.get(name, default) != default]
-        if options.get("backend") not in (None, "torch", "auto"):
+    def records(self, inputs: Sequence[Any]) -> list[ImageRecord]:
+        return [ImageRecord(i, image, -1, f"image {i}") for i, image in enumerate(inputs)]
+
+    def extraction(self, source: Source, model: Any, options: ExtractOptions) -> tuple[Featurizer, int, int | None]:
+        given = [name for name in options.changed() if name in _TEXT_ONLY]
+        if options["backend"] not in (None, "torch", "auto"):
             given.append("backend")
         if given:
             raise ParameterError(given[0], f"applies to texts; {source.name} is read as images")

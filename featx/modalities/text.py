@@ -13,11 +13,12 @@ import numpy as np
 from featx.backbones import DEFAULT_MODEL, Backbone, load_backbone
 from featx.backbones.openvino import chosen_backend
 from featx.backbones.st_modules import embedding_fields
-from featx.config import LONG_MODES, LONG_POOLINGS, STATE_DTYPES, ExtractConfig, parse_layers
+from featx.config import LONG_MODES, LONG_POOLINGS, STATE_DTYPES, ExtractConfig, parse_layers, text_rules
 from featx.constraints import Options
 from featx.data import Record, Source, open_input
 from featx.errors import FeatxError, ParameterError
 from featx.featurizers import Featurizer, TextFeaturizer
+from featx.finetune_texts import FinetunedPredictor, finetune_texts
 from featx.hardware import resolve_dtype
 from featx.modalities import register_modality
 from featx.runners import make_runner
@@ -32,13 +33,22 @@ class TextModality:
 
     name = "text"
     default_window_rows = DEFAULT_WINDOW_ROWS
+    default_model = DEFAULT_MODEL
+    row_flags = ("truncated",)
+    check_config = staticmethod(text_rules)
+    finetune = staticmethod(finetune_texts)
+    load_finetuned = FinetunedPredictor
 
-    def claims(self, input: str | Path) -> bool:
+    def claims(self, input: str | Path, choices: dict[str, Any]) -> bool:
         return True
 
-    def open(self, input: str | Path, *, text_column: str | None = None, label_column: str | None = None,
-             id_column: str | None = None) -> Source:
-        return open_input(input, text_column=text_column, label_column=label_column, id_column=id_column)
+    def open(self, input: str | Path, **choices: Any) -> Source:
+        if "image_column" in choices:
+            raise ParameterError("image_column", f"applies to images; {input} is read as texts")
+        return open_input(input, **choices)
+
+    def records(self, inputs: Sequence[str]) -> list[Record]:
+        return [Record(i, text, -1) for i, text in enumerate(inputs)]
 
     def extraction(self, source: Source, model: Any, options: dict[str, Any]) -> tuple[Featurizer, int, int | None]:
         if model is not None and not isinstance(model, (str, Path, Backbone)):

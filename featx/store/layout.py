@@ -42,6 +42,9 @@ class StorePlan:
     n_rows: int | None = None
     shard: tuple[int, int] | None = None
     state_dim: int | None = None  # the width of the token states or window vectors (config.sequences)
+    # The per-row uint8 flags kept (the modality's row_flags): "truncated", and "skipped" where a
+    # row can be unreadable (skip_bad).
+    row_flags: tuple[str, ...] = ("truncated",)
 
     @property
     def rows(self) -> int:
@@ -131,9 +134,8 @@ def _lay_out(file: h5py.File, plan: StorePlan) -> None:
     if plan.classes is not None:
         labels = file.create_dataset("labels", shape=(n_rows,), dtype=np.int64, chunks=(chunk,))
         labels.attrs["classes"] = json.dumps(list(plan.classes))
-    file.create_dataset("truncated", shape=(n_rows,), dtype=np.uint8, chunks=(chunk,))
-    if config.modality == "image":
-        file.create_dataset("skipped", shape=(n_rows,), dtype=np.uint8, chunks=(chunk,))
+    for flag in plan.row_flags:
+        file.create_dataset(flag, shape=(n_rows,), dtype=np.uint8, chunks=(chunk,))
     if config.sequences is not None:
         # Token states or window vectors: one flat (entries, hidden) dataset grown window by window;
         # row i's are states[state_starts[i]:state_starts[i] + state_lengths[i]].

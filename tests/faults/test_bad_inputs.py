@@ -172,7 +172,7 @@ def test_finetune_and_predict_report_a_late_bad_byte_in_one_line(cli, tmp_path, 
     store = featx.extract(toy_inputs["train"], tmp_path / "t.h5", model=str(tiny_bert_dir), dtype="fp32",
                           progress=False)
     head = featx.train_head(store, kind="logreg", C=1.0)
-    featx.Predictor.from_parts(head=head).save(tmp_path / "model")
+    featx.Predictor(head).save(tmp_path / "model")
     result = cli("predict", tmp_path / "model", bad, "-o", tmp_path / "p.jsonl", "-q")
     assert_refused(result, "bad.csv is not valid utf-8 text: line 194")
     assert not (tmp_path / "p.jsonl").exists() and not (tmp_path / "p.jsonl.part").exists()

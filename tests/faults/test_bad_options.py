@@ -161,7 +161,7 @@ def test_train_refuses_what_it_cannot_fit_in_one_line(cli, tmp_path, labelled_st
 
 def test_the_library_refuses_the_same_values_naming_the_parameter(labelled_stores):
     from featx.errors import ParameterError
-    from featx.train import mteb_protocol
+    from featx.mteb import mteb_protocol
 
     train, test = labelled_stores["train"], labelled_stores["test"]
     for kwargs, param in (({"k": 0}, "k"), ({"experiments": 0}, "experiments"), ({"seeds": -1}, "seeds")):

@@ -101,7 +101,7 @@ def test_an_edited_hash_cache_cannot_make_a_predictor_accept_other_weights(cli, 
     shutil.copytree(tiny_bert_dir, model)
     source = labelled_csv(tmp_path / "in.csv", 24)
     store = featx.extract(source, tmp_path / "train.h5", model=str(model), dtype="fp32", progress=False)
-    featx.Predictor.from_parts(head=featx.train_head(store, C=1.0)).save(tmp_path / "predictor")
+    featx.Predictor(featx.train_head(store, C=1.0)).save(tmp_path / "predictor")
     cache_file = tmp_path / "featx-cache" / "file-hashes.json"
     (old_key, old_entry), = [(k, v) for k, v in json.loads(cache_file.read_text()).items() if ".safetensors|" in k]
 

@@ -73,7 +73,7 @@ def test_bench_suite_names_cannot_lead_outside_the_results_folder(cli, tmp_path,
 
 def test_predict_output_rules(cli, tmp_path, labelled_stores):
     head = featx.train_head(labelled_stores["train"], C=1.0)
-    featx.Predictor.from_parts(head=head).save(tmp_path / "model")
+    featx.Predictor(head).save(tmp_path / "model")
     source = labelled_csv(tmp_path / "in.csv", 6)
     before = snapshot(source)
     assert_refused(cli("predict", tmp_path / "model", source, "-o", source, "-q"), "is the input")

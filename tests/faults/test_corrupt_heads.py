@@ -25,7 +25,7 @@ def saved(tmp_path_factory, labelled_stores):
     for kind in ("logreg", "mlp"):
         featx.train_head(train, kind=kind, pooling="mean", **({"C": 1.0} if kind == "logreg" else
                                                               {"max_epochs": 3})).save(folder / kind)
-    featx.Predictor.from_parts(head=TrainedHead.load(folder / "logreg")).save(folder / "predictor")
+    featx.Predictor(TrainedHead.load(folder / "logreg")).save(folder / "predictor")
     return folder
 
 
@@ -137,7 +137,7 @@ def test_predictor_whose_model_folder_now_holds_other_weights_is_refused(tmp_pat
     shutil.copytree(tiny_bert_dir, model)
     store = featx.extract(labelled_stores["train"].path.with_suffix(".csv"), tmp_path / "t.h5", model=str(model),
                           dtype="fp32", progress=False)
-    featx.Predictor.from_parts(head=featx.train_head(store, C=1.0)).save(tmp_path / "predictor")
+    featx.Predictor(featx.train_head(store, C=1.0)).save(tmp_path / "predictor")
     import torch
     from safetensors.torch import load_file, save_file
 

@@ -153,13 +153,13 @@ def image_predictor(tmp_path, tiny_vit_dir):
         for i in range(3):
             Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(folder / label / f"{i}.png")
     store = featx.extract(folder, tmp_path / "images.h5", model=str(tiny_vit_dir), dtype="fp32", progress=False)
-    featx.Predictor.from_parts(head=featx.train_head(store, C=1.0)).save(tmp_path / "image-model")
+    featx.Predictor(featx.train_head(store, C=1.0)).save(tmp_path / "image-model")
     return tmp_path / "image-model", folder
 
 
 @pytest.fixture
 def text_predictor(tmp_path, labelled_stores):
-    featx.Predictor.from_parts(head=featx.train_head(labelled_stores["train"], C=1.0)).save(tmp_path / "text-model")
+    featx.Predictor(featx.train_head(labelled_stores["train"], C=1.0)).save(tmp_path / "text-model")
     return tmp_path / "text-model"
 
 

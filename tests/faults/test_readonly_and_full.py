@@ -49,7 +49,7 @@ def shards(tmp_path, tiny_backbone):
 
 @pytest.fixture
 def predictor(tmp_path, labelled_stores):
-    featx.Predictor.from_parts(head=featx.train_head(labelled_stores["train"], C=1.0)).save(tmp_path / "model")
+    featx.Predictor(featx.train_head(labelled_stores["train"], C=1.0)).save(tmp_path / "model")
     return tmp_path / "model"
 
 
