@@ -17,12 +17,13 @@ from featx.errors import FeatxWarning as FeatxWarning
 # torch is still importing, happen before any heavy import and inside the CLI's handler.
 _LAZY = {
     "DEFAULT_MODEL": "featx.backbones", "Backbone": "featx.backbones", "load_backbone": "featx.backbones",
-    "ExtractConfig": "featx.config", "open_input": "featx.data", "embed_texts": "featx.modalities.text",
+    "ExtractConfig": "featx.config", "open_input": "featx.data",
     "extract": "featx.engine", "make_config": "featx.modalities.text", "LogRegHead": "featx.heads",
     "MLPHead": "featx.heads", "TrainedHead": "featx.heads", "Predictor": "featx.predictor",
     "load_predictor": "featx.predictor",
     "FeatureStore": "featx.store", "open_store": "featx.store", "mteb_protocol": "featx.mteb",
     "train_head": "featx.train", "train_heads": "featx.train", "Embedder": "featx.embedder",
+    "encode": "featx.encoding", "Encoder": "featx.encoding",
     "ArraySource": "featx.data.images", "open_images": "featx.data.images", "ImagePreprocess": "featx.backbones.vision",
     "load_image_backbone": "featx.backbones.vision", "module_backbone": "featx.backbones.vision",
 }

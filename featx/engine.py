@@ -99,7 +99,7 @@ def extract(input: str | Path | Source, output: str | Path, *, model: Any = None
         "cache_layer": cache_layer, "cache_dtype": cache_dtype, "keep_windows": keep_windows, "backend": backend,
         "prompt": prompt, "prompt_name": prompt_name, "text_column": text_column, "skip_bad": skip_bad,
         "device": device, "trust_remote_code": trust_remote_code, "output": output, "shard": shard,
-        "overwrite": overwrite, "cache_dir": cache_dir}, _EXTRACT_DEFAULTS)
+        "overwrite": overwrite, "cache_dir": cache_dir}, EXTRACT_DEFAULTS)
     featurizer, default_window, state_dim = modality.extraction(source, model, options)
     config = featurizer.config
     runner = make_runner(featurizer, batch_tokens)
@@ -148,7 +148,8 @@ def extract(input: str | Path | Source, output: str | Path, *, model: Any = None
     return FeatureStore(output)
 
 
-_EXTRACT_DEFAULTS = {name: p.default for name, p in inspect.signature(extract).parameters.items()
+# featx.extract's keyword defaults: what a modality compares options with (ExtractOptions.changed).
+EXTRACT_DEFAULTS = {name: p.default for name, p in inspect.signature(extract).parameters.items()
                      if p.default is not inspect.Parameter.empty}
 
 

@@ -21,13 +21,12 @@ from featx.atomic import atomic_folder
 from featx.classifier import PretrainedClassifier
 from featx.config import STATES, ExtractConfig
 from featx.data import InputSummary, Source
+from featx.encoding import Encoder
 from featx.engine import iter_windows
 from featx.errors import DamagedError, FeatxError
-from featx.featurizers import Featurizer
 from featx.heads import TextVectors, TrainedHead
 from featx.heads.base import sequence_read
-from featx.modalities import featurizer_for, modality_named, open_source
-from featx.runners import make_runner
+from featx.modalities import featurizer_for, open_source
 from featx.store.states import TokenStates
 
 PREDICTOR_FORMAT = "featx-predictor"
@@ -46,7 +45,7 @@ class Predictor(PretrainedClassifier):
         self.config = dataclasses.replace(full_config, poolings=(head.pooling,))
         self._backbone = backbone
         self._device = device
-        self._featurizer: Featurizer | None = None
+        self._encoder: Encoder | None = None
         self.modality = self.config.modality
 
     @property
@@ -54,18 +53,13 @@ class Predictor(PretrainedClassifier):
         return self.head.class_names
 
     @property
-    def featurizer(self) -> Featurizer:
+    def encoder(self) -> Encoder:
         """The backbone under the head's extraction config, loaded (and checked) on first use."""
-        if self._featurizer is None:
+        if self._encoder is None:
             # A head on token states needs the backbone only up to the cached layer.
-            self._featurizer = featurizer_for(self.config, device=self._device, backbone=self._backbone,
-                                              states_only="states" in self.head.estimator.reads)
-        return self._featurizer
-
-    def _features(self, inputs: Sequence[Any]) -> dict[str, np.ndarray]:
-        featurizer = self.featurizer
-        records = modality_named(self.config.modality).records(inputs)
-        return make_runner(featurizer).run(featurizer, featurizer.prepare(records)[0])
+            self._encoder = Encoder(featurizer_for(self.config, device=self._device, backbone=self._backbone,
+                                                   states_only="states" in self.head.estimator.reads))
+        return self._encoder
 
     def _head_input(self, texts: Sequence[Any], found: dict[str, np.ndarray]) -> Any:
         """What the head reads: the vectors, the texts beside them, or the token states or window vectors."""
@@ -77,20 +71,19 @@ class Predictor(PretrainedClassifier):
 
     def predict_proba(self, inputs: Sequence[Any]) -> np.ndarray:
         """Class probabilities, one row per text (or image), columns in `class_names` order."""
-        result: np.ndarray = self.head.estimator.predict_proba(self._head_input(inputs, self._features(inputs)))
+        result: np.ndarray = self.head.estimator.predict_proba(self._head_input(inputs, self.encoder.features(inputs)))
         return result
 
     def predict(self, inputs: Sequence[Any]) -> np.ndarray:
         """The predicted class name of each text (or image): the head's own decision rule."""
-        index = self.head.estimator.predict(self._head_input(inputs, self._features(inputs)))
+        index = self.head.estimator.predict(self._head_input(inputs, self.encoder.features(inputs)))
         result: np.ndarray = self.classes_[index]
         return result
 
     def predict_input(self, source: Source, summary: InputSummary) -> Iterator[tuple[Any, np.ndarray]]:
         """(record, probabilities) for every row of an input, streamed window by window."""
-        featurizer = self.featurizer
-        runner = make_runner(featurizer)
-        window_rows = modality_named(self.config.modality).default_window_rows
+        featurizer, runner = self.encoder.featurizer, self.encoder.runner
+        window_rows = self.encoder.modality.default_window_rows
         for window in iter_windows(source, summary, featurizer, 0, window_rows):
             features = runner.run(featurizer, window.items)
             texts = [record.text for record in window.records] if "texts" in self.head.estimator.reads else []

@@ -214,3 +214,23 @@ def cli(capsys):
     def run(*args: str | Path) -> Result:
         return Result(*run_cli(capsys, *args))
     return run
+
+
+CLASSES = ("airplane", "cat", "ship")  # the classes of cifar_few
+
+
+@pytest.fixture(scope="session")
+def cifar_few(tmp_path_factory) -> Path:
+    """4 JPEGs of each of 3 classes, 32 x 32 like CIFAR-10's, as a folder <class>/<file>.jpg; made
+    here (each class its own colour, plus noise), so image coverage needs no shared data."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("cifar") / "few"
+    rng = np.random.default_rng(0)
+    tints = {"airplane": (90, 140, 220), "cat": (170, 120, 80), "ship": (60, 90, 110)}
+    for name in CLASSES:
+        (folder / name).mkdir(parents=True)
+        for i in range(4):
+            pixels = np.clip(np.array(tints[name]) + rng.normal(0, 40, (32, 32, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / name / f"{name}_{i}.jpg", quality=90)
+    return folder

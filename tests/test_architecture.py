@@ -8,9 +8,9 @@ PIPELINE = ["featx._version", "featx.errors", "featx.constraints", "featx.atomic
             "featx.background", "featx.config", "featx.hardware", "featx.data", "featx.store", "featx.backbones",
             "featx.batching", "featx.pooling", "featx.top_blocks", "featx.featurizers", "featx.runners",
             "featx.shards", "featx.metrics", "featx.recipe", "featx.classifier", "featx.finetune_images",
-            "featx.finetune_texts", "featx.modalities", "featx.engine", "featx.launch", "featx.heads", "featx.mteb",
-            "featx.finetune", "featx.predictor", "featx.embedder", "featx.train", "featx.bench", "featx.demo",
-            "featx.cli", "featx.__main__", "featx"]
+            "featx.finetune_texts", "featx.modalities", "featx.engine", "featx.encoding", "featx.launch",
+            "featx.heads", "featx.mteb", "featx.finetune", "featx.predictor", "featx.embedder", "featx.train",
+            "featx.bench", "featx.demo", "featx.cli", "featx.__main__", "featx"]
 
 
 def _module_name(path: Path) -> str:
@@ -125,3 +125,12 @@ def test_the_modality_free_modules_never_name_a_modality():
     for path in PACKAGE.rglob("*.py"):
         if _module_name(path).startswith(MODALITY_FREE):
             assert _modality_literals(path) == [], path
+
+
+def test_no_public_name_is_also_a_submodule():
+    """Importing featx.X sets the package's attribute X to the module, shadowing a lazy name X."""
+    import featx
+
+    submodules = {path.stem if path.name != "__init__.py" else path.parent.name for path in PACKAGE.glob("*")
+                  if path.suffix == ".py" or (path / "__init__.py").exists()}
+    assert sorted(set(featx.__all__) & submodules) == []

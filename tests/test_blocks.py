@@ -125,7 +125,7 @@ def test_a_blocks_head_learns_saves_loads_and_predicts_like_its_evaluation(state
     exported._backbone = tiny_backbone  # the folder names the tiny model by its temporary path: same weights
     texts = [line.split(",")[0] for line in files["test"].read_text().splitlines()[1:]]
     np.testing.assert_allclose(exported.predict_proba(texts), head.predict_proba(stores["test"]), atol=1e-6)
-    assert exported.featurizer.poolings == ()  # the predictor runs the backbone up to the cached layer only
+    assert exported.encoder.featurizer.poolings == ()  # the predictor runs the backbone up to the cached layer only
 
 
 def test_featx_predict_with_a_blocks_head_equals_its_evaluation_on_the_cached_test_split(cli, tmp_path, tiny_bert_dir):

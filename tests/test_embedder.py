@@ -5,8 +5,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 import featx
+from featx.encoding import Encoder
 from featx.errors import ParameterError
-from featx.modalities.text import embed_texts, make_config
+from featx.modalities.text import make_config
 
 
 def test_pipeline_on_texts_uses_the_same_vectors_as_extract(tiny_bert_dir, sentences):
@@ -15,7 +16,8 @@ def test_pipeline_on_texts_uses_the_same_vectors_as_extract(tiny_bert_dir, sente
     pipeline = make_pipeline(embedder, LogisticRegression(max_iter=200)).fit(sentences, labels)
     assert pipeline.predict(sentences).shape == (len(sentences),)
     vectors = embedder.transform(sentences)
-    reference = embed_texts(embedder.backbone_, make_config(embedder.backbone_, dtype="fp32"), sentences)["mean"]
+    backbone = embedder.encoder_.featurizer.backbone
+    reference = Encoder.for_config(make_config(backbone, dtype="fp32"), backbone=backbone).features(sentences)["mean"]
     np.testing.assert_array_equal(vectors, reference)
     assert embedder.get_feature_names_out()[:2].tolist() == ["mean0", "mean1"] and vectors.shape[1] == 32
 
@@ -43,5 +45,5 @@ def test_minilm_embedder_gives_the_models_own_normalised_embedding(minilm):
 
 def test_a_single_string_is_refused_with_the_parameter_named(tiny_bert_dir):
     embedder = featx.Embedder(str(tiny_bert_dir), device="cpu").fit()
-    with pytest.raises(ParameterError, match="X is one string"):
+    with pytest.raises(ParameterError, match="X is one input"):
         embedder.transform("a fine film")

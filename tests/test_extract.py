@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 import featx
+from featx.encoding import Encoder
 from featx.errors import FeatxError
 from featx.featurizers import TextFeaturizer
-from featx.modalities.text import embed_texts, make_config
+from featx.modalities.text import make_config
 from featx.runners import cpu_workers
 from featx.store import StoreWriter
 from tests.conftest import write_lines
@@ -24,9 +25,10 @@ def run(tiny_backbone, source, out, **kwargs):
 
 def test_results_do_not_depend_on_batching(tiny_backbone, sentences):
     config = make_config(tiny_backbone, pooling=("mean", "cls", "max", "last"), dtype="fp32")
-    one_by_one = embed_texts(tiny_backbone, config, sentences, batch_tokens=1)
-    big_batches = embed_texts(tiny_backbone, config, sentences, batch_tokens=4096)
-    singles = [embed_texts(tiny_backbone, config, [t], batch_tokens=4096) for t in sentences[:5]]
+    one_by_one = Encoder.for_config(config, backbone=tiny_backbone, batch_tokens=1).features(sentences)
+    big_batches = Encoder.for_config(config, backbone=tiny_backbone, batch_tokens=4096).features(sentences)
+    singles = [Encoder.for_config(config, backbone=tiny_backbone, batch_tokens=4096).features([t])
+               for t in sentences[:5]]
     for name in config.poolings:
         np.testing.assert_allclose(one_by_one[name], big_batches[name], atol=1e-5)
         np.testing.assert_allclose(np.concatenate([s[name] for s in singles]), big_batches[name][:5], atol=1e-5)
@@ -43,9 +45,9 @@ def test_worker_threads_give_the_vectors_of_one_thread(tiny_backbone, sentences,
 
     config = make_config(tiny_backbone, pooling=("mean", "max"), dtype="fp32")
     monkeypatch.setattr(runners, "cpu_workers", lambda: (1, 1))
-    serial = embed_texts(tiny_backbone, config, sentences, batch_tokens=16)
+    serial = Encoder.for_config(config, backbone=tiny_backbone, batch_tokens=16).features(sentences)
     monkeypatch.setattr(runners, "cpu_workers", lambda: (3, 1))
-    threaded = embed_texts(tiny_backbone, config, sentences, batch_tokens=16)
+    threaded = Encoder.for_config(config, backbone=tiny_backbone, batch_tokens=16).features(sentences)
     for name in config.poolings:
         np.testing.assert_allclose(threaded[name], serial[name], atol=1e-6)
 
@@ -66,7 +68,7 @@ def test_an_error_in_a_worker_reaches_the_caller(tiny_backbone, sentences, monke
 
     monkeypatch.setattr(TextFeaturizer, "forward", failing_forward)
     with pytest.raises(RuntimeError, match="boom in a worker"):
-        embed_texts(tiny_backbone, config, sentences, batch_tokens=16)
+        Encoder.for_config(config, backbone=tiny_backbone, batch_tokens=16).features(sentences)
 
 
 def test_store_layout_readable_with_plain_h5py(tiny_backbone, text_file, tmp_path, sentences):
@@ -87,7 +89,7 @@ def test_store_layout_readable_with_plain_h5py(tiny_backbone, text_file, tmp_pat
 def test_store_rows_match_direct_embedding_in_input_order(tiny_backbone, text_file, tmp_path, sentences):
     with run(tiny_backbone, text_file, tmp_path / "s.h5") as store:
         X, y = store.load("max")
-        direct = embed_texts(tiny_backbone, store.config, sentences)["max"]
+        direct = Encoder.for_config(store.config, backbone=tiny_backbone).features(sentences)["max"]
     assert y is None
     np.testing.assert_allclose(X, direct, atol=1e-5)
 

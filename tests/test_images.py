@@ -14,24 +14,7 @@ from PIL import Image
 import featx
 from featx.data.images import ArraySource, open_images
 from featx.errors import FeatxError
-from tests.conftest import min_cosine, run_cli
-
-CLASSES = ("airplane", "cat", "ship")
-
-
-@pytest.fixture(scope="session")
-def cifar_few(tmp_path_factory) -> Path:
-    """4 JPEGs of each of 3 classes, 32 x 32 like CIFAR-10's, as a folder <class>/<file>.jpg; made
-    here (each class its own colour, plus noise), so image coverage needs no shared data."""
-    folder = tmp_path_factory.mktemp("cifar") / "few"
-    rng = np.random.default_rng(0)
-    tints = {"airplane": (90, 140, 220), "cat": (170, 120, 80), "ship": (60, 90, 110)}
-    for name in CLASSES:
-        (folder / name).mkdir(parents=True)
-        for i in range(4):
-            pixels = np.clip(np.array(tints[name]) + rng.normal(0, 40, (32, 32, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(folder / name / f"{name}_{i}.jpg", quality=90)
-    return folder
+from tests.conftest import CLASSES, min_cosine, run_cli
 
 
 def zip_of(folder: Path, path: Path, prefix: str = "part/", extra: dict | None = None) -> Path:

@@ -5,7 +5,8 @@ import pytest
 
 import featx
 from featx.cli import main
-from featx.modalities.text import embed_texts, make_config
+from featx.encoding import Encoder
+from featx.modalities.text import make_config
 from tests.conftest import min_cosine
 
 
@@ -26,7 +27,7 @@ def st_vectors(minilm, dev_texts):
 @pytest.mark.parametrize("dtype, floor", [("fp32", 0.99999), ("auto", 0.999)])
 def test_mean_vectors_equal_sentence_transformers(minilm, dev_texts, st_vectors, dtype, floor):
     config = make_config(minilm, pooling=("mean",), dtype=dtype)
-    ours = embed_texts(minilm, config, dev_texts)["mean"]
+    ours = Encoder.for_config(config, backbone=minilm).features(dev_texts)["mean"]
     assert ours.shape == (300, 384)
     assert min_cosine(ours, st_vectors) >= floor
 

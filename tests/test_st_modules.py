@@ -109,7 +109,7 @@ def test_a_predictor_and_the_embedder_reapply_the_stores_prompt(tmp_path, tiny_b
         head = featx.train_head(store, "logreg")
         stored, (pooling,) = store.load()[0], store.poolings
     predictor = featx.Predictor(head)
-    np.testing.assert_allclose(predictor._features(texts)[pooling], stored, atol=1e-5)
+    np.testing.assert_allclose(predictor.encoder.features(texts)[pooling], stored, atol=1e-5)
     embedder = featx.Embedder(str(folder), dtype="fp32").fit()
     np.testing.assert_allclose(embedder.transform(texts), stored, atol=1e-5)
     assert_same(embedder.transform(texts), theirs(folder, texts))

@@ -14,6 +14,7 @@ A modality is an object with:
 - ``extraction(source, model, options)``: ``(featurizer, default window rows, state_dim)`` for a
   new extraction, refusing in one line the options that do not apply to it (`options` holds
   every keyword of featx.extract; `options.changed()` names those the caller set);
+- ``takes(item)``: True when an in-memory input is this modality's (featx.encode picks by the first);
 - ``records(inputs)``: in-memory inputs (texts, images, arrays) as the records its featurizer prepares;
 - ``check_config(config)``: the rules of the config fields it uses (ExtractConfig runs them);
 - ``finetune(train, out, val=, config=, device=, progress=)``: fine-tune a backbone on its inputs

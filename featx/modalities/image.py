@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from featx.backbones.vision import ImageBackbone, load_image_backbone
 from featx.config import DEFAULT_IMAGE_MODEL, ExtractConfig, image_rules
 from featx.data import Source
@@ -41,6 +43,12 @@ class ImageModality:
         if given:
             raise ParameterError(given[0], f"applies to texts; {input} is read as images")
         return open_images(input, image_column=choices.get("image_column"), label_column=choices.get("label_column"))
+
+    def takes(self, item: Any) -> bool:
+        """Encoded bytes, a PIL image or a uint8 array (H x W, or H x W x 3)."""
+        if isinstance(item, (bytes, bytearray)) or hasattr(item, "getbands"):
+            return True
+        return isinstance(item, np.ndarray) and item.dtype == np.uint8 and item.ndim in (2, 3)
 
     def records(self, inputs: Sequence[Any]) -> list[ImageRecord]:
         return [ImageRecord(i, image, -1, f"image {i}") for i, image in enumerate(inputs)]

@@ -8,8 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from featx.backbones import DEFAULT_MODEL, Backbone, load_backbone
 from featx.backbones.openvino import chosen_backend
 from featx.backbones.st_modules import embedding_fields
@@ -21,7 +19,6 @@ from featx.featurizers import Featurizer, TextFeaturizer
 from featx.finetune_texts import FinetunedPredictor, finetune_texts
 from featx.hardware import resolve_dtype
 from featx.modalities import register_modality
-from featx.runners import make_runner
 from featx.shards import shard_path
 from featx.store import stored_config
 
@@ -47,7 +44,12 @@ class TextModality:
             raise ParameterError("image_column", f"applies to images; {input} is read as texts")
         return open_input(input, **choices)
 
+    def takes(self, item: Any) -> bool:
+        return isinstance(item, str)
+
     def records(self, inputs: Sequence[str]) -> list[Record]:
+        if not all(isinstance(text, str) for text in inputs):
+            raise ParameterError("inputs", "must be texts (str) for a text model")
         return [Record(i, text, -1) for i, text in enumerate(inputs)]
 
     def extraction(self, source: Source, model: Any, options: dict[str, Any]) -> tuple[Featurizer, int, int | None]:
@@ -58,7 +60,8 @@ class TextModality:
         backbone = model if isinstance(model, Backbone) else load_backbone(
             str(model or DEFAULT_MODEL), device=options["device"], trust_remote_code=options["trust_remote_code"])
         backend, shard = options["backend"], options["shard"]
-        if backend in (None, "auto") and not options["overwrite"]:  # a store at -o keeps the backend it was made with
+        if backend in (None, "auto") and options["output"] is not None and not options["overwrite"]:
+            # a store at -o keeps the backend it was made with
             found = stored_config(Path(options["output"]) if shard is None else shard_path(options["output"], *shard))
             backend = backend if found is None else found.get("backend") or "torch"
         names = ("pooling", "layers", "max_length", "normalize", "dtype", "store_dtype", "long", "stride",
@@ -172,14 +175,6 @@ def state_layer(backbone: Backbone, layer: int, long: str = "truncate") -> int:
     index = int(layer) % blocks
     check_runs_alone(backbone, index)
     return index
-
-
-def embed_texts(backbone: Backbone, config: ExtractConfig, texts: Sequence[str],
-                batch_tokens: int | None = None) -> dict[str, np.ndarray]:
-    """Every requested pooling of `texts`, one (len(texts), D) array each, in input order."""
-    featurizer = TextFeaturizer(backbone, config)
-    records = [Record(i, text, -1) for i, text in enumerate(texts)]
-    return make_runner(featurizer, batch_tokens).run(featurizer, featurizer.prepare(records)[0])
 
 
 register_modality(TextModality())

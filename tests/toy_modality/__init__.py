@@ -148,6 +148,9 @@ class VectorModality:
             raise FeatxError(f"input {input} does not exist")
         return NpzSource(Path(input))
 
+    def takes(self, item: Any) -> bool:
+        return isinstance(item, np.ndarray) and item.dtype.kind == "f" and item.ndim == 1
+
     def records(self, inputs: Sequence[Any]) -> list[VectorRecord]:
         return [VectorRecord(i, np.asarray(x, dtype=np.float32), -1) for i, x in enumerate(inputs)]
 
