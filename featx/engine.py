@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from featx.background import BackgroundWorker, prefetch
-from featx.constraints import COUNT
+from featx.config import COMPRESSIONS
+from featx.constraints import COUNT, Options
 from featx.data import InputSummary, Source, describe_json
 from featx.errors import OutputError
 from featx.featurizers import Featurizer
@@ -88,6 +89,8 @@ def extract(input: str | Path | Source, output: str | Path, *, model: Any = None
     for name, count in (("batch_tokens", batch_tokens), ("window_rows", window_rows)):
         if count is not None:
             COUNT.check(name, count)
+    if compression is not None:
+        Options(COMPRESSIONS).check("compression", compression)
     modality = modality_of(input)
     source: Source = modality.open(input, text_column=text_column, label_column=label_column, id_column=id_column) \
         if isinstance(input, (str, Path)) else input

@@ -14,8 +14,8 @@ import numpy as np
 from joblib import Parallel, delayed
 
 from featx.atomic import make_folder, write_text
-from featx.config import ExtractConfig
-from featx.constraints import FRACTION, JOBS, NON_NEGATIVE, check_params
+from featx.config import PROTOCOLS, ExtractConfig
+from featx.constraints import FRACTION, JOBS, NON_NEGATIVE, Options, check_params
 from featx.data import Source, read_texts
 from featx.errors import FeatxError, ParameterError
 from featx.heads import HEAD_KINDS, TrainedHead, make_head, parse_head_spec
@@ -197,6 +197,7 @@ def run_training(store: str | Path, out: str | Path, *, heads: Sequence[str] = (
     specs = specs or [HeadSpec(kind) for kind in DEFAULT_HEADS]
     check_params({"val_fraction": FRACTION, "jobs": JOBS, "seed": NON_NEGATIVE},
                  {"val_fraction": val_fraction, "jobs": jobs, "seed": seed})
+    Options(PROTOCOLS).check("protocol", protocol)
     if protocol == "mteb" and test is None:
         raise ParameterError("protocol", "mteb reports on a test store: pass --test STORE")
     train_store = open_store(store)

@@ -39,11 +39,11 @@ def _graph() -> dict[str, set[str]]:
     return {_module_name(p): _imports(p) - {_module_name(p)} for p in PACKAGE.rglob("*.py")}
 
 
-def test_no_module_over_400_lines_and_the_cli_under_300():
+def test_no_module_over_350_lines_and_the_cli_under_300():
     for path in PACKAGE.rglob("*.py"):
         lines = len(path.read_text().splitlines())
-        limit = 300 if "cli" in path.parts else 400
-        assert lines < limit, f"{path.relative_to(PACKAGE.parent)} has {lines} lines (limit {limit})"
+        limit = 299 if "cli" in path.parts else 350
+        assert lines <= limit, f"{path.relative_to(PACKAGE.parent)} has {lines} lines (at most {limit})"
 
 
 def test_every_module_has_its_own_stage_or_a_package_stage():

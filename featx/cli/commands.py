@@ -16,6 +16,8 @@ from featx.cli.options import (
     open_input_columns,
 )
 from featx.config import (
+    BACKENDS,
+    COMPRESSIONS,
     DEFAULT_IMAGE_MODEL,
     DEFAULT_MODEL,
     EXPORT_FORMATS,
@@ -76,7 +78,7 @@ def cli() -> None:
                    "bytes: about 0.7 GB for SST-2's 67,349 phrases with MiniLM.")
 @click.option("--cache-dtype", type=click.Choice(STATE_DTYPES), default=None,
               help="--cache-layer: how the token states are stored [default: float16].")
-@click.option("--backend", type=click.Choice(["torch", "openvino", "auto"]), default=None,
+@click.option("--backend", type=click.Choice([*BACKENDS, "auto"]), default=None,
               help="What runs a text model: torch, or openvino on the CPU (pip install 'featx[openvino]'); auto: "
                    "openvino where it is installed and applies [default: the backend of the store at -o when "
                    "continuing it, else torch].")
@@ -93,7 +95,7 @@ def cli() -> None:
 @click.option("--window-rows", type=Constrained(COUNT), default=None,
               help="Rows per commit window; a crash loses at most one window [default: 4096; for shards of a "
                    "smaller input, rows / shards].")
-@click.option("--compression", type=click.Choice(["lzf", "gzip"]), default=None, help="HDF5 compression.")
+@click.option("--compression", type=click.Choice(COMPRESSIONS), default=None, help="HDF5 compression.")
 @DEVICE_OPTION
 @click.option("--overwrite", is_flag=True, help="Replace an existing store made differently.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow a hub model's own Python code to run.")

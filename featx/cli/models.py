@@ -12,6 +12,7 @@ from featx.cli.options import (
     DTYPE_OPTION,
     QUIET_OPTION,
     Constrained,
+    HeadKindsOption,
     input_options,
     open_input_columns,
     protocol_options,
@@ -25,12 +26,7 @@ from featx.recipe import RECIPE_CONSTRAINTS as RECIPE
 @cli.command()
 @click.argument("store")
 @click.option("-o", "--output", required=True, help="Folder for the heads, results.json and results.md.")
-@click.option("--head", "heads", multiple=True,
-              help="Head spec, repeatable: KIND or KIND:name=value,...; kinds: logreg, mlp, ridge (closed form, "
-                   "alpha swept), knn (cosine), hybrid (TF-IDF of the texts beside the vectors, needs --texts), blocks "
-                   "(the top blocks trained on token states, needs a store made with --cache-layer), windows (attention "
-                   "over a long text's window vectors, needs --long chunk --keep-windows); "
-                   "e.g. logreg:C=0.1, mlp:hidden=512,dropout=0.2, knn:n_neighbors=10 [default: logreg and mlp].")
+@click.option("--head", "heads", multiple=True, cls=HeadKindsOption)
 @click.option("--grid", type=click.Path(exists=True, dir_okay=False), help="JSON file with a list of head specs (strings).")
 @click.option("--pooling", "poolings", multiple=True, help="Pooling to train on, repeatable [default: all stored].")
 @click.option("--val", "val_path", type=click.Path(exists=True, dir_okay=False),

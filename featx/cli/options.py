@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from featx.config import DTYPES
+from featx.config import DTYPES, PROTOCOLS
 from featx.constraints import COUNT, NON_NEGATIVE, Constraint, Interval
 from featx.data.readers import FORMATS
 from featx.errors import ParameterError
@@ -66,6 +66,21 @@ class FeatxCommand(click.Command):
         return super().invoke(ctx)
 
 
+class HeadKindsOption(click.Option):
+    """--head: its help lists every registered head kind with its summary (featx.heads.HEAD_KINDS),
+    read when the help is shown, so the command's start imports no head."""
+
+    TEMPLATE = ("Head spec, repeatable: KIND or KIND:name=value,... Kinds: {kinds}. E.g. logreg:C=0.1, "
+                "mlp:hidden=512,dropout=0.2, knn:n_neighbors=10 [default: {default}].")
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        from featx.heads import DEFAULT_HEADS, HEAD_KINDS
+
+        kinds = "; ".join(f"{kind} ({cls.summary})" for kind, cls in HEAD_KINDS.items())
+        self.help = self.TEMPLATE.format(kinds=kinds, default=" and ".join(DEFAULT_HEADS))
+        return super().get_help_record(ctx)
+
+
 def combined(*decorators: Decorator) -> Decorator:
     """Several click options as one decorator, so commands share them as written once."""
     def apply(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -90,7 +105,7 @@ def input_options(what: str = "INPUT") -> Decorator:
 def protocol_options() -> Decorator:
     """How `featx train` evaluates; the command passes them on to featx.train.run_training."""
     return combined(
-        click.option("--protocol", type=click.Choice(["full", "mteb"]), default="full", show_default=True,
+        click.option("--protocol", type=click.Choice(PROTOCOLS), default="full", show_default=True,
                      help="full: train / select on validation / report on test. mteb: MTEB's few-shot logistic "
                           "regression, exactly (featx.mteb): k rows per label, --experiments draws, mean on test."),
         click.option("--task", help="mteb: an MTEB task name (e.g. Banking77Classification); sets --k and "

@@ -39,6 +39,8 @@ class Head(ClassifierMixin, BaseEstimator):
     """Base of every head kind; see the module docstring for the protocol."""
 
     kind: ClassVar[str] = ""
+    # One line for `featx train --help`: what it fits and what it needs (the help lists every kind).
+    summary: ClassVar[str] = ""
     # What the head reads of each row: its cached vector, for some kinds its text too, or the
     # store's per-row sequences instead (SEQUENCE_READS).
     reads: ClassVar[tuple[str, ...]] = ("vectors",)
@@ -85,8 +87,8 @@ def edge_warning(name: str, chosen: float, grid: tuple[float, ...], curve: list[
 
 def register_head(cls: type[Head]) -> type[Head]:
     """Class decorator: make `cls` available by its `kind` everywhere featx names heads."""
-    if not cls.kind or cls.kind in HEAD_KINDS:
-        raise ValueError(f"head kind {cls.kind!r} is empty or registered twice")
+    if not cls.kind or cls.kind in HEAD_KINDS or not cls.summary:
+        raise ValueError(f"head kind {cls.kind!r} is empty, registered twice or has no summary")
     HEAD_KINDS[cls.kind] = cls
     return cls
 

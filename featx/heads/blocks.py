@@ -40,6 +40,8 @@ class BlocksHead(Head):
     """Top blocks + pooling + linear classifier on cached token states (see the module docstring)."""
 
     kind = "blocks"
+
+    summary = "the top blocks trained on token states (needs a store made with --cache-layer)"
     reads: ClassVar[tuple[str, ...]] = ("states",)
     parameter_constraints: ClassVar[dict[str, Constraint]] = {
         "k": Interval(int, 1, allow_none=True), "epochs": COUNT, "lr": POSITIVE, "weight_decay": Interval(float, 0),

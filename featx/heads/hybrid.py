@@ -65,6 +65,8 @@ class HybridHead(Head):
     """TF-IDF + standardised vectors in one logistic regression; see the module docstring."""
 
     kind = "hybrid"
+
+    summary = "TF-IDF of the texts beside the vectors (needs --texts)"
     reads = ("texts", "vectors")
     parameter_constraints: ClassVar[dict[str, Constraint]] = {
         "C": Interval(float, 0, low_open=True, allow_none=True), "Cs": Grid(POSITIVE),

@@ -30,6 +30,8 @@ class KNNHead(Head):
 
     kind = "knn"
 
+    summary = "k nearest neighbours by cosine"
+
     parameter_constraints: ClassVar[dict[str, Constraint]] = {
         "n_neighbors": Interval(int, 1, allow_none=True), "ks": Grid(COUNT), "val_fraction": FRACTION,
         "random_state": NON_NEGATIVE}

@@ -46,6 +46,8 @@ class LogRegHead(Head):
 
     kind = "logreg"
 
+    summary = "logistic regression, C swept on validation"
+
     parameter_constraints: ClassVar[dict[str, Constraint]] = {
         "C": Interval(float, 0, low_open=True, allow_none=True), "Cs": Grid(POSITIVE), "standardize": Flag(),
         "class_weight": AnyOf((Options(("balanced",), allow_none=True), Weights())), "cv": Interval(int, 2, allow_none=True),

@@ -46,6 +46,8 @@ class MLPHead(Head):
 
     kind = "mlp"
 
+    summary = "an MLP with one hidden layer and early stopping"
+
     parameter_constraints: ClassVar[dict[str, Constraint]] = {
         "hidden": COUNT, "layers": NON_NEGATIVE, "dropout": Interval(float, 0, 1, high_open=True), "lr": POSITIVE,
         "weight_decay": Interval(float, 0), "batch_size": COUNT, "max_epochs": COUNT, "patience": COUNT,

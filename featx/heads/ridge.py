@@ -35,6 +35,8 @@ class RidgeHead(Head):
 
     kind = "ridge"
 
+    summary = "ridge classifier in closed form, alpha swept"
+
     parameter_constraints: ClassVar[dict[str, Constraint]] = {
         "alpha": Interval(float, 0, low_open=True, allow_none=True), "alphas": Grid(POSITIVE),
         "val_fraction": FRACTION, "random_state": NON_NEGATIVE}

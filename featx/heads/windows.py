@@ -69,6 +69,8 @@ class WindowsHead(Head):
     """Attention over window vectors + linear classifier (see the module docstring)."""
 
     kind = "windows"
+
+    summary = "attention over a long text's window vectors (needs --long chunk --keep-windows)"
     reads: ClassVar[tuple[str, ...]] = ("windows",)
     parameter_constraints: ClassVar[dict[str, Constraint]] = {
         "hidden": COUNT, "epochs": COUNT, "patience": COUNT, "lr": POSITIVE, "weight_decay": Interval(float, 0),

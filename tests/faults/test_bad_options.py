@@ -6,6 +6,7 @@ import shutil
 import pytest
 
 import featx
+from featx.errors import ParameterError
 from tests.conftest import write_lines
 from tests.faults.conftest import assert_refused, labelled_csv, snapshot
 
@@ -201,3 +202,17 @@ def test_numpy_numbers_are_numbers(tmp_path, tiny_backbone):
     with featx.extract(path, tmp_path / "s.h5", model=tiny_backbone, dtype="fp32", progress=False,
                        window_rows=np.int64(8), max_length=np.int64(16), long="chunk", stride=np.int64(2)) as store:
         assert len(store) == 24 and store.config.max_length == 16 and store.config.long_stride == 2
+
+
+def test_an_unknown_protocol_or_compression_is_refused_not_ignored(tmp_path, labelled_stores, tiny_bert_dir):
+    """protocol="mtbe" ran the full protocol; compression="zstd" reached HDF5's own error."""
+    from featx.train import run_training
+
+    with pytest.raises(ParameterError, match="protocol"):
+        run_training(labelled_stores["train"].path, tmp_path / "runs", protocol="mtbe")
+    assert not (tmp_path / "runs").exists()
+    text = tmp_path / "t.txt"
+    text.write_text("one\ntwo\n", encoding="utf-8")
+    with pytest.raises(ParameterError, match="compression"):
+        featx.extract(text, tmp_path / "s.h5", model=str(tiny_bert_dir), compression="zstd", progress=False)
+    assert not (tmp_path / "s.h5").exists()
