@@ -192,8 +192,8 @@ def _run(source: Source, summary: InputSummary, featurizer: Featurizer, runner: 
         window, hashes, features = item
         t0 = time.perf_counter()
         labels = np.array([r.label for r in window.records], dtype=np.int64) if has_labels else None
-        writer.write_window(window.start, [r.id for r in window.records], hashes, labels, features, window.truncated,
-                            window.skipped)
+        writer.write_window(window.start, [r.id for r in window.records], hashes, labels, features,
+                            {"truncated": window.truncated, "skipped": window.skipped})
         timer["write_s"] = timer.get("write_s", 0.0) + time.perf_counter() - t0
         bar.update(len(window.records))
 

@@ -5,16 +5,29 @@ store package, the verified commits and the model's-own-embedding default) from 
 row of the bundled SST-2 dev split, MiniLM, pooling mean and cls, --dtype fp32, no
 normalisation. Today's engine must give the same fingerprint and the same vectors: bit for
 bit on the CPU kind that wrote the fixture, within float32 rounding on another.
+
+tests/fixtures/cifar-few-efficientnet-995134d.h5 does the same for images, from the JPEGs in
+tests/fixtures/images-995134d (made once, kept as bytes, so the input hash matches too).
 """
 import json
+import shutil
 from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 
 import featx
 
 FIXTURE = Path(__file__).parent / "fixtures" / "sst2-dev-every18-fb239ca.h5"
+# Written by featx at commit 995134d (before the modality registry and the typed store header):
+# the 12 JPEGs beside it (4 of each of 3 classes, 32 x 32), efficientnet-lite0, mean and max, fp32.
+IMAGE_FIXTURE = Path(__file__).parent / "fixtures" / "cifar-few-efficientnet-995134d.h5"
+IMAGES = Path(__file__).parent / "fixtures" / "images-995134d"
+IMAGE_FINGERPRINT = "247a101c596d7d516b64cb0f68b0f2474fecb1a10d73fe6ffb7ce4d868951d8d"
+IMAGE_FIXTURE_VECTOR_FLAGS = {"avx", "avx2", "avx512_bf16", "avx512_bitalg", "avx512_vbmi2", "avx512_vnni",
+                              "avx512_vpopcntdq", "avx512bw", "avx512cd", "avx512dq", "avx512f", "avx512ifma",
+                              "avx512vbmi", "avx512vl", "f16c", "fma", "sse4_1", "sse4_2", "sse4a"}
 # The vector instruction sets of the machine that wrote the fixture (/proc/cpuinfo flags):
 # float32 results are bit-identical only where the same kernels run.
 FIXTURE_VECTOR_FLAGS = {"avx", "avx2", "f16c", "fma", "sse4_1", "sse4_2", "sse4a"}
@@ -48,8 +61,6 @@ def test_todays_engine_reproduces_a_store_written_by_earlier_featx(tmp_path):
 
 def test_rerunning_the_default_command_over_an_earlier_store_returns_it_untouched(tmp_path):
     """The default backend is the one a store already at the output was made with."""
-    import shutil
-
     copy = tmp_path / "old.h5"
     shutil.copy(FIXTURE, copy)
     before = copy.read_bytes()
@@ -77,3 +88,32 @@ def test_a_field_added_later_and_left_unset_keeps_every_fingerprint():
     assert LaterConfig.from_json(today.to_json()) == later  # an old store's JSON reads into the new config
     knob_set = dataclasses.replace(later, new_knob="chunk")
     assert knob_set.fingerprint != today.fingerprint and '"new_knob":"chunk"' in knob_set.to_json()
+
+
+def test_todays_engine_reproduces_an_image_store_written_at_995134d(tmp_path):
+    pytest.importorskip("efficientnet_lite_pytorch")
+    with featx.open_store(IMAGE_FIXTURE) as old, featx.extract(
+            IMAGES, tmp_path / "new.h5", model="efficientnet-lite0", pooling="mean,max", dtype="fp32",
+            progress=False) as new:
+        assert new.fingerprint == old.fingerprint == IMAGE_FINGERPRINT
+        assert new.info()["input"] == old.info()["input"] and new.info()["input_sha256"] == old.info()["input_sha256"]
+        assert new.ids.tolist() == old.ids.tolist() and np.array_equal(new.labels, old.labels)
+        assert np.array_equal(new.content_sha256, old.content_sha256) and np.array_equal(new.skipped, old.skipped)
+        same_cpu = old.info()["hardware"].get("cpu") == new.info()["hardware"].get("cpu") \
+            and _vector_flags() == IMAGE_FIXTURE_VECTOR_FLAGS
+        for pooling in ("mean", "max"):
+            if same_cpu:
+                np.testing.assert_array_equal(new.load(pooling)[0], old.load(pooling)[0])
+            else:
+                np.testing.assert_allclose(new.load(pooling)[0], old.load(pooling)[0], atol=1e-5)
+
+
+def test_rerunning_over_the_image_store_of_995134d_returns_it_untouched(tmp_path):
+    pytest.importorskip("efficientnet_lite_pytorch")
+    copy = tmp_path / "old.h5"
+    shutil.copy(IMAGE_FIXTURE, copy)
+    before = copy.read_bytes()
+    with featx.extract(IMAGES, copy, model="efficientnet-lite0", pooling="mean,max", dtype="fp32",
+                       progress=False) as store:
+        assert store.fingerprint == IMAGE_FINGERPRINT and store.complete
+    assert copy.read_bytes() == before

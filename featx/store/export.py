@@ -26,6 +26,7 @@ from featx.atomic import atomic_folder
 from featx.config import EXPORT_FORMATS
 from featx.constraints import Options
 from featx.errors import FeatxError, OutputError
+from featx.store.h5 import OPTIONAL_ROW_DATASETS, ROW_FLAGS
 from featx.store.reader import FeatureStore, open_store
 
 SIDECAR = "featx-export.json"
@@ -72,7 +73,8 @@ def _row_columns(store: FeatureStore) -> dict[str, np.ndarray]:
     ids = store.ids
     columns = {"ids": ids.astype(str) if ids.dtype.kind in "OSU" else ids.astype(np.int64),
                "content_sha256": np.asarray(store.content_sha256, dtype=np.uint8)}
-    for name, values in (("labels", store.labels), ("truncated", store.truncated), ("skipped", store.skipped)):
+    for name in OPTIONAL_ROW_DATASETS:
+        values = store.row_values(name)
         if values is not None:
             columns[name] = values.astype(np.int64 if name == "labels" else np.uint8)
     return columns
@@ -101,7 +103,7 @@ def _write_parquet(store: FeatureStore, folder: Path, sidecar: dict[str, Any]) -
     fields = [pa.field("id", pa.string() if rows["ids"].dtype.kind == "U" else pa.int64())]
     if "labels" in rows:
         fields += [pa.field("label", pa.int64()), pa.field("label_name", pa.string())]
-    fields += [pa.field(name, pa.bool_()) for name in ("truncated", "skipped") if name in rows]
+    fields += [pa.field(name, pa.bool_()) for name in ROW_FLAGS if name in rows]
     value_type = pa.float16() if sidecar["dtype"] == "float16" else pa.float32()
     fields += [pa.field(p, pa.list_(value_type, store.dim)) for p in store.poolings]
     metadata = {"featx": json.dumps({**sidecar, "files": {"all": "vectors.parquet"}})}
@@ -113,7 +115,7 @@ def _write_parquet(store: FeatureStore, folder: Path, sidecar: dict[str, Any]) -
             columns: list[Any] = [rows["ids"][start:stop]]
             if "labels" in rows:
                 columns += [rows["labels"][start:stop], classes[rows["labels"][start:stop]]]
-            columns += [rows[name][start:stop].astype(bool) for name in ("truncated", "skipped") if name in rows]
+            columns += [rows[name][start:stop].astype(bool) for name in ROW_FLAGS if name in rows]
             for pooling in store.poolings:
                 block = np.ascontiguousarray(store.features(pooling)[start:stop])
                 columns.append(pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), store.dim))

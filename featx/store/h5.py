@@ -12,14 +12,15 @@ from typing import Any
 import h5py
 
 from featx.errors import DamagedError, FeatxError, describe_os_error, first_line
+from featx.store.header import FORMAT
 
-FORMAT = "featx-store"
-FORMAT_VERSION = 1
 # One value per input row besides the features; "labels" only in labelled stores, "truncated"
 # (1 where the featurizer cut the row's input, e.g. a text over max_length) only in stores
 # written since featx counted it, "skipped" (1 where the input could not be read, e.g. an
 # undecodable image under --skip-bad; its vectors are NaN) only in image stores.
-ROW_DATASETS = ("ids", "content_sha256", "labels", "truncated", "skipped")
+ROW_FLAGS = ("truncated", "skipped")  # per-row uint8 flags, declared by the modality (StorePlan.row_flags)
+ROW_DATASETS = ("ids", "content_sha256", "labels", *ROW_FLAGS)
+OPTIONAL_ROW_DATASETS = ROW_DATASETS[2:]  # in some stores only
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 _ERRNO_IN_TEXT = re.compile(r"errno = (\d+)")

@@ -11,11 +11,11 @@ from typing import Any
 import h5py
 import numpy as np
 
-from featx._version import __version__
-from featx.atomic import fsync_path, utc_stamp
+from featx.atomic import fsync_path
 from featx.config import ExtractConfig
 from featx.errors import FeatxError, OutputError
-from featx.store.h5 import FORMAT, FORMAT_VERSION, h5_reason, is_hdf5_file, open_h5
+from featx.store.h5 import h5_reason, is_hdf5_file, open_h5
+from featx.store.header import FORMAT, StoreHeader
 
 _CHUNK_BYTES = 1 << 20
 
@@ -57,8 +57,7 @@ def matching_complete_store(path: Path, plan: StorePlan) -> bool:
         return False
     try:
         with open_h5(path, "r") as file:
-            check_resumable(file, path, plan)
-            return bool(file.attrs["complete"])
+            return check_resumable(file, path, plan).complete
     except FeatxError:
         return False
 
@@ -93,33 +92,37 @@ def create_store(path: Path, plan: StorePlan) -> None:
         raise
 
 
-def check_resumable(file: h5py.File, path: Path, plan: StorePlan) -> None:
-    attrs = file.attrs
-    if attrs.get("format") != FORMAT:
+# What resuming compares with the plan: a store without one of these cannot be resumed.
+_RESUME_ATTRS = ("fingerprint", "input_sha256", "input", "input_rows", "row_offset", "n_rows", "n_done", "complete",
+                 "window_rows")
+
+
+def check_resumable(file: h5py.File, path: Path, plan: StorePlan) -> StoreHeader:
+    """The header of the store at `path` when it is the one `plan` describes, part-written or whole."""
+    if file.attrs.get("format") != FORMAT:
         raise FeatxError(f"{path} exists and is not a featx store: choose another -o")
-    missing = [k for k in ("fingerprint", "input_sha256", "input", "input_rows", "row_offset", "n_rows",
-                           "n_done", "complete", "window_rows") if k not in attrs]
-    if missing:
-        raise FeatxError(f"{path} is damaged (attribute {missing[0]!r} is missing): pass --overwrite to replace it")
-    if attrs["fingerprint"] != plan.config.fingerprint:
+    try:
+        header = StoreHeader.from_attrs(file.attrs, path, required=_RESUME_ATTRS)
+    except FeatxError as e:
+        raise FeatxError(f"{e}: pass --overwrite to replace it") from None
+    if header.fingerprint != plan.config.fingerprint:
         raise FeatxError(
-            f"{path} was made with another extraction config (fingerprint {str(attrs['fingerprint'])[:12]}, "
+            f"{path} was made with another extraction config (fingerprint {header.fingerprint[:12]}, "
             f"this run {plan.config.fingerprint[:12]}): pass --overwrite to replace it, or choose another -o"
         )
-    if (attrs["input_sha256"] != plan.input_sha256 or attrs["input"] != plan.input_json
-            or int(attrs["input_rows"]) != plan.input_rows):
+    if (header.input_sha256, header.input, header.input_rows) != (plan.input_sha256, plan.input_json, plan.input_rows):
         raise FeatxError(
             f"{path} was made from another input (or other columns): pass --overwrite to replace it, "
             "or choose another -o"
         )
-    if (int(attrs["row_offset"]), int(attrs["n_rows"]), int(attrs["window_rows"])) != (
-            plan.row_offset, plan.rows, plan.window_rows):
-        raise FeatxError(f"{path} holds another part of the input (rows from {int(attrs['row_offset'])}, "
-                         f"{int(attrs['n_rows'])} rows, windows of {int(attrs['window_rows'])}): "
+    if (header.row_offset, header.n_rows, header.window_rows) != (plan.row_offset, plan.rows, plan.window_rows):
+        raise FeatxError(f"{path} holds another part of the input (rows from {header.row_offset}, "
+                         f"{header.n_rows} rows, windows of {header.window_rows}): "
                          "use the same --shard and --window-rows, or --overwrite")
-    if not 0 <= int(attrs["n_done"]) <= int(attrs["n_rows"]):
-        raise FeatxError(f"{path} is damaged (n_done {int(attrs['n_done'])} of {int(attrs['n_rows'])} rows): "
+    if not 0 <= header.n_done <= header.n_rows:
+        raise FeatxError(f"{path} is damaged (n_done {header.n_done} of {header.n_rows} rows): "
                          "pass --overwrite to replace it")
+    return header
 
 
 def _lay_out(file: h5py.File, plan: StorePlan) -> None:
@@ -149,32 +152,11 @@ def _lay_out(file: h5py.File, plan: StorePlan) -> None:
     for name in config.poolings:
         group.create_dataset(name, shape=(n_rows, plan.dim), dtype=config.store_dtype, chunks=(chunk, plan.dim),
                              compression=plan.compression)
-    file.attrs.update(_store_attrs(plan))
-
-
-def _store_attrs(plan: StorePlan) -> dict[str, Any]:
-    attrs = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "featx_version": __version__,
-        "fingerprint": plan.config.fingerprint,
-        "config": plan.config.to_json(),
-        "input_sha256": plan.input_sha256,
-        "input": plan.input_json,
-        "input_rows": plan.input_rows,
-        "row_offset": plan.row_offset,
-        "n_rows": plan.rows,
-        "n_done": 0,
-        "complete": False,
-        "window_rows": plan.window_rows,
-        "created_at": utc_stamp(),
-        "hardware": json.dumps(plan.hardware, sort_keys=True),
-        "dtype": plan.config.dtype,
-        "timings": json.dumps({}),
-    }
-    if plan.shard is not None:
-        attrs["shard"] = json.dumps(list(plan.shard))
-    return attrs
+    file.attrs.update(StoreHeader(
+        fingerprint=plan.config.fingerprint, config=plan.config.to_json(), input=plan.input_json,
+        input_sha256=plan.input_sha256, input_rows=plan.input_rows, row_offset=plan.row_offset, n_rows=plan.rows,
+        window_rows=plan.window_rows, hardware=plan.hardware, dtype=plan.config.dtype,
+        shard=None if plan.shard is None else list(plan.shard)).to_attrs())
 
 
 def _chunk_rows(window_rows: int, n_rows: int, row_bytes: int) -> int:

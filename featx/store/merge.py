@@ -6,7 +6,7 @@ datasets over the shard files (no feature is copied), or a standalone copy.
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,8 @@ import numpy as np
 
 from featx.atomic import atomic_file, same_file, utc_stamp
 from featx.errors import FeatxError, OutputError, first_line
-from featx.store.h5 import FORMAT, ROW_DATASETS, h5_reason
+from featx.store.h5 import ROW_DATASETS, h5_reason
+from featx.store.header import REQUIRED, StoreHeader
 from featx.store.layout import check_replaceable
 
 
@@ -53,13 +54,15 @@ def _write_merged(partial: Path, folder: Path, infos: list[dict[str, Any]], tota
                 _virtual_rows(out, name, source, infos, total, folder)
         if "labels" in template:
             out["labels"].attrs["classes"] = template["labels"].attrs["classes"]
-        attrs = dict(template.attrs)
-        attrs.pop("shard", None)
-        attrs.update(n_rows=total, n_done=total, row_offset=0, complete=True,
-                     merged_from=json.dumps([Path(i["path"]).name for i in infos]),
-                     created_at=utc_stamp(),
-                     timings=json.dumps({"shards": [i["timings"] for i in infos], "copied": copy}))
-        out.attrs.update(attrs)
+        header = dataclasses.replace(
+            StoreHeader.from_attrs(template.attrs, infos[0]["path"]), shard=None, n_rows=total, n_done=total,
+            row_offset=0, complete=True, merged_from=[Path(i["path"]).name for i in infos], created_at=utc_stamp(),
+            timings={"shards": [i["timings"] for i in infos], "copied": copy})
+        out.attrs.update(header.to_attrs())
+
+
+# What merging reads of a shard besides the attributes every store has.
+_SHARD_ATTRS = (*REQUIRED, "input", "input_sha256", "input_rows", "row_offset", "timings")
 
 
 def _shard_info(path: Path) -> dict[str, Any]:
@@ -67,17 +70,13 @@ def _shard_info(path: Path) -> dict[str, Any]:
         raise FeatxError(f"shard {path} does not exist")
     try:
         with h5py.File(path, "r") as f:
-            attrs = f.attrs
-            if attrs.get("format") != FORMAT:
-                raise FeatxError(f"{path} is not a featx store")
-            if "shard" not in attrs:
+            header = StoreHeader.from_attrs(f.attrs, path, required=_SHARD_ATTRS)
+            if header.shard is None:
                 raise FeatxError(f"{path} is not a shard (it was extracted without --shard)")
-            return {"path": str(path), "shard": tuple(json.loads(attrs["shard"])),
-                    "fingerprint": str(attrs["fingerprint"]), "input": str(attrs["input"]),
-                    "input_sha256": str(attrs["input_sha256"]), "input_rows": int(attrs["input_rows"]),
-                    "row_offset": int(attrs["row_offset"]), "n_rows": int(attrs["n_rows"]),
-                    "n_done": int(attrs["n_done"]), "complete": bool(attrs["complete"]),
-                    "timings": json.loads(attrs["timings"])}
+            return {"path": str(path), "shard": tuple(header.shard), "fingerprint": header.fingerprint,
+                    "input": header.input, "input_sha256": header.input_sha256, "input_rows": header.input_rows,
+                    "row_offset": header.row_offset, "n_rows": header.n_rows, "n_done": header.n_done,
+                    "complete": header.complete, "timings": header.timings}
     except OSError as e:
         raise FeatxError(f"cannot read shard {path}: {first_line(e)}") from None
 

@@ -32,7 +32,8 @@ import numpy as np
 
 from featx.config import ExtractConfig
 from featx.errors import DamagedError, FeatxError
-from featx.store.h5 import FORMAT, FORMAT_VERSION, open_h5
+from featx.store.h5 import OPTIONAL_ROW_DATASETS, ROW_DATASETS, open_h5
+from featx.store.header import FORMAT_VERSION, StoreHeader
 from featx.store.states import TokenStates, check_states_layout, describe_states, read_states
 
 
@@ -47,8 +48,9 @@ class FeatureStore:
         self.path = Path(path)
         self._file = open_h5(self.path, "r")
         try:
-            self.n_rows, self.n_done, self.complete, self.config = _validate_layout(self._file, self.path)
-            self.fingerprint = str(self._file.attrs["fingerprint"])
+            self.header, self.config = _validate_layout(self._file, self.path)
+            self.n_rows, self.n_done, self.complete = self.header.n_rows, self.header.n_done, self.header.complete
+            self.fingerprint = self.header.fingerprint
             if not self.complete and not allow_incomplete:
                 raise FeatxError(
                     f"{self.path} is incomplete ({self.n_done:,} of {self.n_rows:,} rows): rerun the extract "
@@ -86,21 +88,25 @@ class FeatureStore:
             raise DamagedError(f"{self.path} is damaged: a label is outside its {n_classes} classes")
         return values
 
+    def row_values(self, name: str) -> np.ndarray | None:
+        """The committed rows of a per-row dataset (OPTIONAL_ROW_DATASETS), None where the store has none."""
+        if name == "labels":
+            return self.labels
+        dataset = self._file.get(name)
+        values: np.ndarray | None = None if dataset is None else dataset[: self.n_done]
+        return values
+
     @property
     def truncated(self) -> np.ndarray | None:
         """1 for each committed row whose input was cut (a text over max_length); None for stores
         written before featx counted it."""
-        dataset = self._file.get("truncated")
-        values: np.ndarray | None = None if dataset is None else dataset[: self.n_done]
-        return values
+        return self.row_values("truncated")
 
     @property
     def skipped(self) -> np.ndarray | None:
         """1 for each committed row whose input could not be read (an undecodable image under
         --skip-bad: NaN vectors); None for stores that cannot have such rows (texts)."""
-        dataset = self._file.get("skipped")
-        values: np.ndarray | None = None if dataset is None else dataset[: self.n_done]
-        return values
+        return self.row_values("skipped")
 
     def readable(self) -> np.ndarray | None:
         """Indices of the committed rows that hold vectors, or None when every row does."""
@@ -165,7 +171,7 @@ class FeatureStore:
 
     def info(self) -> dict[str, Any]:
         """Everything `featx info` shows: size, progress, config, hardware, timings."""
-        attrs = self._file.attrs
+        header = self.header
         labels = self.labels
         counts = None
         if labels is not None:
@@ -173,13 +179,13 @@ class FeatureStore:
             counts = dict(zip(classes, np.bincount(labels, minlength=len(classes)).tolist()))
         return {
             "path": str(self.path),
-            "format_version": int(attrs["format_version"]),
-            "featx_version": str(attrs.get("featx_version", "unknown")),
+            "format_version": header.format_version,
+            "featx_version": header.featx_version if "featx_version" in self._file.attrs else "unknown",
             "rows": self.n_rows,
             "rows_done": self.n_done,
-            "row_offset": int(attrs.get("row_offset", 0)),
-            "shard": _json_attr(attrs, "shard", self.path, None),
-            "merged_from": _json_attr(attrs, "merged_from", self.path, None),
+            "row_offset": header.row_offset,
+            "shard": header.shard,
+            "merged_from": header.merged_from,
             "complete": self.complete,
             "poolings": list(self.poolings),
             "dim": self.dim,
@@ -190,13 +196,13 @@ class FeatureStore:
             "skipped_rows": None if self.skipped is None else int(self.skipped.sum()),
             "states": describe_states(self._file, self.config, self.n_done),
             "fingerprint": self.fingerprint,
-            "config": json.loads(attrs["config"]),
-            "input": _json_attr(attrs, "input", self.path, {}),
-            "input_sha256": str(attrs.get("input_sha256", "")),
-            "created_at": str(attrs.get("created_at", "")),
-            "dtype": str(attrs.get("dtype", self.config.dtype)),
-            "hardware": _json_attr(attrs, "hardware", self.path, {}),
-            "timings": _json_attr(attrs, "timings", self.path, {}),
+            "config": json.loads(header.config),
+            "input": header.input_choices,
+            "input_sha256": header.input_sha256,
+            "created_at": header.created_at if "created_at" in self._file.attrs else "",
+            "dtype": header.dtype or self.config.dtype,
+            "hardware": header.hardware,
+            "timings": header.timings,
             "file_bytes": self.path.stat().st_size,
         }
 
@@ -226,34 +232,26 @@ def open_store(path: str | Path, *, allow_incomplete: bool = False) -> FeatureSt
 
 
 
-_READ_ATTRS = ("format_version", "fingerprint", "config", "n_rows", "n_done", "complete")
-
-
-def _validate_layout(file: h5py.File, path: Path) -> tuple[int, int, bool, ExtractConfig]:
-    """(n_rows, n_done, complete, config) once every attribute and dataset a reader uses checks out."""
-    attrs = file.attrs
-    if attrs.get("format") != FORMAT:
-        raise FeatxError(f"{path} is not a featx store (no format={FORMAT} attribute)")
-    missing = [k for k in _READ_ATTRS if k not in attrs]
-    if missing:
-        raise DamagedError(f"{path} is damaged: attribute {missing[0]!r} is missing")
-    if int(attrs["format_version"]) > FORMAT_VERSION:
-        raise FeatxError(f"{path} has store format {int(attrs['format_version'])}; this featx reads up to "
+def _validate_layout(file: h5py.File, path: Path) -> tuple[StoreHeader, ExtractConfig]:
+    """(header, config) once every attribute and dataset a reader uses checks out."""
+    header = StoreHeader.from_attrs(file.attrs, path)
+    if header.format_version > FORMAT_VERSION:
+        raise FeatxError(f"{path} has store format {header.format_version}; this featx reads up to "
                          f"{FORMAT_VERSION}: upgrade featx")
-    n_rows, n_done, complete = int(attrs["n_rows"]), int(attrs["n_done"]), bool(attrs["complete"])
+    n_rows, n_done, complete = header.n_rows, header.n_done, header.complete
     if not 0 <= n_done <= n_rows or (complete and n_done != n_rows):
         raise DamagedError(f"{path} is damaged: n_done {n_done} does not fit n_rows {n_rows}"
                            + (" of a complete store" if complete else ""))
     try:
-        config = ExtractConfig.from_json(str(attrs["config"]))
+        config = ExtractConfig.from_json(header.config)
     except (FeatxError, ValueError, TypeError, KeyError) as e:
         raise DamagedError(f"{path} is damaged: its config attribute cannot be read ({e})") from None
-    if config.fingerprint != str(attrs["fingerprint"]):
+    if config.fingerprint != header.fingerprint:
         raise DamagedError(f"{path} is damaged: its config does not match its fingerprint")
     for name in ("ids", "content_sha256"):
         if name not in file or file[name].shape[0] != n_rows:
             raise DamagedError(f"{path} is damaged: dataset {name!r} is missing or not {n_rows} rows long")
-    for name in ("labels", "truncated", "skipped"):  # present in some stores only
+    for name in OPTIONAL_ROW_DATASETS:
         if name in file and file[name].shape[0] != n_rows:
             raise DamagedError(f"{path} is damaged: dataset {name!r} is not {n_rows} rows long")
     features = file.get("features")
@@ -261,12 +259,10 @@ def _validate_layout(file: h5py.File, path: Path) -> tuple[int, int, bool, Extra
         raise DamagedError(f"{path} is damaged: its features are not the poolings of its config "
                            f"({', '.join(config.poolings)})")
     check_states_layout(file, path, config, n_rows)
-    for name in ("input", "hardware", "timings", "shard", "merged_from"):
-        _json_attr(attrs, name, path, None)  # readers show these: a damaged one is refused now, not later
     shapes = {features[name].shape for name in features}
     if len(shapes) != 1 or len(next(iter(shapes))) != 2 or next(iter(shapes))[0] != n_rows:
         raise DamagedError(f"{path} is damaged: its feature datasets are not all ({n_rows}, D)")
-    return n_rows, n_done, complete, config
+    return header, config
 
 
 def _classes(labels: h5py.Dataset, path: Path) -> tuple[str, ...]:
@@ -292,7 +288,7 @@ def _check_virtual_sources(file: h5py.File, path: Path, fingerprint: str) -> Non
     is checked on every open, not trusted.
     """
     sources: set[str] = set()
-    for name in ("ids", "content_sha256", "labels", *(f"features/{p}" for p in file["features"])):
+    for name in (*ROW_DATASETS, *(f"features/{p}" for p in file["features"])):
         if name in file and file[name].is_virtual:
             sources.update(source.file_name for source in file[name].virtual_sources())
     for name in sorted(sources):
@@ -302,11 +298,11 @@ def _check_virtual_sources(file: h5py.File, path: Path, fingerprint: str) -> Non
                                "again with --copy to get a standalone store")
         try:
             with open_h5(shard, "r") as source:
-                attrs = source.attrs
-                if attrs.get("format") != FORMAT or str(attrs.get("fingerprint")) != fingerprint:
+                header = StoreHeader.from_attrs(source.attrs, shard)
+                if header.fingerprint != fingerprint:
                     raise DamagedError(f"{path} reads rows from {shard}, which is not a shard of the same "
                                        "extraction (fingerprints differ): merge again")
-                if not bool(attrs.get("complete", False)):
+                if not header.complete:
                     raise DamagedError(f"{path} reads rows from {shard}, which is incomplete: finish it, merge again")
         except DamagedError:
             raise

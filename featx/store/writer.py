@@ -21,6 +21,7 @@ from featx.atomic import fsync_path, prepare_output, same_file
 from featx.config import STATES
 from featx.errors import FeatxError, OutputError
 from featx.store.h5 import h5_reason, open_h5
+from featx.store.header import StoreHeader
 from featx.store.layout import StorePlan, check_replaceable, check_resumable, create_store
 from featx.store.lock import WriterLock
 
@@ -44,7 +45,7 @@ class StoreWriter:
         self.path = path
         self._lock = lock
         with self._writing("reading its progress"), open_h5(path, "r") as f:
-            self._attrs = {k: f.attrs[k] for k in ("n_done", "n_rows", "row_offset", "complete", "window_rows")}
+            self.header = StoreHeader.from_attrs(f.attrs, path)
 
     @classmethod
     def open(cls, path: str | Path, plan: StorePlan, overwrite: bool = False,
@@ -75,15 +76,15 @@ class StoreWriter:
 
     @property
     def n_done(self) -> int:
-        return int(self._attrs["n_done"])
+        return self.header.n_done
 
     @property
     def n_rows(self) -> int:
-        return int(self._attrs["n_rows"])
+        return self.header.n_rows
 
     @property
     def row_offset(self) -> int:
-        return int(self._attrs["row_offset"])
+        return self.header.row_offset
 
     @property
     def next_row(self) -> int:
@@ -92,16 +93,16 @@ class StoreWriter:
 
     @property
     def complete(self) -> bool:
-        return bool(self._attrs["complete"])
+        return self.header.complete
 
     @property
     def window_rows(self) -> int:
-        return int(self._attrs["window_rows"])
+        return self.header.window_rows
 
     def write_window(self, start: int, ids: list[int] | list[str], content_sha256: np.ndarray, labels: np.ndarray | None,
-                     features: dict[str, np.ndarray], truncated: np.ndarray | None = None,
-                     skipped: np.ndarray | None = None) -> None:
-        """Write input rows [start, start + len(ids)), make them durable, then advance n_done."""
+                     features: dict[str, np.ndarray], flags: dict[str, np.ndarray] | None = None) -> None:
+        """Write input rows [start, start + len(ids)), make them durable, then advance n_done.
+        `flags`: per-row uint8 flags by name (ROW_FLAGS); those the store keeps are written."""
         if start != self.next_row:
             raise RuntimeError(f"window starts at input row {start}, but the store continues at {self.next_row}")
         local = start - self.row_offset
@@ -114,8 +115,7 @@ class StoreWriter:
                 rows = {"ids": np.asarray(ids, dtype=object if string_ids else np.int64),
                         "content_sha256": content_sha256,
                         **({"labels": labels} if labels is not None and "labels" in f else {}),
-                        **({"truncated": truncated} if truncated is not None and "truncated" in f else {}),
-                        **({"skipped": skipped} if skipped is not None and "skipped" in f else {}),
+                        **{name: values for name, values in (flags or {}).items() if name in f},
                         **{f"features/{name}": values for name, values in features.items()}}
                 # Cast here, not in HDF5: the read-back below then compares exactly what was written.
                 rows = {name: values if h5py.check_string_dtype(f[name].dtype) else
@@ -135,7 +135,7 @@ class StoreWriter:
                 self._verify_tokens(*tokens)
             # Data first, then the row count that makes it visible.
             self._set_attrs(n_done=stop)
-        self._attrs["n_done"] = stop
+        self.header.n_done = stop
 
     def finish(self, timings: dict[str, Any]) -> None:
         """Mark the store complete (all rows committed) and record the run's timings."""
@@ -143,7 +143,7 @@ class StoreWriter:
             raise RuntimeError(f"finish() with {self.n_done} of {self.n_rows} rows written")
         with self._writing("marking it complete"):
             self._set_attrs(timings=json.dumps(timings, sort_keys=True), complete=True)
-        self._attrs["complete"] = True
+        self.header.complete, self.header.timings = True, timings
 
     def close(self) -> None:
         self._lock.release()
