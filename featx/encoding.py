@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from featx.engine import EXTRACT_DEFAULTS, embed_through_cache
+from featx.engine import EXTRACT_DEFAULTS, VECTOR_OPTIONS, embed_through_cache
 from featx.errors import FeatxError, ParameterError
 from featx.featurizers import Featurizer
 from featx.modalities import MODALITIES, ExtractOptions, featurizer_for, modality_named
@@ -25,8 +25,7 @@ from featx.runners import make_runner
 from featx.store.vector_cache import EmbeddingCache
 
 # Options of featx.extract that decide vectors (everything else is about files, stores and runs).
-ENCODE_OPTIONS = ("pooling", "layers", "max_length", "normalize", "dtype", "long", "stride", "long_pooling",
-                  "device", "trust_remote_code", "backend", "prompt", "prompt_name")
+ENCODE_OPTIONS = VECTOR_OPTIONS
 
 
 class _InMemory:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from featx.background import BackgroundWorker, prefetch
 from featx.config import COMPRESSIONS
 from featx.constraints import COUNT, Options
 from featx.data import InputSummary, Source, describe_json
-from featx.errors import OutputError
+from featx.errors import FeatxError, OutputError, ParameterError
 from featx.featurizers import Featurizer
 from featx.hardware import describe_hardware
 from featx.modalities import ExtractOptions, modality_of
@@ -56,7 +56,9 @@ def extract(input: str | Path | Source, output: str | Path, *, model: Any = None
             shard: tuple[int, int] | None = None, cache_dir: str | Path | None = None, long: str = "truncate",
             stride: int | None = None, long_pooling: str = "mean", skip_bad: bool = False,
             cache_layer: int | None = None, cache_dtype: str = "float16", keep_windows: bool = False,
-            backend: str | None = None, prompt: str | None = None, prompt_name: str | None = None) -> FeatureStore:
+            backend: str | None = None, prompt: str | None = None, prompt_name: str | None = None,
+            featurizer: Featurizer | None = None, runner: Runner | None = None,
+            open_writer: Callable[..., StoreWriter] | None = None) -> FeatureStore:
     """Embed every row of `input` with a frozen backbone into the store at `output`.
 
     Reruns are cheap and safe: a complete store with the same fingerprint and input is
@@ -79,6 +81,11 @@ def extract(input: str | Path | Source, output: str | Path, *, model: Any = None
     `prompt` (or `prompt_name`, one of the model's declared prompts; default: the model's
     default_prompt_name, "" for none) is put before every text, as sentence-transformers does.
     `progress=None` shows a bar only on a terminal.
+
+    The parts can be handed in ready-made: `input` a Source, `featurizer` one already made (its
+    config then decides every vector, so `model` and VECTOR_OPTIONS are left out), `runner` one
+    that embeds batches its own way (featx.runners.Runner), `open_writer` what opens the writer
+    (called like StoreWriter.open(output, plan, overwrite=, inputs=)).
 
     Images (a folder, a .zip, ``X.zip:FOLDER``, an ImageTableSource or ArraySource): `model`
     defaults to efficientnet-lite0, the text settings (max_length, long, stride) do not
@@ -103,9 +110,12 @@ def extract(input: str | Path | Source, output: str | Path, *, model: Any = None
         "prompt": prompt, "prompt_name": prompt_name, "text_column": text_column, "skip_bad": skip_bad,
         "device": device, "trust_remote_code": trust_remote_code, "output": output, "shard": shard,
         "overwrite": overwrite, "cache_dir": cache_dir}, EXTRACT_DEFAULTS)
-    featurizer, default_window, state_dim = modality.extraction(source, model, options)
+    if featurizer is None:
+        featurizer, default_window, state_dim = modality.extraction(source, model, options)
+    else:
+        default_window, state_dim = _check_given(featurizer, modality, model, options), None
     config = featurizer.config
-    runner = make_runner(featurizer, batch_tokens)
+    runner = runner or make_runner(featurizer, batch_tokens)
     if window_rows is None:
         window_rows = default_window if shard is None else \
             shard_window_rows(summary.n_rows, shard[1], default_window)
@@ -122,7 +132,7 @@ def extract(input: str | Path | Source, output: str | Path, *, model: Any = None
                           "its input; choose an -o outside it")
     if not overwrite and matching_complete_store(output, plan):
         return FeatureStore(output)  # nothing to do, and nothing written: works in a read-only folder too
-    writer = StoreWriter.open(output, plan, overwrite=overwrite, inputs=[source.path])
+    writer = (open_writer or StoreWriter.open)(output, plan, overwrite=overwrite, inputs=[source.path])
     t_loaded = time.perf_counter()
     resumed_from = writer.n_done
     try:
@@ -154,6 +164,26 @@ def extract(input: str | Path | Source, output: str | Path, *, model: Any = None
 # featx.extract's keyword defaults: what a modality compares options with (ExtractOptions.changed).
 EXTRACT_DEFAULTS = {name: p.default for name, p in inspect.signature(extract).parameters.items()
                      if p.default is not inspect.Parameter.empty}
+
+
+# The options of featx.extract that decide vectors: a featurizer handed in has decided them.
+VECTOR_OPTIONS = ("pooling", "layers", "max_length", "normalize", "dtype", "long", "stride", "long_pooling", "device",
+                  "trust_remote_code", "backend", "prompt", "prompt_name")
+_DECIDED_BY_A_FEATURIZER = (*VECTOR_OPTIONS, "store_dtype", "cache_layer", "cache_dtype", "keep_windows", "skip_bad")
+
+
+def _check_given(featurizer: Featurizer, modality: Any, model: Any, options: ExtractOptions) -> int:
+    """The default window rows for a featurizer handed in, once it fits the input and no option
+    it has decided is given too."""
+    given = [name for name in options.changed() if name in _DECIDED_BY_A_FEATURIZER]
+    if model is not None or given:
+        raise ParameterError(given[0] if given else "model", "is decided by the featurizer given: leave it out")
+    if featurizer.config.modality != modality.name:
+        raise FeatxError(f"the featurizer given embeds {featurizer.config.modality}, but the input is read as "
+                         f"{modality.name}")
+    if featurizer.config.sequences is not None:
+        raise ParameterError("featurizer", "keeps per-row sequences (cache_layer, keep_windows): let extract make it")
+    return int(modality.default_window_rows)
 
 
 def iter_windows(source: Source, summary: InputSummary, featurizer: Featurizer, start: int,
