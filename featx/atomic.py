@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import re
 import shutil
@@ -175,3 +176,13 @@ def _remove(path: Path) -> None:
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
+
+
+def file_sha256(path: Path, digest: Any = None) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks; with `digest`, the bytes are added to it
+    (after whatever it already holds) and its hex digest is returned."""
+    digest = hashlib.sha256() if digest is None else digest
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return str(digest.hexdigest())

@@ -27,6 +27,8 @@ import os
 import threading
 from pathlib import Path
 
+from featx.atomic import file_sha256
+
 _LOCK = threading.Lock()
 _MEMORY: dict[str, dict[str, str]] = {}
 _MAX_ENTRIES = 2000
@@ -69,9 +71,7 @@ def _full_sha256(root: Path, files: list[Path]) -> str:
     digest = hashlib.sha256()
     for file in files:
         digest.update(file.relative_to(root).as_posix().encode() + b"\0")
-        with open(file, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+        file_sha256(file, digest)
     return digest.hexdigest()
 
 

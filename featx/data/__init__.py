@@ -7,10 +7,9 @@ from featx.data.source import (
     InputSummary,
     Record,
     describe_json,
-    file_sha256,
     open_input,
     read_texts,
 )
 
-__all__ = ["BUNDLED", "FORMATS", "InputSource", "InputSummary", "Record", "Source", "describe_json", "file_sha256",
-           "open_input", "read_texts"]
+__all__ = ["BUNDLED", "FORMATS", "InputSource", "InputSummary", "Record", "Source", "describe_json", "open_input",
+           "read_texts"]

@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from featx.atomic import file_sha256
 from featx.data.readers import detect_format, read_rows
-from featx.data.source import InputSummary, file_sha256
+from featx.data.source import InputSummary
 from featx.errors import FeatxError, InputError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})

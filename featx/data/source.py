@@ -6,7 +6,6 @@ bytes; `InputSource.records` then streams (id, text, label) from any row onward.
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import math
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from featx.atomic import file_sha256
 from featx.data.base import Source
 from featx.data.bundled import BUNDLED, resolve_bundled
 from featx.data.readers import DEFAULT_ENCODING, FORMATS, check_encoding, detect_format, read_rows
@@ -224,15 +224,6 @@ def _label_sort_key(keys: set[str]) -> Callable[[str], tuple[int, str]]:
     if all(_as_int(k) is not None for k in keys):
         return lambda k: (int(k), k)
     return lambda k: (0, k)
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_texts(source: Source) -> list[str]:

@@ -17,7 +17,7 @@ import numpy as np
 from safetensors.numpy import load as load_safetensors
 
 from featx._version import __version__
-from featx.atomic import atomic_folder, save_tensors, utc_stamp
+from featx.atomic import atomic_folder, file_sha256, save_tensors, utc_stamp
 from featx.errors import DamagedError, FeatxError
 from featx.heads.base import Head, make_head, sequence_read
 from featx.heads.hybrid import TextVectors, check_texts_match
@@ -142,7 +142,7 @@ class TrainedHead:
                 "config": json.loads(self.config_json), "metrics": self.metrics,
                 "fit_seconds": round(self.fit_seconds, 3),
                 "saved_at": utc_stamp(),
-                "weights_sha256": _sha256(partial / "head.safetensors"),
+                "weights_sha256": file_sha256(partial / "head.safetensors"),
             }
             (partial / "head.json").write_text(json.dumps(meta, indent=2) + "\n")
         return folder
@@ -200,10 +200,6 @@ class TrainedHead:
         return cls(estimator=estimator, pooling=pooling, class_names=class_names, store_fingerprint=fingerprint,
                    config_json=config_json, name=str(meta.get("name", "")), metrics=meta.get("metrics", {}),
                    fit_seconds=float(meta.get("fit_seconds", 0.0)))
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _jsonable(value: Any) -> Any:

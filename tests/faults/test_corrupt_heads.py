@@ -165,7 +165,7 @@ def test_interrupted_head_save_keeps_the_old_head_whole(tmp_path, monkeypatch, s
 
     def fail_after_weights(*args, **kwargs):
         raise KeyboardInterrupt  # as a Ctrl-C between writing the weights and head.json would
-    monkeypatch.setattr(heads_module, "_sha256", fail_after_weights)
+    monkeypatch.setattr(heads_module, "file_sha256", fail_after_weights)
     with pytest.raises(KeyboardInterrupt):
         new_head.save(folder)
     assert (folder / "head.safetensors").read_bytes() == old
