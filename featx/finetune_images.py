@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ import torch
 from safetensors.torch import load_file
 
 from featx._version import __version__
-from featx.atomic import atomic_folder, save_tensors, write_text
+from featx.atomic import atomic_folder, save_tensors
 from featx.backbones.vision import ImageBackbone, load_image_backbone
 from featx.classifier import PretrainedClassifier
 from featx.data import InputSummary, Source
@@ -40,8 +39,7 @@ from featx.errors import DamagedError, FeatxError, ParameterError, first_line
 from featx.featurizers.image import decode_image, inference_module, model_inputs, normalized
 from featx.hardware import compute_context, describe_hardware, resolve_dtype
 from featx.pooling import IMAGE_POOLINGS_BY_NDIM, pool_image_output, prefix_tokens
-from featx.progress import progress_bar
-from featx.recipe import FINETUNE_FORMAT, FinetuneConfig, clip_gradients, optimizer_and_schedule, read_checkpoint
+from featx.recipe import FINETUNE_FORMAT, FinetuneConfig, FinetuneParts, optimizer_and_schedule, read_checkpoint, run_epochs
 
 
 class ImageClassifier(torch.nn.Module):
@@ -113,7 +111,6 @@ def finetune_images(train: Source, out: str | Path, *, val: Source | None = None
     if config.lora_rank is not None:
         raise FeatxError("--lora-rank applies to transformers text models; for images use --train-layers")
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
     loaded = load_image_backbone(config.model, device=device)
     dtype = resolve_dtype(config.dtype, loaded.device)
     summary = train.scan()
@@ -131,48 +128,21 @@ def finetune_images(train: Source, out: str | Path, *, val: Source | None = None
         "preprocess": loaded.preprocess_json, "train_rows": len(records), "val_rows": 0,
         "trainable_parameters": trainable, "hardware": describe_hardware(loaded.device),
         "batch_norm": "running statistics kept (eval mode)", "epochs": [], "losses": []}
-    best, step = -1.0, 0
-    bar = progress_bar(total_steps, "finetune", unit="step", show=progress)
     with ThreadPoolExecutor(4, thread_name_prefix="featx-decode") as pool:
-        for epoch in range(1, config.epochs + 1):
-            model.train()
-            _freeze_batch_norms(model)
-            t0 = time.perf_counter()
+        def step_inputs(rows: np.ndarray) -> tuple[tuple[Any, ...], Any]:
+            pixels = _batch(loaded, [records[i] for i in rows], pool)
+            return (pixels,), torch.from_numpy(labels[rows]).to(loaded.device)
+
+        def batches(rng: np.random.Generator) -> Iterator[np.ndarray]:
             order = rng.permutation(len(records))
-            for start in range(0, len(order), config.batch_size):
-                rows = order[start:start + config.batch_size]
-                pixels = _batch(loaded, [records[i] for i in rows], pool)
-                with compute_context(loaded.device, dtype):
-                    logits = model(pixels)
-                loss = torch.nn.functional.cross_entropy(logits.float(), torch.from_numpy(labels[rows]).to(loaded.device))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[no-untyped-call]
-                clip_gradients(model, config.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                record["losses"].append(round(loss.item(), 5))
-                step += 1
-                bar.update()
-                if step >= total_steps:
-                    break
-            epoch_record: dict[str, Any] = {"epoch": epoch, "steps": step,
-                                            "train_seconds": round(time.perf_counter() - t0, 2)}
-            if val is not None:
-                t1 = time.perf_counter()
-                metrics = FinetunedImagePredictor.from_model(model, loaded, summary.classes, dtype).evaluate(val)
-                record["val_rows"] = metrics["n"]
-                epoch_record.update(val_accuracy=metrics["accuracy"], val_macro_f1=metrics["macro_f1"],
-                                    eval_seconds=round(time.perf_counter() - t1, 2))
-            record["epochs"].append(epoch_record)
-            score = epoch_record.get("val_accuracy", epoch)
-            if score > best:
-                best, record["best_epoch"] = score, epoch
-                _save(model, out, record)
-            if step >= total_steps:
-                break
-    bar.close()
-    write_text(out / "finetune.json", json.dumps(record, indent=2) + "\n", "checkpoint")
-    return record
+            return (order[start:start + config.batch_size] for start in range(0, len(order), config.batch_size))
+
+        evaluate = None if val is None else \
+            (lambda: FinetunedImagePredictor.from_model(model, loaded, summary.classes or (), dtype).evaluate(val))
+        parts = FinetuneParts(model=model, batches=batches, step_inputs=step_inputs,
+                              save=lambda record: _save(model, out, record), device=loaded.device, dtype=dtype,
+                              evaluate=evaluate, before_epoch=lambda: _freeze_batch_norms(model))
+        return run_epochs(parts, config, record, optimizer, scheduler, total_steps, out, progress)
 
 
 def _make_trainable(model: ImageClassifier, train_layers: int | None) -> int:

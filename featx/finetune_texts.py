@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ import torch
 from safetensors.torch import load_file
 
 from featx._version import __version__
-from featx.atomic import atomic_folder, safetensors_os_errors, save_tensors, write_text
+from featx.atomic import atomic_folder, safetensors_os_errors, save_tensors
 from featx.backbones import Backbone, load_backbone
 from featx.classifier import PretrainedClassifier
 from featx.data import InputSource, InputSummary, Record, Source
@@ -37,14 +36,14 @@ from featx.featurizers.text import collate_tokens, tokenize
 from featx.hardware import compute_context, describe_hardware, resolve_dtype
 from featx.metrics import classification_metrics
 from featx.pooling import POOLERS
-from featx.progress import progress_bar
 from featx.recipe import (
     FINETUNE_FORMAT,
     FinetuneConfig,
-    clip_gradients,
+    FinetuneParts,
     length_grouped_batches,
     optimizer_and_schedule,
     read_checkpoint,
+    run_epochs,
 )
 
 
@@ -93,7 +92,6 @@ def finetune_texts(train: Source, out: str | Path, *, val: Source | None = None,
     if not isinstance(train, InputSource) or (val is not None and not isinstance(val, InputSource)):
         raise FeatxError(f"{train.name} is read as texts and {val.name if val else ''} as images: give both as texts")
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
     loaded = load_backbone(config.model, device=device)
     dtype = resolve_dtype(config.dtype, loaded.device)
     examples = load_examples(train, loaded.tokenizer, config.max_length)
@@ -110,48 +108,21 @@ def finetune_texts(train: Source, out: str | Path, *, val: Source | None = None,
               "train_rows": len(examples.labels), "val_rows": len(val_examples.labels) if val_examples else 0,
               "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
               "hardware": describe_hardware(loaded.device), "epochs": [], "losses": []}
-    best_accuracy, step = -1.0, 0
-    bar = progress_bar(int(total_steps), "finetune", unit="step", show=progress)
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        t0 = time.perf_counter()
-        for rows in length_grouped_batches(lengths, config.batch_size, rng):
-            batch = collate_tokens(loaded.tokenizer, [examples.token_ids[i] for i in rows])
-            input_ids, mask = batch["input_ids"].to(loaded.device), batch["attention_mask"].to(loaded.device)
-            targets = torch.from_numpy(examples.labels[rows]).to(loaded.device)
-            with compute_context(loaded.device, dtype):
-                logits = model(input_ids, mask)
-            loss = torch.nn.functional.cross_entropy(logits.float(), targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            clip_gradients(model, config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            loss_value = loss.item()
-            record["losses"].append(round(loss_value, 5))
-            step += 1
-            bar.update()
-            bar.set_postfix(loss=f"{loss_value:.4f}")
-            if step >= total_steps:
-                break
-        epoch_record = {"epoch": epoch, "steps": step, "train_seconds": round(time.perf_counter() - t0, 2)}
-        if val_examples is not None:
-            t1 = time.perf_counter()
-            predicted = predict_examples(model, val_examples.token_ids, loaded.tokenizer, loaded.device, dtype)
-            metrics = classification_metrics(val_examples.labels, predicted, examples.classes)
-            epoch_record.update(val_accuracy=metrics["accuracy"], val_macro_f1=metrics["macro_f1"],
-                                eval_seconds=round(time.perf_counter() - t1, 2))
-        record["epochs"].append(epoch_record)
-        accuracy = epoch_record.get("val_accuracy", epoch)  # without validation: keep the last epoch
-        if accuracy > best_accuracy:
-            best_accuracy = accuracy
-            record["best_epoch"] = epoch
-            _save(model, loaded, out, record)
-        if step >= total_steps:
-            break
-    bar.close()
-    write_text(out / "finetune.json", json.dumps(record, indent=2) + "\n", "checkpoint")
-    return record
+
+    def step_inputs(rows: np.ndarray) -> tuple[tuple[Any, ...], Any]:
+        batch = collate_tokens(loaded.tokenizer, [examples.token_ids[i] for i in rows])
+        inputs = (batch["input_ids"].to(loaded.device), batch["attention_mask"].to(loaded.device))
+        return inputs, torch.from_numpy(examples.labels[rows]).to(loaded.device)
+
+    def evaluate() -> dict[str, Any]:
+        assert val_examples is not None
+        predicted = predict_examples(model, val_examples.token_ids, loaded.tokenizer, loaded.device, dtype)
+        return classification_metrics(val_examples.labels, predicted, examples.classes)
+
+    parts = FinetuneParts(model=model, batches=lambda rng: length_grouped_batches(lengths, config.batch_size, rng),
+                          step_inputs=step_inputs, save=lambda record: _save(model, loaded, out, record),
+                          device=loaded.device, dtype=dtype, evaluate=evaluate if val_examples is not None else None)
+    return run_epochs(parts, config, record, optimizer, scheduler, total_steps, out, progress)
 
 
 @torch.inference_mode()

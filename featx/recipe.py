@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +75,80 @@ def optimizer_and_schedule(model: torch.nn.Module, config: FinetuneConfig,
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total_steps - step) / max(1, total_steps - warmup))))
     return optimizer, scheduler, total_steps
+
+
+@dataclass
+class FinetuneParts:
+    """What a modality hands the one fine-tuning loop (`run_epochs`): its model, how an epoch's
+    batches are drawn and fed, how it is validated and saved."""
+
+    model: Any  # a torch module: step_inputs' inputs -> logits
+    batches: Callable[[np.random.Generator], Iterable[np.ndarray]]  # one epoch of row indices per step
+    step_inputs: Callable[[np.ndarray], tuple[tuple[Any, ...], Any]]  # rows -> (inputs, targets), on the device
+    save: Callable[[dict[str, Any]], None]  # the checkpoint folder, the record so far included
+    device: Any
+    dtype: str
+    evaluate: Callable[[], dict[str, Any]] | None = None  # validation metrics of the model as it is now
+    before_epoch: Callable[[], None] = field(default=lambda: None)  # after model.train(), e.g. batch norms kept
+
+
+def run_epochs(parts: FinetuneParts, config: FinetuneConfig, record: dict[str, Any], optimizer: Any,
+               scheduler: Any, total_steps: int, out: Path, progress: bool | None) -> dict[str, Any]:
+    """Train for `config.epochs` (at most `total_steps` steps), validating after each epoch and
+    saving the best by validation accuracy (without validation, the last); the record gains the
+    losses, one entry per epoch and best_epoch, and is written to ``out/finetune.json``."""
+    import time
+
+    import torch
+
+    from featx.atomic import write_text
+    from featx.hardware import compute_context
+    from featx.progress import progress_bar
+
+    rng = np.random.default_rng(config.seed)
+    best, step = -1.0, 0
+    bar = progress_bar(int(total_steps), "finetune", unit="step", show=progress)
+    try:
+        for epoch in range(1, config.epochs + 1):
+            parts.model.train()
+            parts.before_epoch()
+            t0 = time.perf_counter()
+            for rows in parts.batches(rng):
+                inputs, targets = parts.step_inputs(rows)
+                with compute_context(parts.device, parts.dtype):
+                    logits = parts.model(*inputs)
+                loss = torch.nn.functional.cross_entropy(logits.float(), targets)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()  # type: ignore[no-untyped-call]
+                clip_gradients(parts.model, config.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                value = loss.item()
+                record["losses"].append(round(value, 5))
+                step += 1
+                bar.update()
+                bar.set_postfix(loss=f"{value:.4f}")
+                if step >= total_steps:
+                    break
+            epoch_record: dict[str, Any] = {"epoch": epoch, "steps": step,
+                                            "train_seconds": round(time.perf_counter() - t0, 2)}
+            if parts.evaluate is not None:
+                t1 = time.perf_counter()
+                metrics = parts.evaluate()
+                record["val_rows"] = metrics["n"]
+                epoch_record.update(val_accuracy=metrics["accuracy"], val_macro_f1=metrics["macro_f1"],
+                                    eval_seconds=round(time.perf_counter() - t1, 2))
+            record["epochs"].append(epoch_record)
+            score = epoch_record.get("val_accuracy", epoch)  # without validation: keep the last epoch
+            if score > best:
+                best, record["best_epoch"] = score, epoch
+                parts.save(record)
+            if step >= total_steps:
+                break
+    finally:
+        bar.close()
+    write_text(out / "finetune.json", json.dumps(record, indent=2) + "\n", "checkpoint")
+    return record
 
 
 def clip_gradients(model: torch.nn.Module, max_norm: float) -> None:
