@@ -8,6 +8,7 @@ of texts where scikit-learn expects X.
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -43,9 +44,17 @@ class PretrainedClassifier(ClassifierMixin, BaseEstimator):
         names: np.ndarray = self.classes_[self.predict_proba(texts).argmax(1)]
         return names
 
-    def predict_input(self, source: Any, summary: Any) -> Iterator[tuple[Any, np.ndarray]]:  # pragma: no cover
-        """(record, probabilities) for every row of a Source, streamed."""
+    chunk_rows = 1024  # rows per predict_proba call while streaming an input
+
+    def record_input(self, record: Any) -> Any:  # pragma: no cover - abstract
+        """What predict_proba takes for one record of a Source (a text; an image's bytes or array)."""
         raise NotImplementedError
+
+    def predict_input(self, source: Any, summary: Any) -> Iterator[tuple[Any, np.ndarray]]:
+        """(record, probabilities) for every row of a Source, streamed `chunk_rows` at a time."""
+        records = source.records(summary)
+        while chunk := list(itertools.islice(records, self.chunk_rows)):
+            yield from zip(chunk, self.predict_proba([self.record_input(record) for record in chunk]))
 
     def evaluate(self, source: Any) -> dict[str, Any]:
         """Metrics on a labelled input (a featx Source), classes matched by name (``n``: rows scored)."""

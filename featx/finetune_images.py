@@ -19,7 +19,6 @@ backbone's weights, loaded into the architecture ``recipe.model`` names) and
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -33,7 +32,7 @@ from featx._version import __version__
 from featx.atomic import atomic_folder, save_tensors
 from featx.backbones.vision import ImageBackbone, load_image_backbone
 from featx.classifier import PretrainedClassifier
-from featx.data import InputSummary, Source
+from featx.data import Source
 from featx.data.images import ImageRecord
 from featx.errors import DamagedError, FeatxError, ParameterError, first_line
 from featx.featurizers.image import decode_image, inference_module, model_inputs, normalized
@@ -228,9 +227,7 @@ class FinetunedImagePredictor(PretrainedClassifier):
                 outputs.append(torch.softmax(logits, 1).cpu().numpy())
         return np.concatenate(outputs) if outputs else np.zeros((0, len(self.class_names)), dtype=np.float32)
 
-    def predict_input(self, source: Source, summary: InputSummary,
-                      chunk_rows: int = 512) -> Iterator[tuple[Any, np.ndarray]]:
-        """(record, probabilities) for every row of an input, streamed in chunks."""
-        records = source.records(summary)
-        while chunk := list(itertools.islice(records, chunk_rows)):
-            yield from zip(chunk, self.predict_proba([r.data for r in chunk]))
+    chunk_rows = 512  # decoded images: 77 MB a chunk at 224 x 224
+
+    def record_input(self, record: Any) -> Any:
+        return record.data

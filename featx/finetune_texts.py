@@ -15,9 +15,8 @@ wall times), ``backbone/`` (a transformers folder with its tokenizer) and
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from featx._version import __version__
 from featx.atomic import atomic_folder, safetensors_os_errors, save_tensors
 from featx.backbones import Backbone, load_backbone
 from featx.classifier import PretrainedClassifier
-from featx.data import InputSource, InputSummary, Record, Source
+from featx.data import InputSource, Record, Source
 from featx.errors import DamagedError, FeatxError, first_line
 from featx.featurizers.text import collate_tokens, tokenize
 from featx.hardware import compute_context, describe_hardware, resolve_dtype
@@ -221,9 +220,5 @@ class FinetunedPredictor(PretrainedClassifier):
         ids = tokenize(self.loaded.tokenizer, texts, self.max_length)
         return predict_examples(self.model, ids, self.loaded.tokenizer, self.loaded.device, self.dtype, proba=True)
 
-    def predict_input(self, source: InputSource, summary: InputSummary,
-                      chunk_rows: int = 1024) -> Iterator[tuple[Record, np.ndarray]]:
-        """(record, probabilities) for every row of an input, streamed in chunks."""
-        records = source.records(summary)
-        while chunk := list(itertools.islice(records, chunk_rows)):
-            yield from zip(chunk, self.predict_proba([r.text for r in chunk]))
+    def record_input(self, record: Record) -> str:
+        return record.text
