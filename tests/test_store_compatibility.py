@@ -6,8 +6,10 @@ row of the bundled SST-2 dev split, MiniLM, pooling mean and cls, --dtype fp32, 
 normalisation. Today's engine must give the same fingerprint and the same vectors: bit for
 bit on the CPU kind that wrote the fixture, within float32 rounding on another.
 
-tests/fixtures/cifar-few-efficientnet-995134d.h5 does the same for images, from the JPEGs in
-tests/fixtures/images-995134d (made once, kept as bytes, so the input hash matches too).
+tests/fixtures/cifar10-test-efficientnet-995134d.h5 does the same for images: featx at commit
+995134d embedded the CIFAR-10 test JPEGs in tests/fixtures/cifar10-test-995134d (the first 4 of
+airplane, cat and ship from ../shared/data/cifar10/cifar10-jpg.zip, copied byte for byte, so
+the input hash matches too and the test needs no shared data).
 """
 import json
 import shutil
@@ -21,9 +23,9 @@ import featx
 
 FIXTURE = Path(__file__).parent / "fixtures" / "sst2-dev-every18-fb239ca.h5"
 # Written by featx at commit 995134d (before the modality registry and the typed store header):
-# the 12 JPEGs beside it (4 of each of 3 classes, 32 x 32), efficientnet-lite0, mean and max, fp32.
-IMAGE_FIXTURE = Path(__file__).parent / "fixtures" / "cifar-few-efficientnet-995134d.h5"
-IMAGES = Path(__file__).parent / "fixtures" / "images-995134d"
+# 12 CIFAR-10 test JPEGs (4 of each of 3 classes, 32 x 32), efficientnet-lite0, mean and max, fp32.
+IMAGE_FIXTURE = Path(__file__).parent / "fixtures" / "cifar10-test-efficientnet-995134d.h5"
+IMAGES = Path(__file__).parent / "fixtures" / "cifar10-test-995134d"
 IMAGE_FINGERPRINT = "247a101c596d7d516b64cb0f68b0f2474fecb1a10d73fe6ffb7ce4d868951d8d"
 IMAGE_FIXTURE_VECTOR_FLAGS = {"avx", "avx2", "avx512_bf16", "avx512_bitalg", "avx512_vbmi2", "avx512_vnni",
                               "avx512_vpopcntdq", "avx512bw", "avx512cd", "avx512dq", "avx512f", "avx512ifma",
