@@ -17,15 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from featx.engine import EXTRACT_DEFAULTS, VECTOR_OPTIONS, embed_through_cache
+from featx.engine import embed_through_cache
 from featx.errors import FeatxError, ParameterError
 from featx.featurizers import Featurizer
-from featx.modalities import MODALITIES, ExtractOptions, featurizer_for, modality_named
+from featx.modalities import MODALITIES, featurizer_for, modality_named
+from featx.options import VECTOR_OPTIONS, ExtractOptions
 from featx.runners import make_runner
 from featx.store.vector_cache import EmbeddingCache
-
-# Options of featx.extract that decide vectors (everything else is about files, stores and runs).
-ENCODE_OPTIONS = VECTOR_OPTIONS
 
 
 class _InMemory:
@@ -49,14 +47,16 @@ class Encoder:
 
     @classmethod
     def load(cls, model: Any = None, *, modality: str | None = None, inputs: Sequence[Any] | None = None,
-             batch_tokens: int | None = None, cache_dir: str | Path | None = None, **options: Any) -> Encoder:
-        """Load `model` (default: the modality's) with extract's `options` (ENCODE_OPTIONS)."""
-        unknown = sorted(set(options) - set(ENCODE_OPTIONS))
+             batch_tokens: int | None = None, cache_dir: str | Path | None = None, vectors: Any = None,
+             **options: Any) -> Encoder:
+        """Load `model` (default: the modality's; or a featx.ModelOptions) with the `vectors` group
+        (featx.VectorOptions) and extract's options that decide vectors (VECTOR_OPTIONS) as keywords."""
+        unknown = sorted(set(options) - set(VECTOR_OPTIONS))
         if unknown:
-            raise ParameterError(unknown[0], f"is not an option of featx.encode: choose from {', '.join(ENCODE_OPTIONS)}")
+            raise ParameterError(unknown[0], f"is not an option of featx.encode: choose from {', '.join(VECTOR_OPTIONS)}")
         chosen = modality_named(modality) if modality is not None else modality_taking(inputs)
-        values = ExtractOptions({**EXTRACT_DEFAULTS, "output": None, **options}, EXTRACT_DEFAULTS)
-        featurizer, _, _ = chosen.extraction(_InMemory(), model, values)
+        values = ExtractOptions.build(model=model, vectors=vectors, **options)
+        featurizer, _, _ = chosen.extraction(_InMemory(), values.model.model, values)
         return cls(featurizer, batch_tokens=batch_tokens, cache_dir=cache_dir)
 
     @classmethod
@@ -98,13 +98,14 @@ class Encoder:
 
 
 def encode(inputs: Sequence[Any], model: Any = None, *, modality: str | None = None, batch_tokens: int | None = None,
-           cache_dir: str | Path | None = None, **options: Any) -> np.ndarray:
+           cache_dir: str | Path | None = None, vectors: Any = None, **options: Any) -> np.ndarray:
     """(len(inputs), D) float32 vectors of in-memory inputs: texts, images (bytes, uint8 arrays,
     PIL images) or any registered modality's. `model` defaults to the modality's (texts:
-    all-MiniLM-L6-v2, its own embedding); `options` are featx.extract's that decide vectors
-    (ENCODE_OPTIONS: pooling, normalize, max_length, dtype, prompt, ...)."""
+    all-MiniLM-L6-v2, its own embedding), and may be a featx.ModelOptions; `vectors` is a
+    featx.VectorOptions, and extract's options that decide vectors (VECTOR_OPTIONS: pooling,
+    normalize, max_length, dtype, prompt, ...) may be given as keywords."""
     return Encoder.load(model, modality=modality, inputs=inputs, batch_tokens=batch_tokens, cache_dir=cache_dir,
-                        **options).encode(inputs)
+                        vectors=vectors, **options).encode(inputs)
 
 
 def modality_taking(inputs: Sequence[Any] | None) -> Any:

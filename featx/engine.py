@@ -10,7 +10,6 @@ runner's (featx.runners).
 """
 from __future__ import annotations
 
-import inspect
 import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -21,13 +20,12 @@ from typing import Any
 import numpy as np
 
 from featx.background import BackgroundWorker, prefetch
-from featx.config import COMPRESSIONS
-from featx.constraints import COUNT, Options
 from featx.data import InputSummary, Source, describe_json
 from featx.errors import FeatxError, OutputError, ParameterError
 from featx.featurizers import Featurizer
 from featx.hardware import describe_hardware
-from featx.modalities import ExtractOptions, modality_of
+from featx.modalities import modality_of
+from featx.options import VECTOR_OPTIONS, ExtractOptions
 from featx.progress import progress_bar
 from featx.runners import Runner, make_runner
 from featx.shards import shard_path, shard_rows, shard_window_rows
@@ -46,20 +44,18 @@ class Window:
     skipped: np.ndarray  # rows that could not be read (skip_bad): no item, NaN vectors
 
 
-def extract(input: str | Path | Source, output: str | Path, *, model: Any = None,
-            pooling: Sequence[str] | str | None = None, layers: str | Sequence[int] = "-1",
-            max_length: int | None = None, normalize: bool | None = None, dtype: str = "auto",
-            store_dtype: str = "float32", text_column: str | None = None, label_column: str | None = None,
-            id_column: str | None = None, batch_tokens: int | None = None, device: str = "auto",
-            window_rows: int | None = None, compression: str | None = None, overwrite: bool = False,
-            trust_remote_code: bool = False, progress: bool | None = None,
-            shard: tuple[int, int] | None = None, cache_dir: str | Path | None = None, long: str = "truncate",
-            stride: int | None = None, long_pooling: str = "mean", skip_bad: bool = False,
-            cache_layer: int | None = None, cache_dtype: str = "float16", keep_windows: bool = False,
-            backend: str | None = None, prompt: str | None = None, prompt_name: str | None = None,
-            featurizer: Featurizer | None = None, runner: Runner | None = None,
-            open_writer: Callable[..., StoreWriter] | None = None) -> FeatureStore:
+def extract(input: str | Path | Source, output: str | Path, *, model: Any = None, read: Any = None,
+            vectors: Any = None, store: Any = None, run: Any = None, featurizer: Featurizer | None = None,
+            runner: Runner | None = None, open_writer: Callable[..., StoreWriter] | None = None,
+            **options: Any) -> FeatureStore:
     """Embed every row of `input` with a frozen backbone into the store at `output`.
+
+    The options come in five groups (featx.options): `read` (ReadOptions: columns, skip_bad),
+    `model` (ModelOptions: the model, dtype, device, backend; or just the model), `vectors`
+    (VectorOptions: pooling, layers, normalize, max_length, long texts, prompt), `store`
+    (StoreOptions: store_dtype, compression, overwrite, cache_layer, keep_windows) and `run`
+    (RunOptions: batch_tokens, window_rows, shard, progress, cache_dir). A group may be a dict of
+    its fields, and any field a keyword of its own name: ``extract(x, out, pooling="mean")``.
 
     Reruns are cheap and safe: a complete store with the same fingerprint and input is
     returned untouched, an unfinished one is continued from its last committed window,
@@ -83,7 +79,7 @@ def extract(input: str | Path | Source, output: str | Path, *, model: Any = None
     `progress=None` shows a bar only on a terminal.
 
     The parts can be handed in ready-made: `input` a Source, `featurizer` one already made (its
-    config then decides every vector, so `model` and VECTOR_OPTIONS are left out), `runner` one
+    config then decides every vector, so the model and vectors groups are left out), `runner` one
     that embeds batches its own way (featx.runners.Runner), `open_writer` what opens the writer
     (called like StoreWriter.open(output, plan, overwrite=, inputs=)).
 
@@ -93,29 +89,20 @@ def extract(input: str | Path | Source, output: str | Path, *, model: Any = None
     store instead of stopping (see featx.featurizers.image).
     """
     t_start = time.perf_counter()
-    for name, count in (("batch_tokens", batch_tokens), ("window_rows", window_rows)):
-        if count is not None:
-            COUNT.check(name, count)
-    if compression is not None:
-        Options(COMPRESSIONS).check("compression", compression)
+    chosen = ExtractOptions.build(output, read=read, model=model, vectors=vectors, store=store, run=run, **options)
+    overwrite, shard, window_rows = chosen.store.overwrite, chosen.run.shard, chosen.run.window_rows
     modality = modality_of(input)
-    source: Source = modality.open(input, text_column=text_column, label_column=label_column, id_column=id_column) \
-        if isinstance(input, (str, Path)) else input
+    reading = chosen.read
+    source: Source = modality.open(input, text_column=reading.text_column, label_column=reading.label_column,
+                                   id_column=reading.id_column) if isinstance(input, (str, Path)) else input
     summary = source.scan()
     t_scanned = time.perf_counter()
-    options = ExtractOptions({
-        "pooling": pooling, "layers": layers, "max_length": max_length, "normalize": normalize, "dtype": dtype,
-        "store_dtype": store_dtype, "long": long, "stride": stride, "long_pooling": long_pooling,
-        "cache_layer": cache_layer, "cache_dtype": cache_dtype, "keep_windows": keep_windows, "backend": backend,
-        "prompt": prompt, "prompt_name": prompt_name, "text_column": text_column, "skip_bad": skip_bad,
-        "device": device, "trust_remote_code": trust_remote_code, "output": output, "shard": shard,
-        "overwrite": overwrite, "cache_dir": cache_dir}, EXTRACT_DEFAULTS)
     if featurizer is None:
-        featurizer, default_window, state_dim = modality.extraction(source, model, options)
+        featurizer, default_window, state_dim = modality.extraction(source, chosen.model.model, chosen)
     else:
-        default_window, state_dim = _check_given(featurizer, modality, model, options), None
+        default_window, state_dim = _check_given(featurizer, modality, chosen), None
     config = featurizer.config
-    runner = runner or make_runner(featurizer, batch_tokens)
+    runner = runner or make_runner(featurizer, chosen.run.batch_tokens)
     if window_rows is None:
         window_rows = default_window if shard is None else \
             shard_window_rows(summary.n_rows, shard[1], default_window)
@@ -123,7 +110,7 @@ def extract(input: str | Path | Source, output: str | Path, *, model: Any = None
     plan = StorePlan(config=config, input_json=describe_json(source), input_sha256=summary.sha256,
                      input_rows=summary.n_rows, dim=featurizer.dim,
                      classes=summary.classes, id_kind=summary.id_kind, window_rows=window_rows,
-                     hardware=describe_hardware(featurizer.device), compression=compression,
+                     hardware=describe_hardware(featurizer.device), compression=chosen.store.compression,
                      row_offset=row_offset, n_rows=n_rows, shard=shard, state_dim=state_dim,
                      row_flags=tuple(modality.row_flags))
     output = Path(output) if shard is None else shard_path(output, *shard)
@@ -137,9 +124,10 @@ def extract(input: str | Path | Source, output: str | Path, *, model: Any = None
     resumed_from = writer.n_done
     try:
         if not writer.complete:
+            cache_dir = chosen.run.cache_dir
             cache = EmbeddingCache(cache_dir, config, plan.dim) if cache_dir is not None else None
             try:
-                stage_seconds = _run(source, summary, featurizer, runner, writer, progress, cache)
+                stage_seconds = _run(source, summary, featurizer, runner, writer, chosen.run.progress, cache)
             finally:
                 if cache is not None:
                     cache.close()
@@ -161,23 +149,16 @@ def extract(input: str | Path | Source, output: str | Path, *, model: Any = None
     return FeatureStore(output)
 
 
-# featx.extract's keyword defaults: what a modality compares options with (ExtractOptions.changed).
-EXTRACT_DEFAULTS = {name: p.default for name, p in inspect.signature(extract).parameters.items()
-                     if p.default is not inspect.Parameter.empty}
-
-
-# The options of featx.extract that decide vectors: a featurizer handed in has decided them.
-VECTOR_OPTIONS = ("pooling", "layers", "max_length", "normalize", "dtype", "long", "stride", "long_pooling", "device",
-                  "trust_remote_code", "backend", "prompt", "prompt_name")
+# What a featurizer handed in has decided: leave these out beside it.
 _DECIDED_BY_A_FEATURIZER = (*VECTOR_OPTIONS, "store_dtype", "cache_layer", "cache_dtype", "keep_windows", "skip_bad")
 
 
-def _check_given(featurizer: Featurizer, modality: Any, model: Any, options: ExtractOptions) -> int:
+def _check_given(featurizer: Featurizer, modality: Any, options: ExtractOptions) -> int:
     """The default window rows for a featurizer handed in, once it fits the input and no option
     it has decided is given too."""
-    given = [name for name in options.changed() if name in _DECIDED_BY_A_FEATURIZER]
-    if model is not None or given:
-        raise ParameterError(given[0] if given else "model", "is decided by the featurizer given: leave it out")
+    given = [name for name in options.changed() if name in (*_DECIDED_BY_A_FEATURIZER, "model")]
+    if given:
+        raise ParameterError(given[0], "is decided by the featurizer given: leave it out")
     if featurizer.config.modality != modality.name:
         raise FeatxError(f"the featurizer given embeds {featurizer.config.modality}, but the input is read as "
                          f"{modality.name}")

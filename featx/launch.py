@@ -4,18 +4,20 @@
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 from featx.data import Source
 from featx.engine import extract
+from featx.options import ExtractOptions
 from featx.shards import device_for_rank, merge_after_barrier, parse_shard, shard_from_env
 from featx.store import FeatureStore
 
 
 def extract_as_launched(input: str | Path | Source, output: str | Path, *, shard: str | None = None,
-                        device: str = "auto", merge: bool = False, **options: Any) -> FeatureStore | None:
-    """`featx.extract` for this process's part of the work.
+                        merge: bool = False, **options: Any) -> FeatureStore | None:
+    """`featx.extract` (its groups or keywords in `options`) for this process's part of the work.
 
     `shard` is ``I/N``; by default a process started by torchrun or Slurm takes its rank's
     shard and, with device ``auto``, its local GPU. With `merge`, every rank waits for
@@ -23,7 +25,10 @@ def extract_as_launched(input: str | Path | Source, output: str | Path, *, shard
     return None.
     """
     part, local_rank = (parse_shard(shard), None) if shard is not None else shard_from_env()
-    store = extract(input, output, device=device_for_rank(device, local_rank), shard=part, **options)
+    chosen = ExtractOptions.build(output, **options)
+    store = extract(input, output, read=chosen.read, vectors=chosen.vectors, store=chosen.store,
+                    model=dataclasses.replace(chosen.model, device=device_for_rank(chosen.model.device, local_rank)),
+                    run=dataclasses.replace(chosen.run, shard=part))
     if not merge or part is None:
         return store
     store.close()

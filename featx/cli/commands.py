@@ -138,14 +138,17 @@ def extract(input: str, output: str, model: str | None, pooling: str | None, pro
         from featx.errors import ParameterError
 
         raise ParameterError("cache_dtype", "applies to --cache-layer only")
+    from featx.options import ModelOptions, RunOptions, StoreOptions, VectorOptions
+
     store = extract_as_launched(
-        open_input_columns(input, columns), output, shard=shard_spec, device=device, merge=merge_after, model=model,
-        pooling=pooling, layers=layers, max_length=max_length, normalize=normalize, dtype=dtype,
-        store_dtype=store_dtype, batch_tokens=batch_tokens, window_rows=window_rows, compression=compression,
-        overwrite=overwrite, trust_remote_code=trust_remote_code, progress=False if quiet else None,
-        cache_dir=cache_dir, long=long, stride=stride, long_pooling=long_pooling, skip_bad=skip_bad,
-        cache_layer=cache_layer, cache_dtype=cache_dtype or "float16", keep_windows=keep_windows,
-        backend=backend, prompt=prompt, prompt_name=prompt_name)
+        open_input_columns(input, columns), output, shard=shard_spec, merge=merge_after, skip_bad=skip_bad,
+        model=ModelOptions(model, dtype=dtype, device=device, backend=backend, trust_remote_code=trust_remote_code),
+        vectors=VectorOptions(pooling=pooling, layers=layers, normalize=normalize, max_length=max_length, long=long,
+                              stride=stride, long_pooling=long_pooling, prompt=prompt, prompt_name=prompt_name),
+        store=StoreOptions(store_dtype=store_dtype, compression=compression, overwrite=overwrite,
+                           cache_layer=cache_layer, cache_dtype=cache_dtype or "float16", keep_windows=keep_windows),
+        run=RunOptions(batch_tokens=batch_tokens, window_rows=window_rows, progress=False if quiet else None,
+                       cache_dir=cache_dir))
     if store is None:
         return
     with store:

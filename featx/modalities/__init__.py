@@ -12,8 +12,8 @@ A modality is an object with:
 - ``open(path, **choices)``: the Source over it, refusing in one line a reading choice it does not
   take (choices: text_column, image_column, label_column, id_column, fmt, header, encoding, rows_mod);
 - ``extraction(source, model, options)``: ``(featurizer, default window rows, state_dim)`` for a
-  new extraction, refusing in one line the options that do not apply to it (`options` holds
-  every keyword of featx.extract; `options.changed()` names those the caller set);
+  new extraction, refusing in one line the options that do not apply to it (`options` is a
+  featx.options.ExtractOptions: every option, grouped; `options.changed()` names those the caller set);
 - ``takes(item)``: True when an in-memory input is this modality's (featx.encode picks by the first);
 - ``records(inputs)``: in-memory inputs (texts, images, arrays) as the records its featurizer prepares;
 - ``check_config(config)``: the rules of the config fields it uses (ExtractConfig runs them);
@@ -41,18 +41,6 @@ def register_modality(modality: Any) -> Any:
     MODALITIES[modality.name] = modality
     MODALITY_RULES[modality.name] = modality.check_config
     return modality
-
-
-class ExtractOptions(dict[str, Any]):
-    """featx.extract's keywords as a modality's `extraction` sees them, with their defaults."""
-
-    def __init__(self, values: dict[str, Any], defaults: dict[str, Any]) -> None:
-        super().__init__(values)
-        self.defaults = defaults
-
-    def changed(self) -> list[str]:
-        """The options the caller set to something other than their default, in keyword order."""
-        return [name for name, value in self.items() if value != self.defaults.get(name)]
 
 
 def modality_named(name: str) -> Any:

@@ -3,6 +3,7 @@ or OpenVINO), and `make_config`, which resolves a text extraction's settings int
 ExtractConfig (the model's own embedding by default, featx.backbones.st_modules)."""
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from featx.featurizers import Featurizer, TextFeaturizer
 from featx.finetune_texts import FinetunedPredictor, finetune_texts
 from featx.hardware import resolve_dtype
 from featx.modalities import register_modality
+from featx.options import ExtractOptions
 from featx.shards import shard_path
 from featx.store import stored_config
 
@@ -52,21 +54,22 @@ class TextModality:
             raise ParameterError("inputs", "must be texts (str) for a text model")
         return [Record(i, text, -1) for i, text in enumerate(inputs)]
 
-    def extraction(self, source: Source, model: Any, options: dict[str, Any]) -> tuple[Featurizer, int, int | None]:
+    def extraction(self, source: Source, model: Any, options: ExtractOptions) -> tuple[Featurizer, int, int | None]:
         if model is not None and not isinstance(model, (str, Path, Backbone)):
             raise FeatxError(f"{getattr(model, 'name', model)} is not a text model; {source.name} is read as texts")
-        if options.get("skip_bad"):
+        if options.read.skip_bad:
             raise ParameterError("skip_bad", f"applies to images; {source.name} is read as texts")
         backbone = model if isinstance(model, Backbone) else load_backbone(
-            str(model or DEFAULT_MODEL), device=options["device"], trust_remote_code=options["trust_remote_code"])
-        backend, shard = options["backend"], options["shard"]
-        if backend in (None, "auto") and options["output"] is not None and not options["overwrite"]:
+            str(model or DEFAULT_MODEL), device=options.model.device, trust_remote_code=options.model.trust_remote_code)
+        backend, shard, output = options.model.backend, options.run.shard, options.output
+        if backend in (None, "auto") and output is not None and not options.store.overwrite:
             # a store at -o keeps the backend it was made with
-            found = stored_config(Path(options["output"]) if shard is None else shard_path(options["output"], *shard))
+            found = stored_config(output if shard is None else shard_path(output, *shard))
             backend = backend if found is None else found.get("backend") or "torch"
-        names = ("pooling", "layers", "max_length", "normalize", "dtype", "store_dtype", "long", "stride",
-                 "long_pooling", "cache_layer", "cache_dtype", "keep_windows", "prompt", "prompt_name")
-        config = make_config(backbone, backend=backend or "torch", **{k: options[k] for k in names})
+        kept = options.store
+        config = make_config(backbone, backend=backend or "torch", dtype=options.model.dtype,
+                             store_dtype=kept.store_dtype, cache_layer=kept.cache_layer, cache_dtype=kept.cache_dtype,
+                             keep_windows=kept.keep_windows, **dataclasses.asdict(options.vectors))
         featurizer = TextFeaturizer(backbone, config)
         state_dim = None
         if config.sequences is not None:
@@ -74,7 +77,7 @@ class TextModality:
             # A vector cache holds no sequences; merging does not join them yet.
             flag = "--cache-layer" if config.sequences == "states" else "--keep-windows"
             for name in ("cache_dir", "shard"):
-                if options[name] is not None:
+                if getattr(options.run, name) is not None:
                     raise ParameterError(name, f"cannot be combined with {flag}")
         return featurizer, DEFAULT_WINDOW_ROWS, state_dim
 

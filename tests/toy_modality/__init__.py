@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,13 @@ from featx.config import ExtractConfig
 from featx.data import InputSummary
 from featx.errors import FeatxError, ParameterError
 from featx.modalities import given_choices, register_modality
+from featx.options import RunOptions
 
 NAME = "vector"
-# Options of featx.extract this modality takes; every other must be left at its default.
-_TAKES = {"pooling", "normalize", "dtype", "store_dtype", "device", "output", "shard", "overwrite", "cache_dir",
-          "trust_remote_code", "backend", "layers"}
+# Options of featx.extract this modality takes (every run option among them); every other must be
+# left at its default.
+_TAKES = {"pooling", "normalize", "dtype", "store_dtype", "device", "model", "overwrite", "compression",
+          "trust_remote_code", "backend", "layers", *(f.name for f in fields(RunOptions))}
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +160,7 @@ class VectorModality:
         if config.poolings != ("mean",) or config.layers != (-1,) or config.preprocess is None:
             raise ParameterError("pooling", "vectors take pooling mean, the last layer and a recorded width")
 
-    def extraction(self, source: NpzSource, model: Any, options: dict[str, Any]) -> tuple[Any, int, None]:
+    def extraction(self, source: NpzSource, model: Any, options: Any) -> tuple[Any, int, None]:
         for name in options.changed():
             if name not in _TAKES:
                 raise ParameterError(name, f"does not apply: {source.name} is read as vectors")
@@ -166,8 +168,8 @@ class VectorModality:
             raise FeatxError("vectors need --model: a folder with model.json and weights.pt")
         module, sha, shape = load_tiny_model(model)
         config = ExtractConfig(model=str(model), weights_sha256=sha, modality=NAME, poolings=("mean",),
-                               normalize=bool(options["normalize"]), dtype="fp32",
-                               store_dtype=options["store_dtype"], preprocess=json.dumps({"width": shape["width"]}))
+                               normalize=bool(options.vectors.normalize), dtype="fp32",
+                               store_dtype=options.store.store_dtype, preprocess=json.dumps({"width": shape["width"]}))
         return VectorFeaturizer(module, config), self.default_window_rows, None
 
     def featurizer_for(self, config: ExtractConfig, *, device: Any = "auto", backbone: Any = None,

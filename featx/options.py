@@ -1,0 +1,178 @@
+"""featx.extract's options, in five groups: how the input is read, which model runs and how,
+what vectors it gives, what the store keeps, and how the run goes.
+
+    featx.extract("sst2:train", "train.h5",
+                  model=featx.ModelOptions("all-MiniLM-L6-v2", dtype="fp32"),
+                  vectors=featx.VectorOptions(pooling=("mean", "cls"), max_length=128),
+                  run=featx.RunOptions(window_rows=2048, progress=False))
+
+A group may also be given as a dict of its fields, `model` as the model alone (a name, a folder,
+a module), and any field as a keyword of its own name (``pooling="mean"``): the keyword fills
+that field of its group, so ``extract(x, out, pooling="mean")`` is
+``extract(x, out, vectors=VectorOptions(pooling="mean"))``. A field set both ways, or a keyword
+no group has, is refused in one line. Field names are unique across the groups.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from featx.config import COMPRESSIONS
+from featx.constraints import COUNT, Options
+from featx.errors import ParameterError
+
+G = TypeVar("G")
+
+
+class _Group:
+    """A group of options: made from None (its defaults), a dict of its fields, or itself."""
+
+    @classmethod
+    def of(cls: type[G], value: Any, group: str) -> G:
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+            unknown = sorted(set(value) - known)
+            if unknown:
+                raise ParameterError(group, f"has no option {unknown[0]!r}: choose from {', '.join(sorted(known))}")
+            return cls(**value)
+        raise ParameterError(group, f"must be a {cls.__name__} or a dict of its fields, not {type(value).__name__}")
+
+    def changed(self) -> list[str]:
+        """The fields set to something other than their default, in field order."""
+        return [f.name for f in dataclasses.fields(self)  # type: ignore[arg-type]
+                if getattr(self, f.name) != f.default]
+
+
+@dataclass(frozen=True)
+class ReadOptions(_Group):
+    """How a path is read: the columns holding the text, label and id (None: found by name), and
+    `skip_bad`, which keeps unreadable images as flagged rows instead of stopping (images only)."""
+
+    text_column: str | None = None
+    label_column: str | None = None
+    id_column: str | None = None
+    skip_bad: bool = False
+
+
+@dataclass(frozen=True)
+class ModelOptions(_Group):
+    """Which backbone runs and how: `model` (a name, a folder, a loaded backbone; None: the
+    modality's default), the compute `dtype` (auto, fp32, bf16, fp16), the `device`, the
+    `backend` (torch, openvino, auto; None: torch, or the backend of the store being resumed),
+    and whether a hub model's own code may run."""
+
+    model: Any = None
+    dtype: str = "auto"
+    device: str = "auto"
+    backend: str | None = None
+    trust_remote_code: bool = False
+
+
+@dataclass(frozen=True)
+class VectorOptions(_Group):
+    """Which vectors the backbone's outputs become: poolings (None: the model's own embedding),
+    hidden-state `layers`, `normalize`, and for texts `max_length`, what to do with longer texts
+    (`long`: truncate or chunk, with `stride` and `long_pooling`) and the `prompt` put before each."""
+
+    pooling: Sequence[str] | str | None = None
+    layers: str | Sequence[int] = "-1"
+    normalize: bool | None = None
+    max_length: int | None = None
+    long: str = "truncate"
+    stride: int | None = None
+    long_pooling: str = "mean"
+    prompt: str | None = None
+    prompt_name: str | None = None
+
+
+@dataclass(frozen=True)
+class StoreOptions(_Group):
+    """What the store keeps and how: the vectors' `store_dtype`, HDF5 `compression`, whether to
+    replace a store made differently (`overwrite`), and per-row sequences beside the vectors:
+    token states at hidden-state index `cache_layer` (in `cache_dtype`; texts) for a blocks head,
+    or each long text's window vectors (`keep_windows`) for a windows head."""
+
+    store_dtype: str = "float32"
+    compression: str | None = None
+    overwrite: bool = False
+    cache_layer: int | None = None
+    cache_dtype: str = "float16"
+    keep_windows: bool = False
+
+    def __post_init__(self) -> None:
+        if self.compression is not None:
+            Options(COMPRESSIONS).check("compression", self.compression)
+
+
+@dataclass(frozen=True)
+class RunOptions(_Group):
+    """How the run goes: the batch budget (`batch_tokens`: tokens, or images), the rows committed
+    at a time (`window_rows`; None: the modality's default), one `shard` (i, n) of the input, a
+    progress bar (None: on a terminal), and a `cache_dir` of vectors embedded before."""
+
+    batch_tokens: int | None = None
+    window_rows: int | None = None
+    shard: tuple[int, int] | None = None
+    progress: bool | None = None
+    cache_dir: str | Path | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("batch_tokens", "window_rows"):
+            if getattr(self, name) is not None:
+                COUNT.check(name, getattr(self, name))
+
+
+GROUPS: dict[str, Any] = {"read": ReadOptions, "model": ModelOptions, "vectors": VectorOptions,
+                                   "store": StoreOptions, "run": RunOptions}
+# Each field's group: a keyword named after a field fills it.
+FIELD_GROUP = {f.name: group for group, cls in GROUPS.items() for f in dataclasses.fields(cls)}
+# The options that decide vectors (what featx.encode takes): the model's but the model itself, and the vectors'.
+VECTOR_OPTIONS = (*[f.name for f in dataclasses.fields(ModelOptions) if f.name != "model"],
+                  *[f.name for f in dataclasses.fields(VectorOptions)])
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """Every option of one extraction, grouped, with the `output` it writes (None: in memory):
+    what a modality's `extraction` sees."""
+
+    read: ReadOptions = field(default_factory=ReadOptions)
+    model: ModelOptions = field(default_factory=ModelOptions)
+    vectors: VectorOptions = field(default_factory=VectorOptions)
+    store: StoreOptions = field(default_factory=StoreOptions)
+    run: RunOptions = field(default_factory=RunOptions)
+    output: Path | None = None
+
+    @classmethod
+    def build(cls, output: str | Path | None = None, *, read: Any = None, model: Any = None, vectors: Any = None,
+              store: Any = None, run: Any = None, **fields: Any) -> ExtractOptions:
+        """The groups from their usual forms (see the module), each keyword in `fields` put into
+        its group; a field given twice or a keyword no group has is one line."""
+        given = {"read": read, "vectors": vectors, "store": store, "run": run,
+                 "model": model if model is None or isinstance(model, (ModelOptions, dict)) else {"model": model}}
+        groups = {name: GROUPS[name].of(value, name) for name, value in given.items()}
+        by_group: dict[str, dict[str, Any]] = {}
+        for name, value in fields.items():
+            if name not in FIELD_GROUP:
+                close = difflib.get_close_matches(name, FIELD_GROUP, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ParameterError(name, f"is not an option of featx.extract{hint}")
+            group = FIELD_GROUP[name]
+            if name in groups[group].changed():
+                raise ParameterError(name, f"is set both in {group}= and as a keyword: give it once")
+            by_group.setdefault(group, {})[name] = value
+        for group, values in by_group.items():
+            groups[group] = dataclasses.replace(groups[group], **values)
+        return cls(**groups, output=None if output is None else Path(output))
+
+    def changed(self) -> list[str]:
+        """The fields, across every group, set to something other than their default."""
+        return [name for group in GROUPS for name in getattr(self, group).changed()]

@@ -1,0 +1,87 @@
+"""featx.extract's options in groups (featx.options): the groups, their dict form and the keyword
+shorthand give one extraction; a misspelt, doubled or invalid option is one line before any work."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+import featx
+from featx.errors import ParameterError
+from featx.options import FIELD_GROUP, GROUPS, VECTOR_OPTIONS, ExtractOptions, ModelOptions, RunOptions
+from tests.conftest import write_lines
+
+
+@pytest.fixture
+def texts(tmp_path, sentences):
+    return write_lines(tmp_path / "texts.txt", sentences)
+
+
+def test_groups_dicts_and_keywords_give_the_same_store(tmp_path, texts, tiny_backbone):
+    grouped = featx.extract(
+        texts, tmp_path / "grouped.h5", model=featx.ModelOptions(tiny_backbone, dtype="fp32"),
+        vectors=featx.VectorOptions(pooling=("mean", "max"), max_length=16),
+        store=featx.StoreOptions(store_dtype="float16"), run=featx.RunOptions(window_rows=3, progress=False))
+    as_dicts = featx.extract(
+        texts, tmp_path / "dicts.h5", model={"model": tiny_backbone, "dtype": "fp32"},
+        vectors={"pooling": ("mean", "max"), "max_length": 16}, store={"store_dtype": "float16"},
+        run={"window_rows": 3, "progress": False})
+    flat = featx.extract(texts, tmp_path / "flat.h5", model=tiny_backbone, dtype="fp32", pooling=("mean", "max"),
+                         max_length=16, store_dtype="float16", window_rows=3, progress=False)
+    with grouped, as_dicts, flat:
+        assert grouped.fingerprint == as_dicts.fingerprint == flat.fingerprint
+        assert grouped.config.dtype == "fp32" and grouped.config.max_length == 16
+        assert grouped.header.window_rows == 3
+        for pooling in ("mean", "max"):
+            vectors = grouped.load(pooling)[0]
+            assert vectors.dtype == np.float16
+            np.testing.assert_array_equal(vectors, as_dicts.load(pooling)[0])
+            np.testing.assert_array_equal(vectors, flat.load(pooling)[0])
+
+
+def test_a_keyword_fills_a_field_a_group_left_at_its_default(tmp_path, texts, tiny_backbone):
+    with featx.extract(texts, tmp_path / "mixed.h5", model=tiny_backbone, vectors=featx.VectorOptions(max_length=16),
+                       pooling="max", dtype="fp32", progress=False) as store:
+        assert store.poolings == ("max",) and store.config.max_length == 16
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"poolng": "mean"}, "poolng is not an option of featx.extract (did you mean 'pooling'?)"),
+    ({"vectors": featx.VectorOptions(pooling="cls"), "pooling": "mean"},
+     "pooling is set both in vectors= and as a keyword: give it once"),
+    ({"run": {"window_row": 5}}, "run has no option 'window_row'"),
+    ({"store": ["float16"]}, "store must be a StoreOptions or a dict of its fields, not list"),
+    ({"window_rows": 0}, "window_rows"),
+    ({"store": {"compression": "zstd"}}, "compression"),
+])
+def test_a_wrong_option_is_one_line_before_anything_is_read_or_written(tmp_path, options, message):
+    missing = tmp_path / "no-such-input.txt"  # never opened: the options are checked first
+    with pytest.raises(ParameterError) as caught:
+        featx.extract(missing, tmp_path / "out.h5", **options)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_groups_check_their_own_values_when_made():
+    with pytest.raises(ParameterError, match="batch_tokens"):
+        RunOptions(batch_tokens=-1)
+    with pytest.raises(ParameterError, match="compression"):
+        featx.StoreOptions(compression="zstd")
+
+
+def test_every_field_belongs_to_one_group_and_changed_names_what_was_set():
+    names = [f.name for cls in GROUPS.values() for f in dataclasses.fields(cls)]
+    assert len(names) == len(set(names)) == len(FIELD_GROUP)
+    assert set(VECTOR_OPTIONS) == {f.name for f in dataclasses.fields(featx.VectorOptions)} | \
+        {f.name for f in dataclasses.fields(ModelOptions)} - {"model"}
+    chosen = ExtractOptions.build("out.h5", model="m", pooling="mean", run=RunOptions(progress=False))
+    assert chosen.changed() == ["model", "pooling", "progress"] and str(chosen.output) == "out.h5"
+    assert ExtractOptions.build().changed() == []
+
+
+def test_encode_takes_the_vectors_group_and_the_model_group(tiny_backbone, sentences):
+    by_keywords = featx.encode(sentences, model=tiny_backbone, pooling="max", dtype="fp32")
+    by_groups = featx.encode(sentences, model=ModelOptions(tiny_backbone, dtype="fp32"),
+                             vectors=featx.VectorOptions(pooling="max"))
+    np.testing.assert_array_equal(by_keywords, by_groups)
+    with pytest.raises(ParameterError, match=r"window_rows is not an option of featx\.encode"):
+        featx.encode(sentences, model=tiny_backbone, window_rows=3)
