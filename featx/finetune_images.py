@@ -19,26 +19,34 @@ backbone's weights, loaded into the architecture ``recipe.model`` names) and
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from featx._version import __version__
-from featx.atomic import atomic_folder, save_tensors
+from featx.atomic import save_tensors
 from featx.backbones.vision import ImageBackbone, load_image_backbone
 from featx.classifier import PretrainedClassifier
 from featx.data import Source
 from featx.data.images import ImageRecord
-from featx.errors import DamagedError, FeatxError, ParameterError, first_line
+from featx.errors import FeatxError, ParameterError
 from featx.featurizers.image import decode_image, inference_module, model_inputs, normalized
 from featx.hardware import compute_context, describe_hardware, resolve_dtype
 from featx.pooling import IMAGE_POOLINGS_BY_NDIM, pool_image_output, prefix_tokens
-from featx.recipe import FINETUNE_FORMAT, FinetuneConfig, FinetuneParts, optimizer_and_schedule, read_checkpoint, run_epochs
+from featx.recipe import (
+    FINETUNE_FORMAT,
+    FinetuneConfig,
+    FinetuneParts,
+    cpu_state,
+    load_weights,
+    optimizer_and_schedule,
+    read_checkpoint,
+    run_epochs,
+    save_checkpoint,
+)
 
 
 class ImageClassifier(torch.nn.Module):
@@ -138,8 +146,13 @@ def finetune_images(train: Source, out: str | Path, *, val: Source | None = None
 
         evaluate = None if val is None else \
             (lambda: FinetunedImagePredictor.from_model(model, loaded, summary.classes or (), dtype).evaluate(val))
+
+        def write_backbone(folder: Path) -> None:
+            save_tensors(cpu_state(model.backbone), folder / "backbone.safetensors")
+
         parts = FinetuneParts(model=model, batches=batches, step_inputs=step_inputs,
-                              save=lambda record: _save(model, out, record), device=loaded.device, dtype=dtype,
+                              save=lambda record: save_checkpoint(out, record, model.classifier, write_backbone),
+                              device=loaded.device, dtype=dtype,
                               evaluate=evaluate, before_epoch=lambda: _freeze_batch_norms(model))
         return run_epochs(parts, config, record, optimizer, scheduler, total_steps, out, progress)
 
@@ -169,16 +182,6 @@ def _freeze_batch_norms(model: torch.nn.Module) -> None:
             module.eval()
 
 
-def _save(model: ImageClassifier, out: Path, record: dict[str, Any]) -> None:
-    """The checkpoint folder, replaced as a whole (featx.atomic)."""
-    with atomic_folder(out, "checkpoint") as partial:
-        save_tensors({k: v.detach().cpu().contiguous() for k, v in model.backbone.state_dict().items()},
-                     partial / "backbone.safetensors")
-        save_tensors({k: v.detach().cpu().contiguous() for k, v in model.classifier.state_dict().items()},
-                     partial / "classifier.safetensors")
-        (partial / "finetune.json").write_text(json.dumps(record, indent=2) + "\n")
-
-
 class FinetunedImagePredictor(PretrainedClassifier):
     """Images in (bytes, uint8 arrays, PIL images), labels out, from an image fine-tuning
     checkpoint; inference runs batch norms folded, channels last (featx.featurizers.image)."""
@@ -193,12 +196,8 @@ class FinetunedImagePredictor(PretrainedClassifier):
         if loaded.preprocess_json != self.record.get("preprocess"):
             raise FeatxError(f"{model_name} now preprocesses images differently than when {folder} was trained")
         model = ImageClassifier(loaded, len(classes), pooling)
-        try:
-            model.backbone.load_state_dict(load_file(str(folder / "backbone.safetensors")))
-            model.classifier.load_state_dict(load_file(str(folder / "classifier.safetensors")))
-        except Exception as e:  # a missing file, a bad safetensors header, or shapes that do not fit
-            raise DamagedError(f"{folder} holds damaged or mismatched weights "
-                               f"({first_line(e)})") from None
+        for part in ("backbone", "classifier"):
+            load_weights(getattr(model, part), folder / f"{part}.safetensors", f"{folder}/{part}.safetensors")
         self._setup(model, loaded, classes, dtype)
 
     @classmethod

@@ -15,7 +15,6 @@ wall times), ``backbone/`` (a transformers folder with its tokenizer) and
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,14 +22,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from featx._version import __version__
-from featx.atomic import atomic_folder, safetensors_os_errors, save_tensors
+from featx.atomic import safetensors_os_errors
 from featx.backbones import Backbone, load_backbone
 from featx.classifier import PretrainedClassifier
 from featx.data import InputSource, Record, Source
-from featx.errors import DamagedError, FeatxError, first_line
+from featx.errors import FeatxError
 from featx.featurizers.text import collate_tokens, tokenize
 from featx.hardware import compute_context, describe_hardware, resolve_dtype
 from featx.metrics import classification_metrics
@@ -40,9 +38,11 @@ from featx.recipe import (
     FinetuneConfig,
     FinetuneParts,
     length_grouped_batches,
+    load_weights,
     optimizer_and_schedule,
     read_checkpoint,
     run_epochs,
+    save_checkpoint,
 )
 
 
@@ -176,17 +176,18 @@ def _blocks(backbone: Any) -> torch.nn.ModuleList:
 
 
 def _save(model: SequenceClassifier, loaded: Backbone, out: Path, record: dict[str, Any]) -> None:
-    """The checkpoint folder, replaced as a whole (featx.atomic): never one epoch's backbone with another's head."""
+    """The checkpoint: the backbone as a transformers folder (LoRA merged into plain weights) beside
+    its tokenizer, then featx.recipe's classifier and record."""
     backbone: Any = model.backbone
     if hasattr(backbone, "merge_and_unload"):  # LoRA: save plain merged weights
         backbone = copy_merged(backbone)
-    with atomic_folder(out, "checkpoint") as partial:
+
+    def write_backbone(folder: Path) -> None:
         with safetensors_os_errors():
-            backbone.save_pretrained(partial / "backbone", safe_serialization=True)
-        loaded.tokenizer.save_pretrained(partial / "backbone")
-        save_tensors({k: v.detach().cpu().contiguous() for k, v in model.classifier.state_dict().items()},
-                     partial / "classifier.safetensors")
-        (partial / "finetune.json").write_text(json.dumps(record, indent=2) + "\n")
+            backbone.save_pretrained(folder / "backbone", safe_serialization=True)
+        loaded.tokenizer.save_pretrained(folder / "backbone")
+
+    save_checkpoint(out, record, model.classifier, write_backbone)
 
 
 def copy_merged(peft_model: Any) -> torch.nn.Module:
@@ -208,11 +209,7 @@ class FinetunedPredictor(PretrainedClassifier):
         self.max_length = int(max_length)
         self.loaded = load_backbone(str(folder / "backbone"), device=device)
         self.model = SequenceClassifier(self.loaded.model, self.loaded.hidden_size, len(self.class_names), pooling)
-        try:
-            self.model.classifier.load_state_dict(load_file(str(folder / "classifier.safetensors")))
-        except Exception as e:  # a missing file, a bad safetensors header, or shapes that do not fit
-            raise DamagedError(f"{folder}/classifier.safetensors is damaged or does not fit "
-                               f"({first_line(e)})") from None
+        load_weights(self.model.classifier, folder / "classifier.safetensors", f"{folder}/classifier.safetensors")
         self.model.to(self.loaded.device).eval()
         self.dtype = dtype
 

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from featx.atomic import atomic_folder, save_tensors
 from featx.config import DEFAULT_MODEL, DTYPES, FINETUNE_POOLINGS
 from featx.constraints import COUNT, NON_NEGATIVE, POSITIVE, Constraint, Interval, Options, check_params
-from featx.errors import DamagedError, FeatxError
+from featx.errors import DamagedError, FeatxError, first_line
 
 if TYPE_CHECKING:  # torch loads when a model trains, not when the CLI reads the recipe's ranges
     import torch
@@ -191,3 +192,29 @@ def read_checkpoint(folder: Path, *keys: str) -> tuple[dict[str, Any], tuple[str
         return record, classes, str(record["dtype"]), tuple(record["recipe"][key] for key in keys)
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
         raise DamagedError(f"{folder}/finetune.json is damaged ({type(e).__name__}: {e})") from None
+
+
+def save_checkpoint(out: Path, record: dict[str, Any], classifier: torch.nn.Module,
+                    write_backbone: Callable[[Path], None]) -> None:
+    """A fine-tuning checkpoint folder, replaced as a whole (featx.atomic), so it never holds one
+    epoch's backbone with another's head: the modality's backbone (`write_backbone` writes it into
+    the folder being made), the classifier's tensors and ``finetune.json``."""
+    with atomic_folder(out, "checkpoint") as partial:
+        write_backbone(partial)
+        save_tensors(cpu_state(classifier), partial / "classifier.safetensors")
+        (partial / "finetune.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def cpu_state(module: torch.nn.Module) -> dict[str, Any]:
+    """`module`'s tensors, detached, contiguous and on the CPU, as safetensors writes them."""
+    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+
+def load_weights(module: torch.nn.Module, path: Path, what: str) -> None:
+    """Load a safetensors file into `module`, or one line saying `what` is damaged or does not fit."""
+    from safetensors.torch import load_file
+
+    try:
+        module.load_state_dict(load_file(str(path)))
+    except Exception as e:  # a missing file, a bad safetensors header, or shapes that do not fit
+        raise DamagedError(f"{what} is damaged or does not fit ({first_line(e)})") from None

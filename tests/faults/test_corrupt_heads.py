@@ -200,3 +200,33 @@ def test_sigkill_during_repeated_saves_never_leaves_a_mixed_head(tmp_path, saved
         head = TrainedHead.load(target)  # whole, and one of the two heads: never a mix
         assert head.estimator.state_arrays()["mean"].tobytes() in weights
         np.testing.assert_equal(len(head.class_names), 3)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory, tiny_bert_dir, toy_inputs, tiny_vit_dir, cifar_few):
+    """A text and an image fine-tuning checkpoint, one step each."""
+    from featx.finetune import FinetuneConfig, finetune
+
+    folder = tmp_path_factory.mktemp("checkpoints")
+    finetune(featx.open_input(toy_inputs["train"]), folder / "text", progress=False, device="cpu",
+             config=FinetuneConfig(model=str(tiny_bert_dir), max_steps=1, batch_size=8, max_length=16, dtype="fp32"))
+    finetune(featx.open_images(cifar_few), folder / "image", progress=False, device="cpu",
+             config=FinetuneConfig(model=str(tiny_vit_dir), pooling="cls", max_steps=1, batch_size=4, dtype="fp32"))
+    return folder
+
+
+@pytest.mark.parametrize("modality, damaged", [("text", "classifier.safetensors"),
+                                               ("image", "classifier.safetensors"),
+                                               ("image", "backbone.safetensors")])
+@pytest.mark.parametrize("damage", ["truncated", "missing"])
+def test_a_checkpoint_with_damaged_weights_is_one_line(cli, tmp_path, checkpoints, toy_inputs, cifar_few,
+                                                       modality, damaged, damage):
+    copy = tmp_path / modality
+    shutil.copytree(checkpoints / modality, copy)
+    if damage == "missing":
+        (copy / damaged).unlink()
+    else:
+        data = (copy / damaged).read_bytes()
+        (copy / damaged).write_bytes(data[:len(data) // 2])
+    data_path = toy_inputs["dev"] if modality == "text" else cifar_few
+    assert_refused(cli("predict", copy, data_path, "-q"), f"{copy}/{damaged} is damaged or does not fit")
