@@ -116,6 +116,49 @@ def test_openvino_sends_no_telemetry_and_writes_nothing_under_home(tmp_path):
     assert list(tmp_path.iterdir()) == []  # no ~/intel/openvino_ga_cid, no stats
 
 
+# Threads that make a process's first OpenVINO inference at the same moment (see
+# featx.backbones.openvino): with 8 of them and a tiny GIL switch interval, 8 processes in 10
+# hung before the first inference ran alone.
+_FIRST_INFERENCES_AT_ONCE = """
+import sys, threading
+import torch
+from featx.backbones import load_backbone
+from featx.backbones.openvino import OpenVinoEncoder
+
+THREADS = 8
+encoder = OpenVinoEncoder(load_backbone(sys.argv[1], device="cpu"), (-1,), "fp32", workers=THREADS)
+sys.setswitchinterval(1e-6)
+barrier = threading.Barrier(THREADS)
+ids = torch.ones((2, 8), dtype=torch.int64)
+
+
+def first_inference():
+    barrier.wait()
+    encoder(ids, torch.ones_like(ids))
+
+
+threads = [threading.Thread(target=first_inference) for _ in range(THREADS)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+"""
+
+
+def test_threads_making_the_first_inference_at_once_do_not_deadlock(tmp_path, tiny_bert_dir):
+    pytest.importorskip("openvino", reason="featx[openvino] is not installed")
+    import subprocess
+
+    script = tmp_path / "first_inferences.py"
+    script.write_text(_FIRST_INFERENCES_AT_ONCE)
+    for run in range(3):
+        try:
+            subprocess.run([sys.executable, str(script), str(tiny_bert_dir)], check=True, timeout=120,
+                           capture_output=True)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"run {run + 1}: threads making their first OpenVINO inference at once deadlocked")
+
+
 def test_openvino_batches_by_its_own_measured_budget(tiny_backbone):
     pytest.importorskip("openvino", reason="featx[openvino] is not installed")
     from featx.featurizers.text import CPU_BATCH_TOKENS, OPENVINO_BATCH_TOKENS, TextFeaturizer

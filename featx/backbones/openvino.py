@@ -18,7 +18,12 @@ train, val and test in one process compiles once. The encoder is called like the
 model's forward for what the text featurizer needs:
 `(input_ids, attention_mask)` -> the hidden states of `layers`, concatenated, as a torch
 tensor. The runners' worker threads call it at once; each thread has its own infer request,
-and the compiled model has one stream per worker.
+and the compiled model has one stream per worker. A process's first inference runs alone: in
+OpenVINO's Python binding (2026.4), threads making the first inference of a process at once can
+deadlock. Setting an input tensor's ``data`` initialises a static inside the binding, which
+lets the GIL go while it runs. A second thread then takes the GIL and waits on that static, and
+the first waits for the GIL. This hung `featx extract` with two workers; one CI run stalled
+past its limit that way.
 """
 from __future__ import annotations
 
@@ -46,6 +51,9 @@ _FORMAT = "1"  # bump when what the cached model holds changes
 _COMPILED: dict[tuple[Any, ...], Any] = {}
 _COMPILED_KEPT = 4
 _COMPILED_LOCK = threading.Lock()
+# The first inference of the process runs alone (see the module docstring); the others need not.
+_FIRST_INFERENCE = threading.Lock()
+_FIRST_INFERENCE_DONE = threading.Event()
 
 
 def require_openvino() -> Any:
@@ -115,8 +123,18 @@ class OpenVinoEncoder:
         request = getattr(self._local, "request", None)
         if request is None:
             request = self._local.request = self._compiled.create_infer_request()
-        request.infer({"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()})
-        return torch.from_numpy(np.array(request.get_output_tensor(0).data, dtype=np.float32))
+        inputs = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()}
+        if _FIRST_INFERENCE_DONE.is_set():
+            return _infer(request, inputs)
+        with _FIRST_INFERENCE:
+            found = _infer(request, inputs)
+            _FIRST_INFERENCE_DONE.set()
+        return found
+
+
+def _infer(request: Any, inputs: dict[str, np.ndarray]) -> torch.Tensor:
+    request.infer(inputs)
+    return torch.from_numpy(np.array(request.get_output_tensor(0).data, dtype=np.float32))
 
 
 def _converted(ov: Any, backbone: Any, layers: tuple[int, ...]) -> Any:
