@@ -1,8 +1,9 @@
 """The seams every registered modality must keep, checked the same way for each: texts (a tiny
 BERT), images (synthetic JPEGs through a tiny ViT) and the toy third modality (float rows through
 a tiny torch module, tests/toy_modality). For each: an interrupted extraction resumes to the
-uninterrupted store, shards merge to the whole store, the vector cache serves a rerun, and a head
-trained on the store predicts raw inputs as it scores the store."""
+uninterrupted store, shards merge to the whole store, the vector cache serves a rerun, a head
+trained on the store predicts raw inputs as it scores the store, and a fine-tuned checkpoint
+predicts raw inputs as it streams its input (or, for a modality that does not fine-tune, one line)."""
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,3 +121,25 @@ def test_a_head_predicts_raw_inputs_as_it_scores_the_store(case, tmp_path):
         expected = head.estimator.predict_proba(store.load(head.pooling)[0])
         predictor = featx.Predictor(featx.TrainedHead.load(head.save(tmp_path / "head")))
         np.testing.assert_allclose(predictor.predict_proba(case.raw), expected, atol=1e-5)
+
+
+def test_a_finetuned_checkpoint_predicts_raw_inputs_as_it_streams_its_input(case, tmp_path):
+    from featx.errors import FeatxError
+    from featx.finetune import finetune, load_finetuned
+    from featx.modalities import open_source
+    from featx.recipe import FinetuneConfig
+
+    config = FinetuneConfig(model=case.model, max_steps=2, batch_size=8, lr=1e-3, dtype="fp32")
+    source = open_source(case.input)
+    if getattr(source, "modality", "text") == "vector":  # the toy modality does not fine-tune: one line says so
+        with pytest.raises(FeatxError) as caught:
+            finetune(source, tmp_path / "ft", config=config, progress=False)
+        assert "\n" not in str(caught.value) and not (tmp_path / "ft").exists()
+        return
+    record = finetune(source, tmp_path / "ft", val=open_source(case.input), config=config, progress=False)
+    assert len(record["losses"]) == 2 and record["val_rows"] == len(case.raw)
+    predictor = load_finetuned(tmp_path / "ft")
+    again = open_source(case.input)
+    streamed = np.stack([p for _, p in predictor.predict_input(again, again.scan())])
+    np.testing.assert_allclose(predictor.predict_proba(case.raw), streamed, atol=1e-5)
+    assert predictor.evaluate(open_source(case.input))["accuracy"] == pytest.approx(record["epochs"][-1]["val_accuracy"])

@@ -6,6 +6,10 @@ row of the bundled SST-2 dev split, MiniLM, pooling mean and cls, --dtype fp32, 
 normalisation. Today's engine must give the same fingerprint and the same vectors: bit for
 bit on the CPU kind that wrote the fixture, within float32 rounding on another.
 
+tests/fixtures/sst2-dev-every18-minilm-995134d.h5 was written at commit 995134d (before the
+modality registry, the grouped options and the typed store header) from the same rows with the
+defaults of that day (the model's own embedding: mean, L2-normalised), --dtype fp32.
+
 tests/fixtures/cifar10-test-efficientnet-995134d.h5 does the same for images: featx at commit
 995134d embedded the CIFAR-10 test JPEGs in tests/fixtures/cifar10-test-995134d (the first 4 of
 airplane, cat and ship from ../shared/data/cifar10/cifar10-jpg.zip, copied byte for byte, so
@@ -24,6 +28,7 @@ import featx
 FIXTURE = Path(__file__).parent / "fixtures" / "sst2-dev-every18-fb239ca.h5"
 # Written by featx at commit 995134d (before the modality registry and the typed store header):
 # 12 CIFAR-10 test JPEGs (4 of each of 3 classes, 32 x 32), efficientnet-lite0, mean and max, fp32.
+TEXT_FIXTURE_995134D = Path(__file__).parent / "fixtures" / "sst2-dev-every18-minilm-995134d.h5"
 IMAGE_FIXTURE = Path(__file__).parent / "fixtures" / "cifar10-test-efficientnet-995134d.h5"
 IMAGES = Path(__file__).parent / "fixtures" / "cifar10-test-995134d"
 IMAGE_FINGERPRINT = "247a101c596d7d516b64cb0f68b0f2474fecb1a10d73fe6ffb7ce4d868951d8d"
@@ -65,6 +70,16 @@ def test_todays_engine_reproduces_a_store_written_by_earlier_featx(tmp_path):
         with h5py.File(FIXTURE, "r") as f:
             fixture_cpu = json.loads(f.attrs["hardware"]).get("cpu")
         _assert_same_rows_and_vectors(old, new, fixture_cpu, FIXTURE_VECTOR_FLAGS)
+
+
+def test_todays_defaults_reproduce_a_text_store_written_at_995134d(tmp_path):
+    source = featx.open_input("sst2:dev", rows_mod=(18, (0,)))
+    with featx.open_store(TEXT_FIXTURE_995134D) as old, \
+            featx.extract(source, tmp_path / "new.h5", dtype="fp32", progress=False) as new:
+        assert new.fingerprint == old.fingerprint == "253f859ebbd2e8fe890416ce3bbc5bcb8a1855ceadff4006fe85b8571072bf01"
+        assert new.poolings == ("mean",) and new.config.normalize is True
+        # written on the machine that wrote the image fixture (same CPU model and vector flags)
+        _assert_same_rows_and_vectors(old, new, old.info()["hardware"].get("cpu"), IMAGE_FIXTURE_VECTOR_FLAGS)
 
 
 def test_rerunning_the_default_command_over_an_earlier_store_returns_it_untouched(tmp_path):
