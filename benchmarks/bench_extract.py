@@ -27,8 +27,11 @@ against st_fp32.
 Results go to benchmarks/results/bench_extract/ (results.json, results.md).
 
 Images (--images N): N CIFAR-10 test JPEGs (every k-th, all classes), written once to a
-scratch folder <class>/<file>.jpg that both methods read, EfficientNet-Lite0 at 224 x 224:
-  featx        `featx.extract` of the folder into a fresh store with its defaults, read back
+scratch folder <class>/<file>.jpg that every method reads, EfficientNet-Lite0 at 224 x 224:
+  featx_images                 `featx.extract` of the folder into a fresh store with its defaults
+                               (torch, --dtype auto), read back
+  featx_images_openvino        the same with --backend openvino (when featx[openvino] is installed)
+  featx_images[_openvino]_fp32 each of those in fp32, as the plain loop runs
   plain_loop   what a user writes: a torch Dataset that opens each file with Pillow, converts
                to RGB, resizes to 224 x 224 (bicubic), scales (x - 127) / 128; a DataLoader
                with batch 64; the packaged network's extract_features + global average
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import importlib.util
 import json
 import os
 import platform
@@ -214,7 +218,9 @@ def main() -> None:
         run_benchmark(args)
 
 
-IMAGE_METHODS = ("featx_images", "plain_loop")
+# featx's defaults (torch, --dtype auto), OpenVINO (featx[openvino]), each also in fp32 as the plain loop runs.
+IMAGE_METHODS = ("featx_images", "featx_images_openvino", "featx_images_fp32", "featx_images_openvino_fp32",
+                 "plain_loop")
 
 
 def image_worker(method: str, folder: str, _: int, vectors_file: str, device: str = "cpu") -> dict:
@@ -223,14 +229,16 @@ def image_worker(method: str, folder: str, _: int, vectors_file: str, device: st
 
     files = sorted(p for p in Path(folder).rglob("*.jpg"))
     warmup = Path(folder).parent / "warmup"
-    if method == "featx_images":
+    if method.startswith("featx_images"):
         import featx  # only here: the plain loop must run without featx's process-wide settings
 
         resolved = {}
+        options = {"backend": "openvino" if "openvino" in method else "torch",
+                   "dtype": "fp32" if method.endswith("_fp32") else "auto"}
 
         def encode(root: Path) -> np.ndarray:
             with featx.extract(root, Path(vectors_file).with_suffix(".h5"), model="efficientnet-lite0",
-                               device=device, overwrite=True, progress=False) as store:
+                               device=device, overwrite=True, progress=False, **options) as store:
                 resolved["dtype"] = store.config.dtype  # --dtype auto, as resolved on this machine
                 return store.features("mean")[:]
     else:
@@ -241,7 +249,7 @@ def image_worker(method: str, folder: str, _: int, vectors_file: str, device: st
     vectors = encode(Path(folder))
     seconds = time.perf_counter() - t0
     np.save(vectors_file, np.asarray(vectors, dtype=np.float32))
-    dtype = resolved["dtype"] if method == "featx_images" else dtype
+    dtype = resolved["dtype"] if method.startswith("featx_images") else dtype
     return {"method": method, "seconds": seconds, "rows": len(files), "tokens": len(files), "dtype": dtype,
             "threads": torch.get_num_threads(), "device": "cpu" if device == "cpu" else torch.cuda.get_device_name()}
 
@@ -308,8 +316,9 @@ def run_image_benchmark(args) -> None:
     folder = cifar_sample(Path(args.data), args.images, scratch)
     started = time.time()
     runs: dict[str, list[dict]] = {}
+    methods = [m for m in IMAGE_METHODS if "openvino" not in m or importlib.util.find_spec("openvino") is not None]
     for repeat in range(args.repeats):
-        for method in IMAGE_METHODS:  # interleaved: machine noise hits both alike
+        for method in methods:  # interleaved: machine noise hits every method alike
             vectors = scratch / f"{method}.npy"
             result = subprocess.run([sys.executable, __file__, "--worker", method, str(folder), "0", str(vectors),
                                      args.device], capture_output=True, text=True, check=True)
@@ -317,12 +326,12 @@ def run_image_benchmark(args) -> None:
             runs.setdefault(method, []).append(record)
             print(f"images {method} repeat {repeat}: {record['rows'] / record['seconds']:.1f} images/s", flush=True)
     reference = np.load(scratch / "plain_loop.npy")
-    speed = {m: runs[m][0]["rows"] / statistics.median(r["seconds"] for r in runs[m]) for m in IMAGE_METHODS}
+    speed = {m: runs[m][0]["rows"] / statistics.median(r["seconds"] for r in runs[m]) for m in methods}
     rows = [{"method": m, "dtype": runs[m][0]["dtype"], "images": runs[m][0]["rows"],
              "all_seconds": [round(r["seconds"], 3) for r in runs[m]], "images_per_s": round(speed[m], 2),
              "vs_plain_loop": round(speed[m] / speed["plain_loop"], 2),
              "min_cosine_vs_plain_loop": round(min_cosine(np.load(scratch / f"{m}.npy"), reference), 6),
-             "threads": runs[m][0]["threads"], "device": runs[m][0]["device"]} for m in IMAGE_METHODS]
+             "threads": runs[m][0]["threads"], "device": runs[m][0]["device"]} for m in methods]
     report = {"command": f"python benchmarks/bench_extract.py --images {args.images} --repeats {args.repeats} "
                          f"--device {args.device} --out {args.out}",
               "workload": f"{args.images} CIFAR-10 test JPEGs (every k-th by path), 32 x 32 upsampled to 224 x 224",

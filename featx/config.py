@@ -69,8 +69,8 @@ class ExtractConfig:
     # window, float32, before the windows are pooled) for heads that weigh the windows
     # (featx.heads.windows); None: not kept. Never False: unset is the one spelling of "no".
     keep_windows: bool | None = None
-    # Text: what ran the model, when not torch: "openvino" (featx[openvino]; the model converted
-    # in-process, run in `dtype`'s precision). None: torch.
+    # What ran the model, when not torch: "openvino" (featx[openvino]; the model converted
+    # in-process, run in `dtype`'s precision; texts, and images from a torch module). None: torch.
     backend: str | None = None
     # Text: the prompt put before every text (a sentence-transformers model's, e.g. "query: ");
     # None: none. `prompt_excluded` True: the pooling leaves the prompt's tokens (and a leading
@@ -111,6 +111,11 @@ class ExtractConfig:
         if self.modality not in MODALITY_RULES:
             raise ParameterError("modality", f"{self.modality!r} is not registered: choose from "
                                              f"{', '.join(MODALITY_RULES)}")
+        if self.backend is not None and self.backend not in BACKENDS[1:]:
+            raise ParameterError("backend", f"{self.backend!r} is unknown or the default (recorded as unset): "
+                                            f"choose from {', '.join(BACKENDS[1:])}")
+        if self.backend is not None and self.dtype not in ("fp32", "bf16"):
+            raise ParameterError("backend", f"{self.backend} runs in fp32 or bf16, not {self.dtype}")
         if self.modality != "text":
             given = [name for name in TEXT_FIELDS if getattr(self, name) is not None]
             if given:
@@ -143,6 +148,9 @@ class ExtractConfig:
 def image_rules(config: ExtractConfig) -> None:
     if config.preprocess is None:
         raise ParameterError("preprocess", "is missing: an image config records its preprocessing")
+    if config.backend is not None and json.loads(config.preprocess).get("kind") != "featx":
+        raise ParameterError("backend", "openvino runs image models given as torch modules (efficientnet-lite0, "
+                                        "featx.module_backbone), not transformers vision models")
 
 
 def text_rules(config: ExtractConfig) -> None:
@@ -160,12 +168,8 @@ def text_rules(config: ExtractConfig) -> None:
     if config.keep_windows is not None and (config.keep_windows is not True or config.long != "chunk"):
         raise ParameterError("keep_windows", "keeps the window vectors of --long chunk: it is set (true) with "
                                              "--long chunk only")
-    if config.backend is not None:
-        if config.backend not in BACKENDS[1:]:
-            raise ParameterError("backend", f"{config.backend!r} is unknown or the default (recorded as unset): "
-                                            f"choose from {', '.join(BACKENDS[1:])}")
-        if config.cache_layer is not None or config.dtype not in ("fp32", "bf16"):
-            raise ParameterError("backend", "openvino runs text models in fp32 or bf16, without --cache-layer")
+    if config.backend is not None and config.cache_layer is not None:
+        raise ParameterError("backend", "openvino runs text models without --cache-layer")
     if config.prompt is not None:
         if not isinstance(config.prompt, str) or not config.prompt:
             raise ParameterError("prompt", "is a non-empty text put before each text (texts only; unset for none)")
@@ -206,7 +210,7 @@ def text_rules(config: ExtractConfig) -> None:
 MODALITY_RULES: dict[str, Callable[[ExtractConfig], None]] = {"text": text_rules, "image": image_rules}
 # Fields only texts set (their rules are text_rules): unset for every other modality.
 TEXT_FIELDS = ("tokenizer_sha256", "max_length", "long", "long_stride", "long_pooling", "cache_layer",
-               "cache_dtype", "keep_windows", "backend", "prompt", "prompt_excluded", "modules")
+               "cache_dtype", "keep_windows", "prompt", "prompt_excluded", "modules")
 
 
 def parse_layers(spec: str | int | tuple[int, ...] | list[int]) -> tuple[int, ...]:

@@ -69,11 +69,11 @@ def extract(input: str | Path | Source, output: str | Path, *, model: Any = None
     for a blocks head (featx.heads.blocks) to train the blocks above L on; texts only.
     `keep_windows=True` (with long="chunk") keeps each row's window vectors too, for a windows
     head (featx.heads.windows).
-    `backend="openvino"` runs a text model with OpenVINO on the CPU (featx[openvino]; see
-    featx.backbones.openvino). `None` (the default) and `"auto"` first take the backend of a
-    store already at `output` unless `overwrite` (so it resumes, or is returned, as it was
-    made); otherwise `None` is torch and `"auto"` is openvino where it is installed and
-    applies, else torch.
+    `backend="openvino"` runs a text model, or an image model given as a torch module, with
+    OpenVINO on the CPU (featx[openvino]; see featx.backbones.openvino). `None` (the default)
+    and `"auto"` first take the backend of a store already at `output` unless `overwrite` (so
+    it resumes, or is returned, as it was made); otherwise `None` is torch and `"auto"` is
+    openvino where it is installed and applies, else torch.
     `prompt` (or `prompt_name`, one of the model's declared prompts; default: the model's
     default_prompt_name, "" for none) is put before every text, as sentence-transformers does.
     `progress=None` shows a bar only on a terminal.

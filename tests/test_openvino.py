@@ -210,3 +210,56 @@ def test_a_model_openvino_cannot_convert_is_one_line(cli, monkeypatch, tmp_path,
                  "--backend", "openvino", "--dtype", "fp32")
     assert result.code == 2 and "could not convert" in result.err and "--backend torch" in result.err
     assert len(result.err.strip().splitlines()) == 1 and not (tmp_path / "s.h5").exists()
+
+
+def test_openvino_runs_an_image_module_as_torch_does(tmp_path, cifar_few):
+    pytest.importorskip("openvino", reason="featx[openvino] is not installed")
+    pytest.importorskip("efficientnet_lite_pytorch")
+    options = {"model": "efficientnet-lite0", "pooling": "mean,max", "dtype": "fp32", "progress": False}
+    with featx.extract(cifar_few, tmp_path / "torch.h5", **options) as torch_store, \
+            featx.extract(cifar_few, tmp_path / "openvino.h5", backend="openvino", **options) as ov_store:
+        assert ov_store.config.backend == "openvino" and torch_store.config.backend is None
+        assert ov_store.fingerprint != torch_store.fingerprint
+        for pooling in ("mean", "max"):
+            assert min_cosine(ov_store.load(pooling)[0], torch_store.load(pooling)[0]) >= 0.99999
+        # in memory, the store's config gives the store's vectors: OpenVINO again
+        images = [(cifar_few / str(i)).read_bytes() for i in ov_store.ids]
+        encoder = featx.Encoder.for_config(ov_store.config)
+        np.testing.assert_allclose(encoder.features(images)["mean"], ov_store.load("mean")[0], atol=1e-6)
+
+
+def test_an_interrupted_openvino_image_extraction_resumes_bit_identically(tmp_path, cifar_few):
+    pytest.importorskip("openvino", reason="featx[openvino] is not installed")
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from featx.runners import make_runner
+
+    class StopAfterOneWindow:
+        batch_cost, calls = 0, 0
+
+        def run(self, featurizer, items, timer=None):
+            if self.calls == 1:
+                raise KeyboardInterrupt
+            self.calls += 1
+            return make_runner(featurizer).run(featurizer, items, timer)
+
+    options = {"model": "efficientnet-lite0", "backend": "openvino", "dtype": "bf16", "window_rows": 4,
+               "progress": False}
+    with pytest.raises(KeyboardInterrupt):
+        featx.extract(cifar_few, tmp_path / "resumed.h5", runner=StopAfterOneWindow(), **options)
+    with featx.extract(cifar_few, tmp_path / "resumed.h5", **options) as resumed, \
+            featx.extract(cifar_few, tmp_path / "whole.h5", **options) as whole:
+        assert resumed.info()["timings"]["resumed_from_row"] == 4 and resumed.config.backend == "openvino"
+        assert resumed.fingerprint == whole.fingerprint and resumed.ids.tolist() == whole.ids.tolist()
+        assert np.array_equal(resumed.load()[0], whole.load()[0])
+
+
+def test_openvino_takes_image_modules_only_and_auto_leaves_the_others_on_torch(cli, tmp_path, cifar_few,
+                                                                              tiny_vit_dir):
+    pytest.importorskip("openvino", reason="featx[openvino] is not installed")
+    refused = cli("extract", cifar_few, "-o", tmp_path / "vit.h5", "--model", tiny_vit_dir, "--backend", "openvino",
+                  "--dtype", "fp32", "-q")
+    assert refused.code == 2 and refused.err.count("\n") == 1
+    assert "openvino runs image models given as torch modules" in refused.err and not (tmp_path / "vit.h5").exists()
+    with featx.extract(cifar_few, tmp_path / "auto.h5", model=str(tiny_vit_dir), backend="auto", dtype="fp32",
+                       progress=False) as store:
+        assert store.config.backend is None

@@ -1,5 +1,5 @@
-"""A text backbone run by OpenVINO instead of torch (``featx extract --backend openvino``; the
-``featx[openvino]`` extra).
+"""A text backbone, or an image model given as a torch module, run by OpenVINO instead of torch
+(``featx extract --backend openvino``; the ``featx[openvino]`` extra).
 
 The loaded torch module is converted in-process (``openvino.convert_model`` traces it on a
 small example; the inputs keep dynamic batch and length), so every model featx loads with
@@ -10,15 +10,17 @@ pick bf16 on a CPU that has it), bf16 with ``bf16``.
 
 The conversion takes a few seconds, so its result is kept in featx's own cache folder
 (``$FEATX_CACHE/openvino/<key>/``, never beside the user's output), keyed by the weights'
-and tokenizer's sha256, the hidden states asked for and the OpenVINO version; it is written
+sha256, the tokenizer's and the hidden states asked for (texts) or the preprocessing (images),
+and the OpenVINO version; it is written
 under a temporary name and renamed, so a kill leaves no half model that a later run reads.
 
 Compiling takes about a second; a process keeps its last few compiled models, so extracting
-train, val and test in one process compiles once. The encoder is called like the torch
+train, val and test in one process compiles once. The text encoder is called like the torch
 model's forward for what the text featurizer needs:
 `(input_ids, attention_mask)` -> the hidden states of `layers`, concatenated, as a torch
-tensor. The runners' worker threads call it at once; each thread has its own infer request,
-and the compiled model has one stream per worker. A process's first inference runs alone: in
+tensor; the image encoder maps normalised pixels to the module's output (its feature map).
+The runners' worker threads call them at once; each thread has its own infer request, and
+the compiled model has one stream per worker. A process's first inference runs alone: in
 OpenVINO's Python binding (2026.4), threads making the first inference of a process at once can
 deadlock. Setting an input tensor's ``data`` initialises a static inside the binding, which
 lets the GIL go while it runs. A second thread then takes the GIL and waits on that static, and
@@ -27,12 +29,14 @@ past its limit that way.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import shutil
 import tempfile
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,20 +101,35 @@ class _HiddenStates(torch.nn.Module):
         return torch.cat([states[i] for i in self.layers], dim=-1)
 
 
-class OpenVinoEncoder:
-    """A backbone's hidden states computed by OpenVINO on the CPU (see the module docstring)."""
+class _FeatureMap(torch.nn.Module):
+    """What is converted for an image model given as a torch module: its output (a feature map,
+    or vectors) for normalised pixels (B, 3, H, W)."""
 
-    def __init__(self, backbone: Any, layers: tuple[int, ...], dtype: str, workers: int = 1) -> None:
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.model(pixels)
+        return out
+
+
+class OpenVinoModel:
+    """A model compiled by OpenVINO for the CPU in `dtype`'s precision, called from many threads:
+    each has its own infer request, the compiled model one stream per worker (see the module
+    docstring). `convert()` gives the OpenVINO model when this process has not compiled `key`."""
+
+    def __init__(self, key: tuple[Any, ...], convert: Callable[[Any], Any], dtype: str, workers: int = 1) -> None:
         ov = require_openvino()
         if dtype not in _PRECISION:
             raise FeatxError(f"--backend openvino runs in fp32 or bf16, not {dtype}")
         self.precision = _PRECISION[dtype]
         config = {"INFERENCE_PRECISION_HINT": self.precision, "NUM_STREAMS": str(workers),
                   "INFERENCE_NUM_THREADS": str(torch.get_num_threads())}
-        key = (backbone.weights_sha256, backbone.tokenizer_sha256, layers, tuple(sorted(config.items())))
+        key = (*key, tuple(sorted(config.items())))
         with _COMPILED_LOCK:
             if key not in _COMPILED:  # one compile per process: train, val and test reuse it
-                _COMPILED[key] = ov.Core().compile_model(_converted(ov, backbone, layers), "CPU", config)
+                _COMPILED[key] = ov.Core().compile_model(convert(ov), "CPU", config)
                 while len(_COMPILED) > _COMPILED_KEPT:
                     _COMPILED.pop(next(iter(_COMPILED)))
             self._compiled = _COMPILED[key]
@@ -119,17 +138,59 @@ class OpenVinoEncoder:
             raise FeatxError(f"OpenVINO compiled the model in {ran}, not the {dtype} asked for: use --dtype fp32")
         self._local = threading.local()
 
-    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def __call__(self, **inputs: torch.Tensor) -> torch.Tensor:
         request = getattr(self._local, "request", None)
         if request is None:
             request = self._local.request = self._compiled.create_infer_request()
-        inputs = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()}
+        arrays = {name: value.numpy() for name, value in inputs.items()}
         if _FIRST_INFERENCE_DONE.is_set():
-            return _infer(request, inputs)
+            return _infer(request, arrays)
         with _FIRST_INFERENCE:
-            found = _infer(request, inputs)
+            found = _infer(request, arrays)
             _FIRST_INFERENCE_DONE.set()
         return found
+
+
+def _check_on_cpu(backbone: Any) -> None:
+    if backbone.device.type != "cpu":
+        raise FeatxError(f"--backend openvino runs on the CPU; {backbone.name} is loaded on {backbone.device}: "
+                         "use --device cpu")
+
+
+class OpenVinoEncoder(OpenVinoModel):
+    """A text backbone's hidden states at `layers`, concatenated, computed by OpenVINO."""
+
+    def __init__(self, backbone: Any, layers: tuple[int, ...], dtype: str, workers: int = 1) -> None:
+        _check_on_cpu(backbone)
+        def convert(ov: Any) -> Any:
+            example = {"input_ids": torch.ones((2, 8), dtype=torch.int64),
+                       "attention_mask": torch.ones((2, 8), dtype=torch.int64)}
+            parts = [backbone.tokenizer_sha256[:16], "_".join(str(i) for i in layers).replace("-", "m")]
+            return _converted(ov, backbone, _HiddenStates(backbone.model, layers), example, parts)
+
+        super().__init__((backbone.weights_sha256, backbone.tokenizer_sha256, layers), convert, dtype, workers)
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().__call__(input_ids=input_ids, attention_mask=attention_mask)
+
+
+class OpenVinoImageEncoder(OpenVinoModel):
+    """An image model given as a torch module (featx preprocesses its pixels), computed by
+    OpenVINO: normalised pixels (B, 3, crop, crop) in, the module's output out."""
+
+    def __init__(self, backbone: Any, dtype: str, workers: int = 1) -> None:
+        _check_on_cpu(backbone)
+        crop = backbone.preprocess.crop
+        preprocess = hashlib.sha256(backbone.preprocess_json.encode()).hexdigest()
+
+        def convert(ov: Any) -> Any:
+            example = {"pixels": torch.zeros((2, 3, crop, crop))}
+            return _converted(ov, backbone, _FeatureMap(backbone.model), example, [preprocess[:16], "image"])
+
+        super().__init__((backbone.weights_sha256, preprocess), convert, dtype, workers)
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().__call__(pixels=pixels.float().contiguous())
 
 
 def _infer(request: Any, inputs: dict[str, np.ndarray]) -> torch.Tensor:
@@ -137,25 +198,24 @@ def _infer(request: Any, inputs: dict[str, np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.array(request.get_output_tensor(0).data, dtype=np.float32))
 
 
-def _converted(ov: Any, backbone: Any, layers: tuple[int, ...]) -> Any:
-    """The OpenVINO model of `backbone` at `layers`: from featx's cache, else converted and cached."""
-    key = "-".join([backbone.weights_sha256[:16], backbone.tokenizer_sha256[:16],
-                    "_".join(str(i) for i in layers).replace("-", "m"), ov.__version__.split("-")[0], _FORMAT])
+def _converted(ov: Any, backbone: Any, module: torch.nn.Module, example: dict[str, torch.Tensor],
+               parts: list[str]) -> Any:
+    """The OpenVINO model of `module` (what `backbone` computes), from featx's cache, else
+    converted (traced on `example`) and cached; the cache key is the weights' sha256 and `parts`."""
+    key = "-".join([backbone.weights_sha256[:16], *parts, ov.__version__.split("-")[0], _FORMAT])
     folder = cache_folder() / "openvino" / key
     if (folder / "model.xml").exists():
         try:
             return ov.Core().read_model(folder / "model.xml")
         except RuntimeError:
             shutil.rmtree(folder, ignore_errors=True)  # a damaged entry: convert again
-    example = {"input_ids": torch.ones((2, 8), dtype=torch.int64),
-               "attention_mask": torch.ones((2, 8), dtype=torch.int64)}
     # Tracing warns about transformers' Python-level checks on shapes (padding, causality); for an
     # encoder they hold for every shape, and the tests compare the result with torch's at many.
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", category=torch.jit._trace.TracerWarning)
         warnings.simplefilter("ignore", category=FutureWarning)
         try:
-            model = ov.convert_model(_HiddenStates(backbone.model, layers).eval(), example_input=example)
+            model = ov.convert_model(module.eval(), example_input=example)
         except Exception as e:  # the converter raises its own types, and torch's from tracing
             raise FeatxError(f"OpenVINO could not convert {backbone.name} ({first_line(e)[:200]}): use --backend torch") \
                 from None

@@ -79,7 +79,8 @@ def cli() -> None:
 @click.option("--cache-dtype", type=click.Choice(STATE_DTYPES), default=None,
               help="--cache-layer: how the token states are stored [default: float16].")
 @click.option("--backend", type=click.Choice([*BACKENDS, "auto"]), default=None,
-              help="What runs a text model: torch, or openvino on the CPU (pip install 'featx[openvino]'); auto: "
+              help="What runs the model: torch, or openvino on the CPU (pip install 'featx[openvino]'; text models, "
+                   "and image models given as torch modules); auto: "
                    "openvino where it is installed and applies [default: the backend of the store at -o when "
                    "continuing it, else torch].")
 @click.option("--normalize/--no-normalize", default=None,

@@ -159,6 +159,8 @@ class ImageFeaturizer:
         self.token_outputs: tuple[str, ...] = ()  # images keep no token states
         self.store_dtype = config.store_dtype
         self._model = inference_module(backbone.model) if backbone.preprocess is not None else backbone.model
+        # --backend openvino: OpenVINO runs the module; preprocessing, batching and pooling are unchanged.
+        self._encoder = None if config.backend is None else _openvino_image_encoder(backbone, config)
         self._all_states = config.layers != (-1,)
         if backbone.preprocess is not None and self._all_states:
             raise ParameterError("layers", f"{backbone.name} gives one feature map: only -1 applies")
@@ -205,7 +207,8 @@ class ImageFeaturizer:
         with torch.inference_mode(), compute_context(self.device, self.config.dtype, weights):
             if self.backbone.preprocess is not None:  # uint8 (B, H, W, 3) -> normalised (B, 3, H, W)
                 x = normalized(self.backbone, pixels)
-                out = self._model(x.to(weights).contiguous(memory_format=torch.channels_last))
+                out = self._model(x.to(weights).contiguous(memory_format=torch.channels_last)) \
+                    if self._encoder is None else self._encoder(x)
                 pooled = self._pool_output(out, None, check)
             else:
                 output = self._model(pixel_values=pixels.to(weights), output_hidden_states=self._all_states)
@@ -248,20 +251,33 @@ class ImageFeaturizer:
 
 def make_image_config(backbone: ImageBackbone, *, pooling: Sequence[str] | str | None = None,
                       layers: str | Sequence[int] = "-1", normalize: bool | None = None, dtype: str = "auto",
-                      store_dtype: str = "float32") -> ExtractConfig:
+                      store_dtype: str = "float32", backend: str = "torch") -> ExtractConfig:
     """The ExtractConfig of `backbone` on images. Default pooling: mean (the global average
-    pool) for a torch module or a convolutional map, cls for a ViT-like transformers model."""
+    pool) for a torch module or a convolutional map, cls for a ViT-like transformers model.
+    `backend`: torch, openvino (a torch module on the CPU, in fp32 or bf16) or auto (openvino
+    where it is installed and applies, else torch)."""
+    from featx.backbones.openvino import chosen_backend
     from featx.config import parse_layers
     from featx.hardware import resolve_dtype
 
     if pooling is None:
         pooling = ("cls",) if backbone.patch_size is not None else ("mean",)
     poolings = tuple(p.strip() for p in pooling.split(",")) if isinstance(pooling, str) else tuple(pooling)
+    compute = resolve_dtype(dtype, backbone.device)
+    if backend == "auto" and backbone.preprocess is None:  # a transformers model runs on torch
+        backend = "torch"
     return ExtractConfig(model=backbone.name, weights_sha256=backbone.weights_sha256, modality="image",
                          preprocess=backbone.preprocess_json, poolings=poolings,
                          layers=parse_layers(layers if isinstance(layers, str) else tuple(layers)),
-                         normalize=bool(normalize), dtype=resolve_dtype(dtype, backbone.device),
-                         store_dtype=store_dtype)
+                         normalize=bool(normalize), dtype=compute, store_dtype=store_dtype,
+                         backend=chosen_backend(backend, backbone, compute, None))
+
+
+def _openvino_image_encoder(backbone: ImageBackbone, config: ExtractConfig) -> Any:
+    from featx.backbones.openvino import OpenVinoImageEncoder
+    from featx.hardware import cpu_workers
+
+    return OpenVinoImageEncoder(backbone, config.dtype, workers=cpu_workers()[0])
 
 
 def _blank() -> Any:

@@ -225,9 +225,6 @@ def _openvino_encoder(backbone: Backbone, config: ExtractConfig) -> Any:
     from featx.backbones.openvino import OpenVinoEncoder
     from featx.hardware import cpu_workers
 
-    if backbone.device.type != "cpu":
-        raise FeatxError(f"--backend openvino runs on the CPU; {backbone.name} is loaded on {backbone.device}: "
-                         "use --device cpu")
     return OpenVinoEncoder(backbone, config.layers, config.dtype, workers=cpu_workers()[0])
 
 

@@ -69,6 +69,20 @@ def open_source(input: str | Path, **choices: Any) -> Source:
     return source
 
 
+def requested_backend(options: Any) -> str:
+    """The backend `options` ask for. None and "auto" first take the backend of a store already at
+    the output, unless it is to be overwritten, so a store resumes, or is returned, as it was made.
+    Otherwise None is torch."""
+    from featx.shards import shard_path
+    from featx.store import stored_config
+
+    backend, shard, output = options.model.backend, options.run.shard, options.output
+    if backend in (None, "auto") and output is not None and not options.store.overwrite:
+        found = stored_config(output if shard is None else shard_path(output, *shard))
+        backend = backend if found is None else found.get("backend") or "torch"
+    return str(backend or "torch")
+
+
 def given_choices(choices: dict[str, Any]) -> list[str]:
     """The reading choices set to something other than their default (None; header True)."""
     return [name for name, value in choices.items() if value is not None and not (name == "header" and value)]

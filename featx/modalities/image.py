@@ -16,7 +16,7 @@ from featx.errors import FeatxError, ParameterError
 from featx.featurizers import Featurizer
 from featx.featurizers.image import ImageFeaturizer, make_image_config
 from featx.finetune_images import FinetunedImagePredictor, finetune_images
-from featx.modalities import given_choices, register_modality
+from featx.modalities import given_choices, register_modality, requested_backend
 from featx.options import ExtractOptions
 
 # An image window holds its decoded pixels (224 x 224 x 3 bytes each): 512 of them are 77 MB.
@@ -56,8 +56,6 @@ class ImageModality:
 
     def extraction(self, source: Source, model: Any, options: ExtractOptions) -> tuple[Featurizer, int, int | None]:
         given = [name for name in options.changed() if name in _TEXT_ONLY]
-        if options.model.backend not in (None, "torch", "auto"):
-            given.append("backend")
         if given:
             raise ParameterError(given[0], f"applies to texts; {source.name} is read as images")
         if model is not None and not isinstance(model, (str, Path, ImageBackbone)):
@@ -68,7 +66,7 @@ class ImageModality:
         vectors = options.vectors
         config = make_image_config(vision, pooling=vectors.pooling, layers=vectors.layers,
                                    normalize=vectors.normalize, dtype=options.model.dtype,
-                                   store_dtype=options.store.store_dtype)
+                                   store_dtype=options.store.store_dtype, backend=requested_backend(options))
         return ImageFeaturizer(vision, config, skip_bad=options.read.skip_bad), DEFAULT_IMAGE_WINDOW_ROWS, None
 
     def featurizer_for(self, config: ExtractConfig, *, device: Any = "auto", backbone: Any = None,

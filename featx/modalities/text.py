@@ -19,10 +19,8 @@ from featx.errors import FeatxError, ParameterError
 from featx.featurizers import Featurizer, TextFeaturizer
 from featx.finetune_texts import FinetunedPredictor, finetune_texts
 from featx.hardware import resolve_dtype
-from featx.modalities import register_modality
+from featx.modalities import register_modality, requested_backend
 from featx.options import ExtractOptions
-from featx.shards import shard_path
-from featx.store import stored_config
 
 DEFAULT_WINDOW_ROWS = 4096
 
@@ -61,13 +59,8 @@ class TextModality:
             raise ParameterError("skip_bad", f"applies to images; {source.name} is read as texts")
         backbone = model if isinstance(model, Backbone) else load_backbone(
             str(model or DEFAULT_MODEL), device=options.model.device, trust_remote_code=options.model.trust_remote_code)
-        backend, shard, output = options.model.backend, options.run.shard, options.output
-        if backend in (None, "auto") and output is not None and not options.store.overwrite:
-            # a store at -o keeps the backend it was made with
-            found = stored_config(output if shard is None else shard_path(output, *shard))
-            backend = backend if found is None else found.get("backend") or "torch"
         kept = options.store
-        config = make_config(backbone, backend=backend or "torch", dtype=options.model.dtype,
+        config = make_config(backbone, backend=requested_backend(options), dtype=options.model.dtype,
                              store_dtype=kept.store_dtype, cache_layer=kept.cache_layer, cache_dtype=kept.cache_dtype,
                              keep_windows=kept.keep_windows, **dataclasses.asdict(options.vectors))
         featurizer = TextFeaturizer(backbone, config)
