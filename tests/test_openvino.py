@@ -263,3 +263,22 @@ def test_openvino_takes_image_modules_only_and_auto_leaves_the_others_on_torch(c
     with featx.extract(cifar_few, tmp_path / "auto.h5", model=str(tiny_vit_dir), backend="auto", dtype="fp32",
                        progress=False) as store:
         assert store.config.backend is None
+
+
+def test_image_modules_that_share_weights_but_not_structure_never_share_a_converted_model(tmp_path, cifar_few):
+    """A state dict holds no stride: two modules with the same weights and different strides
+    must each get their own OpenVINO model (in the cache folder and among the compiled ones)."""
+    pytest.importorskip("openvino", reason="featx[openvino] is not installed")
+    import torch
+
+    preprocess = featx.ImagePreprocess(size=40, crop=32, mean=(127.0,) * 3, std=(64.0,) * 3)
+    torch.manual_seed(0)
+    first = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=1), torch.nn.ReLU())
+    second = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU())
+    second.load_state_dict(first.state_dict())
+    for i, module in enumerate((first, second)):
+        backbone = featx.module_backbone(module, preprocess, name="shared-weights", device="cpu")
+        options = {"model": backbone, "pooling": "mean,max", "dtype": "fp32", "progress": False}
+        with featx.extract(cifar_few, tmp_path / f"torch-{i}.h5", **options) as on_torch, \
+                featx.extract(cifar_few, tmp_path / f"openvino-{i}.h5", backend="openvino", **options) as on_openvino:
+            np.testing.assert_allclose(on_openvino.load("max")[0], on_torch.load("max")[0], atol=1e-5)

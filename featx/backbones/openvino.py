@@ -176,18 +176,24 @@ class OpenVinoEncoder(OpenVinoModel):
 
 class OpenVinoImageEncoder(OpenVinoModel):
     """An image model given as a torch module (featx preprocesses its pixels), computed by
-    OpenVINO: normalised pixels (B, 3, crop, crop) in, the module's output out."""
+    OpenVINO: normalised pixels (B, 3, crop, crop) in, the module's output out.
+
+    A module's weights hash is of its state dict, which does not hold what has no weights (a
+    convolution's stride, an activation): the converted and compiled models are also keyed by
+    the module's printed structure, so two modules sharing weights never share a model."""
 
     def __init__(self, backbone: Any, dtype: str, workers: int = 1) -> None:
         _check_on_cpu(backbone)
         crop = backbone.preprocess.crop
         preprocess = hashlib.sha256(backbone.preprocess_json.encode()).hexdigest()
+        structure = hashlib.sha256(repr(backbone.model).encode()).hexdigest()
 
         def convert(ov: Any) -> Any:
             example = {"pixels": torch.zeros((2, 3, crop, crop))}
-            return _converted(ov, backbone, _FeatureMap(backbone.model), example, [preprocess[:16], "image"])
+            return _converted(ov, backbone, _FeatureMap(backbone.model), example,
+                              [preprocess[:16], structure[:16], "image"])
 
-        super().__init__((backbone.weights_sha256, preprocess), convert, dtype, workers)
+        super().__init__((backbone.weights_sha256, preprocess, structure), convert, dtype, workers)
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         return super().__call__(pixels=pixels.float().contiguous())
