@@ -47,6 +47,7 @@ from featx.backbones.hashing import cache_folder
 from featx.config import BACKENDS
 from featx.constraints import Options
 from featx.errors import FeatxError, ParameterError, first_line
+from featx.hardware import cpu_workers
 
 _PRECISION = {"fp32": "f32", "bf16": "bf16"}
 _TYPE_NAMES = {"f32": "float32", "bf16": "bfloat16"}  # how OpenVINO's Type prints each
@@ -119,8 +120,10 @@ class OpenVinoModel:
     each has its own infer request, the compiled model one stream per worker (see the module
     docstring). `convert()` gives the OpenVINO model when this process has not compiled `key`."""
 
-    def __init__(self, key: tuple[Any, ...], convert: Callable[[Any], Any], dtype: str, workers: int = 1) -> None:
+    def __init__(self, key: tuple[Any, ...], convert: Callable[[Any], Any], dtype: str,
+                 workers: int | None = None) -> None:
         ov = require_openvino()
+        workers = cpu_workers()[0] if workers is None else workers  # one stream for each of the runner's workers
         if dtype not in _PRECISION:
             raise FeatxError(f"--backend openvino runs in fp32 or bf16, not {dtype}")
         self.precision = _PRECISION[dtype]
@@ -160,7 +163,7 @@ def _check_on_cpu(backbone: Any) -> None:
 class OpenVinoEncoder(OpenVinoModel):
     """A text backbone's hidden states at `layers`, concatenated, computed by OpenVINO."""
 
-    def __init__(self, backbone: Any, layers: tuple[int, ...], dtype: str, workers: int = 1) -> None:
+    def __init__(self, backbone: Any, layers: tuple[int, ...], dtype: str, workers: int | None = None) -> None:
         _check_on_cpu(backbone)
         def convert(ov: Any) -> Any:
             example = {"input_ids": torch.ones((2, 8), dtype=torch.int64),
@@ -182,7 +185,7 @@ class OpenVinoImageEncoder(OpenVinoModel):
     convolution's stride, an activation): the converted and compiled models are also keyed by
     the module's printed structure, so two modules sharing weights never share a model."""
 
-    def __init__(self, backbone: Any, dtype: str, workers: int = 1) -> None:
+    def __init__(self, backbone: Any, dtype: str, workers: int | None = None) -> None:
         _check_on_cpu(backbone)
         crop = backbone.preprocess.crop
         preprocess = hashlib.sha256(backbone.preprocess_json.encode()).hexdigest()

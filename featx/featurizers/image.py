@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from featx.backbones.openvino import OpenVinoImageEncoder, chosen_backend
 from featx.backbones.vision import ImageBackbone
 from featx.config import ExtractConfig
 from featx.data.images import array_sha256
@@ -160,7 +161,7 @@ class ImageFeaturizer:
         self.store_dtype = config.store_dtype
         self._model = inference_module(backbone.model) if backbone.preprocess is not None else backbone.model
         # --backend openvino: OpenVINO runs the module; preprocessing, batching and pooling are unchanged.
-        self._encoder = None if config.backend is None else _openvino_image_encoder(backbone, config)
+        self._encoder = None if config.backend is None else OpenVinoImageEncoder(backbone, config.dtype)
         self._all_states = config.layers != (-1,)
         if backbone.preprocess is not None and self._all_states:
             raise ParameterError("layers", f"{backbone.name} gives one feature map: only -1 applies")
@@ -256,7 +257,6 @@ def make_image_config(backbone: ImageBackbone, *, pooling: Sequence[str] | str |
     pool) for a torch module or a convolutional map, cls for a ViT-like transformers model.
     `backend`: torch, openvino (a torch module on the CPU, in fp32 or bf16) or auto (openvino
     where it is installed and applies, else torch)."""
-    from featx.backbones.openvino import chosen_backend
     from featx.config import parse_layers
     from featx.hardware import resolve_dtype
 
@@ -271,13 +271,6 @@ def make_image_config(backbone: ImageBackbone, *, pooling: Sequence[str] | str |
                          layers=parse_layers(layers if isinstance(layers, str) else tuple(layers)),
                          normalize=bool(normalize), dtype=compute, store_dtype=store_dtype,
                          backend=chosen_backend(backend, backbone, compute, None))
-
-
-def _openvino_image_encoder(backbone: ImageBackbone, config: ExtractConfig) -> Any:
-    from featx.backbones.openvino import OpenVinoImageEncoder
-    from featx.hardware import cpu_workers
-
-    return OpenVinoImageEncoder(backbone, config.dtype, workers=cpu_workers()[0])
 
 
 def _blank() -> Any:

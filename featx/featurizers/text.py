@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from featx.backbones import Backbone
+from featx.backbones.openvino import OpenVinoEncoder
 from featx.backbones.st_modules import build_modules, prompt_tokens
 from featx.batching import pad_batch
 from featx.config import SEQUENCE_MASK, STATES, ExtractConfig
@@ -116,7 +117,7 @@ class TextFeaturizer:
         if states_only:
             self.poolings = ()
         # --backend openvino: OpenVINO computes the hidden states; batching, pooling and storing are unchanged.
-        self._encoder = None if config.backend is None else _openvino_encoder(backbone, config)
+        self._encoder = None if config.backend is None else OpenVinoEncoder(backbone, config.layers, config.dtype)
         # The model's own embedding: a prompt before each text (its tokens left out of the pooling
         # when the config says so), and the sentence-transformers modules after the pooling.
         self._prompt = config.prompt or ""
@@ -219,13 +220,6 @@ def _stored_states(states: torch.Tensor, config: ExtractConfig) -> torch.Tensor:
         raise FeatxError(f"the token states at layer {config.cache_layer} of {config.model} are not finite in "
                          f"{config.cache_dtype}{wide}")
     return stored
-
-
-def _openvino_encoder(backbone: Backbone, config: ExtractConfig) -> Any:
-    from featx.backbones.openvino import OpenVinoEncoder
-    from featx.hardware import cpu_workers
-
-    return OpenVinoEncoder(backbone, config.layers, config.dtype, workers=cpu_workers()[0])
 
 
 def _windows_by_row(values: torch.Tensor, window_row: torch.Tensor, rows: int) -> torch.Tensor:
