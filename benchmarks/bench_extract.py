@@ -1,14 +1,17 @@
 """Extraction speed: featx against sentence-transformers and a seed-style loop; images against a plain loop.
 
 Methods (each run in its own process, runs interleaved, medians over repeats):
-  featx        `featx.extract` with its defaults (--dtype auto, torch, default batch tokens): the
-               whole pipeline, from a JSONL file of the texts to a finished HDF5 store
-  featx_openvino  the same with --backend openvino (featx[openvino])
+  featx        `featx.extract` with its defaults (--dtype auto, --backend as defaulted, default
+               batch tokens): the whole pipeline, from a JSONL file of the texts to a finished
+               HDF5 store
+  featx_torch, featx_openvino  the same with --backend torch / openvino (featx[openvino])
+  featx[_torch|_openvino]_fp32  each of those with --dtype fp32
   st_fp32      SentenceTransformer.encode with its defaults (fp32, batch 32)
   st_bf16      the same, model loaded with torch_dtype=bfloat16
   st_onnx      SentenceTransformer(backend="onnx"), fp32 (its own export of the model)
   st_openvino  SentenceTransformer(backend="openvino") with its defaults (OpenVINO picks bf16
                on a CPU that has it)
+  st_openvino_fp32  the same forced to f32 (ov_config INFERENCE_PRECISION_HINT=f32)
   seed_loop    tokenize padded to max_length, batch 16, fp32, input order, mean pooling
 
 st_onnx and st_openvino need sentence-transformers' onnx and openvino extras, which pin their
@@ -58,8 +61,20 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-METHODS = ("featx", "featx_openvino", "st_fp32", "st_bf16", "st_onnx", "st_openvino", "seed_loop")
-SEPARATE_VENV = ("st_onnx", "st_openvino")  # run by --st-python
+METHODS = ("featx", "featx_torch", "featx_openvino", "st_fp32", "st_bf16", "st_onnx", "st_openvino", "st_openvino_fp32",
+           "seed_loop")
+SEPARATE_VENV = ("st_onnx", "st_openvino", "st_openvino_fp32")  # run by --st-python
+
+
+# --isa-cap: what each library is told, so that a CPU with more instructions runs as one without
+# them. torch's own kernels (ATen), its oneDNN (bf16 matmuls), MKL (fp32 matmuls), OpenVINO's oneDNN
+# (its matmuls; it then also picks f32, not bf16) and featx's `--dtype auto` (it reads the oneDNN
+# cap) all honour these. OpenVINO's own non-oneDNN kernels (attention, eltwise) read
+# OV_CPU_MAX_ISA only in its debug builds (2026.4), so with a release wheel the emulation is partial.
+ISA_CAPS = {
+    "AVX2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "OV_CPU_MAX_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2",
+             "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+}
 
 
 def load_texts(workload: str, rows: int, data_dir: Path) -> list[str]:
@@ -91,12 +106,11 @@ def worker(method: str, texts_file: str, max_length: int, vectors_file: str, dev
     tokens = sum(len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"])
     warmup = texts[:64]
     if method.startswith("featx"):
-        backend = "openvino" if method == "featx_openvino" else "torch"
+        options = featx_options(method)
         backbone = featx.load_backbone("all-MiniLM-L6-v2", device=device)
-        config = featx.make_config(backbone, pooling=("mean",), max_length=max_length, backend=backend)
         scratch = Path(vectors_file).parent
-        encode = lambda t: extract_to_store(backbone, t, max_length, scratch, backend)
-        dtype = f"{config.dtype}, {config.backend or 'torch'}"
+        made = {}
+        encode = lambda t: extract_to_store(backbone, t, max_length, scratch / method, options, made)
     elif method in SEPARATE_VENV:
         from sentence_transformers import SentenceTransformer
 
@@ -105,10 +119,11 @@ def worker(method: str, texts_file: str, max_length: int, vectors_file: str, dev
             import shutil
 
             shutil.copytree(path, folder)
-        model = SentenceTransformer(str(folder), device=device, backend=method.removeprefix("st_"))
+        kwargs = {"model_kwargs": {"ov_config": {"INFERENCE_PRECISION_HINT": "f32"}}} if method.endswith("_fp32") else {}
+        model = SentenceTransformer(str(folder), device=device, backend=method.split("_")[1], **kwargs)
         model.max_seq_length = max_length
         encode = lambda t: model.encode(t, convert_to_numpy=True).astype(np.float32)
-        dtype = "fp32" if method == "st_onnx" else "OpenVINO default"
+        dtype = {"st_onnx": "fp32", "st_openvino": "OpenVINO default"}.get(method, "fp32")
     elif method.startswith("st_"):
         from sentence_transformers import SentenceTransformer
 
@@ -122,6 +137,8 @@ def worker(method: str, texts_file: str, max_length: int, vectors_file: str, dev
         encode = lambda t: seed_loop(model, tokenizer, t, max_length, device)
         dtype = "fp32"
     encode(warmup)
+    if method.startswith("featx"):  # what the defaults resolved to, as the store records it
+        dtype = f"{made['config'].dtype}, {made['config'].backend or 'torch'}"
     synchronize = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     synchronize()
     t0 = time.perf_counter()
@@ -148,16 +165,30 @@ def versions() -> dict[str, str]:
     return found
 
 
-def extract_to_store(backbone, texts: list[str], max_length: int, scratch: Path, backend: str = "torch") -> np.ndarray:
+def featx_options(method: str) -> dict[str, str]:
+    """featx's options a method name asks for: featx[_torch|_openvino][_fp32]; the rest default."""
+    options = {}
+    for backend in ("torch", "openvino"):
+        if f"_{backend}" in method:
+            options["backend"] = backend
+    if method.endswith("_fp32"):
+        options["dtype"] = "fp32"
+    return options
+
+
+def extract_to_store(backbone, texts: list[str], max_length: int, scratch: Path, options: dict[str, str],
+                     made: dict) -> np.ndarray:
     """What a user runs: the texts as a JSONL file, `featx.extract` into a fresh store, read back."""
     import featx
 
+    scratch.mkdir(exist_ok=True)
     source = scratch / f"texts-{len(texts)}.jsonl"
     if not source.exists():
         source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
-    store = featx.extract(source, scratch / f"featx-{backend}.h5", model=backbone, pooling="mean", max_length=max_length,
-                          text_column="text", overwrite=True, progress=False, backend=backend)
+    store = featx.extract(source, scratch / "featx.h5", model=backbone, pooling="mean", max_length=max_length,
+                          text_column="text", overwrite=True, progress=False, **options)
     with store:
+        made["config"] = store.config
         return store.features("mean")[:]
 
 
@@ -204,9 +235,13 @@ def main() -> None:
                         help="python of a venv with sentence-transformers[onnx,openvino], for st_onnx and st_openvino")
     parser.add_argument("--make-st-venv", metavar="DIR", help="create that venv in DIR first, and use it")
     parser.add_argument("--images", type=int, default=0, help="N CIFAR-10 test images: the image benchmark instead")
+    parser.add_argument("--isa-cap", choices=sorted(ISA_CAPS),
+                        help="emulate a CPU without the instructions above this ISA (see ISA_CAPS)")
     parser.add_argument("--worker", nargs=5, metavar=("METHOD", "TEXTS", "MAX_LENGTH", "VECTORS", "DEVICE"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.isa_cap:  # before anything reads the CPU; every worker inherits it
+        os.environ.update(ISA_CAPS[args.isa_cap])
     if args.worker:
         method, texts_file, max_length, vectors_file, device = args.worker
         work = image_worker if method in IMAGE_METHODS else worker
@@ -454,6 +489,7 @@ def summarise(runs, methods, workloads, scratch: Path, args, wall: float) -> dic
                 f"--{k.replace('_', '-')} {v}" for k, v in (("sst2_rows", args.sst2_rows), ("imdb_rows", args.imdb_rows),
                                                             ("repeats", args.repeats), ("device", args.device),
                                                             ("methods", args.methods), ("out", args.out))) +
+                       (f" --isa-cap {args.isa_cap}" if args.isa_cap else "") +
                        (" --st-python VENV/bin/python" if args.st_python else ""),
             "hardware": describe_hardware(torch.device("cpu")), "torch": torch.__version__,
             "python": platform.python_version(), "git_commit": git_commit(), "wall_seconds": round(wall, 1),
@@ -469,7 +505,9 @@ def markdown(report: dict) -> str:
              f"{', '.join(hardware.get('cpu_flags', [])) or 'not recorded'}), {hardware['torch_threads']} torch threads, "
              f"torch {report['torch']}, git {report['git_commit']}, wall {report['wall_seconds']} s, load average "
              f"{report.get('load_average_at_start')} at the start. Medians of the repeats; every method in its own "
-             "process, runs interleaved.", "",
+             "process, runs interleaved." + (
+                 f" Emulated: every library capped to {hardware['isa_cap']} (--isa-cap; OpenVINO's own "
+                 "non-oneDNN kernels not capped in a release build)." if hardware.get("isa_cap") else ""), "",
              "| workload | method | dtype | rows/s | tokens/s | GFLOP/s | vs st_fp32 | min cos vs st_fp32 |",
              "|---|---|---|---|---|---|---|---|"]
     for row in report["rows"]:

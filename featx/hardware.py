@@ -32,19 +32,45 @@ def resolve_device(spec: str = "auto") -> torch.device:
     return device
 
 
+CPUINFO = "/proc/cpuinfo"
 SPEED_FLAGS = frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"})
+
+
+# oneDNN's ISA caps (ONEDNN_MAX_CPU_ISA) and the speed flags each leaves out. oneDNN runs torch's
+# bf16 matmuls and OpenVINO's CPU kernels, so under a cap the CPU is, for speed, the capped one.
+_ABOVE_AVX2 = frozenset(f for f in SPEED_FLAGS if f.startswith(("avx512", "amx")))
+_ISA_CAPS: dict[str, frozenset[str]] = {
+    "SSE41": _ABOVE_AVX2 | {"avx2"}, "AVX": _ABOVE_AVX2 | {"avx2"},
+    "AVX2": _ABOVE_AVX2, "AVX2_VNNI": _ABOVE_AVX2, "AVX2_VNNI_2": _ABOVE_AVX2,
+    "AVX512_CORE": frozenset({"avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"}),
+    "AVX512_CORE_VNNI": frozenset({"avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"}),
+    "AVX512_CORE_BF16": frozenset({"amx_tile", "amx_bf16", "amx_int8"}),
+    "AVX512_CORE_FP16": frozenset({"amx_tile", "amx_bf16", "amx_int8"}),
+    "AVX10_1_512": frozenset({"amx_tile", "amx_bf16", "amx_int8"}),
+}
+
+
+def isa_cap() -> str | None:
+    """The ISA cap set for oneDNN in this process's environment (ONEDNN_MAX_CPU_ISA, or its older
+    name DNNL_MAX_CPU_ISA), upper-cased; None when there is none."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    return cap.strip().upper() if cap else None
 
 
 @cache
 def _cpu_flags() -> frozenset[str]:
+    """The CPU's flags, less those above the ISA cap (so `auto` picks fp32 on an AVX2-capped
+    AVX512-BF16 CPU, where bf16 would run emulated, many times slower)."""
+    flags: frozenset[str] = frozenset()
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(CPUINFO) as f:
             for line in f:
                 if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
+                    flags = frozenset(line.split(":", 1)[1].split())
+                    break
     except OSError:
         pass
-    return frozenset()
+    return flags - _ISA_CAPS.get(isa_cap() or "ALL", frozenset())
 
 
 def has_fast_bf16(device: torch.device) -> bool:
@@ -93,6 +119,8 @@ def describe_hardware(device: torch.device) -> dict[str, object]:
         "python": platform.python_version(),
         "torch": torch.__version__,
     }
+    if isa_cap():
+        info["isa_cap"] = isa_cap()  # the flags above are then those the cap leaves
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
@@ -100,7 +128,7 @@ def describe_hardware(device: torch.device) -> dict[str, object]:
 
 def _cpu_model() -> str:
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(CPUINFO) as f:
             for line in f:
                 if line.startswith("model name"):
                     return line.split(":", 1)[1].strip()

@@ -1,0 +1,52 @@
+"""What featx reads of the CPU: its speed flags, under an ISA cap the capped CPU's."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from featx import hardware
+
+CPU = torch.device("cpu")
+FLAGS = "fpu sse4_1 avx avx2 fma avx512f avx512bw avx512_vnni avx512_bf16 amx_tile amx_bf16 amx_int8"
+
+
+@pytest.fixture
+def amx_cpu(tmp_path, monkeypatch):
+    """An Intel CPU with AMX, as /proc/cpuinfo shows it."""
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Test\nflags\t\t: {FLAGS}\n")
+    monkeypatch.setattr(hardware, "CPUINFO", str(cpuinfo))
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    hardware._cpu_flags.cache_clear()
+    yield monkeypatch
+    hardware._cpu_flags.cache_clear()
+
+
+def test_the_flags_speed_depends_on_are_read_and_recorded(amx_cpu):
+    info = hardware.describe_hardware(CPU)
+    assert info["cpu"] == "Intel(R) Xeon(R) Test"
+    assert info["cpu_flags"] == ["amx_bf16", "amx_int8", "amx_tile", "avx2", "avx512_bf16", "avx512_vnni", "avx512f"]
+    assert "isa_cap" not in info
+    assert hardware.resolve_dtype("auto", CPU) == "bf16"
+
+
+@pytest.mark.parametrize("variable", ["ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"])
+def test_an_avx2_cap_makes_the_cpu_an_avx2_one(amx_cpu, variable):
+    # Under the cap oneDNN cannot use bf16 instructions: autocast to bf16 would run emulated.
+    amx_cpu.setenv(variable, "avx2")
+    info = hardware.describe_hardware(CPU)
+    assert info["cpu_flags"] == ["avx2"]
+    assert info["isa_cap"] == "AVX2"
+    assert hardware.resolve_dtype("auto", CPU) == "fp32"
+
+
+@pytest.mark.parametrize("cap, fast_bf16, flags", [
+    ("AVX512_CORE_VNNI", False, ["avx2", "avx512_vnni", "avx512f"]),
+    ("AVX512_CORE_BF16", True, ["avx2", "avx512_bf16", "avx512_vnni", "avx512f"]),
+    ("ALL", True, ["amx_bf16", "amx_int8", "amx_tile", "avx2", "avx512_bf16", "avx512_vnni", "avx512f"]),
+])
+def test_each_cap_leaves_the_flags_below_it(amx_cpu, cap, fast_bf16, flags):
+    amx_cpu.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert hardware.describe_hardware(CPU)["cpu_flags"] == flags
+    assert hardware.has_fast_bf16(CPU) is fast_bf16
