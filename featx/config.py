@@ -21,7 +21,10 @@ STATE_DTYPES = ("float16", "float32")  # token states cached for a blocks head (
 COMPRESSIONS = ("lzf", "gzip")  # HDF5 filters a store's vectors may be written with (none when unset)
 PROTOCOLS = ("full", "mteb")  # how featx train evaluates (featx.train, featx.mteb)
 EXPORT_FORMATS = ("npy", "parquet")  # what `featx export` writes (featx.store.export)
-BACKENDS = ("torch", "openvino")  # what runs the model; torch is the default, recorded as unset
+BACKENDS = ("torch", "openvino")  # what runs the model; torch is recorded as unset (older stores keep theirs)
+# A new store's backend when none is asked for: OpenVINO where it is installed and applies, else
+# torch. Measured faster on every CPU kind tried (benchmarks/README.md, "Which backend").
+DEFAULT_BACKEND = "auto"
 STATES = "states"  # their name: a featurizer's per-row sequence output, the store's dataset
 # A featurizer's batch may carry this mask of a sequence output's real entries, when they are
 # not the attention mask's (window vectors: rows x windows); runners read it, models never see it.

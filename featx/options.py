@@ -66,7 +66,7 @@ class ReadOptions(_Group):
 class ModelOptions(_Group):
     """Which backbone runs and how: `model` (a name, a folder, a loaded backbone; None: the
     modality's default), the compute `dtype` (auto, fp32, bf16, fp16), the `device`, the
-    `backend` (torch, openvino, auto; None: torch, or the backend of the store being resumed),
+    `backend` (torch, openvino, auto; None: the backend of the store being resumed, else auto),
     and whether a hub model's own code may run."""
 
     model: Any = None

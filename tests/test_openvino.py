@@ -57,7 +57,7 @@ def test_the_backend_enters_the_fingerprint_and_the_model_is_cached_only_in_feat
     assert featx.extract(texts_file, out / "torch.h5", model=str(tiny_bert_dir), dtype="fp32",
                          progress=False).config.backend is None
     assert featx.extract(texts_file, out / "new.h5", model=str(tiny_bert_dir), dtype="fp32",
-                         progress=False).config.backend is None  # a new store: torch unless asked
+                         progress=False).config.backend == "openvino"  # a new store: auto, the default
     torch_store.close()
     replaced = featx.extract(texts_file, out / "torch.h5", model=str(tiny_bert_dir), dtype="fp32", overwrite=True,
                              backend="auto", progress=False)  # replacing it, auto is free to pick openvino
@@ -67,7 +67,13 @@ def test_the_backend_enters_the_fingerprint_and_the_model_is_cached_only_in_feat
                       progress=False)
     ov_store.close()
     assert featx.extract(texts_file, out / "ov.h5", model=str(tiny_bert_dir), dtype="fp32", overwrite=True,
-                         progress=False).config.backend is None  # replaced: the default is torch again
+                         backend="torch", progress=False).config.backend is None  # replaced, as asked
+
+
+def test_the_default_runs_on_torch_where_openvino_is_not_installed(monkeypatch, tmp_path, texts_file, tiny_bert_dir):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
+    with featx.extract(texts_file, tmp_path / "s.h5", model=str(tiny_bert_dir), dtype="fp32", progress=False) as store:
+        assert store.config.backend is None and len(store) > 0
 
 
 def test_asking_for_openvino_without_the_extra_is_one_line(cli, monkeypatch, tmp_path, texts_file, tiny_bert_dir):
@@ -216,7 +222,7 @@ def test_openvino_runs_an_image_module_as_torch_does(tmp_path, cifar_few):
     pytest.importorskip("openvino", reason="featx[openvino] is not installed")
     pytest.importorskip("efficientnet_lite_pytorch")
     options = {"model": "efficientnet-lite0", "pooling": "mean,max", "dtype": "fp32", "progress": False}
-    with featx.extract(cifar_few, tmp_path / "torch.h5", **options) as torch_store, \
+    with featx.extract(cifar_few, tmp_path / "torch.h5", backend="torch", **options) as torch_store, \
             featx.extract(cifar_few, tmp_path / "openvino.h5", backend="openvino", **options) as ov_store:
         assert ov_store.config.backend == "openvino" and torch_store.config.backend is None
         assert ov_store.fingerprint != torch_store.fingerprint

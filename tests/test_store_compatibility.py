@@ -15,6 +15,8 @@ tests/fixtures/cifar10-test-efficientnet-995134d.h5 does the same for images: fe
 airplane, cat and ship from ../shared/data/cifar10/cifar10-jpg.zip, copied byte for byte, so
 the input hash matches too and the test needs no shared data).
 """
+import dataclasses
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -65,21 +67,35 @@ def _assert_same_rows_and_vectors(old, new, fixture_cpu, fixture_flags):
 def test_todays_engine_reproduces_a_store_written_by_earlier_featx(tmp_path):
     source = featx.open_input("sst2:dev", rows_mod=(18, (0,)))
     with featx.open_store(FIXTURE) as old, featx.extract(source, tmp_path / "new.h5", pooling=("mean", "cls"),
-                                                         normalize=False, dtype="fp32", progress=False) as new:
+                                                         normalize=False, dtype="fp32", backend="torch",
+                                                         progress=False) as new:
         assert new.fingerprint == old.fingerprint == "a4d84279bb0b0d6aa1e2dc4b1e5d86db1aa019e1b2a4a45d184737683cd87f32"
         with h5py.File(FIXTURE, "r") as f:
             fixture_cpu = json.loads(f.attrs["hardware"]).get("cpu")
         _assert_same_rows_and_vectors(old, new, fixture_cpu, FIXTURE_VECTOR_FLAGS)
 
 
-def test_todays_defaults_reproduce_a_text_store_written_at_995134d(tmp_path):
+def test_todays_defaults_on_torch_reproduce_a_text_store_written_at_995134d(tmp_path):
     source = featx.open_input("sst2:dev", rows_mod=(18, (0,)))
     with featx.open_store(TEXT_FIXTURE_995134D) as old, \
-            featx.extract(source, tmp_path / "new.h5", dtype="fp32", progress=False) as new:
+            featx.extract(source, tmp_path / "new.h5", dtype="fp32", backend="torch", progress=False) as new:
         assert new.fingerprint == old.fingerprint == "253f859ebbd2e8fe890416ce3bbc5bcb8a1855ceadff4006fe85b8571072bf01"
         assert new.poolings == ("mean",) and new.config.normalize is True
         # written on the machine that wrote the image fixture (same CPU model and vector flags)
         _assert_same_rows_and_vectors(old, new, old.info()["hardware"].get("cpu"), IMAGE_FIXTURE_VECTOR_FLAGS)
+
+
+def test_todays_default_backend_is_the_only_change_from_a_store_written_at_995134d(tmp_path):
+    """The default backend is auto: OpenVINO where featx[openvino] is installed, which enters the
+    config as `backend`; every other field, and the vectors within fp32 rounding, stay."""
+    expected = "openvino" if importlib.util.find_spec("openvino") is not None else None
+    source = featx.open_input("sst2:dev", rows_mod=(18, (0,)))
+    with featx.open_store(TEXT_FIXTURE_995134D) as old, \
+            featx.extract(source, tmp_path / "new.h5", dtype="fp32", progress=False) as new:
+        assert new.config.backend == expected
+        assert new.config == dataclasses.replace(old.config, backend=expected)
+        assert (new.fingerprint == old.fingerprint) is (expected is None)
+        np.testing.assert_allclose(new.load()[0], old.load()[0], atol=1e-5)
 
 
 def test_rerunning_the_default_command_over_an_earlier_store_returns_it_untouched(tmp_path):
@@ -116,7 +132,7 @@ def test_a_field_added_later_and_left_unset_keeps_every_fingerprint():
 def test_todays_engine_reproduces_an_image_store_written_at_995134d(tmp_path):
     pytest.importorskip("efficientnet_lite_pytorch")
     with featx.open_store(IMAGE_FIXTURE) as old, featx.extract(
-            IMAGES, tmp_path / "new.h5", model="efficientnet-lite0", pooling="mean,max", dtype="fp32",
+            IMAGES, tmp_path / "new.h5", model="efficientnet-lite0", pooling="mean,max", dtype="fp32", backend="torch",
             progress=False) as new:
         assert new.fingerprint == old.fingerprint == IMAGE_FINGERPRINT
         assert np.array_equal(new.skipped, old.skipped)

@@ -82,7 +82,7 @@ def cli() -> None:
               help="What runs the model: torch, or openvino on the CPU (pip install 'featx[openvino]'; text models, "
                    "and image models given as torch modules); auto: "
                    "openvino where it is installed and applies [default: the backend of the store at -o when "
-                   "continuing it, else torch].")
+                   "continuing it, else auto].")
 @click.option("--normalize/--no-normalize", default=None,
               help="L2-normalise every stored vector [default: as the model does; yes for MiniLM].")
 @DTYPE_OPTION

@@ -31,7 +31,7 @@ import torch
 
 from featx.backbones.openvino import OpenVinoImageEncoder, chosen_backend
 from featx.backbones.vision import ImageBackbone
-from featx.config import ExtractConfig
+from featx.config import DEFAULT_BACKEND, ExtractConfig
 from featx.data.images import array_sha256
 from featx.errors import FeatxError, InputError, ParameterError, first_line
 from featx.hardware import compute_context, torch_dtype
@@ -252,7 +252,7 @@ class ImageFeaturizer:
 
 def make_image_config(backbone: ImageBackbone, *, pooling: Sequence[str] | str | None = None,
                       layers: str | Sequence[int] = "-1", normalize: bool | None = None, dtype: str = "auto",
-                      store_dtype: str = "float32", backend: str = "torch") -> ExtractConfig:
+                      store_dtype: str = "float32", backend: str = DEFAULT_BACKEND) -> ExtractConfig:
     """The ExtractConfig of `backbone` on images. Default pooling: mean (the global average
     pool) for a torch module or a convolutional map, cls for a ViT-like transformers model.
     `backend`: torch, openvino (a torch module on the CPU, in fp32 or bf16) or auto (openvino

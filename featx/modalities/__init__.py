@@ -27,7 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from featx.config import MODALITY_RULES
+from featx.config import DEFAULT_BACKEND, MODALITY_RULES
 from featx.data import Source
 from featx.errors import FeatxError
 
@@ -72,7 +72,7 @@ def open_source(input: str | Path, **choices: Any) -> Source:
 def requested_backend(options: Any) -> str:
     """The backend `options` ask for. None and "auto" first take the backend of a store already at
     the output, unless it is to be overwritten, so a store resumes, or is returned, as it was made.
-    Otherwise None is torch."""
+    Otherwise None is the default (featx.config.DEFAULT_BACKEND)."""
     from featx.shards import shard_path
     from featx.store import stored_config
 
@@ -80,7 +80,7 @@ def requested_backend(options: Any) -> str:
     if backend in (None, "auto") and output is not None and not options.store.overwrite:
         found = stored_config(output if shard is None else shard_path(output, *shard))
         backend = backend if found is None else found.get("backend") or "torch"
-    return str(backend or "torch")
+    return str(backend or DEFAULT_BACKEND)
 
 
 def given_choices(choices: dict[str, Any]) -> list[str]:

@@ -12,7 +12,7 @@ from typing import Any
 from featx.backbones import DEFAULT_MODEL, Backbone, load_backbone
 from featx.backbones.openvino import chosen_backend
 from featx.backbones.st_modules import embedding_fields
-from featx.config import LONG_MODES, LONG_POOLINGS, STATE_DTYPES, ExtractConfig, parse_layers, text_rules
+from featx.config import DEFAULT_BACKEND, LONG_MODES, LONG_POOLINGS, STATE_DTYPES, ExtractConfig, parse_layers, text_rules
 from featx.constraints import Options
 from featx.data import Record, Source, open_input
 from featx.errors import FeatxError, ParameterError
@@ -87,7 +87,7 @@ def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = Non
                 layers: str | Sequence[int] = "-1", max_length: int | None = None, normalize: bool | None = None,
                 dtype: str = "auto", store_dtype: str = "float32", long: str = "truncate",
                 stride: int | None = None, long_pooling: str = "mean", cache_layer: int | None = None,
-                cache_dtype: str = "float16", keep_windows: bool = False, backend: str = "torch",
+                cache_dtype: str = "float16", keep_windows: bool = False, backend: str = DEFAULT_BACKEND,
                 prompt: str | None = None, prompt_name: str | None = None) -> ExtractConfig:
     """The ExtractConfig for `backbone` with `auto` and defaults resolved to concrete values.
 
