@@ -32,9 +32,9 @@ Results go to benchmarks/results/bench_extract/ (results.json, results.md).
 Images (--images N): N CIFAR-10 test JPEGs (every k-th, all classes), written once to a
 scratch folder <class>/<file>.jpg that every method reads, EfficientNet-Lite0 at 224 x 224:
   featx_images                 `featx.extract` of the folder into a fresh store with its defaults
-                               (torch, --dtype auto), read back
-  featx_images_openvino        the same with --backend openvino (when featx[openvino] is installed)
-  featx_images[_openvino]_fp32 each of those in fp32, as the plain loop runs
+                               (--backend and --dtype auto), read back
+  featx_images_torch           the same with --backend torch
+  featx_images[_torch]_fp32    each of those in fp32, as the plain loop runs
   plain_loop   what a user writes: a torch Dataset that opens each file with Pillow, converts
                to RGB, resizes to 224 x 224 (bicubic), scales (x - 127) / 128; a DataLoader
                with batch 64; the packaged network's extract_features + global average
@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import importlib.util
 import json
 import os
 import platform
@@ -253,9 +252,9 @@ def main() -> None:
         run_benchmark(args)
 
 
-# featx's defaults (torch, --dtype auto), OpenVINO (featx[openvino]), each also in fp32 as the plain loop runs.
-IMAGE_METHODS = ("featx_images", "featx_images_openvino", "featx_images_fp32", "featx_images_openvino_fp32",
-                 "plain_loop")
+# featx's defaults (--backend auto: OpenVINO where featx[openvino] is installed), torch, each also in
+# fp32 as the plain loop runs.
+IMAGE_METHODS = ("featx_images", "featx_images_torch", "featx_images_fp32", "featx_images_torch_fp32", "plain_loop")
 
 
 def image_worker(method: str, folder: str, _: int, vectors_file: str, device: str = "cpu") -> dict:
@@ -268,13 +267,13 @@ def image_worker(method: str, folder: str, _: int, vectors_file: str, device: st
         import featx  # only here: the plain loop must run without featx's process-wide settings
 
         resolved = {}
-        options = {"backend": "openvino" if "openvino" in method else "torch",
-                   "dtype": "fp32" if method.endswith("_fp32") else "auto"}
+        options = featx_options(method)
 
         def encode(root: Path) -> np.ndarray:
             with featx.extract(root, Path(vectors_file).with_suffix(".h5"), model="efficientnet-lite0",
                                device=device, overwrite=True, progress=False, **options) as store:
-                resolved["dtype"] = store.config.dtype  # --dtype auto, as resolved on this machine
+                # --backend and --dtype auto, as resolved on this machine
+                resolved["dtype"] = f"{store.config.dtype}, {store.config.backend or 'torch'}"
                 return store.features("mean")[:]
     else:
         encode = plain_image_loop(device)
@@ -349,9 +348,10 @@ def run_image_benchmark(args) -> None:
 
     scratch = Path(tempfile.mkdtemp(prefix="featx-bench-images-"))
     folder = cifar_sample(Path(args.data), args.images, scratch)
+    load_at_start = round(os.getloadavg()[0], 2)
     started = time.time()
     runs: dict[str, list[dict]] = {}
-    methods = [m for m in IMAGE_METHODS if "openvino" not in m or importlib.util.find_spec("openvino") is not None]
+    methods = list(IMAGE_METHODS)
     for repeat in range(args.repeats):
         for method in methods:  # interleaved: machine noise hits every method alike
             vectors = scratch / f"{method}.npy"
@@ -372,14 +372,15 @@ def run_image_benchmark(args) -> None:
               "workload": f"{args.images} CIFAR-10 test JPEGs (every k-th by path), 32 x 32 upsampled to 224 x 224",
               "model": "efficientnet-lite0", "hardware": describe_hardware(torch.device("cpu")),
               "torch": torch.__version__, "python": platform.python_version(), "git_commit": git_commit(),
-              "load_average_at_start": os.getloadavg()[0], "wall_seconds": round(time.time() - started, 1),
+              "load_average_at_start": load_at_start, "wall_seconds": round(time.time() - started, 1),
               "seeds": "none (deterministic inputs)", "rows": rows}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# Image extraction speed: featx vs the plain PIL + DataLoader loop", "",
              f"Reproduce: `{report['command']}`  ", f"{report['workload']}; EfficientNet-Lite0; "
-             f"{report['hardware']['cpu']}, {report['hardware']['torch_threads']} torch threads, torch {report['torch']}, "
+             f"{report['hardware']['cpu']} (flags: {', '.join(report['hardware'].get('cpu_flags', [])) or 'not recorded'}), "
+             f"{report['hardware']['torch_threads']} torch threads, torch {report['torch']}, "
              f"git {report['git_commit']}, wall {report['wall_seconds']} s. Medians of the repeats, each method in "
              "its own process, runs interleaved.", "",
              "| method | dtype | images/s | vs plain loop | min cos vs plain loop | seconds (all repeats) |",
