@@ -84,6 +84,10 @@ class ExtractConfig:
     # and the final L2 normalisation (Dense, LayerNorm, an inner Normalize) as canonical JSON,
     # each weight file's sha256 included (featx.backbones.st_modules); None: none.
     modules: str | None = None
+    # Images from a torch module given as the backbone (featx.module_backbone): sha256 of the
+    # module's printed structure. Its weights hash is of the state dict, which holds no stride
+    # or activation, so two modules with the same weights differ here; None: not such a module.
+    structure_sha256: str | None = None
 
     @property
     def sequences(self) -> str | None:

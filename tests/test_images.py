@@ -271,6 +271,38 @@ def test_any_torch_module_with_declared_preprocessing(tmp_path, cifar_few):
         featx.extract(cifar_few, tmp_path / "x.h5", model=backbone, pooling="pooler", progress=False)
 
 
+def test_modules_with_the_same_weights_and_another_structure_never_share_vectors(tmp_path, cifar_few):
+    """A state dict holds no stride: two modules sharing it must not share a store, a vector
+    cache or a predictor's encoder."""
+    import dataclasses
+
+    import torch
+
+    from featx.backbones.vision import ImagePreprocess, module_backbone
+
+    prep = ImagePreprocess(size=40, crop=32, mean=(127.0,) * 3, std=(64.0,) * 3)
+    torch.manual_seed(0)
+    first = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=1), torch.nn.ReLU())
+    second = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU())
+    second.load_state_dict(first.state_dict())
+    one, two = (module_backbone(m, prep, name="shared-weights", device="cpu") for m in (first, second))
+    options = {"pooling": "max", "dtype": "fp32", "progress": False}
+    cache = tmp_path / "vectors"
+    with featx.extract(cifar_few, tmp_path / "one.h5", model=one, cache_dir=cache, **options) as by_one, \
+            featx.extract(cifar_few, tmp_path / "two.h5", model=two, cache_dir=cache, **options) as by_two, \
+            featx.extract(cifar_few, tmp_path / "two-alone.h5", model=two, **options) as alone:
+        assert by_one.fingerprint != by_two.fingerprint
+        np.testing.assert_array_equal(by_two.load()[0], alone.load()[0])  # not the first module's, from the cache
+        assert not np.allclose(by_two.load()[0], by_one.load()[0])
+        with pytest.raises(FeatxError, match="another extraction config"):  # a rerun over the other's store
+            featx.extract(cifar_few, tmp_path / "one.h5", model=two, **options)
+        with pytest.raises(FeatxError, match="another structure"):  # a predictor's encoder
+            featx.Encoder.for_config(by_one.config, backbone=two)
+        # a config written before the structure was recorded is checked by its weights, as then
+        earlier = dataclasses.replace(by_one.config, structure_sha256=None)
+        assert featx.Encoder.for_config(earlier, backbone=one).config == earlier
+
+
 def test_vit_layers_concatenate_and_cls_differs_from_pooler(tmp_path, cifar_few, tiny_vit_dir):
     one = extract(cifar_few, tmp_path / "one.h5", tiny_vit_dir, pooling="cls,pooler")
     two = extract(cifar_few, tmp_path / "two.h5", tiny_vit_dir, pooling="cls", layers="-2:")

@@ -66,6 +66,12 @@ def files_sha256(root: Path, files: list[Path]) -> str:
 _SAMPLE_BYTES = 1 << 20
 
 
+def module_structure_sha256(module: object) -> str:
+    """sha256 of a torch module's printed structure: its submodules, their kinds and settings
+    (strides, paddings, activations as modules); what its state dict does not hold."""
+    return hashlib.sha256(repr(module).encode()).hexdigest()
+
+
 def _full_sha256(root: Path, files: list[Path]) -> str:
     """The hash itself: every byte of every file, read in 1 MiB blocks."""
     digest = hashlib.sha256()

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from featx.backbones.hashing import cache_folder
+from featx.backbones.hashing import cache_folder, module_structure_sha256
 from featx.config import BACKENDS
 from featx.constraints import Options
 from featx.errors import FeatxError, ParameterError, first_line
@@ -189,7 +189,7 @@ class OpenVinoImageEncoder(OpenVinoModel):
         _check_on_cpu(backbone)
         crop = backbone.preprocess.crop
         preprocess = hashlib.sha256(backbone.preprocess_json.encode()).hexdigest()
-        structure = hashlib.sha256(repr(backbone.model).encode()).hexdigest()
+        structure = module_structure_sha256(backbone.model)
 
         def convert(ov: Any) -> Any:
             example = {"pixels": torch.zeros((2, 3, crop, crop))}

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from featx.backbones.folders import MPNET_MODEL, resolve_model_folder, weight_files
-from featx.backbones.hashing import files_sha256
+from featx.backbones.hashing import files_sha256, module_structure_sha256
 from featx.config import DEFAULT_IMAGE_MODEL, DEFAULT_MODEL
 from featx.errors import FeatxError, ParameterError, first_line
 from featx.hardware import resolve_device
@@ -89,6 +89,8 @@ class ImageBackbone:
     preprocess: ImagePreprocess | None = None
     processor: Any = None
     patch_size: int | None = None  # transformers ViT-like models: pixels per patch side
+    # A torch module given by the user (module_backbone): module_structure_sha256 of it.
+    structure_sha256: str | None = None
 
 
 def load_image_backbone(name_or_path: str = DEFAULT_IMAGE_MODEL, *, device: str | torch.device = "auto",
@@ -105,11 +107,13 @@ def load_image_backbone(name_or_path: str = DEFAULT_IMAGE_MODEL, *, device: str 
 
 def module_backbone(module: torch.nn.Module, preprocess: ImagePreprocess, *, name: str,
                     device: str | torch.device = "auto") -> ImageBackbone:
-    """Any torch module as a frozen image backbone; its weights are hashed from its state dict."""
+    """Any torch module as a frozen image backbone, identified by its state dict's hash and its
+    printed structure's (the state dict holds no stride or activation)."""
     device = device if isinstance(device, torch.device) else resolve_device(device)
     module.eval().requires_grad_(False).to(device)
     return ImageBackbone(name=name, model=module, device=device, weights_sha256=state_dict_sha256(module),
-                         preprocess_json=preprocess.to_json(), preprocess=preprocess)
+                         preprocess_json=preprocess.to_json(), preprocess=preprocess,
+                         structure_sha256=module_structure_sha256(module))
 
 
 def state_dict_sha256(module: torch.nn.Module) -> str:

@@ -270,7 +270,8 @@ def make_image_config(backbone: ImageBackbone, *, pooling: Sequence[str] | str |
                          preprocess=backbone.preprocess_json, poolings=poolings,
                          layers=parse_layers(layers if isinstance(layers, str) else tuple(layers)),
                          normalize=bool(normalize), dtype=compute, store_dtype=store_dtype,
-                         backend=chosen_backend(backend, backbone, compute, None))
+                         backend=chosen_backend(backend, backbone, compute, None),
+                         structure_sha256=backbone.structure_sha256)
 
 
 def _blank() -> Any:

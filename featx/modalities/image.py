@@ -75,6 +75,9 @@ class ImageModality:
         if (vision.weights_sha256, vision.preprocess_json) != (config.weights_sha256, config.preprocess):
             raise FeatxError(f"the model found at {config.model} is not the one these vectors were made with "
                              "(weights or preprocessing differ)")
+        if config.structure_sha256 is not None and vision.structure_sha256 != config.structure_sha256:
+            raise FeatxError(f"the module given for {config.model} is not the one these vectors were made with "
+                             "(same weights, another structure: strides, activations or layers differ)")
         return ImageFeaturizer(vision, config)
 
 
