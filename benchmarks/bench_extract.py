@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import importlib.util
 import json
 import os
 import platform
@@ -397,6 +398,10 @@ def runnable_methods(args) -> tuple[list[str], dict[str, str]]:
     for method in args.methods.split(","):
         if method in SEPARATE_VENV and not args.st_python:
             left_out[method] = "no --st-python (a venv with sentence-transformers[onnx,openvino])"
+        elif "openvino" in method and method.startswith("featx") and args.device != "cpu":
+            left_out[method] = "OpenVINO runs on the CPU"
+        elif "openvino" in method and method.startswith("featx") and importlib.util.find_spec("openvino") is None:
+            left_out[method] = "featx[openvino] is not installed"
         else:
             methods.append(method)
     return methods, left_out
