@@ -396,11 +396,12 @@ def runnable_methods(args) -> tuple[list[str], dict[str, str]]:
     """The asked-for methods this machine can run, and why each other one is left out."""
     methods, left_out = [], {}
     for method in args.methods.split(","):
+        featx_openvino = featx_options(method).get("backend") == "openvino" and method.startswith("featx")
         if method in SEPARATE_VENV and not args.st_python:
             left_out[method] = "no --st-python (a venv with sentence-transformers[onnx,openvino])"
-        elif "openvino" in method and method.startswith("featx") and args.device != "cpu":
+        elif featx_openvino and args.device != "cpu":
             left_out[method] = "OpenVINO runs on the CPU"
-        elif "openvino" in method and method.startswith("featx") and importlib.util.find_spec("openvino") is None:
+        elif featx_openvino and importlib.util.find_spec("openvino") is None:
             left_out[method] = "featx[openvino] is not installed"
         else:
             methods.append(method)

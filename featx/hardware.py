@@ -119,8 +119,9 @@ def describe_hardware(device: torch.device) -> dict[str, object]:
         "python": platform.python_version(),
         "torch": torch.__version__,
     }
-    if isa_cap():
-        info["isa_cap"] = isa_cap()  # the flags above are then those the cap leaves
+    cap = isa_cap()
+    if cap:
+        info["isa_cap"] = cap  # the flags above are then those the cap leaves
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
