@@ -513,7 +513,8 @@ def markdown(report: dict) -> str:
              f"torch {report['torch']}, git {report['git_commit']}, wall {report['wall_seconds']} s, load average "
              f"{report.get('load_average_at_start')} at the start. Medians of the repeats; every method in its own "
              "process, runs interleaved." + (
-                 f" Emulated: every library capped to {hardware['isa_cap']} (--isa-cap; OpenVINO's own "
+                 f" Emulated: every library capped to {hardware['isa_cap']} on a CPU with "
+                 f"{', '.join(hardware.get('cpu_flags_uncapped', []))} (--isa-cap; OpenVINO's own "
                  "non-oneDNN kernels not capped in a release build)." if hardware.get("isa_cap") else ""), "",
              "| workload | method | dtype | rows/s | tokens/s | GFLOP/s | vs st_fp32 | min cos vs st_fp32 |",
              "|---|---|---|---|---|---|---|---|"]

@@ -58,19 +58,22 @@ def isa_cap() -> str | None:
 
 
 @cache
-def _cpu_flags() -> frozenset[str]:
-    """The CPU's flags, less those above the ISA cap (so `auto` picks fp32 on an AVX2-capped
-    AVX512-BF16 CPU, where bf16 would run emulated, many times slower)."""
-    flags: frozenset[str] = frozenset()
+def _present_flags() -> frozenset[str]:
+    """The CPU's flags as /proc/cpuinfo lists them."""
     try:
         with open(CPUINFO) as f:
             for line in f:
                 if line.startswith("flags"):
-                    flags = frozenset(line.split(":", 1)[1].split())
-                    break
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return flags - _ISA_CAPS.get(isa_cap() or "ALL", frozenset())
+    return frozenset()
+
+
+def _cpu_flags() -> frozenset[str]:
+    """The CPU's flags, less those above the ISA cap (so `auto` picks fp32 on an AVX2-capped
+    AVX512-BF16 CPU, where bf16 would run emulated, many times slower)."""
+    return _present_flags() - _ISA_CAPS.get(isa_cap() or "ALL", frozenset())
 
 
 def has_fast_bf16(device: torch.device) -> bool:
@@ -121,7 +124,8 @@ def describe_hardware(device: torch.device) -> dict[str, object]:
     }
     cap = isa_cap()
     if cap:
-        info["isa_cap"] = cap  # the flags above are then those the cap leaves
+        info["isa_cap"] = cap  # the flags above are then those the cap leaves; these, the CPU's:
+        info["cpu_flags_uncapped"] = sorted(_present_flags() & SPEED_FLAGS)
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
