@@ -1,10 +1,18 @@
 """Writes that happen whole or not at all, and the checks on where featx may write.
 
 Every file or folder featx hands to a user (heads, predictors, results, predictions,
-checkpoints, merged stores) is written under a temporary name beside its target
-(``NAME.part``), flushed to disk, then renamed over the target in one step. A kill or
-a full disk leaves either the old target or the new one, never a mix; a failure
-removes the temporary, and a kill leaves only a ``.part`` that says what it is.
+checkpoints, merged stores) is written under a temporary name beside its target, flushed
+to disk, then renamed over the target in one step. A kill or a full disk leaves either the
+old target or the new one, never a mix; a failure removes the temporary.
+
+featx's scratch names are its own and no user would pick them: ``.NAME.featx-part-<pid>`` for
+what is being written and ``.NAME.featx-old-<pid>`` for a folder being replaced (hidden, the
+writing process's id in the name). featx removes or renames only names of that pattern; a
+user's ``NAME.part`` or ``NAME.old`` (a ``mv results results.old`` backup) is never touched.
+An empty folder already at the target (a mount point among them) is filled in place, since
+a mount point cannot be renamed: the new entries are written in a scratch folder inside it
+and renamed into it one by one, JSON files (a head's or predictor's record, read first)
+last, so a kill leaves a folder a reader refuses rather than one that looks whole.
 """
 from __future__ import annotations
 
@@ -22,7 +30,7 @@ import numpy as np
 
 from featx.errors import OutputError, describe_os_error
 
-PART_SUFFIX = ".part"
+_SCRATCH = re.compile(r"\.(?P<name>.+)\.featx-(?P<kind>part|old)-(?P<pid>\d+)")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # safetensors words an I/O error as "... No space left on device (os error 28)" (older
 # versions: "IoError(Os { code: 28, ... })").
@@ -90,7 +98,7 @@ def fsync_path(path: Path) -> None:
 def atomic_file(path: str | Path, what: str = "output") -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces `path`, on any failure it is removed."""
     path = prepare_output(path, what)
-    partial = path.with_name(path.name + PART_SUFFIX)
+    partial = scratch_path(path)
     with _discarded_on_failure(partial, path):
         yield partial
         fsync_path(partial)
@@ -128,34 +136,96 @@ def write_text(path: str | Path, text: str, what: str = "output") -> Path:
     return Path(path)
 
 
+def scratch_path(path: Path, kind: str = "part") -> Path:
+    """featx's scratch name for `path` in this process: .NAME.featx-part-<pid> (or -old-)."""
+    return path.with_name(f".{path.name}.featx-{kind}-{os.getpid()}")
+
+
+def _scratch_of(path: Path) -> dict[str, list[Path]]:
+    """featx's scratch folders beside `path` left by processes no longer running, by kind."""
+    found: dict[str, list[Path]] = {"part": [], "old": []}
+    with contextlib.suppress(OSError):
+        for entry in path.parent.iterdir():
+            match = _SCRATCH.fullmatch(entry.name)
+            if match and match["name"] == path.name and not _running(int(match["pid"])):
+                found[match["kind"]].append(entry)
+    return found
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process's own scratch is from an earlier, finished or failed, save
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process
+    return True
+
+
 @contextlib.contextmanager
 def atomic_folder(path: str | Path, what: str = "output") -> Iterator[Path]:
     """Yield a temporary folder to fill; on success it replaces the folder `path` as a whole.
 
     The old folder is renamed aside, the new one renamed in, then the old one removed:
     at every moment `path` is either the complete old folder or the complete new one
-    (or, for an instant after a kill, absent with both beside it under telling names).
+    (or, for an instant after a kill, absent with both beside it under featx's scratch
+    names; the next save puts the old one back first). An empty folder at `path` is filled
+    in place (see the module docstring).
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputError(f"{what} {path} is a file: name a folder")
     make_folder(path.parent, what)
-    partial = path.with_name(path.name + PART_SUFFIX)
-    old = path.with_name(path.name + ".old")
-    if old.is_dir() and not path.exists():
-        old.rename(path)  # a kill between the two renames of an earlier save: the old folder is whole
-    _remove(partial)
+    stale = _scratch_of(path)
+    if stale["old"] and not path.exists():
+        stale["old"].pop().rename(path)  # a kill between the two renames of an earlier save: the old folder is whole
+    for leftover in stale["part"] + stale["old"]:
+        _remove(leftover)
+    if path.is_dir() and not any(path.iterdir()):
+        with _filled_in_place(path, what) as partial:
+            yield partial
+        return
+    partial, old = scratch_path(path), scratch_path(path, "old")
     with _discarded_on_failure(partial, path):
         partial.mkdir()
         yield partial
-        for file in partial.rglob("*"):
-            if file.is_file():
-                fsync_path(file)
+        _fsync_tree(partial)
         if path.exists():
-            _remove(old)
             path.rename(old)
-        partial.rename(path)
+        try:
+            partial.rename(path)
+        except BaseException:
+            if old.exists() and not path.exists():
+                old.rename(path)  # put the old folder back: the save failed, the target is as it was
+            raise
         _remove(old)
+
+
+@contextlib.contextmanager
+def _filled_in_place(path: Path, what: str) -> Iterator[Path]:
+    """Fill the empty folder `path` (a mount point, say) without renaming it: write in a scratch
+    folder inside it, then rename each entry in, JSON records last; a failure empties it again."""
+    partial = path / f".featx-part-{os.getpid()}"
+    try:
+        with _discarded_on_failure(partial, path):
+            partial.mkdir()
+            yield partial
+            _fsync_tree(partial)
+            for entry in sorted(partial.iterdir(), key=lambda p: (p.suffix == ".json", p.name)):
+                entry.rename(path / entry.name)
+            partial.rmdir()
+    except BaseException:
+        for entry in path.iterdir():  # the folder was empty: whatever is in it now is this save's
+            _remove(entry)
+        raise
+
+
+def _fsync_tree(folder: Path) -> None:
+    for file in folder.rglob("*"):
+        if file.is_file():
+            fsync_path(file)
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from featx.atomic import atomic_file
 from featx.data import open_input
 from featx.engine import extract
 from featx.metrics import markdown_table
@@ -69,12 +70,9 @@ def _train_subset(path: Path, rows: int, seed: int) -> Path:
     source = open_input("sst2:train")
     summary = source.scan()
     keep = set(np.random.default_rng(seed).choice(summary.n_rows, size=min(rows, summary.n_rows), replace=False).tolist())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".part")
-    with gzip.open(partial, "wt", encoding="utf-8") as f:
+    with atomic_file(path, "demo subset") as partial, gzip.open(partial, "wt", encoding="utf-8") as f:
         f.write("label\tsentence\n")
         for i, record in enumerate(source.records(summary)):
             if i in keep:
                 f.write(f"{(summary.classes or ())[record.label]}\t{record.text}\n")
-    partial.rename(path)
     return path

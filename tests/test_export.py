@@ -97,7 +97,7 @@ def test_a_failed_export_leaves_nothing_that_looks_complete(tmp_path, labelled_s
     monkeypatch.setattr(export.np.lib.format, "open_memmap", fail_half_way)
     result = cli("export", str(store), "-o", str(tmp_path / "out"))
     assert result.code == 2 and "No space left on device" in result.err and len(result.err.strip().splitlines()) == 1
-    assert not (tmp_path / "out").exists() and not (tmp_path / "out.part").exists()
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.featx-*"))
 
 
 def test_an_unfinished_store_is_not_exported(tmp_path, tiny_backbone, cli):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from featx.backbones.hashing import cache_folder
+from featx.caches import cache_folder
 from featx.config import DEFAULT_IMAGE_MODEL, DEFAULT_MODEL
 from featx.errors import FeatxError
 

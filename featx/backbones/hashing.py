@@ -7,7 +7,7 @@ paths and the stat fields a rewrite changes: size, mtime and ctime in nanosecond
 inode. ctime cannot be set back by a user (touch -d moves mtime only), so a file
 rewritten in place, even with its old size and mtime restored, is hashed again.
 
-The cache only saves time; it never decides that weights are right. Each entry holds
+The cache only saves time; it never decides that weights are right (featx.caches: the rule). Each entry holds
 the full hash and a check: the sha256 of a sample of the files (each one's name, size,
 first and last MiB) together with that full hash. Every use reads the sample again (2
 MiB a file) and recomputes the check, so an entry edited by hand to another file's
@@ -28,15 +28,11 @@ import threading
 from pathlib import Path
 
 from featx.atomic import file_sha256
+from featx.caches import cache_folder, report_rejected
 
 _LOCK = threading.Lock()
 _MEMORY: dict[str, dict[str, str]] = {}
 _MAX_ENTRIES = 2000
-
-
-def cache_folder() -> Path:
-    """featx's own cache folder: $FEATX_CACHE, else ~/.cache/featx."""
-    return Path(os.environ.get("FEATX_CACHE") or Path.home() / ".cache" / "featx")
 
 
 def _key(path: Path) -> str:
@@ -55,6 +51,8 @@ def files_sha256(root: Path, files: list[Path]) -> str:
     if entry is None:
         entry = _load().get(key)
     if entry is None or entry.get("check") != _check(sample, entry.get("sha256")):
+        if entry is not None:
+            report_rejected(f"the sha256 of {root}", _cache_file(), "the files were hashed in full again")
         full = _full_sha256(root, files)
         entry = {"sha256": full, "check": _check(sample, full)}
         _save(key, entry)

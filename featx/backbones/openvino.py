@@ -12,7 +12,9 @@ The conversion takes a few seconds, so its result is kept in featx's own cache f
 (``$FEATX_CACHE/openvino/<key>/``, never beside the user's output), keyed by the weights'
 sha256, the tokenizer's and the hidden states asked for (texts) or the preprocessing (images),
 and the OpenVINO version; it is written
-under a temporary name and renamed, so a kill leaves no half model that a later run reads.
+under a temporary name and renamed, so a kill leaves no half model that a later run reads, and
+sealed with the sha256 of its files, checked before every read (featx.caches): a damaged entry is
+converted again, with one warning line.
 
 Compiling takes about a second; a process keeps its last few compiled models, so extracting
 train, val and test in one process compiles once. The text encoder is called like the torch
@@ -43,7 +45,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from featx.backbones.hashing import cache_folder, module_structure_sha256
+from featx.backbones.hashing import module_structure_sha256
+from featx.caches import cache_folder, folder_intact, report_rejected, seal_folder
 from featx.config import BACKENDS
 from featx.constraints import Options
 from featx.errors import FeatxError, ParameterError, first_line
@@ -51,7 +54,7 @@ from featx.hardware import cpu_workers
 
 _PRECISION = {"fp32": "f32", "bf16": "bf16"}
 _TYPE_NAMES = {"f32": "float32", "bf16": "bfloat16"}  # how OpenVINO's Type prints each
-_FORMAT = "1"  # bump when what the cached model holds changes
+_FORMAT = "2"  # bump when what the cached model holds changes (2: sealed with featx.caches' checks)
 # Compiled models of this process, by what they compute and how (oldest dropped first).
 _COMPILED: dict[tuple[Any, ...], Any] = {}
 _COMPILED_KEPT = 4
@@ -213,11 +216,16 @@ def _converted(ov: Any, backbone: Any, module: torch.nn.Module, example: dict[st
     converted (traced on `example`) and cached; the cache key is the weights' sha256 and `parts`."""
     key = "-".join([backbone.weights_sha256[:16], *parts, ov.__version__.split("-")[0], _FORMAT])
     folder = cache_folder() / "openvino" / key
-    if (folder / "model.xml").exists():
-        try:
-            return ov.Core().read_model(folder / "model.xml")
-        except RuntimeError:
-            shutil.rmtree(folder, ignore_errors=True)  # a damaged entry: convert again
+    if folder.exists():
+        # Checked before OpenVINO reads it: a model.bin changed in place reads fine and gives wrong
+        # vectors, and a garbage model.xml makes OpenVINO's other front ends print to stderr.
+        if folder_intact(folder):
+            try:
+                return ov.Core().read_model(folder / "model.xml")
+            except RuntimeError:
+                pass
+        report_rejected(f"the converted model {key}", folder.parent, "it was converted again and replaced")
+        shutil.rmtree(folder, ignore_errors=True)
     # Tracing warns about transformers' Python-level checks on shapes (padding, causality); for an
     # encoder they hold for every shape, and the tests compare the result with torch's at many.
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
@@ -243,6 +251,7 @@ def _save(ov: Any, model: Any, folder: Path) -> None:
         return
     try:
         ov.save_model(model, scratch / "model.xml", compress_to_fp16=False)
+        seal_folder(scratch)
         os.replace(scratch, folder)
     except (OSError, RuntimeError):
         shutil.rmtree(scratch, ignore_errors=True)

@@ -11,9 +11,16 @@ Normalize, in order. featx reproduces exactly these:
   GELU, Sigmoid, SiLU), with or without its residual connection;
 - LayerNorm (``nn.LayerNorm``, eps 1e-5) and Normalize (L2).
 
-Module weights load from ``model.safetensors`` only (a pickle can run code when read).
+Module weights load from ``model.safetensors`` only (a pickle can run code when read). A
+module's type is read by its full name: only sentence-transformers' own classes (their
+``sentence_transformers.models.*`` names, the legacy ``models.<Kind>.<Kind>`` spelling and the
+module paths of sentence-transformers 5) are applied; ``mypkg.modules.Dense`` is another class,
+whatever its last name. Every module's weights are read when the folder is, and their shapes
+checked against its config, and its config against the width coming in, so a misfit is one
+line before anything is embedded.
 Anything else (another module type, several pooling modes concatenated, lower-casing the
-input, an activation featx does not know) makes `refusal` say so in one line, and the
+input, an activation featx does not know, weights that cannot be read or do not fit) makes
+`refusal` say so in one line, and the
 default extraction refuses the folder before anything is embedded: featx never stores a
 vector that silently differs from `encode`. Prompts come from
 ``config_sentence_transformers.json`` (``prompts``, ``default_prompt_name``).
@@ -29,7 +36,7 @@ from typing import Any
 import torch
 
 from featx.backbones.hashing import files_sha256
-from featx.errors import FeatxError
+from featx.errors import FeatxError, first_line
 
 # sentence-transformers' pooling modes (new names and the legacy pooling_mode_* keys) -> featx's pooling.
 ST_POOLINGS = {"cls": "cls", "mean": "mean", "max": "max", "lasttoken": "last", "weightedmean": "weightedmean",
@@ -42,6 +49,16 @@ _LEGACY_MODES = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "m
 ACTIVATIONS = {"Identity": torch.nn.Identity, "Tanh": torch.nn.Tanh, "ReLU": torch.nn.ReLU, "GELU": torch.nn.GELU,
                "Sigmoid": torch.nn.Sigmoid, "SiLU": torch.nn.SiLU}
 _EMBEDDING_KEY = "sentence_embedding"
+# Where sentence-transformers keeps each module class featx applies, by every name a modules.json
+# may give it: the documented sentence_transformers.models.<Kind>, the legacy file-per-class
+# spelling models.<Kind>.<Kind>, and sentence-transformers 5's module paths.
+_ST_HOMES = {"Transformer": ("base.modules", "base.modules.transformer"),
+             "Pooling": ("sentence_transformer.modules", "sentence_transformer.modules.pooling"),
+             "Dense": ("base.modules", "base.modules.dense", "sentence_transformer.modules"),
+             "LayerNorm": ("sentence_transformer.modules", "sentence_transformer.modules.layer_norm"),
+             "Normalize": ("base.modules", "base.modules.normalize", "sentence_transformer.modules")}
+ST_MODULE_TYPES = {f"sentence_transformers.{home}.{kind}": kind
+                   for kind, homes in _ST_HOMES.items() for home in ("models", f"models.{kind}", *homes)}
 
 
 @dataclass(frozen=True)
@@ -66,12 +83,11 @@ def read_declared(path: Path) -> DeclaredEmbedding:
     if not modules_file.is_file():
         return DeclaredEmbedding(prompts=prompts, default_prompt_name=default_prompt_name)
     try:
-        entries = [(str(m.get("type", "")).rsplit(".", 1)[-1], str(m.get("path", ""))) for m in
-                   json.loads(modules_file.read_text())]
+        entries = [(str(m.get("type", "")), str(m.get("path", ""))) for m in json.loads(modules_file.read_text())]
     except (OSError, ValueError, AttributeError, TypeError) as e:
         return DeclaredEmbedding(refusal=f"its modules.json cannot be read ({e})")
     try:
-        return _declared(path, entries, prompts, default_prompt_name)
+        return _declared(path, [(_kind(name), folder) for name, folder in entries], prompts, default_prompt_name)
     except _Refused as refused:
         return DeclaredEmbedding(prompts=prompts, default_prompt_name=default_prompt_name, refusal=str(refused))
     except (KeyError, ValueError, TypeError) as e:  # a module's config.json lacks a size or holds a wrong type
@@ -83,6 +99,16 @@ class _Refused(Exception):
     """A part of the pipeline featx cannot reproduce exactly (the message names it)."""
 
 
+def _kind(type_name: str) -> str:
+    """The sentence-transformers module kind a modules.json type names, by its full name."""
+    if type_name in ST_MODULE_TYPES:
+        return ST_MODULE_TYPES[type_name]
+    if type_name.startswith("sentence_transformers."):
+        raise _Refused(f"it declares a {type_name.rsplit('.', 1)[-1]} module, which featx does not apply")
+    raise _Refused(f"it declares a module of type {type_name or '(none)'}, which is not one of sentence-transformers' "
+                   f"own ({', '.join(_ST_HOMES)}): featx runs no other code")
+
+
 def _declared(path: Path, entries: list[tuple[str, str]], prompts: dict[str, str],
               default_prompt_name: str | None) -> DeclaredEmbedding:
     if not entries or entries[0][0] != "Transformer":
@@ -91,6 +117,7 @@ def _declared(path: Path, entries: list[tuple[str, str]], prompts: dict[str, str
     if settings.get("do_lower_case"):
         raise _Refused("its Transformer lower-cases every text (do_lower_case), which featx does not")
     pooling, include_prompt, normalize = None, True, False
+    width = _hidden_size(path)  # the width of what the next module reads
     modules: list[dict[str, Any]] = []
     for position, (kind, folder) in enumerate(entries[1:], start=1):
         config = _json(path / folder / "config.json") if (path / folder / "config.json").is_file() else {}
@@ -101,13 +128,18 @@ def _declared(path: Path, entries: list[tuple[str, str]], prompts: dict[str, str
             if position != 1:
                 raise _Refused("its Pooling module does not follow the Transformer")
             pooling, include_prompt = _pooling(config), bool(config.get("include_prompt", True))
+            width = _pooled_width(config, width)
         elif pooling is None:
             raise _Refused(f"its {kind} module comes before any Pooling")
         elif kind == "Dense":
-            modules.append(_dense(path / folder, config))
+            modules.append(_dense(path / folder, config, width))
+            width = modules[-1]["out_features"]
         elif kind == "LayerNorm":
-            modules.append({"type": "LayerNorm", "dimension": int(config["dimension"]),
-                            "sha256": _sha256(_weights(path / folder, kind))})
+            dimension = int(config["dimension"])
+            _fits(f"its LayerNorm module ({folder})", "dimension", dimension, width)
+            weights = _weights(path / folder, kind)
+            _check_shapes(weights, kind, {"norm.weight": (dimension,), "norm.bias": (dimension,)})
+            modules.append({"type": "LayerNorm", "dimension": dimension, "sha256": _sha256(weights)})
         elif kind == "Normalize":
             if config.get("module_input_name", _EMBEDDING_KEY) != _EMBEDDING_KEY:
                 raise _Refused("its Normalize module works on token embeddings")
@@ -131,7 +163,55 @@ def _pooling(config: dict[str, Any]) -> str:
     return ST_POOLINGS[modes[0]]
 
 
-def _dense(folder: Path, config: dict[str, Any]) -> dict[str, Any]:
+def _hidden_size(path: Path) -> int | None:
+    """The transformer's hidden size from its config.json (None when it does not say)."""
+    config = _json(path / "config.json") if (path / "config.json").is_file() else {}
+    size = config.get("hidden_size", config.get("d_model"))
+    return int(size) if isinstance(size, int) else None
+
+
+def _pooled_width(config: dict[str, Any], hidden: int | None) -> int | None:
+    """The pooled vector's width: the Pooling's word_embedding_dimension (one mode: featx refuses
+    several), which must be the transformer's hidden size."""
+    declared = config.get("word_embedding_dimension")
+    if declared is None:
+        return hidden
+    _fits("its Pooling module", "word_embedding_dimension", int(declared), hidden)
+    return int(declared)
+
+
+def _fits(module: str, key: str, value: int, width: int | None) -> None:
+    if width is not None and value != width:
+        raise _Refused(f"{module} declares {key} {value}, but what reaches it is {width} wide")
+
+
+def _check_shapes(weights: Path, kind: str, expected: dict[str, tuple[int, ...]]) -> None:
+    """Refuse weights that cannot be read as safetensors, or whose tensors are not `expected`'s."""
+    found = _tensor_shapes(weights, kind)
+    if set(found) != set(expected):
+        missing = sorted(set(expected) - set(found))
+        odd = f"missing {', '.join(missing)}" if missing else f"unexpected {', '.join(sorted(set(found) - set(expected)))}"
+        raise _Refused(f"its {kind} weights {weights} hold {', '.join(sorted(found)) or 'no tensors'}, not "
+                       f"{', '.join(sorted(expected))} ({odd})")
+    for name, shape in expected.items():
+        if found[name] != shape:
+            raise _Refused(f"its {kind} weights {weights} hold {name} of shape {list(found[name])}, but its config "
+                           f"needs {list(shape)}")
+
+
+def _tensor_shapes(weights: Path, kind: str) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape in a safetensors file, its header and sizes checked (one line if damaged)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            return {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise _Refused(f"its {kind} weights {weights} cannot be read ({first_line(e)[:160]}): the file is damaged; "
+                       "restore or re-save the model") from None
+
+
+def _dense(folder: Path, config: dict[str, Any], width: int | None) -> dict[str, Any]:
     for key in ("module_input_name", "module_output_name"):
         if config.get(key) not in (None, _EMBEDDING_KEY):
             raise _Refused(f"its Dense module reads or writes {config[key]!r}, not the sentence embedding")
@@ -140,9 +220,24 @@ def _dense(folder: Path, config: dict[str, Any]) -> dict[str, Any]:
     if not activation.startswith("torch.") or name not in ACTIVATIONS:
         raise _Refused(f"its Dense module's activation {activation} is not one featx applies "
                        f"({', '.join(ACTIVATIONS)})")
-    return {"type": "Dense", "in_features": int(config["in_features"]), "out_features": int(config["out_features"]),
+    spec = {"type": "Dense", "in_features": int(config["in_features"]), "out_features": int(config["out_features"]),
             "bias": bool(config.get("bias", True)), "activation": name,
-            "residual": bool(config.get("use_residual", False)), "sha256": _sha256(_weights(folder, "Dense"))}
+            "residual": bool(config.get("use_residual", False))}
+    _fits(f"its Dense module ({folder.name})", "in_features", int(config["in_features"]), width)
+    weights = _weights(folder, "Dense")
+    _check_shapes(weights, "Dense", _dense_shapes(spec))
+    return {**spec, "sha256": _sha256(weights)}
+
+
+def _dense_shapes(spec: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The tensors a Dense of `spec`'s sizes holds (as _Dense names them), with their shapes."""
+    n_in, n_out = spec["in_features"], spec["out_features"]
+    shapes: dict[str, tuple[int, ...]] = {"linear.weight": (n_out, n_in)}
+    if spec["bias"]:
+        shapes["linear.bias"] = (n_out,)
+    if spec["residual"] and n_in != n_out:
+        shapes["residual.weight"] = (n_out, n_in)
+    return shapes
 
 
 def _weights(folder: Path, kind: str) -> Path:
@@ -181,6 +276,7 @@ def _prompts(path: Path) -> tuple[dict[str, str], str | None]:
 def build_modules(path: Path, modules: tuple[dict[str, Any], ...]) -> torch.nn.Module:
     """The modules after the pooling as one float32 torch module, weights read from safetensors
     and checked against the sha256 the config recorded."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     built: list[torch.nn.Module] = []
@@ -198,7 +294,11 @@ def build_modules(path: Path, modules: tuple[dict[str, Any], ...]) -> torch.nn.M
             module = _Dense(spec)
         else:
             module = _LayerNorm(spec["dimension"])
-        module.load_state_dict(load_file(str(weights)))
+        try:
+            module.load_state_dict(load_file(str(weights)))
+        except (SafetensorError, OSError, RuntimeError) as e:  # damaged, or sizes that do not fit
+            raise FeatxError(f"the {spec['type']} weights {weights} cannot be loaded ({first_line(e)[:160]}): "
+                             "restore or re-save the model") from None
         built.append(module)
     return torch.nn.Sequential(*built).eval().requires_grad_(False)
 

@@ -166,8 +166,8 @@ def _transformers_vision(name_or_path: str, device: torch.device, trust_remote_c
                          f"featx can read; the packaged image model is {DEFAULT_IMAGE_MODEL}")
     weights = weight_files(path)
     try:
-        processor = transformers.AutoImageProcessor.from_pretrained(  # type: ignore[no-untyped-call]
-            path, trust_remote_code=trust_remote_code)
+        auto_processor: Any = transformers.AutoImageProcessor  # typed in some transformers releases, not others
+        processor = auto_processor.from_pretrained(path, trust_remote_code=trust_remote_code)
         config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
         # A two-tower model (CLIP, SigLIP) is read through its vision tower's class.
         tower = getattr(transformers, type(config).__name__.replace("Config", "VisionModel"), None) \

@@ -9,6 +9,27 @@ from __future__ import annotations
 import os
 import signal
 import sys
+
+_INTERRUPTED_LINE = "featx: interrupted; an extraction keeps its committed rows: rerun the same command to continue"
+
+
+def _interrupted_while_starting(signum: int, frame: object) -> None:
+    """Ctrl-C before `main` runs (while click, numpy and featx's modules import): nothing is open
+    yet, so the one line and exit 130 at once, instead of a KeyboardInterrupt traceback."""
+    os.write(2, (_INTERRUPTED_LINE + "\n").encode())
+    os._exit(130)
+
+
+def _is_the_featx_command() -> bool:
+    """True in the `featx` script and `python -m featx`, not when a program imports featx.cli."""
+    program = sys.argv[0] if sys.argv else ""
+    return os.path.basename(program) == "featx" or program.endswith(os.path.join("featx", "__main__.py"))
+
+
+# First, before the heavy imports below: the start-up window of a Ctrl-C is theirs.
+if _is_the_featx_command() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
 import threading
 import warnings
 from typing import Any
@@ -29,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     # "Exception ignored" tracebacks; the error that matters has already been raised.
     sys.unraisablehook = _quiet_unraisable
     warnings.showwarning = _one_line_warning
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    if signal.getsignal(signal.SIGINT) in (signal.default_int_handler, _interrupted_while_starting):
         signal.signal(signal.SIGINT, _on_interrupt)
     try:
         # Not cli.main(): on Ctrl-C it prints a blank line of its own, a second line on stderr.
@@ -52,6 +73,8 @@ def main(argv: list[str] | None = None) -> None:
         _interrupted()
     except EOFError as e:
         _fail(f"unexpected end of input ({e or 'a file ended early'})")
+    except BrokenPipeError:
+        _reader_went_away()
     except OSError as e:
         # A fault of the machine (disk full, read-only, I/O error) that no library layer named.
         where = f" ({e.filename})" if getattr(e, "filename", None) else ""
@@ -100,9 +123,17 @@ def _on_interrupt(signum: int, frame: Any) -> None:
 def _interrupted() -> None:
     if sys.stderr.isatty():
         click.echo(err=True)  # end the line the terminal's ^C echo started
-    click.echo("featx: interrupted; an extraction keeps its committed rows: rerun the same command to "
-               "continue", err=True)
+    click.echo(_INTERRUPTED_LINE, err=True)
     _exit_now(130)
+
+
+def _reader_went_away() -> None:
+    """The reader of standard output closed it (`featx predict ... | head -1`): no error of the
+    user's, so no message; exit as a Unix tool ended by SIGPIPE reports (128 + 13). What is
+    still buffered for stdout goes to /dev/null, so that flushing it cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    _exit_now(128 + signal.SIGPIPE)
 
 
 def _fail(message: str, code: int = 2) -> None:

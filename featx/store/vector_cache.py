@@ -16,15 +16,15 @@ row whose check fails, never a key that serves a wrong vector.
 from __future__ import annotations
 
 import hashlib
-import warnings
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from featx.atomic import make_folder
+from featx.caches import report_rejected
 from featx.config import ExtractConfig
-from featx.errors import DamagedError, FeatxError, FeatxWarning, OutputError
+from featx.errors import DamagedError, FeatxError, OutputError
 from featx.store.h5 import h5_reason, is_hdf5_file, is_lock_conflict
 
 
@@ -158,9 +158,7 @@ class EmbeddingCache:
         """Close the file; say once how many rows failed their check and were embedded again."""
         self._file.close()
         if self.rejected:
-            warnings.warn(FeatxWarning(f"{self.rejected:,} vectors in the cache {self.path} failed their check "
-                                       "(damaged or overwritten): they were embedded again and replaced"),
-                          stacklevel=2)
+            report_rejected(f"{self.rejected:,} vectors", self.path, "they were embedded again and replaced")
 
 
 def row_checks(keys: np.ndarray, vectors: dict[str, np.ndarray], poolings: tuple[str, ...]) -> np.ndarray:

@@ -175,7 +175,7 @@ def test_finetune_and_predict_report_a_late_bad_byte_in_one_line(cli, tmp_path, 
     featx.Predictor(head).save(tmp_path / "model")
     result = cli("predict", tmp_path / "model", bad, "-o", tmp_path / "p.jsonl", "-q")
     assert_refused(result, "bad.csv is not valid utf-8 text: line 194")
-    assert not (tmp_path / "p.jsonl").exists() and not (tmp_path / "p.jsonl.part").exists()
+    assert not (tmp_path / "p.jsonl").exists() and not list(tmp_path.glob(".p.jsonl.featx-*"))
 
 
 def test_labels_named_like_numbers_still_work_and_nan_is_not_a_class(tmp_path, tiny_backbone):

@@ -64,7 +64,7 @@ def test_the_embedder_never_returns_a_damaged_cached_vector(tmp_path, tiny_bert_
     fresh = embedder.transform(texts)
     with h5py.File(_cache_file(tmp_path / "cache"), "r+") as f:
         f["features/mean"][...] = 0
-    with pytest.warns(featx.FeatxWarning, match="30 vectors in the cache .* failed their check"):
+    with pytest.warns(featx.FeatxWarning, match="30 vectors in the cache .* failed the check written with it"):
         again = embedder.transform(texts)
     np.testing.assert_allclose(again, fresh, atol=1e-6)
     assert embedder.cache_rejected_ == 30 and embedder.cache_hits_ == 0
@@ -117,6 +117,69 @@ def test_an_edited_hash_cache_cannot_make_a_predictor_accept_other_weights(cli, 
         cache_file.write_text(json.dumps(entries))
     hashing._MEMORY.clear()  # a new process: only the (edited) cache file is left
     before = snapshot(source, tmp_path / "predictor")
-    assert_refused(cli("predict", tmp_path / "predictor", source, "-q"), "is not the one this head was trained on")
+    warning, refusal = _warned_then_refused(cli("predict", tmp_path / "predictor", source, "-q"))
+    assert "the sha256 of" in warning and "failed the check" in warning  # the edited entry is reported
+    assert_refused(refusal, "is not the one this head was trained on")
+    # The entry was replaced by the full hash: the next command is refused without a warning.
     assert_refused(cli("evaluate", tmp_path / "predictor", source), "is not the one this head was trained on")
     assert snapshot(source, tmp_path / "predictor") == before
+
+
+def _warned_then_refused(result):
+    """(the one warning line, the result with the rest of stderr)."""
+    warning, _, rest = result.err.partition("\n")
+    assert warning.startswith("featx: warning: "), result.err
+    return warning, type(result)(result.code, result.out, rest)
+
+
+def _openvino_entry(cache):
+    (entry,) = (cache / "openvino").iterdir()
+    return entry
+
+
+@pytest.mark.parametrize("damage", ["model.bin changed in place", "model.xml garbage"])
+def test_a_damaged_converted_model_is_converted_again_with_one_warning(tmp_path, tiny_bert_dir, damage):
+    """A model.bin with its middle half XORed kept its size and was read as is: exit 0, the right
+    fingerprint, wrong vectors. A garbage model.xml was converted again, but OpenVINO's other
+    front ends printed TensorFlow's parse errors on a successful run."""
+    pytest.importorskip("openvino", reason="featx[openvino] is not installed")
+    from tests.faults.conftest import run_subprocess
+
+    source = labelled_csv(tmp_path / "in.csv", 24)
+    env = {"FEATX_CACHE": str(tmp_path / "cache")}
+    args = ["--backend", "openvino", *tiny_args(tiny_bert_dir)]
+    first = run_subprocess("extract", source, "-o", tmp_path / "first.h5", *args, env=env)
+    assert first.code == 0 and first.err == "", first.err
+    entry = _openvino_entry(tmp_path / "cache")
+    if damage.startswith("model.bin"):
+        data = bytearray((entry / "model.bin").read_bytes())
+        quarter = len(data) // 4
+        data[quarter:3 * quarter] = bytes(b ^ 0x5A for b in data[quarter:3 * quarter])
+        (entry / "model.bin").write_bytes(bytes(data))
+    else:
+        (entry / "model.xml").write_text("<garbage that is no model")
+    second = run_subprocess("extract", source, "-o", tmp_path / "second.h5", *args, env=env)
+    assert second.code == 0, second.err
+    lines = second.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("featx: warning: the converted model "), second.err
+    assert "failed the check" in lines[0] and "converted again" in lines[0]
+    with featx.open_store(tmp_path / "first.h5") as a, featx.open_store(tmp_path / "second.h5") as b:
+        assert a.fingerprint == b.fingerprint
+        np.testing.assert_allclose(b.load("mean")[0], a.load("mean")[0], atol=1e-6)
+    third = run_subprocess("extract", source, "-o", tmp_path / "third.h5", *args, env=env)  # replaced: no warning
+    assert third.code == 0 and third.err == "", third.err
+
+
+def test_an_edited_weight_hash_entry_is_reported_and_hashed_again(tmp_path, tiny_bert_dir, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("FEATX_CACHE", str(cache))
+    monkeypatch.setattr(hashing, "_MEMORY", {})
+    files = sorted(tiny_bert_dir.glob("*.safetensors"))
+    right = hashing.files_sha256(tiny_bert_dir, files)
+    entries = json.loads((cache / "file-hashes.json").read_text())
+    for entry in entries.values():
+        entry["sha256"] = "0" * 64
+    (cache / "file-hashes.json").write_text(json.dumps(entries))
+    monkeypatch.setattr(hashing, "_MEMORY", {})
+    with pytest.warns(featx.FeatxWarning, match="failed the check.*hashed in full again"):
+        assert hashing.files_sha256(tiny_bert_dir, files) == right

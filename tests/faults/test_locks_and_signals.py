@@ -88,3 +88,63 @@ def test_the_command_line_starts_without_torch_transformers_or_h5py():
     code = "import sys, featx.cli; print(sorted({'torch', 'transformers', 'h5py'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "[]", (done.stdout, done.stderr)
+
+
+_START_UP = """
+import os, signal, sys
+sys.argv = ["featx", "extract", sys.argv[1], "-o", sys.argv[2]]
+target = os.environ["INTERRUPT_AT_IMPORT_OF"]
+
+
+class InterruptAtImport:
+    def find_spec(self, name, path=None, target_spec=None):
+        if name == target:
+            os.kill(os.getpid(), signal.SIGINT)  # the Ctrl-C lands while this import runs
+        return None
+
+
+sys.meta_path.insert(0, InterruptAtImport())
+from featx.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize("module", ["click", "numpy", "featx.atomic", "featx.cli.commands", "featx.cli.models"])
+def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path, module):
+    """A Ctrl-C in the first ~0.3 s of `featx extract`, while featx.cli imported, printed a
+    KeyboardInterrupt traceback (rc -2); here the interrupt lands exactly inside one import."""
+    source = write_lines(tmp_path / "in.txt", ["a row"])
+    done = subprocess.run([sys.executable, "-c", _START_UP, str(source), str(tmp_path / "s.h5")],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "INTERRUPT_AT_IMPORT_OF": module},
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.startswith("featx: interrupted") and done.stderr.count("\n") == 1, done.stderr
+    assert not (tmp_path / "s.h5").exists()
+
+
+def test_a_program_importing_featx_cli_keeps_its_own_ctrl_c():
+    code = "import signal, featx.cli; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "True", done.stderr
+
+
+@pytest.mark.parametrize("command", ["predict", "info"])
+def test_a_closed_standard_output_ends_quietly(tmp_path, labelled_stores, command):
+    """`featx predict ... | head -1` printed `featx: error: Broken pipe` and exited 2: a reader
+    that has read enough is no user error. Exit 141, as a tool ended by SIGPIPE, and say nothing."""
+    import featx
+
+    store = labelled_stores["test"]
+    if command == "predict":
+        featx.Predictor(featx.train_head(store, C=1.0)).save(tmp_path / "model")
+        source = write_lines(tmp_path / "in.txt", [f"great lovely film {i}" for i in range(3000)])
+        args = ["predict", str(tmp_path / "model"), str(source), "-q"]
+    else:
+        args = ["info", str(store.path), "--json"]
+    child = subprocess.Popen([sys.executable, "-m", "featx", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    child.stdout.close()  # the reader has gone before the first line: every write meets a closed pipe
+    err = child.stderr.read()
+    child.wait(timeout=120)
+    assert child.returncode == 141 and err == "", (child.returncode, err)

@@ -101,7 +101,7 @@ def test_full_disk_during_merge_leaves_no_file(cli, tmp_path, monkeypatch, shard
     before = snapshot(*shards)
     assert_refused(cli("merge", *shards, "-o", tmp_path / "m.h5", "--copy"), "writing", "No space left on device",
                    "nothing was written")
-    assert not (tmp_path / "m.h5").exists() and not (tmp_path / "m.h5.part").exists()
+    assert not (tmp_path / "m.h5").exists() and not list(tmp_path.glob(".m.h5.featx-*"))
     assert snapshot(*shards) == before
 
 
@@ -126,7 +126,7 @@ def test_full_disk_while_writing_results_keeps_the_old_results(cli, tmp_path, mo
     assert_refused(cli("train", labelled_stores["train"].path, "-o", runs, "--head", "logreg:C=1"),
                    "No space left on device")
     assert snapshot(runs) == before  # every file is the old one, whole
-    assert not [p for p in runs.rglob("*") if p.name.endswith((".part", ".old"))]
+    assert not [p for p in runs.rglob("*") if ".featx-" in p.name]
 
 
 def test_full_disk_during_predict_leaves_no_output(cli, tmp_path, monkeypatch, predictor):
@@ -141,7 +141,7 @@ def test_full_disk_during_predict_leaves_no_output(cli, tmp_path, monkeypatch, p
     source = labelled_csv(tmp_path / "in.csv", 6)
     out = tmp_path / "p.jsonl"
     assert_refused(cli("predict", predictor, source, "-o", out, "-q"), "No space left on device", "nothing was written")
-    assert not out.exists() and not (tmp_path / "p.jsonl.part").exists()
+    assert not out.exists() and not list(tmp_path.glob(".p.jsonl.featx-*"))
     monkeypatch.setattr(predictor_module, "_write_rows", real)
     assert cli("predict", predictor, source, "-o", out, "-q").code == 0
 
@@ -191,7 +191,7 @@ def test_real_full_disk_while_saving_a_head_is_one_line_and_leaves_nothing(cli, 
     with tmpfs(tmp_path / "full", "64k") as full:
         assert_refused(cli("train", labelled_stores["train"].path, "-o", full / "runs", "--head", "knn"),
                        "writing", "No space left on device", "nothing was written")
-        assert not [p for p in full.rglob("*") if p.name.endswith((".part", ".old"))]
+        assert not [p for p in full.rglob("*") if ".featx-" in p.name]
         for head in (full / "runs" / "heads").iterdir():  # a head saved before the disk filled is whole
             assert featx.TrainedHead.load(head).estimator.classes_.size == 3
 
