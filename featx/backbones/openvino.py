@@ -51,6 +51,7 @@ from featx.config import BACKENDS
 from featx.constraints import Options
 from featx.errors import FeatxError, ParameterError, first_line
 from featx.hardware import cpu_workers
+from featx.progress import status
 
 _PRECISION = {"fp32": "f32", "bf16": "bf16"}
 _TYPE_NAMES = {"f32": "float32", "bf16": "bfloat16"}  # how OpenVINO's Type prints each
@@ -226,6 +227,7 @@ def _converted(ov: Any, backbone: Any, module: torch.nn.Module, example: dict[st
                 pass
         report_rejected(f"the converted model {key}", folder.parent, "it was converted again and replaced")
         shutil.rmtree(folder, ignore_errors=True)
+    status(f"converting {backbone.name} for OpenVINO, once (kept in {folder.parent})")
     # Tracing warns about transformers' Python-level checks on shapes (padding, causality); for an
     # encoder they hold for every shape, and the tests compare the result with torch's at many.
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():

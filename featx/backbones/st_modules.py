@@ -33,9 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from featx.backbones.hashing import files_sha256
+from featx.backbones.st_layers import ACTIVATIONS
 from featx.errors import FeatxError, first_line
 
 # sentence-transformers' pooling modes (new names and the legacy pooling_mode_* keys) -> featx's pooling.
@@ -45,9 +44,6 @@ _LEGACY_MODES = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "m
                  "pooling_mode_max_tokens": "max", "pooling_mode_lasttoken": "lasttoken",
                  "pooling_mode_weightedmean_tokens": "weightedmean",
                  "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens"}
-# Dense activations featx applies: torch.nn classes without parameters, by their class name.
-ACTIVATIONS = {"Identity": torch.nn.Identity, "Tanh": torch.nn.Tanh, "ReLU": torch.nn.ReLU, "GELU": torch.nn.GELU,
-               "Sigmoid": torch.nn.Sigmoid, "SiLU": torch.nn.SiLU}
 _EMBEDDING_KEY = "sentence_embedding"
 # Where sentence-transformers keeps each module class featx applies, by every name a modules.json
 # may give it: the documented sentence_transformers.models.<Kind>, the legacy file-per-class
@@ -273,78 +269,6 @@ def _prompts(path: Path) -> tuple[dict[str, str], str | None]:
     return prompts, str(name) if name else None
 
 
-def build_modules(path: Path, modules: tuple[dict[str, Any], ...]) -> torch.nn.Module:
-    """The modules after the pooling as one float32 torch module, weights read from safetensors
-    and checked against the sha256 the config recorded."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    built: list[torch.nn.Module] = []
-    folders = _module_folders(path)
-    for index, spec in enumerate(modules):
-        module: torch.nn.Module
-        if spec["type"] == "Normalize":
-            built.append(_L2())
-            continue
-        folder = folders[index]
-        weights = _weights(folder, spec["type"])
-        if _sha256(weights) != spec["sha256"]:
-            raise FeatxError(f"{weights} changed since the store was made: its sha256 differs from the config's")
-        if spec["type"] == "Dense":
-            module = _Dense(spec)
-        else:
-            module = _LayerNorm(spec["dimension"])
-        try:
-            module.load_state_dict(load_file(str(weights)))
-        except (SafetensorError, OSError, RuntimeError) as e:  # damaged, or sizes that do not fit
-            raise FeatxError(f"the {spec['type']} weights {weights} cannot be loaded ({first_line(e)[:160]}): "
-                             "restore or re-save the model") from None
-        built.append(module)
-    return torch.nn.Sequential(*built).eval().requires_grad_(False)
-
-
-def _module_folders(path: Path) -> list[Path]:
-    """The folder of each module after the pooling, in modules.json order: the i-th of the
-    config's modules is the (i + 2)-th entry (a final Normalize is `normalize`, not listed)."""
-    entries = json.loads((path / "modules.json").read_text())
-    return [path / str(m.get("path", "")) for m in entries[2:]]
-
-
-def _sha256(weights: Path) -> str:
-    return files_sha256(weights.parent, [weights])
-
-
-class _Dense(torch.nn.Module):
-    def __init__(self, spec: dict[str, Any]) -> None:
-        super().__init__()
-        self.linear = torch.nn.Linear(spec["in_features"], spec["out_features"], bias=spec["bias"])
-        self.activation = ACTIVATIONS[spec["activation"]]()
-        self.use_residual = bool(spec["residual"])
-        if self.use_residual and spec["in_features"] != spec["out_features"]:
-            self.residual = torch.nn.Linear(spec["in_features"], spec["out_features"], bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.activation(self.linear(x))
-        if self.use_residual:
-            out = out + (self.residual(x) if hasattr(self, "residual") else x)
-        return out
-
-
-class _LayerNorm(torch.nn.Module):
-    def __init__(self, dimension: int) -> None:
-        super().__init__()
-        self.norm = torch.nn.LayerNorm(dimension)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.norm(x)
-        return out
-
-
-class _L2(torch.nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.normalize(x, dim=-1)
-
-
 def embedding_fields(name: str, declared: DeclaredEmbedding, pooling: str | Sequence[str] | None,
                      normalize: bool | None, prompt: str | None, prompt_name: str | None) -> dict[str, Any]:
     """The config fields that say which vector is stored: with `pooling=None`, the model's own
@@ -388,3 +312,7 @@ def prompt_tokens(tokenizer: Any, prompt: str) -> int:
     special tokens before them, not a trailing one (as sentence-transformers counts)."""
     ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
     return len(ids) - (1 if ids and ids[-1] in set(tokenizer.all_special_ids) else 0)
+
+
+def _sha256(weights: Path) -> str:
+    return files_sha256(weights.parent, [weights])

@@ -68,6 +68,6 @@ def tfidf_logreg(train: InputSource, val: InputSource | None, test: InputSource,
     t2 = time.perf_counter()
     metrics = classification_metrics(y_test, predicted, classes)
     return {"metrics": metrics, "C": best["C"], "curve": curve, "vocabulary": len(vectorizer.vocabulary_),
-            "warning": edge_warning("C", best["C"], DEFAULT_CS, curve),
+            "warning": edge_warning("C", best["C"], DEFAULT_CS, curve, grid_name="Cs"),
             "selection": "validation" if val is not None else f"{VAL_FRACTION:g} of train held out (seed {seed})",
             "seconds": {"fit": round(t1 - t0, 3), "eval": round(t2 - t1, 3), "total": round(t2 - t0, 3)}}

@@ -206,18 +206,41 @@ def export(store: str, output: str, fmt: str, overwrite: bool) -> None:
 @cli.command()
 @click.argument("store")
 @click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
-def info(store: str, as_json: bool) -> None:
+@click.option("--verify", type=Constrained(COUNT), metavar="N",
+              help="Spot check: embed N random rows again (torch, fp32, no cache) and compare by cosine; exit 1 "
+                   "when the worst row is below the floor for the store's dtype.")
+@click.option("--input", "input_path", metavar="INPUT",
+              help="With --verify: the input the store was made from [default: the path the store records].")
+@click.option("--seed", type=Constrained(NON_NEGATIVE), default=0, show_default=True,
+              help="With --verify: which rows are drawn.")
+def info(store: str, as_json: bool, verify: int | None, input_path: str | None, seed: int) -> None:
     """Describe a store: rows, progress, poolings, labels, config, hardware, timings.
 
     \b
-    Example:
+    Examples:
       featx info runs/sst2-dev.h5 --json
+      featx info runs/sst2-dev.h5 --verify 64 --seed 1 --input dev.csv
     """
     from featx.store import format_info, open_store
 
+    if verify is None and input_path is not None:
+        raise click.UsageError("--input applies with --verify N")
     with open_store(store, allow_incomplete=True) as opened:
         details = opened.info()
-    click.echo(json.dumps(details, indent=2) if as_json else format_info(details))
+    report = None
+    if verify is not None:
+        from featx.verify import verify_store
+
+        report = verify_store(store, verify, input=input_path, seed=seed)
+        details["verify"] = report.to_dict()
+    if as_json:
+        click.echo(json.dumps(details, indent=2))
+    else:
+        click.echo(format_info({k: v for k, v in details.items() if k != "verify"}))
+        if report is not None:
+            click.echo(report.describe())
+    if report is not None and not report.passed:
+        raise click.exceptions.Exit(1)
 
 
 @cli.command()

@@ -70,13 +70,15 @@ class HeadKindsOption(click.Option):
     """--head: its help lists every registered head kind with its summary (featx.heads.HEAD_KINDS),
     read when the help is shown, so the command's start imports no head."""
 
-    TEMPLATE = ("Head spec, repeatable: KIND or KIND:name=value,... Kinds: {kinds}. E.g. logreg:C=0.1, "
-                "mlp:hidden=512,dropout=0.2, knn:n_neighbors=10 [default: {default}].")
+    TEMPLATE = ("Head spec, repeatable: KIND or KIND:name=value,... ; a grid to sweep on validation is "
+                "name=a|b|c. E.g. logreg:C=0.1, logreg:Cs=0.01|0.1|1, mlp:hidden=512,dropout=0.2, "
+                "knn:n_neighbors=10 [default: {default}]. Kinds, with every parameter and its default: {kinds}.")
 
     def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
         from featx.heads import DEFAULT_HEADS, HEAD_KINDS
+        from featx.heads.base import describe_parameters
 
-        kinds = "; ".join(f"{kind} ({cls.summary})" for kind, cls in HEAD_KINDS.items())
+        kinds = "; ".join(f"{kind} ({cls.summary}: {describe_parameters(cls)})" for kind, cls in HEAD_KINDS.items())
         self.help = self.TEMPLATE.format(kinds=kinds, default=" and ".join(DEFAULT_HEADS))
         return super().get_help_record(ctx)
 

@@ -17,7 +17,8 @@ import torch
 
 from featx.backbones import Backbone
 from featx.backbones.openvino import OpenVinoEncoder
-from featx.backbones.st_modules import build_modules, prompt_tokens
+from featx.backbones.st_layers import build_modules
+from featx.backbones.st_modules import prompt_tokens
 from featx.batching import pad_batch
 from featx.config import SEQUENCE_MASK, STATES, ExtractConfig
 from featx.errors import FeatxError

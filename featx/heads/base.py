@@ -15,6 +15,7 @@ The protocol, beyond scikit-learn's `fit`/`predict`/`predict_proba`:
 """
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -77,12 +78,63 @@ class Head(ClassifierMixin, BaseEstimator):
         raise NotImplementedError
 
 
-def edge_warning(name: str, chosen: float, grid: tuple[float, ...], curve: list[dict[str, float]]) -> str | None:
-    """The warning for a value chosen from `grid` (by a non-empty `curve`) at one of its ends."""
-    if not curve or len(grid) < 2 or min(grid) < chosen < max(grid):
+def edge_warning(name: str, chosen: float, grid: tuple[float, ...], curve: list[dict[str, float]], *,
+                 kind: str | None = None, grid_name: str | None = None, lowest: float | None = None) -> str | None:
+    """The warning for a value chosen from `grid` (by a non-empty `curve`) at one of its ends, where
+    validation was still improving toward that end; None inside the grid, at a tie with the next
+    value, or at the smallest value there is (`lowest`: k=1 has nothing below it). It names the
+    grid parameter (`grid_name`), its syntax, and a wider grid to try next, as a --head spec for
+    `kind`: the grid extended by two of its own steps past that end, every value kept, so the
+    next run's choice, if the same, is no longer at an edge."""
+    values = sorted(set(grid))
+    if not curve or len(values) < 2 or values[0] < chosen < values[-1]:
         return None
-    end, direction = ("smallest", "smaller") if chosen == min(grid) else ("largest", "larger")
-    return f"{name}={chosen:.3g} is the {end} value of its grid: the best may be {direction}; widen the grid"
+    low = chosen == values[0]
+    if low and lowest is not None and chosen <= lowest:
+        return None
+    neighbour = values[1] if low else values[-2]
+    if _best_score(curve, name, chosen) <= _best_score(curve, name, neighbour):
+        return None  # no better at the edge than beside it: nothing says the best lies beyond
+    end, direction = ("smallest", "smaller") if low else ("largest", "larger")
+    wider = _widened(values, low, lowest, integer=all(float(v).is_integer() for v in values))
+    grid_name = grid_name or name
+    spec = f"{kind}:{grid_name}={'|'.join(f'{v:g}' for v in wider)}"
+    return (f"{name}={chosen:g} is the {end} value of its grid ({grid_name}={'|'.join(f'{v:g}' for v in values)}) "
+            f"and validation still improved toward it: the best may be {direction}; widen the grid, e.g. "
+            + (f'--head "{spec}"' if kind else f"{grid_name}={spec.split('=', 1)[1]}"))
+
+
+def _best_score(curve: list[dict[str, float]], name: str, value: float) -> float:
+    return max((p["score"] for p in curve if p.get(name) == value), default=-math.inf)
+
+
+def _widened(values: list[float], low: bool, lowest: float | None, integer: bool) -> list[float]:
+    """`values` with two more steps past the low or high end, each step the grid's own ratio there
+    (its difference where a value is 0), never below `lowest`."""
+    a, b = (values[0], values[1]) if low else (values[-1], values[-2])
+    steps: list[float] = []
+    for i in (1, 2):
+        value = a * (a / b) ** i if a > 0 and b > 0 else a + (a - b) * i
+        if integer:
+            value = float(round(value))
+        if lowest is not None:
+            value = max(value, lowest)
+        steps.append(value)
+    return sorted({*values, *steps})
+
+
+def describe_parameters(cls: type[Head]) -> str:
+    """A head kind's parameters with their defaults, as a spec writes them (grids a|b|c), from the
+    kind's own declarations; `random_state` is left out (it is --seed)."""
+    defaults = cls().get_params()
+    return ", ".join(f"{name}={_spec_text(defaults[name])}" for name in cls.parameter_constraints
+                     if name != "random_state" and name in defaults)
+
+
+def _spec_text(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return "|".join(_spec_text(v) for v in value)
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def register_head(cls: type[Head]) -> type[Head]:

@@ -30,9 +30,14 @@ from featx.config import DTYPES, FINETUNE_POOLINGS
 from featx.constraints import COUNT, NON_NEGATIVE, POSITIVE, Constraint, Interval, Options
 from featx.errors import DamagedError, FeatxError, ParameterError, first_line
 from featx.heads.base import Head, register_head
+from featx.progress import progress_bar
 from featx.store.states import TokenStates
 
 _PREDICT_ROWS = 64  # rows per inference batch (longest first)
+# The learning rate the frontier measured (benchmarks/README: blocks:k=2 within 0.6 point of the
+# top-2 fine-tune on SST-2); the fine-tuning recipe's 2e-5 is for a whole backbone and left the
+# top blocks under-trained in one epoch.
+DEFAULT_LR = 1e-4
 
 
 @register_head
@@ -48,7 +53,7 @@ class BlocksHead(Head):
         "warmup_ratio": Interval(float, 0, 1, high_open=True), "batch_size": COUNT, "grad_clip": POSITIVE,
         "pooling": Options(FINETUNE_POOLINGS), "dtype": Options(("auto", *DTYPES)), "random_state": NON_NEGATIVE}
 
-    def __init__(self, k: int | None = None, epochs: int = 1, lr: float = 2e-5, weight_decay: float = 0.01,
+    def __init__(self, k: int | None = None, epochs: int = 1, lr: float = DEFAULT_LR, weight_decay: float = 0.01,
                  warmup_ratio: float = 0.1, batch_size: int = 16, grad_clip: float = 1.0, pooling: str = "mean",
                  dtype: str = "auto", random_state: int = 0) -> None:
         self.k = k
@@ -96,6 +101,7 @@ class BlocksHead(Head):
         history: list[dict[str, Any]] = []
         best: tuple[float, int, dict[str, torch.Tensor]] | None = None
         step = 0
+        bar = progress_bar(int(total_steps), f"{self.kind} head", unit="step")
         for epoch in range(1, self.epochs + 1):
             model.train()
             t0 = time.perf_counter()
@@ -110,6 +116,7 @@ class BlocksHead(Head):
                 optimizer.step()
                 scheduler.step()
                 step += 1
+                bar.update()
                 if step >= total_steps:
                     break
             record: dict[str, Any] = {"epoch": epoch, "steps": step, "train_seconds": round(time.perf_counter() - t0, 3)}
@@ -123,6 +130,7 @@ class BlocksHead(Head):
             history.append(record)
             if best is None or score > best[0]:
                 best = (score, epoch, copy.deepcopy(model.state_dict()))
+        bar.close()
         assert best is not None
         model.load_state_dict(best[2])
         model.eval()

@@ -34,6 +34,7 @@ from featx.errors import DamagedError, FeatxError, ParameterError
 from featx.heads.base import Head, edge_warning, register_head
 from featx.heads.logreg import DEFAULT_CS
 from featx.heads.split import stratified_split
+from featx.progress import progress_bar
 from featx.store import FeatureStore
 
 TFIDF_PARAMS: dict[str, Any] = {"ngram_range": (1, 2), "sublinear_tf": True, "min_df": 2}
@@ -116,13 +117,16 @@ class HybridHead(Head):
                weights: tuple[float, ...], Cs: tuple[float, ...]) -> list[dict[str, float]]:
         vectorizer, scaler = _fitted_parts(X)
         curve = []
-        for weight in weights:
-            train, val = self._stacked(X, vectorizer, scaler, weight), self._stacked(X_val, vectorizer, scaler, weight)
-            model = _logistic(min(Cs), self.max_iter, self.random_state, warm_start=True)
-            for C in sorted(Cs):  # upwards with warm starts
-                model.set_params(C=C)
-                _fit_quietly(model, train, y)
-                curve.append({"weight": float(weight), "C": float(C), "score": float(model.score(val, y_val))})
+        with progress_bar(len(weights) * len(Cs), f"{self.kind} head", unit="fit") as bar:
+            for weight in weights:
+                train = self._stacked(X, vectorizer, scaler, weight)
+                val = self._stacked(X_val, vectorizer, scaler, weight)
+                model = _logistic(min(Cs), self.max_iter, self.random_state, warm_start=True)
+                for C in sorted(Cs):  # upwards with warm starts
+                    model.set_params(C=C)
+                    _fit_quietly(model, train, y)
+                    curve.append({"weight": float(weight), "C": float(C), "score": float(model.score(val, y_val))})
+                    bar.update()
         return curve
 
     @staticmethod
@@ -144,10 +148,17 @@ class HybridHead(Head):
         return f"weight={self.weight_:g}, C={self.C_:.3g} ({self.selection_})"
 
     def selection_warning(self) -> str | None:
-        swept = [("C", self.C_, self.Cs)] if self.C is None else []
-        swept += [("weight", self.weight_, self.weights)] if self.weight is None else []
-        found = [w for name, chosen, grid in swept if (w := edge_warning(name, chosen, tuple(grid), self.curve_))]
+        swept = [("C", self.C_, self.Cs, "Cs")] if self.C is None else []
+        swept += [("weight", self.weight_, self.weights, "weights")] if self.weight is None else []
+        found = [w for name, chosen, grid, grid_name in swept
+                 if (w := edge_warning(name, chosen, tuple(grid), self._curve_at(name), kind=self.kind,
+                                       grid_name=grid_name))]
         return "; ".join(found) or None
+
+    def _curve_at(self, name: str) -> list[dict[str, float]]:
+        """The validation curve along `name` ("C" or "weight"), the other held at its chosen value."""
+        other, value = ("weight", self.weight_) if name == "C" else ("C", self.C_)
+        return [point for point in self.curve_ if point[other] == value]
 
     # ---- persistence as plain tensors (see featx.heads.base) ----
 

@@ -91,7 +91,8 @@ class KNNHead(Head):
         return f"k={self.k_} ({self.selection_})"
 
     def selection_warning(self) -> str | None:
-        return edge_warning("k", self.k_, tuple(float(k) for k in self.ks), self.curve_)
+        return edge_warning("k", self.k_, tuple(float(k) for k in self.ks), self.curve_, kind=self.kind,
+                            grid_name="ks", lowest=1)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         check_is_fitted(self)

@@ -194,7 +194,7 @@ class LogRegHead(Head):
         return f"C={self.C_:.3g} ({self.selection_})"
 
     def selection_warning(self) -> str | None:
-        return edge_warning("C", self.C_, tuple(self.Cs), self.curve_)
+        return edge_warning("C", self.C_, tuple(self.Cs), self.curve_, kind=self.kind, grid_name="Cs")
 
     def fitted_summary(self) -> dict[str, Any]:
         """JSON-ready facts of the fit: chosen C and how, the curve."""

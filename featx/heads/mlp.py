@@ -20,6 +20,7 @@ from featx.constraints import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, Constrain
 from featx.errors import DamagedError
 from featx.heads.base import Head, register_head
 from featx.heads.split import can_stratify, stratified_split
+from featx.progress import progress_bar
 
 _BLOCK_ROWS = 16_384  # rows read from HDF5 at once when the features are on disk
 
@@ -108,7 +109,9 @@ class MLPHead(Head):
         optimizer = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         loss_fn = torch.nn.CrossEntropyLoss()
         best_loss, best_state, stale, self.history_ = float("inf"), None, 0, []
+        bar = progress_bar(self.max_epochs, f"{self.kind} head", unit="epoch")  # early stopping may end it sooner
         for epoch in range(1, self.max_epochs + 1):
+            bar.update()
             model.train()
             total, seen = 0.0, 0
             for xb, yb in _minibatches(X, y_index, train_rows, self.batch_size, rng):
@@ -128,6 +131,7 @@ class MLPHead(Head):
                 stale += 1
                 if val is not None and stale >= self.patience:
                     break
+        bar.close()
         assert best_state is not None  # the first epoch always improves on infinity
         model.load_state_dict(best_state)
         self.model_ = model.eval()

@@ -104,7 +104,8 @@ class RidgeHead(Head):
         return f"alpha={self.alpha_:.3g} ({self.selection_})"
 
     def selection_warning(self) -> str | None:
-        return edge_warning("alpha", self.alpha_, tuple(self.alphas), self.curve_)
+        return edge_warning("alpha", self.alpha_, tuple(self.alphas), self.curve_, kind=self.kind,
+                            grid_name="alphas")
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         check_is_fitted(self)

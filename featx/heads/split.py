@@ -20,3 +20,59 @@ def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
         held_out.append(rng.choice(rows, size=take, replace=False))
     held = np.sort(np.concatenate(held_out))
     return np.setdiff1d(np.arange(len(y)), held), held
+
+
+# The leak check of a validation split carved from train (see carved_leaks).
+LEAK_NEAR_COSINE = 0.98  # centred cosine at or above which two rows count as near-duplicates
+LEAK_WARN_SHARE = 0.02  # warn when this share of the checked validation rows has a twin in train
+_LEAK_VAL_ROWS = 1_000  # validation rows checked for near-duplicates (exact ones: all)
+_LEAK_FIT_ROWS = 100_000  # training rows they are compared with (a seeded sample beyond)
+_LEAK_BLOCK = 8_192
+
+
+def carved_leaks(hashes: np.ndarray, X: np.ndarray, fit_rows: np.ndarray, val_rows: np.ndarray,
+                 seed: int) -> dict[str, float | int]:
+    """How many validation rows carved from train have a twin among the training rows.
+
+    Exact twins: the same content sha256 (every validation row). Near twins: a centred cosine of
+    the cached vectors of at least LEAK_NEAR_COSINE, for up to 1,000 validation rows against up to
+    100,000 training rows (seeded samples beyond), so the cost stays under a few GFLOP. Posts that
+    quote each other straddle a random cut this way, and validation then runs above test.
+    """
+    keys = [bytes(row) for row in np.asarray(hashes)]
+    seen = {keys[i] for i in fit_rows}
+    exact_mask = np.array([keys[i] in seen for i in val_rows], dtype=bool)
+    rng = np.random.default_rng(seed)
+    others = val_rows[~exact_mask]
+    checked = np.sort(rng.choice(others, size=min(len(others), _LEAK_VAL_ROWS), replace=False)) if len(others) else others
+    compared = fit_rows if len(fit_rows) <= _LEAK_FIT_ROWS else np.sort(rng.choice(fit_rows, _LEAK_FIT_ROWS, False))
+    near = 0
+    if len(checked) and len(compared):
+        center = np.asarray(X[compared[: _LEAK_BLOCK]], dtype=np.float32).mean(axis=0)
+        queries = _unit(np.asarray(X[checked], dtype=np.float32) - center)
+        best = np.full(len(checked), -1.0, dtype=np.float32)
+        for start in range(0, len(compared), _LEAK_BLOCK):
+            block = _unit(np.asarray(X[compared[start:start + _LEAK_BLOCK]], dtype=np.float32) - center)
+            best = np.maximum(best, (queries @ block.T).max(axis=1))
+        near = int((best >= LEAK_NEAR_COSINE).sum())
+    near_share = near / len(checked) if len(checked) else 0.0
+    share = (int(exact_mask.sum()) + near_share * len(others)) / max(len(val_rows), 1)
+    return {"val_rows": len(val_rows), "exact": int(exact_mask.sum()), "near_checked": len(checked),
+            "near": near, "near_cosine": LEAK_NEAR_COSINE, "share": round(float(share), 4)}
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    unit: np.ndarray = rows / np.maximum(norms, 1e-12)
+    return unit
+
+
+def leak_warning(leaks: dict[str, float | int]) -> str | None:
+    """The warning for a carved validation split whose rows have twins in train, or None below the threshold."""
+    if leaks["share"] < LEAK_WARN_SHARE or leaks["exact"] + leaks["near"] < 2:
+        return None
+    return (f"{leaks['share']:.0%} of the validation rows carved from train have a twin among the training rows "
+            f"({leaks['exact']} exact duplicates of {leaks['val_rows']}; {leaks['near']} near-duplicates of "
+            f"{leaks['near_checked']} checked, cosine >= {leaks['near_cosine']}): validation will score above test "
+            "and choices lean on memory (k=1); pass --val STORE extracted from rows kept apart from train (a split "
+            "by thread, author or source, not at random)")

@@ -26,6 +26,7 @@ from featx.batching import pad_sequences
 from featx.constraints import COUNT, NON_NEGATIVE, POSITIVE, Constraint, Interval
 from featx.errors import DamagedError, FeatxError, first_line
 from featx.heads.base import Head, register_head
+from featx.progress import progress_bar
 from featx.store.states import TokenStates
 
 _PREDICT_ROWS = 256
@@ -105,7 +106,9 @@ class WindowsHead(Head):
         target = torch.from_numpy(targets)
         history: list[dict[str, Any]] = []
         best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+        bar = progress_bar(self.epochs, f"{self.kind} head", unit="epoch")
         for epoch in range(1, self.epochs + 1):
+            bar.update()
             model.train()
             order = rng.permutation(len(X))
             for start in range(0, len(order), self.batch_size):
@@ -126,6 +129,7 @@ class WindowsHead(Head):
                 best = (score, epoch, copy.deepcopy(model.state_dict()))
             elif epoch - best[1] >= self.patience:
                 break
+        bar.close()
         assert best is not None
         model.load_state_dict(best[2])
         self.model_, self.best_epoch_, self.history_ = model.eval(), best[1], history

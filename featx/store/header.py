@@ -37,6 +37,7 @@ class StoreHeader:
     complete: bool = False
     input: str = ""
     input_sha256: str = ""
+    input_path: str = ""  # where the input was read (absolute), for `featx info --verify`; "" when not a path
     input_rows: int = 0
     row_offset: int = 0
     window_rows: int = 0

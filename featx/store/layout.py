@@ -41,6 +41,7 @@ class StorePlan:
     row_offset: int = 0
     n_rows: int | None = None
     shard: tuple[int, int] | None = None
+    input_path: str = ""  # where the input was read; not compared on resume (the bytes' sha256 is)
     state_dim: int | None = None  # the width of the token states or window vectors (config.sequences)
     # The per-row uint8 flags kept (the modality's row_flags): "truncated", and "skipped" where a
     # row can be unreadable (skip_bad).
@@ -154,7 +155,8 @@ def _lay_out(file: h5py.File, plan: StorePlan) -> None:
                              compression=plan.compression)
     file.attrs.update(StoreHeader(
         fingerprint=plan.config.fingerprint, config=plan.config.to_json(), input=plan.input_json,
-        input_sha256=plan.input_sha256, input_rows=plan.input_rows, row_offset=plan.row_offset, n_rows=plan.rows,
+        input_sha256=plan.input_sha256, input_path=plan.input_path, input_rows=plan.input_rows,
+        row_offset=plan.row_offset, n_rows=plan.rows,
         window_rows=plan.window_rows, hardware=plan.hardware, dtype=plan.config.dtype,
         shard=None if plan.shard is None else list(plan.shard)).to_attrs())
 

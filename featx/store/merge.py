@@ -15,6 +15,7 @@ import numpy as np
 
 from featx.atomic import atomic_file, same_file, utc_stamp
 from featx.errors import FeatxError, OutputError, first_line
+from featx.progress import progress_bar
 from featx.store.h5 import ROW_DATASETS, h5_reason
 from featx.store.header import REQUIRED, StoreHeader
 from featx.store.layout import check_replaceable
@@ -46,12 +47,13 @@ def _write_merged(partial: Path, folder: Path, infos: list[dict[str, Any]], tota
     with h5py.File(infos[0]["path"], "r") as template, h5py.File(partial, "w", rdcc_nbytes=0) as out:
         names = [n for n in ROW_DATASETS if n in template] + [f"features/{p}" for p in template["features"]]
         out.create_group("features")
-        for name in names:
-            source = template[name]
-            if copy:
-                _copy_rows(out, name, source, infos, total)
-            else:
-                _virtual_rows(out, name, source, infos, total, folder)
+        with progress_bar(total * len(names) if copy else 0, "merge --copy", show=None if copy else False) as bar:
+            for name in names:
+                source = template[name]
+                if copy:
+                    _copy_rows(out, name, source, infos, total, bar)
+                else:
+                    _virtual_rows(out, name, source, infos, total, folder)
         if "labels" in template:
             out["labels"].attrs["classes"] = template["labels"].attrs["classes"]
         header = dataclasses.replace(
@@ -123,7 +125,8 @@ def _virtual_rows(out: h5py.File, name: str, source: h5py.Dataset, infos: list[d
     out.create_virtual_dataset(name, layout)
 
 
-def _copy_rows(out: h5py.File, name: str, source: h5py.Dataset, infos: list[dict[str, Any]], total: int) -> None:
+def _copy_rows(out: h5py.File, name: str, source: h5py.Dataset, infos: list[dict[str, Any]], total: int,
+               bar: Any) -> None:
     target = out.create_dataset(name, shape=(total,) + source.shape[1:], dtype=source.dtype,
                                 chunks=source.chunks, compression=source.compression)
     for info in infos:
@@ -135,3 +138,4 @@ def _copy_rows(out: h5py.File, name: str, source: h5py.Dataset, infos: list[dict
                 if h5py.check_string_dtype(data.dtype):
                     block = np.asarray(data.asstr()[start:stop], dtype=object)
                 target[info["row_offset"] + start:info["row_offset"] + stop] = block
+                bar.update(stop - start)

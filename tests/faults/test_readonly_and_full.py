@@ -105,12 +105,17 @@ def test_full_disk_during_merge_leaves_no_file(cli, tmp_path, monkeypatch, shard
     assert snapshot(*shards) == before
 
 
+def _train_args(stores, runs):
+    """One logreg head with the dev store for validation (so the only line is the fault's)."""
+    return [stores["train"].path, "-o", runs, "--head", "logreg:C=1", "--val", stores["dev"].path]
+
+
 def test_full_disk_while_saving_heads_leaves_no_partial_head_or_results(cli, tmp_path, monkeypatch, labelled_stores):
     import featx.heads.trained as heads_module
 
     monkeypatch.setattr(heads_module, "save_tensors", _enospc)
     runs = tmp_path / "runs"
-    assert_refused(cli("train", labelled_stores["train"].path, "-o", runs, "--head", "logreg:C=1"),
+    assert_refused(cli("train", *_train_args(labelled_stores, runs)),
                    "No space left on device")
     leftovers = [p.relative_to(runs).as_posix() for p in runs.rglob("*")]
     assert leftovers == ["heads"] or leftovers == [], leftovers
@@ -118,12 +123,12 @@ def test_full_disk_while_saving_heads_leaves_no_partial_head_or_results(cli, tmp
 
 def test_full_disk_while_writing_results_keeps_the_old_results(cli, tmp_path, monkeypatch, labelled_stores):
     runs = tmp_path / "runs"
-    assert cli("train", labelled_stores["train"].path, "-o", runs, "--head", "logreg:C=1").code == 0
+    assert cli("train", *_train_args(labelled_stores, runs)).code == 0
     before = snapshot(runs)
     import featx.atomic as atomic_module
 
     monkeypatch.setattr(atomic_module, "fsync_path", _enospc)
-    assert_refused(cli("train", labelled_stores["train"].path, "-o", runs, "--head", "logreg:C=1"),
+    assert_refused(cli("train", *_train_args(labelled_stores, runs)),
                    "No space left on device")
     assert snapshot(runs) == before  # every file is the old one, whole
     assert not [p for p in runs.rglob("*") if ".featx-" in p.name]
@@ -189,7 +194,8 @@ def test_real_full_disk_during_merge_copy_is_one_line_and_leaves_nothing(tmp_pat
 def test_real_full_disk_while_saving_a_head_is_one_line_and_leaves_nothing(cli, tmp_path, labelled_stores):
     """safetensors raised its own SafetensorError for ENOSPC, which escaped as a traceback."""
     with tmpfs(tmp_path / "full", "64k") as full:
-        assert_refused(cli("train", labelled_stores["train"].path, "-o", full / "runs", "--head", "knn"),
+        assert_refused(cli("train", labelled_stores["train"].path, "-o", full / "runs", "--head", "knn", "--val",
+                           labelled_stores["dev"].path),
                        "writing", "No space left on device", "nothing was written")
         assert not [p for p in full.rglob("*") if ".featx-" in p.name]
         for head in (full / "runs" / "heads").iterdir():  # a head saved before the disk filled is whole
