@@ -21,6 +21,7 @@ import numpy as np
 
 from featx.background import BackgroundWorker, prefetch
 from featx.data import InputSummary, Source, describe_json
+from featx.data.memory import is_in_memory, open_columns
 from featx.errors import FeatxError, OutputError, ParameterError
 from featx.featurizers import Featurizer
 from featx.hardware import describe_hardware
@@ -44,7 +45,7 @@ class Window:
     skipped: np.ndarray  # rows that could not be read (skip_bad): no item, NaN vectors
 
 
-def extract(input: str | Path | Source, output: str | Path, *, model: Any = None, read: Any = None,
+def extract(input: str | Path | Source | Any, output: str | Path, *, model: Any = None, read: Any = None,
             vectors: Any = None, store: Any = None, run: Any = None, featurizer: Featurizer | None = None,
             runner: Runner | None = None, open_writer: Callable[..., StoreWriter] | None = None,
             **options: Any) -> FeatureStore:
@@ -83,6 +84,11 @@ def extract(input: str | Path | Source, output: str | Path, *, model: Any = None
     that embeds batches its own way (featx.runners.Runner), `open_writer` what opens the writer
     (called like StoreWriter.open(output, plan, overwrite=, inputs=)).
 
+    `input` may also be rows in memory (featx.data.memory): a list of texts, a dict of columns, a
+    pandas DataFrame, a pyarrow Table or a `datasets.Dataset`, read with `text_column` (default
+    "text"), `label_column` and `id_column` as a file is; the same rows give the same vectors and
+    fingerprint as a file.
+
     Images (a folder, a .zip, ``X.zip:FOLDER``, an ImageTableSource or ArraySource): `model`
     defaults to efficientnet-lite0, the text settings (max_length, long, stride) do not
     apply, `batch_tokens` counts images, and `skip_bad` counts undecodable images in the
@@ -91,8 +97,11 @@ def extract(input: str | Path | Source, output: str | Path, *, model: Any = None
     t_start = running_time()  # wall time less any time the process was stopped (Ctrl-Z)
     chosen = ExtractOptions.build(output, read=read, model=model, vectors=vectors, store=store, run=run, **options)
     overwrite, shard, window_rows = chosen.store.overwrite, chosen.run.shard, chosen.run.window_rows
-    modality = modality_of(input)
     reading = chosen.read
+    if is_in_memory(input):  # a list of texts, a dict of columns, a DataFrame, a pyarrow Table, a Dataset
+        input = open_columns(input, text_column=reading.text_column, label_column=reading.label_column,
+                             id_column=reading.id_column)
+    modality = modality_of(input)
     source: Source = modality.open(input, text_column=reading.text_column, label_column=reading.label_column,
                                    id_column=reading.id_column) if isinstance(input, (str, Path)) else input
     summary = source.scan()

@@ -87,7 +87,11 @@ class InputSource:
             keys = sorted(label_keys, key=_label_sort_key(label_keys))
             classes = tuple(self.label_names.get(k, k) for k in keys)
         return InputSummary(n_rows=n_rows, classes=classes, id_kind="int" if ids_are_ints else "str",
-                            sha256=file_sha256(self.path))
+                            sha256=self._content_sha256())
+
+    def _content_sha256(self) -> str:
+        """The sha256 the store records for the input: of the file's bytes."""
+        return file_sha256(self.path)
 
     def records(self, summary: InputSummary, start: int = 0) -> Iterator[Record]:
         """Records from row `start` (0-based) on, labels mapped to indices into summary.classes."""

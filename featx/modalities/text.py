@@ -15,11 +15,12 @@ from featx.backbones.st_modules import embedding_fields
 from featx.config import DEFAULT_BACKEND, LONG_MODES, LONG_POOLINGS, STATE_DTYPES, ExtractConfig, parse_layers, text_rules
 from featx.constraints import Options
 from featx.data import Record, Source, open_input
+from featx.data.memory import HF_PREFIX, open_hf
 from featx.errors import FeatxError, ParameterError
 from featx.featurizers import Featurizer, TextFeaturizer
 from featx.finetune_texts import FinetunedPredictor, finetune_texts
 from featx.hardware import resolve_dtype
-from featx.modalities import register_modality, requested_backend
+from featx.modalities import given_choices, register_modality, requested_backend
 from featx.options import ExtractOptions
 
 DEFAULT_WINDOW_ROWS = 4096
@@ -42,6 +43,12 @@ class TextModality:
     def open(self, input: str | Path, **choices: Any) -> Source:
         if "image_column" in choices:
             raise ParameterError("image_column", f"applies to images; {input} is read as texts")
+        if str(input).startswith(HF_PREFIX):
+            unread = [name for name in given_choices(choices) if name not in ("text_column", "label_column", "id_column")]
+            if unread:
+                raise ParameterError(unread[0], f"does not apply to {input}: a Dataset has named columns")
+            return open_hf(str(input), text_column=choices.get("text_column"),
+                           label_column=choices.get("label_column"), id_column=choices.get("id_column"))
         return open_input(input, **choices)
 
     def takes(self, item: Any) -> bool:
