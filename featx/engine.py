@@ -3,10 +3,10 @@
 It reads the input (a Source) in windows of rows (the commit unit), has the Featurizer
 prepare each window once in a background thread (tokenizing, decoding), has a Runner
 embed it on its device (batches planned by cost, every pooling from one forward pass),
-and hands each window, back in input order, to a writer thread. It knows nothing of
-HDF5, of text or images, or of devices: those are the store's, the modality's (the
-registry in featx.modalities opens the input and makes the featurizer) and the
-runner's (featx.runners).
+and hands each window, back in input order, to a writer thread. It knows nothing of text
+or images, or of devices: those are the modality's (the registry in featx.modalities opens
+the input and makes the featurizer) and the runner's (featx.runners). It still asks the HDF5
+store whether a complete store matches and returns a FeatureStore (issue 32: a store seam).
 """
 from __future__ import annotations
 
@@ -73,8 +73,8 @@ def extract(input: str | Path | Source | Any, output: str | Path, *, model: Any 
     `backend="openvino"` runs a text model, or an image model given as a torch module, with
     OpenVINO on the CPU (featx[openvino]; see featx.backbones.openvino). `None` (the default)
     and `"auto"` first take the backend of a store already at `output` unless `overwrite` (so
-    it resumes, or is returned, as it was made); otherwise `None` is torch and `"auto"` is
-    openvino where it is installed and applies, else torch.
+    it resumes, or is returned, as it was made); otherwise both are featx.config.DEFAULT_BACKEND,
+    "auto": openvino where it is installed and applies, else torch.
     `prompt` (or `prompt_name`, one of the model's declared prompts; default: the model's
     default_prompt_name, "" for none) is put before every text, as sentence-transformers does.
     `progress=None` shows a bar only on a terminal.

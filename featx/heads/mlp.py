@@ -2,8 +2,9 @@
 
 Linear -> ReLU -> Dropout -> Linear -> ReLU -> Dropout -> Linear, AdamW, early
 stopping on validation loss. Features can be a numpy array or an h5py dataset: rows
-are read in contiguous blocks (shuffled block order, shuffled rows inside a block),
-so a store larger than RAM trains without ever being loaded whole.
+are read in contiguous blocks (shuffled block order, shuffled rows inside a block), so
+the fit itself never needs the whole matrix; `featx train` still loads the store into
+memory before fitting (issue 33: heads that stream).
 """
 from __future__ import annotations
 
