@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections import Counter
 from pathlib import Path
 
 from featx.atomic import file_sha256
@@ -53,7 +54,19 @@ def _digests(folder: Path) -> dict[str, str]:
             for file in sorted(folder.rglob("*")) if file.is_file() and file.name != CHECKS_FILE}
 
 
-def report_rejected(what: str, cache: str | Path, redone: str) -> None:
-    """Say in one warning line that `what` in `cache` failed its check and what was done instead."""
+# How many cached values failed their check in this process, by cache; an extraction records
+# the ones met while it ran in its store's timings (`cache_rejections`).
+_REJECTED: Counter[str] = Counter()
+
+
+def rejected_counts() -> dict[str, int]:
+    """Cached values that failed their check so far in this process, by cache."""
+    return dict(_REJECTED)
+
+
+def report_rejected(what: str, cache: str | Path, redone: str, *, kind: str) -> None:
+    """Count the event under `kind` and say in one warning line that `what` in `cache` failed its
+    check and what was done instead."""
+    _REJECTED[kind] += 1
     warnings.warn(FeatxWarning(f"{what} in the cache {cache} failed the check written with it (damaged or "
                                f"overwritten): {redone}"), stacklevel=3)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from featx.background import BackgroundWorker, prefetch
+from featx.caches import rejected_counts
 from featx.data import InputSummary, Source, describe_json
 from featx.data.memory import is_in_memory, open_columns
 from featx.errors import FeatxError, OutputError, ParameterError
@@ -95,6 +96,7 @@ def extract(input: str | Path | Source | Any, output: str | Path, *, model: Any 
     store instead of stopping (see featx.featurizers.image).
     """
     t_start = running_time()  # wall time less any time the process was stopped (Ctrl-Z)
+    rejected_before = rejected_counts()
     chosen = ExtractOptions.build(output, read=read, model=model, vectors=vectors, store=store, run=run, **options)
     overwrite, shard, window_rows = chosen.store.overwrite, chosen.run.shard, chosen.run.window_rows
     reading = chosen.read
@@ -153,10 +155,17 @@ def extract(input: str | Path | Source | Any, output: str | Path, *, model: Any 
                 "resumed_from_row": resumed_from,
                 "rows_per_s": round(rows / run_seconds, 2) if run_seconds > 0 else None,
                 "batch_tokens": runner.batch_cost,
+                **_new_rejections(rejected_before),
             })
     finally:
         writer.close()
     return FeatureStore(output)
+
+
+def _new_rejections(before: dict[str, int]) -> dict[str, Any]:
+    """{"cache_rejections": {cache: n}} for cached values that failed their check during this run."""
+    new = {kind: n - before.get(kind, 0) for kind, n in rejected_counts().items() if n > before.get(kind, 0)}
+    return {"cache_rejections": new} if new else {}
 
 
 def _input_path(source: Source) -> str:

@@ -86,7 +86,7 @@ def unpacked_once(cache: Path, unpack: Callable[[Path], None], what: str) -> Pat
     if model.is_dir():
         if folder_intact(model):
             return model
-        report_rejected(f"the unpacked {what}", cache, "it was unpacked again")
+        report_rejected(f"the unpacked {what}", cache, "it was unpacked again", kind="unpacked_models")
         shutil.rmtree(model, ignore_errors=True)
     status(f"unpacking {what} into {cache}, once")
     cache.mkdir(parents=True, exist_ok=True)

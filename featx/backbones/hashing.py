@@ -52,7 +52,8 @@ def files_sha256(root: Path, files: list[Path]) -> str:
         entry = _load().get(key)
     if entry is None or entry.get("check") != _check(sample, entry.get("sha256")):
         if entry is not None:
-            report_rejected(f"the sha256 of {root}", _cache_file(), "the files were hashed in full again")
+            report_rejected(f"the sha256 of {root}", _cache_file(), "the files were hashed in full again",
+                            kind="weight_hashes")
         full = _full_sha256(root, files)
         entry = {"sha256": full, "check": _check(sample, full)}
         _save(key, entry)

@@ -225,7 +225,8 @@ def _converted(ov: Any, backbone: Any, module: torch.nn.Module, example: dict[st
                 return ov.Core().read_model(folder / "model.xml")
             except RuntimeError:
                 pass
-        report_rejected(f"the converted model {key}", folder.parent, "it was converted again and replaced")
+        report_rejected(f"the converted model {key}", folder.parent, "it was converted again and replaced",
+                        kind="converted_models")
         shutil.rmtree(folder, ignore_errors=True)
     status(f"converting {backbone.name} for OpenVINO, once (kept in {folder.parent})")
     # Tracing warns about transformers' Python-level checks on shapes (padding, causality); for an

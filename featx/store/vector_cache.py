@@ -158,7 +158,8 @@ class EmbeddingCache:
         """Close the file; say once how many rows failed their check and were embedded again."""
         self._file.close()
         if self.rejected:
-            report_rejected(f"{self.rejected:,} vectors", self.path, "they were embedded again and replaced")
+            report_rejected(f"{self.rejected:,} vectors", self.path, "they were embedded again and replaced",
+                            kind="vector_cache")
 
 
 def row_checks(keys: np.ndarray, vectors: dict[str, np.ndarray], poolings: tuple[str, ...]) -> np.ndarray:

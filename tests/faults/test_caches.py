@@ -166,6 +166,8 @@ def test_a_damaged_converted_model_is_converted_again_with_one_warning(tmp_path,
     with featx.open_store(tmp_path / "first.h5") as a, featx.open_store(tmp_path / "second.h5") as b:
         assert a.fingerprint == b.fingerprint
         np.testing.assert_allclose(b.load("mean")[0], a.load("mean")[0], atol=1e-6)
+        assert b.info()["timings"]["cache_rejections"] == {"converted_models": 1}  # the event is counted
+        assert "cache_rejections" not in a.info()["timings"]
     third = run_subprocess("extract", source, "-o", tmp_path / "third.h5", *args, env=env)  # replaced: no warning
     assert third.code == 0 and third.err == "", third.err
 
