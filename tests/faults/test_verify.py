@@ -75,3 +75,12 @@ def test_a_store_of_rows_in_memory_asks_for_the_input(tmp_path, tiny_backbone, c
     result = cli("info", tmp_path / "s.h5", "--verify", "2", "--input", tmp_path / "in.txt", "--json")
     assert result.code == 0 and json.loads(result.out)["verify"]["rows_checked"] == 2, result.err
     assert np.isfinite(json.loads(result.out)["verify"]["min_cosine"])
+
+
+def test_an_image_store_verifies_against_its_folder(tmp_path, cifar_few, cli):
+    pytest.importorskip("PIL", reason="featx[vision] is not installed")
+    assert cli("extract", cifar_few, "-o", tmp_path / "images.h5", "--dtype", "fp32", "--backend", "torch", "-q").code == 0
+    result = cli("info", tmp_path / "images.h5", "--verify", "5", "--json")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)["verify"]
+    assert report["rows_checked"] == 5 and report["min_cosine"] >= 0.999
