@@ -16,7 +16,7 @@ _INTERRUPTED_LINE = "featx: interrupted; an extraction keeps its committed rows:
 def _interrupted_while_starting(signum: int, frame: object) -> None:
     """Ctrl-C before `main` runs (while click, numpy and featx's modules import): nothing is open
     yet, so the one line and exit 130 at once, instead of a KeyboardInterrupt traceback."""
-    os.write(2, (_INTERRUPTED_LINE + "\n").encode())
+    os.write(2, ("\n" if os.isatty(2) else "").encode() + (_INTERRUPTED_LINE + "\n").encode())  # after the ^C echo
     os._exit(130)
 
 
