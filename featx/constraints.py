@@ -155,9 +155,13 @@ JOBS = Interval(int, 1, also=(-1,))  # joblib's convention: -1 is every core
 
 
 def check_params(constraints: Mapping[str, Constraint], params: Mapping[str, Any]) -> dict[str, Any]:
-    """Every declared parameter in `params` checked (ints for integer intervals); unknown names pass."""
-    return {name: constraints[name].check(name, value) if name in constraints else value
-            for name, value in params.items()}
+    """Every parameter in `params` checked against its declared constraint (ints for integer
+    intervals); a parameter with no declaration is refused, as scikit-learn's validator does, so a
+    new parameter cannot pass unchecked."""
+    undeclared = sorted(set(params) - set(constraints))
+    if undeclared:
+        raise ParameterError(undeclared[0], f"is not a known parameter here (known: {', '.join(sorted(constraints))})")
+    return {name: constraints[name].check(name, value) for name, value in params.items()}
 
 
 def _number(value: Any, kind: type) -> float | None:

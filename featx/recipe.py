@@ -46,7 +46,9 @@ class FinetuneConfig:
     max_steps: int | None = None  # stop early (tests, budgets); None = all epochs
 
     def __post_init__(self) -> None:
-        check_params(RECIPE_CONSTRAINTS, {field.name: getattr(self, field.name) for field in fields(self)})
+        # `model` names a backbone (any name or folder): load_backbone checks it.
+        check_params(RECIPE_CONSTRAINTS, {field.name: getattr(self, field.name) for field in fields(self)
+                                          if field.name != "model"})
         if self.train_layers is not None and self.lora_rank is not None:
             raise FeatxError("choose one of --train-layers and --lora-rank")
 

@@ -85,3 +85,13 @@ def test_encode_takes_the_vectors_group_and_the_model_group(tiny_backbone, sente
     np.testing.assert_array_equal(by_keywords, by_groups)
     with pytest.raises(ParameterError, match=r"window_rows is not an option of featx\.encode"):
         featx.encode(sentences, model=tiny_backbone, window_rows=3)
+
+
+def test_a_parameter_without_a_declared_constraint_is_refused():
+    """check_params let undeclared parameters pass unchecked (issue 32); scikit-learn's validator refuses them."""
+    from featx.constraints import COUNT, check_params
+    from featx.errors import ParameterError
+
+    assert check_params({"epochs": COUNT}, {"epochs": 2}) == {"epochs": 2}
+    with pytest.raises(ParameterError, match="epoch is not a known parameter here"):
+        check_params({"epochs": COUNT}, {"epochs": 2, "epoch": 3})
