@@ -101,3 +101,13 @@ def test_options_it_does_not_take_are_one_line(vectors, tmp_path, capsys):
     code, _, err = run_cli(capsys, "finetune", train, "-o", tmp_path / "ft", "--model", model)
     assert code == 2 and err.count("\n") == 1 and "vectors cannot be fine-tuned" in err
     assert not (tmp_path / "ft").exists()
+
+
+def test_a_second_modality_of_a_registered_name_is_refused():
+    """register_modality silently replaced an entry of the same name (issue 32)."""
+    from featx.modalities import register_modality
+
+    text = MODALITIES["text"]
+    with pytest.raises(ValueError, match="'text' is registered already"):
+        register_modality(text)
+    assert register_modality(text, replace=True) is text and MODALITIES["text"] is text

@@ -35,9 +35,11 @@ MODALITIES: dict[str, Any] = {}
 _FALLBACK = "text"
 
 
-def register_modality(modality: Any) -> Any:
-    """Add a modality to the registry, its config rules to ExtractConfig's (a later one of the same
-    name replaces it); returns it."""
+def register_modality(modality: Any, *, replace: bool = False) -> Any:
+    """Add a modality to the registry, its config rules to ExtractConfig's; returns it. A second
+    modality of a registered name is refused unless `replace` (it silently replaced the first)."""
+    if modality.name in MODALITIES and not replace:
+        raise ValueError(f"a modality named {modality.name!r} is registered already: pass replace=True to replace it")
     MODALITIES[modality.name] = modality
     MODALITY_RULES[modality.name] = modality.check_config
     return modality
