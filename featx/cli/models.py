@@ -21,6 +21,9 @@ from featx.config import DEFAULT_IMAGE_MODEL, DEFAULT_MODEL, FINETUNE_POOLINGS
 from featx.constraints import FRACTION, JOBS, NON_NEGATIVE
 from featx.errors import FeatxError
 from featx.recipe import RECIPE_CONSTRAINTS as RECIPE
+from featx.recipe import FinetuneConfig
+
+_RECIPE = FinetuneConfig()  # the recipe's defaults, shown by featx finetune --help; declared once, there
 
 
 @cli.command()
@@ -110,12 +113,13 @@ def evaluate(model_dir: str, data: str, as_json: bool, texts: str | None, device
 @click.option("-o", "--output", required=True, help="Checkpoint folder (best epoch by validation accuracy).")
 @click.option("--val", "val_input", help="Validation input, evaluated after every epoch.")
 @click.option("--model", help=f"[default: {DEFAULT_MODEL} for texts, {DEFAULT_IMAGE_MODEL} for images]")
-@click.option("--pooling", type=click.Choice(FINETUNE_POOLINGS), default="mean", show_default=True,
+@click.option("--pooling", type=click.Choice(FINETUNE_POOLINGS), default=_RECIPE.pooling, show_default=True,
               help="mean: a text's tokens, an image's feature map or patch tokens; cls for ViT-like image models.")
-@click.option("--epochs", type=Constrained(RECIPE["epochs"]), default=1, show_default=True)
-@click.option("--lr", type=Constrained(RECIPE["lr"]), default=2e-5, show_default=True)
-@click.option("--batch-size", type=Constrained(RECIPE["batch_size"]), default=16, show_default=True)
-@click.option("--max-length", type=Constrained(RECIPE["max_length"]), default=128, show_default=True, help="Texts only.")
+@click.option("--epochs", type=Constrained(RECIPE["epochs"]), default=_RECIPE.epochs, show_default=True)
+@click.option("--lr", type=Constrained(RECIPE["lr"]), default=_RECIPE.lr, show_default=True)
+@click.option("--batch-size", type=Constrained(RECIPE["batch_size"]), default=_RECIPE.batch_size, show_default=True)
+@click.option("--max-length", type=Constrained(RECIPE["max_length"]), default=_RECIPE.max_length, show_default=True,
+              help="Texts only.")
 @click.option("--train-layers", type=Constrained(RECIPE["train_layers"]),
               help="Partial fine-tuning: train only the top K blocks and the classifier.")
 @click.option("--lora-rank", type=Constrained(RECIPE["lora_rank"]),
