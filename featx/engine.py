@@ -28,7 +28,7 @@ from featx.featurizers import Featurizer
 from featx.hardware import describe_hardware
 from featx.modalities import modality_of
 from featx.options import VECTOR_OPTIONS, ExtractOptions
-from featx.progress import progress_bar, running_time
+from featx.progress import progress_bar, running_time, stopped_seconds
 from featx.runners import Runner, make_runner
 from featx.shards import shard_path, shard_rows, shard_window_rows
 from featx.store import FeatureStore, StorePlan, StoreWriter, matching_complete_store
@@ -96,7 +96,7 @@ def extract(input: str | Path | Source | Any, output: str | Path, *, model: Any 
     store instead of stopping (see featx.featurizers.image).
     """
     t_start = running_time()  # wall time less any time the process was stopped (Ctrl-Z)
-    rejected_before = rejected_counts()
+    stopped_before, rejected_before = stopped_seconds(), rejected_counts()
     chosen = ExtractOptions.build(output, read=read, model=model, vectors=vectors, store=store, run=run, **options)
     overwrite, shard, window_rows = chosen.store.overwrite, chosen.run.shard, chosen.run.window_rows
     reading = chosen.read
@@ -156,6 +156,7 @@ def extract(input: str | Path | Source | Any, output: str | Path, *, model: Any 
                 "rows_per_s": round(rows / run_seconds, 2) if run_seconds > 0 else None,
                 "batch_tokens": runner.batch_cost,
                 **_new_rejections(rejected_before),
+                **_time_stopped(stopped_before),
             })
     finally:
         writer.close()
@@ -166,6 +167,13 @@ def _new_rejections(before: dict[str, int]) -> dict[str, Any]:
     """{"cache_rejections": {cache: n}} for cached values that failed their check during this run."""
     new = {kind: n - before.get(kind, 0) for kind, n in rejected_counts().items() if n > before.get(kind, 0)}
     return {"cache_rejections": new} if new else {}
+
+
+def _time_stopped(before: float) -> dict[str, Any]:
+    """{"stopped_s": s} when the process was stopped (Ctrl-Z) during this run: left out of every
+    other figure, said here."""
+    stopped = stopped_seconds() - before
+    return {"stopped_s": round(stopped, 3)} if stopped > 0 else {}
 
 
 def _input_path(source: Source) -> str:

@@ -66,15 +66,25 @@ _WATCH: _StopWatch | None = None
 _WATCH_LOCK = threading.Lock()
 
 
-def running_time() -> float:
-    """Seconds on a clock that stands still while this process is stopped (time.time()'s epoch)."""
+def _watch() -> _StopWatch:
+    """The process's stop watch, started on first use."""
     global _WATCH
     if _WATCH is None:
         with _WATCH_LOCK:
             if _WATCH is None:
                 _WATCH = _StopWatch()
                 _WATCH.start()
-    return time.time() - _WATCH.stopped()
+    return _WATCH
+
+
+def stopped_seconds() -> float:
+    """Seconds this process has spent stopped since its stop watch started."""
+    return _watch().stopped()
+
+
+def running_time() -> float:
+    """Seconds on a clock that stands still while this process is stopped (time.time()'s epoch)."""
+    return time.time() - stopped_seconds()
 
 
 _TQDM: Any = tqdm  # typed in some tqdm releases, not in others
