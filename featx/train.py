@@ -20,7 +20,7 @@ from featx.constraints import FRACTION, JOBS, NON_NEGATIVE, Options, check_param
 from featx.data import Source, read_texts
 from featx.errors import FeatxError, FeatxWarning, ParameterError
 from featx.heads import HEAD_KINDS, TrainedHead, make_head, parse_head_spec
-from featx.heads.base import sequence_read
+from featx.heads.base import sequence_read, spec_value
 from featx.heads.inputs import check_compatible, check_trainable, checked_states, checked_texts, head_input, labelled
 from featx.heads.split import carved_leaks, leak_warning, stratified_split
 from featx.metrics import classification_metrics, markdown_table
@@ -44,14 +44,7 @@ class HeadSpec:
     def label(self) -> str:
         """The run folder's name: the kind, then each parameter and its value as the spec writes it
         (logreg-C0.1, hybrid-weights0.125|0.25|0.5 shown as hybrid-weights0.125_0.25_0.5)."""
-        return self.kind + "".join(f"-{k}{_spec_value(v)}" for k, v in sorted(self.params.items()))
-
-
-def _spec_value(value: Any) -> str:
-    """A parameter's value as a file name part: a grid's values joined by '_', numbers as %g."""
-    if isinstance(value, (tuple, list)):
-        return "_".join(_spec_value(v) for v in value)
-    return f"{value:g}" if isinstance(value, float) else str(value)
+        return self.kind + "".join(f"-{k}{spec_value(v, sep='_')}" for k, v in sorted(self.params.items()))
 
 
 def train_head(store: FeatureStore, kind: str = "logreg", *, pooling: str | None = None,

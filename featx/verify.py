@@ -78,7 +78,7 @@ def verify_store(store_path: str | Path, rows: int, *, input: str | Path | None 
             raise FeatxError(f"{store_path} has no committed rows with vectors to verify")
         drawn = np.sort(np.random.default_rng(seed).choice(candidates, size=min(rows, len(candidates)),
                                                            replace=False))
-        hashes = store.content_sha256[drawn]
+        hashes = store.content_sha256_of(drawn)
         stored = {name: np.asarray(store.features(name)[drawn], dtype=np.float32) for name in config.poolings}
     records = _drawn_records(store_path, header, input, drawn)
     reference = dataclasses.replace(config, dtype="fp32", backend=None)

@@ -137,8 +137,6 @@ class OpenVinoModel:
         key = (*key, tuple(sorted(config.items())))
         with _COMPILED_LOCK:
             if key not in _COMPILED:  # one compile per process: train, val and test reuse it
-                if not _COMPILED:
-                    atexit.register(_release_compiled)
                 _COMPILED[key] = ov.Core().compile_model(convert(ov), "CPU", config)
                 while len(_COMPILED) > _COMPILED_KEPT:
                     _COMPILED.pop(next(iter(_COMPILED)))
@@ -168,6 +166,9 @@ def _release_compiled() -> None:
     exception' (SIGABRT) after its one-line error, in 1 of 4 full test runs."""
     with _COMPILED_LOCK:
         _COMPILED.clear()
+
+
+atexit.register(_release_compiled)
 
 
 def _check_on_cpu(backbone: Any) -> None:

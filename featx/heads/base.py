@@ -98,8 +98,8 @@ def edge_warning(name: str, chosen: float, grid: tuple[float, ...], curve: list[
     end, direction = ("smallest", "smaller") if low else ("largest", "larger")
     wider = _widened(values, low, lowest, integer=all(float(v).is_integer() for v in values))
     grid_name = grid_name or name
-    spec = f"{kind}:{grid_name}={'|'.join(f'{v:g}' for v in wider)}"
-    return (f"{name}={chosen:g} is the {end} value of its grid ({grid_name}={'|'.join(f'{v:g}' for v in values)}) "
+    spec = f"{kind}:{grid_name}={spec_value(wider)}"
+    return (f"{name}={chosen:g} is the {end} value of its grid ({grid_name}={spec_value(values)}) "
             f"and validation still improved toward it: the best may be {direction}; widen the grid, e.g. "
             + (f'--head "{spec}"' if kind else f"{grid_name}={spec.split('=', 1)[1]}"))
 
@@ -127,14 +127,16 @@ def describe_parameters(cls: type[Head]) -> str:
     """A head kind's parameters with their defaults, as a spec writes them (grids a|b|c), from the
     kind's own declarations; `random_state` is left out (it is --seed)."""
     defaults = cls().get_params()
-    return ", ".join(f"{name}={_spec_text(defaults[name])}" for name in cls.parameter_constraints
+    return ", ".join(f"{name}={spec_value(defaults[name], digits='.3g')}" for name in cls.parameter_constraints
                      if name != "random_state" and name in defaults)
 
 
-def _spec_text(value: Any) -> str:
+def spec_value(value: Any, sep: str = "|", digits: str = "g") -> str:
+    """A parameter's value as a head spec writes it: a grid's values joined by `sep` (a|b|c),
+    numbers in the `digits` format; `sep="_"` gives the form run folders are named with."""
     if isinstance(value, (tuple, list)):
-        return "|".join(_spec_text(v) for v in value)
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+        return sep.join(spec_value(v, sep, digits) for v in value)
+    return format(value, digits) if isinstance(value, float) else str(value)
 
 
 def register_head(cls: type[Head]) -> type[Head]:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from featx.pooling import l2_normalized_rows
+
 
 def can_stratify(y: np.ndarray, parts: int) -> bool:
     """True when every class has at least `parts` rows."""
@@ -49,22 +51,16 @@ def carved_leaks(hashes: np.ndarray, X: np.ndarray, fit_rows: np.ndarray, val_ro
     near = 0
     if len(checked) and len(compared):
         center = np.asarray(X[compared[: _LEAK_BLOCK]], dtype=np.float32).mean(axis=0)
-        queries = _unit(np.asarray(X[checked], dtype=np.float32) - center)
+        queries = l2_normalized_rows(np.asarray(X[checked], dtype=np.float32) - center)
         best = np.full(len(checked), -1.0, dtype=np.float32)
         for start in range(0, len(compared), _LEAK_BLOCK):
-            block = _unit(np.asarray(X[compared[start:start + _LEAK_BLOCK]], dtype=np.float32) - center)
+            block = l2_normalized_rows(np.asarray(X[compared[start:start + _LEAK_BLOCK]], dtype=np.float32) - center)
             best = np.maximum(best, (queries @ block.T).max(axis=1))
         near = int((best >= LEAK_NEAR_COSINE).sum())
     near_share = near / len(checked) if len(checked) else 0.0
     share = (int(exact_mask.sum()) + near_share * len(others)) / max(len(val_rows), 1)
     return {"val_rows": len(val_rows), "exact": int(exact_mask.sum()), "near_checked": len(checked),
             "near": near, "near_cosine": LEAK_NEAR_COSINE, "share": round(float(share), 4)}
-
-
-def _unit(rows: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(rows, axis=1, keepdims=True)
-    unit: np.ndarray = rows / np.maximum(norms, 1e-12)
-    return unit
 
 
 def leak_warning(leaks: dict[str, float | int]) -> str | None:

@@ -120,6 +120,13 @@ class FeatureStore:
         hashes: np.ndarray = self._file["content_sha256"][: self.n_done]
         return hashes
 
+    def content_sha256_of(self, rows: np.ndarray) -> np.ndarray:
+        """The content sha256 of committed `rows` (sorted, distinct), read without the others."""
+        if len(rows) and (rows[0] < 0 or rows[-1] >= self.n_done or (np.diff(rows) <= 0).any()):
+            raise ValueError(f"rows must be sorted, distinct and below the {self.n_done} committed")
+        hashes: np.ndarray = self._file["content_sha256"][rows]
+        return hashes
+
     def __len__(self) -> int:
         return self.n_done
 
