@@ -20,8 +20,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from featx.bench.frontier import markdown as frontier_markdown
+from featx.bench.frontier import pareto
+from featx.bench.frontier import plot as frontier_plot
+
 RESULTS = Path(__file__).resolve().parent / "results"
-K_VALUES = (1, 10, 100)
 BACKBONES = {"minilm": "MiniLM", "mpnet": "mpnet"}
 
 
@@ -52,56 +55,18 @@ def frontier_rows(dataset: str) -> list[dict[str, Any]]:
             else:
                 name, once, model = f"frozen + {row['head']}", extract_s, backbone
             out.append({"method": name, "backbone": model, "accuracy": row["accuracy"], "once": once, "each": each})
-    for k in K_VALUES:
-        costs = [r["once"] + k * r["each"] for r in out]
-        for row, cost in zip(out, costs):
-            row[f"k{k}"] = cost
-            row[f"pareto{k}"] = not any(
-                other["accuracy"] >= row["accuracy"] and other_cost <= cost
-                and (other["accuracy"] > row["accuracy"] or other_cost < cost)
-                for other, other_cost in zip(out, costs))
+    pareto(out, key="accuracy")
     return sorted(out, key=lambda r: r["accuracy"])
 
 
 def markdown(dataset: str, rows: list[dict[str, Any]]) -> str:
-    """The frontier table; ● marks a Pareto-optimal row at that K."""
-    head = ("| method | backbone | test accuracy | one-time s | per classifier s | "
-            + " | ".join(f"K={k} s" for k in K_VALUES) + " |")
-    lines = [f"### {dataset}: seconds to obtain K classifiers (● = Pareto-optimal at that K)", "",
-             head, "|" + "---|" * (5 + len(K_VALUES))]
-    for r in rows:
-        cells = [f"{r[f'k{k}']:,.0f}{' ●' if r[f'pareto{k}'] else ''}" for k in K_VALUES]
-        lines.append(f"| {r['method']} | {r['backbone']} | {r['accuracy']:.4f} | {r['once']:,.0f} | "
-                     f"{r['each']:,.1f} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    """The frontier table; ● marks a Pareto-optimal row at that K (featx.bench.frontier)."""
+    return frontier_markdown(dataset, rows, "test accuracy", key="accuracy")
 
 
 def plot(dataset: str, rows: list[dict[str, Any]], path: Path) -> None:
     """Accuracy against seconds for K = 1, 10, 100 (log scale); Pareto points filled."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    figure, axes = plt.subplots(1, len(K_VALUES), figsize=(13, 4.2), sharey=True)
-    for axis, k in zip(axes, K_VALUES):
-        for r in rows:
-            axis.scatter(r[f"k{k}"], r["accuracy"], marker="o" if r[f"pareto{k}"] else "x",
-                         color="C0" if r["backbone"] == "MiniLM" else "C1" if r["backbone"] == "mpnet" else "C2")
-            axis.annotate(r["method"], (r[f"k{k}"], r["accuracy"]), fontsize=6, xytext=(3, 2),
-                          textcoords="offset points")
-        frontier = sorted((r[f"k{k}"], r["accuracy"]) for r in rows if r[f"pareto{k}"])
-        axis.plot(*zip(*frontier), "k--", linewidth=0.8)
-        axis.set_xscale("log")
-        axis.set_xlabel(f"seconds for K={k} classifiers (log)")
-        axis.grid(alpha=0.3)
-    axes[0].set_ylabel("test accuracy")
-    figure.suptitle(f"{dataset}: blue MiniLM, orange mpnet, green no backbone; circles are Pareto-optimal")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    frontier_plot(dataset, rows, path, "test accuracy", key="accuracy")
 
 
 def main(datasets: list[str]) -> None:

@@ -28,6 +28,7 @@ _LAZY = {
     "encode": "featx.encoding", "Encoder": "featx.encoding",
     "ArraySource": "featx.data.images", "open_images": "featx.data.images", "ImagePreprocess": "featx.backbones.vision",
     "load_image_backbone": "featx.backbones.vision", "module_backbone": "featx.backbones.vision",
+    "relabel_store": "featx.relabel",
 }
 
 __all__ = sorted([*_LAZY, "FeatxError", "FeatxWarning", "__version__"])

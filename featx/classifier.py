@@ -31,6 +31,18 @@ class PretrainedClassifier(ClassifierMixin, BaseEstimator):
     class_names: tuple[str, ...]
     modality: str = "text"  # what it classifies: a registered modality's name (featx.modalities)
     name: str = "the model"  # how messages name it (its folder, when loaded from one)
+    # What it predicts (featx.data.targets.TASKS): for "multi", `class_names` are labels and
+    # `thresholds` decide each; for "regression" they are the targets, and outputs are values.
+    task: str = "single"
+    thresholds: np.ndarray | None = None
+
+    def decide(self, outputs: np.ndarray) -> np.ndarray:
+        """What `predict_input`'s outputs say: class indices; 0/1 rows (multi-label); the values."""
+        if self.task == "regression":
+            return outputs
+        if self.task == "multi":
+            return (outputs >= self.thresholds).astype(np.uint8)
+        return np.asarray(outputs.argmax(-1), dtype=np.int64)
 
     @property
     def classes_(self) -> np.ndarray:
@@ -51,27 +63,34 @@ class PretrainedClassifier(ClassifierMixin, BaseEstimator):
         raise NotImplementedError
 
     def predict_input(self, source: Any, summary: Any) -> Iterator[tuple[Any, np.ndarray]]:
-        """(record, probabilities) for every row of a Source, streamed `chunk_rows` at a time."""
+        """(record, outputs) for every row of a Source, streamed `chunk_rows` at a time: the classes'
+        (multi-label: each label's) probabilities, or a regression model's values."""
         records = source.records(summary)
         while chunk := list(itertools.islice(records, self.chunk_rows)):
             yield from zip(chunk, self.predict_proba([self.record_input(record) for record in chunk]))
 
     def evaluate(self, source: Any) -> dict[str, Any]:
         """Metrics on a labelled input (a featx Source), classes matched by name (``n``: rows scored)."""
+        from featx.data.targets import label_rows
         from featx.errors import FeatxError
-        from featx.metrics import classification_metrics, labels_as
+        from featx.metrics import labels_as, task_metrics
 
         self.check_input(source)
         summary = source.scan()
         if summary.classes is None:
             raise FeatxError(f"{source.name} has no labels to score against: name its label column "
                              "(--label-column), or give images in class folders")
+        if summary.task != self.task:
+            raise FeatxError(f"{source.name} is read with {summary.task} labels and {self.name} predicts {self.task} "
+                             "ones: read it with the options its training input was (--multi-label, --target)")
         truth, predicted = [], []
-        for record, probabilities in self.predict_input(source, summary):
+        for record, outputs in self.predict_input(source, summary):
             truth.append(record.label)
-            predicted.append(int(probabilities.argmax()))
-        gold = labels_as(np.asarray(truth, dtype=np.int64), summary.classes, self.class_names, source.name)
-        return classification_metrics(gold, np.asarray(predicted, dtype=np.int64), self.class_names)
+            predicted.append(self.decide(outputs))
+        rows = label_rows(summary, truth)
+        assert rows is not None  # a labelled input
+        gold = labels_as(rows, summary.classes, self.class_names, source.name)
+        return task_metrics(gold, np.asarray(predicted), self.class_names)
 
     def check_input(self, source: Any) -> None:
         """Refuse, in one line, an input of another modality (images for a text model)."""

@@ -74,5 +74,5 @@ def _train_subset(path: Path, rows: int, seed: int) -> Path:
         f.write("label\tsentence\n")
         for i, record in enumerate(source.records(summary)):
             if i in keep:
-                f.write(f"{(summary.classes or ())[record.label]}\t{record.text}\n")
+                f.write(f"{(summary.classes or ())[int(record.label)]}\t{record.text}\n")  # type: ignore[arg-type]
     return path

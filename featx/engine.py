@@ -23,6 +23,7 @@ from featx.background import BackgroundWorker, prefetch
 from featx.caches import rejected_counts
 from featx.data import InputSummary, Source, describe_json
 from featx.data.memory import is_in_memory, open_columns
+from featx.data.targets import label_rows
 from featx.errors import FeatxError, OutputError, ParameterError
 from featx.featurizers import Featurizer
 from featx.hardware import describe_hardware
@@ -49,7 +50,7 @@ class Window:
 def extract(input: str | Path | Source | Any, output: str | Path, *, model: Any = None, read: Any = None,
             vectors: Any = None, store: Any = None, run: Any = None, featurizer: Featurizer | None = None,
             runner: Runner | None = None, open_writer: Callable[..., StoreWriter] | None = None,
-            **options: Any) -> FeatureStore:
+            labels: Sequence[Any] | None = None, **options: Any) -> FeatureStore:
     """Embed every row of `input` with a frozen backbone into the store at `output`.
 
     The options come in five groups (featx.options): `read` (ReadOptions: columns, skip_bad),
@@ -87,8 +88,12 @@ def extract(input: str | Path | Source | Any, output: str | Path, *, model: Any 
 
     `input` may also be rows in memory (featx.data.memory): a list of texts, a dict of columns, a
     pandas DataFrame, a pyarrow Table or a `datasets.Dataset`, read with `text_column` (default
-    "text"), `label_column` and `id_column` as a file is; the same rows give the same vectors and
-    fingerprint as a file.
+    "text"), `label_column` and `id_column` as a file is (a list of texts takes its `labels`
+    beside it); the same rows give the same vectors and fingerprint as a file.
+
+    Targets beyond one class a row (read options, featx.data.targets): `multi_label=","` splits a
+    label cell (a list cell is read as is), `label_columns` reads several 0/1 columns, `target`
+    one or more number columns (regression); the store records the task (featx.store.layout).
 
     Images (a folder, a .zip, ``X.zip:FOLDER``, an ImageTableSource or ArraySource): `model`
     defaults to efficientnet-lite0, the text settings (max_length, long, stride) do not
@@ -102,10 +107,16 @@ def extract(input: str | Path | Source | Any, output: str | Path, *, model: Any 
     reading = chosen.read
     if is_in_memory(input):  # a list of texts, a dict of columns, a DataFrame, a pyarrow Table, a Dataset
         input = open_columns(input, text_column=reading.text_column, label_column=reading.label_column,
-                             id_column=reading.id_column)
+                             id_column=reading.id_column, labels=labels, **reading.targets())
+        if reading.where is not None:
+            raise ParameterError("where", "selects rows of a file: select the rows of an object in memory yourself")
+    elif labels is not None:
+        raise ParameterError("labels", "go beside a list of texts; a file or table names its label column")
     modality = modality_of(input)
     source: Source = modality.open(input, text_column=reading.text_column, label_column=reading.label_column,
-                                   id_column=reading.id_column) if isinstance(input, (str, Path)) else input
+                                   id_column=reading.id_column, **reading.targets(),
+                                   **({"where": reading.where} if reading.where else {})) \
+        if isinstance(input, (str, Path)) else input
     summary = source.scan()
     t_scanned = running_time()
     if featurizer is None:
@@ -120,7 +131,7 @@ def extract(input: str | Path | Source | Any, output: str | Path, *, model: Any 
     row_offset, n_rows = (0, summary.n_rows) if shard is None else shard_rows(summary.n_rows, window_rows, *shard)
     plan = StorePlan(config=config, input_json=describe_json(source), input_sha256=summary.sha256,
                      input_rows=summary.n_rows, dim=featurizer.dim,
-                     classes=summary.classes, id_kind=summary.id_kind, window_rows=window_rows,
+                     classes=summary.classes, task=summary.task, id_kind=summary.id_kind, window_rows=window_rows,
                      hardware=describe_hardware(featurizer.device), compression=chosen.store.compression,
                      row_offset=row_offset, n_rows=n_rows, shard=shard, state_dim=state_dim,
                      input_path=_input_path(source),
@@ -231,12 +242,10 @@ def _run(source: Source, summary: InputSummary, featurizer: Featurizer, runner: 
          writer: StoreWriter, progress: bool | None, cache: EmbeddingCache | None = None) -> dict[str, float]:
     """Extract every uncommitted window into `writer`; returns seconds per stage (and cache hits)."""
     timer: dict[str, float] = {}
-    has_labels = summary.classes is not None
-
     def commit(item: tuple[Window, np.ndarray, dict[str, np.ndarray]]) -> None:
         window, hashes, features = item
         t0 = time.perf_counter()
-        labels = np.array([r.label for r in window.records], dtype=np.int64) if has_labels else None
+        labels = label_rows(summary, [r.label for r in window.records])
         writer.write_window(window.start, [r.id for r in window.records], hashes, labels, features,
                             {"truncated": window.truncated, "skipped": window.skipped})
         timer["write_s"] = timer.get("write_s", 0.0) + time.perf_counter() - t0

@@ -54,12 +54,28 @@ class _Group:
 @dataclass(frozen=True)
 class ReadOptions(_Group):
     """How a path is read: the columns holding the text, label and id (None: found by name), and
-    `skip_bad`, which keeps unreadable images as flagged rows instead of stopping (images only)."""
+    `skip_bad`, which keeps unreadable images as flagged rows instead of stopping (images only).
+
+    Targets other than one class a row (featx.data.targets): `multi_label` (the separator of a
+    label cell's labels), `label_columns` (several 0/1 columns), `target` (one or more number
+    columns: regression), `allow_empty_labels` (a multi-label row may have none), and
+    `label_names` (a file of one class name a line, or the names: label i's name, every class).
+    `where` ("COL=VALUE", files only): read only the rows whose COL holds VALUE."""
 
     text_column: str | None = None
     label_column: str | None = None
     id_column: str | None = None
     skip_bad: bool = False
+    multi_label: str | None = None
+    label_columns: Sequence[str] | str | None = None
+    target: Sequence[str] | str | None = None
+    allow_empty_labels: bool = False
+    label_names: str | Path | Sequence[str] | None = None
+    where: str | None = None
+
+    def targets(self) -> dict[str, Any]:
+        """The target options that are set, as reading choices (featx.data.open_input's keywords)."""
+        return {name: value for name in TARGET_CHOICES if (value := getattr(self, name)) not in (None, False)}
 
 
 @dataclass(frozen=True)
@@ -130,6 +146,8 @@ class RunOptions(_Group):
                 COUNT.check(name, getattr(self, name))
 
 
+# The reading choices that say what the labels are (featx.data.targets reads them).
+TARGET_CHOICES = ("multi_label", "label_columns", "target", "allow_empty_labels", "label_names")
 GROUPS: dict[str, Any] = {"read": ReadOptions, "model": ModelOptions, "vectors": VectorOptions,
                                    "store": StoreOptions, "run": RunOptions}
 # Each field's group: a keyword named after a field fills it.

@@ -53,6 +53,21 @@ class Predictor(PretrainedClassifier):
         return self.head.class_names
 
     @property
+    def task(self) -> str:  # type: ignore[override]
+        return self.head.task
+
+    @property
+    def thresholds(self) -> np.ndarray | None:  # type: ignore[override]
+        return getattr(self.head.estimator, "thresholds_", None)
+
+    def _outputs(self, head_input: Any) -> np.ndarray:
+        """The head's probabilities (multi-label: each label's), or a regression head's values."""
+        estimator = self.head.estimator
+        result: np.ndarray = estimator.predict_values(head_input) if self.task == "regression" else \
+            estimator.predict_proba(head_input)
+        return result
+
+    @property
     def encoder(self) -> Encoder:
         """The backbone under the head's extraction config, loaded (and checked) on first use."""
         if self._encoder is None:
@@ -70,14 +85,25 @@ class Predictor(PretrainedClassifier):
         return TextVectors(list(texts), vectors) if "texts" in reads else vectors
 
     def predict_proba(self, inputs: Sequence[Any]) -> np.ndarray:
-        """Class probabilities, one row per text (or image), columns in `class_names` order."""
-        result: np.ndarray = self.head.estimator.predict_proba(self._head_input(inputs, self.encoder.features(inputs)))
-        return result
+        """Class probabilities (multi-label: each label's), one row per text (or image), columns in
+        `class_names` order."""
+        if self.task == "regression":
+            raise FeatxError(f"{self.name} predicts values ({', '.join(self.class_names)}), not probabilities: "
+                             "use predict")
+        return self._outputs(self._head_input(inputs, self.encoder.features(inputs)))
 
     def predict(self, inputs: Sequence[Any]) -> np.ndarray:
-        """The predicted class name of each text (or image): the head's own decision rule."""
-        index = self.head.estimator.predict(self._head_input(inputs, self.encoder.features(inputs)))
-        result: np.ndarray = self.classes_[index]
+        """The predicted class name of each text (or image), by the head's own decision rule; for a
+        multi-label head each row's tuple of label names, for a regression head its values (rows x
+        targets)."""
+        decided = self.decide(self._outputs(self._head_input(inputs, self.encoder.features(inputs))))
+        if self.task == "regression":
+            return decided
+        if self.task == "multi":
+            rows = np.empty(len(decided), dtype=object)
+            rows[:] = [tuple(self.class_names[j] for j in np.flatnonzero(row)) for row in decided]
+            return rows
+        result: np.ndarray = self.classes_[decided]
         return result
 
     def predict_input(self, source: Source, summary: InputSummary) -> Iterator[tuple[Any, np.ndarray]]:
@@ -87,8 +113,7 @@ class Predictor(PretrainedClassifier):
         for window in iter_windows(source, summary, featurizer, 0, window_rows):
             features = runner.run(featurizer, window.items)
             texts = [record.text for record in window.records] if "texts" in self.head.estimator.reads else []
-            probabilities = self.head.estimator.predict_proba(self._head_input(texts, features))
-            yield from zip(window.records, probabilities)
+            yield from zip(window.records, self._outputs(self._head_input(texts, features)))
 
     def save(self, folder: str | Path) -> Path:
         """Write predictor.json and head/ as the folder `folder`, atomically (see featx.atomic)."""
@@ -195,11 +220,20 @@ def write_predictions(predictor: PretrainedClassifier, source: Source, output: s
 
 def _write_rows(predictor: PretrainedClassifier, source: Source, summary: InputSummary, sink: TextIO,
                 bar: Any) -> None:
-    names = predictor.class_names
+    names, task = predictor.class_names, predictor.task
     gold = summary.classes  # an input with labels: each row carries its own (the "gold" label) too
-    for record, probabilities in predictor.predict_input(source, summary):
-        row = {"id": record.id, "label": names[int(probabilities.argmax())],
-               **({"gold": gold[record.label]} if gold is not None and record.label >= 0 else {}),
-               "probabilities": {n: round(float(p), 6) for n, p in zip(names, probabilities)}}
+    for record, outputs in predictor.predict_input(source, summary):
+        decided = predictor.decide(outputs)
+        if task == "regression":
+            row = {"id": record.id, "values": {n: float(v) for n, v in zip(names, decided)},
+                   **({"gold": dict(zip(gold, record.label))} if gold is not None else {})}
+        elif task == "multi":
+            row = {"id": record.id, "labels": [names[j] for j in np.flatnonzero(decided)],
+                   **({"gold": [gold[j] for j in record.label]} if gold is not None else {}),
+                   "scores": {n: round(float(p), 6) for n, p in zip(names, outputs)}}
+        else:
+            row = {"id": record.id, "label": names[int(decided)],
+                   **({"gold": gold[record.label]} if gold is not None and record.label >= 0 else {}),
+                   "probabilities": {n: round(float(p), 6) for n, p in zip(names, outputs)}}
         sink.write(json.dumps(row) + "\n")
         bar.update()

@@ -23,7 +23,7 @@ from featx.heads import HEAD_KINDS, TrainedHead, make_head, parse_head_spec
 from featx.heads.base import sequence_read, spec_value
 from featx.heads.inputs import check_compatible, check_trainable, checked_states, checked_texts, head_input, labelled
 from featx.heads.split import carved_leaks, leak_warning, stratified_split
-from featx.metrics import classification_metrics, markdown_table
+from featx.metrics import headline, markdown_table, multilabel_metrics, task_metrics
 from featx.mteb import mteb_protocol
 from featx.store import FeatureStore
 
@@ -136,7 +136,7 @@ def train_heads(train: FeatureStore, specs: list[HeadSpec], poolings: list[str] 
             delayed(_fit)(spec, X_in, y, X_val_in, y_val, pooling, meta, seed)
             for spec, (X_in, X_val_in) in zip(here, inputs))
         for head, (_, X_val_in) in zip(trained, inputs):
-            head.metrics = {"val": classification_metrics(y_val, head.estimator.predict(X_val_in), meta.classes)}
+            head.metrics = {"val": validation_metrics(head, X_val_in, y_val, meta.classes)}
             if val is None:
                 head.metrics["val"]["source"] = f"{val_fraction:g} of train held out (seed {seed})"
                 head.metrics["val"]["twins_in_train"] = leaks
@@ -147,6 +147,17 @@ def train_heads(train: FeatureStore, specs: list[HeadSpec], poolings: list[str] 
             head.metrics["test"] = head.evaluate(test, given.get("test"))
         rows.append(result_row(head))
     return heads, rows
+
+
+def validation_metrics(head: TrainedHead, X_val: Any, y_val: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
+    """The head's metrics on its validation rows; a multi-label head's also say what choosing each
+    label's threshold there gained over a fixed 0.5 (`macro_f1_at_0.5`, `threshold_gain`)."""
+    metrics = task_metrics(y_val, head.estimator.predict(X_val), names)
+    if head.task == "multi":
+        fixed = multilabel_metrics(y_val, (head.estimator.predict_proba(X_val) >= 0.5).astype(np.uint8), names)
+        metrics.update({"macro_f1_at_0.5": fixed["macro_f1"], "micro_f1_at_0.5": fixed["micro_f1"],
+                        "threshold_gain": round(metrics["macro_f1"] - fixed["macro_f1"], 6)})
+    return metrics
 
 
 def _readable_hashes(store: FeatureStore) -> np.ndarray:
@@ -249,26 +260,44 @@ def read_head_grid(path: str | Path) -> list[str]:
 
 
 def result_row(head: TrainedHead) -> dict[str, Any]:
-    """One line of the comparison table for a trained head."""
+    """One line of the comparison table for a trained head: its task's metrics (TASK_SCORES) on
+    validation and test, and `val_score`, the validation figure heads are ranked by (HEADLINE)."""
     chosen = head.estimator.describe_choice()
     val, test = head.metrics.get("val"), head.metrics.get("test")
-    return {
-        "head": head.name, "kind": head.kind, "pooling": head.pooling, "chosen": chosen,
-        "val_accuracy": val["accuracy"] if val else None,
-        "test_accuracy": test["accuracy"] if test else None,
-        "test_macro_f1": test["macro_f1"] if test else None,
-        "fit_seconds": round(head.fit_seconds, 2),
-        "warning": head.estimator.selection_warning(),
-    }
+    task = head.task
+    row: dict[str, Any] = {"head": head.name, "kind": head.kind, "pooling": head.pooling, "chosen": chosen,
+                           **({"head_task": task} if task != "single" else {})}
+    for split, metrics in (("val", val), ("test", test)):
+        for key in TASK_SCORES[task][split]:
+            row[f"{split}_{key}"] = metrics.get(key) if metrics else None
+    row["val_score"] = headline(val) if val else None
+    return {**row, "fit_seconds": round(head.fit_seconds, 2), "warning": head.estimator.selection_warning()}
 
 
-RESULT_COLUMNS = [("head", "head"), ("pooling", "pooling"), ("chosen", "chosen"), ("val_accuracy", "val acc"),
-                  ("test_accuracy", "test acc"), ("test_macro_f1", "test macro-F1"), ("fit_seconds", "fit s")]
+# Each task's figures in a result row, by split; the first of "val" is the one heads are ranked by.
+TASK_SCORES = {"single": {"val": ("accuracy",), "test": ("accuracy", "macro_f1")},
+               "multi": {"val": ("macro_f1", "threshold_gain"), "test": ("macro_f1", "micro_f1", "subset_accuracy")},
+               "regression": {"val": ("mean_pearson",), "test": ("mean_pearson", "mean_spearman", "mean_rmse",
+                                                                 "mean_r2")}}
+_HEADERS = {"accuracy": "acc", "macro_f1": "macro-F1", "micro_f1": "micro-F1", "subset_accuracy": "subset acc",
+            "threshold_gain": "threshold gain", "mean_pearson": "mean r", "mean_spearman": "mean rho",
+            "mean_rmse": "mean RMSE", "mean_r2": "mean R2"}
+
+
+def result_columns(task: str = "single") -> list[tuple[str, str]]:
+    """The comparison table's columns for a task's result rows."""
+    scores = [(f"{split}_{key}", f"{split} {_HEADERS[key]}") for split in ("val", "test")
+              for key in TASK_SCORES[task][split]]
+    return [("head", "head"), ("pooling", "pooling"), ("chosen", "chosen"), *scores, ("fit_seconds", "fit s")]
+
+
+RESULT_COLUMNS = result_columns()
 
 
 def best_head(heads: list[TrainedHead], rows: list[dict[str, Any]]) -> TrainedHead:
-    """The head with the best validation accuracy (never chosen on test)."""
-    scored = [(row["val_accuracy"] if row["val_accuracy"] is not None else -1.0, -i) for i, row in enumerate(rows)]
+    """The head with the best validation score (accuracy; macro-F1 multi-label; mean Pearson r
+    regression), never chosen on test."""
+    scored = [(row["val_score"] if row.get("val_score") is not None else -1.0, -i) for i, row in enumerate(rows)]
     return heads[-max(scored)[1]]
 
 
@@ -281,7 +310,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             if f"{key}_std" in row:
                 row[key] = f"{row[key]:.4f} ± {row[f'{key}_std']:.4f}"
         shown.append(row)
-    return markdown_table(shown, RESULT_COLUMNS)
+    return markdown_table(shown, result_columns(rows[0].get("head_task", "single") if rows else "single"))
 
 
 def write_results(folder: Path, rows: list[dict[str, Any]], extra: dict[str, Any]) -> None:

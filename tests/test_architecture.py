@@ -9,7 +9,8 @@ PIPELINE = ["featx._version", "featx.errors", "featx.constraints", "featx.atomic
             "featx.backbones",
             "featx.batching", "featx.pooling", "featx.top_blocks", "featx.featurizers", "featx.runners",
             "featx.shards", "featx.metrics", "featx.recipe", "featx.classifier", "featx.finetune_images",
-            "featx.finetune_texts", "featx.modalities", "featx.engine", "featx.verify", "featx.encoding", "featx.launch",
+            "featx.finetune_texts", "featx.modalities", "featx.engine", "featx.verify", "featx.relabel", "featx.encoding",
+            "featx.launch",
             "featx.heads", "featx.mteb", "featx.finetune", "featx.predictor", "featx.embedder", "featx.train",
             "featx.bench", "featx.demo", "featx.cli", "featx.__main__", "featx"]
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import click
@@ -186,3 +187,73 @@ def bench(suite_file: str, output: str, data_dir: str | None, stages: str) -> No
     document = write_report(output, suite.name, rows, f"featx bench {suite_file} -o {output}")
     click.echo(markdown_report(document))
     click.echo(f"{len(document['rows'])} rows in {output}/results.json", err=True)
+
+
+@cli.command()
+@click.argument("store")
+@click.argument("input")
+@click.option("-o", "--output", required=True, help="Store file to write (.h5): STORE's vectors, INPUT's labels.")
+@input_options()
+def relabel(store: str, input: str, output: str, **columns: Any) -> None:
+    """Give STORE's vectors other labels, read again from INPUT, the input it was extracted from:
+    one cache, every head. The vectors are not copied (virtual datasets over STORE: keep it beside
+    OUTPUT); every row's text is checked against STORE's.
+
+    \b
+    Example (the sentiment cache of IMDB reviews, as a rating regressor's):
+      featx relabel imdb-train.h5 imdb/train.jsonl.gz -o imdb-train-rating.h5 --target rating
+    """
+    from featx.relabel import relabel_store
+
+    written = relabel_store(store, open_input_columns(input, columns), output)
+    from featx.store import open_store
+
+    with open_store(written) as relabelled:
+        click.echo(f"{written}: {len(relabelled):,} rows of {store}'s vectors, {relabelled.task} labels "
+                   f"({', '.join((relabelled.classes or ())[:6])}{', ...' if len(relabelled.classes or ()) > 6 else ''})",
+                   err=True)
+
+
+@cli.command()
+@click.argument("train")
+@click.option("--val", help="Validation input [default: 10 % of TRAIN, seeded, as featx train carves it].")
+@click.option("--test", required=True, help="Test input: only reported on, never chosen on.")
+@click.option("-o", "--output", required=True, help="Folder for the table, plot, stores and the best predictor.")
+@click.option("--budget", default="15m", show_default=True, help="Time for the whole run: 900, 900s, 15m or 1h.")
+@click.option("--seed", type=Constrained(NON_NEGATIVE), default=0, show_default=True)
+@input_options("TRAIN, --val and --test")
+def frontier(train: str, val: str | None, test: str, output: str, budget: str, seed: int, **columns: Any) -> None:
+    """Which method for which budget, on your own data: TF-IDF, frozen MiniLM, the hybrid head,
+    frozen mpnet, cached blocks and the top-2 fine-tune, in order of cost, within --budget. Prints
+    the frontier table (Pareto rows marked), saves its plot and exports the best predictor by
+    validation; methods that would overrun the budget are skipped with their estimated seconds.
+
+    \b
+    Example:
+      featx frontier emotion/train.jsonl --val emotion/validation.jsonl --test emotion/test.jsonl \\
+        -o runs/frontier --budget 10m
+    """
+    from featx.bench.frontier import run_frontier
+
+    sources = {name: open_input_columns(spec, columns) if spec else None
+               for name, spec in (("train", train), ("val", val), ("test", test))}
+    document = run_frontier(sources["train"], sources["test"], output, val=sources["val"],  # type: ignore[arg-type]
+                            budget_s=_seconds(budget), seed=seed, echo=lambda line: click.echo(line, err=True))
+    click.echo((Path(output) / "frontier.md").read_text(encoding="utf-8"))
+    if "exported" in document:
+        chosen = document["exported"]
+        click.echo(f"exported {chosen['method']} (best on validation) to {chosen['folder']}; "
+                   f"{document['wall_s']:,.0f} s of {document['budget_s']:,.0f}", err=True)
+
+
+def _seconds(text: str) -> float:
+    """A duration: 900, 900s, 15m or 1h."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1)
+    try:
+        seconds = float(number) * unit
+    except ValueError:
+        seconds = -1.0
+    if seconds <= 0:
+        raise FeatxError(f"--budget {text!r}: give a duration such as 900, 900s, 15m or 1h")
+    return seconds

@@ -98,6 +98,16 @@ def input_options(what: str = "INPUT") -> Decorator:
         click.option("--text-column", help="Column with the text [default: text; sentence for bundled SST-2]."),
         click.option("--image-column", help="Column with image paths, relative to the table: read it as images."),
         click.option("--label-column", help="Column with the label [default: label, when present]."),
+        click.option("--multi-label", metavar="SEP", help="Multi-label: split the label cell on SEP (e.g. ','; a "
+                     "JSON list cell is read as is)."),
+        click.option("--label-columns", metavar="A,B,C", help="Multi-label: several 0/1 columns, one a class."),
+        click.option("--target", metavar="COL[,COL]", help="Regression: one or more number columns as the targets."),
+        click.option("--allow-empty-labels", is_flag=True, default=None,
+                     help="Multi-label: a row may have no label (else an empty cell is an error)."),
+        click.option("--label-names", type=click.Path(dir_okay=False), help="File of class names, one a line: "
+                     "label i is line i's name, and every class is kept."),
+        click.option("--where", metavar="COL=VALUE", help="Read only the rows whose COL holds VALUE (e.g. "
+                     "split=train: a file holding its own splits)."),
         click.option("--id-column", help="Column with row ids [default: the 0-based row index]."),
         click.option("--format", "fmt", type=click.Choice(FORMATS), help="Input format [default: from the name]."),
         click.option("--no-header", is_flag=True, help="CSV/TSV without a header row: columns are 0, 1, ..."),

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from featx.data.source import InputSource
+from featx.data.targets import Targets
 from featx.errors import FeatxError, ParameterError
 
 
@@ -39,13 +40,18 @@ class ColumnsSource(InputSource):
         return {**super().describe(), "format": f"memory:{self.kind}"}
 
     def _rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
-        used = [c for c in (self.text_column, self.label_column, self.id_column) if c is not None]
+        used = self._used()
         for index in range(_length(self.columns)):
             yield index, {name: self.columns[name][index] for name in used}
 
+    def _used(self) -> list[str]:
+        """The columns read, in the order their cells are hashed."""
+        return [c for c in (self.id_column, self.text_column, self.label_column, *self.targets.columns)
+                if c is not None]
+
     def _content_sha256(self) -> str:
         digest = hashlib.sha256()
-        used = [c for c in (self.id_column, self.text_column, self.label_column) if c is not None]
+        used = self._used()
         for _, row in self._rows():
             digest.update(json.dumps([_plain(row[c]) for c in used], ensure_ascii=False).encode() + b"\n")
         return digest.hexdigest()
@@ -59,31 +65,53 @@ def is_in_memory(obj: Any) -> bool:
 
 
 def open_columns(obj: Any, *, text_column: str | None = None, label_column: str | None = None,
-                 id_column: str | None = None, labels: Sequence[Any] | None = None) -> ColumnsSource:
-    """A ColumnsSource over an in-memory input; `labels` go beside a list of texts."""
+                 id_column: str | None = None, labels: Sequence[Any] | None = None,
+                 multi_label: str | None = None, label_columns: Sequence[str] | str | None = None,
+                 target: Sequence[str] | str | None = None, allow_empty_labels: bool = False,
+                 label_names: Sequence[str] | None = None) -> ColumnsSource:
+    """A ColumnsSource over an in-memory input; `labels` go beside a list of texts (a list of
+    label lists is multi-label). The target options are featx.data.open_input's; a Dataset's
+    `Sequence(ClassLabel)` label column is read as multi-label without them."""
     kind = _kind(obj) or ("list" if isinstance(obj, (list, tuple)) else "dict")
-    label_names: dict[str, str] = {}
+    if kind == "list" and labels is not None and multi_label is None and any(isinstance(x, (list, tuple))
+                                                                             for x in labels):
+        multi_label = ","
+    if kind == "Dataset" and multi_label is None and _sequence_names(obj, label_column or "label") is not None:
+        multi_label = ","
+    targets = Targets.of(multi_label=multi_label, label_columns=label_columns, target=target,
+                         allow_empty_labels=allow_empty_labels, label_column=label_column)
+    names_by_key: dict[str, str] = {}
     if kind == "list":
         if not all(isinstance(text, str) for text in obj):
             raise ParameterError("input", "as a list must hold texts (str); give a dict of columns for more")
         columns: dict[str, Sequence[Any]] = {"text": list(obj)}
         text_column = text_column or "text"
-        if labels is not None:
+        if labels is not None and targets.task == "regression":
+            if len(targets.columns) != 1:
+                raise ParameterError("target", "names the one column the labels of a list of texts fill")
+            columns[targets.columns[0]] = list(labels)
+        elif labels is not None:
             columns["label"], label_column = list(labels), label_column or "label"
     else:
         if labels is not None:
             raise ParameterError("labels", f"go beside a list of texts; a {kind} names its label column instead")
         text_column = text_column or "text"
-        columns = _read_columns(obj, kind, [c for c in (text_column, label_column, id_column) if c])
-        label_names = _class_names(obj, kind, label_column)
+        if targets.task == "multi" and not targets.columns and label_column is None:
+            label_column = "label"
+        columns = _read_columns(obj, kind, [c for c in (text_column, label_column, id_column, *targets.columns) if c])
+        names_by_key = _class_names(obj, kind, label_column)
+    given = tuple(label_names) if label_names is not None else None
+    if given is not None:
+        names_by_key = {str(i): n for i, n in enumerate(given)}
     name = f"a {kind} in memory"
-    for column in (text_column, label_column, id_column):
+    for column in (text_column, label_column, id_column, *targets.columns):
         if column is not None and column not in columns:
             raise FeatxError(f"{name} has no column {column!r}; it has: {', '.join(map(str, columns)) or 'none'}")
     if _length(columns) == 0:
         raise FeatxError(f"{name} has no rows: nothing to extract")
     return ColumnsSource(path=Path("<memory>"), format="memory", text_column=text_column, label_column=label_column,
-                         id_column=id_column, label_names=label_names, name=name, columns=columns, kind=kind)
+                         id_column=id_column, label_names=names_by_key, name=name, columns=columns, kind=kind,
+                         targets=targets, classes_given=given)
 
 
 def _kind(obj: Any) -> str | None:
@@ -118,8 +146,16 @@ def _class_names(obj: Any, kind: str, label_column: str | None) -> dict[str, str
     if kind != "Dataset" or label_column is None:
         return {}
     feature = getattr(obj, "features", {}).get(label_column)
-    names = getattr(feature, "names", None)
+    names = getattr(feature, "names", None) or _sequence_names(obj, label_column)
     return {str(i): str(n) for i, n in enumerate(names)} if names else {}
+
+
+def _sequence_names(obj: Any, column: str) -> list[str] | None:
+    """The class names of a Dataset column that is a sequence of ClassLabel (multi-label), else None."""
+    feature = getattr(obj, "features", {}).get(column)
+    inner = getattr(feature, "feature", None)
+    names = getattr(inner, "names", None)
+    return list(names) if names else None
 
 
 def _length(columns: Mapping[str, Sequence[Any]]) -> int:
@@ -136,7 +172,7 @@ HF_PREFIX = "hf:"
 
 
 def open_hf(spec: str, *, text_column: str | None = None, label_column: str | None = None,
-            id_column: str | None = None) -> ColumnsSource:
+            id_column: str | None = None, **targets: Any) -> ColumnsSource:
     """`hf:PATH[:SPLIT]`: a folder written by `save_to_disk` (a Dataset, or a DatasetDict and the
     SPLIT to read), else a dataset already in the local Hugging Face cache (offline with
     HF_DATASETS_OFFLINE=1); read as `open_columns` reads a Dataset."""
@@ -158,5 +194,5 @@ def open_hf(spec: str, *, text_column: str | None = None, label_column: str | No
         found = found[split]
     elif split:
         raise FeatxError(f"{spec}: {name} is one Dataset without splits: leave out ':{split}'")
-    source = open_columns(found, text_column=text_column, label_column=label_column, id_column=id_column)
+    source = open_columns(found, text_column=text_column, label_column=label_column, id_column=id_column, **targets)
     return dataclasses.replace(source, name=spec)

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,18 +17,18 @@ from featx.atomic import file_sha256
 from featx.data.base import Source
 from featx.data.bundled import BUNDLED, resolve_bundled
 from featx.data.readers import DEFAULT_ENCODING, FORMATS, check_encoding, detect_format, read_rows
+from featx.data.targets import Targets, as_int, label_key, read_label_names
 from featx.errors import FeatxError, InputError
 
-# Spellings a missing value gets when a script or a data frame writes one as text.
-MISSING_LABELS = frozenset({"nan", "null", "none"})
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One input row: its id, its text and its label index (-1 when unlabelled)."""
+    """One input row: its id, its text and its label: a class index (-1 when unlabelled), or for
+    a multi-label input the tuple of its class indices, for a regression input its targets."""
 
     id: int | str
     text: str
-    label: int
+    label: int | tuple[int, ...] | tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -37,9 +36,10 @@ class InputSummary:
     """What one pass over the input learned: size, labels, id kind, content hash."""
 
     n_rows: int
-    classes: tuple[str, ...] | None
+    classes: tuple[str, ...] | None  # the class names, or a regression input's target names
     id_kind: str  # "int" or "str"
     sha256: str
+    task: str = "single"  # featx.data.targets.TASKS
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,12 @@ class InputSource:
     # e.g. (10, (0,)) and (10, (1, ..., 9)) split a file into a 10 % / 90 % holdout.
     rows_mod: tuple[int, tuple[int, ...]] | None = None
     encoding: str = DEFAULT_ENCODING
+    targets: Targets = field(default_factory=Targets)
+    # The complete class list, from --label-names (label i is the i-th name): a split that lacks a
+    # rare class still gets every class. None: the classes found in the input.
+    classes_given: tuple[str, ...] | None = None
+    # Keep only the rows whose column holds this value (--where split=train): one file, its own splits.
+    where: tuple[str, str] | None = None
 
     def describe(self) -> dict[str, Any]:
         """The column and row choices that, with the file's bytes, define which texts are read.
@@ -67,27 +73,44 @@ class InputSource:
         return {"format": self.format, "text_column": self.text_column, "label_column": self.label_column,
                 "id_column": self.id_column, "header": self.header, "label_names": self.label_names,
                 **({"rows_mod": [self.rows_mod[0], list(self.rows_mod[1])]} if self.rows_mod else {}),
-                **({"encoding": self.encoding} if self.encoding != DEFAULT_ENCODING else {})}
+                **({"encoding": self.encoding} if self.encoding != DEFAULT_ENCODING else {}),
+                **self.targets.describe(), **({"classes": list(self.classes_given)} if self.classes_given else {}),
+                **({"where": list(self.where)} if self.where else {})}
 
     def scan(self) -> InputSummary:
         """Count rows, collect the labels and the id kind, hash the file: one streaming pass."""
         label_keys: set[str] = set()
         ids_are_ints = True
         n_rows = 0
+        task = self.targets.task
         for n_rows, (index, row) in enumerate(self._rows(), start=1):
             self._text(row, index + 1)
-            if self.label_column is not None:
+            if task == "multi":
+                label_keys.update(self.targets.keys(row, self.label_column, self._where(index + 1)))
+            elif task == "regression":
+                self.targets.numbers(row, self._where(index + 1))
+            elif self.label_column is not None:
                 label_keys.add(self._label_key(row, index + 1))
             if self.id_column is not None and ids_are_ints:
-                ids_are_ints = _as_int(self._raw(row, self.id_column, index + 1)) is not None
+                ids_are_ints = as_int(self._raw(row, self.id_column, index + 1)) is not None
         if n_rows == 0:
             raise FeatxError(f"{self.name} has no rows: nothing to extract")
         classes = None
-        if self.label_column is not None:
+        if self.targets.columns:
+            classes = self.targets.columns  # the 0/1 columns, or the target names
+        elif self.classes_given is not None:
+            unknown = sorted(k for k in label_keys if self.label_names.get(k, k) not in self.classes_given)
+            if unknown:
+                raise InputError(f"{self.name} has labels --label-names does not name: "
+                                 f"{', '.join(map(repr, unknown[:5]))}")
+            classes = self.classes_given
+        elif self.label_column is not None:
             keys = sorted(label_keys, key=_label_sort_key(label_keys))
             classes = tuple(self.label_names.get(k, k) for k in keys)
+        if task == "multi" and not self.targets.allow_empty and not classes:
+            raise FeatxError(f"{self.name} has no labels")
         return InputSummary(n_rows=n_rows, classes=classes, id_kind="int" if ids_are_ints else "str",
-                            sha256=self._content_sha256())
+                            sha256=self._content_sha256(), task=task)
 
     def _content_sha256(self) -> str:
         """The sha256 the store records for the input: of the file's bytes."""
@@ -99,25 +122,41 @@ class InputSource:
         if summary.classes is not None:
             names = {self.label_names.get(k, k): k for k in self.label_names} if self.label_names else {}
             label_index = {names.get(c, c): i for i, c in enumerate(summary.classes)}
+            label_index.update({c: i for i, c in enumerate(summary.classes) if c not in label_index})
+        task = self.targets.task
         for index, row in itertools.islice(self._rows(), start, None):
             row_number = index + 1  # 1-based position in the file, for messages
             text = self._text(row, row_number)
-            label = -1
-            if self.label_column is not None:
-                key = self._label_key(row, row_number)
-                if key not in label_index:
-                    raise FeatxError(f"{self.name} changed while being read: row {row_number} has a new label {key!r}")
-                label = label_index[key]
+            label: int | tuple[int, ...] | tuple[float, ...] = -1
+            if task == "regression":
+                label = self.targets.numbers(row, self._where(row_number))
+            elif task == "multi":
+                keys = self.targets.keys(row, self.label_column, self._where(row_number))
+                label = tuple(self._index(label_index, key, row_number) for key in keys)
+            elif self.label_column is not None:
+                label = self._index(label_index, self._label_key(row, row_number), row_number)
             row_id: int | str = row_number - 1
             if self.id_column is not None:
                 raw = self._raw(row, self.id_column, row_number)
-                as_int = _as_int(raw)
-                row_id = as_int if summary.id_kind == "int" and as_int is not None else str(raw)
+                number = as_int(raw)
+                row_id = number if summary.id_kind == "int" and number is not None else str(raw)
             yield Record(row_id, text, label)
+
+    def _index(self, label_index: dict[str, int], key: str, row_number: int) -> int:
+        if key not in label_index:
+            raise FeatxError(f"{self.name} changed while being read: row {row_number} has a new label {key!r}")
+        return label_index[key]
+
+    def _where(self, row_number: int) -> str:
+        return f"{self.name} row {row_number}"
 
     def _rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
         """(0-based index in the file, row) for every selected row."""
-        rows = enumerate(read_rows(self.path, self.format, self.header, self.encoding))
+        rows: Iterator[tuple[int, dict[str, Any]]] = enumerate(read_rows(self.path, self.format, self.header,
+                                                                          self.encoding))
+        if self.where is not None:
+            column, value = self.where
+            rows = ((i, row) for i, row in rows if str(row.get(column, "")).strip() == value)
         if self.rows_mod is None:
             return rows
         modulus, keep = self.rows_mod[0], frozenset(self.rows_mod[1])
@@ -138,28 +177,34 @@ class InputSource:
 
     def _label_key(self, row: dict[str, Any], row_number: int) -> str:
         value = row.get(self.label_column) if self.label_column is not None else None
-        number = _as_int(value)
-        key = str(number) if number is not None else "" if value is None else str(value).strip()
-        if not key or key.lower() in MISSING_LABELS or (isinstance(value, float) and math.isnan(value)):
-            raise InputError(f"{self.name} row {row_number}: the label ({self.label_column!r}) is missing "
-                             f"({'null' if value is None else repr(value)}); featx does not guess labels: "
-                             "fill it in or drop the row")
-        return key
+        if isinstance(value, (list, tuple)):
+            raise InputError(f"{self._where(row_number)}: the label ({self.label_column!r}) is a list; read it as "
+                             "several labels with --multi-label , (any separator: a list is read as is)")
+        return label_key(value, self.label_column, self._where(row_number))
 
 
 def open_input(spec: str | Path, *, text_column: str | None = None, label_column: str | None = None,
                id_column: str | None = None, header: bool = True, fmt: str | None = None,
-               rows_mod: tuple[int, tuple[int, ...]] | None = None, encoding: str | None = None) -> InputSource:
+               rows_mod: tuple[int, tuple[int, ...]] | None = None, encoding: str | None = None,
+               multi_label: str | None = None, label_columns: Sequence[str] | str | None = None,
+               target: Sequence[str] | str | None = None, allow_empty_labels: bool = False,
+               label_names: str | Path | Sequence[str] | None = None, where: str | None = None) -> InputSource:
     """An InputSource for a file path or a bundled name like ``sst2:dev``, columns checked.
 
     Defaults: the text column is ``text``; the label column is ``label`` when the input
     has one (otherwise the store is unlabelled); ids are the 0-based row index; the
-    text is UTF-8 unless `encoding` names another codec.
+    text is UTF-8 unless `encoding` names another codec. Multi-label and regression targets:
+    `multi_label` (a cell's separator), `label_columns` (0/1 columns), `target` (number columns),
+    featx.data.targets; `label_names` (a file of one name a line, or the names): label i's name.
+    `where` ("COL=VALUE"): only the rows whose COL holds VALUE (a file holding its own splits).
     """
+    targets = Targets.of(multi_label=multi_label, label_columns=label_columns, target=target,
+                         allow_empty_labels=allow_empty_labels, label_column=label_column)
+    given_names = _given_names(label_names)
     encoding = DEFAULT_ENCODING if encoding is None else check_encoding(encoding)
     bundled = resolve_bundled(str(spec))
     if bundled is not None:
-        path, fmt, defaults, label_names, name = bundled.path, "tsv", bundled.columns, bundled.label_names, str(spec)
+        path, fmt, defaults, names_by_key, name = bundled.path, "tsv", bundled.columns, bundled.label_names, str(spec)
     else:
         path = Path(spec).expanduser()
         name = str(spec)
@@ -171,28 +216,59 @@ def open_input(spec: str | Path, *, text_column: str | None = None, label_column
         fmt = fmt or detect_format(path)
         if fmt not in FORMATS:
             raise FeatxError(f"unknown format {fmt!r}: choose from {', '.join(FORMATS)}")
-        defaults, label_names = {}, {}
+        defaults, names_by_key = {}, {}
     if fmt == "txt":
         header = False
     columns = _first_row_columns(path, fmt, header, name, encoding)
     text_column = text_column or defaults.get("text") or "text"
-    if label_column is None:
+    if label_column is None and not targets.columns:
         label_column = defaults.get("label") or ("label" if "label" in columns else None)
-    for role, column in (("text", text_column), ("label", label_column), ("id", id_column)):
+    if targets.task == "multi" and not targets.columns and label_column is None:
+        raise FeatxError(f"--multi-label splits the label column, and {name} has no column 'label': "
+                         "name it with --label-column")
+    if given_names is not None:
+        names_by_key = {str(i): n for i, n in enumerate(given_names)}
+    kept = _where(where)
+    for role, column in (("text", text_column), ("label", label_column), ("id", id_column), ("where", kept and kept[0]),
+                         *((("target" if targets.task == "regression" else "label"), c) for c in targets.columns)):
         if column is not None and column not in columns:
             shown = ", ".join(columns)
             if not header and fmt in ("csv", "tsv"):
                 shown += " (no header: columns are numbered from 0)"
             raise FeatxError(f"{role} column {column!r} is not in {name}; its columns are: {shown} "
-                             f"(choose with --{role}-column)")
+                             f"(choose with {_FLAGS.get(role, f'--{role}-column')})")
     if rows_mod is not None:
         modulus, keep = int(rows_mod[0]), tuple(sorted({int(r) for r in rows_mod[1]}))
         if modulus < 1 or not keep or not all(0 <= r < modulus for r in keep):
             raise FeatxError(f"row selection {rows_mod!r}: need a modulus >= 1 and remainders in 0..modulus-1")
         rows_mod = (modulus, keep)
     return InputSource(path=path, format=fmt, text_column=text_column, label_column=label_column,
-                       id_column=id_column, header=header, label_names=label_names, name=name, rows_mod=rows_mod,
-                       encoding=encoding)
+                       id_column=id_column, header=header, label_names=names_by_key, name=name, rows_mod=rows_mod,
+                       encoding=encoding, targets=targets, classes_given=given_names, where=kept)
+
+
+_FLAGS = {"target": "--target", "where": "--where", "label": "--label-column or --label-columns"}
+
+
+def _where(spec: str | None) -> tuple[str, str] | None:
+    if spec is None:
+        return None
+    column, sep, value = spec.partition("=")
+    if not sep or not column.strip():
+        raise FeatxError(f"--where {spec!r}: write COLUMN=VALUE, e.g. split=train")
+    return column.strip(), value.strip()
+
+
+def _given_names(label_names: str | Path | Sequence[str] | None) -> tuple[str, ...] | None:
+    """--label-names: a file of one class name a line, or the names themselves."""
+    if label_names is None:
+        return None
+    if isinstance(label_names, (str, Path)):
+        return read_label_names(label_names)
+    names = tuple(str(n) for n in label_names)
+    if not names or len(set(names)) != len(names):
+        raise FeatxError("label_names must be distinct class names")
+    return names
 
 
 def _first_row_columns(path: Path, fmt: str, header: bool, name: str, encoding: str) -> list[str]:
@@ -205,27 +281,9 @@ def _first_row_columns(path: Path, fmt: str, header: bool, name: str, encoding: 
     return list(first)
 
 
-def _as_int(value: Any) -> int | None:
-    """The integer a value spells exactly (7, "7"), else None; "007" and True are not ints."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            number = int(text)
-        except ValueError:
-            return None
-        return number if str(number) == text else None
-    return None
-
-
 def _label_sort_key(keys: set[str]) -> Callable[[str], tuple[int, str]]:
     """Numeric order when every label is an integer, else alphabetical: stable across runs."""
-    if all(_as_int(k) is not None for k in keys):
+    if all(as_int(k) is not None for k in keys):
         return lambda k: (int(k), k)
     return lambda k: (0, k)
 

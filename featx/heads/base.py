@@ -8,6 +8,9 @@ reads the registry.
 The protocol, beyond scikit-learn's `fit`/`predict`/`predict_proba`:
 - ``fit(X, y, X_val=None, y_val=None)``: validation rows, when given, choose the
   hyper-parameter the head sweeps (C, alpha, k, the epoch) and are never trained on;
+  `y` is one task's labels (featx.metrics.task_of): class indices, a 0/1 matrix (multi-label:
+  ``predict_proba`` gives each label's probability, and ``thresholds_``, chosen on validation,
+  decide), or float targets (regression: ``predict_values``). A kind lists the `tasks` it fits;
 - ``describe_choice()``: what was chosen and how, one short phrase for tables;
 - ``state_arrays()`` / ``fitted_summary()``: the fitted numbers (safetensors) and the
   facts of the fit (JSON); ``check_state(arrays, n_classes)`` refuses arrays that do not
@@ -20,15 +23,18 @@ from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
 
 from featx.constraints import Constraint, check_params
 from featx.errors import FeatxError, ParameterError
+from featx.metrics import choose_thresholds, task_of
 
 HEAD_KINDS: dict[str, type[Head]] = {}
 DEFAULT_HEADS = ("logreg", "mlp")
 # What a head may read instead of vectors: a store's per-row sequences (featx.store.states),
 # token states (--cache-layer) or window vectors (--keep-windows).
 SEQUENCE_READS = ("states", "windows")
+TASK_NAMES = {"single": "single-label", "multi": "multi-label", "regression": "regression"}
 
 
 def sequence_read(reads: tuple[str, ...]) -> str | None:
@@ -47,6 +53,44 @@ class Head(ClassifierMixin, BaseEstimator):
     reads: ClassVar[tuple[str, ...]] = ("vectors",)
     # What each hyper-parameter may be (featx.constraints), checked by make_head and by fit.
     parameter_constraints: ClassVar[dict[str, Constraint]] = {}
+    # The tasks the kind fits (featx.data.targets.TASKS).
+    tasks: ClassVar[tuple[str, ...]] = ("single",)
+
+    def _task(self, y: Any) -> str:
+        """The task of `y`, set as `task_`; one line when this kind does not fit it."""
+        task = task_of(np.asarray(y))
+        if task not in self.tasks:
+            able = ", ".join(kind for kind, cls in HEAD_KINDS.items() if task in cls.tasks)
+            raise FeatxError(f"the {self.kind} head does not fit {TASK_NAMES[task]} labels: use {able}")
+        self.task_ = task
+        return task
+
+    def _set_thresholds(self, X_val: Any, y_val: np.ndarray | None) -> None:
+        """Multi-label: each label's threshold on predict_proba, chosen by F1 on the validation rows
+        (0.5 without any), kept as `thresholds_` and saved with the head."""
+        if getattr(self, "task_", "single") != "multi":
+            return
+        self.thresholds_ = np.full(len(self.classes_), 0.5) if X_val is None or y_val is None else \
+            choose_thresholds(self.predict_proba(X_val), np.asarray(y_val))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Class labels; a multi-label row's 0/1 labels (probability >= its threshold); a regression
+        row's values."""
+        check_is_fitted(self)
+        task = getattr(self, "task_", "single")
+        if task == "regression":
+            return self.predict_values(X)
+        probabilities = self.predict_proba(X)
+        if task == "multi":
+            return (probabilities >= self.thresholds_).astype(np.uint8)
+        result: np.ndarray = self.classes_[probabilities.argmax(1)]
+        return result
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict_values(self, X: Any) -> np.ndarray:
+        raise NotImplementedError
 
     def _validate_params(self) -> None:
         """Refuse hyper-parameters outside the kind's declared constraints (a ParameterError naming one)."""

@@ -9,6 +9,12 @@ dense block is the vectors standardised on the training rows and scaled by
 ``X_val`` given to `fit`, else a stratified `val_fraction` of the training rows, then
 refit on all of them), C upwards with warm starts as the logreg head sweeps it.
 
+Multi-label: one-vs-rest logistic regression of every label at once on the same stacked
+features (featx.heads.multilabel), weight and C chosen by macro-F1 with each label's threshold
+tuned on validation. Regression: ridge on the stacked features with alpha = 1 / C (the same
+grid), chosen by mean R². For each weight the C sweep goes up the grid and stops once three
+larger Cs in a row score below that weight's best (as the multi-label logreg head's).
+
 Saved as plain tensors: the vocabulary (its terms, newline-joined UTF-8 bytes, in
 column order), the idf, the standardisation, the coefficients and intercepts.
 """
@@ -24,7 +30,7 @@ import numpy as np
 import scipy.sparse
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
@@ -32,8 +38,10 @@ from sklearn.utils.validation import check_is_fitted
 from featx.constraints import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, Constraint, Grid, Interval
 from featx.errors import DamagedError, FeatxError, ParameterError
 from featx.heads.base import Head, edge_warning, register_head
-from featx.heads.logreg import DEFAULT_CS
+from featx.heads.logreg import DEFAULT_CS, PATIENCE
+from featx.heads.multilabel import fit_logistic, probabilities
 from featx.heads.split import stratified_split
+from featx.metrics import mean_r2, tuned_macro_f1
 from featx.progress import progress_bar
 from featx.store import FeatureStore
 
@@ -68,6 +76,7 @@ class HybridHead(Head):
     kind = "hybrid"
 
     summary = "TF-IDF of the texts beside the vectors (needs --texts)"
+    tasks = ("single", "multi", "regression")
     reads = ("texts", "vectors")
     parameter_constraints: ClassVar[dict[str, Constraint]] = {
         "C": Interval(float, 0, low_open=True, allow_none=True), "Cs": Grid(POSITIVE),
@@ -90,6 +99,8 @@ class HybridHead(Head):
         """Choose the weight and C (unless both are given), then fit on the training rows."""
         self._validate_params()
         X, y = _text_vectors(X, "X"), np.asarray(y)
+        if self._task(y) != "single":
+            return self._fit_matrix(X, y, None if X_val is None else _text_vectors(X_val, "X_val"), y_val)
         check_classification_targets(y)
         self.classes_ = np.unique(y)
         weights = self.weights if self.weight is None else (self.weight,)
@@ -113,6 +124,71 @@ class HybridHead(Head):
         self.n_features_in_ = int(X.vectors.shape[1])
         return self
 
+    def _fit_matrix(self, X: TextVectors, Y: np.ndarray, X_val: TextVectors | None,
+                    Y_val: np.ndarray | None) -> HybridHead:
+        """Multi-label or regression (see the module docstring): weight and C chosen on validation."""
+        self.classes_ = np.arange(Y.shape[1])
+        weights = self.weights if self.weight is None else (self.weight,)
+        Cs = tuple(sorted(self.Cs if self.C is None else (self.C,)))
+        fit_rows = np.arange(len(Y))
+        if X_val is None:
+            fit_rows, held_out = stratified_split(Y, self.val_fraction, self.random_state)
+            X_val, Y_val = X.take(held_out), Y[held_out]
+            self.selection_ = f"{self.val_fraction:g} held out, then refit on all rows"
+        else:
+            self.selection_ = "validation"
+        Y_val = np.asarray(Y_val)
+        fit = X.take(fit_rows)
+        self.vectorizer_, self.scaler_ = _fitted_parts(fit)
+        best: tuple[float, float, float, np.ndarray] | None = None
+        self.curve_ = []
+        with progress_bar(len(weights) * len(Cs), f"{self.kind} head", unit="fit") as bar:
+            for weight in weights:
+                train = self._design(fit, self.vectorizer_, self.scaler_, weight)
+                val = self._design(X_val, self.vectorizer_, self.scaler_, weight)
+                W, here, falling = None, -math.inf, 0
+                for C in Cs:  # upwards, each fit starting from the last
+                    W = self._solve(train, Y[fit_rows], C, W)
+                    score = tuned_macro_f1(probabilities(val, W), Y_val) if self.task_ == "multi" else \
+                        mean_r2(_linear(_joined(val), W), Y_val)
+                    self.curve_.append({"weight": float(weight), "C": float(C), "score": score})
+                    if best is None or (score, -C, -abs(math.log(weight))) > (best[0], -best[2], -abs(math.log(best[1]))):
+                        best = (score, float(weight), float(C), W)
+                    bar.update()
+                    here, falling = (score, 0) if score > here else (here, falling + 1)
+                    if falling >= PATIENCE:  # below this weight's best at each of the last larger Cs
+                        bar.update(len(Cs) - 1 - Cs.index(C))
+                        break
+        assert best is not None
+        _, self.weight_, self.C_, self.weights_ = best
+        if len(weights) * len(Cs) == 1:
+            self.curve_, self.selection_ = [], "given"
+        self.model_, self.n_features_in_ = None, int(X.vectors.shape[1])
+        if self.task_ == "multi":  # thresholds from a model that did not train on the validation rows
+            self._set_thresholds(X_val, Y_val)
+        if len(fit_rows) < len(Y):  # refit on every row
+            self.vectorizer_, self.scaler_ = _fitted_parts(X)
+            self.weights_ = self._solve(self._design(X, self.vectorizer_, self.scaler_, self.weight_), Y, self.C_, None)
+        return self
+
+    def _solve(self, design: list[Any], Y: np.ndarray, C: float, start: np.ndarray | None) -> np.ndarray:
+        """Weights (width + 1, outputs), intercepts last: logistic for multi-label, ridge for regression."""
+        if self.task_ == "multi":
+            return fit_logistic(design, Y, C, start, self.max_iter)
+        ridge = Ridge(alpha=1.0 / C, solver="sparse_cg", max_iter=self.max_iter).fit(
+            _joined(design), np.asarray(Y, dtype=np.float64))
+        return np.vstack([np.asarray(ridge.coef_).reshape(Y.shape[1], -1).T, np.asarray(ridge.intercept_)[None]])
+
+    def predict_values(self, X: TextVectors) -> np.ndarray:
+        check_is_fitted(self)
+        return _linear(self._stacked(_text_vectors(X, "X"), self.vectorizer_, self.scaler_, self.weight_), self.weights_)
+
+    @staticmethod
+    def _design(X: TextVectors, vectorizer: TfidfVectorizer, scaler: StandardScaler, weight: float) -> list[Any]:
+        """The stacked features as their two column blocks: TF-IDF (sparse) and the scaled vectors (dense)."""
+        dense = scaler.transform(np.asarray(X.vectors, dtype=np.float64)) * (weight / math.sqrt(X.vectors.shape[1]))
+        return [vectorizer.transform(X.texts), dense]
+
     def _curve(self, X: TextVectors, y: np.ndarray, X_val: TextVectors, y_val: np.ndarray,
                weights: tuple[float, ...], Cs: tuple[float, ...]) -> list[dict[str, float]]:
         vectorizer, scaler = _fitted_parts(X)
@@ -129,19 +205,15 @@ class HybridHead(Head):
                     bar.update()
         return curve
 
-    @staticmethod
-    def _stacked(X: TextVectors, vectorizer: TfidfVectorizer, scaler: StandardScaler, weight: float) -> Any:
-        dense = scaler.transform(np.asarray(X.vectors, dtype=np.float64)) * (weight / math.sqrt(X.vectors.shape[1]))
-        return scipy.sparse.hstack([vectorizer.transform(X.texts), scipy.sparse.csr_matrix(dense)], format="csr")
+    def _stacked(self, X: TextVectors, vectorizer: TfidfVectorizer, scaler: StandardScaler, weight: float) -> Any:
+        return _joined(self._design(X, vectorizer, scaler, weight))
 
     def predict_proba(self, X: TextVectors) -> np.ndarray:
         check_is_fitted(self)
-        result: np.ndarray = self.model_.predict_proba(
-            self._stacked(_text_vectors(X, "X"), self.vectorizer_, self.scaler_, self.weight_))
-        return result
-
-    def predict(self, X: TextVectors) -> np.ndarray:
-        result: np.ndarray = self.classes_[self.predict_proba(X).argmax(axis=1)]
+        design = self._design(_text_vectors(X, "X"), self.vectorizer_, self.scaler_, self.weight_)
+        if self.model_ is None:  # multi-label: each label's probability
+            return probabilities(design, self.weights_)
+        result: np.ndarray = self.model_.predict_proba(_joined(design))
         return result
 
     def describe_choice(self) -> str:
@@ -165,7 +237,9 @@ class HybridHead(Head):
     def state_arrays(self) -> dict[str, np.ndarray]:
         check_is_fitted(self)
         terms = sorted(self.vectorizer_.vocabulary_, key=self.vectorizer_.vocabulary_.get)
-        return {"coef": self.model_.coef_, "intercept": self.model_.intercept_, "idf": self.vectorizer_.idf_,
+        coef, intercept = (self.weights_[:-1].T, self.weights_[-1]) if self.model_ is None else \
+            (self.model_.coef_, self.model_.intercept_)
+        return {"coef": coef, "intercept": intercept, "idf": self.vectorizer_.idf_,
                 "vocabulary": np.frombuffer("\n".join(terms).encode("utf-8"), dtype=np.uint8),
                 "mean": self.scaler_.mean_, "scale": self.scaler_.scale_}
 
@@ -178,7 +252,7 @@ class HybridHead(Head):
         if set(arrays) != names:
             raise DamagedError(f"hybrid arrays are {sorted(arrays)}, not {sorted(names)}")
         terms = _terms(arrays["vocabulary"])
-        rows = 1 if n_classes == 2 else n_classes
+        rows = 1 if n_classes == 2 and getattr(self, "task_", "single") == "single" else n_classes
         width = len(terms) + arrays["mean"].shape[0]
         if arrays["coef"].shape != (rows, width) or arrays["intercept"].shape != (rows,) \
                 or arrays["idf"].shape != (len(terms),) or arrays["scale"].shape != arrays["mean"].shape:
@@ -196,6 +270,9 @@ class HybridHead(Head):
         self.scaler_.mean_, self.scaler_.scale_ = arrays["mean"], arrays["scale"]
         self.scaler_.var_ = arrays["scale"] ** 2
         self.scaler_.n_features_in_ = self.n_features_in_ = int(arrays["mean"].shape[0])
+        if getattr(self, "task_", "single") != "single":
+            self.model_, self.weights_ = None, np.vstack([arrays["coef"].T, arrays["intercept"][None]])
+            return self
         model = _logistic(self.C_, self.max_iter, self.random_state)
         model.coef_, model.intercept_, model.classes_ = arrays["coef"], arrays["intercept"], self.classes_
         model.n_features_in_ = int(arrays["coef"].shape[1])
@@ -232,6 +309,15 @@ def _fit_quietly(model: LogisticRegression, X: Any, y: np.ndarray) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(X, y)
+
+
+def _joined(design: list[Any]) -> Any:
+    return scipy.sparse.hstack([design[0], scipy.sparse.csr_matrix(design[1])], format="csr")
+
+
+def _linear(X: Any, W: np.ndarray) -> np.ndarray:
+    result: np.ndarray = np.asarray(X @ W[:-1]) + W[-1]
+    return result
 
 
 def _terms(vocabulary: np.ndarray) -> list[str]:

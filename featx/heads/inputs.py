@@ -90,6 +90,11 @@ def check_trainable(store: FeatureStore) -> None:
     if labels is None:
         raise FeatxError(f"{store.path} has no labels: heads need a labelled store (extract with --label-column)")
     readable = store.readable()
+    if store.task != "single":  # a multi-label or regression head needs rows to tell apart
+        if len(labels) < 2 or (store.task == "multi" and not labels.any()):
+            raise FeatxError(f"{store.path} holds {len(labels)} rows{' and no label' if len(labels) > 1 else ''}: "
+                             "a head needs at least two rows and one label")
+        return
     present = np.unique(labels if readable is None else labels[readable])
     if len(present) < 2:  # one class leaves a classifier nothing to tell apart
         name = (store.classes or ())[int(present[0])] if len(present) else "none"
@@ -100,6 +105,9 @@ def check_compatible(train: FeatureStore, other: FeatureStore | None, role: str)
     """Refuse a validation or test store extracted with another config than the training store."""
     if other is None:
         return
+    if other.classes is not None and train.classes is not None and other.task != train.task:
+        raise FeatxError(f"the {role} store {other.path} holds {other.task} labels and {train.path} {train.task} ones: "
+                         "extract both with the same --multi-label / --label-columns / --target")
     if other.fingerprint != train.fingerprint:
         raise FeatxError(f"the {role} store {other.path} was extracted with another config than {train.path} "
                          f"(fingerprint {other.fingerprint[:12]} vs {train.fingerprint[:12]}): extract both the same way")

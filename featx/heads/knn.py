@@ -11,6 +11,7 @@ from featx.constraints import COUNT, FRACTION, NON_NEGATIVE, Constraint, Grid, I
 from featx.errors import DamagedError
 from featx.heads.base import Head, edge_warning, register_head
 from featx.heads.split import can_stratify, stratified_split
+from featx.metrics import mean_r2, tuned_macro_f1
 from featx.pooling import l2_normalized_rows
 
 DEFAULT_KS = (1, 3, 5, 10, 20, 50)
@@ -26,9 +27,14 @@ class KNNHead(Head):
     all training rows). The fitted state is the L2-normalised training matrix itself
     (n_train x D float32), so a saved kNN head is as large as its training features.
     Ties between classes go to the class listed first.
+
+    Multi-label: a label's probability is the share of the k neighbours holding it, its threshold
+    chosen on validation (k by tuned macro-F1). Regression: the mean of the neighbours' targets
+    (k by mean R²).
     """
 
     kind = "knn"
+    tasks = ("single", "multi", "regression")
 
     summary = "k nearest neighbours by cosine"
 
@@ -46,6 +52,8 @@ class KNNHead(Head):
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
             y_val: np.ndarray | None = None) -> KNNHead:
         self._validate_params()
+        if self._task(y) != "single":
+            return self._fit_matrix(X, np.asarray(y), X_val, y_val)
         X, y = validate_data(self, X, y, dtype=np.float32)
         check_classification_targets(y)
         self.classes_, y_index = np.unique(y, return_inverse=True)
@@ -72,20 +80,65 @@ class KNNHead(Head):
         self.train_labels_ = y_index.astype(np.int64)
         return self
 
+    def _fit_matrix(self, X: np.ndarray, Y: np.ndarray, X_val: np.ndarray | None, Y_val: np.ndarray | None) -> KNNHead:
+        """Multi-label (vote shares) or regression (neighbour means): k by tuned macro-F1 or mean R²."""
+        X, Y = validate_data(self, X, Y, dtype=np.float32, multi_output=True)
+        Y = np.asarray(Y, dtype=np.uint8 if self.task_ == "multi" else np.float64)
+        self.classes_ = np.arange(Y.shape[1])
+        fit_rows = np.arange(len(Y))
+        if X_val is not None:
+            X_val, self.selection_ = validate_data(self, X_val, reset=False, dtype=np.float32), "validation"
+        elif can_stratify(Y, 2):
+            fit_rows, held_out = stratified_split(Y, self.val_fraction, self.random_state)
+            X_val, Y_val, self.selection_ = X[held_out], Y[held_out], "held-out fraction"
+        else:
+            self.selection_ = "default (too few rows to select)"
+        self.train_, self.train_labels_ = l2_normalized_rows(X[fit_rows]), Y[fit_rows]
+        self.curve_ = []
+        if self.n_neighbors is not None or X_val is None:
+            self.k_ = 5 if self.n_neighbors is None else int(self.n_neighbors)
+            self.selection_ = "given" if self.n_neighbors is not None else self.selection_
+        else:
+            score = tuned_macro_f1 if self.task_ == "multi" else mean_r2
+            ks = sorted(k for k in self.ks if k <= len(fit_rows)) or [len(fit_rows)]
+            self.k_ = max(ks)
+            running = np.cumsum(self._neighbour_rows(X_val), axis=1)  # one search, at the largest k
+            self.curve_ = [{"k": int(k), "score": score(running[:, k - 1] / k, np.asarray(Y_val))} for k in ks]
+            self.k_ = int(max(self.curve_, key=lambda p: (p["score"], p["k"]))["k"])
+        if self.task_ == "multi":
+            self._set_thresholds(X_val, Y_val)
+        self.train_, self.train_labels_ = l2_normalized_rows(X), Y
+        return self
+
+    def _neighbour_rows(self, X: np.ndarray) -> np.ndarray:
+        """The label rows or targets of each query's k nearest training rows (queries x k x outputs)."""
+        k = min(self.k_, len(self.train_))
+        out = np.empty((len(X), k, self.train_labels_.shape[1]), dtype=np.float32)
+        for start in range(0, len(X), _QUERY_BLOCK):
+            nearest = _nearest(self.train_, l2_normalized_rows(X[start:start + _QUERY_BLOCK]), k)
+            out[start:start + len(nearest)] = self.train_labels_[nearest]
+        return out
+
+    def _shares(self, X: np.ndarray) -> np.ndarray:
+        """The mean of the k nearest training rows' label rows (vote shares) or targets."""
+        result: np.ndarray = self._neighbour_rows(X).mean(axis=1, dtype=np.float64)
+        return result
+
+    def predict_values(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self)
+        return self._shares(validate_data(self, X, reset=False, dtype=np.float32))
+
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float32)
+        if self.task_ == "multi":
+            return self._shares(X)
         k = min(self.k_, len(self.train_))
         out = np.empty((len(X), len(self.classes_)))
         for start in range(0, len(X), _QUERY_BLOCK):
             nearest = _nearest(self.train_, l2_normalized_rows(X[start:start + _QUERY_BLOCK]), k)
             out[start:start + len(nearest)] = _votes(self.train_labels_[nearest], len(self.classes_))
         return out
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        check_is_fitted(self)
-        result: np.ndarray = self.classes_[self.predict_proba(X).argmax(1)]
-        return result
 
     def describe_choice(self) -> str:
         return f"k={self.k_} ({self.selection_})"
@@ -103,9 +156,13 @@ class KNNHead(Head):
 
     def check_state(self, arrays: dict[str, np.ndarray], n_classes: int) -> None:
         train, labels = arrays.get("train"), arrays.get("train_labels")
-        if train is None or labels is None or train.ndim != 2 or labels.shape != (train.shape[0],) \
-                or set(arrays) != {"train", "train_labels"} or (len(labels) and not 0 <= labels.min() <= labels.max()
-                                                                 < n_classes):
+        single = getattr(self, "task_", "single") == "single"
+        if train is None or labels is None or train.ndim != 2:
+            raise DamagedError(f"knn neighbours do not fit {n_classes} classes")
+        rows = (train.shape[0],) if single else (train.shape[0], n_classes)
+        if labels.shape != rows \
+                or set(arrays) != {"train", "train_labels"} or (single and len(labels) and not 0 <= labels.min()
+                                                                <= labels.max() < n_classes):
             raise DamagedError(f"knn neighbours do not fit {n_classes} classes")
 
     def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict[str, Any]) -> KNNHead:

@@ -28,8 +28,12 @@ from featx.constraints import (
 )
 from featx.errors import DamagedError
 from featx.heads.base import Head, edge_warning, register_head
+from featx.heads.multilabel import fit_logistic, probabilities
 from featx.heads.split import can_stratify, stratified_split
+from featx.metrics import tuned_macro_f1
 
+# A multi-label C sweep stops after this many larger Cs in a row score below the best so far.
+PATIENCE = 3
 DEFAULT_CS = tuple(float(c) for c in np.logspace(-3, 2, 11))
 
 
@@ -42,9 +46,15 @@ class LogRegHead(Head):
     cross-validation when ``cv`` is set, else a stratified ``val_fraction`` of the
     training rows (the final model is then refit on all of them). The chosen value is
     ``C_`` and the whole curve ``curve_`` (one ``{"C", "score"}`` per grid point).
+
+    Multi-label (a 0/1 label matrix): one-vs-rest, every label's logistic regression at the same
+    C fitted jointly (featx.heads.multilabel); C is chosen by macro-F1 on validation with each
+    label's threshold tuned there, and the thresholds (``thresholds_``) are saved with the head.
+    The sweep goes up the grid and stops once three larger Cs in a row score below the best.
     """
 
     kind = "logreg"
+    tasks = ("single", "multi")
 
     summary = "logistic regression, C swept on validation"
 
@@ -69,6 +79,8 @@ class LogRegHead(Head):
             y_val: np.ndarray | None = None) -> LogRegHead:
         """Choose C (unless given), then fit on the training rows."""
         self._validate_params()
+        if self._task(y) == "multi":
+            return self._fit_multi(X, y, X_val, y_val)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
         self.classes_ = np.unique(y)
@@ -79,6 +91,50 @@ class LogRegHead(Head):
             self.C_, self.curve_, self.selection_ = self._select_C(X, y, X_val, y_val)
         self.scaler_, self.model_ = self._fit_one(X, y, self.C_)
         self.n_iter_ = self.model_.n_iter_
+        return self
+
+    def _fit_multi(self, X: np.ndarray, Y: np.ndarray, X_val: np.ndarray | None,
+                   Y_val: np.ndarray | None) -> LogRegHead:
+        X, Y = validate_data(self, X, Y, dtype=[np.float64, np.float32], multi_output=True)
+        Y = np.asarray(Y, dtype=np.uint8)
+        self.classes_ = np.arange(Y.shape[1])
+        fit_rows = np.arange(len(Y))
+        if X_val is not None:
+            X_val, Y_val, self.selection_ = validate_data(self, X_val, reset=False, dtype=[np.float64, np.float32]), \
+                np.asarray(Y_val, dtype=np.uint8), "validation"
+        elif can_stratify(Y, 2):
+            fit_rows, held_out = stratified_split(Y, self.val_fraction, self.random_state)
+            X_val, Y_val, self.selection_ = X[held_out], Y[held_out], "held-out fraction"
+        else:
+            self.selection_ = "default (too few rows to select)"
+        scaler = StandardScaler().fit(X[fit_rows]) if self.standardize else None
+        fit_X = scaler.transform(X[fit_rows]) if scaler else X[fit_rows]
+        Cs = sorted(self.Cs) if self.C is None and X_val is not None else [1.0 if self.C is None else self.C]
+        self.curve_, best = [], None
+        weights: np.ndarray | None = None
+        for C in Cs:  # upwards, each fit starting from the last
+            weights = fit_logistic(fit_X, Y[fit_rows], C, weights, self.max_iter)
+            if X_val is not None and Y_val is not None:
+                scores = probabilities(scaler.transform(X_val) if scaler else X_val, weights)
+                self.curve_.append({"C": float(C), "score": tuned_macro_f1(scores, Y_val)})
+                if best is None or self.curve_[-1]["score"] > best[0]:  # ties: the smaller C
+                    best = (self.curve_[-1]["score"], float(C), weights, scaler)
+                elif len(self.curve_) - max(i for i, p in enumerate(self.curve_) if p["C"] == best[1]) > PATIENCE:
+                    break  # validation fell at each of the last larger Cs, which only cost more to fit
+        if self.C is not None:
+            self.selection_, self.curve_ = "given", []
+        self.C_, weights, scaler = (best[1], best[2], best[3]) if best else (Cs[0], weights, scaler)
+        assert weights is not None  # the grid is never empty
+        self.weights_: np.ndarray = weights
+        if X_val is not None:  # thresholds from a model that did not train on the validation rows
+            self.scaler_, self.weights_, self.model_ = scaler, weights, None
+            self._set_thresholds(X_val, Y_val)
+        else:
+            self.thresholds_ = np.full(len(self.classes_), 0.5)
+        if len(fit_rows) < len(Y):  # refit on every row
+            scaler = StandardScaler().fit(X) if self.standardize else None
+            weights = fit_logistic(scaler.transform(X) if scaler else X, Y, self.C_, weights, self.max_iter)
+        self.scaler_, self.weights_, self.model_, self.n_iter_ = scaler, weights, None, np.zeros(1, dtype=int)
         return self
 
     def _select_C(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None,
@@ -134,17 +190,16 @@ class LogRegHead(Head):
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         X = self._transform(X)
+        if self.model_ is None:  # multi-label: each label's log-odds
+            return np.asarray(X @ self.weights_[:-1] + self.weights_[-1])
         result: np.ndarray = self.model_.decision_function(X)
         return result
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         X = self._transform(X)
+        if self.model_ is None:  # multi-label: each label's probability
+            return probabilities(X, self.weights_)
         result: np.ndarray = self.model_.predict_proba(X)
-        return result
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        X = self._transform(X)
-        result: np.ndarray = self.model_.predict(X)
         return result
 
     # ---- persistence as plain tensors (see featx.heads.base) ----
@@ -152,7 +207,9 @@ class LogRegHead(Head):
     def state_arrays(self) -> dict[str, np.ndarray]:
         """The fitted numbers, for safetensors: coefficients, intercepts, scaler."""
         check_is_fitted(self)
-        state = {"coef": self.model_.coef_, "intercept": self.model_.intercept_}
+        coef, intercept = (self.weights_[:-1].T, self.weights_[-1]) if self.model_ is None else \
+            (self.model_.coef_, self.model_.intercept_)
+        state = {"coef": coef, "intercept": intercept}
         if self.scaler_ is not None:
             state.update(mean=self.scaler_.mean_, scale=self.scaler_.scale_)
         return {k: np.ascontiguousarray(v) for k, v in state.items()}
@@ -160,7 +217,7 @@ class LogRegHead(Head):
     def check_state(self, arrays: dict[str, np.ndarray], n_classes: int) -> None:
         """Refuse saved arrays whose names or shapes do not make this head for `n_classes` classes."""
         coef, intercept = arrays.get("coef"), arrays.get("intercept")
-        rows = 1 if n_classes == 2 else n_classes
+        rows = 1 if n_classes == 2 and getattr(self, "task_", "single") == "single" else n_classes
         if coef is None or intercept is None or coef.ndim != 2 or coef.shape[0] != rows \
                 or intercept.shape != (rows,):
             raise DamagedError(f"logreg weights do not fit {n_classes} classes (coef "
@@ -176,11 +233,6 @@ class LogRegHead(Head):
         self.classes_ = np.asarray(classes)
         self.n_features_in_ = int(arrays["coef"].shape[1])
         self.C_, self.curve_, self.selection_ = fitted["C_"], fitted["curve_"], fitted["selection_"]
-        model = clone(self._new_model(self.C_))
-        model.coef_, model.intercept_, model.classes_ = arrays["coef"], arrays["intercept"], self.classes_
-        model.n_features_in_ = self.n_features_in_
-        self.model_ = model
-        self.n_iter_ = np.asarray(fitted.get("n_iter_", [0]))
         self.scaler_ = None
         if "mean" in arrays:
             scaler = StandardScaler()
@@ -188,6 +240,14 @@ class LogRegHead(Head):
             scaler.var_ = arrays["scale"] ** 2
             scaler.n_features_in_ = self.n_features_in_
             self.scaler_ = scaler
+        self.n_iter_ = np.asarray(fitted.get("n_iter_", [0]))
+        if getattr(self, "task_", "single") == "multi":
+            self.model_, self.weights_ = None, np.vstack([arrays["coef"].T, arrays["intercept"][None]])
+            return self
+        model = clone(self._new_model(self.C_))
+        model.coef_, model.intercept_, model.classes_ = arrays["coef"], arrays["intercept"], self.classes_
+        model.n_features_in_ = self.n_features_in_
+        self.model_ = model
         return self
 
     def describe_choice(self) -> str:

@@ -44,9 +44,14 @@ class MLPHead(Head):
     Validation for early stopping: ``X_val, y_val`` given to `fit`, else a stratified
     ``val_fraction`` of the training rows (then not trained on). The best epoch's
     weights are kept (``best_epoch_``, ``history_``).
+
+    Multi-label: one sigmoid output a label, binary cross-entropy, each label's threshold chosen
+    on the validation rows. Regression: one output a target, mean squared error on the targets
+    standardised on the training rows.
     """
 
     kind = "mlp"
+    tasks = ("single", "multi", "regression")
 
     summary = "an MLP with one hidden layer and early stopping"
 
@@ -74,22 +79,20 @@ class MLPHead(Head):
             y_val: np.ndarray | None = None) -> MLPHead:
         """Train until validation loss stops improving; keep the best epoch."""
         self._validate_params()
+        task = self._task(y)
         if on_disk(X):
             self.n_features_in_ = int(X.shape[1])
             y = np.asarray(y)
         else:
-            X, y = validate_data(self, X, y, dtype=np.float32)
-        check_classification_targets(y)
-        self.classes_, y_index = np.unique(y, return_inverse=True)
+            X, y = validate_data(self, X, y, dtype=np.float32, multi_output=task != "single")
+        y_index = self._targets(y, fit=True)
         train_rows = np.arange(len(y))
         if X_val is not None:
             y_val = np.asarray(y_val)
-            unknown = np.setdiff1d(y_val, self.classes_)
-            if len(unknown):
+            if task == "single" and len(unknown := np.setdiff1d(y_val, self.classes_)):
                 raise ValueError(f"y_val has labels not seen in training: {unknown[:5].tolist()}")
             # A copy: joblib hands workers read-only memory maps, which torch will not wrap.
-            val = (np.array(X_val[:] if on_disk(X_val) else X_val, dtype=np.float32),
-                   np.searchsorted(self.classes_, y_val))
+            val = (np.array(X_val[:] if on_disk(X_val) else X_val, dtype=np.float32), self._targets(y_val))
         elif can_stratify(y_index, 2):
             train_rows, held_out = stratified_split(y_index, self.val_fraction, self.random_state)
             val = (_read_rows(X, held_out), y_index[held_out])
@@ -101,14 +104,39 @@ class MLPHead(Head):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.random_state)
             self._train(X, y_index, train_rows, val)
+        if task == "multi":  # thresholds on the validation rows (none carved: 0.5)
+            self._set_thresholds(None if val is None else val[0], None if val is None else val[1])
         return self
+
+    def _targets(self, y: np.ndarray, fit: bool = False) -> np.ndarray:
+        """What the loss compares the outputs with: class indices (int64), 0/1 labels (float32), or
+        the targets standardised on the training rows (float32). `fit`: learn the classes/moments."""
+        if self.task_ == "single":
+            if fit:
+                check_classification_targets(y)
+                self.classes_ = np.unique(y)
+            return np.searchsorted(self.classes_, y).astype(np.int64)
+        if fit:
+            self.classes_ = np.arange(y.shape[1])
+            self.target_mean_ = y.mean(0).astype(np.float32) if self.task_ == "regression" else None
+            self.target_scale_ = np.maximum(y.std(0), 1e-12).astype(np.float32) if self.task_ == "regression" \
+                else None
+        if self.task_ == "regression":
+            scaled: np.ndarray = ((y - self.target_mean_) / self.target_scale_).astype(np.float32)
+            return scaled
+        return np.asarray(y, dtype=np.float32)
+
+    def _loss(self) -> torch.nn.Module:
+        loss: torch.nn.Module = {"single": torch.nn.CrossEntropyLoss, "multi": torch.nn.BCEWithLogitsLoss,
+                                 "regression": torch.nn.MSELoss}[self.task_]()
+        return loss
 
     def _train(self, X: np.ndarray, y_index: np.ndarray, train_rows: np.ndarray,
                val: tuple[np.ndarray, np.ndarray] | None) -> None:
         rng = np.random.default_rng(self.random_state)
         model = build_mlp(self.n_features_in_, len(self.classes_), self.hidden, self.layers, self.dropout)
         optimizer = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        loss_fn = torch.nn.CrossEntropyLoss()
+        loss_fn = self._loss()
         best_loss, best_state, stale, self.history_ = float("inf"), None, 0, []
         bar = progress_bar(self.max_epochs, f"{self.kind} head", unit="epoch")  # early stopping may end it sooner
         for epoch in range(1, self.max_epochs + 1):
@@ -143,9 +171,11 @@ class MLPHead(Head):
         model.eval()
         with torch.inference_mode():
             logits = model(self._scale(torch.from_numpy(X_val)))
-            targets = torch.from_numpy(y_val.astype(np.int64))
-            return {"val_loss": float(loss_fn(logits, targets)),
-                    "val_accuracy": float((logits.argmax(1) == targets).float().mean())}
+            targets = torch.from_numpy(y_val)
+            record = {"val_loss": float(loss_fn(logits, targets))}
+            if self.task_ == "single":
+                record["val_accuracy"] = float((logits.argmax(1) == targets).float().mean())
+            return record
 
     def _scale(self, xb: torch.Tensor) -> torch.Tensor:
         if self.mean_ is None:
@@ -164,11 +194,13 @@ class MLPHead(Head):
         return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return torch.softmax(self._logits(X), dim=1).numpy().astype(np.float64)
+        logits = self._logits(X)  # checks the head is fitted first
+        if self.task_ == "multi":
+            return torch.sigmoid(logits).numpy().astype(np.float64)
+        return torch.softmax(logits, dim=1).numpy().astype(np.float64)
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        index = self._logits(X).argmax(1).numpy()
-        result: np.ndarray = self.classes_[index]
+    def predict_values(self, X: np.ndarray) -> np.ndarray:
+        result: np.ndarray = (self._logits(X).numpy() * self.target_scale_ + self.target_mean_).astype(np.float64)
         return result
 
     # ---- persistence as plain tensors (see featx.heads.base) ----
@@ -179,6 +211,8 @@ class MLPHead(Head):
         state = {f"net.{k}": v.detach().numpy() for k, v in self.model_.state_dict().items()}
         if self.mean_ is not None:
             state.update(mean=self.mean_, scale=self.scale_)
+        if getattr(self, "target_mean_", None) is not None:
+            state.update(target_mean=self.target_mean_, target_scale=self.target_scale_)
         return state
 
     def check_state(self, arrays: dict[str, np.ndarray], n_classes: int) -> None:
@@ -198,6 +232,8 @@ class MLPHead(Head):
         expected[f"net.{3 * self.layers}.bias"] = (n_classes,)
         if self.standardize:
             expected.update(mean=(first.shape[1],), scale=(first.shape[1],))
+        if getattr(self, "task_", "single") == "regression":
+            expected.update(target_mean=(n_classes,), target_scale=(n_classes,))
         found = {name: tuple(values.shape) for name, values in arrays.items()}
         if found != expected:
             raise DamagedError(f"mlp weights do not match its parameters (hidden {self.hidden}, layers "
@@ -212,6 +248,7 @@ class MLPHead(Head):
         self.model_ = model.eval()
         self.mean_ = arrays.get("mean")
         self.scale_ = arrays.get("scale")
+        self.target_mean_, self.target_scale_ = arrays.get("target_mean"), arrays.get("target_scale")
         self.best_epoch_, self.history_ = fitted["best_epoch_"], fitted["history_"]
         self.n_iter_ = len(self.history_)
         return self
@@ -271,4 +308,4 @@ def _minibatches(X: Any, y_index: np.ndarray, rows: np.ndarray, batch_size: int,
         order = rng.permutation(len(inside))
         for start in range(0, len(order), batch_size):
             pick = order[start:start + batch_size]
-            yield torch.from_numpy(features[pick]), torch.from_numpy(y_index[inside[pick]].astype(np.int64))
+            yield torch.from_numpy(features[pick]), torch.from_numpy(y_index[inside[pick]])

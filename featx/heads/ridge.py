@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.special import softmax
+from scipy.special import expit, softmax
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -13,6 +13,7 @@ from featx.constraints import FRACTION, NON_NEGATIVE, POSITIVE, Constraint, Grid
 from featx.errors import DamagedError
 from featx.heads.base import Head, edge_warning, register_head
 from featx.heads.split import can_stratify, stratified_split
+from featx.metrics import mean_r2, tuned_macro_f1
 
 DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-2, 5, 15))
 # Probabilities are softmax(t * scores), t chosen by validation log-loss on this grid.
@@ -31,11 +32,17 @@ class RidgeHead(Head):
     not probabilities: `predict_proba` is the softmax of the scores times a temperature
     fitted on the same validation rows (``temperature_``), so probabilities are calibrated
     and never change which class wins.
+
+    Multi-label: the same least squares on each label's ±1 column; a label's probability is the
+    sigmoid of its score times a temperature fitted the same way, and its threshold is chosen on
+    validation. Regression: least squares on the targets themselves (one alpha for all of
+    them), alpha chosen by mean R² on validation.
     """
 
     kind = "ridge"
+    tasks = ("single", "multi", "regression")
 
-    summary = "ridge classifier in closed form, alpha swept"
+    summary = "ridge in closed form (classes, labels or targets), alpha swept"
 
     parameter_constraints: ClassVar[dict[str, Constraint]] = {
         "alpha": Interval(float, 0, low_open=True, allow_none=True), "alphas": Grid(POSITIVE),
@@ -51,6 +58,8 @@ class RidgeHead(Head):
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
             y_val: np.ndarray | None = None) -> RidgeHead:
         self._validate_params()
+        if self._task(y) != "single":
+            return self._fit_matrix(X, np.asarray(y), X_val, y_val)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
         self.classes_, y_index = np.unique(y, return_inverse=True)
@@ -63,7 +72,7 @@ class RidgeHead(Head):
             X_val, val_index, self.selection_ = X[held_out], y_index[held_out], "held-out fraction"
         else:
             fit_rows, val_index, self.selection_ = np.arange(len(y)), None, "default (too few rows to select)"
-        solver = _RidgeSolver(X[fit_rows], y_index[fit_rows], len(self.classes_))
+        solver = _RidgeSolver(X[fit_rows], _one_hot(y_index[fit_rows], len(self.classes_)))
         if self.alpha is not None:
             self.alpha_, self.selection_ = float(self.alpha), "given"
             self.curve_: list[dict[str, float]] = []
@@ -79,11 +88,54 @@ class RidgeHead(Head):
         calibration = (solver.scores(X_val, self.alpha_), val_index) \
             if X_val is not None and val_index is not None else None
         if self.selection_ == "held-out fraction":
-            solver = _RidgeSolver(X, y_index, len(self.classes_))  # refit on every row
+            solver = _RidgeSolver(X, _one_hot(y_index, len(self.classes_)))  # refit on every row
         self.mean_, self.scale_ = solver.mean, solver.scale
         self.coef_, self.intercept_ = solver.coefficients(self.alpha_)
         self.temperature_ = _fit_temperature(*(calibration or (self._scores(X), y_index)))
         return self
+
+    def _fit_matrix(self, X: np.ndarray, Y: np.ndarray, X_val: np.ndarray | None,
+                    Y_val: np.ndarray | None) -> RidgeHead:
+        """Multi-label (±1 columns) or regression (the targets): alpha by tuned macro-F1 or mean R²."""
+        X, Y = validate_data(self, X, Y, dtype=[np.float64, np.float32], multi_output=True)
+        multi = self.task_ == "multi"
+        targets = (2.0 * Y - 1.0) if multi else np.asarray(Y, dtype=np.float64)
+        self.classes_ = np.arange(Y.shape[1])
+        fit_rows = np.arange(len(Y))
+        if X_val is not None:
+            X_val, Y_val, self.selection_ = validate_data(self, X_val, reset=False, dtype=[np.float64, np.float32]), \
+                np.asarray(Y_val), "validation"
+        elif can_stratify(Y, 2):
+            fit_rows, held_out = stratified_split(Y, self.val_fraction, self.random_state)
+            X_val, Y_val, self.selection_ = X[held_out], Y[held_out], "held-out fraction"
+        else:
+            self.selection_ = "default (too few rows to select)"
+        solver = _RidgeSolver(X[fit_rows], targets[fit_rows])
+        self.curve_ = []
+        if self.alpha is not None or X_val is None or Y_val is None:
+            self.alpha_ = 1.0 if self.alpha is None else float(self.alpha)
+            self.selection_ = "given" if self.alpha is not None else self.selection_
+        else:
+            score = tuned_macro_f1 if multi else mean_r2
+            self.curve_ = [{"alpha": float(a), "score": score(solver.scores(X_val, a), Y_val)} for a in sorted(self.alphas)]
+            self.alpha_ = max(self.curve_, key=lambda p: (p["score"], p["alpha"]))["alpha"]
+        self.mean_, self.scale_ = solver.mean, solver.scale
+        self.coef_, self.intercept_ = solver.coefficients(self.alpha_)
+        self.temperature_ = 1.0
+        if multi:  # the sigmoid's temperature and the thresholds, on rows the scores did not train on
+            calibration = (X_val, Y_val) if X_val is not None else (X, Y)
+            self.temperature_ = _fit_sigmoid_temperature(self._scores(calibration[0]), np.asarray(calibration[1]))
+            self._set_thresholds(X_val, Y_val)
+        if len(fit_rows) < len(Y):  # refit on every row
+            solver = _RidgeSolver(X, targets)
+            self.mean_, self.scale_ = solver.mean, solver.scale
+            self.coef_, self.intercept_ = solver.coefficients(self.alpha_)
+        return self
+
+    def predict_values(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self)
+        result: np.ndarray = self._scores(validate_data(self, X, reset=False, dtype=[np.float64, np.float32]))
+        return result
 
     def _scores(self, X: np.ndarray) -> np.ndarray:
         result: np.ndarray = ((np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_) @ self.coef_.T + self.intercept_
@@ -92,12 +144,10 @@ class RidgeHead(Head):
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        if self.task_ == "multi":
+            shares: np.ndarray = expit(self.temperature_ * self._scores(X))
+            return shares
         result: np.ndarray = softmax(self.temperature_ * self._scores(X), axis=1)
-        return result
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        check_is_fitted(self)
-        result: np.ndarray = self.classes_[self.predict_proba(X).argmax(1)]
         return result
 
     def describe_choice(self) -> str:
@@ -132,15 +182,26 @@ class RidgeHead(Head):
         return self
 
 
+def _one_hot(y_index: np.ndarray, n_classes: int) -> np.ndarray:
+    """±1 targets: +1 in each row's class column."""
+    targets = -np.ones((len(y_index), n_classes))
+    targets[np.arange(len(y_index)), y_index] = 1.0
+    return targets
+
+
+def _fit_sigmoid_temperature(scores: np.ndarray, truth: np.ndarray) -> float:
+    """The t of sigmoid(t * scores) with the least binary log-loss on 0/1 `truth`."""
+    losses = [np.mean(np.logaddexp(0.0, t * scores) - truth * t * scores) for t in _TEMPERATURES]
+    return float(_TEMPERATURES[int(np.argmin(losses))])
+
+
 class _RidgeSolver:
     """Standardise, centre, decompose X'X once; coefficients for any alpha from that."""
 
-    def __init__(self, X: np.ndarray, y_index: np.ndarray, n_classes: int) -> None:
+    def __init__(self, X: np.ndarray, targets: np.ndarray) -> None:
         scaler = StandardScaler().fit(np.asarray(X, dtype=np.float64))  # as LogRegHead standardises
         self.mean, self.scale = scaler.mean_, scaler.scale_
         Xs = scaler.transform(np.asarray(X, dtype=np.float64))
-        targets = -np.ones((len(y_index), n_classes))
-        targets[np.arange(len(y_index)), y_index] = 1.0
         self.target_mean = targets.mean(0)
         self.eigenvalues, self.eigenvectors = np.linalg.eigh(Xs.T @ Xs)
         self.projected = self.eigenvectors.T @ (Xs.T @ (targets - self.target_mean))

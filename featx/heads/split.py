@@ -7,14 +7,22 @@ from featx.pooling import l2_normalized_rows
 
 
 def can_stratify(y: np.ndarray, parts: int) -> bool:
-    """True when every class has at least `parts` rows."""
+    """True when every class has at least `parts` rows (multi-label and regression targets, a 2-D
+    y: when there are at least 2 x `parts` rows, for a random cut)."""
+    if np.ndim(y) == 2:
+        return len(y) >= 2 * parts
     _, counts = np.unique(y, return_counts=True)
     return len(counts) > 1 and counts.min() >= parts
 
 
 def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, held_out) row indices; each class gives round(fraction x its rows), at least one."""
+    """(train, held_out) row indices; each class gives round(fraction x its rows), at least one.
+    Multi-label and regression targets (a 2-D y) are cut at random: round(fraction x rows)."""
     rng = np.random.default_rng(seed)
+    if np.ndim(y) == 2:
+        take = min(len(y) - 1, max(1, round(fraction * len(y))))
+        held = np.sort(rng.choice(len(y), size=take, replace=False))
+        return np.setdiff1d(np.arange(len(y)), held), held
     held_out = []
     for label in np.unique(y):
         rows = np.flatnonzero(y == label)

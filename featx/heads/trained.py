@@ -19,9 +19,9 @@ from safetensors.numpy import load as load_safetensors
 from featx._version import __version__
 from featx.atomic import atomic_folder, file_sha256, save_tensors, utc_stamp
 from featx.errors import DamagedError, FeatxError
-from featx.heads.base import Head, make_head, sequence_read
+from featx.heads.base import TASK_NAMES, Head, make_head, sequence_read
 from featx.heads.hybrid import TextVectors, check_texts_match
-from featx.metrics import classification_metrics, labels_as
+from featx.metrics import labels_as, task_metrics
 from featx.store import FeatureStore
 
 HEAD_FORMAT = "featx-head"
@@ -74,6 +74,11 @@ class TrainedHead:
     def kind(self) -> str:
         return self.estimator.kind
 
+    @property
+    def task(self) -> str:
+        """What the head predicts (featx.data.targets.TASKS); `class_names` are a regression head's targets."""
+        return str(getattr(self.estimator, "task_", "single"))
+
     def _features(self, store: FeatureStore) -> Any:
         if store.fingerprint != self.store_fingerprint:
             raise FeatxError(
@@ -105,12 +110,13 @@ class TrainedHead:
             start += len(X)
 
     def predict_proba(self, store: FeatureStore, texts: Sequence[str] | None = None) -> np.ndarray:
-        """Class probabilities for every row of `store` that holds a vector (same fingerprint required);
-        a head that reads texts needs the store's `texts` too."""
+        """Class probabilities (multi-label: each label's) for every row of `store` that holds a vector
+        (same fingerprint required); a head that reads texts needs the store's `texts` too."""
         return np.concatenate([self.estimator.predict_proba(X) for X in self._inputs(store, texts)])
 
     def predict(self, store: FeatureStore, texts: Sequence[str] | None = None) -> np.ndarray:
-        """Predicted label indices for every row of `store` that holds a vector (see `predict_proba`)."""
+        """Predicted label indices for every row of `store` that holds a vector (see `predict_proba`); a
+        multi-label head's 0/1 rows, a regression head's values."""
         return np.concatenate([self.estimator.predict(X) for X in self._inputs(store, texts)])
 
     def evaluate(self, store: FeatureStore, texts: Sequence[str] | None = None) -> dict[str, Any]:
@@ -118,9 +124,12 @@ class TrainedHead:
         if store.labels is None:
             raise FeatxError(f"{store.path} has no labels: nothing to evaluate against")
         labels, readable = store.labels, store.readable()
+        if store.task != self.task:
+            raise FeatxError(f"{store.path} holds {TASK_NAMES[store.task]} labels, and this head predicts "
+                             f"{TASK_NAMES[self.task]} ones")
         truth = labels_as(labels if readable is None else labels[readable], store.classes or (), self.class_names,
                           str(store.path))
-        return classification_metrics(truth, self.predict(store, texts), self.class_names)
+        return task_metrics(truth, self.predict(store, texts), self.class_names)
 
     def save(self, folder: str | Path) -> Path:
         """Write head.json + head.safetensors as the folder `folder`, atomically (see featx.atomic).
@@ -138,6 +147,8 @@ class TrainedHead:
                 "name": self.name, "kind": self.kind, "params": params,
                 "fitted": _jsonable(self.estimator.fitted_summary()),
                 "classes": self.estimator.classes_.tolist(), "class_names": list(self.class_names),
+                **({"task": self.task} if self.task != "single" else {}),
+                **({"thresholds": self.estimator.thresholds_.tolist()} if self.task == "multi" else {}),
                 "pooling": self.pooling, "store_fingerprint": self.store_fingerprint,
                 "config": json.loads(self.config_json), "metrics": self.metrics,
                 "fit_seconds": round(self.fit_seconds, 3),
@@ -182,10 +193,18 @@ class TrainedHead:
             raise DamagedError(f"{weights} is damaged: not a readable safetensors file ({e})") from None
         classes = np.asarray(meta["classes"])
         class_names = tuple(str(n) for n in meta["class_names"])
-        if classes.ndim != 1 or len(classes) < 2 or len(class_names) != len(classes):
+        task = str(meta.get("task", "single"))
+        if classes.ndim != 1 or len(classes) < (1 if task == "regression" else 2) or len(class_names) != len(classes):
             raise DamagedError(f"{folder} is damaged: head.json's classes and class names do not match")
         estimator = make_head(meta["kind"], **{k: tuple(v) if isinstance(v, list) else v
                                                for k, v in meta["params"].items()})
+        if task not in estimator.tasks:
+            raise DamagedError(f"{folder} is damaged: a {meta['kind']} head does not fit task {task!r}")
+        estimator.task_ = task
+        if task == "multi":
+            estimator.thresholds_ = np.asarray(meta["thresholds"], dtype=np.float64)
+            if estimator.thresholds_.shape != (len(classes),):
+                raise DamagedError(f"{folder} is damaged: head.json's thresholds do not fit its {len(classes)} labels")
         try:
             estimator.check_state(arrays, len(classes))  # shapes agree before anything is built from them
         except DamagedError as e:

@@ -16,6 +16,7 @@ from featx.config import DEFAULT_BACKEND, LONG_MODES, LONG_POOLINGS, STATE_DTYPE
 from featx.constraints import Options
 from featx.data import Record, Source, open_input
 from featx.data.memory import HF_PREFIX, open_hf
+from featx.data.targets import TARGET_CHOICES
 from featx.errors import FeatxError, ParameterError
 from featx.featurizers import Featurizer, TextFeaturizer
 from featx.finetune_texts import FinetunedPredictor, finetune_texts
@@ -44,11 +45,11 @@ class TextModality:
         if "image_column" in choices:
             raise ParameterError("image_column", f"applies to images; {input} is read as texts")
         if str(input).startswith(HF_PREFIX):
-            unread = [name for name in given_choices(choices) if name not in ("text_column", "label_column", "id_column")]
+            read = ("text_column", "label_column", "id_column", *TARGET_CHOICES)
+            unread = [name for name in given_choices(choices) if name not in read]
             if unread:
                 raise ParameterError(unread[0], f"does not apply to {input}: a Dataset has named columns")
-            return open_hf(str(input), text_column=choices.get("text_column"),
-                           label_column=choices.get("label_column"), id_column=choices.get("id_column"))
+            return open_hf(str(input), **{name: choices[name] for name in read if choices.get(name) is not None})
         return open_input(input, **choices)
 
     def takes(self, item: Any) -> bool:

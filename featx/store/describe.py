@@ -23,8 +23,7 @@ def format_info(details: dict[str, Any]) -> str:
                          ""))]),
         *([(KEPT[details["states"]["kind"]], _states_note(details["states"]))] if details.get("states") else []),
         ("compute dtype", details["dtype"]),
-        ("labels", ", ".join(f"{k} {v:,}" for k, v in details["label_counts"].items())
-         if details["label_counts"] else "none"),
+        ("labels", _labels_line(details)),
         ("fingerprint", details["fingerprint"][:16]),
         ("input sha256", details["input_sha256"][:16]),
         ("created", details["created_at"]),
@@ -73,3 +72,15 @@ def summary_line(details: dict[str, Any]) -> str:
         rate += f", {kept} kept ({states['bytes'] / 1e9:.2f} GB)"
     return (f"{details['path']}: {details['rows']:,} rows x {details['dim']} ({', '.join(details['poolings'])}), "
             f"dtype {details['dtype']}{rate}")
+
+
+def _labels_line(details: dict[str, Any]) -> str:
+    """Class counts; rows holding each label (multi-label); each target's mean and spread (regression)."""
+    counts, task = details["label_counts"], details.get("task")
+    if not counts:
+        return "none"
+    if task == "regression":
+        return "regression: " + ", ".join(f"{name} mean {c['mean']:.3g} sd {c['std']:.3g} ({c['min']:.3g}..{c['max']:.3g})"
+                                          for name, c in counts.items())
+    line = ", ".join(f"{k} {v:,}" for k, v in counts.items())
+    return f"multi-label (rows holding each): {line}" if task == "multi" else line

@@ -2,7 +2,8 @@
 
 - ``npy``: one ``POOLING.npy`` per pooling (rows x dim, the stored dtype), ``ids.npy``
   (int64, or fixed-width unicode for text ids), ``content_sha256.npy`` (rows x 32 uint8),
-  and where the store has them ``labels.npy`` (int64 class indices), ``truncated.npy`` and
+  and where the store has them ``labels.npy`` (int64 class indices; a multi-label store's uint8
+  (N, classes) 0/1 rows, a regression store's float64 (N, targets)), ``truncated.npy`` and
   ``skipped.npy`` (uint8 flags);
 - ``parquet``: one ``vectors.parquet`` with columns ``id``, ``label`` and ``label_name``,
   ``truncated``, ``skipped`` (where the store has them) and one fixed-size list column per
@@ -64,7 +65,9 @@ def _check_target(out: Path, overwrite: bool) -> None:
 def _sidecar(store: FeatureStore, fmt: str) -> dict[str, Any]:
     return {"format": fmt, "featx_version": __version__, "store": str(store.path), "rows": len(store),
             "poolings": list(store.poolings), "dim": store.dim, "dtype": str(store.features(store.poolings[0]).dtype),
-            "classes": list(store.classes) if store.classes else None, "fingerprint": store.fingerprint,
+            "classes": list(store.classes) if store.classes else None,
+            **({"task": store.task} if store.classes and store.task != "single" else {}),
+            "fingerprint": store.fingerprint,
             "config": json.loads(store.config.to_json())}
 
 
@@ -76,7 +79,8 @@ def _row_columns(store: FeatureStore) -> dict[str, np.ndarray]:
     for name in OPTIONAL_ROW_DATASETS:
         values = store.row_values(name)
         if values is not None:
-            columns[name] = values.astype(np.int64 if name == "labels" else np.uint8)
+            label_dtype = {"single": np.int64, "multi": np.uint8, "regression": np.float64}[store.task]
+            columns[name] = values.astype(label_dtype if name == "labels" else np.uint8)
     return columns
 
 
@@ -101,8 +105,12 @@ def _write_parquet(store: FeatureStore, folder: Path, sidecar: dict[str, Any]) -
     pa, pq = _require_pyarrow()
     rows = _row_columns(store)
     fields = [pa.field("id", pa.string() if rows["ids"].dtype.kind == "U" else pa.int64())]
-    if "labels" in rows:
+    single = store.task == "single"
+    if "labels" in rows and single:
         fields += [pa.field("label", pa.int64()), pa.field("label_name", pa.string())]
+    elif "labels" in rows:  # a 0/1 row of the classes, or the targets, named in the sidecar's "classes"
+        fields += [pa.field("labels", pa.list_(pa.uint8() if store.task == "multi" else pa.float64(),
+                                               len(store.classes or ())))]
     fields += [pa.field(name, pa.bool_()) for name in ROW_FLAGS if name in rows]
     value_type = pa.float16() if sidecar["dtype"] == "float16" else pa.float32()
     fields += [pa.field(p, pa.list_(value_type, store.dim)) for p in store.poolings]
@@ -113,8 +121,11 @@ def _write_parquet(store: FeatureStore, folder: Path, sidecar: dict[str, Any]) -
         for start in range(0, len(store), BATCH_ROWS):
             stop = min(start + BATCH_ROWS, len(store))
             columns: list[Any] = [rows["ids"][start:stop]]
-            if "labels" in rows:
+            if "labels" in rows and single:
                 columns += [rows["labels"][start:stop], classes[rows["labels"][start:stop]]]
+            elif "labels" in rows:
+                block = np.ascontiguousarray(rows["labels"][start:stop])
+                columns.append(pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), block.shape[1]))
             columns += [rows[name][start:stop].astype(bool) for name in ROW_FLAGS if name in rows]
             for pooling in store.poolings:
                 block = np.ascontiguousarray(store.features(pooling)[start:stop])

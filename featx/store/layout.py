@@ -46,6 +46,9 @@ class StorePlan:
     # The per-row uint8 flags kept (the modality's row_flags): "truncated", and "skipped" where a
     # row can be unreadable (skip_bad).
     row_flags: tuple[str, ...] = ("truncated",)
+    # What the labels are (featx.data.targets.TASKS): one class index a row, a 0/1 row of the
+    # classes (multi), or one float a target (regression; `classes` are then the target names).
+    task: str = "single"
 
     @property
     def rows(self) -> int:
@@ -136,8 +139,10 @@ def _lay_out(file: h5py.File, plan: StorePlan) -> None:
     file.create_dataset("ids", shape=(n_rows,), dtype=id_dtype, chunks=(chunk,))
     file.create_dataset("content_sha256", shape=(n_rows, 32), dtype=np.uint8, chunks=(chunk, 32))
     if plan.classes is not None:
-        labels = file.create_dataset("labels", shape=(n_rows,), dtype=np.int64, chunks=(chunk,))
-        labels.attrs["classes"] = json.dumps(list(plan.classes))
+        file.create_dataset("labels", **label_layout(plan.task, n_rows, len(plan.classes), chunk))
+        file["labels"].attrs["classes"] = json.dumps(list(plan.classes))
+        if plan.task != "single":  # a single-label store is laid out as before tasks existed
+            file["labels"].attrs["task"] = plan.task
     for flag in plan.row_flags:
         file.create_dataset(flag, shape=(n_rows,), dtype=np.uint8, chunks=(chunk,))
     if config.sequences is not None:
@@ -159,6 +164,15 @@ def _lay_out(file: h5py.File, plan: StorePlan) -> None:
         row_offset=plan.row_offset, n_rows=plan.rows,
         window_rows=plan.window_rows, hardware=plan.hardware, dtype=plan.config.dtype,
         shard=None if plan.shard is None else list(plan.shard)).to_attrs())
+
+
+def label_layout(task: str, n_rows: int, n_names: int, chunk: int) -> dict[str, Any]:
+    """The labels dataset's shape, dtype and chunks for `task`: class indices (N,) int64, a 0/1
+    indicator (N, classes) uint8 for multi-label, the targets (N, targets) float64 for regression."""
+    if task == "single":
+        return {"shape": (n_rows,), "dtype": np.int64, "chunks": (chunk,)}
+    return {"shape": (n_rows, n_names), "dtype": np.uint8 if task == "multi" else np.float64,
+            "chunks": (chunk, n_names)}
 
 
 def _chunk_rows(window_rows: int, n_rows: int, row_bytes: int) -> int:

@@ -55,7 +55,7 @@ def _write_merged(partial: Path, folder: Path, infos: list[dict[str, Any]], tota
                 else:
                     _virtual_rows(out, name, source, infos, total, folder)
         if "labels" in template:
-            out["labels"].attrs["classes"] = template["labels"].attrs["classes"]
+            out["labels"].attrs.update(template["labels"].attrs)  # classes, and the task where not single
         header = dataclasses.replace(
             StoreHeader.from_attrs(template.attrs, infos[0]["path"]), shard=None, n_rows=total, n_done=total,
             row_offset=0, complete=True, merged_from=[Path(i["path"]).name for i in infos], created_at=utc_stamp(),

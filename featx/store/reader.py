@@ -8,7 +8,9 @@ Layout (readable with plain h5py; see README "Store format"):
                                (+ shard = [i, n] for a shard, merged_from for a merge)
     /ids                (N,)     int64, or utf-8 strings when the input's ids are not integers
     /content_sha256     (N, 32)  uint8, sha256 of each row's text as UTF-8
-    /labels             (N,)     int64 index into attrs["classes"] (absent when unlabelled)
+    /labels             (N,)     int64 index into attrs["classes"] (absent when unlabelled);
+                        (N, C) uint8 0/1 of attrs["classes"] where attrs["task"] is "multi";
+                        (N, T) float64 targets named by attrs["classes"] where it is "regression"
     /truncated          (N,)     uint8, 1 where the row's input was cut (absent in older stores)
     /skipped            (N,)     uint8, 1 where the input could not be read (image stores only;
                                  such rows hold NaN vectors and are left out of load/iter_batches)
@@ -58,7 +60,9 @@ class FeatureStore:
                 )
             _check_virtual_sources(self._file, self.path, self.fingerprint)
             labels = self._file.get("labels")
+            # The class names (multi-label: of the indicator's columns), or a regression store's targets.
             self.classes = _classes(labels, self.path) if labels is not None else None
+            self.task = _task(labels, self.path, self.classes)
         except BaseException:
             self._file.close()
             raise
@@ -84,7 +88,13 @@ class FeatureStore:
             return None
         values: np.ndarray = labels[: self.n_done]
         n_classes = len(self.classes or ())
-        if len(values) and (values.min() < 0 or values.max() >= n_classes):
+        if self.task == "regression":
+            if not np.isfinite(values).all():
+                raise DamagedError(f"{self.path} is damaged: a target is not a finite number")
+        elif self.task == "multi":
+            if len(values) and values.max() > 1:
+                raise DamagedError(f"{self.path} is damaged: a multi-label row holds a value other than 0 or 1")
+        elif len(values) and (values.min() < 0 or values.max() >= n_classes):
             raise DamagedError(f"{self.path} is damaged: a label is outside its {n_classes} classes")
         return values
 
@@ -180,10 +190,17 @@ class FeatureStore:
         """Everything `featx info` shows: size, progress, config, hardware, timings."""
         header = self.header
         labels = self.labels
-        counts = None
+        counts: dict[str, Any] | None = None
         if labels is not None:
             classes = self.classes or ()
-            counts = dict(zip(classes, np.bincount(labels, minlength=len(classes)).tolist()))
+            if self.task == "regression":  # each target's mean and spread
+                counts = {name: {"mean": float(labels[:, i].mean()), "std": float(labels[:, i].std()),
+                                 "min": float(labels[:, i].min()), "max": float(labels[:, i].max())}
+                          for i, name in enumerate(classes)} if len(labels) else {}
+            elif self.task == "multi":  # rows holding each label
+                counts = dict(zip(classes, labels.sum(0, dtype=np.int64).tolist()))
+            else:
+                counts = dict(zip(classes, np.bincount(labels, minlength=len(classes)).tolist()))
         return {
             "path": str(self.path),
             "format_version": header.format_version,
@@ -197,6 +214,7 @@ class FeatureStore:
             "poolings": list(self.poolings),
             "dim": self.dim,
             "store_dtype": str(self.features(self.poolings[0]).dtype),
+            "task": self.task if self.classes is not None else None,
             "classes": list(self.classes) if self.classes is not None else None,
             "label_counts": counts,
             "truncated_rows": None if self.truncated is None else int(self.truncated.sum()),
@@ -277,6 +295,18 @@ def _classes(labels: h5py.Dataset, path: Path) -> tuple[str, ...]:
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
         raise DamagedError(f"{path} is damaged: labels have no readable class list")
     return tuple(classes)
+
+
+def _task(labels: h5py.Dataset | None, path: Path, classes: tuple[str, ...] | None) -> str:
+    """The store's task (featx.data.targets.TASKS), checked against the labels' shape."""
+    if labels is None:
+        return "single"
+    task = str(labels.attrs.get("task", "single"))
+    expected = {"single": 1, "multi": 2, "regression": 2}.get(task)
+    if expected is None or labels.ndim != expected or (expected == 2 and labels.shape[1] != len(classes or ())):
+        raise DamagedError(f"{path} is damaged: its labels ({labels.shape}, task {task!r}) do not fit its "
+                           f"{len(classes or ())} class or target names")
+    return task
 
 
 def _json_attr(attrs: Any, name: str, path: Path, default: Any) -> Any:

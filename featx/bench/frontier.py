@@ -1,0 +1,283 @@
+"""The speed-versus-accuracy frontier on the user's own data, within a time budget (`featx frontier`).
+
+The methods run in order of cost: TF-IDF (the classical baseline), frozen MiniLM with a linear
+head (logreg; ridge for regression), the hybrid head (TF-IDF beside the MiniLM vectors), frozen
+mpnet where its packages are installed, the `blocks` head on cached token states (k=2) and the
+top-2 fine-tune. Before each, its cost is estimated from what the run has measured so far (the
+seconds per row of MiniLM's extraction, scaled by each method's work); a method that would not
+end within the budget is skipped, and the table says how long it would have taken. The blocks
+head and the fine-tune fit single-label data only (yet): on multi-label or regression data they
+are skipped with that reason. Frozen MiniLM always runs: it is what every estimate is made from.
+
+Validation is the `val` input, else 10 % of train carved as `featx train` carves it (seeded):
+the TF-IDF baseline and every head select on the same rows, and the best exportable method by
+validation (never test) is exported as a predictor. Each measured row has its one-time seconds
+(the extraction its heads share) and its seconds per head; a row is Pareto-optimal at K heads
+when no other row scores at least as well for at most its seconds (one of the two strictly).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from featx.atomic import make_folder, write_text
+from featx.data import InputSource, Source, read_texts
+from featx.errors import FeatxError
+from featx.metrics import HEADLINE
+
+K_VALUES = (1, 10, 100)
+# (validation score, method, save(folder)) of a method that can be exported as a predictor
+Candidate = tuple[float | None, str, Callable[[Path], Any]]
+# Work per row relative to frozen MiniLM's extraction, for the estimates of methods not yet run:
+# mpnet: 12 layers of 768 against 6 of 384 (8x the multiply-adds); the states store runs MiniLM's
+# lower 4 blocks and writes every token's state; one blocks or top-2 epoch runs 2 of 6 blocks
+# forwards and backwards (about 3x a forward) over the train rows.
+_MPNET_WORK, _STATES_WORK, _TOP2_EPOCH_WORK = 8.0, 1.2, 2 / 6 * 3
+
+
+def pareto(rows: list[dict[str, Any]], key: str = "score") -> None:
+    """Add `k{K}` (seconds for K heads: one-time + K x per head) and `pareto{K}` to measured rows."""
+    measured = [r for r in rows if r.get(key) is not None]
+    for k in K_VALUES:
+        costs = [r["once"] + k * r["each"] for r in measured]
+        for row, cost in zip(measured, costs):
+            row[f"k{k}"] = cost
+            row[f"pareto{k}"] = not any(
+                other[key] >= row[key] and other_cost <= cost and (other[key] > row[key] or other_cost < cost)
+                for other, other_cost in zip(measured, costs))
+
+
+def markdown(title: str, rows: list[dict[str, Any]], metric: str = "test accuracy", key: str = "score") -> str:
+    """The frontier table (● = Pareto-optimal at that K), then the methods skipped and why."""
+    head = (f"| method | backbone | {metric} | one-time s | per head s | "
+            + " | ".join(f"K={k} s" for k in K_VALUES) + " |")
+    lines = [f"### {title}: seconds to obtain K heads (● = Pareto-optimal at that K)", "", head,
+             "|" + "---|" * (5 + len(K_VALUES))]
+    for r in sorted((r for r in rows if r.get(key) is not None), key=lambda r: r[key]):
+        cells = [f"{r[f'k{k}']:,.0f}{' ●' if r[f'pareto{k}'] else ''}" for k in K_VALUES]
+        lines.append(f"| {r['method']} | {r['backbone']} | {r[key]:.4f} | {r['once']:,.0f} | {r['each']:,.1f} | "
+                     + " | ".join(cells) + " |")
+    skipped = [r for r in rows if r.get(key) is None]
+    if skipped:
+        lines += ["", "Skipped: " + "; ".join(f"{r['method']} ({r['skipped']})" for r in skipped) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(title: str, rows: list[dict[str, Any]], path: Path, metric: str = "test accuracy",
+         key: str = "score") -> bool:
+    """Score against seconds for K = 1, 10, 100 (log scale); Pareto points filled. False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    measured = [r for r in rows if r.get(key) is not None]
+    figure, axes = plt.subplots(1, len(K_VALUES), figsize=(13, 4.2), sharey=True)
+    for axis, k in zip(axes, K_VALUES):
+        for r in measured:
+            axis.scatter(r[f"k{k}"], r[key], marker="o" if r[f"pareto{k}"] else "x",
+                         color="C0" if r["backbone"] == "MiniLM" else "C1" if r["backbone"] == "mpnet" else "C2")
+            axis.annotate(r["method"], (r[f"k{k}"], r[key]), fontsize=6, xytext=(3, 2), textcoords="offset points")
+        frontier = sorted((r[f"k{k}"], r[key]) for r in measured if r[f"pareto{k}"])
+        if frontier:
+            axis.plot(*zip(*frontier), "k--", linewidth=0.8)
+        axis.set_xscale("log")
+        axis.set_xlabel(f"seconds for K={k} heads (log)")
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel(metric)
+    figure.suptitle(f"{title}: blue MiniLM, orange mpnet, green no backbone; circles are Pareto-optimal")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return True
+
+
+class _Budget:
+    """Seconds left of the budget, and the rule: start a method only if its estimate fits."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.start = seconds, time.perf_counter()
+
+    @property
+    def left(self) -> float:
+        return self.seconds - (time.perf_counter() - self.start)
+
+    def allows(self, estimate: float) -> bool:
+        return estimate <= self.left
+
+
+def run_frontier(train: Source, test: Source, out: str | Path, *, val: Source | None = None,
+                 budget_s: float = 900.0, seed: int = 0, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Measure the methods that fit in `budget_s` on the user's inputs, write frontier.md/.json/.png in
+    `out` and the best predictor (by validation) in `out/predictor`; returns the JSON document."""
+    from featx.bench.tfidf import tfidf_baseline
+
+    if not all(isinstance(s, InputSource) for s in (train, test, *([val] if val is not None else []))):
+        raise FeatxError("featx frontier compares text methods: give tables of texts (images: not yet)")
+    out = make_folder(out, "frontier")
+    budget, rows = _Budget(budget_s), []
+    summary = train.scan()
+    task, n_train = summary.task, summary.n_rows
+    key, label = HEADLINE[task][0], f"test {HEADLINE[task][1]}"
+    splits = {"train": train, "val": val, "test": test}
+
+    t0 = time.perf_counter()
+    baseline = tfidf_baseline(train, val, test, seed=seed)  # type: ignore[arg-type]  # checked above
+    rows.append({"method": "TF-IDF 1-2-grams + " + ("ridge" if task == "regression" else "logreg"), "backbone": "-",
+                 "score": baseline["metrics"].get(key), "once": 0.0, "each": time.perf_counter() - t0})
+    echo(f"frontier: TF-IDF {rows[-1]['score']:.4f} ({rows[-1]['each']:.0f} s; {budget.left:.0f} s left)")
+
+    stores: dict[str, Any] = {}
+    heads: list[Candidate] = []
+
+    def extract_all(model: str, work: float, name: str) -> float | None:
+        """Extract every split with `model` (seconds), or None when the estimate does not fit."""
+        per_row = stores.get("per_row")
+        rows_all = sum(s.scan().n_rows for s in splits.values() if s is not None)
+        if per_row is not None and not budget.allows(per_row * work * rows_all):
+            return None
+        from featx.engine import extract
+
+        started, found = time.perf_counter(), {}
+        for split, source in splits.items():
+            if source is not None:
+                found[split] = extract(source, out / "stores" / f"{name}-{split}.h5", model=model, progress=None)
+        stores[name] = found
+        seconds = time.perf_counter() - started
+        stores.setdefault("per_row", seconds / rows_all)
+        return seconds
+
+    def train_one(name: str, kind: str, params: dict[str, Any], texts: bool = False) -> tuple[float, float]:
+        from featx.train import HeadSpec, train_and_save
+
+        given = stores[name]
+        read = {"train": read_texts(train), "val": read_texts(val) if val is not None else None,
+                "test": read_texts(test)} if texts else None
+        started = time.perf_counter()
+        run = train_and_save(given["train"], [HeadSpec(kind, params)], out / "heads" / name, val=given.get("val"),
+                             test=given["test"], seed=seed, texts=read)
+        heads.append((run.rows[0]["val_score"], run.best.name, _saver(run.best)))
+        return run.best.metrics["test"].get(key), time.perf_counter() - started
+
+    linear = "ridge" if task == "regression" else "logreg"
+    for name, model, backbone, work in (("minilm", "all-MiniLM-L6-v2", "MiniLM", 1.0),
+                                        ("mpnet", "all-mpnet-base-v2", "mpnet", _MPNET_WORK)):
+        try:
+            once = extract_all(model, work, name)
+        except FeatxError as e:  # a backbone that is not installed (mpnet ships in packages of its own)
+            if name == "minilm":
+                raise
+            rows.append({"method": f"frozen {backbone} + {linear}", "backbone": backbone, "skipped": str(e)})
+            continue
+        if once is None:
+            estimate = stores["per_row"] * work * sum(s.scan().n_rows for s in splits.values() if s is not None)
+            rows.append({"method": f"frozen {backbone} + {linear}", "backbone": backbone,
+                         "skipped": f"over the budget: its extraction would take about {estimate:,.0f} s, "
+                                    f"{budget.left:,.0f} s were left"})
+            continue
+        score, each = train_one(name, linear, {})
+        rows.append({"method": f"frozen {backbone} + {linear}", "backbone": backbone, "score": score, "once": once,
+                     "each": each})
+        echo(f"frontier: frozen {backbone} + {linear} {score:.4f} ({once:.0f} s once, {each:.0f} s; "
+             f"{budget.left:.0f} s left)")
+        if name == "minilm":  # the hybrid reuses MiniLM's stores: its cost is TF-IDF's and a sweep of fits
+            estimate = rows[0]["each"] * 8  # 5 weights x 11 Cs against TF-IDF's 11 Cs, and the vectors
+            if budget.allows(estimate):
+                score, each = train_one(name, "hybrid", {}, texts=True)
+                rows.append({"method": "hybrid (TF-IDF + frozen MiniLM)", "backbone": backbone, "score": score,
+                             "once": once, "each": each})
+                echo(f"frontier: hybrid {score:.4f} ({each:.0f} s; {budget.left:.0f} s left)")
+            else:
+                rows.append({"method": "hybrid (TF-IDF + frozen MiniLM)", "backbone": backbone,
+                             "skipped": f"over the budget: about {estimate:,.0f} s, {budget.left:,.0f} s were left"})
+    _single_label_rows(rows, task, stores, n_train, budget, splits, out, seed, heads, key, echo)
+    pareto(rows)
+    title = f"{train.name} ({task}, {n_train:,} training rows, budget {budget_s:,.0f} s)"
+    document = {"train": train.name, "val": val.name if val is not None else "10 % of train (seeded)",
+                "test": test.name, "task": task, "metric": label, "budget_s": budget_s, "seed": seed,
+                "wall_s": round(time.perf_counter() - budget.start, 1), "rows": rows}
+    if heads:
+        best_score, best_name, save = max(heads, key=lambda entry: -1.0 if entry[0] is None else entry[0])
+        save(out / "predictor")
+        document["exported"] = {"method": best_name, "val_score": best_score, "folder": str(out / "predictor"),
+                                "chosen_on": "validation (TF-IDF is not a predictor featx exports)"}
+    write_text(out / "frontier.md", markdown(title, rows, label), "frontier")
+    write_text(out / "frontier.json", json.dumps(document, indent=2) + "\n", "frontier")
+    document["plot"] = plot(title, rows, out / "frontier.png", label)
+    return document
+
+
+def _single_label_rows(rows: list[dict[str, Any]], task: str, stores: dict[str, Any], n_train: int, budget: _Budget,
+                       splits: dict[str, Source | None], out: Path, seed: int, heads: list[Candidate],
+                       key: str, echo: Callable[[str], None]) -> None:
+    """The cached blocks head and the top-2 fine-tune: single-label only, measured when they fit."""
+    names = ("cached blocks:k=2", "fine-tune top-2")
+    if task != "single":
+        rows += [{"method": name, "backbone": "MiniLM", "skipped": "fits single-label data only (yet)"}
+                 for name in names]
+        return
+    per_row = stores.get("per_row")
+    if per_row is None:
+        rows += [{"method": name, "backbone": "MiniLM", "skipped": "no MiniLM extraction to estimate it from"}
+                 for name in names]
+        return
+    rows_all = sum(s.scan().n_rows for s in splits.values() if s is not None)
+    from featx.recipe import FinetuneConfig
+
+    epochs = FinetuneConfig().epochs
+    estimate = per_row * (_STATES_WORK * rows_all + _TOP2_EPOCH_WORK * n_train)  # blocks: one epoch
+    if budget.allows(estimate):
+        from featx.engine import extract
+        from featx.train import HeadSpec, train_and_save
+
+        started = time.perf_counter()
+        states = {split: extract(source, out / "stores" / f"states-{split}.h5", cache_layer=-2, progress=None)
+                  for split, source in splits.items() if source is not None}
+        once = time.perf_counter() - started
+        started = time.perf_counter()
+        run = train_and_save(states["train"], [HeadSpec("blocks", {"k": 2})], out / "heads" / "blocks",
+                             val=states.get("val"), test=states["test"], seed=seed)
+        heads.append((run.rows[0]["val_score"], names[0], _saver(run.best)))
+        rows.append({"method": names[0], "backbone": "MiniLM", "score": run.best.metrics["test"].get(key),
+                     "once": once, "each": time.perf_counter() - started})
+        echo(f"frontier: {names[0]} {rows[-1]['score']:.4f} ({budget.left:.0f} s left)")
+    else:
+        rows.append({"method": names[0], "backbone": "MiniLM", "skipped": f"over the budget: about {estimate:,.0f} s, "
+                                                                          f"{budget.left:,.0f} s were left"})
+    estimate = per_row * (_TOP2_EPOCH_WORK * n_train * epochs + rows_all)
+    if not budget.allows(estimate):
+        rows.append({"method": names[1], "backbone": "MiniLM", "skipped": f"over the budget: about {estimate:,.0f} s, "
+                                                                          f"{budget.left:,.0f} s were left"})
+        return
+    from featx.finetune import finetune, load_finetuned
+
+    started = time.perf_counter()
+    folder = out / "finetune-top2"
+    try:
+        record = finetune(splits["train"], folder, val=splits["val"],  # type: ignore[arg-type]
+                          config=FinetuneConfig(train_layers=2, lr=1e-4, seed=seed), progress=None)
+        score = load_finetuned(folder).evaluate(splits["test"]).get(key)
+    except FeatxError as e:  # the data does not suit it: said in the table, the other rows stand
+        rows.append({"method": names[1], "backbone": "MiniLM", "skipped": f"it refused the data: {e}"})
+        return
+    val_scores = [epoch.get("val_accuracy") for epoch in record.get("epochs", []) if "val_accuracy" in epoch]
+    heads.append((max(val_scores) if val_scores else None, names[1],
+                  lambda target: shutil.copytree(folder, target)))
+    rows.append({"method": names[1], "backbone": "MiniLM", "score": score, "once": 0.0,
+                 "each": time.perf_counter() - started})
+    echo(f"frontier: {names[1]} {score:.4f} ({budget.left:.0f} s left)")
+
+
+def _saver(head: Any) -> Callable[[Path], Any]:
+    """What exports a trained head as a predictor folder."""
+    def save(folder: Path) -> Any:
+        from featx.predictor import Predictor
+
+        return Predictor(head).save(folder)
+    return save

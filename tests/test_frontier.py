@@ -1,0 +1,52 @@
+"""`featx frontier` on the user's own data (issue 31): the methods in order of cost within a budget,
+the Pareto rows marked, methods that would overrun it skipped with their estimate, and the best
+predictor by validation exported, its test score the table's."""
+import json
+
+import pytest
+
+from featx.bench.frontier import run_frontier
+from featx.data import open_input
+from featx.predictor import load_predictor
+
+
+@pytest.fixture(scope="module")
+def emotion_splits(tmp_path_factory, data_dir):
+    """240 / 120 / 120 rows of the emotion dataset (train, validation, test), as JSON lines."""
+    folder = tmp_path_factory.mktemp("emotion")
+    paths = {}
+    for split, source, n in (("train", "train", 240), ("val", "validation", 120), ("test", "test", 120)):
+        lines = (data_dir / "emotion" / f"{source}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
+        paths[split] = folder / f"{split}.jsonl"
+        paths[split].write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return paths
+
+
+def test_the_frontier_measures_marks_and_exports_the_best_by_validation(tmp_path, emotion_splits, cli):
+    result = cli("frontier", emotion_splits["train"], "--val", emotion_splits["val"], "--test", emotion_splits["test"],
+                 "-o", tmp_path / "out", "--budget", "4m")
+    assert result.code == 0, result.err
+    document = json.loads((tmp_path / "out" / "frontier.json").read_text())
+    assert document["wall_s"] <= 1.1 * 240 and document["task"] == "single"
+    measured = {row["method"]: row for row in document["rows"] if row.get("score") is not None}
+    assert {"TF-IDF 1-2-grams + logreg", "frozen MiniLM + logreg", "hybrid (TF-IDF + frozen MiniLM)"} <= set(measured)
+    assert all("skipped" in row for row in document["rows"] if row.get("score") is None)
+    assert any(row["pareto1"] for row in measured.values()) and "●" in result.out
+    exported = document["exported"]
+    scores = {"hybrid": "hybrid (TF-IDF + frozen MiniLM)", "logreg": "frozen MiniLM + logreg",
+              "blocks": "cached blocks:k=2", "fine-tune": "fine-tune top-2"}
+    row = next(measured[name] for prefix, name in scores.items() if exported["method"].startswith(prefix))
+    predictor = load_predictor(exported["folder"])
+    assert predictor.evaluate(open_input(emotion_splits["test"]))["accuracy"] == pytest.approx(row["score"], abs=1e-9)
+    assert (tmp_path / "out" / "frontier.md").read_text().startswith("### ")
+
+
+def test_methods_over_the_budget_are_skipped_with_their_estimate(tmp_path, emotion_splits):
+    sources = {split: open_input(path) for split, path in emotion_splits.items()}
+    document = run_frontier(sources["train"], sources["test"], tmp_path / "out", val=sources["val"], budget_s=1.0,
+                            echo=lambda line: None)
+    skipped = {row["method"]: row["skipped"] for row in document["rows"] if "skipped" in row}
+    # Frozen MiniLM always runs (every estimate is made from it); everything after it is over a 1 s budget.
+    assert "frozen MiniLM + logreg" not in skipped
+    for method in ("hybrid (TF-IDF + frozen MiniLM)", "cached blocks:k=2", "fine-tune top-2"):
+        assert skipped[method].startswith("over the budget: about "), skipped
