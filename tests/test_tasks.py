@@ -255,3 +255,29 @@ def test_relabel_gives_one_cache_other_labels_without_copying_vectors(tmp_path, 
     (tmp_path / "sentiment.h5").rename(tmp_path / "moved.h5")  # the view names what it reads
     with pytest.raises(featx.FeatxError, match="which is missing"):
         featx.open_store(tmp_path / "rating.h5")
+
+
+def test_the_blocks_head_trains_multi_label_and_regression_on_token_states(tmp_path, tiny_backbone):
+    rng = np.random.default_rng(0)
+    words = {"joy": ["great", "lovely"], "awe": ["vast", "sublime"], "calm": ["still", "quiet"]}
+    rows = []
+    for i in range(160):
+        tags = [tag for tag in words if rng.random() < 0.4] or ["calm"]
+        text = " ".join(w for tag in tags for w in rng.choice(words[tag], size=2)) + f" {i % 7}"
+        rows.append({"text": text, "tags": tags, "score": float(len(tags)) + 0.1 * (i % 3)})
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    options = {"model": tiny_backbone, "dtype": "fp32", "cache_layer": 1, "cache_dtype": "float32", "progress": False}
+    multi = featx.extract(path, tmp_path / "multi.h5", label_column="tags", multi_label=",", **options)
+    scored = featx.extract(path, tmp_path / "scored.h5", target="score", **options)
+    for store, task in ((multi, "multi"), (scored, "regression")):
+        run = train_and_save(store, [HeadSpec("blocks", {"epochs": 2, "lr": 1e-3})], tmp_path / task, val=store,
+                             test=store)
+        head = run.heads[0]
+        assert head.task == task and head.estimator.best_epoch_ in (1, 2)
+        loaded = TrainedHead.load(tmp_path / task / "heads" / head.name)
+        assert np.allclose(loaded.predict(store), head.predict(store))
+        if task == "multi":
+            assert head.estimator.thresholds_.shape == (3,) and "val_macro_f1" in head.estimator.history_[0]
+        else:
+            assert head.predict(store).shape == (160, 1) and head.metrics["test"]["mean_pearson"] is not None

@@ -5,9 +5,9 @@ head (logreg; ridge for regression), the hybrid head (TF-IDF beside the MiniLM v
 mpnet where its packages are installed, the `blocks` head on cached token states (k=2) and the
 top-2 fine-tune. Before each, its cost is estimated from what the run has measured so far (the
 seconds per row of MiniLM's extraction, scaled by each method's work); a method that would not
-end within the budget is skipped, and the table says how long it would have taken. The blocks
-head and the fine-tune fit single-label data only (yet): on multi-label or regression data they
-are skipped with that reason. Frozen MiniLM always runs: it is what every estimate is made from.
+end within the budget is skipped, and the table says how long it would have taken. The
+fine-tune fits single-label data only (yet): on multi-label or regression data it is skipped
+with that reason. Frozen MiniLM always runs: it is what every estimate is made from.
 
 Validation is the `val` input, else 10 % of train carved as `featx train` carves it (seeded):
 the TF-IDF baseline and every head select on the same rows, and the best exportable method by
@@ -153,16 +153,16 @@ def run_frontier(train: Source, test: Source, out: str | Path, *, val: Source | 
         stores.setdefault("per_row", seconds / rows_all)
         return seconds
 
-    def train_one(name: str, kind: str, params: dict[str, Any], texts: bool = False) -> tuple[float, float]:
+    def train_one(name: str, kind: str, method: str, texts: bool = False) -> tuple[float, float]:
         from featx.train import HeadSpec, train_and_save
 
         given = stores[name]
         read = {"train": read_texts(train), "val": read_texts(val) if val is not None else None,
                 "test": read_texts(test)} if texts else None
         started = time.perf_counter()
-        run = train_and_save(given["train"], [HeadSpec(kind, params)], out / "heads" / name, val=given.get("val"),
+        run = train_and_save(given["train"], [HeadSpec(kind)], out / "heads" / name, val=given.get("val"),
                              test=given["test"], seed=seed, texts=read)
-        heads.append((run.rows[0]["val_score"], run.best.name, _saver(run.best)))
+        heads.append((run.rows[0]["val_score"], method, _saver(run.best)))
         return run.best.metrics["test"].get(key), time.perf_counter() - started
 
     linear = "ridge" if task == "regression" else "logreg"
@@ -181,7 +181,7 @@ def run_frontier(train: Source, test: Source, out: str | Path, *, val: Source | 
                          "skipped": f"over the budget: its extraction would take about {estimate:,.0f} s, "
                                     f"{budget.left:,.0f} s were left"})
             continue
-        score, each = train_one(name, linear, {})
+        score, each = train_one(name, linear, f"frozen {backbone} + {linear}")
         rows.append({"method": f"frozen {backbone} + {linear}", "backbone": backbone, "score": score, "once": once,
                      "each": each})
         echo(f"frontier: frozen {backbone} + {linear} {score:.4f} ({once:.0f} s once, {each:.0f} s; "
@@ -189,7 +189,7 @@ def run_frontier(train: Source, test: Source, out: str | Path, *, val: Source | 
         if name == "minilm":  # the hybrid reuses MiniLM's stores: its cost is TF-IDF's and a sweep of fits
             estimate = rows[0]["each"] * 8  # 5 weights x 11 Cs against TF-IDF's 11 Cs, and the vectors
             if budget.allows(estimate):
-                score, each = train_one(name, "hybrid", {}, texts=True)
+                score, each = train_one(name, "hybrid", "hybrid (TF-IDF + frozen MiniLM)", texts=True)
                 rows.append({"method": "hybrid (TF-IDF + frozen MiniLM)", "backbone": backbone, "score": score,
                              "once": once, "each": each})
                 echo(f"frontier: hybrid {score:.4f} ({each:.0f} s; {budget.left:.0f} s left)")
@@ -216,12 +216,9 @@ def run_frontier(train: Source, test: Source, out: str | Path, *, val: Source | 
 def _single_label_rows(rows: list[dict[str, Any]], task: str, stores: dict[str, Any], n_train: int, budget: _Budget,
                        splits: dict[str, Source | None], out: Path, seed: int, heads: list[Candidate],
                        key: str, echo: Callable[[str], None]) -> None:
-    """The cached blocks head and the top-2 fine-tune: single-label only, measured when they fit."""
+    """The cached blocks head (every task) and the top-2 fine-tune (single-label only, yet), measured
+    when they fit."""
     names = ("cached blocks:k=2", "fine-tune top-2")
-    if task != "single":
-        rows += [{"method": name, "backbone": "MiniLM", "skipped": "fits single-label data only (yet)"}
-                 for name in names]
-        return
     per_row = stores.get("per_row")
     if per_row is None:
         rows += [{"method": name, "backbone": "MiniLM", "skipped": "no MiniLM extraction to estimate it from"}
@@ -251,6 +248,10 @@ def _single_label_rows(rows: list[dict[str, Any]], task: str, stores: dict[str, 
         rows.append({"method": names[0], "backbone": "MiniLM", "skipped": f"over the budget: about {estimate:,.0f} s, "
                                                                           f"{budget.left:,.0f} s were left"})
     estimate = per_row * (_TOP2_EPOCH_WORK * n_train * epochs + rows_all)
+    if task != "single":
+        rows.append({"method": names[1], "backbone": "MiniLM", "skipped": "featx finetune fits single-label data "
+                                                                          "only (yet)"})
+        return
     if not budget.allows(estimate):
         rows.append({"method": names[1], "backbone": "MiniLM", "skipped": f"over the budget: about {estimate:,.0f} s, "
                                                                           f"{budget.left:,.0f} s were left"})

@@ -30,6 +30,7 @@ from featx.config import DTYPES, FINETUNE_POOLINGS
 from featx.constraints import COUNT, NON_NEGATIVE, POSITIVE, Constraint, Interval, Options
 from featx.errors import DamagedError, FeatxError, ParameterError, first_line
 from featx.heads.base import Head, register_head
+from featx.metrics import mean_r2, tuned_macro_f1
 from featx.progress import progress_bar
 from featx.store.states import TokenStates
 
@@ -45,6 +46,7 @@ class BlocksHead(Head):
     """Top blocks + pooling + linear classifier on cached token states (see the module docstring)."""
 
     kind = "blocks"
+    tasks = ("single", "multi", "regression")
 
     summary = "the top blocks trained on token states (needs a store made with --cache-layer)"
     reads: ClassVar[tuple[str, ...]] = ("states",)
@@ -77,7 +79,7 @@ class BlocksHead(Head):
         self._validate_params()
         _check_states(X)
         y = np.asarray(y)
-        self.classes_, targets = np.unique(y, return_inverse=True)
+        targets = self._targets(y)
         backbone = _backbone_of(X)
         above = backbone.num_hidden_states - 1 - X.layer
         k = above if self.k is None else int(self.k)
@@ -109,7 +111,7 @@ class BlocksHead(Head):
                 states, mask = pad_sequences(X, rows)
                 with compute_context(device, dtype):
                     logits = model(states, mask)
-                loss = torch.nn.functional.cross_entropy(logits.float(), torch.from_numpy(targets[rows]))
+                loss = self._loss(logits.float(), torch.from_numpy(targets[rows]))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()  # type: ignore[no-untyped-call]
                 clip_gradients(model, self.grad_clip)
@@ -124,9 +126,9 @@ class BlocksHead(Head):
             if X_val is not None and y_val is not None:
                 t1 = time.perf_counter()
                 self.model_, self.dtype_ = model, dtype
-                accuracy = float(np.mean(self.classes_[self.predict_proba(X_val).argmax(1)] == np.asarray(y_val)))
-                record.update(val_accuracy=round(accuracy, 6), eval_seconds=round(time.perf_counter() - t1, 3))
-                score = accuracy
+                score = self._val_score(X_val, np.asarray(y_val))
+                name = {"single": "val_accuracy", "multi": "val_macro_f1", "regression": "val_mean_r2"}[self.task_]
+                record.update({name: round(score, 6), "eval_seconds": round(time.perf_counter() - t1, 3)})
             history.append(record)
             if best is None or score > best[0]:
                 best = (score, epoch, copy.deepcopy(model.state_dict()))
@@ -137,10 +139,54 @@ class BlocksHead(Head):
         self.model_, self.dtype_, self.best_epoch_, self.history_ = model, dtype, best[1], history
         self.layer_, self.trainable_blocks_ = X.layer, k
         self.backbone_config_ = json.loads(backbone.model.config.to_json_string())
+        self._set_thresholds(X_val, None if y_val is None else np.asarray(y_val))
         return self
 
-    @torch.inference_mode()
+    def _targets(self, y: np.ndarray) -> np.ndarray:
+        """What the loss compares the outputs with (as the mlp head's): class indices, 0/1 labels, or
+        the targets standardised on the training rows; sets the classes (labels, targets)."""
+        task = self._task(y)
+        if task == "single":
+            self.classes_, index = np.unique(y, return_inverse=True)
+            return np.asarray(index, dtype=np.int64)
+        self.classes_ = np.arange(y.shape[1])
+        if task == "multi":
+            return np.asarray(y, dtype=np.float32)
+        self.target_mean_, self.target_scale_ = y.mean(0), np.maximum(y.std(0), 1e-12)
+        scaled: np.ndarray = ((y - self.target_mean_) / self.target_scale_).astype(np.float32)
+        return scaled
+
+    def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if self.task_ == "multi":
+            return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
+        if self.task_ == "regression":
+            return torch.nn.functional.mse_loss(logits, targets)
+        return torch.nn.functional.cross_entropy(logits, targets)
+
+    def _val_score(self, X_val: TokenStates, y_val: np.ndarray) -> float:
+        """The epoch's validation score: accuracy; macro-F1 at tuned thresholds; mean R²."""
+        if self.task_ == "multi":
+            return tuned_macro_f1(self.predict_proba(X_val), y_val)
+        if self.task_ == "regression":
+            return mean_r2(self.predict_values(X_val), y_val)
+        right: np.ndarray = self.classes_[self.predict_proba(X_val).argmax(1)] == y_val
+        return float(np.mean(right))
     def predict_proba(self, X: TokenStates) -> np.ndarray:
+        """Class probabilities (softmax), or each label's (sigmoid) for a multi-label head."""
+        logits = self._outputs(X)
+        if getattr(self, "task_", "single") == "multi":
+            result: np.ndarray = 1.0 / (1.0 + np.exp(-logits))
+            return result
+        shifted: np.ndarray = np.exp(logits - logits.max(1, keepdims=True))
+        probabilities: np.ndarray = shifted / shifted.sum(1, keepdims=True)
+        return probabilities
+
+    def predict_values(self, X: TokenStates) -> np.ndarray:
+        result: np.ndarray = self._outputs(X) * self.target_scale_ + self.target_mean_
+        return result
+
+    @torch.inference_mode()
+    def _outputs(self, X: TokenStates) -> np.ndarray:
         from featx.hardware import compute_context
 
         check_is_fitted(self, "model_")
@@ -153,16 +199,12 @@ class BlocksHead(Head):
             states, mask = pad_sequences(X, rows)
             with compute_context(torch.device("cpu"), self.dtype_):
                 logits = self.model_(states, mask).float()
-            out[rows] = torch.softmax(logits, 1).double().numpy()
+            out[rows] = logits.double().numpy()
         return out
-
-    def predict(self, X: TokenStates) -> np.ndarray:
-        result: np.ndarray = self.classes_[self.predict_proba(X).argmax(1)]
-        return result
 
     def describe_choice(self) -> str:
         check_is_fitted(self, "model_")
-        chosen = "by validation accuracy" if "val_accuracy" in self.history_[-1] else "the last"
+        chosen = "by validation" if any(key.startswith("val_") for key in self.history_[-1]) else "the last"
         return (f"top {self.trainable_blocks_} blocks from layer {self.layer_}, epoch {self.best_epoch_} of "
                 f"{len(self.history_)} ({chosen})")
 
@@ -174,7 +216,9 @@ class BlocksHead(Head):
         check_is_fitted(self, "model_")
         return {"backbone_config": self.backbone_config_, "layer": self.layer_,
                 "trainable_blocks": self.trainable_blocks_, "dtype": self.dtype_, "best_epoch": self.best_epoch_,
-                "history": self.history_}
+                "history": self.history_,
+                **({"target_mean": self.target_mean_.tolist(), "target_scale": self.target_scale_.tolist()}
+                   if getattr(self, "task_", "single") == "regression" else {})}
 
     def check_state(self, arrays: dict[str, np.ndarray], n_classes: int) -> None:
         weight, bias = arrays.get("classifier.weight"), arrays.get("classifier.bias")
@@ -194,6 +238,9 @@ class BlocksHead(Head):
         self.best_epoch_, self.history_ = int(fitted["best_epoch"]), list(fitted["history"])
         self.layer_, self.trainable_blocks_ = int(fitted["layer"]), int(fitted["trainable_blocks"])
         self.backbone_config_ = fitted["backbone_config"]
+        if getattr(self, "task_", "single") == "regression":
+            self.target_mean_ = np.asarray(fitted["target_mean"], dtype=np.float64)
+            self.target_scale_ = np.asarray(fitted["target_scale"], dtype=np.float64)
         return self
 
 
