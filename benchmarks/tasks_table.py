@@ -40,8 +40,9 @@ DATA = Path(os.environ.get("FEATX_DATA", Path(__file__).resolve().parents[1].par
 ANCHORS = {
     "goemotions": {"method": "BERT-base fine-tuned (Demszky et al. 2020, Table 4)", "test_macro_f1": 0.46,
                    "note": "published, not measured here: macro-F1 over the 28 emotions"},
-    "emobank": {"method": "best model of Buechel & Hahn 2018 (EMNLP, 'Emotion representation mapping')",
-                "note": "published figures differ in protocol (reader vs. writer perspective); not measured here"},
+    "emobank": {"method": "none cited",
+                "note": "we found no published figure for this corpus's own train/dev/test split with the "
+                        "reader-writer average targets that we could verify offline, so none is shown"},
     "imdb": {"method": "no standard rating-regression anchor on IMDB's 1-10 ratings",
              "note": "Maas et al. 2011 publish binary sentiment accuracy only"},
 }
@@ -110,7 +111,7 @@ def run(dataset: str, work: Path) -> dict[str, Any]:
     baseline = tfidf_baseline(plan["sources"]["train"], plan["sources"]["dev"], plan["sources"]["test"], seed=0)
     metrics = baseline["metrics"]
     rows.append({"method": "TF-IDF 1-2-grams + " + ("one-vs-rest logreg" if metrics["task"] == "multi" else "ridge"),
-                 "chosen": {k: baseline[k] for k in ("C", "alpha") if k in baseline},
+                 "chosen": ", ".join(f"{k}={baseline[k]:.3g}" for k in ("C", "alpha") if k in baseline) + " (validation)",
                  **{f"test_{k}": v for k, v in metrics.items() if not isinstance(v, (list, dict)) and k != "task"},
                  "seconds": round(time.perf_counter() - t0, 1), "warning": baseline["warning"]})
     hardware = describe_hardware(torch.device("cpu"))
@@ -134,25 +135,35 @@ def markdown(document: dict[str, Any]) -> str:
     dataset = document["dataset"]
     columns = [("method", "method"), ("chosen", "chosen"), *COLUMNS[dataset], ("seconds", "s")]
     anchor = document["anchor"]
+    warnings = [f"- {r['method']}: {r['warning']}" for r in document["rows"] if r.get("warning")]
     lines = [f"# {dataset}: frozen all-MiniLM-L6-v2 heads and the TF-IDF baseline", "",
              f"Reproduce: `{document['command']}` (seed {document['seed']}, wall {document['wall_s']} s, "
              f"CPU {document['hardware'].get('cpu', '?')}).", "",
              markdown_table([r for r in document["rows"] if not r["method"].startswith("extract")], columns), "",
              f"Published anchor (not measured here): {anchor['method']}"
              + (f", test macro-F1 {anchor['test_macro_f1']}" if "test_macro_f1" in anchor else "")
-             + f". {anchor['note']}.", "",
-             "Extraction (one-time, shared by every head): " + ", ".join(
-                 f"{r['method'].split()[1]} {r['rows']:,} rows {r['seconds']} s" for r in document["rows"]
-                 if r["method"].startswith("extract"))]
+             + f". {anchor['note'][0].upper() + anchor['note'][1:]}.", "",
+             "Extraction (one-time, shared by every head; each store's own recorded seconds): " + ", ".join(
+                 f"{r['method'].split()[1]} {r['rows']:,} rows {r['store_extract_s']} s" for r in document["rows"]
+                 if r["method"].startswith("extract")), "",
+             "Seconds per head: training with its grid swept on dev, plus scoring dev and test.",
+             *(["", "Selection warnings:", *warnings] if warnings else [])]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("datasets", nargs="+", choices=list(DATASETS))
-    parser.add_argument("--work", type=Path, required=True, help="Folder for the stores and heads (reused).")
+    parser.add_argument("--work", type=Path, help="Folder for the stores and heads (reused).")
+    parser.add_argument("--render", action="store_true", help="Only write each .md again from its committed .json.")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.render:
+        for dataset in args.datasets:
+            (RESULTS / f"{dataset}.md").write_text(markdown(json.loads((RESULTS / f"{dataset}.json").read_text())))
+        return
+    if args.work is None:
+        parser.error("--work is required (except with --render)")
     for dataset in args.datasets:
         document = run(dataset, args.work)
         (RESULTS / f"{dataset}.json").write_text(json.dumps(document, indent=2) + "\n")

@@ -240,6 +240,8 @@ def frontier(train: str, val: str | None, test: str, output: str, budget: str, s
     document = run_frontier(sources["train"], sources["test"], output, val=sources["val"],  # type: ignore[arg-type]
                             budget_s=_seconds(budget), seed=seed, echo=lambda line: click.echo(line, err=True))
     click.echo((Path(output) / "frontier.md").read_text(encoding="utf-8"))
+    if not document["plot"]:
+        click.echo("featx: warning: no frontier.png: matplotlib is not installed (pip install 'featx[plot]')", err=True)
     if "exported" in document:
         chosen = document["exported"]
         click.echo(f"exported {chosen['method']} (best on validation) to {chosen['folder']}; "
