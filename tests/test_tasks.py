@@ -281,3 +281,14 @@ def test_the_blocks_head_trains_multi_label_and_regression_on_token_states(tmp_p
             assert head.estimator.thresholds_.shape == (3,) and "val_macro_f1" in head.estimator.history_[0]
         else:
             assert head.predict(store).shape == (160, 1) and head.metrics["test"]["mean_pearson"] is not None
+
+
+@pytest.mark.parametrize("targets", ["V", "V,A,D"])
+def test_the_tfidf_baseline_fits_one_or_several_targets(emobank, targets):
+    from featx.bench.tfidf import tfidf_baseline
+    from featx.data import open_input
+
+    train, dev = (open_input(emobank, target=targets, where=f"split={split}") for split in ("train", "dev"))
+    run = tfidf_baseline(train, dev, dev)
+    assert len(run["metrics"]["per_target"]) == len(targets.split(",")) and run["metrics"]["mean_pearson"] > 0.1
+    assert run["alpha"] in [point["alpha"] for point in run["curve"]]

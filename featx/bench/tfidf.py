@@ -73,7 +73,7 @@ def tfidf_baseline(train: InputSource, val: InputSource | None, test: InputSourc
             fitted.append(W)
         else:
             model = Ridge(alpha=value).fit(X_fit, y_fit)
-            curve.append({"alpha": float(value), "score": mean_r2(model.predict(X_val), y_val)})
+            curve.append({"alpha": float(value), "score": mean_r2(_rows(model.predict(X_val)), y_val)})
             fitted.append(model)
     name = "C" if multi else "alpha"
     best = max(range(len(curve)), key=lambda i: (curve[i]["score"], -i if multi else i))  # ties: more regularised
@@ -83,7 +83,7 @@ def tfidf_baseline(train: InputSource, val: InputSource | None, test: InputSourc
         thresholds = choose_thresholds(probabilities(X_val, fitted[best]), y_val)
         predicted = (probabilities(X_test, fitted[best]) >= thresholds).astype(np.uint8)
     else:
-        predicted = fitted[best].predict(X_test)
+        predicted = _rows(fitted[best].predict(X_test))
     t2 = time.perf_counter()
     chosen = curve[best][name]
     return {"metrics": task_metrics(y_test, predicted, names), name: chosen, "curve": curve,
@@ -91,6 +91,11 @@ def tfidf_baseline(train: InputSource, val: InputSource | None, test: InputSourc
             "warning": edge_warning(name, chosen, tuple(grid), curve, grid_name=f"{name}s"),
             "selection": "validation" if val is not None else f"{VAL_FRACTION:g} of train held out (seed {seed})",
             "seconds": {"fit": round(t1 - t0, 3), "eval": round(t2 - t1, 3), "total": round(t2 - t0, 3)}}
+
+
+def _rows(predicted: np.ndarray) -> np.ndarray:
+    """Predictions as (rows, targets): scikit-learn gives one target's as a vector."""
+    return np.asarray(predicted).reshape(len(predicted), -1)
 
 
 # The TF-IDF ridge baseline's alphas (its rows are unit-norm, so smaller than the ridge head's).
