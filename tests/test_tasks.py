@@ -292,3 +292,25 @@ def test_the_tfidf_baseline_fits_one_or_several_targets(emobank, targets):
     run = tfidf_baseline(train, dev, dev)
     assert len(run["metrics"]["per_target"]) == len(targets.split(",")) and run["metrics"]["mean_pearson"] > 0.1
     assert run["alpha"] in [point["alpha"] for point in run["curve"]]
+
+
+def test_a_relabel_that_fails_midway_leaves_no_output_and_the_store_untouched(tmp_path, tiny_backbone, monkeypatch):
+    import featx.relabel
+    from featx.data import open_input
+
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps({"text": f"row {i}", "score": i}) + "\n" for i in range(30)), encoding="utf-8")
+    featx.extract(path, tmp_path / "s.h5", model=tiny_backbone, progress=False).close()
+    before, listed = (tmp_path / "s.h5").read_bytes(), sorted(p.name for p in tmp_path.iterdir())
+    real = featx.relabel.write_view
+
+    def half_then_full_disk(partial, *args, **kwargs):
+        real(partial, *args, **kwargs)  # the whole view is written under its scratch name...
+        raise OSError(28, "No space left on device")  # ...and the disk fills before the rename
+
+    monkeypatch.setattr(featx.relabel, "write_view", half_then_full_disk)
+    with pytest.raises(featx.FeatxError, match="No space left on device; nothing was written there"):
+        featx.relabel.relabel_store(tmp_path / "s.h5", open_input(path, target="score"), tmp_path / "r.h5")
+    assert not (tmp_path / "r.h5").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == listed  # no scratch file left beside them
+    assert (tmp_path / "s.h5").read_bytes() == before
