@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from featx.constraints import Constraint, check_params
@@ -64,6 +65,27 @@ class Head(ClassifierMixin, BaseEstimator):
             raise FeatxError(f"the {self.kind} head does not fit {TASK_NAMES[task]} labels: use {able}")
         self.task_ = task
         return task
+
+    def _loss_targets(self, y: np.ndarray, fit: bool = False) -> np.ndarray:
+        """What a head trained by a loss (mlp, blocks) compares its outputs with: class indices (int64),
+        0/1 labels (float32), or the targets standardised on the training rows (float32). `fit`:
+        learn the classes, and a regression's target moments (`target_mean_`, `target_scale_`)."""
+        if fit and self.task_ != "regression":
+            self.target_mean_ = self.target_scale_ = None  # never a moment left from an earlier fit
+        if self.task_ == "single":
+            if fit:
+                check_classification_targets(y)
+                self.classes_ = np.unique(y)
+            return np.searchsorted(self.classes_, y).astype(np.int64)
+        if fit:
+            self.classes_ = np.arange(y.shape[1])
+            if self.task_ == "regression":
+                self.target_mean_ = y.mean(0).astype(np.float32)
+                self.target_scale_ = np.maximum(y.std(0), 1e-12).astype(np.float32)
+        if self.task_ == "regression":
+            scaled: np.ndarray = ((y - self.target_mean_) / self.target_scale_).astype(np.float32)
+            return scaled
+        return np.asarray(y, dtype=np.float32)
 
     def _set_thresholds(self, X_val: Any, y_val: np.ndarray | None) -> None:
         """Multi-label: each label's threshold on predict_proba, chosen by F1 on the validation rows

@@ -79,7 +79,8 @@ class BlocksHead(Head):
         self._validate_params()
         _check_states(X)
         y = np.asarray(y)
-        targets = self._targets(y)
+        self._task(y)
+        targets = self._loss_targets(y, fit=True)
         backbone = _backbone_of(X)
         above = backbone.num_hidden_states - 1 - X.layer
         k = above if self.k is None else int(self.k)
@@ -142,20 +143,6 @@ class BlocksHead(Head):
         self._set_thresholds(X_val, None if y_val is None else np.asarray(y_val))
         return self
 
-    def _targets(self, y: np.ndarray) -> np.ndarray:
-        """What the loss compares the outputs with (as the mlp head's): class indices, 0/1 labels, or
-        the targets standardised on the training rows; sets the classes (labels, targets)."""
-        task = self._task(y)
-        if task == "single":
-            self.classes_, index = np.unique(y, return_inverse=True)
-            return np.asarray(index, dtype=np.int64)
-        self.classes_ = np.arange(y.shape[1])
-        if task == "multi":
-            return np.asarray(y, dtype=np.float32)
-        self.target_mean_, self.target_scale_ = y.mean(0), np.maximum(y.std(0), 1e-12)
-        scaled: np.ndarray = ((y - self.target_mean_) / self.target_scale_).astype(np.float32)
-        return scaled
-
     def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if self.task_ == "multi":
             return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
@@ -217,7 +204,8 @@ class BlocksHead(Head):
         return {"backbone_config": self.backbone_config_, "layer": self.layer_,
                 "trainable_blocks": self.trainable_blocks_, "dtype": self.dtype_, "best_epoch": self.best_epoch_,
                 "history": self.history_,
-                **({"target_mean": self.target_mean_.tolist(), "target_scale": self.target_scale_.tolist()}
+                **({"target_mean": np.asarray(self.target_mean_).tolist(),
+                    "target_scale": np.asarray(self.target_scale_).tolist()}
                    if getattr(self, "task_", "single") == "regression" else {})}
 
     def check_state(self, arrays: dict[str, np.ndarray], n_classes: int) -> None:

@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from featx.constraints import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, Constraint, Flag, Interval
@@ -85,14 +84,14 @@ class MLPHead(Head):
             y = np.asarray(y)
         else:
             X, y = validate_data(self, X, y, dtype=np.float32, multi_output=task != "single")
-        y_index = self._targets(y, fit=True)
+        y_index = self._loss_targets(y, fit=True)
         train_rows = np.arange(len(y))
         if X_val is not None:
             y_val = np.asarray(y_val)
             if task == "single" and len(unknown := np.setdiff1d(y_val, self.classes_)):
                 raise ValueError(f"y_val has labels not seen in training: {unknown[:5].tolist()}")
             # A copy: joblib hands workers read-only memory maps, which torch will not wrap.
-            val = (np.array(X_val[:] if on_disk(X_val) else X_val, dtype=np.float32), self._targets(y_val))
+            val = (np.array(X_val[:] if on_disk(X_val) else X_val, dtype=np.float32), self._loss_targets(y_val))
         elif can_stratify(y_index, 2):
             train_rows, held_out = stratified_split(y_index, self.val_fraction, self.random_state)
             val = (_read_rows(X, held_out), y_index[held_out])
@@ -107,24 +106,6 @@ class MLPHead(Head):
         if task == "multi":  # thresholds on the validation rows (none carved: 0.5)
             self._set_thresholds(None if val is None else val[0], None if val is None else val[1])
         return self
-
-    def _targets(self, y: np.ndarray, fit: bool = False) -> np.ndarray:
-        """What the loss compares the outputs with: class indices (int64), 0/1 labels (float32), or
-        the targets standardised on the training rows (float32). `fit`: learn the classes/moments."""
-        if self.task_ == "single":
-            if fit:
-                check_classification_targets(y)
-                self.classes_ = np.unique(y)
-            return np.searchsorted(self.classes_, y).astype(np.int64)
-        if fit:
-            self.classes_ = np.arange(y.shape[1])
-            self.target_mean_ = y.mean(0).astype(np.float32) if self.task_ == "regression" else None
-            self.target_scale_ = np.maximum(y.std(0), 1e-12).astype(np.float32) if self.task_ == "regression" \
-                else None
-        if self.task_ == "regression":
-            scaled: np.ndarray = ((y - self.target_mean_) / self.target_scale_).astype(np.float32)
-            return scaled
-        return np.asarray(y, dtype=np.float32)
 
     def _loss(self) -> torch.nn.Module:
         loss: torch.nn.Module = {"single": torch.nn.CrossEntropyLoss, "multi": torch.nn.BCEWithLogitsLoss,
