@@ -118,7 +118,8 @@ def run(dataset: str, work: Path) -> dict[str, Any]:
                  "seconds": round(time.perf_counter() - t0, 1), "warning": baseline["warning"]})
     hardware = describe_hardware(torch.device("cpu"))
     document = {"dataset": dataset, "command": f"python benchmarks/tasks_table.py {dataset} --work WORK",
-                "model": "all-MiniLM-L6-v2", "seed": 0, "wall_s": round(time.perf_counter() - started, 1),
+                "model": "all-MiniLM-L6-v2", "seed": 0, "dtype": stores["train"].config.dtype,
+                "wall_s": round(time.perf_counter() - started, 1),
                 "hardware": hardware, "python": platform.python_version(), "anchor": ANCHORS[dataset], "rows": rows}
     for store in stores.values():
         store.close()
@@ -139,8 +140,10 @@ def markdown(document: dict[str, Any]) -> str:
     anchor = document["anchor"]
     warnings = [f"- {r['method']}: {r['warning']}" for r in document["rows"] if r.get("warning")]
     lines = [f"# {dataset}: frozen all-MiniLM-L6-v2 heads and the TF-IDF baseline", "",
-             f"Reproduce: `{document['command']}` (seed {document['seed']}, wall {document['wall_s']} s, "
-             f"CPU {document['hardware'].get('cpu', '?')}).", "",
+             f"Reproduce: `{document['command']}` (seed {document['seed']}, compute dtype "
+             f"{document.get('dtype', '?')}, wall {document['wall_s']} s, CPU {document['hardware'].get('cpu', '?')} "
+             f"with {' '.join(document['hardware'].get('cpu_flags', []))}, "
+             f"{document['hardware'].get('cpu_count', '?')} cores).", "",
              markdown_table([r for r in document["rows"] if not r["method"].startswith("extract")], columns), "",
              f"Published anchor (not measured here): {anchor['method']}"
              + (f", test macro-F1 {anchor['test_macro_f1']}" if "test_macro_f1" in anchor else "")

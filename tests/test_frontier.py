@@ -27,7 +27,7 @@ def test_the_frontier_measures_marks_and_exports_the_best_by_validation(tmp_path
                  "-o", tmp_path / "out", "--budget", "4m")
     assert result.code == 0, result.err
     document = json.loads((tmp_path / "out" / "frontier.json").read_text())
-    assert document["wall_s"] <= 1.1 * 240 and document["task"] == "single"
+    assert document["task"] == "single"  # (no timed assertion: the budget rule is the skip test below)
     measured = {row["method"]: row for row in document["rows"] if row.get("score") is not None}
     assert {"TF-IDF 1-2-grams + logreg", "frozen MiniLM + logreg", "hybrid (TF-IDF + frozen MiniLM)"} <= set(measured)
     assert all("skipped" in row for row in document["rows"] if row.get("score") is None)

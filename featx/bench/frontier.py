@@ -199,7 +199,13 @@ def run_frontier(train: Source, test: Source, out: str | Path, *, val: Source | 
     _single_label_rows(rows, task, stores, n_train, budget, splits, out, seed, heads, key, echo)
     pareto(rows)
     title = f"{train.name} ({task}, {n_train:,} training rows, budget {budget_s:,.0f} s)"
-    document = {"train": train.name, "val": val.name if val is not None else "10 % of train (seeded)",
+    import torch
+
+    from featx.hardware import describe_hardware
+
+    document = {"hardware": describe_hardware(torch.device("cpu")),
+                "dtype": stores["minilm"]["train"].config.dtype if "minilm" in stores else None,
+                "train": train.name, "val": val.name if val is not None else "10 % of train (seeded)",
                 "test": test.name, "task": task, "metric": label, "budget_s": budget_s, "seed": seed,
                 "wall_s": round(time.perf_counter() - budget.start, 1), "rows": rows}
     if heads:
