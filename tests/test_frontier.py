@@ -48,3 +48,20 @@ def test_methods_over_the_budget_are_skipped_with_their_estimate(tmp_path, emoti
     assert "frozen MiniLM + logreg" not in skipped
     for method in ("hybrid (TF-IDF + frozen MiniLM)", "cached blocks:k=2", "fine-tune top-2"):
         assert skipped[method].startswith("over the budget: about "), skipped
+
+
+def test_a_checkpoint_export_that_fails_midway_leaves_no_predictor(tmp_path, monkeypatch):
+    import featx.bench.frontier as frontier
+
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "ck" / "finetune.json").write_text("{}")
+
+    def half_copy(source, target, dirs_exist_ok=False):
+        (target / "finetune.json").write_text("{")  # one file half written, then the disk fills
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(frontier.shutil, "copytree", half_copy)
+    with pytest.raises(Exception, match="No space left on device"):
+        frontier._copy_whole(tmp_path / "ck", tmp_path / "out" / "predictor")
+    assert not (tmp_path / "out" / "predictor").exists()
+    assert [p.name for p in (tmp_path / "out").iterdir()] == []  # no scratch folder left

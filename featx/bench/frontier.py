@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from featx.atomic import make_folder, write_text
+from featx.atomic import atomic_folder, make_folder, write_text
 from featx.data import InputSource, Source, read_texts
 from featx.errors import FeatxError
 from featx.metrics import HEADLINE
@@ -274,11 +274,16 @@ def _single_label_rows(rows: list[dict[str, Any]], task: str, stores: dict[str, 
         rows.append({"method": names[1], "backbone": "MiniLM", "skipped": f"it refused the data: {e}"})
         return
     val_scores = [epoch.get("val_accuracy") for epoch in record.get("epochs", []) if "val_accuracy" in epoch]
-    heads.append((max(val_scores) if val_scores else None, names[1],
-                  lambda target: shutil.copytree(folder, target)))
+    heads.append((max(val_scores) if val_scores else None, names[1], lambda target: _copy_whole(folder, target)))
     rows.append({"method": names[1], "backbone": "MiniLM", "score": score, "once": 0.0,
                  "each": time.perf_counter() - started})
     echo(f"frontier: {names[1]} {score:.4f} ({budget.left:.0f} s left)")
+
+
+def _copy_whole(source: Path, target: Path) -> None:
+    """A checkpoint folder copied as the predictor: complete, or not there (featx.atomic)."""
+    with atomic_folder(target, "predictor") as partial:
+        shutil.copytree(source, partial, dirs_exist_ok=True)
 
 
 def _saver(head: Any) -> Callable[[Path], Any]:
