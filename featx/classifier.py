@@ -25,8 +25,8 @@ def takes_texts(tags: Any, requires_fit: bool) -> Any:
 
 
 class PretrainedClassifier(ClassifierMixin, BaseEstimator):
-    """Base of Predictor and FinetunedPredictor: subclasses set `class_names` and
-    implement `predict_proba(texts)`."""
+    """Base of Predictor and the fine-tuned predictors: subclasses set `class_names` (and `task`,
+    `thresholds`) and implement `outputs(inputs)`."""
 
     class_names: tuple[str, ...]
     modality: str = "text"  # what it classifies: a registered modality's name (featx.modalities)
@@ -48,18 +48,38 @@ class PretrainedClassifier(ClassifierMixin, BaseEstimator):
     def classes_(self) -> np.ndarray:
         return np.asarray(self.class_names, dtype=object)
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:  # pragma: no cover - abstract
+    def outputs(self, inputs: Sequence[Any]) -> np.ndarray:  # pragma: no cover - abstract
+        """What the model gives for each input, one row each, columns in `class_names` order: class
+        probabilities, each label's probability (multi-label), or the values (regression)."""
         raise NotImplementedError
 
-    def predict(self, texts: Sequence[str]) -> np.ndarray:
-        """The predicted class name of each text."""
-        names: np.ndarray = self.classes_[self.predict_proba(texts).argmax(1)]
+    def predict_proba(self, inputs: Sequence[Any]) -> np.ndarray:
+        """Class probabilities (multi-label: each label's), one row per text (or image)."""
+        if self.task == "regression":
+            from featx.errors import FeatxError
+
+            raise FeatxError(f"{self.name} predicts values ({', '.join(self.class_names)}), not probabilities: "
+                             "use predict")
+        return self.outputs(inputs)
+
+    def predict(self, inputs: Sequence[Any]) -> np.ndarray:
+        """The predicted class name of each text (or image), by the model's own decision rule; for a
+        multi-label model each row's tuple of label names, for a regression model its values (rows x
+        targets)."""
+        decided = self.decide(self.outputs(inputs))
+        if self.task == "regression":
+            return decided
+        if self.task == "multi":
+            rows = np.empty(len(decided), dtype=object)
+            rows[:] = [tuple(self.class_names[j] for j in np.flatnonzero(row)) for row in decided]
+            return rows
+        names: np.ndarray = self.classes_[decided]
         return names
 
     chunk_rows = 1024  # rows per predict_proba call while streaming an input
 
     def record_input(self, record: Any) -> Any:  # pragma: no cover - abstract
-        """What predict_proba takes for one record of a Source (a text; an image's bytes or array)."""
+        """What `outputs` takes for one record of a Source (a text; an image's bytes or array)."""
         raise NotImplementedError
 
     def predict_input(self, source: Any, summary: Any) -> Iterator[tuple[Any, np.ndarray]]:
@@ -67,7 +87,7 @@ class PretrainedClassifier(ClassifierMixin, BaseEstimator):
         (multi-label: each label's) probabilities, or a regression model's values."""
         records = source.records(summary)
         while chunk := list(itertools.islice(records, self.chunk_rows)):
-            yield from zip(chunk, self.predict_proba([self.record_input(record) for record in chunk]))
+            yield from zip(chunk, self.outputs([self.record_input(record) for record in chunk]))
 
     def evaluate(self, source: Any) -> dict[str, Any]:
         """Metrics on a labelled input (a featx Source), classes matched by name (``n``: rows scored)."""

@@ -26,12 +26,20 @@ def finetune(train: Source, out: str | Path, *, val: Source | None = None,
     return result
 
 
+# How each task's epochs are shown: (the epoch record's metric, its name), the first one the ranking's.
+EPOCH_SHOWN = {"single": (("val_accuracy", "val accuracy"),),
+               "multi": (("val_macro_f1", "val macro-F1 (thresholds tuned on val)"), ("val_micro_f1", "micro-F1"),
+                         ("val_macro_f1_at_0.5", "macro-F1 at 0.5")),
+               "regression": (("val_mean_pearson", "val mean r"), ("val_score", "mean R² (chooses the epoch)"))}
+
+
 def summary_lines(record: dict[str, Any], folder: str | Path) -> list[str]:
-    """One line per epoch (seconds, validation accuracy when there was a validation set), then
-    which epoch was saved: the best by validation accuracy, or without validation the last."""
+    """One line per epoch (seconds, the task's validation metrics when there was a validation set),
+    then which epoch was saved: the best by validation, or without validation the last."""
     lines = []
     for epoch in record["epochs"]:
-        val = f", val accuracy {epoch['val_accuracy']:.4f}" if "val_accuracy" in epoch else ""
+        val = "".join(f", {name} {epoch[key]:.4f}" for key, name in EPOCH_SHOWN[record.get("task", "single")]
+                      if epoch.get(key) is not None)
         lines.append(f"epoch {epoch['epoch']}: {epoch['train_seconds']:.1f} s{val}")
     which = "best epoch" if record["val_rows"] else "last epoch (no --val to choose by)"
     return lines + [f"{which} {record['best_epoch']} saved to {folder}"]

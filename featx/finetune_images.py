@@ -123,6 +123,9 @@ def finetune_images(train: Source, out: str | Path, *, val: Source | None = None
     summary = train.scan()
     if summary.classes is None:
         raise FeatxError(f"{train.name} has no labels: fine-tuning needs one class folder per label")
+    if summary.task != "single":
+        raise FeatxError(f"{train.name} has {summary.task} labels: image fine-tuning takes one class per image "
+                         "(multi-label and regression fine-tuning are for texts; frozen image heads fit them)")
     records = list(train.records(summary))
     labels = np.array([r.label for r in records], dtype=np.int64)
     model = ImageClassifier(loaded, len(summary.classes), config.pooling)
@@ -213,7 +216,7 @@ class FinetunedImagePredictor(PretrainedClassifier):
         self.model = inference_module(model.eval())
 
     @torch.inference_mode()
-    def predict_proba(self, images: Sequence[Any]) -> np.ndarray:
+    def outputs(self, images: Sequence[Any]) -> np.ndarray:
         from concurrent.futures import ThreadPoolExecutor
 
         records = [ImageRecord(i, image, -1, f"image {i}") for i, image in enumerate(images)]

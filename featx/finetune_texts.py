@@ -1,5 +1,6 @@
 """The full fine-tuning baseline for texts: the same backbone and pooling as extraction, a linear
-classifier on top, trained end to end in one flat, readable loop.
+layer on top (one output a class, a label or a target: featx.recipe.TaskTargets gives the loss
+of single-label, multi-label and regression rows), trained end to end in one flat, readable loop.
 
 The recipe (featx.recipe, shared with images: featx.finetune_images; featx.finetune hands
 each input to its modality's): AdamW (lr 2e-5, weight decay 0.01, none on biases and norms),
@@ -31,12 +32,12 @@ from featx.data import InputSource, Record, Source
 from featx.errors import FeatxError
 from featx.featurizers.text import collate_tokens, tokenize
 from featx.hardware import compute_context, describe_hardware, resolve_dtype
-from featx.metrics import classification_metrics
 from featx.pooling import POOLERS
 from featx.recipe import (
     FINETUNE_FORMAT,
     FinetuneConfig,
     FinetuneParts,
+    TaskTargets,
     length_grouped_batches,
     load_weights,
     optimizer_and_schedule,
@@ -63,21 +64,28 @@ class SequenceClassifier(torch.nn.Module):
 
 @dataclass
 class Examples:
-    """Tokenized texts with label indices, held in memory for several epochs."""
+    """Tokenized texts with their labels as a store keeps them (class indices, a 0/1 matrix or the
+    targets: featx.data.targets.label_rows), held in memory for several epochs."""
 
     token_ids: list[list[int]]
     labels: np.ndarray
-    classes: tuple[str, ...]
+    classes: tuple[str, ...]  # the class names, the labels (multi-label) or the targets (regression)
+    task: str = "single"
 
 
 def load_examples(source: InputSource, tokenizer: Any, max_length: int) -> Examples:
     """Read and tokenize a labelled input once."""
+    from featx.data.targets import label_rows
+
     summary = source.scan()
     if summary.classes is None:
-        raise FeatxError(f"{source.name} has no label column: fine-tuning needs labels (--label-column)")
+        raise FeatxError(f"{source.name} has no label column: fine-tuning needs labels (--label-column, "
+                         "--multi-label, --label-columns or --target)")
     records = list(source.records(summary))
     ids = tokenize(tokenizer, [r.text for r in records], max_length)
-    return Examples(ids, np.array([r.label for r in records], dtype=np.int64), summary.classes)
+    labels = label_rows(summary, [r.label for r in records])
+    assert labels is not None  # a labelled input
+    return Examples(ids, labels, summary.classes, summary.task)
 
 
 def finetune_texts(train: Source, out: str | Path, *, val: Source | None = None,
@@ -95,8 +103,11 @@ def finetune_texts(train: Source, out: str | Path, *, val: Source | None = None,
     dtype = resolve_dtype(config.dtype, loaded.device)
     examples = load_examples(train, loaded.tokenizer, config.max_length)
     val_examples = load_examples(val, loaded.tokenizer, config.max_length) if val is not None else None
-    if val_examples is not None and val_examples.classes != examples.classes:
-        raise FeatxError(f"validation classes {list(val_examples.classes)} differ from train {list(examples.classes)}")
+    if val_examples is not None and (val_examples.task, val_examples.classes) != (examples.task, examples.classes):
+        raise FeatxError(f"validation {val_examples.task} labels {list(val_examples.classes)} differ from train's "
+                         f"{examples.task} labels {list(examples.classes)}: read both with the same options")
+    targets = TaskTargets.learn(examples.task, examples.labels)
+    encoded = targets.encode(examples.labels)
     model = _make_trainable(SequenceClassifier(loaded.model, loaded.hidden_size, len(examples.classes), config.pooling),
                             config).to(loaded.device)
     optimizer, scheduler, total_steps = optimizer_and_schedule(model, config, len(examples.labels))
@@ -104,6 +115,7 @@ def finetune_texts(train: Source, out: str | Path, *, val: Source | None = None,
     out = Path(out)
     record: dict[str, Any] = {"format": FINETUNE_FORMAT, "format_version": 1, "featx_version": __version__,
               "recipe": dataclasses.asdict(config), "dtype": dtype, "classes": list(examples.classes),
+              **targets.as_record(),
               "train_rows": len(examples.labels), "val_rows": len(val_examples.labels) if val_examples else 0,
               "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
               "hardware": describe_hardware(loaded.device), "epochs": [], "losses": []}
@@ -111,24 +123,26 @@ def finetune_texts(train: Source, out: str | Path, *, val: Source | None = None,
     def step_inputs(rows: np.ndarray) -> tuple[tuple[Any, ...], Any]:
         batch = collate_tokens(loaded.tokenizer, [examples.token_ids[i] for i in rows])
         inputs = (batch["input_ids"].to(loaded.device), batch["attention_mask"].to(loaded.device))
-        return inputs, torch.from_numpy(examples.labels[rows]).to(loaded.device)
+        return inputs, torch.from_numpy(encoded[rows]).to(loaded.device)
 
     def evaluate() -> dict[str, Any]:
         assert val_examples is not None
-        predicted = predict_examples(model, val_examples.token_ids, loaded.tokenizer, loaded.device, dtype)
-        return classification_metrics(val_examples.labels, predicted, examples.classes)
+        outputs = predict_examples(model, val_examples.token_ids, loaded.tokenizer, loaded.device, targets, dtype)
+        return targets.validate(outputs, val_examples.labels, examples.classes)
 
     parts = FinetuneParts(model=model, batches=lambda rng: length_grouped_batches(lengths, config.batch_size, rng),
                           step_inputs=step_inputs, save=lambda record: _save(model, loaded, out, record),
-                          device=loaded.device, dtype=dtype, evaluate=evaluate if val_examples is not None else None)
+                          device=loaded.device, dtype=dtype, evaluate=evaluate if val_examples is not None else None,
+                          targets=targets)
     return run_epochs(parts, config, record, optimizer, scheduler, total_steps, out, progress)
 
 
 @torch.inference_mode()
 def predict_examples(model: SequenceClassifier, token_ids: Sequence[list[int]], tokenizer: Any,
-                     device: torch.device, dtype: str = "fp32", batch_size: int = 64,
-                     proba: bool = False) -> np.ndarray:
-    """Label indices (or probabilities) for tokenized rows, in input order."""
+                     device: torch.device, targets: TaskTargets, dtype: str = "fp32",
+                     batch_size: int = 64) -> np.ndarray:
+    """Outputs for tokenized rows, in input order: class probabilities, each label's probability,
+    or the values (`targets.decode`)."""
     model.eval()
     order = np.argsort([-len(ids) for ids in token_ids], kind="stable")
     outputs: list[Any] = [None] * len(token_ids)
@@ -137,10 +151,9 @@ def predict_examples(model: SequenceClassifier, token_ids: Sequence[list[int]], 
         batch = collate_tokens(tokenizer, [token_ids[i] for i in rows])
         with compute_context(device, dtype):
             logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device)).float()
-        values = torch.softmax(logits, 1) if proba else logits.argmax(1)
-        for row, value in zip(rows, values.cpu().numpy()):
+        for row, value in zip(rows, targets.decode(logits)):
             outputs[row] = value
-    return np.stack(outputs) if proba else np.array(outputs, dtype=np.int64)
+    return np.stack(outputs)
 
 
 def _make_trainable(model: SequenceClassifier, config: FinetuneConfig) -> SequenceClassifier:
@@ -199,8 +212,8 @@ def copy_merged(peft_model: Any) -> torch.nn.Module:
 
 
 class FinetunedPredictor(PretrainedClassifier):
-    """Raw texts in, labels out, from a fine-tuning checkpoint folder (a scikit-learn
-    classifier, already fitted: see featx.classifier)."""
+    """Texts in, labels (a label set, or values) out, from a fine-tuning checkpoint folder (a
+    scikit-learn estimator, already fitted: see featx.classifier)."""
 
     def __init__(self, folder: str | Path, device: str = "auto") -> None:
         folder = Path(folder)
@@ -208,14 +221,18 @@ class FinetunedPredictor(PretrainedClassifier):
         self.record, self.class_names, dtype, (pooling, max_length) = read_checkpoint(folder, "pooling", "max_length")
         self.max_length = int(max_length)
         self.loaded = load_backbone(str(folder / "backbone"), device=device)
+        self.targets = TaskTargets.from_record(self.record)
+        self.task = self.targets.task
+        if self.task == "multi":
+            self.thresholds = np.asarray(self.record.get("thresholds") or [0.5] * len(self.class_names))
         self.model = SequenceClassifier(self.loaded.model, self.loaded.hidden_size, len(self.class_names), pooling)
         load_weights(self.model.classifier, folder / "classifier.safetensors", f"{folder}/classifier.safetensors")
         self.model.to(self.loaded.device).eval()
         self.dtype = dtype
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+    def outputs(self, texts: Sequence[str]) -> np.ndarray:
         ids = tokenize(self.loaded.tokenizer, texts, self.max_length)
-        return predict_examples(self.model, ids, self.loaded.tokenizer, self.loaded.device, self.dtype, proba=True)
+        return predict_examples(self.model, ids, self.loaded.tokenizer, self.loaded.device, self.targets, self.dtype)
 
     def record_input(self, record: Record) -> str:
         return record.text

@@ -84,27 +84,8 @@ class Predictor(PretrainedClassifier):
         vectors = found[self.head.pooling]
         return TextVectors(list(texts), vectors) if "texts" in reads else vectors
 
-    def predict_proba(self, inputs: Sequence[Any]) -> np.ndarray:
-        """Class probabilities (multi-label: each label's), one row per text (or image), columns in
-        `class_names` order."""
-        if self.task == "regression":
-            raise FeatxError(f"{self.name} predicts values ({', '.join(self.class_names)}), not probabilities: "
-                             "use predict")
+    def outputs(self, inputs: Sequence[Any]) -> np.ndarray:
         return self._outputs(self._head_input(inputs, self.encoder.features(inputs)))
-
-    def predict(self, inputs: Sequence[Any]) -> np.ndarray:
-        """The predicted class name of each text (or image), by the head's own decision rule; for a
-        multi-label head each row's tuple of label names, for a regression head its values (rows x
-        targets)."""
-        decided = self.decide(self._outputs(self._head_input(inputs, self.encoder.features(inputs))))
-        if self.task == "regression":
-            return decided
-        if self.task == "multi":
-            rows = np.empty(len(decided), dtype=object)
-            rows[:] = [tuple(self.class_names[j] for j in np.flatnonzero(row)) for row in decided]
-            return rows
-        result: np.ndarray = self.classes_[decided]
-        return result
 
     def predict_input(self, source: Source, summary: InputSummary) -> Iterator[tuple[Any, np.ndarray]]:
         """(record, probabilities) for every row of an input, streamed window by window."""

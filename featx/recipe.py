@@ -3,6 +3,10 @@
 Defaults follow the classic recipe: AdamW (lr 2e-5, weight decay 0.01, none on biases
 and norms), linear warm-up over 10 % of the steps then linear decay, gradient clipping
 at 1.0, bf16 autocast where the hardware has fast bf16.
+
+The loss follows the task (`TaskTargets`): cross-entropy for one class a row, binary
+cross-entropy for multi-label rows (each label's threshold then chosen on validation), and
+mean squared error for regression, on targets standardised with the training rows' moments.
 """
 from __future__ import annotations
 
@@ -80,6 +84,88 @@ def optimizer_and_schedule(model: torch.nn.Module, config: FinetuneConfig,
     return optimizer, scheduler, total_steps
 
 
+@dataclass(frozen=True)
+class TaskTargets:
+    """What a fine-tuned model's outputs mean for one task (featx.data.targets.TASKS): the loss it
+    trains by, the targets that loss compares with, and how outputs become probabilities or values.
+    Regression targets are standardised with the training rows' `mean` and `scale` (saved in the
+    checkpoint), so one learning rate fits targets on any scale."""
+
+    task: str = "single"
+    mean: tuple[float, ...] | None = None
+    scale: tuple[float, ...] | None = None
+
+    @classmethod
+    def learn(cls, task: str, labels: np.ndarray) -> TaskTargets:
+        if task != "regression":
+            return cls(task)
+        return cls(task, tuple(float(v) for v in labels.mean(0)),
+                   tuple(float(v) for v in np.maximum(labels.std(0), 1e-12)))
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> TaskTargets:
+        """As a checkpoint's finetune.json keeps them (single-label when it names no task: older checkpoints)."""
+        moments = record.get("target_moments") or {}
+        return cls(str(record.get("task", "single")), *(tuple(moments[k]) if k in moments else None
+                                                        for k in ("mean", "scale")))
+
+    def as_record(self) -> dict[str, Any]:
+        return {"task": self.task, **({"target_moments": {"mean": list(self.mean), "scale": list(self.scale or ())}}
+                                      if self.mean is not None else {})}
+
+    def encode(self, labels: np.ndarray) -> np.ndarray:
+        """The rows' labels as the loss takes them: class indices, 0/1 floats, standardised targets."""
+        if self.task == "single":
+            return np.asarray(labels, dtype=np.int64)
+        if self.task == "regression":
+            scaled: np.ndarray = ((labels - np.asarray(self.mean)) / np.asarray(self.scale)).astype(np.float32)
+            return scaled
+        return np.asarray(labels, dtype=np.float32)
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        if self.task == "multi":
+            return F.binary_cross_entropy_with_logits(logits, targets)
+        if self.task == "regression":
+            return F.mse_loss(logits, targets)
+        return F.cross_entropy(logits, targets)
+
+    def decode(self, logits: torch.Tensor) -> np.ndarray:
+        """Outputs as predictors give them: class probabilities, each label's probability, the values."""
+        import torch
+
+        if self.task == "multi":
+            return torch.sigmoid(logits).cpu().numpy()
+        if self.task == "regression":
+            values: np.ndarray = logits.cpu().numpy() * np.asarray(self.scale) + np.asarray(self.mean)
+            return values
+        return torch.softmax(logits, 1).cpu().numpy()
+
+    def validate(self, outputs: np.ndarray, truth: np.ndarray, names: tuple[str, ...]) -> dict[str, Any]:
+        """Validation metrics of `outputs` (decode's) against `truth` (a store's labels), with ``score``,
+        the figure epochs are compared by: accuracy; macro-F1 with each label's threshold chosen on these
+        rows (kept as ``thresholds``; ``macro_f1_at_0.5`` beside it); mean R² (as the heads choose)."""
+        from featx.metrics import choose_thresholds, mean_r2, task_metrics
+
+        if self.task == "single":
+            metrics = task_metrics(truth, outputs.argmax(1), names)
+            return {**metrics, "score": metrics["accuracy"]}
+        if self.task == "multi":
+            thresholds = choose_thresholds(outputs, truth)
+            metrics = task_metrics(truth, (outputs >= thresholds).astype(np.uint8), names)
+            at_half = task_metrics(truth, (outputs >= 0.5).astype(np.uint8), names)["macro_f1"]
+            return {**metrics, "score": metrics["macro_f1"], "macro_f1_at_0.5": at_half,
+                    "thresholds": [round(float(t), 6) for t in thresholds]}
+        metrics = task_metrics(truth, outputs, names)
+        return {**metrics, "score": mean_r2(outputs, truth)}
+
+
+# What an epoch's validation record keeps of `TaskTargets.validate`'s metrics, per task.
+EPOCH_METRICS = {"single": ("accuracy", "macro_f1"), "multi": ("macro_f1", "micro_f1", "macro_f1_at_0.5"),
+                 "regression": ("mean_pearson", "mean_spearman", "mean_rmse")}
+
+
 @dataclass
 class FinetuneParts:
     """What a modality hands the one fine-tuning loop (`run_epochs`): its model, how an epoch's
@@ -91,21 +177,22 @@ class FinetuneParts:
     save: Callable[[dict[str, Any]], None]  # the checkpoint folder, the record so far included
     device: Any
     dtype: str
-    evaluate: Callable[[], dict[str, Any]] | None = None  # validation metrics of the model as it is now
+    evaluate: Callable[[], dict[str, Any]] | None = None  # TaskTargets.validate of the model as it is now
+    targets: TaskTargets = field(default_factory=TaskTargets)
     before_epoch: Callable[[], None] = field(default=lambda: None)  # after model.train(), e.g. batch norms kept
 
 
 def run_epochs(parts: FinetuneParts, config: FinetuneConfig, record: dict[str, Any], optimizer: Any,
                scheduler: Any, total_steps: int, out: Path, progress: bool | None) -> dict[str, Any]:
     """Train for `config.epochs` (at most `total_steps` steps), validating after each epoch and
-    saving the best by validation accuracy (without validation, the last); the record gains the
-    losses, one entry per epoch and best_epoch, and is written to ``out/finetune.json``."""
+    saving the best by the task's validation score (TaskTargets.validate; without validation, the
+    last); the record gains the losses, one entry per epoch (``val_score`` and the task's metrics),
+    best_epoch and, for multi-label, the best epoch's thresholds; it is written to ``out/finetune.json``."""
     import time
-
-    import torch
 
     from featx.atomic import write_text
     from featx.hardware import compute_context
+    from featx.metrics import headline
     from featx.progress import progress_bar
 
     rng = np.random.default_rng(config.seed)
@@ -120,7 +207,7 @@ def run_epochs(parts: FinetuneParts, config: FinetuneConfig, record: dict[str, A
                 inputs, targets = parts.step_inputs(rows)
                 with compute_context(parts.device, parts.dtype):
                     logits = parts.model(*inputs)
-                loss = torch.nn.functional.cross_entropy(logits.float(), targets)
+                loss = parts.targets.loss(logits.float(), targets)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()  # type: ignore[no-untyped-call]
                 clip_gradients(parts.model, config.grad_clip)
@@ -138,13 +225,18 @@ def run_epochs(parts: FinetuneParts, config: FinetuneConfig, record: dict[str, A
             if parts.evaluate is not None:
                 t1 = time.perf_counter()
                 metrics = parts.evaluate()
+                metrics.setdefault("score", headline(metrics))  # a predictor's evaluate (images): its headline
                 record["val_rows"] = metrics["n"]
-                epoch_record.update(val_accuracy=metrics["accuracy"], val_macro_f1=metrics["macro_f1"],
+                epoch_record.update(val_score=metrics["score"],
+                                    **{f"val_{k}": metrics[k] for k in EPOCH_METRICS[parts.targets.task]},
                                     eval_seconds=round(time.perf_counter() - t1, 2))
             record["epochs"].append(epoch_record)
-            score = epoch_record.get("val_accuracy", epoch)  # without validation: keep the last epoch
+            score = epoch_record.get("val_score", epoch)  # without validation: keep the last epoch
             if score > best:
                 best, record["best_epoch"] = score, epoch
+                if parts.targets.task == "multi":  # 0.5 for every label without validation rows
+                    record["thresholds"] = metrics["thresholds"] if parts.evaluate is not None else \
+                        [0.5] * len(record["classes"])
                 parts.save(record)
             if step >= total_steps:
                 break

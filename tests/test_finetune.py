@@ -80,3 +80,76 @@ def test_lora_trains_adapters_only_and_saves_merged_weights(tiny_bert_dir, toy_i
     assert "adapter_config.json" not in saved and "model.safetensors" in saved
     predictor = FinetunedPredictor(tmp_path / "ft", device="cpu")
     assert predictor.predict(["great lovely superb movie", "awful dull boring movie"]).tolist() == ["pos", "neg"]
+
+
+@pytest.fixture(scope="module")
+def tagged_inputs(tmp_path_factory):
+    """Rows whose colour words are their labels (multi-label) and whose count of 'very' is their score."""
+    folder = tmp_path_factory.mktemp("tagged")
+    rng = np.random.default_rng(0)
+    colours = ["red", "blue", "green"]
+    paths = {}
+    for split, n in (("train", 240), ("dev", 60)):
+        rows = []
+        for _ in range(n):
+            tags = [c for c in colours if rng.random() < 0.5] or [colours[int(rng.integers(3))]]
+            very = int(rng.integers(0, 4))
+            words = tags + ["very"] * very + ["thing"] * (4 - very)
+            rng.shuffle(words)
+            rows.append({"text": " ".join(words), "tags": tags, "score": 2.0 * very + 10.0})
+        paths[split] = folder / f"{split}.jsonl"
+        paths[split].write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return paths
+
+
+def test_multi_label_finetuning_learns_with_bce_and_keeps_validation_thresholds(tiny_bert_dir, tagged_inputs, tmp_path,
+                                                                               capsys):
+    from tests.conftest import run_cli
+
+    read = ("--label-column", "tags", "--multi-label", ",")
+    code, out, _ = run_cli(capsys, "finetune", str(tagged_inputs["train"]), "-o", str(tmp_path / "ft"), "--val",
+                           str(tagged_inputs["dev"]), *read, "--model", str(tiny_bert_dir), "--epochs", "4", "--lr",
+                           "2e-3", "--max-length", "16", "--dtype", "fp32", "-q")
+    assert code == 0 and "val macro-F1 (thresholds tuned on val)" in out, out
+    record = json.loads((tmp_path / "ft" / "finetune.json").read_text())
+    assert record["task"] == "multi" and record["classes"] == ["blue", "green", "red"]
+    assert len(record["thresholds"]) == 3 and all(0 < t < 1 for t in record["thresholds"])
+    best = record["epochs"][record["best_epoch"] - 1]
+    assert best["val_macro_f1"] >= 0.95 and best["val_macro_f1"] >= best["val_macro_f1_at_0.5"]
+    predictor = FinetunedPredictor(tmp_path / "ft", device="cpu")
+    assert predictor.task == "multi" and np.allclose(predictor.thresholds, record["thresholds"])
+    assert [set(tags) for tags in predictor.predict(["red thing thing thing", "blue green very thing"])] == \
+        [{"red"}, {"blue", "green"}]
+    metrics = predictor.evaluate(featx.open_input(tagged_inputs["dev"], label_column="tags", multi_label=","))
+    assert metrics["task"] == "multi" and metrics["macro_f1"] == pytest.approx(best["val_macro_f1"])
+    code, _, _ = run_cli(capsys, "predict", str(tmp_path / "ft"), str(tagged_inputs["dev"]), *read, "-o",
+                         str(tmp_path / "p.jsonl"), "-q")
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert code == 0 and len(rows) == 60 and set(rows[0]) >= {"labels", "scores", "gold"}
+
+
+def test_regression_finetuning_learns_with_mse_on_standardised_targets(tiny_bert_dir, tagged_inputs, tmp_path):
+    config = FinetuneConfig(model=str(tiny_bert_dir), epochs=4, lr=2e-3, batch_size=16, max_length=16, dtype="fp32")
+    record = finetune(featx.open_input(tagged_inputs["train"], target="score"), tmp_path / "ft",
+                      val=featx.open_input(tagged_inputs["dev"], target="score"), config=config, device="cpu",
+                      progress=False)
+    assert record["task"] == "regression" and record["classes"] == ["score"]
+    # Standardised with the training rows' moments: a loss of about 1 at the start whatever the scale.
+    assert record["target_moments"]["mean"][0] == pytest.approx(13.0, abs=0.5)
+    assert record["losses"][0] < 5 and np.mean(record["losses"][-6:]) < 0.3 * np.mean(record["losses"][:6])
+    best = record["epochs"][record["best_epoch"] - 1]
+    assert best["val_mean_pearson"] > 0.9 and best["val_score"] == max(e["val_score"] for e in record["epochs"])
+    predictor = FinetunedPredictor(tmp_path / "ft", device="cpu")
+    values = predictor.predict(["very very very thing", "thing thing thing thing"])
+    assert values.shape == (2, 1) and values[0, 0] > values[1, 0] + 3  # in the targets' own units
+    with pytest.raises(FeatxError, match="predicts values"):
+        predictor.predict_proba(["thing"])
+    metrics = predictor.evaluate(featx.open_input(tagged_inputs["dev"], target="score"))
+    assert metrics["mean_pearson"] == pytest.approx(best["val_mean_pearson"], abs=1e-6)
+
+
+def test_finetuning_refuses_validation_read_for_another_task(tiny_bert_dir, tagged_inputs, tmp_path):
+    with pytest.raises(FeatxError, match="read both with the same options"):
+        finetune(featx.open_input(tagged_inputs["train"], target="score"), tmp_path / "ft",
+                 val=featx.open_input(tagged_inputs["dev"], label_column="tags", multi_label=","),
+                 config=FinetuneConfig(model=str(tiny_bert_dir), max_steps=1), device="cpu", progress=False)

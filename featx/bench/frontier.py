@@ -196,7 +196,7 @@ def run_frontier(train: Source, test: Source, out: str | Path, *, val: Source | 
             else:
                 rows.append({"method": "hybrid (TF-IDF + frozen MiniLM)", "backbone": backbone,
                              "skipped": f"over the budget: about {estimate:,.0f} s, {budget.left:,.0f} s were left"})
-    _single_label_rows(rows, task, stores, n_train, budget, splits, out, seed, heads, key, echo)
+    _trained_rows(rows, stores, n_train, budget, splits, out, seed, heads, key, echo)
     pareto(rows)
     title = f"{train.name} ({task}, {n_train:,} training rows, budget {budget_s:,.0f} s)"
     import torch
@@ -219,11 +219,10 @@ def run_frontier(train: Source, test: Source, out: str | Path, *, val: Source | 
     return document
 
 
-def _single_label_rows(rows: list[dict[str, Any]], task: str, stores: dict[str, Any], n_train: int, budget: _Budget,
+def _trained_rows(rows: list[dict[str, Any]], stores: dict[str, Any], n_train: int, budget: _Budget,
                        splits: dict[str, Source | None], out: Path, seed: int, heads: list[Candidate],
                        key: str, echo: Callable[[str], None]) -> None:
-    """The cached blocks head (every task) and the top-2 fine-tune (single-label only, yet), measured
-    when they fit."""
+    """The cached blocks head and the top-2 fine-tune, measured when they fit."""
     names = ("cached blocks:k=2", "fine-tune top-2")
     per_row = stores.get("per_row")
     if per_row is None:
@@ -254,10 +253,6 @@ def _single_label_rows(rows: list[dict[str, Any]], task: str, stores: dict[str, 
         rows.append({"method": names[0], "backbone": "MiniLM", "skipped": f"over the budget: about {estimate:,.0f} s, "
                                                                           f"{budget.left:,.0f} s were left"})
     estimate = per_row * (_TOP2_EPOCH_WORK * n_train * epochs + rows_all)
-    if task != "single":
-        rows.append({"method": names[1], "backbone": "MiniLM", "skipped": "featx finetune fits single-label data "
-                                                                          "only (yet)"})
-        return
     if not budget.allows(estimate):
         rows.append({"method": names[1], "backbone": "MiniLM", "skipped": f"over the budget: about {estimate:,.0f} s, "
                                                                           f"{budget.left:,.0f} s were left"})
@@ -273,7 +268,8 @@ def _single_label_rows(rows: list[dict[str, Any]], task: str, stores: dict[str, 
     except FeatxError as e:  # the data does not suit it: said in the table, the other rows stand
         rows.append({"method": names[1], "backbone": "MiniLM", "skipped": f"it refused the data: {e}"})
         return
-    val_scores = [epoch.get("val_accuracy") for epoch in record.get("epochs", []) if "val_accuracy" in epoch]
+    ranked_by = f"val_{key}"  # the figure heads are ranked by on validation (HEADLINE), as each epoch recorded it
+    val_scores = [epoch[ranked_by] for epoch in record.get("epochs", []) if ranked_by in epoch]
     heads.append((max(val_scores) if val_scores else None, names[1], lambda target: _copy_whole(folder, target)))
     rows.append({"method": names[1], "backbone": "MiniLM", "score": score, "once": 0.0,
                  "each": time.perf_counter() - started})

@@ -111,7 +111,8 @@ def evaluate(model_dir: str, data: str, as_json: bool, texts: str | None, device
 
 @cli.command()
 @click.argument("train_input")
-@click.option("-o", "--output", required=True, help="Checkpoint folder (best epoch by validation accuracy).")
+@click.option("-o", "--output", required=True,
+              help="Checkpoint folder (the best epoch by validation: accuracy, tuned macro-F1 or mean R²).")
 @click.option("--val", "val_input", help="Validation input, evaluated after every epoch.")
 @click.option("--model", help=f"[default: {DEFAULT_MODEL} for texts, {DEFAULT_IMAGE_MODEL} for images]")
 @click.option("--pooling", type=click.Choice(FINETUNE_POOLINGS), default=_RECIPE.pooling, show_default=True,
