@@ -109,6 +109,9 @@ def test_suite_errors_are_user_errors(tmp_path):
     bad.write_text('name = "x"\n[data]\ntrain = "a.csv"\n')
     with pytest.raises(FeatxError, match=r"no \[data.test\]"):
         load_suite(bad)
+    bad.write_text('name = "x"\n[data]\ntrain = "a.csv"\ntest = "b.csv"\n[anchor]\nmethod = "BERT"\nscore = 0.46\n')
+    with pytest.raises(FeatxError, match=r"\[anchor\] needs metric, source"):
+        load_suite(bad)
 
 
 def test_a_suite_without_validation_selects_on_held_out_train_rows(suite_file, toy_inputs, tmp_path):
@@ -185,3 +188,80 @@ def test_the_frontier_marks_the_rows_no_other_row_beats_at_each_k(tmp_path, monk
     assert all(found["TF-IDF + logreg"][f"pareto{k}"] and cached[f"pareto{k}"] for k in (1, 10, 100))
     assert not any(found["fine-tune top2"][f"pareto{k}"] for k in (1, 10, 100))
     assert "| cached blocks:k=2 | MiniLM | 0.8800 | 150 | 200.0 | 350 ● |" in frontier.markdown("toy", list(found.values()))
+
+
+def test_every_committed_suite_result_matches_the_schema():
+    schema = json.loads((REPO / "benchmarks" / "schema" / "results.schema.json").read_text())
+    documents = [json.loads(path.read_text()) for path in sorted((REPO / "benchmarks" / "results").glob("*/results.json"))]
+    suites = [document for document in documents if "schema_version" in document]  # the others: speed tables
+    assert len(suites) >= 14
+    for document in suites:
+        jsonschema.validate(document, schema)
+
+
+@pytest.mark.parametrize("task", ["multi", "regression"])
+def test_a_suite_of_multi_label_or_regression_rows(tmp_path, tiny_bert_dir, task):
+    """Every method of a suite on rows whose colour words are their labels, or whose 'very's are their score;
+    the labels read as the suite's [data] says, one file holding the splits (where)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(240):
+        tags = [c for c in ("red", "blue", "green") if rng.random() < 0.5] or ["red"]
+        very = int(rng.integers(0, 4))
+        rows.append({"text": " ".join(tags + ["very"] * very + ["thing"] * (4 - very)), "tags": tags,
+                     "score": float(very), "split": ("train", "train", "dev", "test")[i % 4]})
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    read = 'label_column = "tags"\nmulti_label = ","' if task == "multi" else 'target = "score"'
+    (tmp_path / "suite.toml").write_text(f"""
+name = "tiny_{task}"
+model = "{tiny_bert_dir}"
+dtype = "fp32"
+[data]
+{read}
+train = {{path = "{{data}}/rows.jsonl", where = "split=train"}}
+val = {{path = "{{data}}/rows.jsonl", where = "split=dev"}}
+test = {{path = "{{data}}/rows.jsonl", where = "split=test"}}
+[extract]
+max_length = 16
+[heads]
+specs = ["ridge", "mlp:max_epochs=5", "knn"]
+[tfidf]
+[hybrid]
+[blocks]
+cache_layer = 1
+specs = ["blocks:lr=0.001,epochs=1"]
+[finetune.top1]
+train_layers = 1
+epochs = 1
+max_length = 16
+lr = 1e-3
+[anchor]
+method = "a paper's model"
+metric = "{'macro_f1' if task == 'multi' else 'mean_pearson'}"
+score = 0.5
+source = "Someone et al. 2020, Table 1"
+""")
+    suite = load_suite(tmp_path / "suite.toml", data_dir=tmp_path)
+    # Each row runs in a fresh process: regression runs the stages whose rows differ by task (a minute saved).
+    stages = ("extract", "heads", "tfidf", "hybrid", "blocks", "finetune") if task == "multi" else \
+        ("extract", "heads", "tfidf", "hybrid", "finetune")
+    results = run_suite(suite, tmp_path / "results", echo=lambda line: None, stages=stages)
+    document = write_report(tmp_path / "results", suite.name, results, "featx bench suite.toml -o results",
+                            suite.anchor)
+    jsonschema.validate(document, json.loads((REPO / "benchmarks" / "schema" / "results.schema.json").read_text()))
+    assert document["published_anchor"]["score"] == 0.5 and all(r.get("method") != "a paper's model" for r in results)
+    scored = [r for r in results if not r["method"].startswith("extract")]
+    linear = "ridge" if task == "regression" else "logreg"
+    assert sorted(r["method"] for r in scored) == sorted(
+        ["finetune-partial", "frozen+knn", "frozen+mlp", "frozen+ridge", f"hybrid+{linear}", f"tfidf+{linear}"]
+        + (["cached-blocks"] if task == "multi" else []))
+    metric = {"multi": "macro_f1", "regression": "mean_pearson"}[task]
+    for row in scored:
+        assert row["task"] == task and row["metric"] == metric and row["score"] == row[metric] and row["accuracy"] is None
+    assert next(r for r in scored if r["method"] == f"tfidf+{linear}")["score"] > 0.5
+    table = (tmp_path / "results" / "results.md").read_text()
+    assert ("test micro-F1" in table and "subset accuracy" in table) if task == "multi" else "mean Spearman" in table
+    assert "Published anchor, **not measured here**: a paper's model" in table
+    assert all(a["score"] == next(r["score"] for r in results if r["id"] == a["id"]) for a in document["amortised"])

@@ -11,9 +11,28 @@ from featx.metrics import markdown_table
 
 SCHEMA_VERSION = 1
 AMORTISED_K = (1, 10, 100)
-TABLE_COLUMNS = [("method", "method"), ("pooling", "pooling"), ("head_or_variant", "head / variant"),
-                 ("accuracy_text", "test accuracy"), ("macro_f1_text", "test macro-F1"),
-                 ("stage_text", "seconds per stage"), ("peak_rss_mb", "peak RSS MB")]
+# The test metrics each task's table shows (featx.bench.rows.ROW_METRICS), the first its headline.
+METRIC_NAMES = {"accuracy": "test accuracy", "macro_f1": "test macro-F1", "micro_f1": "test micro-F1",
+                "subset_accuracy": "subset accuracy", "mean_pearson": "test mean Pearson r",
+                "mean_spearman": "mean Spearman", "mean_rmse": "mean RMSE", "mean_r2": "mean R²"}
+
+
+def row_score(row: dict[str, Any]) -> float | None:
+    """A row's headline test figure (rows written before tasks existed: their accuracy)."""
+    value = row.get("score", row.get("accuracy"))
+    return None if value is None else float(value)
+
+
+def suite_task(rows: list[dict[str, Any]]) -> str:
+    return next((str(r["task"]) for r in rows if r.get("task")), "single")
+
+
+def table_columns(task: str) -> list[tuple[str, str]]:
+    from featx.bench.rows import ROW_METRICS
+
+    return [("method", "method"), ("pooling", "pooling"), ("head_or_variant", "head / variant"),
+            *[(f"{key}_text", METRIC_NAMES[key]) for key in ROW_METRICS[task]],
+            ("stage_text", "seconds per stage"), ("peak_rss_mb", "peak RSS MB")]
 
 
 def amortised(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -32,16 +51,18 @@ def amortised(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             continue
         each = row["seconds"]["total"]
-        out.append({"id": row["id"], "method": row["method"], "accuracy": row["accuracy"],
+        out.append({"id": row["id"], "method": row["method"], "accuracy": row["accuracy"], "score": row_score(row),
                     "seconds_for_k": {str(k): round(once + k * each, 1) for k in AMORTISED_K}})
     return out
 
 
-def write_report(out: str | Path, suite_name: str, rows: list[dict[str, Any]], command: str) -> dict[str, Any]:
-    """Write results.json, results.md, results.csv and (with matplotlib) speed_vs_accuracy.png."""
+def write_report(out: str | Path, suite_name: str, rows: list[dict[str, Any]], command: str,
+                 anchor: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write results.json, results.md, results.csv and (with matplotlib) speed_vs_accuracy.png;
+    `anchor`, a suite's published figure, is kept apart from the measured rows."""
     out = Path(out)
     document = {"schema_version": SCHEMA_VERSION, "suite": suite_name, "command": command, "rows": rows,
-                "amortised": amortised(rows)}
+                "amortised": amortised(rows), **({"published_anchor": anchor} if anchor else {})}
     write_text(out / "results.json", json.dumps(document, indent=2) + "\n", "results")
     write_text(out / "results.md", markdown_report(document), "results")
     _write_csv(out / "results.csv", rows)
@@ -50,27 +71,38 @@ def write_report(out: str | Path, suite_name: str, rows: list[dict[str, Any]], c
 
 
 def markdown_report(document: dict[str, Any]) -> str:
+    from featx.bench.rows import ROW_METRICS
+
     rows = document["rows"]
+    task = suite_task(rows)
     shown = []
     for row in rows:
-        accuracy = _pm(row.get("accuracy"), row.get("accuracy_std"))
-        macro_f1 = _pm(row.get("macro_f1"), row.get("macro_f1_std"))
+        figures = {f"{key}_text": _pm(row.get(key), row.get(f"{key}_std")) for key in ROW_METRICS[task]}
         stages = ", ".join(f"{k} {v:.1f}" for k, v in row["seconds"].items())
         shown.append({**row, "head_or_variant": row.get("head") or row.get("variant") or row.get("split", ""),
-                      "accuracy_text": accuracy, "macro_f1_text": macro_f1, "stage_text": stages})
+                      **figures, "stage_text": stages})
     first = rows[0] if rows else {}
+    headline = METRIC_NAMES[ROW_METRICS[task][0]]
     lines = [f"# {document['suite']}", "",
              f"Reproduce: `{document['command']}`", "",
              f"Model {first.get('model')}, dtype {first.get('dtype')}, device {first.get('device')}, "
              f"{first.get('threads')} threads, featx {first.get('featx_version')} (git {first.get('git_commit')}), "
              f"torch {first.get('versions', {}).get('torch')}, seeds {first.get('seeds') or [0]}.", "",
-             markdown_table(shown, TABLE_COLUMNS), "",
+             markdown_table(shown, table_columns(task)), "", *_anchor_lines(document.get("published_anchor")),
              "## Seconds to obtain K classifiers (extract once + K heads, or K fine-tunes, or K TF-IDF fits)", ""]
-    amortised_rows = [{"id": a["id"], "accuracy": a["accuracy"], **{f"k{k}": v for k, v in a["seconds_for_k"].items()}}
+    amortised_rows = [{"id": a["id"], "score": row_score(a), **{f"k{k}": v for k, v in a["seconds_for_k"].items()}}
                       for a in document["amortised"]]
-    lines.append(markdown_table(amortised_rows, [("id", "row"), ("accuracy", "test accuracy")] +
+    lines.append(markdown_table(amortised_rows, [("id", "row"), ("score", headline)] +
                                 [(f"k{k}", f"K={k} (s)") for k in AMORTISED_K]))
     return "\n".join(lines) + "\n"
+
+
+def _anchor_lines(anchor: dict[str, Any] | None) -> list[str]:
+    if not anchor:
+        return []
+    name = METRIC_NAMES.get(anchor["metric"], anchor["metric"])
+    return [f"Published anchor, **not measured here**: {anchor['method']}, {name} {anchor['score']} "
+            f"({anchor['source']}){'. ' + anchor['note'] if anchor.get('note') else ''}.", ""]
 
 
 def _pm(value: Any, std: Any) -> str:
@@ -80,8 +112,8 @@ def _pm(value: Any, std: Any) -> str:
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    keys = ["id", "method", "dataset", "model", "pooling", "accuracy", "accuracy_std", "macro_f1", "macro_f1_std",
-            "n_runs", "peak_rss_mb", "wall_seconds", "device", "dtype", "threads", "git_commit"]
+    keys = ["id", "method", "dataset", "model", "pooling", "task", "metric", "score", "accuracy", "accuracy_std",
+            "macro_f1", "macro_f1_std", "n_runs", "peak_rss_mb", "wall_seconds", "device", "dtype", "threads", "git_commit"]
     with atomic_file(path, "results") as partial, open(partial, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(keys + ["seconds"])
@@ -97,18 +129,23 @@ def _plot(path: Path, document: dict[str, Any]) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         return  # the plot is optional: pip install 'featx[plot]'
+    from featx.bench.rows import ROW_METRICS
+
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for entry in document["amortised"]:
         xs = [entry["seconds_for_k"][str(k)] for k in AMORTISED_K]
         style = "o-" if entry["method"].startswith("frozen") else "^:" if entry["method"].startswith("tfidf") \
             else "d-." if entry["method"].startswith("hybrid") else "v-" if entry["method"] == "cached-blocks" \
             else "s--"
-        axis.plot(xs, [entry["accuracy"]] * len(xs), style, label=entry["id"])
+        score = row_score(entry)
+        if score is None:
+            continue
+        axis.plot(xs, [score] * len(xs), style, label=entry["id"])
         for k, x in zip(AMORTISED_K, xs):
-            axis.annotate(f"K={k}", (x, entry["accuracy"]), textcoords="offset points", xytext=(0, 5), fontsize=7)
+            axis.annotate(f"K={k}", (x, score), textcoords="offset points", xytext=(0, 5), fontsize=7)
     axis.set_xscale("log")
     axis.set_xlabel("seconds to obtain K classifiers (log)")
-    axis.set_ylabel("test accuracy")
+    axis.set_ylabel(METRIC_NAMES[ROW_METRICS[suite_task(document["rows"])][0]])
     axis.set_title(f"{document['suite']}: extract once + K heads vs K fine-tunes")
     axis.legend(fontsize=7, loc="lower right")
     axis.grid(alpha=0.3)

@@ -45,7 +45,7 @@ def _open_split(split: Split) -> Source:
     from featx.modalities import open_source
 
     return open_source(split.path, text_column=split.text_column, label_column=split.label_column,
-                       id_column=split.id_column, header=split.header, rows_mod=split.rows_mod)
+                       id_column=split.id_column, header=split.header, rows_mod=split.rows_mod, **dict(split.read))
 
 
 def extract_row(suite: Suite, split: str, store_path: Path, states: bool = False) -> dict[str, Any]:
@@ -100,24 +100,22 @@ def blocks_row(suite: Suite, spec: str, stores: dict[str, str]) -> dict[str, Any
 def _fit_and_score(suite: Suite, spec: str, poolings: list[str] | None,
                    stores: dict[str, str]) -> tuple[list[Any], dict[str, Any], Any]:
     """One head of `spec` per seed, trained on the train store (val selects) and scored on test:
-    (the heads, their row fields: accuracy, choices, seconds per stage, the train store)."""
+    (the heads, their row fields: the task's test metrics (summarise), choices, seconds per stage, the train store)."""
     from featx.store import open_store
     from featx.train import HeadSpec, result_row, train_heads
 
     train, test = open_store(stores["train"]), open_store(stores["test"])
     val = open_store(stores["val"]) if "val" in stores else None
-    heads, accuracy, macro_f1, fit_s, eval_s = [], [], [], [], []
+    heads, runs, fit_s, eval_s = [], [], [], []
     for seed in suite.seeds:
         t0 = time.perf_counter()
         (head,), _ = train_heads(train, [HeadSpec.parse(spec)], poolings, val=val, seed=seed)
         t1 = time.perf_counter()
-        metrics = head.evaluate(test)
+        runs.append(head.evaluate(test))
         eval_s.append(time.perf_counter() - t1)
         fit_s.append(t1 - t0)
-        accuracy.append(metrics["accuracy"])
-        macro_f1.append(metrics["macro_f1"])
         heads.append(head)
-    return heads, {**_mean_std(accuracy, macro_f1), "seeds": list(suite.seeds),
+    return heads, {**summarise(runs), "seeds": list(suite.seeds),
                    "chosen": [result_row(head)["chosen"] for head in heads],
                    "seconds": {"fit": round(float(np.mean(fit_s)), 3), "eval": round(float(np.mean(eval_s)), 3),
                                "total": round(float(np.mean(fit_s) + np.mean(eval_s)), 3)}}, train
@@ -134,7 +132,8 @@ def mteb_row(suite: Suite, pooling: str, stores: dict[str, str]) -> dict[str, An
                            experiments=mteb.get("experiments"), seeds=mteb.get("seeds", 50))
     seconds = time.perf_counter() - t0
     k, experiments = row["k"], row["experiments"]
-    return {"method": "mteb-fewshot", "pooling": pooling, "accuracy": row["test_accuracy"],
+    return {"method": "mteb-fewshot", "pooling": pooling, "task": "single", "metric": "accuracy",
+            "score": row["test_accuracy"], "accuracy": row["test_accuracy"],
             "accuracy_std": row["test_accuracy_std"], "macro_f1": row["test_macro_f1"],
             "macro_f1_std": row["test_macro_f1_std"], "n_runs": experiments, "seeds": [MTEB_SEED],
             "seed_spread": row.get("seed_spread"), "seconds": {"fit": round(seconds, 3), "total": round(seconds, 3)},
@@ -145,7 +144,7 @@ def finetune_row(suite: Suite, name: str, params: dict[str, Any], checkpoint: st
     from featx.finetune import finetune, load_finetuned
     from featx.recipe import FinetuneConfig
 
-    accuracy, macro_f1, train_s, eval_s, epochs = [], [], [], [], []
+    runs, train_s, eval_s, epochs = [], [], [], []
     for seed in suite.seeds:
         config = FinetuneConfig(model=suite.model, dtype=suite.dtype, seed=seed, **params)
         t0 = time.perf_counter()
@@ -154,15 +153,13 @@ def finetune_row(suite: Suite, name: str, params: dict[str, Any], checkpoint: st
         train_s.append(time.perf_counter() - t0)
         t1 = time.perf_counter()
         predictor = load_finetuned(f"{checkpoint}-seed{seed}", device=suite.device)
-        metrics = predictor.evaluate(_open_split(suite.test))
+        runs.append(predictor.evaluate(_open_split(suite.test)))
         eval_s.append(time.perf_counter() - t1)
-        accuracy.append(metrics["accuracy"])
-        macro_f1.append(metrics["macro_f1"])
         epochs.append(record["epochs"])
     method = "finetune-lora" if "lora_rank" in params else "finetune-partial" if "train_layers" in params \
         else "finetune-full"
     return {"method": method, "variant": name, "pooling": params.get("pooling", "mean"),
-            **_mean_std(accuracy, macro_f1), "seeds": list(suite.seeds), "epochs": epochs,
+            **summarise(runs), "seeds": list(suite.seeds), "epochs": epochs,
             "trainable_parameters": record["trainable_parameters"],
             "seconds": {"train": round(float(np.mean(train_s)), 2), "eval": round(float(np.mean(eval_s)), 2),
                         "total": round(float(np.mean(train_s) + np.mean(eval_s)), 2)},
@@ -170,21 +167,24 @@ def finetune_row(suite: Suite, name: str, params: dict[str, Any], checkpoint: st
 
 
 def tfidf_row(suite: Suite) -> dict[str, Any]:
-    from featx.bench.tfidf import tfidf_logreg
+    """The classical baseline of the suite's task: logistic regression (one-vs-rest for multi-label), or ridge."""
+    from featx.bench.tfidf import tfidf_baseline
     from featx.heads.hybrid import TFIDF_PARAMS
 
-    accuracy, macro_f1, fit_s, eval_s, chosen, runs = [], [], [], [], [], []
+    scored, fit_s, eval_s, chosen, runs = [], [], [], [], []
     for seed in suite.seeds:
-        run = tfidf_logreg(_open_text_split(suite.train), _open_text_split(suite.val) if suite.val is not None else None,
-                           _open_text_split(suite.test), seed=seed)
-        accuracy.append(run["metrics"]["accuracy"])
-        macro_f1.append(run["metrics"]["macro_f1"])
+        run = tfidf_baseline(_open_text_split(suite.train),
+                             _open_text_split(suite.val) if suite.val is not None else None,
+                             _open_text_split(suite.test), seed=seed)
+        scored.append(run["metrics"])
         fit_s.append(run["seconds"]["fit"])
         eval_s.append(run["seconds"]["eval"])
-        chosen.append(f"C={run['C']:.3g} ({run['selection']})")
-        runs.append({k: run[k] for k in ("C", "curve", "vocabulary", "warning")})
-    return {"method": "tfidf+logreg", "head": "tfidf 1-2-grams + logreg", "pooling": "-",
-            **_mean_std(accuracy, macro_f1), "seeds": list(suite.seeds), "chosen": chosen, "runs": runs,
+        swept = "alpha" if "alpha" in run else "C"
+        chosen.append(f"{swept}={run[swept]:.3g} ({run['selection']})")
+        runs.append({k: run[k] for k in (swept, "curve", "vocabulary", "warning")})
+    linear = "ridge" if scored[0].get("task") == "regression" else "logreg"
+    return {"method": f"tfidf+{linear}", "head": f"tfidf 1-2-grams + {linear}", "pooling": "-",
+            **summarise(scored), "seeds": list(suite.seeds), "chosen": chosen, "runs": runs,
             "seconds": {"fit": round(float(np.mean(fit_s)), 3), "eval": round(float(np.mean(eval_s)), 3),
                         "total": round(float(np.mean(fit_s) + np.mean(eval_s)), 3)},
             "params": {**TFIDF_PARAMS, "ngram_range": list(TFIDF_PARAMS["ngram_range"])},
@@ -203,25 +203,24 @@ def hybrid_row(suite: Suite, pooling: str, stores: dict[str, str]) -> dict[str, 
     val = open_store(stores["val"]) if "val" in stores else None
     splits = {"train": suite.train, "test": suite.test, **({"val": suite.val} if suite.val is not None else {})}
     texts = {role: read_texts(_open_text_split(split)) for role, split in splits.items() if split is not None}
-    accuracy, macro_f1, fit_s, eval_s, chosen, runs = [], [], [], [], [], []
+    scored, fit_s, eval_s, chosen, runs = [], [], [], [], []
     for seed in suite.seeds:
         t0 = time.perf_counter()
         (head,), _ = train_heads(train, [HeadSpec("hybrid")], [pooling], val=val, val_fraction=VAL_FRACTION,
                                  seed=seed, texts=texts)
         t1 = time.perf_counter()
-        metrics = head.evaluate(test, texts["test"])
+        scored.append(head.evaluate(test, texts["test"]))
         eval_s.append(time.perf_counter() - t1)
         fit_s.append(t1 - t0)
-        accuracy.append(metrics["accuracy"])
-        macro_f1.append(metrics["macro_f1"])
         fitted = head.estimator
         selection = "validation" if val is not None else f"{VAL_FRACTION:g} of train held out (seed {seed})"
         chosen.append(f"weight={fitted.weight_:g}, C={fitted.C_:.3g} ({selection})")
         runs.append({"C": fitted.C_, "weight": fitted.weight_, "curve": fitted.curve_,
                      "vocabulary": len(fitted.vectorizer_.vocabulary_), "dim": fitted.n_features_in_,
                      "warning": fitted.selection_warning()})
-    return {"method": "hybrid+logreg", "head": f"tfidf 1-2-grams + frozen {pooling} + logreg", "pooling": pooling,
-            **_mean_std(accuracy, macro_f1), "seeds": list(suite.seeds), "chosen": chosen, "runs": runs,
+    linear = "ridge" if scored[0].get("task") == "regression" else "logreg"  # the hybrid's regression is a ridge
+    return {"method": f"hybrid+{linear}", "head": f"tfidf 1-2-grams + frozen {pooling} + {linear}", "pooling": pooling,
+            **summarise(scored), "seeds": list(suite.seeds), "chosen": chosen, "runs": runs,
             "seconds": {"fit": round(float(np.mean(fit_s)), 3), "eval": round(float(np.mean(eval_s)), 3),
                         "total": round(float(np.mean(fit_s) + np.mean(eval_s)), 3)},
             "params": {**TFIDF_PARAMS, "ngram_range": list(TFIDF_PARAMS["ngram_range"]),
@@ -229,7 +228,24 @@ def hybrid_row(suite: Suite, pooling: str, stores: dict[str, str]) -> dict[str, 
             **_stamp(suite, train.config.dtype)}
 
 
-def _mean_std(accuracy: list[float], macro_f1: list[float]) -> dict[str, Any]:
-    return {"accuracy": float(np.mean(accuracy)), "macro_f1": float(np.mean(macro_f1)),
-            "accuracy_std": float(np.std(accuracy)) if len(accuracy) > 1 else None,
-            "macro_f1_std": float(np.std(macro_f1)) if len(macro_f1) > 1 else None, "n_runs": len(accuracy)}
+# The test metrics a row keeps, per task (featx.metrics.task_metrics' keys); the first is the
+# task's headline (featx.metrics.HEADLINE), also kept as ``score``.
+ROW_METRICS = {"single": ("accuracy", "macro_f1"), "multi": ("macro_f1", "micro_f1", "subset_accuracy"),
+               "regression": ("mean_pearson", "mean_spearman", "mean_rmse", "mean_r2")}
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row's test figures over its seeds' metrics: the task, each of ROW_METRICS' means (and
+    standard deviation over several seeds), ``score`` (the headline) and ``metric`` (its name).
+    Single-label rows are as they always were; other tasks have ``accuracy`` None."""
+    from featx.metrics import HEADLINE
+
+    task = runs[0].get("task", "single")
+    row: dict[str, Any] = {"task": task, "metric": HEADLINE[task][0], "accuracy": None, "macro_f1": None,
+                           "n_runs": len(runs)}
+    for key in ROW_METRICS[task]:
+        values = [float(run[key]) for run in runs if run.get(key) is not None]
+        row[key] = float(np.mean(values)) if values else None
+        row[f"{key}_std"] = float(np.std(values)) if len(values) > 1 else None
+    row["score"] = row[HEADLINE[task][0]]
+    return row

@@ -113,8 +113,8 @@ def _row(out: Path, row_id: str, echo: Callable[[str], None], fn: Callable[..., 
 
 
 def _summary(row: dict[str, Any]) -> str:
-    if row.get("accuracy") is not None:
-        return f"accuracy {row['accuracy']:.4f}, {row['seconds']['total']:.1f} s"
+    if row.get("score") is not None:
+        return f"{row['metric']} {row['score']:.4f}, {row['seconds']['total']:.1f} s"
     return f"{row['seconds']['total']:.1f} s"
 
 

@@ -22,6 +22,9 @@ class Split:
     id_column: str | None = None
     header: bool = True
     rows_mod: tuple[int, tuple[int, ...]] | None = None  # a holdout: see featx.data.InputSource
+    # How the labels are read when they are not one class a row (featx.data.targets): multi_label,
+    # label_columns, target, label_names, allow_empty_labels; and where ("COL=VALUE": one split of a file).
+    read: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,13 @@ class Suite:
     finetune: dict[str, dict[str, Any]] = field(default_factory=dict)
     budget_note: str = ""
     device: str = "auto"
+    # A published figure on the same test set, cited ([anchor]: method, metric, score, source): shown
+    # in the report beside the measured rows and marked as not measured here.
+    anchor: dict[str, Any] | None = None
+
+
+# A [data] entry's (or all entries') label-reading options, as featx.data.open_input names them.
+READ_KEYS = ("multi_label", "label_columns", "target", "label_names", "allow_empty_labels", "where")
 
 
 def load_suite(path: str | Path, data_dir: str | Path | None = None) -> Suite:
@@ -63,19 +73,24 @@ def load_suite(path: str | Path, data_dir: str | Path | None = None) -> Suite:
     data = str(data_dir or os.environ.get("FEATX_DATA", "../shared/data"))
     relative_to = path.parent
 
+    def place(text: str) -> str:
+        return text.replace("{data}", data).replace("{suite}", str(relative_to))
+
     def split(name: str) -> Split:
         entry = raw.get("data", {}).get(name)
         if entry is None:
             raise FeatxError(f"suite {path} has no [data.{name}] entry")
         if isinstance(entry, str):
             entry = {"path": entry}
-        defaults = {k: raw["data"][k] for k in ("text_column", "label_column", "id_column", "header") if k in raw["data"]}
+        defaults = {k: raw["data"][k] for k in ("text_column", "label_column", "id_column", "header", *READ_KEYS)
+                    if k in raw["data"]}
         entry = {**defaults, **entry}
-        input_path = entry["path"].replace("{data}", data).replace("{suite}", str(relative_to))
         rows_mod = entry.get("rows_mod")
-        return Split(path=input_path, text_column=entry.get("text_column"), label_column=entry.get("label_column"),
-                     id_column=entry.get("id_column"), header=entry.get("header", True),
-                     rows_mod=(int(rows_mod[0]), tuple(rows_mod[1])) if rows_mod else None)
+        read = tuple((k, place(entry[k]) if k == "label_names" else entry[k]) for k in READ_KEYS if k in entry)
+        return Split(path=place(entry["path"]), text_column=entry.get("text_column"),
+                     label_column=entry.get("label_column"), id_column=entry.get("id_column"),
+                     header=entry.get("header", True), rows_mod=(int(rows_mod[0]), tuple(rows_mod[1])) if rows_mod else None,
+                     read=read)
 
     for name in raw.get("finetune", {}):
         child_path(".", name, f"suite {path}: fine-tuning variant")  # names become folder names
@@ -92,7 +107,17 @@ def load_suite(path: str | Path, data_dir: str | Path | None = None) -> Suite:
             heads=tuple(raw.get("heads", {}).get("specs", DEFAULT_HEADS)),
             mteb=raw.get("mteb"), tfidf=raw.get("tfidf"), hybrid=raw.get("hybrid"),
             blocks=raw.get("blocks"), finetune=dict(raw.get("finetune", {})),
-            budget_note=raw.get("budget_note", ""), device=raw.get("device", "auto"),
+            budget_note=raw.get("budget_note", ""), device=raw.get("device", "auto"), anchor=_anchor(raw, path),
         )
     except TypeError as e:
         raise FeatxError(f"suite {path}: {e}") from None
+
+
+def _anchor(raw: dict[str, Any], path: Path) -> dict[str, Any] | None:
+    anchor = raw.get("anchor")
+    if anchor is None:
+        return None
+    missing = [key for key in ("method", "metric", "score", "source") if key not in anchor]
+    if missing:
+        raise FeatxError(f"suite {path}: [anchor] needs {', '.join(missing)} (a published figure is cited)")
+    return dict(anchor)

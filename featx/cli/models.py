@@ -185,7 +185,7 @@ def bench(suite_file: str, output: str, data_dir: str | None, stages: str) -> No
 
     suite = load_suite(suite_file, data_dir)
     rows = run_suite(suite, output, echo=lambda line: click.echo(line, err=True), stages=parse_stages(stages))
-    document = write_report(output, suite.name, rows, f"featx bench {suite_file} -o {output}")
+    document = write_report(output, suite.name, rows, f"featx bench {suite_file} -o {output}", suite.anchor)
     click.echo(markdown_report(document))
     click.echo(f"{len(document['rows'])} rows in {output}/results.json", err=True)
 
