@@ -3,10 +3,12 @@ the Pareto rows marked, methods that would overrun it skipped with their estimat
 predictor by validation exported, its test score the table's."""
 import json
 
+import numpy as np
 import pytest
 
 from featx.bench.frontier import run_frontier
 from featx.data import open_input
+from featx.modalities import open_source
 from featx.predictor import load_predictor
 
 
@@ -65,3 +67,34 @@ def test_a_checkpoint_export_that_fails_midway_leaves_no_predictor(tmp_path, mon
         frontier._copy_whole(tmp_path / "ck", tmp_path / "out" / "predictor")
     assert not (tmp_path / "out" / "predictor").exists()
     assert [p.name for p in (tmp_path / "out").iterdir()] == []  # no scratch folder left
+
+
+def test_the_frontier_on_images_runs_the_image_methods(tmp_path, cli):
+    """Class folders of images: the frozen EfficientNet-Lite0 head and its top-2 fine-tune, no text method."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    tints = {"red": (220, 60, 60), "green": (60, 200, 80), "blue": (60, 80, 220)}
+    for split, n in (("train", 10), ("val", 4), ("test", 4)):
+        for name, tint in tints.items():
+            (tmp_path / split / name).mkdir(parents=True)
+            for i in range(n):
+                pixels = np.clip(np.array(tint) + rng.normal(0, 30, (32, 32, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(tmp_path / split / name / f"{i}.jpg", quality=90)
+    result = cli("frontier", tmp_path / "train", "--val", tmp_path / "val", "--test", tmp_path / "test",
+                 "-o", tmp_path / "out", "--budget", "5m")
+    assert result.code == 0, result.err
+    document = json.loads((tmp_path / "out" / "frontier.json").read_text())
+    methods = [row["method"] for row in document["rows"]]
+    assert methods == ["frozen EfficientNet-Lite0 + logreg", "fine-tune top-2"], document["rows"]
+    measured = [row for row in document["rows"] if row.get("score") is not None]
+    assert measured[0]["score"] == 1.0 and all(row["backbone"] == "EfficientNet-Lite0" for row in document["rows"])
+    exported = document["exported"]
+    row = next(r for r in measured if r["method"] == exported["method"])
+    predictor = load_predictor(exported["folder"])
+    assert predictor.evaluate(open_source(tmp_path / "test"))["accuracy"] == pytest.approx(row["score"], abs=1e-9)
+
+
+def test_the_frontier_refuses_texts_beside_images(tmp_path, cli, emotion_splits, cifar_few):
+    result = cli("frontier", emotion_splits["train"], "--test", cifar_few, "-o", tmp_path / "out")
+    assert result.code == 2 and "as the same kind of input" in result.err and not (tmp_path / "out").exists()

@@ -1,13 +1,15 @@
 """The speed-versus-accuracy frontier on the user's own data, within a time budget (`featx frontier`).
 
-The methods run in order of cost: TF-IDF (the classical baseline), frozen MiniLM with a linear
-head (logreg; ridge for regression), the hybrid head (TF-IDF beside the MiniLM vectors), frozen
-mpnet where its packages are installed, the `blocks` head on cached token states (k=2) and the
-top-2 fine-tune. Before each, its cost is estimated from what the run has measured so far (the
-seconds per row of MiniLM's extraction, scaled by each method's work); a method that would not
-end within the budget is skipped, and the table says how long it would have taken. The
-fine-tune fits single-label data only (yet): on multi-label or regression data it is skipped
-with that reason. Frozen MiniLM always runs: it is what every estimate is made from.
+The methods run in order of cost. For texts: TF-IDF (the classical baseline), frozen MiniLM with
+a linear head (logreg; ridge for regression), the hybrid head (TF-IDF beside the MiniLM vectors),
+frozen mpnet where its packages are installed, the `blocks` head on cached token states (k=2)
+and the top-2 fine-tune. For images: the frozen image backbone with a linear head, then its top-2
+fine-tune. The backbones and the fine-tune's recipe are the modality's (`frontier_backbones`,
+`frontier_finetune`); the methods that read texts (TF-IDF, hybrid, cached token states) run on
+texts. Before each method its cost is estimated from what the run has measured so far (the
+seconds per row of the first backbone's extraction, scaled by each method's work); a method
+that would not end within the budget is skipped, and the table says how long it would have
+taken. The first backbone always runs: it is what every estimate is made from.
 
 Validation is the `val` input, else 10 % of train carved as `featx train` carves it (seeded):
 the TF-IDF baseline and every head select on the same rows, and the best exportable method by
@@ -32,11 +34,11 @@ from featx.metrics import HEADLINE
 K_VALUES = (1, 10, 100)
 # (validation score, method, save(folder)) of a method that can be exported as a predictor
 Candidate = tuple[float | None, str, Callable[[Path], Any]]
-# Work per row relative to frozen MiniLM's extraction, for the estimates of methods not yet run:
-# mpnet: 12 layers of 768 against 6 of 384 (8x the multiply-adds); the states store runs MiniLM's
-# lower 4 blocks and writes every token's state; one blocks or top-2 epoch runs 2 of 6 blocks
-# forwards and backwards (about 3x a forward) over the train rows.
-_MPNET_WORK, _STATES_WORK, _TOP2_EPOCH_WORK = 8.0, 1.2, 2 / 6 * 3
+# Work per row relative to the first backbone's extraction, for the estimates of methods not yet run
+# (each further backbone's is the modality's): the states store runs MiniLM's lower 4 blocks and
+# writes every token's state; one blocks or top-2 epoch runs 2 of 6 blocks forwards and backwards
+# (about 3x a forward) over the train rows.
+_STATES_WORK, _TOP2_EPOCH_WORK = 1.2, 2 / 6 * 3
 
 
 def pareto(rows: list[dict[str, Any]], key: str = "score") -> None:
@@ -78,11 +80,12 @@ def plot(title: str, rows: list[dict[str, Any]], path: Path, metric: str = "test
     except ImportError:
         return False
     measured = [r for r in rows if r.get(key) is not None]
+    backbones = list(dict.fromkeys(r["backbone"] for r in measured if r["backbone"] != "-"))
+    colours = {"-": "C7", **{name: f"C{i}" for i, name in enumerate(backbones)}}
     figure, axes = plt.subplots(1, len(K_VALUES), figsize=(13, 4.2), sharey=True)
     for axis, k in zip(axes, K_VALUES):
         for r in measured:
-            axis.scatter(r[f"k{k}"], r[key], marker="o" if r[f"pareto{k}"] else "x",
-                         color="C0" if r["backbone"] == "MiniLM" else "C1" if r["backbone"] == "mpnet" else "C2")
+            axis.scatter(r[f"k{k}"], r[key], marker="o" if r[f"pareto{k}"] else "x", color=colours[r["backbone"]])
             axis.annotate(r["method"], (r[f"k{k}"], r[key]), fontsize=6, xytext=(3, 2), textcoords="offset points")
         frontier = sorted((r[f"k{k}"], r[key]) for r in measured if r[f"pareto{k}"])
         if frontier:
@@ -91,7 +94,8 @@ def plot(title: str, rows: list[dict[str, Any]], path: Path, metric: str = "test
         axis.set_xlabel(f"seconds for K={k} heads (log)")
         axis.grid(alpha=0.3)
     axes[0].set_ylabel(metric)
-    figure.suptitle(f"{title}: blue MiniLM, orange mpnet, green no backbone; circles are Pareto-optimal")
+    named = ", ".join(f"{colour} {name}" for name, colour in zip(backbones, ("blue", "orange", "green", "red")))
+    figure.suptitle(f"{title}: {named}, grey no backbone; circles are Pareto-optimal")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -117,9 +121,17 @@ def run_frontier(train: Source, test: Source, out: str | Path, *, val: Source | 
     """Measure the methods that fit in `budget_s` on the user's inputs, write frontier.md/.json/.png in
     `out` and the best predictor (by validation) in `out/predictor`; returns the JSON document."""
     from featx.bench.tfidf import tfidf_baseline
+    from featx.modalities import modality_of
 
-    if not all(isinstance(s, InputSource) for s in (train, test, *([val] if val is not None else []))):
-        raise FeatxError("featx frontier compares text methods: give tables of texts (images: not yet)")
+    given = (train, test, *([val] if val is not None else []))
+    if len({type(source) for source in given}) > 1:
+        raise FeatxError(f"featx frontier reads {train.name} and the other inputs differently: give train, "
+                         "--val and --test as the same kind of input (all texts, or all images)")
+    modality = modality_of(train)
+    if not getattr(modality, "frontier_backbones", None):
+        raise FeatxError(f"featx frontier has no methods for {modality.name} inputs (a modality names its "
+                         "frontier_backbones)")
+    texts = isinstance(train, InputSource)  # TF-IDF, the hybrid and cached token states read texts
     out = make_folder(out, "frontier")
     budget, rows = _Budget(budget_s), []
     summary = train.scan()
@@ -127,11 +139,13 @@ def run_frontier(train: Source, test: Source, out: str | Path, *, val: Source | 
     key, label = HEADLINE[task][0], f"test {HEADLINE[task][1]}"
     splits = {"train": train, "val": val, "test": test}
 
-    t0 = time.perf_counter()
-    baseline = tfidf_baseline(train, val, test, seed=seed)  # type: ignore[arg-type]  # checked above
-    rows.append({"method": "TF-IDF 1-2-grams + " + ("ridge" if task == "regression" else "logreg"), "backbone": "-",
-                 "score": baseline["metrics"].get(key), "once": 0.0, "each": time.perf_counter() - t0})
-    echo(f"frontier: TF-IDF {rows[-1]['score']:.4f} ({rows[-1]['each']:.0f} s; {budget.left:.0f} s left)")
+    if texts:
+        t0 = time.perf_counter()
+        baseline = tfidf_baseline(train, val, test, seed=seed)  # type: ignore[arg-type]  # all InputSources
+        rows.append({"method": "TF-IDF 1-2-grams + " + ("ridge" if task == "regression" else "logreg"),
+                     "backbone": "-", "score": baseline["metrics"].get(key), "once": 0.0,
+                     "each": time.perf_counter() - t0})
+        echo(f"frontier: TF-IDF {rows[-1]['score']:.4f} ({rows[-1]['each']:.0f} s; {budget.left:.0f} s left)")
 
     stores: dict[str, Any] = {}
     heads: list[Candidate] = []
@@ -166,12 +180,14 @@ def run_frontier(train: Source, test: Source, out: str | Path, *, val: Source | 
         return run.best.metrics["test"].get(key), time.perf_counter() - started
 
     linear = "ridge" if task == "regression" else "logreg"
-    for name, model, backbone, work in (("minilm", "all-MiniLM-L6-v2", "MiniLM", 1.0),
-                                        ("mpnet", "all-mpnet-base-v2", "mpnet", _MPNET_WORK)):
+    backbones: tuple[tuple[str, str, float], ...] = modality.frontier_backbones
+    first = backbones[0][0].lower()
+    for backbone, model, work in backbones:
+        name = backbone.lower()
         try:
             once = extract_all(model, work, name)
         except FeatxError as e:  # a backbone that is not installed (mpnet ships in packages of its own)
-            if name == "minilm":
+            if name == first:
                 raise
             rows.append({"method": f"frozen {backbone} + {linear}", "backbone": backbone, "skipped": str(e)})
             continue
@@ -186,17 +202,18 @@ def run_frontier(train: Source, test: Source, out: str | Path, *, val: Source | 
                      "each": each})
         echo(f"frontier: frozen {backbone} + {linear} {score:.4f} ({once:.0f} s once, {each:.0f} s; "
              f"{budget.left:.0f} s left)")
-        if name == "minilm":  # the hybrid reuses MiniLM's stores: its cost is TF-IDF's and a sweep of fits
+        if texts and name == first:  # the hybrid reuses MiniLM's stores: its cost is TF-IDF's and a sweep of fits
             estimate = rows[0]["each"] * 8  # 5 weights x 11 Cs against TF-IDF's 11 Cs, and the vectors
             if budget.allows(estimate):
-                score, each = train_one(name, "hybrid", "hybrid (TF-IDF + frozen MiniLM)", texts=True)
-                rows.append({"method": "hybrid (TF-IDF + frozen MiniLM)", "backbone": backbone, "score": score,
+                score, each = train_one(name, "hybrid", f"hybrid (TF-IDF + frozen {backbone})", texts=True)
+                rows.append({"method": f"hybrid (TF-IDF + frozen {backbone})", "backbone": backbone, "score": score,
                              "once": once, "each": each})
                 echo(f"frontier: hybrid {score:.4f} ({each:.0f} s; {budget.left:.0f} s left)")
             else:
-                rows.append({"method": "hybrid (TF-IDF + frozen MiniLM)", "backbone": backbone,
+                rows.append({"method": f"hybrid (TF-IDF + frozen {backbone})", "backbone": backbone,
                              "skipped": f"over the budget: about {estimate:,.0f} s, {budget.left:,.0f} s were left"})
-    _trained_rows(rows, stores, n_train, budget, splits, out, seed, heads, key, echo)
+    _trained_rows(rows, stores["per_row"], backbones[0], modality.frontier_finetune, texts, n_train, budget, splits,
+                  out, seed, heads, key, echo)
     pareto(rows)
     title = f"{train.name} ({task}, {n_train:,} training rows, budget {budget_s:,.0f} s)"
     import torch
@@ -204,7 +221,7 @@ def run_frontier(train: Source, test: Source, out: str | Path, *, val: Source | 
     from featx.hardware import describe_hardware
 
     document = {"hardware": describe_hardware(torch.device("cpu")),
-                "dtype": stores["minilm"]["train"].config.dtype if "minilm" in stores else None,
+                "dtype": stores[first]["train"].config.dtype,
                 "train": train.name, "val": val.name if val is not None else "10 % of train (seeded)",
                 "test": test.name, "task": task, "metric": label, "budget_s": budget_s, "seed": seed,
                 "wall_s": round(time.perf_counter() - budget.start, 1), "rows": rows}
@@ -219,43 +236,41 @@ def run_frontier(train: Source, test: Source, out: str | Path, *, val: Source | 
     return document
 
 
-def _trained_rows(rows: list[dict[str, Any]], stores: dict[str, Any], n_train: int, budget: _Budget,
-                       splits: dict[str, Source | None], out: Path, seed: int, heads: list[Candidate],
-                       key: str, echo: Callable[[str], None]) -> None:
-    """The cached blocks head and the top-2 fine-tune, measured when they fit."""
+def _trained_rows(rows: list[dict[str, Any]], per_row: float, backbone: tuple[str, str, float],
+                  recipe: tuple[tuple[str, Any], ...], texts: bool, n_train: int, budget: _Budget,
+                  splits: dict[str, Source | None], out: Path, seed: int, heads: list[Candidate], key: str,
+                  echo: Callable[[str], None]) -> None:
+    """The cached blocks head (texts) and the top-2 fine-tune of the first backbone, measured when they fit."""
+    label, model, _ = backbone
     names = ("cached blocks:k=2", "fine-tune top-2")
-    per_row = stores.get("per_row")
-    if per_row is None:
-        rows += [{"method": name, "backbone": "MiniLM", "skipped": "no MiniLM extraction to estimate it from"}
-                 for name in names]
-        return
     rows_all = sum(s.scan().n_rows for s in splits.values() if s is not None)
     from featx.recipe import FinetuneConfig
 
-    epochs = FinetuneConfig().epochs
+    config = FinetuneConfig(model=model, seed=seed, **dict(recipe))
     estimate = per_row * (_STATES_WORK * rows_all + _TOP2_EPOCH_WORK * n_train)  # blocks: one epoch
-    if budget.allows(estimate):
+    if texts and budget.allows(estimate):
         from featx.engine import extract
         from featx.train import HeadSpec, train_and_save
 
         started = time.perf_counter()
-        states = {split: extract(source, out / "stores" / f"states-{split}.h5", cache_layer=-2, progress=None)
+        states = {split: extract(source, out / "stores" / f"states-{split}.h5", model=model, cache_layer=-2,
+                                 progress=None)
                   for split, source in splits.items() if source is not None}
         once = time.perf_counter() - started
         started = time.perf_counter()
         run = train_and_save(states["train"], [HeadSpec("blocks", {"k": 2})], out / "heads" / "blocks",
                              val=states.get("val"), test=states["test"], seed=seed)
         heads.append((run.rows[0]["val_score"], names[0], _saver(run.best)))
-        rows.append({"method": names[0], "backbone": "MiniLM", "score": run.best.metrics["test"].get(key),
+        rows.append({"method": names[0], "backbone": label, "score": run.best.metrics["test"].get(key),
                      "once": once, "each": time.perf_counter() - started})
         echo(f"frontier: {names[0]} {rows[-1]['score']:.4f} ({budget.left:.0f} s left)")
-    else:
-        rows.append({"method": names[0], "backbone": "MiniLM", "skipped": f"over the budget: about {estimate:,.0f} s, "
-                                                                          f"{budget.left:,.0f} s were left"})
-    estimate = per_row * (_TOP2_EPOCH_WORK * n_train * epochs + rows_all)
+    elif texts:
+        rows.append({"method": names[0], "backbone": label, "skipped": f"over the budget: about {estimate:,.0f} s, "
+                                                                       f"{budget.left:,.0f} s were left"})
+    estimate = per_row * (_TOP2_EPOCH_WORK * n_train * config.epochs + rows_all)
     if not budget.allows(estimate):
-        rows.append({"method": names[1], "backbone": "MiniLM", "skipped": f"over the budget: about {estimate:,.0f} s, "
-                                                                          f"{budget.left:,.0f} s were left"})
+        rows.append({"method": names[1], "backbone": label, "skipped": f"over the budget: about {estimate:,.0f} s, "
+                                                                       f"{budget.left:,.0f} s were left"})
         return
     from featx.finetune import finetune, load_finetuned
 
@@ -263,15 +278,15 @@ def _trained_rows(rows: list[dict[str, Any]], stores: dict[str, Any], n_train: i
     folder = out / "finetune-top2"
     try:
         record = finetune(splits["train"], folder, val=splits["val"],  # type: ignore[arg-type]
-                          config=FinetuneConfig(train_layers=2, lr=1e-4, seed=seed), progress=None)
+                          config=config, progress=None)
         score = load_finetuned(folder).evaluate(splits["test"]).get(key)
     except FeatxError as e:  # the data does not suit it: said in the table, the other rows stand
-        rows.append({"method": names[1], "backbone": "MiniLM", "skipped": f"it refused the data: {e}"})
+        rows.append({"method": names[1], "backbone": label, "skipped": f"it refused the data: {e}"})
         return
     ranked_by = f"val_{key}"  # the figure heads are ranked by on validation (HEADLINE), as each epoch recorded it
     val_scores = [epoch[ranked_by] for epoch in record.get("epochs", []) if ranked_by in epoch]
     heads.append((max(val_scores) if val_scores else None, names[1], lambda target: _copy_whole(folder, target)))
-    rows.append({"method": names[1], "backbone": "MiniLM", "score": score, "once": 0.0,
+    rows.append({"method": names[1], "backbone": label, "score": score, "once": 0.0,
                  "each": time.perf_counter() - started})
     echo(f"frontier: {names[1]} {score:.4f} ({budget.left:.0f} s left)")
 

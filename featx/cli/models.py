@@ -225,7 +225,8 @@ def relabel(store: str, input: str, output: str, **columns: Any) -> None:
 @input_options("TRAIN, --val and --test")
 def frontier(train: str, val: str | None, test: str, output: str, budget: str, seed: int, **columns: Any) -> None:
     """Which method for which budget, on your own data: TF-IDF, frozen MiniLM, the hybrid head,
-    frozen mpnet, cached blocks and the top-2 fine-tune, in order of cost, within --budget. Prints
+    frozen mpnet, cached blocks and the top-2 fine-tune (images: frozen EfficientNet-Lite0 and its
+    top-2 fine-tune), in order of cost, within --budget. Prints
     the frontier table (Pareto rows marked), saves its plot and exports the best predictor by
     validation; methods that would overrun the budget are skipped with their estimated seconds.
 

@@ -20,7 +20,10 @@ A modality is an object with:
 - ``finetune(train, out, val=, config=, device=, progress=)``: fine-tune a backbone on its inputs
   (or refuse in one line);
 - ``featurizer_for(config, device=, backbone=, states_only=)``: the featurizer reproducing
-  `config`'s vectors, refused when the backbone found is not the one the config was made with.
+  `config`'s vectors, refused when the backbone found is not the one the config was made with;
+- optionally ``frontier_backbones`` (``(name, model, work per row against the first)``, cheapest
+  first) and ``frontier_finetune`` (FinetuneConfig fields, as (name, value) pairs): what `featx
+  frontier` measures on its inputs.
 """
 from __future__ import annotations
 

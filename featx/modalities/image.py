@@ -35,6 +35,10 @@ class ImageModality:
     check_config = staticmethod(image_rules)
     finetune = staticmethod(finetune_images)
     load_finetuned = FinetunedImagePredictor
+    # featx frontier: the frozen backbone it measures and its top-2 fine-tune's recipe (the CIFAR-10
+    # suite's top-2 variant: lr 3e-3, batch 32), one epoch.
+    frontier_backbones = (("EfficientNet-Lite0", DEFAULT_IMAGE_MODEL, 1.0),)
+    frontier_finetune = (("train_layers", 2), ("lr", 3e-3), ("batch_size", 32))
 
     def claims(self, input: str | Path, choices: dict[str, Any]) -> bool:
         return choices.get("image_column") is not None or is_image_input(input)

@@ -37,6 +37,11 @@ class TextModality:
     check_config = staticmethod(text_rules)
     finetune = staticmethod(finetune_texts)
     load_finetuned = FinetunedPredictor
+    # featx frontier: the frozen backbones it measures, cheapest first (name, model, work per row against
+    # the first: mpnet is 12 layers of 768 against 6 of 384, 8x the multiply-adds), and the top-2
+    # fine-tune's recipe (the rate the committed frontier measured for the top two blocks).
+    frontier_backbones = (("MiniLM", DEFAULT_MODEL, 1.0), ("mpnet", "all-mpnet-base-v2", 8.0))
+    frontier_finetune = (("train_layers", 2), ("lr", 1e-4))
 
     def claims(self, input: str | Path, choices: dict[str, Any]) -> bool:
         return True
