@@ -264,4 +264,7 @@ source = "Someone et al. 2020, Table 1"
     table = (tmp_path / "results" / "results.md").read_text()
     assert ("test micro-F1" in table and "subset accuracy" in table) if task == "multi" else "mean Spearman" in table
     assert "Published anchor, **not measured here**: a paper's model" in table
+    if task == "multi":  # every row chose each label's threshold on dev, and says what that gained over 0.5
+        assert all(r["val_threshold_gain"] == pytest.approx(r["val_macro_f1"] - r["val_macro_f1_at_0.5"], abs=1e-6)
+                   for r in scored) and "dev macro-F1 gain of tuned thresholds over 0.5" in table
     assert all(a["score"] == next(r["score"] for r in results if r["id"] == a["id"]) for a in document["amortised"])

@@ -30,8 +30,9 @@ def suite_task(rows: list[dict[str, Any]]) -> str:
 def table_columns(task: str) -> list[tuple[str, str]]:
     from featx.bench.rows import ROW_METRICS
 
+    gain = [("gain_text", "dev macro-F1 gain of tuned thresholds over 0.5")] if task == "multi" else []
     return [("method", "method"), ("pooling", "pooling"), ("head_or_variant", "head / variant"),
-            *[(f"{key}_text", METRIC_NAMES[key]) for key in ROW_METRICS[task]],
+            *[(f"{key}_text", METRIC_NAMES[key]) for key in ROW_METRICS[task]], *gain,
             ("stage_text", "seconds per stage"), ("peak_rss_mb", "peak RSS MB")]
 
 
@@ -79,8 +80,9 @@ def markdown_report(document: dict[str, Any]) -> str:
     for row in rows:
         figures = {f"{key}_text": _pm(row.get(key), row.get(f"{key}_std")) for key in ROW_METRICS[task]}
         stages = ", ".join(f"{k} {v:.1f}" for k, v in row["seconds"].items())
+        gain = row.get("val_threshold_gain")
         shown.append({**row, "head_or_variant": row.get("head") or row.get("variant") or row.get("split", ""),
-                      **figures, "stage_text": stages})
+                      **figures, "gain_text": "" if gain is None else f"{gain:+.4f}", "stage_text": stages})
     first = rows[0] if rows else {}
     headline = METRIC_NAMES[ROW_METRICS[task][0]]
     lines = [f"# {document['suite']}", "",
