@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     warnings.showwarning = _one_line_warning
     if signal.getsignal(signal.SIGINT) in (signal.default_int_handler, _interrupted_while_starting):
         signal.signal(signal.SIGINT, _on_interrupt)
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_terminate)
     try:
         # Not cli.main(): on Ctrl-C it prints a blank line of its own, a second line on stderr.
         with cli.make_context("featx", list(sys.argv[1:] if argv is None else argv)) as context:
@@ -71,6 +73,9 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"{e.format_message()} (see featx --help)", e.exit_code)
     except (KeyboardInterrupt, click.exceptions.Abort):
         _interrupted()
+    except _Terminated:
+        click.echo(_INTERRUPTED_LINE.replace("interrupted", "terminated"), err=True)
+        _exit_now(128 + signal.SIGTERM)
     except EOFError as e:
         _fail(f"unexpected end of input ({e or 'a file ended early'})")
     except BrokenPipeError:
@@ -118,6 +123,17 @@ def _on_interrupt(signum: int, frame: Any) -> None:
     and raises its own error (transformers' lazy imports do) still ends as an interrupt."""
     _INTERRUPT.set()
     signal.default_int_handler(signum, frame)
+
+
+class _Terminated(BaseException):
+    """SIGTERM (`kill`, a scheduler stopping the job), raised where the main thread is, so the command
+    unwinds as after a Ctrl-C: stores keep their committed rows, outputs being written are removed,
+    and joblib stops the worker processes of `featx train --jobs N` (it aborts its pool on any
+    exception; killed outright, the command left them running, orphaned, until their heads ended)."""
+
+
+def _on_terminate(signum: int, frame: Any) -> None:
+    raise _Terminated
 
 
 def _interrupted() -> None:

@@ -175,3 +175,56 @@ def test_rates_leave_out_the_time_the_process_was_stopped(tmp_path, tiny_bert_di
     assert 7.5 <= timings["stopped_s"] <= 8.0 + 2.0, timings  # the 8 s stop, measured by the ticks around it
     assert timings["total_s"] + timings["stopped_s"] <= lifetime, (timings, lifetime)
     assert timings["rows_per_s"] == pytest.approx(6_000 / timings["extract_s"], rel=1e-3)
+
+
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is `pid` (joblib's workers of a featx train), from /proc."""
+    found = set()
+    for stat in os.listdir("/proc"):
+        if stat.isdigit():
+            try:
+                fields = open(f"/proc/{stat}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.add(int(stat))
+    return found
+
+
+def _command_line(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:  # it ended meanwhile
+        return b""
+
+
+def test_a_terminated_train_takes_its_worker_processes_with_it(tmp_path, labelled_stores):
+    """SIGTERM (a scheduler's stop, `kill`) to `featx train --jobs 2` left joblib's workers running,
+    orphaned, for as long as their heads took; featx now ends them, says so in one line and exits 143."""
+    slow = "mlp:max_epochs=100000,patience=100000,batch_size=8"
+    command = [sys.executable, "-m", "featx", "train", str(labelled_stores["train"].path), "--val",
+               str(labelled_stores["dev"].path), "-o", str(tmp_path / "heads"), "--head", slow, "--head",
+               f"{slow},hidden=64", "--jobs", "2"]
+    child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 90
+        while len(workers) < 2 and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.5)
+            workers = {pid for pid in _children(child.pid) if b"LokyProcess" in _command_line(pid)}
+        assert len(workers) >= 2 and child.poll() is None, "the heads should still be training"
+        time.sleep(2)  # the workers are inside their fits
+        child.send_signal(signal.SIGTERM)
+        # (Before, the workers also held the stderr pipe open: this waited for them, and timed out.)
+        _, err = child.communicate(timeout=60)
+        assert child.returncode == 143 and err.startswith("featx: terminated") and err.count("\n") == 1, err
+        deadline = time.monotonic() + 20
+        while any(_command_line(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [pid for pid in workers if _command_line(pid)] == [], "joblib workers outlived the featx process"
+    finally:  # never leave a process running after the test, whatever it found
+        for pid in [child.pid, *workers]:
+            if _command_line(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert not (tmp_path / "heads").exists() or not any((tmp_path / "heads").iterdir())
