@@ -1,10 +1,11 @@
 """PretrainedClassifier: what a predictor folder loads as, for scikit-learn.
 
-A frozen-backbone predictor and a fine-tuned checkpoint both classify raw texts with a
-model trained elsewhere. As scikit-learn estimators they are already fitted: `fit` changes
-nothing (the rule of sklearn.frozen.FrozenEstimator), `clone` returns the same object,
-`classes_` are the class names, `score(texts, labels)` is accuracy, and they take a list
-of texts where scikit-learn expects X.
+A frozen-backbone predictor and a fine-tuned checkpoint both take raw inputs (texts, or images
+for an image model) and give what a model trained elsewhere predicts: a class, a label set
+(multi-label) or values (regression). As scikit-learn estimators they are already fitted: `fit`
+changes nothing (the rule of sklearn.frozen.FrozenEstimator), `clone` returns the same object,
+`classes_` are the class (label, target) names, `score(inputs, labels)` is accuracy, and they
+take a list of inputs where scikit-learn expects X.
 """
 from __future__ import annotations
 

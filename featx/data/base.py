@@ -4,8 +4,8 @@ A Source makes one streaming pass (`scan`: rows, labels, id kind, a hash of its 
 and then streams records from any row on (`records`), each with an `id` and a
 `label` index (-1 when unlabelled) plus its content, which only the matching
 Featurizer reads. `describe()` is the choices that, with the bytes, define which rows
-are read; it goes into the store. Tables of texts (source.InputSource) are one
-Source; image folders and archives are the next.
+are read; it goes into the store. Tables of texts (source.InputSource), in-memory columns
+(memory.py) and image folders, archives and tables of paths (images.py) are the Sources.
 """
 from __future__ import annotations
 

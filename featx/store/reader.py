@@ -7,7 +7,8 @@ Layout (readable with plain h5py; see README "Store format"):
                                complete, window_rows, created_at, hardware, dtype, timings
                                (+ shard = [i, n] for a shard, merged_from for a merge)
     /ids                (N,)     int64, or utf-8 strings when the input's ids are not integers
-    /content_sha256     (N, 32)  uint8, sha256 of each row's text as UTF-8
+    /content_sha256     (N, 32)  uint8, sha256 of each row's content: a text's UTF-8 bytes, an image's
+                                 encoded bytes or array pixels (each featurizer's `content_hashes`)
     /labels             (N,)     int64 index into attrs["classes"] (absent when unlabelled);
                         (N, C) uint8 0/1 of attrs["classes"] where attrs["task"] is "multi";
                         (N, T) float64 targets named by attrs["classes"] where it is "regression"
