@@ -88,12 +88,27 @@ def test_h5py_is_imported_only_by_the_store_package():
     assert importers and all(m.startswith("featx.store") for m in importers), sorted(set(importers))
 
 
+def _third_party_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
+            [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+        found.update(name.split(".")[0] for name in names if not name.startswith("featx"))
+    return found
+
+
 def test_the_engine_imports_no_modality_specific_module():
-    """The engine asks the modality registry (featx.modalities) for sources and featurizers."""
+    """What the engine's docstring claims, held: it knows nothing of text or images (it asks the
+    modality registry, featx.modalities, for sources and featurizers), nor of devices (the
+    runner's: no torch), nor of HDF5 directly (featx.store's)."""
     specific = ("featx.modalities.", "featx.featurizers.text", "featx.featurizers.image", "featx.backbones",
                 "featx.data.images")
     assert "featx.modalities" in _imports(PACKAGE / "engine.py")
     assert sorted(m for m in _imports(PACKAGE / "engine.py") if m.startswith(specific)) == []
+    docstring = ast.get_docstring(ast.parse((PACKAGE / "engine.py").read_text())) or ""
+    assert "knows nothing of text\nor images, or of devices" in docstring
+    assert _third_party_imports(PACKAGE / "engine.py") <= {"__future__", "itertools", "time", "collections", "dataclasses",
+                                                           "pathlib", "typing", "numpy"}
 
 
 # Where a modality's own code lives; everything else reaches a modality through featx.modalities.
