@@ -41,10 +41,10 @@ from featx.recipe import (
     FinetuneConfig,
     FinetuneParts,
     cpu_state,
+    finetune_epochs,
     load_weights,
     optimizer_and_schedule,
     read_checkpoint,
-    run_epochs,
     save_checkpoint,
 )
 
@@ -157,7 +157,7 @@ def finetune_images(train: Source, out: str | Path, *, val: Source | None = None
                               save=lambda record: save_checkpoint(out, record, model.classifier, write_backbone),
                               device=loaded.device, dtype=dtype,
                               evaluate=evaluate, before_epoch=lambda: _freeze_batch_norms(model))
-        return run_epochs(parts, config, record, optimizer, scheduler, total_steps, out, progress)
+        return finetune_epochs(parts, config, record, optimizer, scheduler, total_steps, out, progress)
 
 
 def _make_trainable(model: ImageClassifier, train_layers: int | None) -> int:

@@ -38,11 +38,11 @@ from featx.recipe import (
     FinetuneConfig,
     FinetuneParts,
     TaskTargets,
+    finetune_epochs,
     length_grouped_batches,
     load_weights,
     optimizer_and_schedule,
     read_checkpoint,
-    run_epochs,
     save_checkpoint,
 )
 
@@ -134,7 +134,7 @@ def finetune_texts(train: Source, out: str | Path, *, val: Source | None = None,
                           step_inputs=step_inputs, save=lambda record: _save(model, loaded, out, record),
                           device=loaded.device, dtype=dtype, evaluate=evaluate if val_examples is not None else None,
                           targets=targets)
-    return run_epochs(parts, config, record, optimizer, scheduler, total_steps, out, progress)
+    return finetune_epochs(parts, config, record, optimizer, scheduler, total_steps, out, progress)
 
 
 @torch.inference_mode()

@@ -168,7 +168,7 @@ EPOCH_METRICS = {"single": ("accuracy", "macro_f1"), "multi": ("macro_f1", "micr
 
 @dataclass
 class FinetuneParts:
-    """What a modality hands the one fine-tuning loop (`run_epochs`): its model, how an epoch's
+    """What a modality hands the fine-tuning loop (`finetune_epochs`): its model, how an epoch's
     batches are drawn and fed, how it is validated and saved."""
 
     model: Any  # a torch module: step_inputs' inputs -> logits
@@ -182,77 +182,49 @@ class FinetuneParts:
     before_epoch: Callable[[], None] = field(default=lambda: None)  # after model.train(), e.g. batch norms kept
 
 
-def run_epochs(parts: FinetuneParts, config: FinetuneConfig, record: dict[str, Any], optimizer: Any,
-               scheduler: Any, total_steps: int, out: Path, progress: bool | None) -> dict[str, Any]:
-    """Train for `config.epochs` (at most `total_steps` steps), validating after each epoch and
-    saving the best by the task's validation score (TaskTargets.validate; without validation, the
-    last); the record gains the losses, one entry per epoch (``val_score`` and the task's metrics),
-    best_epoch and, for multi-label, the best epoch's thresholds; it is written to ``out/finetune.json``."""
-    import time
-
+def finetune_epochs(parts: FinetuneParts, config: FinetuneConfig, record: dict[str, Any], optimizer: Any,
+                    scheduler: Any, total_steps: int, out: Path, progress: bool | None) -> dict[str, Any]:
+    """Train for `config.epochs` (at most `total_steps` steps) through the one epoch loop
+    (featx.epochs), validating after each epoch and saving the best by the task's validation score
+    (TaskTargets.validate; without validation, the last); the record gains the losses, one entry per
+    epoch (``val_score`` and the task's metrics), best_epoch and, for multi-label, the best epoch's
+    thresholds; it is written to ``out/finetune.json``."""
     from featx.atomic import write_text
+    from featx.epochs import EpochLoop, run_epochs
     from featx.hardware import compute_context
     from featx.metrics import headline
-    from featx.progress import progress_bar
 
-    rng = np.random.default_rng(config.seed)
-    best, step = -1.0, 0
-    bar = progress_bar(int(total_steps), "finetune", unit="step", show=progress)
-    try:
-        for epoch in range(1, config.epochs + 1):
-            parts.model.train()
-            parts.before_epoch()
-            t0 = time.perf_counter()
-            for rows in parts.batches(rng):
-                inputs, targets = parts.step_inputs(rows)
-                with compute_context(parts.device, parts.dtype):
-                    logits = parts.model(*inputs)
-                loss = parts.targets.loss(logits.float(), targets)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[no-untyped-call]
-                clip_gradients(parts.model, config.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                value = loss.item()
-                record["losses"].append(round(value, 5))
-                step += 1
-                bar.update()
-                bar.set_postfix(loss=f"{value:.4f}")
-                if step >= total_steps:
-                    break
-            epoch_record: dict[str, Any] = {"epoch": epoch, "steps": step,
-                                            "train_seconds": round(time.perf_counter() - t0, 2)}
-            if parts.evaluate is not None:
-                t1 = time.perf_counter()
-                metrics = parts.evaluate()
-                metrics.setdefault("score", headline(metrics))  # a predictor's evaluate (images): its headline
-                record["val_rows"] = metrics["n"]
-                epoch_record.update(val_score=metrics["score"],
-                                    **{f"val_{k}": metrics[k] for k in EPOCH_METRICS[parts.targets.task]},
-                                    eval_seconds=round(time.perf_counter() - t1, 2))
-            record["epochs"].append(epoch_record)
-            score = epoch_record.get("val_score", epoch)  # without validation: keep the last epoch
-            if score > best:
-                best, record["best_epoch"] = score, epoch
-                if parts.targets.task == "multi":  # 0.5 for every label without validation rows
-                    record["thresholds"] = metrics["thresholds"] if parts.evaluate is not None else \
-                        [0.5] * len(record["classes"])
-                parts.save(record)
-            if step >= total_steps:
-                break
-    finally:
-        bar.close()
+    def loss(rows: np.ndarray) -> tuple[Any, int]:
+        inputs, targets = parts.step_inputs(rows)
+        with compute_context(parts.device, parts.dtype):
+            logits = parts.model(*inputs)
+        return parts.targets.loss(logits.float(), targets), len(rows)
+
+    latest: dict[str, Any] = {}  # the last validation's metrics (its thresholds are the best epoch's when saved)
+
+    def evaluate() -> dict[str, Any]:
+        assert parts.evaluate is not None
+        metrics = parts.evaluate()
+        metrics.setdefault("score", headline(metrics))  # a predictor's evaluate (images): its headline
+        latest.update(metrics)
+        record["val_rows"] = metrics["n"]
+        return {"score": metrics["score"], "val_score": metrics["score"],
+                **{f"val_{k}": metrics[k] for k in EPOCH_METRICS[parts.targets.task]}}
+
+    def on_best(epoch: dict[str, Any]) -> None:
+        record["best_epoch"] = epoch["epoch"]
+        if parts.targets.task == "multi":  # 0.5 for every label without validation rows
+            record["thresholds"] = latest["thresholds"] if parts.evaluate is not None else \
+                [0.5] * len(record["classes"])
+        parts.save(record)
+
+    run_epochs(EpochLoop(model=parts.model, optimizer=optimizer, batches=parts.batches, loss=loss,
+                         epochs=config.epochs, seed=config.seed, scheduler=scheduler, total_steps=total_steps,
+                         grad_clip=config.grad_clip, evaluate=evaluate if parts.evaluate is not None else None,
+                         keep_weights=False, on_best=on_best, before_epoch=parts.before_epoch,
+                         history=record["epochs"], losses=record["losses"], label="finetune", progress=progress))
     write_text(out / "finetune.json", json.dumps(record, indent=2) + "\n", "checkpoint")
     return record
-
-
-def clip_gradients(model: torch.nn.Module, max_norm: float) -> None:
-    """Clip the gradients of the trained parameters to one global norm, in a few batched kernels."""
-    import torch
-
-    grads = [p for p in model.parameters() if p.grad is not None]
-    if grads:
-        torch.nn.utils.clip_grad_norm_(grads, max_norm, foreach=True)
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:

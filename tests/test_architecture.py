@@ -8,7 +8,7 @@ PIPELINE = ["featx._version", "featx.errors", "featx.constraints", "featx.atomic
             "featx.background", "featx.config", "featx.options", "featx.hardware", "featx.data", "featx.store",
             "featx.backbones",
             "featx.batching", "featx.pooling", "featx.top_blocks", "featx.featurizers", "featx.runners",
-            "featx.shards", "featx.metrics", "featx.recipe", "featx.classifier", "featx.finetune_images",
+            "featx.shards", "featx.metrics", "featx.epochs", "featx.recipe", "featx.classifier", "featx.finetune_images",
             "featx.finetune_texts", "featx.modalities", "featx.engine", "featx.verify", "featx.relabel", "featx.encoding",
             "featx.launch",
             "featx.heads", "featx.mteb", "featx.finetune", "featx.predictor", "featx.embedder", "featx.train",

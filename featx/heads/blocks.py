@@ -16,9 +16,7 @@ up to L, then the head.
 """
 from __future__ import annotations
 
-import copy
 import json
-import time
 from typing import Any, ClassVar
 
 import numpy as np
@@ -31,7 +29,6 @@ from featx.constraints import COUNT, NON_NEGATIVE, POSITIVE, Constraint, Interva
 from featx.errors import DamagedError, FeatxError, ParameterError, first_line
 from featx.heads.base import Head, register_head
 from featx.metrics import mean_r2, tuned_macro_f1
-from featx.progress import progress_bar
 from featx.store.states import TokenStates
 
 _PREDICT_ROWS = 64  # rows per inference batch (longest first)
@@ -72,8 +69,9 @@ class BlocksHead(Head):
     def fit(self, X: TokenStates, y: np.ndarray, X_val: TokenStates | None = None,
             y_val: np.ndarray | None = None) -> BlocksHead:
         """Train on the token states `X`; validation rows choose the epoch (without them, the last)."""
+        from featx.epochs import EpochLoop, run_epochs
         from featx.hardware import compute_context, resolve_dtype
-        from featx.recipe import FinetuneConfig, clip_gradients, length_grouped_batches, optimizer_and_schedule
+        from featx.recipe import FinetuneConfig, TaskTargets, length_grouped_batches, optimizer_and_schedule
         from featx.top_blocks import TopBlocks
 
         self._validate_params()
@@ -90,7 +88,6 @@ class BlocksHead(Head):
         device = torch.device("cpu")
         dtype = resolve_dtype(self.dtype, device)
         torch.manual_seed(self.random_state)
-        rng = np.random.default_rng(self.random_state)
         model = TopBlocks(backbone.model, X.layer, len(self.classes_), self.pooling)
         model.requires_grad_(False)
         for block in list(model.blocks)[above - k:]:
@@ -101,54 +98,34 @@ class BlocksHead(Head):
                                 batch_size=self.batch_size, grad_clip=self.grad_clip, dtype=dtype,
                                 seed=self.random_state)
         optimizer, scheduler, total_steps = optimizer_and_schedule(model, recipe, len(X))
+
+        def loss(rows: np.ndarray) -> tuple[torch.Tensor, int]:
+            states, mask = pad_sequences(X, rows)
+            with compute_context(device, dtype):
+                logits = model(states, mask)
+            return TaskTargets(self.task_).loss(logits.float(), torch.from_numpy(targets[rows])), len(rows)
+
+        def evaluate() -> dict[str, Any]:
+            assert X_val is not None and y_val is not None
+            self.model_, self.dtype_ = model, dtype
+            score = self._val_score(X_val, np.asarray(y_val))
+            name = {"single": "val_accuracy", "multi": "val_macro_f1", "regression": "val_mean_r2"}[self.task_]
+            return {"score": score, name: round(score, 6)}
+
         history: list[dict[str, Any]] = []
-        best: tuple[float, int, dict[str, torch.Tensor]] | None = None
-        step = 0
-        bar = progress_bar(int(total_steps), f"{self.kind} head", unit="step")
-        for epoch in range(1, self.epochs + 1):
-            model.train()
-            t0 = time.perf_counter()
-            for rows in length_grouped_batches(X.lengths, self.batch_size, rng):
-                states, mask = pad_sequences(X, rows)
-                with compute_context(device, dtype):
-                    logits = model(states, mask)
-                loss = self._loss(logits.float(), torch.from_numpy(targets[rows]))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[no-untyped-call]
-                clip_gradients(model, self.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                step += 1
-                bar.update()
-                if step >= total_steps:
-                    break
-            record: dict[str, Any] = {"epoch": epoch, "steps": step, "train_seconds": round(time.perf_counter() - t0, 3)}
-            score = float(epoch)  # without validation rows the last epoch is kept
-            if X_val is not None and y_val is not None:
-                t1 = time.perf_counter()
-                self.model_, self.dtype_ = model, dtype
-                score = self._val_score(X_val, np.asarray(y_val))
-                name = {"single": "val_accuracy", "multi": "val_macro_f1", "regression": "val_mean_r2"}[self.task_]
-                record.update({name: round(score, 6), "eval_seconds": round(time.perf_counter() - t1, 3)})
-            history.append(record)
-            if best is None or score > best[0]:
-                best = (score, epoch, copy.deepcopy(model.state_dict()))
-        bar.close()
-        assert best is not None
-        model.load_state_dict(best[2])
+        result = run_epochs(EpochLoop(
+            model=model, optimizer=optimizer, loss=loss, epochs=self.epochs, seed=self.random_state,
+            batches=lambda rng: length_grouped_batches(X.lengths, self.batch_size, rng), scheduler=scheduler,
+            total_steps=total_steps, grad_clip=self.grad_clip, history=history, label=f"{self.kind} head",
+            evaluate=evaluate if X_val is not None and y_val is not None else None))
+        assert result.best_state is not None
+        model.load_state_dict(result.best_state)
         model.eval()
-        self.model_, self.dtype_, self.best_epoch_, self.history_ = model, dtype, best[1], history
+        self.model_, self.dtype_, self.best_epoch_, self.history_ = model, dtype, result.best_epoch, history
         self.layer_, self.trainable_blocks_ = X.layer, k
         self.backbone_config_ = json.loads(backbone.model.config.to_json_string())
         self._set_thresholds(X_val, None if y_val is None else np.asarray(y_val))
         return self
-
-    def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        if self.task_ == "multi":
-            return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
-        if self.task_ == "regression":
-            return torch.nn.functional.mse_loss(logits, targets)
-        return torch.nn.functional.cross_entropy(logits, targets)
 
     def _val_score(self, X_val: TokenStates, y_val: np.ndarray) -> float:
         """The epoch's validation score: accuracy; macro-F1 at tuned thresholds; mean R²."""

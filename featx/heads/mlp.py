@@ -8,8 +8,7 @@ memory before fitting (issue 33: heads that stream).
 """
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -20,7 +19,6 @@ from featx.constraints import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, Constrain
 from featx.errors import DamagedError
 from featx.heads.base import Head, register_head
 from featx.heads.split import can_stratify, stratified_split
-from featx.progress import progress_bar
 
 _BLOCK_ROWS = 16_384  # rows read from HDF5 at once when the features are on disk
 
@@ -107,53 +105,43 @@ class MLPHead(Head):
             self._set_thresholds(None if val is None else val[0], None if val is None else val[1])
         return self
 
-    def _loss(self) -> torch.nn.Module:
-        loss: torch.nn.Module = {"single": torch.nn.CrossEntropyLoss, "multi": torch.nn.BCEWithLogitsLoss,
-                                 "regression": torch.nn.MSELoss}[self.task_]()
-        return loss
-
     def _train(self, X: np.ndarray, y_index: np.ndarray, train_rows: np.ndarray,
                val: tuple[np.ndarray, np.ndarray] | None) -> None:
-        rng = np.random.default_rng(self.random_state)
+        """Train through the one epoch loop (featx.epochs): the epoch of the lowest validation loss
+        (without validation rows, of the lowest training loss) is kept; `patience` epochs without a
+        lower one end the training."""
+        from featx.epochs import EpochLoop, run_epochs
+        from featx.recipe import TaskTargets
+
         model = build_mlp(self.n_features_in_, len(self.classes_), self.hidden, self.layers, self.dropout)
         optimizer = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        loss_fn = self._loss()
-        best_loss, best_state, stale, self.history_ = float("inf"), None, 0, []
-        bar = progress_bar(self.max_epochs, f"{self.kind} head", unit="epoch")  # early stopping may end it sooner
-        for epoch in range(1, self.max_epochs + 1):
-            bar.update()
-            model.train()
-            total, seen = 0.0, 0
-            for xb, yb in _minibatches(X, y_index, train_rows, self.batch_size, rng):
-                optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(model(self._scale(xb)), yb)
-                loss.backward()
-                optimizer.step()
-                total, seen = total + loss.item() * len(yb), seen + len(yb)
-            record = {"epoch": epoch, "train_loss": total / max(seen, 1)}
-            if val is not None:
-                record.update(self._validate(model, loss_fn, *val))
-            self.history_.append(record)
-            current = record.get("val_loss", record["train_loss"])
-            if current < best_loss - 1e-6:
-                best_loss, best_state, stale, self.best_epoch_ = current, copy.deepcopy(model.state_dict()), 0, epoch
-            else:
-                stale += 1
-                if val is not None and stale >= self.patience:
-                    break
-        bar.close()
-        assert best_state is not None  # the first epoch always improves on infinity
-        model.load_state_dict(best_state)
-        self.model_ = model.eval()
+        loss_of = TaskTargets(self.task_).loss
+
+        def loss(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
+            xb, yb = batch
+            return loss_of(model(self._scale(xb)), yb), len(yb)
+
+        self.history_: list[dict[str, Any]] = []
+        result = run_epochs(EpochLoop(
+            model=model, optimizer=optimizer, loss=loss, epochs=self.max_epochs, seed=self.random_state,
+            batches=lambda rng: _minibatches(X, y_index, train_rows, self.batch_size, rng),
+            evaluate=None if val is None else lambda: self._validate(model, loss_of, *val),
+            patience=self.patience, min_delta=1e-6, select_on_loss=True, history=self.history_,
+            label=f"{self.kind} head", unit="epoch"))
+        assert result.best_state is not None  # the first epoch always improves on nothing
+        model.load_state_dict(result.best_state)
+        self.model_, self.best_epoch_ = model.eval(), result.best_epoch
         self.n_iter_ = len(self.history_)
 
-    def _validate(self, model: torch.nn.Module, loss_fn: torch.nn.Module, X_val: np.ndarray,
-                  y_val: np.ndarray) -> dict[str, float]:
+    def _validate(self, model: torch.nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                  X_val: np.ndarray, y_val: np.ndarray) -> dict[str, float]:
+        """The validation loss (its negative is the epoch's score: lower is better) and accuracy."""
         model.eval()
         with torch.inference_mode():
             logits = model(self._scale(torch.from_numpy(X_val)))
             targets = torch.from_numpy(y_val)
             record = {"val_loss": float(loss_fn(logits, targets))}
+            record["score"] = -record["val_loss"]
             if self.task_ == "single":
                 record["val_accuracy"] = float((logits.argmax(1) == targets).float().mean())
             return record

@@ -15,7 +15,7 @@ without a better one; without validation rows, the last epoch.
 """
 from __future__ import annotations
 
-import copy
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,9 +24,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from featx.batching import pad_sequences
 from featx.constraints import COUNT, NON_NEGATIVE, POSITIVE, Constraint, Interval
+from featx.epochs import EpochLoop, run_epochs
 from featx.errors import DamagedError, FeatxError, first_line
 from featx.heads.base import Head, register_head
-from featx.progress import progress_bar
 from featx.store.states import TokenStates
 
 _PREDICT_ROWS = 256
@@ -97,42 +97,35 @@ class WindowsHead(Head):
         y = np.asarray(y)
         self.classes_, targets = np.unique(y, return_inverse=True)
         torch.manual_seed(self.random_state)
-        rng = np.random.default_rng(self.random_state)
         used = np.concatenate([X.row(i) for i in range(len(X))]).astype(np.float64)
         model = WindowAttention(X.values.shape[1], len(self.classes_), self.hidden, self.dropout)
         model.center = torch.from_numpy(used.mean(0)).float()
         model.scale = torch.from_numpy(np.maximum(used.std(0), 1e-6)).float()
         optimizer = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         target = torch.from_numpy(targets)
-        history: list[dict[str, Any]] = []
-        best: tuple[float, int, dict[str, torch.Tensor]] | None = None
-        bar = progress_bar(self.epochs, f"{self.kind} head", unit="epoch")
-        for epoch in range(1, self.epochs + 1):
-            bar.update()
-            model.train()
+
+        def batches(rng: np.random.Generator) -> Iterator[np.ndarray]:
             order = rng.permutation(len(X))
-            for start in range(0, len(order), self.batch_size):
-                rows = order[start:start + self.batch_size]
-                windows, mask = pad_sequences(X, rows)
-                loss = torch.nn.functional.cross_entropy(model(windows, mask), target[rows])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[no-untyped-call]
-                optimizer.step()
-            record: dict[str, Any] = {"epoch": epoch, "loss": round(float(loss.detach()), 6)}
-            score = float(epoch)  # without validation rows the last epoch is kept
-            if X_val is not None and y_val is not None:
-                self.model_ = model
-                score = float(np.mean(self.classes_[self.predict_proba(X_val).argmax(1)] == np.asarray(y_val)))
-                record["val_accuracy"] = round(score, 6)
-            history.append(record)
-            if best is None or score > best[0]:
-                best = (score, epoch, copy.deepcopy(model.state_dict()))
-            elif epoch - best[1] >= self.patience:
-                break
-        bar.close()
-        assert best is not None
-        model.load_state_dict(best[2])
-        self.model_, self.best_epoch_, self.history_ = model.eval(), best[1], history
+            return (order[start:start + self.batch_size] for start in range(0, len(order), self.batch_size))
+
+        def loss(rows: np.ndarray) -> tuple[torch.Tensor, int]:
+            windows, mask = pad_sequences(X, rows)
+            return torch.nn.functional.cross_entropy(model(windows, mask), target[rows]), len(rows)
+
+        def evaluate() -> dict[str, Any]:
+            assert X_val is not None and y_val is not None
+            self.model_ = model
+            score = float(np.mean(self.classes_[self.predict_proba(X_val).argmax(1)] == np.asarray(y_val)))
+            return {"score": score, "val_accuracy": round(score, 6)}
+
+        history: list[dict[str, Any]] = []
+        result = run_epochs(EpochLoop(model=model, optimizer=optimizer, batches=batches, loss=loss, epochs=self.epochs,
+                                      seed=self.random_state, patience=self.patience, history=history,
+                                      evaluate=evaluate if X_val is not None and y_val is not None else None,
+                                      label=f"{self.kind} head", unit="epoch"))
+        assert result.best_state is not None
+        model.load_state_dict(result.best_state)
+        self.model_, self.best_epoch_, self.history_ = model.eval(), result.best_epoch, history
         return self
 
     @torch.inference_mode()
