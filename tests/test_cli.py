@@ -89,3 +89,24 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_store(tmp_path, tiny_bert_di
 def test_bare_featx_shows_the_help_not_an_error(capsys):
     code, out, err = run_cli(capsys)
     assert code == 0 and out.startswith("Usage: featx") and "extract" in out and err == ""
+
+
+def test_featx_heads_and_modalities_list_what_is_registered(cli):
+    from featx.heads import HEAD_KINDS
+    from featx.modalities import MODALITIES
+
+    listed = json.loads(cli("heads", "--json").out)
+    assert [head["kind"] for head in listed] == list(HEAD_KINDS)
+    for head in listed:
+        declared = [name for name in HEAD_KINDS[head["kind"]].parameter_constraints if name != "random_state"]
+        assert [p["name"] for p in head["parameters"]] == declared and all(p["may_be"] for p in head["parameters"])
+    mlp = next(head for head in listed if head["kind"] == "mlp")
+    assert mlp["tasks"] == ["single-label", "multi-label", "regression"] and {"name": "hidden", "default": 256,
+                                                                               "may_be": "an integer >= 1"} in mlp["parameters"]
+    text = cli("heads").out
+    assert "logreg: logistic regression" in text and "  hidden=256  (an integer >= 1)" in text
+    modalities = json.loads(cli("modalities", "--json").out)
+    assert {m["name"] for m in modalities} == set(MODALITIES) >= {"text", "image"}
+    image = next(m for m in modalities if m["name"] == "image")
+    assert image["row_flags"] == ["truncated", "skipped"] and image["frontier_backbones"][0]["model"] == "efficientnet-lite0"
+    assert "text: default model all-MiniLM-L6-v2" in cli("modalities").out

@@ -36,7 +36,7 @@ from typing import Any
 
 import click
 
-from featx.cli import models  # noqa: F401  (registers train, evaluate, finetune, bench)
+from featx.cli import models, registry  # noqa: F401  (register train, evaluate, finetune, bench; heads, modalities)
 from featx.cli.commands import cli
 from featx.cli.options import flag_name
 from featx.errors import FeatxError, FeatxWarning, ParameterError, describe_os_error

@@ -92,7 +92,9 @@ CASES = _cases()
 
 def test_every_command_and_option_is_covered():
     commands = {name for name, _, _ in CASES}
-    assert commands == set(cli.commands)
+    takes_values = {name for name, command in cli.commands.items()
+                    if any(isinstance(p, click.Argument) or not getattr(p, "is_flag", False) for p in command.params)}
+    assert commands == takes_values and set(cli.commands) - takes_values == {"heads", "modalities"}  # flags only
     assert len(CASES) > 100  # every value-taking option of nine commands, one to three values each
 
 
