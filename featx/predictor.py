@@ -24,8 +24,9 @@ from featx.data import InputSummary, Source
 from featx.encoding import Encoder
 from featx.engine import iter_windows
 from featx.errors import DamagedError, FeatxError
-from featx.heads import TextVectors, TrainedHead
+from featx.heads import TrainedHead
 from featx.heads.base import sequence_read
+from featx.heads.inputs import head_input
 from featx.modalities import featurizer_for, open_source
 from featx.store.states import TokenStates
 
@@ -80,9 +81,8 @@ class Predictor(PretrainedClassifier):
         """What the head reads: the vectors, the texts beside them, or the token states or window vectors."""
         reads = self.head.estimator.reads
         if sequence_read(reads):
-            return TokenStates.from_rows(list(found[STATES]), self.config)
-        vectors = found[self.head.pooling]
-        return TextVectors(list(texts), vectors) if "texts" in reads else vectors
+            return head_input(reads, None, states=TokenStates.from_rows(list(found[STATES]), self.config))
+        return head_input(reads, found[self.head.pooling], list(texts))
 
     def outputs(self, inputs: Sequence[Any]) -> np.ndarray:
         return self._outputs(self._head_input(inputs, self.encoder.features(inputs)))

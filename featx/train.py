@@ -58,8 +58,9 @@ def train_head(store: FeatureStore, kind: str = "logreg", *, pooling: str | None
     states = checked_states([spec.kind], {"train": store, "val": val})
     X, y = labelled(store, pooling)
     X_val, y_val = _validation(store, val, pooling)
-    return _fit(spec, head_input(spec.kind, X, given.get("train"), states.get("train")),
-                y, None if X_val is None else head_input(spec.kind, X_val, given.get("val"), states.get("val")), y_val,
+    reads = HEAD_KINDS[spec.kind].reads
+    return _fit(spec, head_input(reads, X, given.get("train"), states.get("train")),
+                y, None if X_val is None else head_input(reads, X_val, given.get("val"), states.get("val")), y_val,
                 pooling, _StoreMeta.of(store), seed)
 
 
@@ -130,8 +131,8 @@ def train_heads(train: FeatureStore, specs: list[HeadSpec], poolings: list[str] 
                 train_texts, val_texts = [train_texts[i] for i in fit_rows], [train_texts[i] for i in val_rows]
             if train_states is not None:
                 train_states, val_states = train_states[fit_rows], train_states[val_rows]
-        inputs = [(head_input(spec.kind, X, train_texts, train_states), head_input(spec.kind, X_val, val_texts, val_states))
-                  for spec in here]
+        inputs = [(head_input(HEAD_KINDS[spec.kind].reads, X, train_texts, train_states),
+                   head_input(HEAD_KINDS[spec.kind].reads, X_val, val_texts, val_states)) for spec in here]
         trained = Parallel(n_jobs=jobs, prefer="processes")(
             delayed(_fit)(spec, X_in, y, X_val_in, y_val, pooling, meta, seed)
             for spec, (X_in, X_val_in) in zip(here, inputs))

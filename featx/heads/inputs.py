@@ -61,11 +61,11 @@ _NEEDS = {"states": "the blocks head trains on token states, and the {role} stor
                      "it with --long chunk --keep-windows"}
 
 
-def head_input(kind: str, X: np.ndarray, texts: Sequence[str] | None,
-                states: TokenStates | None = None) -> Any:
-    """What a head of `kind` reads: the vectors, TextVectors of `texts` and the vectors, or
-    the token states or window vectors."""
-    reads = HEAD_KINDS[kind].reads
+def head_input(reads: tuple[str, ...], X: Any, texts: Sequence[str] | None = None,
+               states: TokenStates | None = None) -> Any:
+    """What a head reading `reads` (`Head.reads`) takes, in the one place that decides it for
+    training, scoring a store and predicting: the token states or window vectors (`states`), or
+    TextVectors of `texts` beside the vectors `X` (a kind that reads texts, given them), or `X`."""
     if sequence_read(reads):
         return states
     if "texts" not in reads or texts is None:

@@ -20,7 +20,8 @@ from featx._version import __version__
 from featx.atomic import atomic_folder, file_sha256, save_tensors, utc_stamp
 from featx.errors import DamagedError, FeatxError
 from featx.heads.base import TASK_NAMES, Head, make_head, sequence_read
-from featx.heads.hybrid import TextVectors, check_texts_match
+from featx.heads.hybrid import check_texts_match
+from featx.heads.inputs import head_input
 from featx.metrics import labels_as, task_metrics
 from featx.store import FeatureStore
 
@@ -96,8 +97,9 @@ class TrainedHead:
                 yield store.token_states(start, start + _STATE_ROWS)
             return
         batches = self._features(store)
-        if "texts" not in self.estimator.reads:
-            yield from (X for X, _ in batches)
+        reads = self.estimator.reads
+        if "texts" not in reads:
+            yield from (head_input(reads, X) for X, _ in batches)
             return
         if texts is None:
             raise FeatxError(f"the {self.kind} head reads each row's text beside its vector: give the texts "
@@ -106,7 +108,7 @@ class TrainedHead:
         check_texts_match(store, texts, "the texts given")
         start = 0
         for X, _ in batches:
-            yield TextVectors(texts[start:start + len(X)], X)
+            yield head_input(reads, X, texts[start:start + len(X)])
             start += len(X)
 
     def predict_proba(self, store: FeatureStore, texts: Sequence[str] | None = None) -> np.ndarray:
