@@ -43,8 +43,12 @@ class Window:
     start: int
     records: list[Any]
     items: list[Any]
-    truncated: np.ndarray
-    skipped: np.ndarray  # rows that could not be read (skip_bad): no item, NaN vectors
+    flags: dict[str, np.ndarray]  # per-row uint8 flags by name (the modality's row_flags)
+
+    @property
+    def skipped(self) -> np.ndarray:
+        """Rows that could not be read (skip_bad): no item, NaN vectors."""
+        return self.flags.get("skipped", np.zeros(len(self.records), dtype=np.uint8))
 
 
 def extract(input: str | Path | Source | Any, output: str | Path, *, model: Any = None, read: Any = None,
@@ -230,11 +234,11 @@ def iter_windows(source: Source, summary: InputSummary, featurizer: Featurizer, 
         if not chunk:
             return
         t0 = time.perf_counter()
-        items, truncated, skipped = featurizer.prepare(chunk)
+        items, flags = featurizer.prepare(chunk)
         timer["prepare_s"] = timer.get("prepare_s", 0.0) + time.perf_counter() - t0
         # What the model is fed, in the featurizer's cost units (tokens for text, window overlaps included).
         timer["cost_units"] = timer.get("cost_units", 0) + sum(featurizer.cost(item) for item in items)
-        yield Window(position, chunk, items, truncated, skipped)
+        yield Window(position, chunk, items, flags)
         position += len(chunk)
 
 
@@ -246,8 +250,7 @@ def _run(source: Source, summary: InputSummary, featurizer: Featurizer, runner: 
         window, hashes, features = item
         t0 = time.perf_counter()
         labels = label_rows(summary, [r.label for r in window.records])
-        writer.write_window(window.start, [r.id for r in window.records], hashes, labels, features,
-                            {"truncated": window.truncated, "skipped": window.skipped})
+        writer.write_window(window.start, [r.id for r in window.records], hashes, labels, features, window.flags)
         timer["write_s"] = timer.get("write_s", 0.0) + time.perf_counter() - t0
         bar.update(len(window.records))
 

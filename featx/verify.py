@@ -134,7 +134,7 @@ def _embed(config: ExtractConfig, records: list[Any], hashes: np.ndarray, device
     if len(differ):
         raise FeatxError(f"the input's row {records[int(differ[0])].id!r} is not the row the store holds (its "
                          "content sha256 differs): name the input the store was made from with --input")
-    items, _, _ = featurizer.prepare(records)
+    items, _ = featurizer.prepare(records)
     found: dict[str, np.ndarray] = make_runner(featurizer, None).run(featurizer, items, {})
     return found
 

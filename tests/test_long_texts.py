@@ -34,8 +34,8 @@ def test_a_chunked_row_is_the_pooled_vectors_of_its_windows(tiny_backbone, how):
                                  long="chunk", stride=8, long_pooling=how)
     chunked = TextFeaturizer(tiny_backbone, chunked_config)
     records = [featx.data.Record(i, t, -1) for i, t in enumerate(texts)]
-    items, cut, skipped = chunked.prepare(records)
-    assert cut.tolist() == [0, 0, 0, 0] and skipped.tolist() == [0, 0, 0, 0]
+    items, flags = chunked.prepare(records)
+    assert flags["truncated"].tolist() == [0, 0, 0, 0] and "skipped" not in flags  # nothing is cut, nothing unread
     assert [len(item) for item in items][:2] == [1, len(items[1])]
     got = CpuRunner(256).run(chunked, items)
     plain = TextFeaturizer(tiny_backbone, make_config(tiny_backbone, pooling="mean,cls", max_length=32, dtype="fp32",

@@ -12,7 +12,7 @@ import featx
 from featx.config import MODALITY_RULES
 from featx.modalities import MODALITIES
 from tests.conftest import kill_part_way, run_cli, run_to_end
-from tests.toy_modality import NAME, load_tiny_model, register, save_tiny_model
+from tests.toy_modality import CLIP, NAME, load_tiny_model, register, save_tiny_model
 
 WIDTH, HIDDEN = 12, 8
 
@@ -47,9 +47,14 @@ def test_extract_resume_head_and_predict(vectors, tmp_path):
         module, _, _ = load_tiny_model(model)
         import torch
 
+        x = np.load(train)["x"]
         with torch.no_grad():
-            expected = module(torch.from_numpy(np.load(train)["x"])).numpy()
+            expected = module(torch.from_numpy(np.clip(x, -CLIP, CLIP))).numpy()
         np.testing.assert_allclose(vectors_, expected, atol=1e-6)
+        # Its own row flag travels to the store by name: no "truncated", a "clipped" row for each clipped vector.
+        clipped = (np.abs(x).max(1) > CLIP).astype(np.uint8)
+        assert 0 < clipped.sum() < len(x) and store.row_values("clipped").tolist() == clipped.tolist()
+        assert store.truncated is None
         fingerprint = store.fingerprint
     # A rerun returns the store untouched.
     assert featx.extract(train, tmp_path / "train.h5", model=str(model), progress=False).fingerprint == fingerprint

@@ -32,10 +32,12 @@ class Featurizer(Protocol):
     def content_hashes(self, records: Sequence[Any]) -> np.ndarray:
         """(n, 32) uint8: sha256 of each row's content (the embedding cache's key)."""
 
-    def prepare(self, records: Sequence[Any]) -> tuple[list[Any], np.ndarray, np.ndarray]:
-        """One model-ready item per row (token ids, pixels), on the host, and two uint8 flags per
-        row: cut (its input had to be cut to fit, a text over max_length) and skipped (it could
-        not be read, an undecodable image under skip_bad; its item is None)."""
+    def prepare(self, records: Sequence[Any]) -> tuple[list[Any], dict[str, np.ndarray]]:
+        """One model-ready item per row (token ids, pixels), on the host, and the per-row uint8
+        flags its modality declares (`row_flags`), by name: e.g. "truncated" (the input had to be
+        cut to fit, a text over max_length) and "skipped" (it could not be read, an undecodable
+        image under skip_bad; its item is None, and the engine gives it NaN vectors). A flag left
+        out is 0 for every row."""
 
     def default_batch_cost(self) -> int:
         """The batch budget on this featurizer's device, in `cost` units."""

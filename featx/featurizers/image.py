@@ -176,7 +176,7 @@ class ImageFeaturizer:
     def default_batch_cost(self) -> int:
         return GPU_BATCH_IMAGES if self.device.type == "cuda" else CPU_BATCH_IMAGES
 
-    def prepare(self, records: Sequence[Any]) -> tuple[list[Any], np.ndarray, np.ndarray]:
+    def prepare(self, records: Sequence[Any]) -> tuple[list[Any], dict[str, np.ndarray]]:
         def one(record: Any) -> Any:
             try:
                 return self._items([decode_image(record.data)])[0]
@@ -191,7 +191,7 @@ class ImageFeaturizer:
         with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1)), thread_name_prefix="featx-decode") as pool:
             decoded = list(pool.map(one, records))
         skipped = np.fromiter((item is None for item in decoded), dtype=np.uint8, count=len(decoded))
-        return decoded, np.zeros(len(decoded), dtype=np.uint8), skipped
+        return decoded, {"truncated": np.zeros(len(decoded), dtype=np.uint8), "skipped": skipped}
 
     def _items(self, images: Sequence[Any]) -> list[np.ndarray]:
         return model_inputs(self.backbone, images)

@@ -130,14 +130,14 @@ class TextFeaturizer:
     def content_hashes(self, records: Sequence[Any]) -> np.ndarray:
         return text_hashes([r.text for r in records])
 
-    def prepare(self, records: Sequence[Any]) -> tuple[list[Any], np.ndarray, np.ndarray]:
+    def prepare(self, records: Sequence[Any]) -> tuple[list[Any], dict[str, np.ndarray]]:
         texts = [self._prompt + r.text for r in records]
-        none = np.zeros(len(texts), dtype=np.uint8)  # every text can be embedded
-        if self._chunks:
+        if self._chunks:  # every text is embedded whole, in windows: nothing is cut
             windows = encode_windows(self.backbone.tokenizer, texts, self.max_length,
                                      int(self.config.long_stride or 0))
-            return windows, none, none  # nothing is cut
-        return (*encode(self.backbone.tokenizer, texts, self.max_length), none)
+            return windows, {"truncated": np.zeros(len(texts), dtype=np.uint8)}
+        ids, truncated = encode(self.backbone.tokenizer, texts, self.max_length)
+        return ids, {"truncated": truncated}
 
     def default_batch_cost(self) -> int:
         if self.device.type == "cuda":

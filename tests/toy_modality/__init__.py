@@ -30,6 +30,9 @@ _TAKES = {"pooling", "normalize", "dtype", "store_dtype", "device", "model", "ov
           "trust_remote_code", "backend", "layers", *(f.name for f in fields(RunOptions))}
 
 
+CLIP = 6.0  # a vector's values are clipped to [-CLIP, CLIP] before the model (flagged "clipped")
+
+
 @dataclass(frozen=True, slots=True)
 class VectorRecord:
     id: int
@@ -110,9 +113,11 @@ class VectorFeaturizer:
         rows = [np.frombuffer(hashlib.sha256(r.vector.tobytes()).digest(), np.uint8) for r in records]
         return np.stack(rows) if rows else np.zeros((0, 32), np.uint8)
 
-    def prepare(self, records: Sequence[VectorRecord]) -> tuple[list[Any], np.ndarray, np.ndarray]:
-        flags = np.zeros(len(records), dtype=np.uint8)
-        return [np.asarray(r.vector, dtype=np.float32) for r in records], flags, flags.copy()
+    def prepare(self, records: Sequence[VectorRecord]) -> tuple[list[Any], dict[str, np.ndarray]]:
+        """Each vector clipped to [-CLIP, CLIP]; the modality's own row flag, "clipped", says which were."""
+        vectors = [np.asarray(r.vector, dtype=np.float32) for r in records]
+        clipped = np.fromiter((bool(np.abs(v).max(initial=0) > CLIP) for v in vectors), dtype=np.uint8, count=len(vectors))
+        return [np.clip(v, -CLIP, CLIP) for v in vectors], {"clipped": clipped}
 
     def default_batch_cost(self) -> int:
         return 16
@@ -137,7 +142,7 @@ class VectorModality:
     name = NAME
     default_window_rows = 64
     default_model = None  # there is no packaged vectors model: --model is required
-    row_flags = ("truncated",)
+    row_flags = ("clipped",)  # its own per-row flag, kept in the store by name beside no text's "truncated"
 
     def claims(self, input: str | Path, choices: dict[str, Any]) -> bool:
         return Path(input).suffix == ".npz"
