@@ -116,3 +116,25 @@ def test_a_second_modality_of_a_registered_name_is_refused():
     with pytest.raises(ValueError, match="'text' is registered already"):
         register_modality(text)
     assert register_modality(text, replace=True) is text and MODALITIES["text"] is text
+
+
+def test_its_own_row_flag_survives_shards_merge_and_export(vectors, tmp_path):
+    """The 'clipped' flag the toy modality declares is found by name where stores are joined and
+    written out: merged shards keep it, and the parquet export has a column of it."""
+    pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from featx.shards import shard_path
+    from featx.store.export import export_store
+    from featx.store.merge import merge_shards
+
+    model, train, _ = vectors
+    whole = featx.extract(train, tmp_path / "whole.h5", model=str(model), window_rows=64, progress=False)
+    expected = whole.row_values("clipped").tolist()
+    for i in range(2):
+        featx.extract(train, tmp_path / "s.h5", model=str(model), window_rows=64, shard=(i, 2), progress=False).close()
+    merged = featx.open_store(merge_shards([shard_path(tmp_path / "s.h5", i, 2) for i in range(2)], tmp_path / "m.h5"))
+    assert merged.row_flags == ("clipped",) and merged.row_values("clipped").tolist() == expected
+    folder = export_store(tmp_path / "whole.h5", tmp_path / "export", fmt="parquet")
+    table = pq.read_table(folder / "vectors.parquet")
+    assert table.column("clipped").to_pylist() == [bool(v) for v in expected]

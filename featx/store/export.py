@@ -27,7 +27,6 @@ from featx.atomic import atomic_folder
 from featx.config import EXPORT_FORMATS
 from featx.constraints import Options
 from featx.errors import FeatxError, OutputError
-from featx.store.h5 import OPTIONAL_ROW_DATASETS, ROW_FLAGS
 from featx.store.reader import FeatureStore, open_store
 
 SIDECAR = "featx-export.json"
@@ -76,7 +75,7 @@ def _row_columns(store: FeatureStore) -> dict[str, np.ndarray]:
     ids = store.ids
     columns = {"ids": ids.astype(str) if ids.dtype.kind in "OSU" else ids.astype(np.int64),
                "content_sha256": np.asarray(store.content_sha256, dtype=np.uint8)}
-    for name in OPTIONAL_ROW_DATASETS:
+    for name in ("labels", *store.row_flags):
         values = store.row_values(name)
         if values is not None:
             label_dtype = {"single": np.int64, "multi": np.uint8, "regression": np.float64}[store.task]
@@ -111,7 +110,7 @@ def _write_parquet(store: FeatureStore, folder: Path, sidecar: dict[str, Any]) -
     elif "labels" in rows:  # a 0/1 row of the classes, or the targets, named in the sidecar's "classes"
         fields += [pa.field("labels", pa.list_(pa.uint8() if store.task == "multi" else pa.float64(),
                                                len(store.classes or ())))]
-    fields += [pa.field(name, pa.bool_()) for name in ROW_FLAGS if name in rows]
+    fields += [pa.field(name, pa.bool_()) for name in store.row_flags if name in rows]
     value_type = pa.float16() if sidecar["dtype"] == "float16" else pa.float32()
     fields += [pa.field(p, pa.list_(value_type, store.dim)) for p in store.poolings]
     metadata = {"featx": json.dumps({**sidecar, "files": {"all": "vectors.parquet"}})}
@@ -126,7 +125,7 @@ def _write_parquet(store: FeatureStore, folder: Path, sidecar: dict[str, Any]) -
             elif "labels" in rows:
                 block = np.ascontiguousarray(rows["labels"][start:stop])
                 columns.append(pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), block.shape[1]))
-            columns += [rows[name][start:stop].astype(bool) for name in ROW_FLAGS if name in rows]
+            columns += [rows[name][start:stop].astype(bool) for name in store.row_flags if name in rows]
             for pooling in store.poolings:
                 block = np.ascontiguousarray(store.features(pooling)[start:stop])
                 columns.append(pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), store.dim))

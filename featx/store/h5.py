@@ -10,17 +10,31 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+import numpy as np
 
 from featx.errors import DamagedError, FeatxError, describe_os_error, first_line
 from featx.store.header import FORMAT
 
-# One value per input row besides the features; "labels" only in labelled stores, "truncated"
-# (1 where the featurizer cut the row's input, e.g. a text over max_length) only in stores
-# written since featx counted it, "skipped" (1 where the input could not be read, e.g. an
-# undecodable image under --skip-bad; its vectors are NaN) only in image stores.
-ROW_FLAGS = ("truncated", "skipped")  # per-row uint8 flags, declared by the modality (StorePlan.row_flags)
-ROW_DATASETS = ("ids", "content_sha256", "labels", *ROW_FLAGS)
-OPTIONAL_ROW_DATASETS = ROW_DATASETS[2:]  # in some stores only
+# One value per input row besides the features: ids and content hashes, "labels" only in
+# labelled stores, then the per-row uint8 flags the modality declares (StorePlan.row_flags), kept
+# by name: "truncated" (1 where the featurizer cut the row's input, e.g. a text over max_length;
+# only in stores written since featx counted it), "skipped" (1 where the input could not be read,
+# e.g. an undecodable image under --skip-bad; its vectors are NaN), or a new modality's own.
+CORE_ROW_DATASETS = ("ids", "content_sha256", "labels")
+KNOWN_ROW_FLAGS = ("truncated", "skipped")  # listed first, in this order, where a store has them
+
+
+def row_flags_of(file: h5py.File) -> tuple[str, ...]:
+    """The per-row flags a store keeps: every root dataset of one uint8 per row besides the core ones."""
+    n_rows = file["ids"].shape[0] if "ids" in file else -1
+    found = {name for name, item in file.items() if name not in CORE_ROW_DATASETS and isinstance(item, h5py.Dataset)
+             and item.dtype == np.uint8 and item.shape == (n_rows,)}
+    return (*(name for name in KNOWN_ROW_FLAGS if name in found), *sorted(found - set(KNOWN_ROW_FLAGS)))
+
+
+def row_datasets_of(file: h5py.File) -> tuple[str, ...]:
+    """The per-row datasets a store has besides its features: ids, hashes, labels, its flags."""
+    return (*(name for name in CORE_ROW_DATASETS if name in file), *row_flags_of(file))
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 _ERRNO_IN_TEXT = re.compile(r"errno = (\d+)")

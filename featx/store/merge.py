@@ -16,7 +16,7 @@ import numpy as np
 from featx.atomic import atomic_file, same_file, utc_stamp
 from featx.errors import FeatxError, OutputError, first_line
 from featx.progress import progress_bar
-from featx.store.h5 import ROW_DATASETS, h5_reason
+from featx.store.h5 import h5_reason, row_datasets_of
 from featx.store.header import REQUIRED, StoreHeader
 from featx.store.layout import check_replaceable
 
@@ -45,7 +45,7 @@ def _write_merged(partial: Path, folder: Path, infos: list[dict[str, Any]], tota
     # No chunk cache (as featx.store.h5.open_h5 gives writers): a full disk fails inside the write
     # that meets it. With one, HDF5 met it while closing the file, which crashed the process.
     with h5py.File(infos[0]["path"], "r") as template, h5py.File(partial, "w", rdcc_nbytes=0) as out:
-        names = [n for n in ROW_DATASETS if n in template] + [f"features/{p}" for p in template["features"]]
+        names = [*row_datasets_of(template), *(f"features/{p}" for p in template["features"])]
         out.create_group("features")
         with progress_bar(total * len(names) if copy else 0, "merge --copy", show=None if copy else False) as bar:
             for name in names:

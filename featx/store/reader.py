@@ -35,7 +35,7 @@ import numpy as np
 
 from featx.config import ExtractConfig
 from featx.errors import DamagedError, FeatxError
-from featx.store.h5 import OPTIONAL_ROW_DATASETS, ROW_DATASETS, open_h5
+from featx.store.h5 import open_h5, row_datasets_of, row_flags_of
 from featx.store.header import FORMAT_VERSION, StoreHeader
 from featx.store.states import TokenStates, check_states_layout, describe_states, read_states
 
@@ -100,12 +100,17 @@ class FeatureStore:
         return values
 
     def row_values(self, name: str) -> np.ndarray | None:
-        """The committed rows of a per-row dataset (OPTIONAL_ROW_DATASETS), None where the store has none."""
+        """The committed rows of a per-row dataset (labels, a row flag), None where the store has none."""
         if name == "labels":
             return self.labels
         dataset = self._file.get(name)
         values: np.ndarray | None = None if dataset is None else dataset[: self.n_done]
         return values
+
+    @property
+    def row_flags(self) -> tuple[str, ...]:
+        """The per-row uint8 flags this store keeps, by name (its modality's: truncated, skipped, ...)."""
+        return row_flags_of(self._file)
 
     @property
     def truncated(self) -> np.ndarray | None:
@@ -277,7 +282,7 @@ def _validate_layout(file: h5py.File, path: Path) -> tuple[StoreHeader, ExtractC
     for name in ("ids", "content_sha256"):
         if name not in file or file[name].shape[0] != n_rows:
             raise DamagedError(f"{path} is damaged: dataset {name!r} is missing or not {n_rows} rows long")
-    for name in OPTIONAL_ROW_DATASETS:
+    for name in ("labels", *row_flags_of(file)):
         if name in file and file[name].shape[0] != n_rows:
             raise DamagedError(f"{path} is damaged: dataset {name!r} is not {n_rows} rows long")
     features = file.get("features")
@@ -326,7 +331,7 @@ def _check_virtual_sources(file: h5py.File, path: Path, fingerprint: str) -> Non
     is checked on every open, not trusted.
     """
     sources: set[str] = set()
-    for name in (*ROW_DATASETS, *(f"features/{p}" for p in file["features"])):
+    for name in (*row_datasets_of(file), *(f"features/{p}" for p in file["features"])):
         if name in file and file[name].is_virtual:
             sources.update(source.file_name for source in file[name].virtual_sources())
     for name in sorted(sources):

@@ -102,7 +102,7 @@ class StoreWriter:
     def write_window(self, start: int, ids: list[int] | list[str], content_sha256: np.ndarray, labels: np.ndarray | None,
                      features: dict[str, np.ndarray], flags: dict[str, np.ndarray] | None = None) -> None:
         """Write input rows [start, start + len(ids)), make them durable, then advance n_done.
-        `flags`: per-row uint8 flags by name (ROW_FLAGS); those the store keeps are written."""
+        `flags`: per-row uint8 flags by name (the plan's row_flags); those the store keeps are written."""
         if start != self.next_row:
             raise RuntimeError(f"window starts at input row {start}, but the store continues at {self.next_row}")
         local = start - self.row_offset
