@@ -21,6 +21,8 @@ STATE_DTYPES = ("float16", "float32")  # token states cached for a blocks head (
 COMPRESSIONS = ("lzf", "gzip")  # HDF5 filters a store's vectors may be written with (none when unset)
 PROTOCOLS = ("full", "mteb")  # how featx train evaluates (featx.train, featx.mteb)
 EXPORT_FORMATS = ("npy", "parquet")  # what `featx export` writes (featx.store.export)
+# The stages of `featx bench`, in the order a suite runs them (featx.bench.runner).
+BENCH_STAGES = ("extract", "heads", "mteb", "tfidf", "hybrid", "blocks", "finetune")
 BACKENDS = ("torch", "openvino")  # what runs the model; torch is recorded as unset (older stores keep theirs)
 # A new store's backend when none is asked for: OpenVINO where it is installed and applies, else
 # torch. Measured faster on every CPU kind tried (benchmarks/README.md, "Which backend").

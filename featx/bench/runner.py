@@ -19,12 +19,13 @@ from featx._version import __version__
 from featx.atomic import child_path, make_folder, utc_stamp, write_text
 from featx.bench.rows import blocks_row, extract_row, finetune_row, head_row, hybrid_row, mteb_row, tfidf_row
 from featx.bench.suite import Suite
+from featx.config import BENCH_STAGES
 from featx.errors import ParameterError
 
 if TYPE_CHECKING:
     pass
 
-STAGES = ("extract", "heads", "mteb", "tfidf", "hybrid", "blocks", "finetune")
+STAGES = BENCH_STAGES  # declared with the CLI's other choices (featx.config), so --stages is not a copy
 
 
 def parse_stages(text: str) -> tuple[str, ...]:

@@ -18,7 +18,7 @@ from featx.cli.options import (
     open_input_columns,
     protocol_options,
 )
-from featx.config import DEFAULT_IMAGE_MODEL, DEFAULT_MODEL, FINETUNE_POOLINGS
+from featx.config import BENCH_STAGES, DEFAULT_IMAGE_MODEL, DEFAULT_MODEL, FINETUNE_POOLINGS
 from featx.constraints import FRACTION, JOBS, NON_NEGATIVE
 from featx.errors import FeatxError
 from featx.recipe import RECIPE_CONSTRAINTS as RECIPE
@@ -170,7 +170,7 @@ def finetune(train_input: str, output: str, val_input: str | None, model: str | 
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False),
               help="Folder that {data} in the suite's paths stands for "
                                          "[default: $FEATX_DATA, else ../shared/data].")
-@click.option("--stages", default="extract,heads,mteb,tfidf,hybrid,blocks,finetune", show_default=True,
+@click.option("--stages", default=",".join(BENCH_STAGES), show_default=True,
               help="Comma list of the stages to run now; the others can follow in a later run.")
 def bench(suite_file: str, output: str, data_dir: str | None, stages: str) -> None:
     """Run a benchmark suite: extraction, frozen heads, fine-tuning; write results.json/.md/.csv/.png.
