@@ -1,23 +1,9 @@
 """FeatureStore: read access to the HDF5 file that holds one split's embeddings.
 
-Layout (readable with plain h5py; see README "Store format"):
-
-    /                   attrs: format, format_version, featx_version, fingerprint, config,
-                               input_sha256, input, input_rows, row_offset, n_rows, n_done,
-                               complete, window_rows, created_at, hardware, dtype, timings
-                               (+ shard = [i, n] for a shard, merged_from for a merge)
-    /ids                (N,)     int64, or utf-8 strings when the input's ids are not integers
-    /content_sha256     (N, 32)  uint8, sha256 of each row's content: a text's UTF-8 bytes, an image's
-                                 encoded bytes or array pixels (each featurizer's `content_hashes`)
-    /labels             (N,)     int64 index into attrs["classes"] (absent when unlabelled);
-                        (N, C) uint8 0/1 of attrs["classes"] where attrs["task"] is "multi";
-                        (N, T) float64 targets named by attrs["classes"] where it is "regression"
-    /truncated          (N,)     uint8, 1 where the row's input was cut (absent in older stores)
-    /skipped            (N,)     uint8, 1 where the input could not be read (image stores only;
-                                 such rows hold NaN vectors and are left out of load/iter_batches)
-    /features/<pooling> (N, D)   float32 or float16
-    /states, /state_starts, /state_lengths   token states at one layer (--cache-layer only;
-                                 see featx.store.states)
+Layout (readable with plain h5py): README "The store format", written by featx.store.layout:
+root attributes (header, config, fingerprint), /ids, /content_sha256 (each row's content hash),
+/labels (class indices, a 0/1 matrix or targets), the per-row uint8 flags by name (truncated,
+skipped, ...), /features/<pooling> and, with --cache-layer, token states (featx.store.states).
 
 Rows [0, n_done) are committed (see featx.store.writer). Opening a store checks
 everything a reader relies on (attributes, shapes, the config against the fingerprint,
