@@ -138,6 +138,8 @@ def run_frontier(train: Source, test: Source, out: str | Path, *, val: Source | 
     task, n_train = summary.task, summary.n_rows
     key, label = HEADLINE[task][0], f"test {HEADLINE[task][1]}"
     splits = {"train": train, "val": val, "test": test}
+    # Every split's rows, counted once (a scan is a pass over the whole input, hashing it): the estimates use it.
+    rows_all = n_train + sum(s.scan().n_rows for s in (val, test) if s is not None)
 
     if texts:
         t0 = time.perf_counter()
@@ -153,7 +155,6 @@ def run_frontier(train: Source, test: Source, out: str | Path, *, val: Source | 
     def extract_all(model: str, work: float, name: str) -> float | None:
         """Extract every split with `model` (seconds), or None when the estimate does not fit."""
         per_row = stores.get("per_row")
-        rows_all = sum(s.scan().n_rows for s in splits.values() if s is not None)
         if per_row is not None and not budget.allows(per_row * work * rows_all):
             return None
         from featx.engine import extract
@@ -192,7 +193,7 @@ def run_frontier(train: Source, test: Source, out: str | Path, *, val: Source | 
             rows.append({"method": f"frozen {backbone} + {linear}", "backbone": backbone, "skipped": str(e)})
             continue
         if once is None:
-            estimate = stores["per_row"] * work * sum(s.scan().n_rows for s in splits.values() if s is not None)
+            estimate = stores["per_row"] * work * rows_all
             rows.append({"method": f"frozen {backbone} + {linear}", "backbone": backbone,
                          "skipped": f"over the budget: its extraction would take about {estimate:,.0f} s, "
                                     f"{budget.left:,.0f} s were left"})
@@ -212,7 +213,7 @@ def run_frontier(train: Source, test: Source, out: str | Path, *, val: Source | 
             else:
                 rows.append({"method": f"hybrid (TF-IDF + frozen {backbone})", "backbone": backbone,
                              "skipped": f"over the budget: about {estimate:,.0f} s, {budget.left:,.0f} s were left"})
-    _trained_rows(rows, stores["per_row"], backbones[0], modality.frontier_finetune, texts, n_train, budget, splits,
+    _trained_rows(rows, stores["per_row"], backbones[0], modality.frontier_finetune, texts, (n_train, rows_all), budget, splits,
                   out, seed, heads, key, echo)
     pareto(rows)
     title = f"{train.name} ({task}, {n_train:,} training rows, budget {budget_s:,.0f} s)"
@@ -237,13 +238,13 @@ def run_frontier(train: Source, test: Source, out: str | Path, *, val: Source | 
 
 
 def _trained_rows(rows: list[dict[str, Any]], per_row: float, backbone: tuple[str, str, float],
-                  recipe: tuple[tuple[str, Any], ...], texts: bool, n_train: int, budget: _Budget,
+                  recipe: tuple[tuple[str, Any], ...], texts: bool, counts: tuple[int, int], budget: _Budget,
                   splits: dict[str, Source | None], out: Path, seed: int, heads: list[Candidate], key: str,
                   echo: Callable[[str], None]) -> None:
     """The cached blocks head (texts) and the top-2 fine-tune of the first backbone, measured when they fit."""
     label, model, _ = backbone
     names = ("cached blocks:k=2", "fine-tune top-2")
-    rows_all = sum(s.scan().n_rows for s in splits.values() if s is not None)
+    n_train, rows_all = counts  # the training rows, and every split's
     from featx.recipe import FinetuneConfig
 
     config = FinetuneConfig(model=model, seed=seed, **dict(recipe))
