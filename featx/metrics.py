@@ -205,6 +205,13 @@ def task_metrics(truth: np.ndarray, predicted: np.ndarray, names: Sequence[str])
     return classification_metrics(truth, predicted, names)
 
 
+# Each task's figures in a result row (featx train's table, featx bench's rows), by split; the first
+# of each is the task's headline (HEADLINE), the one heads are ranked by on validation.
+TASK_SCORES = {"single": {"val": ("accuracy",), "test": ("accuracy", "macro_f1")},
+               "multi": {"val": ("macro_f1", "threshold_gain"), "test": ("macro_f1", "micro_f1", "subset_accuracy")},
+               "regression": {"val": ("mean_pearson",), "test": ("mean_pearson", "mean_spearman", "mean_rmse",
+                                                                 "mean_r2")}}
+
 # The one number each task's heads are compared by (best head, tables): (metric key, column header).
 HEADLINE = {"single": ("accuracy", "acc"), "multi": ("macro_f1", "macro-F1"), "regression": ("mean_pearson", "mean r")}
 

@@ -23,7 +23,7 @@ from featx.heads import HEAD_KINDS, TrainedHead, make_head, parse_head_spec
 from featx.heads.base import sequence_read, spec_value
 from featx.heads.inputs import check_compatible, check_trainable, checked_states, checked_texts, head_input, labelled
 from featx.heads.split import carved_leaks, leak_warning, stratified_split
-from featx.metrics import headline, markdown_table, multilabel_metrics, task_metrics
+from featx.metrics import TASK_SCORES, headline, markdown_table, multilabel_metrics, task_metrics
 from featx.mteb import mteb_protocol
 from featx.store import FeatureStore
 
@@ -275,11 +275,6 @@ def result_row(head: TrainedHead) -> dict[str, Any]:
     return {**row, "fit_seconds": round(head.fit_seconds, 2), "warning": head.estimator.selection_warning()}
 
 
-# Each task's figures in a result row, by split; the first of "val" is the one heads are ranked by.
-TASK_SCORES = {"single": {"val": ("accuracy",), "test": ("accuracy", "macro_f1")},
-               "multi": {"val": ("macro_f1", "threshold_gain"), "test": ("macro_f1", "micro_f1", "subset_accuracy")},
-               "regression": {"val": ("mean_pearson",), "test": ("mean_pearson", "mean_spearman", "mean_rmse",
-                                                                 "mean_r2")}}
 _HEADERS = {"accuracy": "acc", "macro_f1": "macro-F1", "micro_f1": "micro-F1", "subset_accuracy": "subset acc",
             "threshold_gain": "threshold gain", "mean_pearson": "mean r", "mean_spearman": "mean rho",
             "mean_rmse": "mean RMSE", "mean_r2": "mean R2"}

@@ -13,6 +13,7 @@ import numpy as np
 from featx._version import __version__
 from featx.bench.suite import Split, Suite
 from featx.errors import FeatxError
+from featx.metrics import TASK_SCORES
 
 if TYPE_CHECKING:
     from featx.data import InputSource, Source
@@ -234,10 +235,9 @@ def hybrid_row(suite: Suite, pooling: str, stores: dict[str, str]) -> dict[str, 
             **_stamp(suite, train.config.dtype)}
 
 
-# The test metrics a row keeps, per task (featx.metrics.task_metrics' keys); the first is the
-# task's headline (featx.metrics.HEADLINE), also kept as ``score``.
-ROW_METRICS = {"single": ("accuracy", "macro_f1"), "multi": ("macro_f1", "micro_f1", "subset_accuracy"),
-               "regression": ("mean_pearson", "mean_spearman", "mean_rmse", "mean_r2")}
+# The test metrics a row keeps, per task: the same as featx train's table (featx.metrics.TASK_SCORES);
+# the first is the task's headline (featx.metrics.HEADLINE), also kept as ``score``.
+ROW_METRICS = {task: scores["test"] for task, scores in TASK_SCORES.items()}
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
