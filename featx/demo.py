@@ -44,7 +44,7 @@ def run_demo(out: str | Path = "featx-demo", *, train_rows: int = 8000, seed: in
     t0 = time.perf_counter()
     echo("training heads: logreg (C swept on dev), mlp (early stopping on dev) ...")
     run = train_and_save(stores["train"], [HeadSpec("logreg"), HeadSpec("mlp")], out, val=stores["dev"],
-                         test=stores["test"], seed=seed, export=out / "predictor", write_results_files=False)
+                         test=stores["test"], seed=seed, export=out / "predictor")
     stages["train_and_evaluate_s"] = time.perf_counter() - t0
     rows, best = run.rows, run.best
     for store in stores.values():

@@ -20,7 +20,7 @@ import numpy as np
 from featx.engine import embed_through_cache
 from featx.errors import FeatxError, ParameterError
 from featx.featurizers import Featurizer
-from featx.modalities import MODALITIES, featurizer_for, modality_named
+from featx.modalities import MODALITIES, featurizer_for, modality_named, modality_options
 from featx.options import VECTOR_OPTIONS, ExtractOptions
 from featx.runners import make_runner
 from featx.store.vector_cache import EmbeddingCache
@@ -50,12 +50,16 @@ class Encoder:
              batch_tokens: int | None = None, cache_dir: str | Path | None = None, vectors: Any = None,
              **options: Any) -> Encoder:
         """Load `model` (default: the modality's; or a featx.ModelOptions) with the `vectors` group
-        (featx.VectorOptions) and extract's options that decide vectors (VECTOR_OPTIONS) as keywords."""
-        unknown = sorted(set(options) - set(VECTOR_OPTIONS))
+        (featx.VectorOptions), extract's options that decide vectors (VECTOR_OPTIONS) and a registered
+        modality's own options (Modality.options) as keywords."""
+        declared = modality_options()
+        unknown = sorted(set(options) - set(VECTOR_OPTIONS) - set(declared))
         if unknown:
-            raise ParameterError(unknown[0], f"is not an option of featx.encode: choose from {', '.join(VECTOR_OPTIONS)}")
+            raise ParameterError(unknown[0], f"is not an option of featx.encode: choose from "
+                                             f"{', '.join([*VECTOR_OPTIONS, *declared])}")
         chosen = modality_named(modality) if modality is not None else modality_taking(inputs)
-        values = ExtractOptions.build(model=model, vectors=vectors, **options)
+        values = ExtractOptions.build(model=model, vectors=vectors, declared=declared, **options)
+        chosen.check_options(values, _InMemory())  # type: ignore[arg-type]
         featurizer, _, _ = chosen.extraction(_InMemory(), values.model.model, values)
         return cls(featurizer, batch_tokens=batch_tokens, cache_dir=cache_dir)
 

@@ -5,15 +5,17 @@ prepare each window once in a background thread (tokenizing, decoding), has a Ru
 embed it on its device (batches planned by cost, every pooling from one forward pass),
 and hands each window, back in input order, to a writer thread. It knows nothing of text
 or images, or of devices: those are the modality's (the registry in featx.modalities opens
-the input and makes the featurizer) and the runner's (featx.runners). It still asks the HDF5
-store whether a complete store matches and returns a FeatureStore (issue 32: a store seam).
+the input and makes the featurizer) and the runner's (featx.runners), nor of a store format: it
+asks the StoreFormat it is given (featx.store.format; HDF5 by default) for an existing store's
+config, whether a complete matching store is already there, and a writer, which returns the
+store it wrote.
 """
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +23,19 @@ import numpy as np
 
 from featx.background import BackgroundWorker, prefetch
 from featx.caches import rejected_counts
+from featx.config import DEFAULT_BACKEND
 from featx.data import InputSummary, Source, describe_json
 from featx.data.memory import is_in_memory, open_columns
 from featx.data.targets import label_rows
 from featx.errors import FeatxError, OutputError, ParameterError
 from featx.featurizers import Featurizer
 from featx.hardware import describe_hardware
-from featx.modalities import modality_of
+from featx.modalities import modality_of, modality_options
 from featx.options import VECTOR_OPTIONS, ExtractOptions
 from featx.progress import progress_bar, running_time, stopped_seconds
 from featx.runners import Runner, make_runner
 from featx.shards import shard_path, shard_rows, shard_window_rows
-from featx.store import FeatureStore, StorePlan, StoreWriter, matching_complete_store
+from featx.store import HDF5, StoreFormat, StorePlan, Writer
 from featx.store.vector_cache import EmbeddingCache
 
 
@@ -53,8 +56,7 @@ class Window:
 
 def extract(input: str | Path | Source | Any, output: str | Path, *, model: Any = None, read: Any = None,
             vectors: Any = None, store: Any = None, run: Any = None, featurizer: Featurizer | None = None,
-            runner: Runner | None = None, open_writer: Callable[..., StoreWriter] | None = None,
-            labels: Sequence[Any] | None = None, **options: Any) -> FeatureStore:
+            runner: Runner | None = None, labels: Sequence[Any] | None = None, **options: Any) -> Any:
     """Embed every row of `input` with a frozen backbone into the store at `output`.
 
     The options come in five groups (featx.options): `read` (ReadOptions: columns, skip_bad),
@@ -87,8 +89,9 @@ def extract(input: str | Path | Source | Any, output: str | Path, *, model: Any 
 
     The parts can be handed in ready-made: `input` a Source, `featurizer` one already made (its
     config then decides every vector, so the model and vectors groups are left out), `runner` one
-    that embeds batches its own way (featx.runners.Runner), `open_writer` what opens the writer
-    (called like StoreWriter.open(output, plan, overwrite=, inputs=)).
+    that embeds batches its own way (featx.runners.Runner). The store option `store_format` is the
+    format written (featx.store.format.StoreFormat; None: HDF5): what is returned is the store it wrote.
+    A registered modality's own options (Modality.options) are keywords too.
 
     `input` may also be rows in memory (featx.data.memory): a list of texts, a dict of columns, a
     pandas DataFrame, a pyarrow Table or a `datasets.Dataset`, read with `text_column` (default
@@ -106,9 +109,41 @@ def extract(input: str | Path | Source | Any, output: str | Path, *, model: Any 
     """
     t_start = running_time()  # wall time less any time the process was stopped (Ctrl-Z)
     stopped_before, rejected_before = stopped_seconds(), rejected_counts()
-    chosen = ExtractOptions.build(output, read=read, model=model, vectors=vectors, store=store, run=run, **options)
-    overwrite, shard, window_rows = chosen.store.overwrite, chosen.run.shard, chosen.run.window_rows
-    reading = chosen.read
+    chosen = ExtractOptions.build(output, read=read, model=model, vectors=vectors, store=store, run=run,
+                                  declared=modality_options(), **options)
+    source, modality = _open(input, chosen.read, labels)
+    summary = source.scan()
+    t_scanned = running_time()
+    shard = chosen.run.shard
+    output = Path(output) if shard is None else shard_path(output, *shard)
+    store_format = chosen.store.store_format or HDF5
+    if featurizer is None:
+        chosen = _with_backend(chosen, store_format, output)
+        modality.check_options(chosen, source)
+        featurizer, default_window, state_dim = modality.extraction(source, chosen.model.model, chosen)
+    else:
+        default_window, state_dim = _check_given(featurizer, modality, chosen), None
+    runner = runner or make_runner(featurizer, chosen.run.batch_tokens)
+    plan = _plan(source, summary, featurizer, modality, chosen, default_window, state_dim)
+    if source.path.is_dir() and output.resolve().is_relative_to(source.path.resolve()):
+        raise OutputError(f"the output {output} is inside the input folder {source.name}: featx never writes into "
+                          "its input; choose an -o outside it")
+    found = None if chosen.store.overwrite else store_format.complete_store(output, plan)
+    if found is not None:
+        return found  # nothing to do, and nothing written: works in a read-only folder too
+    writer = store_format.open_writer(output, plan, overwrite=chosen.store.overwrite, inputs=[source.path])
+    try:
+        if not writer.complete:
+            started = {"start": t_start, "scanned": t_scanned, "loaded": running_time(),
+                       "stopped": stopped_before, "rejected": rejected_before}
+            _extract_rest(source, summary, featurizer, runner, writer, chosen, started)
+    finally:
+        writer.close()
+    return writer.written()
+
+
+def _open(input: Any, reading: Any, labels: Sequence[Any] | None) -> tuple[Source, Any]:
+    """The Source over `input` (a path, a Source, rows in memory) and its modality."""
     if is_in_memory(input):  # a list of texts, a dict of columns, a DataFrame, a pyarrow Table, a Dataset
         input = open_columns(input, text_column=reading.text_column, label_column=reading.label_column,
                              id_column=reading.id_column, labels=labels, **reading.targets())
@@ -117,65 +152,68 @@ def extract(input: str | Path | Source | Any, output: str | Path, *, model: Any 
     elif labels is not None:
         raise ParameterError("labels", "go beside a list of texts; a file or table names its label column")
     modality = modality_of(input)
+    if not isinstance(input, (str, Path)):
+        return input, modality
     source: Source = modality.open(input, text_column=reading.text_column, label_column=reading.label_column,
                                    id_column=reading.id_column, **reading.targets(),
-                                   **({"where": reading.where} if reading.where else {})) \
-        if isinstance(input, (str, Path)) else input
-    summary = source.scan()
-    t_scanned = running_time()
-    if featurizer is None:
-        featurizer, default_window, state_dim = modality.extraction(source, chosen.model.model, chosen)
-    else:
-        default_window, state_dim = _check_given(featurizer, modality, chosen), None
-    config = featurizer.config
-    runner = runner or make_runner(featurizer, chosen.run.batch_tokens)
+                                   **({"where": reading.where} if reading.where else {}))
+    return source, modality
+
+
+def _with_backend(options: ExtractOptions, store_format: StoreFormat, output: Path) -> ExtractOptions:
+    """`options` with the backend they ask for resolved in the one place that does it: None and
+    "auto" first take the backend of a store already at `output` (unless it is to be overwritten),
+    so a store resumes, or is returned, as it was made; else None is DEFAULT_BACKEND ("auto")."""
+    backend = options.model.backend
+    if backend in (None, "auto") and not options.store.overwrite:
+        found = store_format.stored_config(output)
+        backend = backend if found is None else found.get("backend") or "torch"
+    return replace(options, model=replace(options.model, backend=backend or DEFAULT_BACKEND))
+
+
+def _plan(source: Source, summary: InputSummary, featurizer: Featurizer, modality: Any, options: ExtractOptions,
+          default_window: int, state_dim: int | None) -> StorePlan:
+    """The StorePlan of this run: what the store holds, and which of the input's rows."""
+    shard, window_rows = options.run.shard, options.run.window_rows
     if window_rows is None:
         window_rows = default_window if shard is None else \
             shard_window_rows(summary.n_rows, shard[1], default_window)
     row_offset, n_rows = (0, summary.n_rows) if shard is None else shard_rows(summary.n_rows, window_rows, *shard)
-    plan = StorePlan(config=config, input_json=describe_json(source), input_sha256=summary.sha256,
+    return StorePlan(config=featurizer.config, input_json=describe_json(source), input_sha256=summary.sha256,
                      input_rows=summary.n_rows, dim=featurizer.dim,
                      classes=summary.classes, task=summary.task, id_kind=summary.id_kind, window_rows=window_rows,
-                     hardware=describe_hardware(featurizer.device), compression=chosen.store.compression,
+                     hardware=describe_hardware(featurizer.device), compression=options.store.compression,
                      row_offset=row_offset, n_rows=n_rows, shard=shard, state_dim=state_dim,
-                     input_path=_input_path(source),
-                     row_flags=tuple(modality.row_flags))
-    output = Path(output) if shard is None else shard_path(output, *shard)
-    if source.path.is_dir() and output.resolve().is_relative_to(source.path.resolve()):
-        raise OutputError(f"the output {output} is inside the input folder {source.name}: featx never writes into "
-                          "its input; choose an -o outside it")
-    if not overwrite and matching_complete_store(output, plan):
-        return FeatureStore(output)  # nothing to do, and nothing written: works in a read-only folder too
-    writer = (open_writer or StoreWriter.open)(output, plan, overwrite=overwrite, inputs=[source.path])
-    t_loaded = running_time()
+                     input_path=_input_path(source), row_flags=tuple(modality.row_flags))
+
+
+def _extract_rest(source: Source, summary: InputSummary, featurizer: Featurizer, runner: Runner, writer: Writer,
+                  options: ExtractOptions, started: dict[str, Any]) -> None:
+    """Embed every uncommitted window into `writer`, then mark it complete with the run's timings
+    (`started`: when the run started, scanned and loaded; stopped and rejected counts before it)."""
     resumed_from = writer.n_done
+    cache_dir = options.run.cache_dir
+    cache = EmbeddingCache(cache_dir, featurizer.config, featurizer.dim) if cache_dir is not None else None
     try:
-        if not writer.complete:
-            cache_dir = chosen.run.cache_dir
-            cache = EmbeddingCache(cache_dir, config, plan.dim) if cache_dir is not None else None
-            try:
-                stage_seconds = _run(source, summary, featurizer, runner, writer, chosen.run.progress, cache)
-            finally:
-                if cache is not None:
-                    cache.close()
-            rows = writer.n_rows - resumed_from
-            run_seconds = running_time() - t_loaded
-            writer.finish({
-                "scan_s": round(t_scanned - t_start, 3),
-                "load_s": round(t_loaded - t_scanned, 3),
-                **{k: round(v, 3) if k.endswith("_s") else v for k, v in stage_seconds.items()},
-                "extract_s": round(run_seconds, 3),
-                "total_s": round(running_time() - t_start, 3),
-                "rows_this_run": rows,
-                "resumed_from_row": resumed_from,
-                "rows_per_s": round(rows / run_seconds, 2) if run_seconds > 0 else None,
-                "batch_tokens": runner.batch_cost,
-                **_new_rejections(rejected_before),
-                **_time_stopped(stopped_before),
-            })
+        stage_seconds = _run(source, summary, featurizer, runner, writer, options.run.progress, cache)
     finally:
-        writer.close()
-    return FeatureStore(output)
+        if cache is not None:
+            cache.close()
+    rows = writer.n_rows - resumed_from
+    run_seconds = running_time() - started["loaded"]
+    writer.finish({
+        "scan_s": round(started["scanned"] - started["start"], 3),
+        "load_s": round(started["loaded"] - started["scanned"], 3),
+        **{k: round(v, 3) if k.endswith("_s") else v for k, v in stage_seconds.items()},
+        "extract_s": round(run_seconds, 3),
+        "total_s": round(running_time() - started["start"], 3),
+        "rows_this_run": rows,
+        "resumed_from_row": resumed_from,
+        "rows_per_s": round(rows / run_seconds, 2) if run_seconds > 0 else None,
+        "batch_tokens": runner.batch_cost,
+        **_new_rejections(started["rejected"]),
+        **_time_stopped(started["stopped"]),
+    })
 
 
 def _new_rejections(before: dict[str, int]) -> dict[str, Any]:
@@ -243,7 +281,7 @@ def iter_windows(source: Source, summary: InputSummary, featurizer: Featurizer, 
 
 
 def _run(source: Source, summary: InputSummary, featurizer: Featurizer, runner: Runner,
-         writer: StoreWriter, progress: bool | None, cache: EmbeddingCache | None = None) -> dict[str, float]:
+         writer: Writer, progress: bool | None, cache: EmbeddingCache | None = None) -> dict[str, float]:
     """Extract every uncommitted window into `writer`; returns seconds per stage (and cache hits)."""
     timer: dict[str, float] = {}
     def commit(item: tuple[Window, np.ndarray, dict[str, np.ndarray]]) -> None:

@@ -10,13 +10,13 @@ from typing import Any
 
 from featx.data import Source
 from featx.engine import extract
+from featx.modalities import modality_options
 from featx.options import ExtractOptions
 from featx.shards import device_for_rank, merge_after_barrier, parse_shard, shard_from_env
-from featx.store import FeatureStore
 
 
 def extract_as_launched(input: str | Path | Source, output: str | Path, *, shard: str | None = None,
-                        merge: bool = False, **options: Any) -> FeatureStore | None:
+                        merge: bool = False, **options: Any) -> Any:
     """`featx.extract` (its groups or keywords in `options`) for this process's part of the work.
 
     `shard` is ``I/N``; by default a process started by torchrun or Slurm takes its rank's
@@ -25,10 +25,10 @@ def extract_as_launched(input: str | Path | Source, output: str | Path, *, shard
     return None.
     """
     part, local_rank = (parse_shard(shard), None) if shard is not None else shard_from_env()
-    chosen = ExtractOptions.build(output, **options)
+    chosen = ExtractOptions.build(output, declared=modality_options(), **options)
     store = extract(input, output, read=chosen.read, vectors=chosen.vectors, store=chosen.store,
                     model=dataclasses.replace(chosen.model, device=device_for_rank(chosen.model.device, local_rank)),
-                    run=dataclasses.replace(chosen.run, shard=part))
+                    run=dataclasses.replace(chosen.run, shard=part), **chosen.modality)
     if not merge or part is None:
         return store
     store.close()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -112,15 +112,17 @@ class VectorOptions(_Group):
 @dataclass(frozen=True)
 class StoreOptions(_Group):
     """What the store keeps and how: the vectors' `store_dtype`, HDF5 `compression`, whether to
-    replace a store made differently (`overwrite`), and per-row sequences beside the vectors:
-    token states at hidden-state index `cache_layer` (in `cache_dtype`; texts) for a blocks head,
+    replace a store made differently (`overwrite`), the `store_format` written (a
+    featx.store.format.StoreFormat; None: HDF5), and per-row sequences beside the vectors:
+    token states at hidden-state index `cache_layer` (in `cache_dtype`, None: float16; texts) for a blocks head,
     or each long text's window vectors (`keep_windows`) for a windows head."""
 
     store_dtype: str = "float32"
     compression: str | None = None
     overwrite: bool = False
+    store_format: Any = None
     cache_layer: int | None = None
-    cache_dtype: str = "float16"
+    cache_dtype: str | None = None
     keep_windows: bool = False
 
     def __post_init__(self) -> None:
@@ -152,6 +154,12 @@ GROUPS: dict[str, Any] = {"read": ReadOptions, "model": ModelOptions, "vectors":
                                    "store": StoreOptions, "run": RunOptions}
 # Each field's group: a keyword named after a field fills it.
 FIELD_GROUP = {f.name: group for group, cls in GROUPS.items() for f in dataclasses.fields(cls)}
+# The options of the groups that every modality takes (a modality declares the others it reads, as
+# Modality.uses): the model's, the run's, the reading choices (each Source refuses those it does not
+# read), the poolings, layers and normalisation, and how the store is written.
+CORE_OPTIONS = frozenset({*[f.name for g in (ModelOptions, RunOptions, ReadOptions) for f in dataclasses.fields(g)],
+                          "pooling", "layers", "normalize", "store_dtype", "compression", "overwrite",
+                          "store_format"}) - {"skip_bad"}
 # The options that decide vectors (what featx.encode takes): the model's but the model itself, and the vectors'.
 VECTOR_OPTIONS = (*[f.name for f in dataclasses.fields(ModelOptions) if f.name != "model"],
                   *[f.name for f in dataclasses.fields(VectorOptions)])
@@ -160,7 +168,8 @@ VECTOR_OPTIONS = (*[f.name for f in dataclasses.fields(ModelOptions) if f.name !
 @dataclass(frozen=True)
 class ExtractOptions:
     """Every option of one extraction, grouped, with the `output` it writes (None: in memory):
-    what a modality's `extraction` sees."""
+    what a modality's `extraction` sees. `modality`: the keywords that no group has and a
+    registered modality declares as its own options (Modality.options), by name."""
 
     read: ReadOptions = field(default_factory=ReadOptions)
     model: ModelOptions = field(default_factory=ModelOptions)
@@ -168,19 +177,30 @@ class ExtractOptions:
     store: StoreOptions = field(default_factory=StoreOptions)
     run: RunOptions = field(default_factory=RunOptions)
     output: Path | None = None
+    modality: dict[str, Any] = field(default_factory=dict)
+
+    @staticmethod
+    def group_fields() -> frozenset[str]:
+        """Every field of the shared groups."""
+        return frozenset(FIELD_GROUP)
 
     @classmethod
     def build(cls, output: str | Path | None = None, *, read: Any = None, model: Any = None, vectors: Any = None,
-              store: Any = None, run: Any = None, **fields: Any) -> ExtractOptions:
+              store: Any = None, run: Any = None, declared: Collection[str] = (), **fields: Any) -> ExtractOptions:
         """The groups from their usual forms (see the module), each keyword in `fields` put into
-        its group; a field given twice or a keyword no group has is one line."""
+        its group, or among `modality` when a registered modality `declared` it; a field given twice
+        or a keyword neither has is one line."""
         given = {"read": read, "vectors": vectors, "store": store, "run": run,
                  "model": model if model is None or isinstance(model, (ModelOptions, dict)) else {"model": model}}
         groups = {name: GROUPS[name].of(value, name) for name, value in given.items()}
         by_group: dict[str, dict[str, Any]] = {}
+        own: dict[str, Any] = {}
         for name, value in fields.items():
+            if name in declared:
+                own[name] = value
+                continue
             if name not in FIELD_GROUP:
-                close = difflib.get_close_matches(name, FIELD_GROUP, n=1)
+                close = difflib.get_close_matches(name, [*FIELD_GROUP, *declared], n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ParameterError(name, f"is not an option of featx.extract{hint}")
             group = FIELD_GROUP[name]
@@ -189,7 +209,7 @@ class ExtractOptions:
             by_group.setdefault(group, {})[name] = value
         for group, values in by_group.items():
             groups[group] = dataclasses.replace(groups[group], **values)
-        return cls(**groups, output=None if output is None else Path(output))
+        return cls(**groups, output=None if output is None else Path(output), modality=own)
 
     def changed(self) -> list[str]:
         """The fields, across every group, set to something other than their default."""

@@ -8,7 +8,6 @@ predictions on a file match the head applied to that file's cached features exac
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -43,7 +42,7 @@ class Predictor(PretrainedClassifier):
         self.head = head
         full_config = config or ExtractConfig.from_json(head.config_json)
         # Only the head's pooling is needed; the others do not change it.
-        self.config = dataclasses.replace(full_config, poolings=(head.pooling,))
+        self.config = full_config.replace(poolings=(head.pooling,))
         self._backbone = backbone
         self._device = device
         self._encoder: Encoder | None = None

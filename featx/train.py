@@ -179,26 +179,23 @@ class TrainingRun:
     exported: Path | None = None
 
 
-def train_and_save(train: FeatureStore, specs: list[HeadSpec], out: str | Path, *, poolings: list[str] | None = None,
-                   val: FeatureStore | None = None, test: FeatureStore | None = None, val_fraction: float = 0.1,
-                   jobs: int = 1, seed: int = 0, export: str | Path | None = None,
-                   facts: dict[str, Any] | None = None, write_results_files: bool = True,
-                   texts: Mapping[str, Sequence[str] | None] | None = None) -> TrainingRun:
-    """Train every spec on every pooling, save each head under ``out/heads/<name>``, write
-    ``out/results.json`` and ``results.md``, and export the best head by validation accuracy
-    (never test) as a predictor folder when `export` is given. Every file is written atomically.
-    `write_results_files=False` leaves results.json/.md to the caller (the demo adds its timings)."""
+def train_and_save(train: FeatureStore, specs: list[HeadSpec], out: str | Path, *, export: str | Path | None = None,
+                   facts: dict[str, Any] | None = None, **fit: Any) -> TrainingRun:
+    """Train every spec on every pooling (`fit`: train_heads' keywords: poolings, val, test,
+    val_fraction, jobs, seed, texts), save each head under ``out/heads/<name>``, and export the
+    best head by validation accuracy (never test) as a predictor folder when `export` is given.
+    With `facts` (what the run was: stores, protocol, seed), ``out/results.json`` and
+    ``results.md`` are written too. Every file is written atomically."""
     check_trainable(train)
-    kinds, stores = [spec.kind for spec in specs], {"train": train, "val": val, "test": test}
-    checked_texts(kinds, texts or {}, stores)  # before anything is written
+    kinds, stores = [spec.kind for spec in specs], {"train": train, "val": fit.get("val"), "test": fit.get("test")}
+    checked_texts(kinds, fit.get("texts") or {}, stores)  # before anything is written
     checked_states(kinds, stores, load=False)
     out = make_folder(out, "results")  # a path under a file fails now, not after training
-    heads, rows = train_heads(train, specs, poolings, val=val, test=test, val_fraction=val_fraction, jobs=jobs,
-                              seed=seed, texts=texts)
+    heads, rows = train_heads(train, specs, **fit)
     for head in heads:
         head.save(out / "heads" / head.name)
-    if write_results_files:
-        write_results(out, rows, facts or {"seed": seed})
+    if facts is not None:
+        write_results(out, rows, facts)
     best = best_head(heads, rows)
     exported = None
     if export is not None:
@@ -209,44 +206,44 @@ def train_and_save(train: FeatureStore, specs: list[HeadSpec], out: str | Path, 
 
 
 def run_training(store: str | Path, out: str | Path, *, heads: Sequence[str] = (), grid: str | Path | None = None,
-                 poolings: Sequence[str] = (), val: str | Path | None = None, test: str | Path | None = None,
-                 protocol: str = "full", task: str | None = None, k: int | None = None,
-                 experiments: int | None = None, seeds: int = 50, val_fraction: float = 0.1,
-                 jobs: int = 1, seed: int = 0, export: str | Path | None = None,
-                 texts: Mapping[str, Source] | None = None) -> TrainingRun | list[dict[str, Any]]:
+                 val: str | Path | None = None, test: str | Path | None = None, protocol: str = "full",
+                 mteb: dict[str, Any] | None = None, export: str | Path | None = None,
+                 texts: Mapping[str, Source] | None = None,
+                 **fit: Any) -> TrainingRun | list[dict[str, Any]]:
     """`featx train` from paths: head specs (`heads` plus a `grid` file; DEFAULT_HEADS when both
-    are empty) on the store at `store`, results in `out`. protocol ``full`` returns the
-    TrainingRun of train_and_save; ``mteb`` returns its rows (written to `out` too). `texts`: the
-    inputs the train / val / test stores were made from, for a head that reads texts (hybrid)."""
+    are empty) on the store at `store`, results in `out`; `fit`: poolings, val_fraction, jobs, seed
+    (train_heads'). protocol ``full`` returns the TrainingRun of train_and_save; ``mteb`` (its
+    settings in `mteb`: task, k, experiments, seeds; featx.mteb) returns its rows (written to `out`
+    too). `texts`: the inputs the train / val / test stores were made from, for a head that reads
+    texts (hybrid)."""
     from featx.heads import DEFAULT_HEADS
     from featx.store import open_store
 
     specs = [HeadSpec.parse(text) for text in [*heads, *(read_head_grid(grid) if grid else [])]]
     specs = specs or [HeadSpec(kind) for kind in DEFAULT_HEADS]
+    fit = {"val_fraction": 0.1, "jobs": 1, "seed": 0, **fit, "poolings": list(fit.get("poolings") or ()) or None}
     check_params({"val_fraction": FRACTION, "jobs": JOBS, "seed": NON_NEGATIVE},
-                 {"val_fraction": val_fraction, "jobs": jobs, "seed": seed})
+                 {name: fit[name] for name in ("val_fraction", "jobs", "seed")})
     Options(PROTOCOLS).check("protocol", protocol)
     if protocol == "mteb" and test is None:
         raise ParameterError("protocol", "mteb reports on a test store: pass --test STORE")
     train_store = open_store(store)
     val_store = open_store(val) if val else None
     test_store = open_store(test) if test else None
-    for pooling in poolings:
+    for pooling in fit["poolings"] or ():
         train_store.features(pooling)  # a missing pooling fails now, with the list of stored ones
     facts = {"train": str(store), "val": val and str(val), "test": test and str(test), "protocol": protocol,
-             "seed": seed, **({"task": task} if task else {})}
+             "seed": fit["seed"], **({"task": mteb["task"]} if mteb and mteb.get("task") else {})}
     if protocol == "mteb":
         assert test_store is not None
         check_trainable(train_store)
         make_folder(out, "results")
-        rows = mteb_protocol(train_store, test_store, list(poolings) or None, task=task, k=k, experiments=experiments,
-                             seeds=seeds)
+        rows = mteb_protocol(train_store, test_store, fit["poolings"], **(mteb or {}))
         write_results(Path(out), rows, facts)
         return rows
     read = {role: read_texts(source) for role, source in (texts or {}).items()}
-    return train_and_save(train_store, specs, out, poolings=list(poolings) or None, val=val_store, test=test_store,
-                          val_fraction=val_fraction, jobs=jobs, seed=seed, export=export, facts=facts, texts=read)
-
+    return train_and_save(train_store, specs, out, export=export, facts=facts, val=val_store, test=test_store,
+                          texts=read, **fit)
 
 
 def read_head_grid(path: str | Path) -> list[str]:

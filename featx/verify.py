@@ -81,7 +81,7 @@ def verify_store(store_path: str | Path, rows: int, *, input: str | Path | None 
         hashes = store.content_sha256_of(drawn)
         stored = {name: np.asarray(store.features(name)[drawn], dtype=np.float32) for name in config.poolings}
     records = _drawn_records(store_path, header, input, drawn)
-    reference = dataclasses.replace(config, dtype="fp32", backend=None)
+    reference = config.replace(dtype="fp32", backend=None)
     fresh = _embed(reference, records, hashes, device)
     cosines = np.stack([_cosines(stored[name], fresh[name]) for name in config.poolings])
     worst = cosines.min(axis=0)

@@ -1,7 +1,9 @@
 """Shared fixtures: a tiny random BERT and a tiny random ViT built on the spot, the real MiniLM, the shared data."""
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -234,3 +236,34 @@ def cifar_few(tmp_path_factory) -> Path:
             pixels = np.clip(np.array(tints[name]) + rng.normal(0, 40, (32, 32, 3)), 0, 255).astype(np.uint8)
             Image.fromarray(pixels).save(folder / name / f"{name}_{i}.jpg", quality=90)
     return folder
+
+
+@contextlib.contextmanager
+def registries_restored() -> Iterator[None]:
+    """Modalities, config sections and backends registered inside are gone after (a test registers
+    its own from outside featx without leaking them into the next test)."""
+    from featx.backbones.loaders import LOADERS
+    from featx.config import SECTIONS
+    from featx.modalities import MODALITIES
+
+    saved = [(registry, dict(registry)) for registry in (MODALITIES, SECTIONS, LOADERS)]
+    try:
+        yield
+    finally:
+        for registry, before in saved:
+            registry.clear()
+            registry.update(before)
+
+
+class InterruptAfter:
+    """A runner that runs `inner` for `windows` windows, then stops the run as a Ctrl-C would."""
+
+    def __init__(self, inner, windows: int) -> None:
+        self.inner, self.windows, self.calls = inner, windows, 0
+        self.device, self.batch_cost = inner.device, inner.batch_cost
+
+    def run(self, featurizer, items, timer=None):
+        if self.calls == self.windows:
+            raise KeyboardInterrupt
+        self.calls += 1
+        return self.inner.run(featurizer, items, timer)

@@ -20,12 +20,23 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _is_module(name: str) -> bool:
+    relative = Path(*name.split(".")[1:])
+    return (PACKAGE / relative).with_suffix(".py").is_file() or (PACKAGE / relative / "__init__.py").is_file()
+
+
 def _imports(path: Path) -> set[str]:
-    """Every featx module `path` imports, at the top or inside a function (a lazy import is still a dependency)."""
+    """Every featx module `path` imports, at the top or inside a function (a lazy import is still a
+    dependency). ``from featx.pkg import mod`` imports the submodule featx.pkg.mod (and the package,
+    for any other name): a package re-exporting its submodules, which import it back, is a cycle."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("featx") and node.level == 0:
-            found.add(node.module)
+            submodules = {f"{node.module}.{alias.name}" for alias in node.names} if node.module != "featx" else set()
+            modules = {name for name in submodules if _is_module(name)}
+            found.update(modules)
+            if len(modules) < len(node.names):
+                found.add(node.module)
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.startswith("featx"))
     return found
@@ -151,3 +162,47 @@ def test_no_public_name_is_also_a_submodule():
     submodules = {path.stem if path.name != "__init__.py" else path.parent.name for path in PACKAGE.glob("*")
                   if path.suffix == ".py" or (path / "__init__.py").exists()}
     assert sorted(set(featx.__all__) & submodules) == []
+
+
+def _functions() -> list[tuple[Path, ast.FunctionDef | ast.AsyncFunctionDef]]:
+    return [(path, node) for path in sorted(PACKAGE.rglob("*.py")) for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+
+
+def test_no_function_over_60_lines():
+    """Counted from the first statement after the docstring to the end."""
+    long = []
+    for path, node in _functions():
+        body = node.body[1:] if ast.get_docstring(node) is not None and len(node.body) > 1 else node.body
+        lines = node.end_lineno - body[0].lineno + 1  # type: ignore[operator]
+        if lines > 60:
+            long.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name} ({lines} lines)")
+    assert long == [], long
+
+
+def _is_click_command(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    return any(isinstance(d, ast.Call) and ast.unparse(d.func).endswith(("cli.command", "click.command", "group"))
+               for d in node.decorator_list)
+
+
+def test_no_public_function_takes_over_10_parameters():
+    """Named parameters, self and cls aside (a **keywords catch-all forwards to another's); private
+    functions and dunders (an estimator's scikit-learn __init__) aside, and the click commands,
+    whose parameters are their flags."""
+    many = []
+    for path, node in _functions():
+        if node.name.startswith("_") or _is_click_command(node):
+            continue
+        args = node.args
+        named = [a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs) if a.arg not in ("self", "cls")]
+        if len(named) > 10:
+            many.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name} ({len(named)})")
+    assert many == [], many
+
+
+def test_the_engine_writes_through_the_store_seam_only():
+    """What the engine's docstring claims: no store format of its own; it asks the StoreFormat."""
+    docstring = ast.get_docstring(ast.parse((PACKAGE / "engine.py").read_text())) or ""
+    assert "nor of a store format" in docstring
+    store_modules = sorted(m for m in _imports(PACKAGE / "engine.py") if m.startswith("featx.store."))
+    assert store_modules == ["featx.store.vector_cache"], store_modules

@@ -108,5 +108,6 @@ def test_featx_heads_and_modalities_list_what_is_registered(cli):
     modalities = json.loads(cli("modalities", "--json").out)
     assert {m["name"] for m in modalities} == set(MODALITIES) >= {"text", "image"}
     image = next(m for m in modalities if m["name"] == "image")
-    assert image["row_flags"] == ["truncated", "skipped"] and image["frontier_backbones"][0]["model"] == "efficientnet-lite0"
+    assert list(image["row_flags"]) == ["truncated", "skipped"] and image["uses"] == ["skip_bad"]
+    assert image["frontier_backbones"][0]["model"] == "efficientnet-lite0" and "preprocess" in image["config_fields"]
     assert "text: default model all-MiniLM-L6-v2" in cli("modalities").out

@@ -39,12 +39,10 @@ def test_the_embedder_takes_images(cifar_few, tiny_vit_dir):
 
 
 def test_a_registered_modality_is_picked_by_its_inputs(tmp_path):
-    from featx.config import MODALITY_RULES
-    from featx.modalities import MODALITIES
+    from tests.conftest import registries_restored
     from tests.toy_modality import load_tiny_model, register, save_tiny_model
 
-    saved = dict(MODALITIES), dict(MODALITY_RULES)
-    try:
+    with registries_restored():
         register()
         model = save_tiny_model(tmp_path / "model", 6, 4)
         rows = np.random.default_rng(0).normal(size=(5, 6)).astype(np.float32)
@@ -53,10 +51,6 @@ def test_a_registered_modality_is_picked_by_its_inputs(tmp_path):
         with torch.no_grad():
             expected = load_tiny_model(model)[0](torch.from_numpy(rows)).numpy()
         np.testing.assert_allclose(featx.encode(list(rows), str(model)), expected, atol=1e-6)
-    finally:
-        for registry, before in zip((MODALITIES, MODALITY_RULES), saved):
-            registry.clear()
-            registry.update(before)
 
 
 def test_what_encode_cannot_take_is_one_clear_error(tiny_bert_dir):

@@ -8,7 +8,7 @@ from featx.errors import FeatxError, ParameterError
 from featx.featurizers import TextFeaturizer
 from featx.modalities.text import make_config
 from featx.runners import make_runner
-from featx.store import StoreWriter
+from featx.store import HDF5Format, StoreWriter
 from tests.conftest import write_lines
 
 
@@ -48,8 +48,12 @@ def test_a_runner_and_a_writer_of_ones_own_are_used(tmp_path, texts, tiny_backbo
             windows.append(start)
             super().write_window(start, *args, **kwargs)
 
+    class RecordingFormat(HDF5Format):
+        def open_writer(self, path, plan, **kwargs):
+            return RecordingWriter.open(path, plan, **kwargs)
+
     with featx.extract(texts, tmp_path / "s.h5", featurizer=featurizer, runner=CountingRunner(), window_rows=10,
-                       open_writer=RecordingWriter.open, progress=False) as store, \
+                       store_format=RecordingFormat(), progress=False) as store, \
             featx.extract(texts, tmp_path / "ref.h5", model=tiny_backbone, dtype="fp32", batch_tokens=64,
                           window_rows=10, progress=False) as reference:
         _same_store(store, reference)

@@ -170,7 +170,7 @@ def test_user_errors_on_image_inputs_are_one_line(capsys, tmp_path, cifar_few, t
         (["extract", str(cifar_few), "-o", str(cifar_few / "inside.h5"), "--model", str(tiny_vit_dir)],
          "inside the input folder"),
         (["extract", str(cifar_few), "-o", str(tmp_path / "x.h5"), "--model", str(tiny_vit_dir), "--max-length", "9"],
-         "applies to texts"),
+         "--max-length applies to text inputs"),
         (["extract", str(tmp_path / "nothing.zip"), "-o", str(tmp_path / "x.h5")], "does not exist"),
         (["extract", f"{zip_of(cifar_few, tmp_path / 'z.zip')}:nope", "-o", str(tmp_path / "x.h5"),
           "--model", str(tiny_vit_dir)], "has no folder 'nope'"),
@@ -274,7 +274,6 @@ def test_any_torch_module_with_declared_preprocessing(tmp_path, cifar_few):
 def test_modules_with_the_same_weights_and_another_structure_never_share_vectors(tmp_path, cifar_few):
     """A state dict holds no stride: two modules sharing it must not share a store, a vector
     cache or a predictor's encoder."""
-    import dataclasses
 
     import torch
 
@@ -299,7 +298,7 @@ def test_modules_with_the_same_weights_and_another_structure_never_share_vectors
         with pytest.raises(FeatxError, match="another structure"):  # a predictor's encoder
             featx.Encoder.for_config(by_one.config, backbone=two)
         # a config written before the structure was recorded is checked by its weights, as then
-        earlier = dataclasses.replace(by_one.config, structure_sha256=None)
+        earlier = by_one.config.replace(structure_sha256=None)
         assert featx.Encoder.for_config(earlier, backbone=one).config == earlier
 
 

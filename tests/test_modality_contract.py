@@ -12,12 +12,10 @@ import numpy as np
 import pytest
 
 import featx
-from featx.config import MODALITY_RULES
-from featx.modalities import MODALITIES
 from featx.runners import make_runner
 from featx.shards import shard_path
 from featx.store.merge import merge_shards
-from tests.conftest import write_lines
+from tests.conftest import registries_restored, write_lines
 from tests.toy_modality import register, save_tiny_model
 
 
@@ -43,9 +41,10 @@ def case(request, tmp_path) -> Case:
             ids = [str(i) for i in store.ids]  # the store's row order
         return Case(folder, str(request.getfixturevalue("tiny_vit_dir")), [(folder / i).read_bytes() for i in ids],
                     {"dtype": "fp32"})
-    saved = dict(MODALITIES), dict(MODALITY_RULES)
+    restored = registries_restored()
+    restored.__enter__()
+    request.addfinalizer(lambda: restored.__exit__(None, None, None))
     register()
-    request.addfinalizer(lambda: [(r.clear(), r.update(b)) for r, b in zip((MODALITIES, MODALITY_RULES), saved)])
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 40)
     x = (rng.normal(size=(2, 6))[y] * 3 + rng.normal(size=(40, 6))).astype(np.float32)

@@ -167,12 +167,13 @@ def test_threads_making_the_first_inference_at_once_do_not_deadlock(tmp_path, ti
 
 def test_openvino_batches_by_its_own_measured_budget(tiny_backbone):
     pytest.importorskip("openvino", reason="featx[openvino] is not installed")
-    from featx.featurizers.text import CPU_BATCH_TOKENS, OPENVINO_BATCH_TOKENS, TextFeaturizer
+    from featx.backbones.loaders import LOADERS
+    from featx.featurizers.text import CPU_BATCH_TOKENS, TextFeaturizer
 
     budgets = {backend: TextFeaturizer(tiny_backbone, featx.make_config(tiny_backbone, dtype="fp32",
                                                                         backend=backend)).default_batch_cost()
                for backend in ("torch", "openvino")}
-    assert budgets == {"torch": CPU_BATCH_TOKENS, "openvino": OPENVINO_BATCH_TOKENS} and OPENVINO_BATCH_TOKENS == 1024
+    assert budgets == {"torch": CPU_BATCH_TOKENS, "openvino": 1024} and LOADERS["openvino"].batch_tokens == 1024
 
 
 def test_a_read_only_or_damaged_model_cache_costs_a_conversion_and_nothing_else(tmp_path, monkeypatch, texts_file,

@@ -93,7 +93,7 @@ def test_todays_default_backend_is_the_only_change_from_a_store_written_at_99513
     with featx.open_store(TEXT_FIXTURE_995134D) as old, \
             featx.extract(source, tmp_path / "new.h5", dtype="fp32", progress=False) as new:
         assert new.config.backend == expected
-        assert new.config == dataclasses.replace(old.config, backend=expected)
+        assert new.config == old.config.replace(backend=expected)
         assert (new.fingerprint == old.fingerprint) is (expected is None)
         np.testing.assert_allclose(new.load()[0], old.load()[0], atol=1e-5)
 
@@ -111,22 +111,31 @@ def test_rerunning_the_default_command_over_an_earlier_store_returns_it_untouche
 
 
 def test_a_field_added_later_and_left_unset_keeps_every_fingerprint():
-    """The rule for new config fields (featx.config): None means unset, and unset is left out."""
-    import dataclasses
+    """The rule for new config fields (featx.config): None means unset, and unset is left out; a
+    modality's section is flattened beside the core, so a field added to it later keeps every
+    committed fingerprint too."""
+
+    from featx.config import SECTIONS, TextSection, register_section
+    from tests.conftest import registries_restored
 
     @dataclasses.dataclass(frozen=True)
-    class LaterConfig(featx.ExtractConfig):
+    class LaterSection(TextSection):
         new_knob: str | None = None
 
     with featx.open_store(FIXTURE) as old:
         fields = json.loads(old.config.to_json())
-    today = featx.ExtractConfig(**{**fields, "poolings": tuple(fields["poolings"]), "layers": tuple(fields["layers"])})
-    later = LaterConfig(**{**fields, "poolings": tuple(fields["poolings"]), "layers": tuple(fields["layers"])})
-    assert later.fingerprint == today.fingerprint == old.fingerprint
-    assert later.to_json() == today.to_json() and "new_knob" not in later.to_json()
-    assert LaterConfig.from_json(today.to_json()) == later  # an old store's JSON reads into the new config
-    knob_set = dataclasses.replace(later, new_knob="chunk")
-    assert knob_set.fingerprint != today.fingerprint and '"new_knob":"chunk"' in knob_set.to_json()
+        today = old.config
+    assert type(today.section) is SECTIONS["text"] and today.to_json() == json.dumps(fields, separators=(",", ":"))
+    with registries_restored():
+        register_section("text", LaterSection)
+        later = featx.ExtractConfig.from_json(today.to_json())  # an old store's JSON reads into the new section
+        assert type(later.section) is LaterSection and later.new_knob is None
+        assert later.fingerprint == today.fingerprint == old.fingerprint
+        assert later.to_json() == today.to_json() and "new_knob" not in later.to_json()
+        knob_set = later.replace(new_knob="chunk")
+        assert knob_set.fingerprint != today.fingerprint and '"new_knob":"chunk"' in knob_set.to_json()
+    with pytest.raises(featx.FeatxError, match="new_knob is not a field of text configs"):
+        featx.ExtractConfig.from_json(knob_set.to_json())  # once the section is gone, its field is refused
 
 
 def test_todays_engine_reproduces_an_image_store_written_at_995134d(tmp_path):

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 import featx
-from featx.config import MODALITY_RULES
 from featx.modalities import MODALITIES
-from tests.conftest import kill_part_way, run_cli, run_to_end
+from tests.conftest import kill_part_way, registries_restored, run_cli, run_to_end
 from tests.toy_modality import CLIP, NAME, load_tiny_model, register, save_tiny_model
 
 WIDTH, HIDDEN = 12, 8
@@ -20,8 +19,12 @@ WIDTH, HIDDEN = 12, 8
 @pytest.fixture
 def vectors(tmp_path):
     """The toy modality registered for one test (the registry restored after), a model and two inputs."""
-    saved = dict(MODALITIES), dict(MODALITY_RULES)
-    register()
+    with registries_restored():
+        register()
+        yield _vectors(tmp_path)
+
+
+def _vectors(tmp_path):
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(2, WIDTH)) * 3
 
@@ -31,10 +34,7 @@ def vectors(tmp_path):
         np.savez(tmp_path / name, x=x, y=np.array(["neg", "pos"])[y])
         return tmp_path / name
 
-    yield save_tiny_model(tmp_path / "model", WIDTH, HIDDEN), split("train.npz", 300), split("test.npz", 80)
-    for registry, before in zip((MODALITIES, MODALITY_RULES), saved):
-        registry.clear()
-        registry.update(before)
+    return save_tiny_model(tmp_path / "model", WIDTH, HIDDEN), split("train.npz", 300), split("test.npz", 80)
 
 
 def test_extract_resume_head_and_predict(vectors, tmp_path):
@@ -100,11 +100,12 @@ def test_the_cli_extracts_trains_and_predicts_it(vectors, tmp_path, capsys):
 def test_options_it_does_not_take_are_one_line(vectors, tmp_path, capsys):
     model, train, _ = vectors
     code, _, err = run_cli(capsys, "extract", train, "-o", tmp_path / "s.h5", "--model", model, "--max-length", "8")
-    assert code == 2 and err.count("\n") == 1 and "--max-length" in err and "vectors" in err
+    assert code == 2 and err.count("\n") == 1
+    assert "--max-length applies to text inputs" in err and "read as vector inputs" in err
     code, _, err = run_cli(capsys, "finetune", train, "-o", tmp_path / "ft")
     assert code == 2 and err.count("\n") == 1 and "--model is needed: vector inputs have no default model" in err
     code, _, err = run_cli(capsys, "finetune", train, "-o", tmp_path / "ft", "--model", model)
-    assert code == 2 and err.count("\n") == 1 and "vectors cannot be fine-tuned" in err
+    assert code == 2 and err.count("\n") == 1 and "vector inputs cannot be fine-tuned" in err
     assert not (tmp_path / "ft").exists()
 
 

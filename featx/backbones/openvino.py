@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import atexit
 import hashlib
-import importlib.util
 import os
 import shutil
 import tempfile
@@ -48,9 +47,7 @@ import torch
 
 from featx.backbones.hashing import module_structure_sha256
 from featx.caches import cache_folder, folder_intact, report_rejected, seal_folder
-from featx.config import BACKENDS
-from featx.constraints import Options
-from featx.errors import FeatxError, ParameterError, first_line
+from featx.errors import FeatxError, first_line
 from featx.hardware import cpu_workers
 from featx.progress import status
 
@@ -272,17 +269,3 @@ def _save(ov: Any, model: Any, folder: Path) -> None:
     except (OSError, RuntimeError):
         shutil.rmtree(scratch, ignore_errors=True)
 
-
-def chosen_backend(backend: str, backbone: Any, dtype: str, cache_layer: int | None) -> str | None:
-    """The config's `backend` field: None for torch, "openvino" when asked for (checked here, so
-    a misfit is one line before anything loads) or when `auto` finds it installed and fitting."""
-    Options((*BACKENDS, "auto")).check("backend", backend)
-    fits = backbone.device.type == "cpu" and dtype in ("fp32", "bf16") and cache_layer is None
-    if backend == "auto":
-        return "openvino" if fits and importlib.util.find_spec("openvino") is not None else None
-    if backend == "torch":
-        return None
-    if not fits:
-        raise ParameterError("backend", "openvino runs on the CPU, in fp32 or bf16, without --cache-layer")
-    require_openvino()
-    return "openvino"

@@ -120,7 +120,6 @@ def run_frontier(train: Source, test: Source, out: str | Path, *, val: Source | 
                  budget_s: float = 900.0, seed: int = 0, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Measure the methods that fit in `budget_s` on the user's inputs, write frontier.md/.json/.png in
     `out` and the best predictor (by validation) in `out/predictor`; returns the JSON document."""
-    from featx.bench.tfidf import tfidf_baseline
     from featx.modalities import modality_of
 
     given = (train, test, *([val] if val is not None else []))
@@ -128,168 +127,177 @@ def run_frontier(train: Source, test: Source, out: str | Path, *, val: Source | 
         raise FeatxError(f"featx frontier reads {train.name} and the other inputs differently: give train, "
                          "--val and --test as the same kind of input (all texts, or all images)")
     modality = modality_of(train)
-    if not getattr(modality, "frontier_backbones", None):
+    if not modality.frontier_backbones:
         raise FeatxError(f"featx frontier has no methods for {modality.name} inputs (a modality names its "
                          "frontier_backbones)")
-    texts = isinstance(train, InputSource)  # TF-IDF, the hybrid and cached token states read texts
-    out = make_folder(out, "frontier")
-    budget, rows = _Budget(budget_s), []
-    summary = train.scan()
-    task, n_train = summary.task, summary.n_rows
-    key, label = HEADLINE[task][0], f"test {HEADLINE[task][1]}"
-    splits = {"train": train, "val": val, "test": test}
-    # Every split's rows, counted once (a scan is a pass over the whole input, hashing it): the estimates use it.
-    rows_all = n_train + sum(s.scan().n_rows for s in (val, test) if s is not None)
+    run = _Run({"train": train, "val": val, "test": test}, make_folder(out, "frontier"), _Budget(budget_s), seed, echo)
+    if run.texts:
+        run.tfidf()
+    backbones: tuple[tuple[str, str, float], ...] = modality.frontier_backbones
+    for index, backbone in enumerate(backbones):
+        run.frozen(backbone, first=index == 0)
+    run.blocks_and_finetune(backbones[0], modality.frontier_finetune)
+    return run.written(budget_s)
 
-    if texts:
+
+class _Run:
+    """One frontier run: the splits, what has been measured (rows, stores, exportable heads), the budget."""
+
+    def __init__(self, splits: dict[str, Source | None], out: Path, budget: _Budget, seed: int,
+                 echo: Callable[[str], None]) -> None:
+        self.splits, self.out, self.budget, self.seed, self.echo = splits, out, budget, seed, echo
+        train, test = splits["train"], splits["test"]
+        assert train is not None and test is not None
+        self.train: Source = train
+        self.test: Source = test
+        self.texts = isinstance(self.train, InputSource)  # TF-IDF, the hybrid and cached token states read texts
+        summary = self.train.scan()
+        self.task, self.n_train = summary.task, summary.n_rows
+        self.key, self.label = HEADLINE[self.task][0], f"test {HEADLINE[self.task][1]}"
+        self.linear = "ridge" if self.task == "regression" else "logreg"
+        # Every split's rows, counted once (a scan is a pass over the whole input, hashing it): the estimates use it.
+        self.rows_all = self.n_train + sum(s.scan().n_rows for k, s in splits.items() if k != "train" and s)
+        self.rows: list[dict[str, Any]] = []
+        self.stores: dict[str, dict[str, Any]] = {}
+        self.per_row: float | None = None  # seconds a row of the first backbone's extraction
+        self.heads: list[Candidate] = []
+
+    def skipped(self, method: str, backbone: str, estimate: float) -> None:
+        self.rows.append({"method": method, "backbone": backbone, "skipped": f"over the budget: about "
+                          f"{estimate:,.0f} s, {self.budget.left:,.0f} s were left"})
+
+    def tfidf(self) -> None:
+        from featx.bench.tfidf import tfidf_baseline
+
         t0 = time.perf_counter()
-        baseline = tfidf_baseline(train, val, test, seed=seed)  # type: ignore[arg-type]  # all InputSources
-        rows.append({"method": "TF-IDF 1-2-grams + " + ("ridge" if task == "regression" else "logreg"),
-                     "backbone": "-", "score": baseline["metrics"].get(key), "once": 0.0,
-                     "each": time.perf_counter() - t0})
-        echo(f"frontier: TF-IDF {rows[-1]['score']:.4f} ({rows[-1]['each']:.0f} s; {budget.left:.0f} s left)")
+        baseline = tfidf_baseline(self.train, self.splits["val"], self.test, seed=self.seed)  # type: ignore[arg-type]
+        self.rows.append({"method": f"TF-IDF 1-2-grams + {self.linear}", "backbone": "-",
+                          "score": baseline["metrics"].get(self.key), "once": 0.0, "each": time.perf_counter() - t0})
+        self.echo(f"frontier: TF-IDF {self.rows[-1]['score']:.4f} ({self.rows[-1]['each']:.0f} s; "
+                  f"{self.budget.left:.0f} s left)")
 
-    stores: dict[str, Any] = {}
-    heads: list[Candidate] = []
-
-    def extract_all(model: str, work: float, name: str) -> float | None:
-        """Extract every split with `model` (seconds), or None when the estimate does not fit."""
-        per_row = stores.get("per_row")
-        if per_row is not None and not budget.allows(per_row * work * rows_all):
-            return None
+    def extract_all(self, model: str, name: str, **options: Any) -> float:
+        """Extract every split with `model` into stores named `name` (seconds)."""
         from featx.engine import extract
 
         started, found = time.perf_counter(), {}
-        for split, source in splits.items():
+        for split, source in self.splits.items():
             if source is not None:
-                found[split] = extract(source, out / "stores" / f"{name}-{split}.h5", model=model, progress=None)
-        stores[name] = found
-        seconds = time.perf_counter() - started
-        stores.setdefault("per_row", seconds / rows_all)
-        return seconds
+                found[split] = extract(source, self.out / "stores" / f"{name}-{split}.h5", model=model, progress=None,
+                                       **options)
+        self.stores[name] = found
+        return time.perf_counter() - started
 
-    def train_one(name: str, kind: str, method: str, texts: bool = False) -> tuple[float, float]:
-        from featx.train import HeadSpec, train_and_save
+    def train_one(self, name: str, spec: Any, method: str, folder: str, texts: bool = False) -> tuple[float, float]:
+        """(test score, seconds) of one head on the stores `name`, saved under heads/`folder`; kept as an
+        exportable candidate."""
+        from featx.train import train_and_save
 
-        given = stores[name]
-        read = {"train": read_texts(train), "val": read_texts(val) if val is not None else None,
-                "test": read_texts(test)} if texts else None
+        given = self.stores[name]
+        read = {split: read_texts(source) if source is not None else None for split, source in self.splits.items()} \
+            if texts else None
         started = time.perf_counter()
-        run = train_and_save(given["train"], [HeadSpec(kind)], out / "heads" / name, val=given.get("val"),
-                             test=given["test"], seed=seed, texts=read)
-        heads.append((run.rows[0]["val_score"], method, _saver(run.best)))
-        return run.best.metrics["test"].get(key), time.perf_counter() - started
+        run = train_and_save(given["train"], [spec], self.out / "heads" / folder, val=given.get("val"),
+                             test=given["test"], seed=self.seed, texts=read)
+        self.heads.append((run.rows[0]["val_score"], method, _saver(run.best)))
+        return run.best.metrics["test"].get(self.key), time.perf_counter() - started
 
-    linear = "ridge" if task == "regression" else "logreg"
-    backbones: tuple[tuple[str, str, float], ...] = modality.frontier_backbones
-    first = backbones[0][0].lower()
-    for backbone, model, work in backbones:
-        name = backbone.lower()
+    def frozen(self, backbone: tuple[str, str, float], first: bool) -> None:
+        """The frozen backbone with a linear head (and, on the first backbone of texts, the hybrid)."""
+        from featx.train import HeadSpec
+
+        label, model, work = backbone
+        name, method = label.lower(), f"frozen {label} + {self.linear}"
+        if self.per_row is not None and not self.budget.allows(self.per_row * work * self.rows_all):
+            self.skipped(method, label, self.per_row * work * self.rows_all)
+            return
         try:
-            once = extract_all(model, work, name)
+            once = self.extract_all(model, name)
         except FeatxError as e:  # a backbone that is not installed (mpnet ships in packages of its own)
-            if name == first:
+            if first:
                 raise
-            rows.append({"method": f"frozen {backbone} + {linear}", "backbone": backbone, "skipped": str(e)})
-            continue
-        if once is None:
-            estimate = stores["per_row"] * work * rows_all
-            rows.append({"method": f"frozen {backbone} + {linear}", "backbone": backbone,
-                         "skipped": f"over the budget: its extraction would take about {estimate:,.0f} s, "
-                                    f"{budget.left:,.0f} s were left"})
-            continue
-        score, each = train_one(name, linear, f"frozen {backbone} + {linear}")
-        rows.append({"method": f"frozen {backbone} + {linear}", "backbone": backbone, "score": score, "once": once,
-                     "each": each})
-        echo(f"frontier: frozen {backbone} + {linear} {score:.4f} ({once:.0f} s once, {each:.0f} s; "
-             f"{budget.left:.0f} s left)")
-        if texts and name == first:  # the hybrid reuses MiniLM's stores: its cost is TF-IDF's and a sweep of fits
-            estimate = rows[0]["each"] * 8  # 5 weights x 11 Cs against TF-IDF's 11 Cs, and the vectors
-            if budget.allows(estimate):
-                score, each = train_one(name, "hybrid", f"hybrid (TF-IDF + frozen {backbone})", texts=True)
-                rows.append({"method": f"hybrid (TF-IDF + frozen {backbone})", "backbone": backbone, "score": score,
-                             "once": once, "each": each})
-                echo(f"frontier: hybrid {score:.4f} ({each:.0f} s; {budget.left:.0f} s left)")
-            else:
-                rows.append({"method": f"hybrid (TF-IDF + frozen {backbone})", "backbone": backbone,
-                             "skipped": f"over the budget: about {estimate:,.0f} s, {budget.left:,.0f} s were left"})
-    _trained_rows(rows, stores["per_row"], backbones[0], modality.frontier_finetune, texts, (n_train, rows_all), budget, splits,
-                  out, seed, heads, key, echo)
-    pareto(rows)
-    title = f"{train.name} ({task}, {n_train:,} training rows, budget {budget_s:,.0f} s)"
-    import torch
+            self.rows.append({"method": method, "backbone": label, "skipped": str(e)})
+            return
+        self.per_row = self.per_row or once / self.rows_all
+        score, each = self.train_one(name, HeadSpec(self.linear), method, name)
+        self.rows.append({"method": method, "backbone": label, "score": score, "once": once, "each": each})
+        self.echo(f"frontier: {method} {score:.4f} ({once:.0f} s once, {each:.0f} s; {self.budget.left:.0f} s left)")
+        if not (self.texts and first):
+            return
+        # The hybrid reuses the first backbone's stores: its cost is TF-IDF's and a sweep of fits.
+        hybrid, estimate = f"hybrid (TF-IDF + frozen {label})", self.rows[0]["each"] * 8  # 5 weights x 11 Cs vs 11 Cs
+        if not self.budget.allows(estimate):
+            self.skipped(hybrid, label, estimate)
+            return
+        score, each = self.train_one(name, HeadSpec("hybrid"), hybrid, name, texts=True)
+        self.rows.append({"method": hybrid, "backbone": label, "score": score, "once": once, "each": each})
+        self.echo(f"frontier: hybrid {score:.4f} ({each:.0f} s; {self.budget.left:.0f} s left)")
 
-    from featx.hardware import describe_hardware
+    def blocks_and_finetune(self, backbone: tuple[str, str, float], recipe: tuple[tuple[str, Any], ...]) -> None:
+        """The cached blocks head (texts) and the top-2 fine-tune of the first backbone, measured when they fit."""
+        from featx.recipe import FinetuneConfig
+        from featx.train import HeadSpec
 
-    document = {"hardware": describe_hardware(torch.device("cpu")),
-                "dtype": stores[first]["train"].config.dtype,
-                "train": train.name, "val": val.name if val is not None else "10 % of train (seeded)",
-                "test": test.name, "task": task, "metric": label, "budget_s": budget_s, "seed": seed,
-                "wall_s": round(time.perf_counter() - budget.start, 1), "rows": rows}
-    if heads:
-        best_score, best_name, save = max(heads, key=lambda entry: -1.0 if entry[0] is None else entry[0])
-        save(out / "predictor")
-        document["exported"] = {"method": best_name, "val_score": best_score, "folder": str(out / "predictor"),
-                                "chosen_on": "validation (TF-IDF is not a predictor featx exports)"}
-    write_text(out / "frontier.md", markdown(title, rows, label), "frontier")
-    write_text(out / "frontier.json", json.dumps(document, indent=2) + "\n", "frontier")
-    document["plot"] = plot(title, rows, out / "frontier.png", label)
-    return document
+        label, model, _ = backbone
+        per_row = self.per_row or 0.0
+        estimate = per_row * (_STATES_WORK * self.rows_all + _TOP2_EPOCH_WORK * self.n_train)  # blocks: one epoch
+        if self.texts and self.budget.allows(estimate):
+            once = self.extract_all(model, "states", cache_layer=-2)
+            score, each = self.train_one("states", HeadSpec("blocks", {"k": 2}), "cached blocks:k=2", "blocks")
+            self.rows.append({"method": "cached blocks:k=2", "backbone": label, "score": score, "once": once,
+                              "each": each})
+            self.echo(f"frontier: cached blocks:k=2 {score:.4f} ({self.budget.left:.0f} s left)")
+        elif self.texts:
+            self.skipped("cached blocks:k=2", label, estimate)
+        config = FinetuneConfig(model=model, seed=self.seed, **dict(recipe))
+        estimate = per_row * (_TOP2_EPOCH_WORK * self.n_train * config.epochs + self.rows_all)
+        if self.budget.allows(estimate):
+            self.finetune(label, config)
+        else:
+            self.skipped("fine-tune top-2", label, estimate)
 
+    def finetune(self, label: str, config: Any) -> None:
+        from featx.finetune import finetune, load_finetuned
 
-def _trained_rows(rows: list[dict[str, Any]], per_row: float, backbone: tuple[str, str, float],
-                  recipe: tuple[tuple[str, Any], ...], texts: bool, counts: tuple[int, int], budget: _Budget,
-                  splits: dict[str, Source | None], out: Path, seed: int, heads: list[Candidate], key: str,
-                  echo: Callable[[str], None]) -> None:
-    """The cached blocks head (texts) and the top-2 fine-tune of the first backbone, measured when they fit."""
-    label, model, _ = backbone
-    names = ("cached blocks:k=2", "fine-tune top-2")
-    n_train, rows_all = counts  # the training rows, and every split's
-    from featx.recipe import FinetuneConfig
+        started, folder, method = time.perf_counter(), self.out / "finetune-top2", "fine-tune top-2"
+        try:
+            record = finetune(self.train, folder, val=self.splits["val"], config=config,
+                              progress=None)
+            score = load_finetuned(folder).evaluate(self.test).get(self.key)
+        except FeatxError as e:  # the data does not suit it: said in the table, the other rows stand
+            self.rows.append({"method": method, "backbone": label, "skipped": f"it refused the data: {e}"})
+            return
+        ranked_by = f"val_{self.key}"  # the figure heads are ranked by on validation (HEADLINE), as each epoch recorded
+        val_scores = [epoch[ranked_by] for epoch in record.get("epochs", []) if ranked_by in epoch]
+        self.heads.append((max(val_scores) if val_scores else None, method,
+                           lambda target: _copy_whole(folder, target)))
+        self.rows.append({"method": method, "backbone": label, "score": score, "once": 0.0,
+                          "each": time.perf_counter() - started})
+        self.echo(f"frontier: {method} {score:.4f} ({self.budget.left:.0f} s left)")
 
-    config = FinetuneConfig(model=model, seed=seed, **dict(recipe))
-    estimate = per_row * (_STATES_WORK * rows_all + _TOP2_EPOCH_WORK * n_train)  # blocks: one epoch
-    if texts and budget.allows(estimate):
-        from featx.engine import extract
-        from featx.train import HeadSpec, train_and_save
+    def written(self, budget_s: float) -> dict[str, Any]:
+        """The table, JSON and plot written in `out`, the best candidate exported; the JSON document."""
+        import torch
 
-        started = time.perf_counter()
-        states = {split: extract(source, out / "stores" / f"states-{split}.h5", model=model, cache_layer=-2,
-                                 progress=None)
-                  for split, source in splits.items() if source is not None}
-        once = time.perf_counter() - started
-        started = time.perf_counter()
-        run = train_and_save(states["train"], [HeadSpec("blocks", {"k": 2})], out / "heads" / "blocks",
-                             val=states.get("val"), test=states["test"], seed=seed)
-        heads.append((run.rows[0]["val_score"], names[0], _saver(run.best)))
-        rows.append({"method": names[0], "backbone": label, "score": run.best.metrics["test"].get(key),
-                     "once": once, "each": time.perf_counter() - started})
-        echo(f"frontier: {names[0]} {rows[-1]['score']:.4f} ({budget.left:.0f} s left)")
-    elif texts:
-        rows.append({"method": names[0], "backbone": label, "skipped": f"over the budget: about {estimate:,.0f} s, "
-                                                                       f"{budget.left:,.0f} s were left"})
-    estimate = per_row * (_TOP2_EPOCH_WORK * n_train * config.epochs + rows_all)
-    if not budget.allows(estimate):
-        rows.append({"method": names[1], "backbone": label, "skipped": f"over the budget: about {estimate:,.0f} s, "
-                                                                       f"{budget.left:,.0f} s were left"})
-        return
-    from featx.finetune import finetune, load_finetuned
+        from featx.hardware import describe_hardware
 
-    started = time.perf_counter()
-    folder = out / "finetune-top2"
-    try:
-        record = finetune(splits["train"], folder, val=splits["val"],  # type: ignore[arg-type]
-                          config=config, progress=None)
-        score = load_finetuned(folder).evaluate(splits["test"]).get(key)
-    except FeatxError as e:  # the data does not suit it: said in the table, the other rows stand
-        rows.append({"method": names[1], "backbone": label, "skipped": f"it refused the data: {e}"})
-        return
-    ranked_by = f"val_{key}"  # the figure heads are ranked by on validation (HEADLINE), as each epoch recorded it
-    val_scores = [epoch[ranked_by] for epoch in record.get("epochs", []) if ranked_by in epoch]
-    heads.append((max(val_scores) if val_scores else None, names[1], lambda target: _copy_whole(folder, target)))
-    rows.append({"method": names[1], "backbone": label, "score": score, "once": 0.0,
-                 "each": time.perf_counter() - started})
-    echo(f"frontier: {names[1]} {score:.4f} ({budget.left:.0f} s left)")
+        pareto(self.rows)
+        val = self.splits["val"]
+        title = f"{self.train.name} ({self.task}, {self.n_train:,} training rows, budget {budget_s:,.0f} s)"
+        first = next(iter(self.stores.values()))
+        document = {"hardware": describe_hardware(torch.device("cpu")), "dtype": first["train"].config.dtype,
+                    "train": self.train.name, "val": val.name if val is not None else "10 % of train (seeded)",
+                    "test": self.test.name, "task": self.task, "metric": self.label, "budget_s": budget_s,
+                    "seed": self.seed, "wall_s": round(time.perf_counter() - self.budget.start, 1), "rows": self.rows}
+        if self.heads:
+            best_score, best_name, save = max(self.heads, key=lambda entry: -1.0 if entry[0] is None else entry[0])
+            save(self.out / "predictor")
+            document["exported"] = {"method": best_name, "val_score": best_score, "folder": str(self.out / "predictor"),
+                                    "chosen_on": "validation (TF-IDF is not a predictor featx exports)"}
+        write_text(self.out / "frontier.md", markdown(title, self.rows, self.label), "frontier")
+        write_text(self.out / "frontier.json", json.dumps(document, indent=2) + "\n", "frontier")
+        document["plot"] = plot(title, self.rows, self.out / "frontier.png", self.label)
+        return document
 
 
 def _copy_whole(source: Path, target: Path) -> None:

@@ -12,11 +12,11 @@ from featx.cli.options import (
     QUIET_OPTION,
     Constrained,
     FeatxCommand,
+    ModalityOptionsCommand,
     input_options,
     open_input_columns,
 )
 from featx.config import (
-    BACKENDS,
     COMPRESSIONS,
     DEFAULT_IMAGE_MODEL,
     DEFAULT_MODEL,
@@ -47,7 +47,7 @@ def cli() -> None:
     """
 
 
-@cli.command()
+@cli.command(cls=ModalityOptionsCommand)
 @click.argument("input")
 @click.option("-o", "--output", required=True, help="Store file to write (.h5); resumed if it exists.")
 @click.option("--model", help=f"Packaged short name, local transformers folder, or hub id (when online) "
@@ -78,9 +78,9 @@ def cli() -> None:
                    "bytes: about 0.7 GB for SST-2's 67,349 phrases with MiniLM.")
 @click.option("--cache-dtype", type=click.Choice(STATE_DTYPES), default=None,
               help="--cache-layer: how the token states are stored [default: float16].")
-@click.option("--backend", type=click.Choice([*BACKENDS, "auto"]), default=None,
-              help="What runs the model: torch, or openvino on the CPU (pip install 'featx[openvino]'; text models, "
-                   "and image models given as torch modules); auto: "
+@click.option("--backend", default=None,
+              help="What runs the model: torch, openvino on the CPU (pip install 'featx[openvino]'; text models, "
+                   "and image models given as torch modules) or another registered backend; auto: "
                    "openvino where it is installed and applies [default: the backend of the store at -o when "
                    "continuing it, else auto].")
 @click.option("--normalize/--no-normalize", default=None,
@@ -134,20 +134,17 @@ def extract(input: str, output: str, model: str | None, pooling: str | None, pro
       featx extract queries.txt -o queries.h5 --model ./e5-small --prompt-name query
     """
     from featx.launch import extract_as_launched
-
-    if cache_dtype is not None and cache_layer is None:
-        from featx.errors import ParameterError
-
-        raise ParameterError("cache_dtype", "applies to --cache-layer only")
+    from featx.modalities import modality_options
     from featx.options import ModelOptions, RunOptions, StoreOptions, VectorOptions
 
+    own = {name: value for name in modality_options() if (value := columns.pop(name, None)) is not None}
     store = extract_as_launched(
-        open_input_columns(input, columns), output, shard=shard_spec, merge=merge_after, skip_bad=skip_bad,
+        open_input_columns(input, columns), output, shard=shard_spec, merge=merge_after, skip_bad=skip_bad, **own,
         model=ModelOptions(model, dtype=dtype, device=device, backend=backend, trust_remote_code=trust_remote_code),
         vectors=VectorOptions(pooling=pooling, layers=layers, normalize=normalize, max_length=max_length, long=long,
                               stride=stride, long_pooling=long_pooling, prompt=prompt, prompt_name=prompt_name),
         store=StoreOptions(store_dtype=store_dtype, compression=compression, overwrite=overwrite,
-                           cache_layer=cache_layer, cache_dtype=cache_dtype or "float16", keep_windows=keep_windows),
+                           cache_layer=cache_layer, cache_dtype=cache_dtype, keep_windows=keep_windows),
         run=RunOptions(batch_tokens=batch_tokens, window_rows=window_rows, progress=False if quiet else None,
                        cache_dir=cache_dir))
     if store is None:

@@ -66,11 +66,13 @@ def train(store: str, output: str, heads: tuple[str, ...], grid: str | None, poo
     """
     from featx.train import TrainingRun, format_table, run_training
 
-    protocol = {k: options.pop(k) for k in ("protocol", "task", "k", "experiments", "seeds")}
+    protocol = options.pop("protocol")
+    mteb = {k: options.pop(k) for k in ("task", "k", "experiments", "seeds")}
     texts = {role: open_input_columns(spec, options) for role, spec in
              (("train", train_texts), ("val", val_texts), ("test", test_texts)) if spec is not None}
-    run = run_training(store, output, heads=heads, grid=grid, poolings=poolings, val=val_path, test=test_path,
-                       val_fraction=val_fraction, jobs=jobs, seed=seed, export=export_dir, texts=texts, **protocol)
+    run = run_training(store, output, heads=heads, grid=grid, val=val_path, test=test_path, protocol=protocol,
+                       mteb=mteb, export=export_dir, texts=texts, poolings=poolings, val_fraction=val_fraction,
+                       jobs=jobs, seed=seed)
     rows = run.rows if isinstance(run, TrainingRun) else run
     click.echo(format_table(rows))
     for row in rows:

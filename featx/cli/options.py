@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from featx.config import DTYPES, PROTOCOLS
-from featx.constraints import COUNT, NON_NEGATIVE, Constraint, Interval
+from featx.constraints import COUNT, NON_NEGATIVE, Constraint, Interval, Options
 from featx.data.readers import FORMATS
 from featx.errors import ParameterError
 
@@ -64,6 +64,34 @@ class FeatxCommand(click.Command):
             if isinstance(param.type, (click.types.StringParamType, click.Path)) and any(v == "" for v in values):
                 raise click.BadParameter("must not be empty", ctx=ctx, param_hint=f"'{flag_name(param)}'")
         return super().invoke(ctx)
+
+
+class ModalityOptionsCommand(FeatxCommand):
+    """A command that also takes every registered modality's own options (Modality.options) as
+    flags made from their dataclass fields when the command line is read: `--sample-rate` for an
+    audio modality's `sample_rate`. Its callback receives them among its keyword arguments, None
+    when not given (featx.modalities.modality_options names them)."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        from featx.modalities import modality_options
+
+        params = super().get_params(ctx)
+        taken = {param.name for param in params}
+        made = [modality_option(field) for name, field in modality_options().items() if name not in taken]
+        return [*params[:-1], *made, params[-1]]  # the help option stays last
+
+
+def modality_option(field: Any) -> click.Option:
+    """The click option of a modality's option field: its type from the field's constraint (a
+    number range, a choice) or default (a flag), its help from the field's metadata."""
+    constraint = field.metadata.get("constraint")
+    flag = f"--{field.name.replace('_', '-')}"
+    help = field.metadata.get("help", "")
+    if field.default is False:
+        return click.Option([flag], is_flag=True, default=None, help=help)
+    kind: Any = Constrained(constraint) if isinstance(constraint, Interval) else \
+        click.Choice([str(v) for v in constraint.values]) if isinstance(constraint, Options) else click.STRING
+    return click.Option([flag], type=kind, default=None, help=f"{help} [default: {field.default}]")
 
 
 class HeadKindsOption(click.Option):

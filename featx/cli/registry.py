@@ -2,6 +2,7 @@
 the registries themselves (featx.heads.HEAD_KINDS, featx.modalities.MODALITIES)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -56,19 +57,27 @@ def modalities(as_json: bool) -> None:
     """
     from featx.modalities import MODALITIES
 
-    described = [{"name": name, "default_model": modality.default_model, "row_flags": list(modality.row_flags),
-                  "window_rows": modality.default_window_rows,
-                  "frontier_backbones": [{"name": b[0], "model": b[1], "work": b[2]}
-                                         for b in getattr(modality, "frontier_backbones", ())]}
-                 for name, modality in MODALITIES.items()]
+    described = [_described(modality) for modality in MODALITIES.values()]
     if as_json:
         click.echo(json.dumps(described, indent=2))
         return
-    for modality in described:
-        frontier = ", ".join(f"{b['name']} ({b['model']})" for b in modality["frontier_backbones"]) or "none"
-        click.echo(f"{modality['name']}: default model {modality['default_model'] or 'none (--model is needed)'}; "
-                   f"row flags {', '.join(modality['row_flags'])}; {modality['window_rows']} rows a window; "
-                   f"featx frontier measures {frontier}")
+    for modality in MODALITIES.values():
+        frontier = ", ".join(f"{name} ({model})" for name, model, _ in modality.frontier_backbones) or "none"
+        options = sorted({*modality.uses, *(f.name for f in dataclasses.fields(modality.options))})
+        click.echo(f"{modality.name}: default model {modality.default_model or 'none (--model is needed)'}; "
+                   f"row flags {', '.join(modality.row_flags)}; {modality.default_window_rows} rows a window; "
+                   f"options of its own {', '.join(options) or 'none'}; featx frontier measures {frontier}")
+
+
+def _described(modality: Any) -> dict[str, Any]:
+    """A registered modality as `featx modalities --json` writes it."""
+    own = [{"name": f.name, "default": _plain(f.default), "help": f.metadata.get("help", "")}
+           for f in dataclasses.fields(modality.options)]
+    return {"name": modality.name, "default_model": modality.default_model, "row_flags": dict(modality.row_flags),
+            "window_rows": modality.default_window_rows, "uses": sorted(modality.uses), "options": own,
+            "config_fields": [f.name for f in dataclasses.fields(modality.section)],
+            "frontier_backbones": [{"name": name, "model": model, "work": work}
+                                   for name, model, work in modality.frontier_backbones]}
 
 
 def _plain(value: Any) -> Any:

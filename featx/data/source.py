@@ -17,8 +17,8 @@ from featx.atomic import file_sha256
 from featx.data.base import Source
 from featx.data.bundled import BUNDLED, resolve_bundled
 from featx.data.readers import DEFAULT_ENCODING, FORMATS, check_encoding, detect_format, read_rows
-from featx.data.targets import Targets, as_int, label_key, read_label_names
-from featx.errors import FeatxError, InputError
+from featx.data.targets import TARGET_CHOICES, Targets, as_int, label_key, read_label_names
+from featx.errors import FeatxError, InputError, ParameterError
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,21 +186,23 @@ class InputSource:
 def open_input(spec: str | Path, *, text_column: str | None = None, label_column: str | None = None,
                id_column: str | None = None, header: bool = True, fmt: str | None = None,
                rows_mod: tuple[int, tuple[int, ...]] | None = None, encoding: str | None = None,
-               multi_label: str | None = None, label_columns: Sequence[str] | str | None = None,
-               target: Sequence[str] | str | None = None, allow_empty_labels: bool = False,
-               label_names: str | Path | Sequence[str] | None = None, where: str | None = None) -> InputSource:
+               where: str | None = None, **targets: Any) -> InputSource:
     """An InputSource for a file path or a bundled name like ``sst2:dev``, columns checked.
 
     Defaults: the text column is ``text``; the label column is ``label`` when the input
     has one (otherwise the store is unlabelled); ids are the 0-based row index; the
-    text is UTF-8 unless `encoding` names another codec. Multi-label and regression targets:
-    `multi_label` (a cell's separator), `label_columns` (0/1 columns), `target` (number columns),
-    featx.data.targets; `label_names` (a file of one name a line, or the names): label i's name.
+    text is UTF-8 unless `encoding` names another codec.
     `where` ("COL=VALUE"): only the rows whose COL holds VALUE (a file holding its own splits).
+    Multi-label and regression targets, as keywords (featx.data.targets.TARGET_CHOICES):
+    `multi_label` (a cell's separator), `label_columns` (0/1 columns), `target` (number columns),
+    `allow_empty_labels`; and `label_names` (a file of one name a line, or the names): label i's name.
     """
-    targets = Targets.of(multi_label=multi_label, label_columns=label_columns, target=target,
-                         allow_empty_labels=allow_empty_labels, label_column=label_column)
-    given_names = _given_names(label_names)
+    unknown = sorted(set(targets) - set(TARGET_CHOICES))
+    if unknown:
+        raise ParameterError(unknown[0], f"is not an option of open_input: the target options are "
+                                         f"{', '.join(TARGET_CHOICES)}")
+    given_names = _given_names(targets.pop("label_names", None))
+    read = Targets.of(label_column=label_column, **targets)
     encoding = DEFAULT_ENCODING if encoding is None else check_encoding(encoding)
     bundled = resolve_bundled(str(spec))
     if bundled is not None:
@@ -221,16 +223,16 @@ def open_input(spec: str | Path, *, text_column: str | None = None, label_column
         header = False
     columns = _first_row_columns(path, fmt, header, name, encoding)
     text_column = text_column or defaults.get("text") or "text"
-    if label_column is None and not targets.columns:
+    if label_column is None and not read.columns:
         label_column = defaults.get("label") or ("label" if "label" in columns else None)
-    if targets.task == "multi" and not targets.columns and label_column is None:
+    if read.task == "multi" and not read.columns and label_column is None:
         raise FeatxError(f"--multi-label splits the label column, and {name} has no column 'label': "
                          "name it with --label-column")
     if given_names is not None:
         names_by_key = {str(i): n for i, n in enumerate(given_names)}
     kept = _where(where)
     for role, column in (("text", text_column), ("label", label_column), ("id", id_column), ("where", kept and kept[0]),
-                         *((("target" if targets.task == "regression" else "label"), c) for c in targets.columns)):
+                         *((("target" if read.task == "regression" else "label"), c) for c in read.columns)):
         if column is not None and column not in columns:
             shown = ", ".join(columns)
             if not header and fmt in ("csv", "tsv"):
@@ -244,7 +246,7 @@ def open_input(spec: str | Path, *, text_column: str | None = None, label_column
         rows_mod = (modulus, keep)
     return InputSource(path=path, format=fmt, text_column=text_column, label_column=label_column,
                        id_column=id_column, header=header, label_names=names_by_key, name=name, rows_mod=rows_mod,
-                       encoding=encoding, targets=targets, classes_given=given_names, where=kept)
+                       encoding=encoding, targets=read, classes_given=given_names, where=kept)
 
 
 _FLAGS = {"target": "--target", "where": "--where", "label": "--label-column or --label-columns"}

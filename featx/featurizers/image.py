@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from featx.backbones.openvino import OpenVinoImageEncoder, chosen_backend
+from featx.backbones.loaders import load_backend, resolve_backend
 from featx.backbones.vision import ImageBackbone
 from featx.config import DEFAULT_BACKEND, ExtractConfig
 from featx.data.images import array_sha256
@@ -160,8 +160,9 @@ class ImageFeaturizer:
         self.token_outputs: tuple[str, ...] = ()  # images keep no token states
         self.store_dtype = config.store_dtype
         self._model = inference_module(backbone.model) if backbone.preprocess is not None else backbone.model
-        # --backend openvino: OpenVINO runs the module; preprocessing, batching and pooling are unchanged.
-        self._encoder = None if config.backend is None else OpenVinoImageEncoder(backbone, config.dtype)
+        # Another backend than torch (--backend openvino) runs the module; preprocessing, batching and
+        # pooling are unchanged.
+        self._encoder = load_backend(backbone, config)
         self._all_states = config.layers != (-1,)
         if backbone.preprocess is not None and self._all_states:
             raise ParameterError("layers", f"{backbone.name} gives one feature map: only -1 applies")
@@ -264,13 +265,11 @@ def make_image_config(backbone: ImageBackbone, *, pooling: Sequence[str] | str |
         pooling = ("cls",) if backbone.patch_size is not None else ("mean",)
     poolings = tuple(p.strip() for p in pooling.split(",")) if isinstance(pooling, str) else tuple(pooling)
     compute = resolve_dtype(dtype, backbone.device)
-    if backend == "auto" and backbone.preprocess is None:  # a transformers model runs on torch
-        backend = "torch"
     return ExtractConfig(model=backbone.name, weights_sha256=backbone.weights_sha256, modality="image",
                          preprocess=backbone.preprocess_json, poolings=poolings,
                          layers=parse_layers(layers if isinstance(layers, str) else tuple(layers)),
                          normalize=bool(normalize), dtype=compute, store_dtype=store_dtype,
-                         backend=chosen_backend(backend, backbone, compute, None),
+                         backend=resolve_backend(backend, backbone, compute),
                          structure_sha256=backbone.structure_sha256)
 
 

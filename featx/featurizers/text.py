@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from featx.backbones import Backbone
-from featx.backbones.openvino import OpenVinoEncoder
+from featx.backbones.loaders import backend_batch_tokens, load_backend
 from featx.backbones.st_layers import build_modules
 from featx.backbones.st_modules import prompt_tokens
 from featx.batching import pad_batch
@@ -31,7 +31,6 @@ from featx.top_blocks import capture_states, run_to_layer
 CPU_BATCH_TOKENS = 2048
 # OpenVINO on a CPU: 1,024 beat 2,048 by 4.8 % (SST-2) and 4.6 % (IMDB), and 4,096 lost 2-6 %,
 # on the AVX512-BF16 EPYC (benchmarks/extract_levers.py --openvino; benchmarks/README.md).
-OPENVINO_BATCH_TOKENS = 1024
 GPU_BATCH_TOKENS = 16384
 
 
@@ -117,8 +116,9 @@ class TextFeaturizer:
         self._state_layer = int(config.cache_layer or 0)
         if states_only:
             self.poolings = ()
-        # --backend openvino: OpenVINO computes the hidden states; batching, pooling and storing are unchanged.
-        self._encoder = None if config.backend is None else OpenVinoEncoder(backbone, config.layers, config.dtype)
+        # Another backend than torch (--backend openvino) computes the hidden states; batching, pooling
+        # and storing are unchanged.
+        self._encoder = load_backend(backbone, config)
         # The model's own embedding: a prompt before each text (its tokens left out of the pooling
         # when the config says so), and the sentence-transformers modules after the pooling.
         self._prompt = config.prompt or ""
@@ -142,7 +142,7 @@ class TextFeaturizer:
     def default_batch_cost(self) -> int:
         if self.device.type == "cuda":
             return GPU_BATCH_TOKENS
-        return CPU_BATCH_TOKENS if self._encoder is None else OPENVINO_BATCH_TOKENS
+        return backend_batch_tokens(self.config) or CPU_BATCH_TOKENS
 
     def cost(self, item: Any) -> int:
         return len(item) * max(len(w) for w in item) if self._chunks else len(item)
@@ -198,7 +198,7 @@ class TextFeaturizer:
             return {name: self._modules(v.float()) for name, v in pooled.items()}
 
     def cast_weights(self) -> None:
-        if self._encoder is not None:  # OpenVINO runs in the config's precision already
+        if self._encoder is not None:  # another backend runs in the config's precision already
             return
         wanted = torch_dtype(self.config.dtype)
         current = self._weights_dtype()

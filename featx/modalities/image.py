@@ -2,38 +2,38 @@
 vision models, EfficientNet-Lite0 and any torch module with declared preprocessing."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from featx.backbones.vision import ImageBackbone, load_image_backbone
-from featx.config import DEFAULT_IMAGE_MODEL, ExtractConfig, image_rules
+from featx.config import DEFAULT_BACKEND, DEFAULT_IMAGE_MODEL, ExtractConfig, ImageSection
 from featx.data import Source
 from featx.data.images import ImageRecord, is_image_input, open_images
 from featx.errors import FeatxError, ParameterError
 from featx.featurizers import Featurizer
 from featx.featurizers.image import ImageFeaturizer, make_image_config
 from featx.finetune_images import FinetunedImagePredictor, finetune_images
-from featx.modalities import given_choices, register_modality, requested_backend
+from featx.modalities.base import Modality, given_choices, register_modality
 from featx.options import ExtractOptions
 
 # An image window holds its decoded pixels (224 x 224 x 3 bytes each): 512 of them are 77 MB.
 DEFAULT_IMAGE_WINDOW_ROWS = 512
-# Options of featx.extract that only texts take.
-_TEXT_ONLY = ("max_length", "stride", "text_column", "long", "cache_layer", "keep_windows", "prompt", "prompt_name")
 
 
-class ImageModality:
+class ImageModality(Modality):
     """Images, as decoded pixels through a vision backbone."""
 
     name = "image"
     default_window_rows = DEFAULT_IMAGE_WINDOW_ROWS
     default_model = DEFAULT_IMAGE_MODEL
-    row_flags = ("truncated", "skipped")  # skipped: undecodable under skip_bad
-    check_config = staticmethod(image_rules)
-    finetune = staticmethod(finetune_images)
+    row_flags: ClassVar[Mapping[str, str]] = {"truncated": "never set for images (kept for the stores' shared layout)",
+                 "skipped": "the image could not be decoded (skip_bad): NaN vectors, left out by heads"}
+    section = ImageSection
+    uses = frozenset({"skip_bad"})
+    finetune = staticmethod(finetune_images)  # type: ignore[assignment]
     load_finetuned = FinetunedImagePredictor
     # featx frontier: the frozen backbone it measures and its top-2 fine-tune's recipe (the CIFAR-10
     # suite's top-2 variant: lr 3e-3, batch 32), one epoch.
@@ -59,9 +59,6 @@ class ImageModality:
         return [ImageRecord(i, image, -1, f"image {i}") for i, image in enumerate(inputs)]
 
     def extraction(self, source: Source, model: Any, options: ExtractOptions) -> tuple[Featurizer, int, int | None]:
-        given = [name for name in options.changed() if name in _TEXT_ONLY]
-        if given:
-            raise ParameterError(given[0], f"applies to texts; {source.name} is read as images")
         if model is not None and not isinstance(model, (str, Path, ImageBackbone)):
             raise FeatxError(f"{getattr(model, 'name', model)} is not an image model; {source.name} is read as images")
         vision = model if isinstance(model, ImageBackbone) else load_image_backbone(
@@ -70,7 +67,8 @@ class ImageModality:
         vectors = options.vectors
         config = make_image_config(vision, pooling=vectors.pooling, layers=vectors.layers,
                                    normalize=vectors.normalize, dtype=options.model.dtype,
-                                   store_dtype=options.store.store_dtype, backend=requested_backend(options))
+                                   store_dtype=options.store.store_dtype,
+                                   backend=options.model.backend or DEFAULT_BACKEND)
         return ImageFeaturizer(vision, config, skip_bad=options.read.skip_bad), DEFAULT_IMAGE_WINDOW_ROWS, None
 
     def featurizer_for(self, config: ExtractConfig, *, device: Any = "auto", backbone: Any = None,

@@ -3,16 +3,15 @@ or OpenVINO), and `make_config`, which resolves a text extraction's settings int
 ExtractConfig (the model's own embedding by default, featx.backbones.st_modules)."""
 from __future__ import annotations
 
-import dataclasses
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from featx.backbones import DEFAULT_MODEL, Backbone, load_backbone
-from featx.backbones.openvino import chosen_backend
+from featx.backbones.loaders import resolve_backend
 from featx.backbones.st_modules import embedding_fields
-from featx.config import DEFAULT_BACKEND, LONG_MODES, LONG_POOLINGS, STATE_DTYPES, ExtractConfig, parse_layers, text_rules
+from featx.config import DEFAULT_BACKEND, LONG_MODES, LONG_POOLINGS, STATE_DTYPES, ExtractConfig, TextSection, parse_layers
 from featx.constraints import Options
 from featx.data import Record, Source, open_input
 from featx.data.memory import HF_PREFIX, open_hf
@@ -21,21 +20,23 @@ from featx.errors import FeatxError, ParameterError
 from featx.featurizers import Featurizer, TextFeaturizer
 from featx.finetune_texts import FinetunedPredictor, finetune_texts
 from featx.hardware import resolve_dtype
-from featx.modalities import given_choices, register_modality, requested_backend
+from featx.modalities.base import Modality, given_choices, register_modality
 from featx.options import ExtractOptions
 
 DEFAULT_WINDOW_ROWS = 4096
 
 
-class TextModality:
+class TextModality(Modality):
     """Texts (the fallback: any input no other modality claims)."""
 
     name = "text"
     default_window_rows = DEFAULT_WINDOW_ROWS
     default_model = DEFAULT_MODEL
-    row_flags = ("truncated",)
-    check_config = staticmethod(text_rules)
-    finetune = staticmethod(finetune_texts)
+    row_flags: ClassVar[Mapping[str, str]] = {"truncated": "the text was cut to max_length"}
+    section = TextSection
+    uses = frozenset({"max_length", "long", "stride", "long_pooling", "prompt", "prompt_name", "cache_layer",
+                      "cache_dtype", "keep_windows"})
+    finetune = staticmethod(finetune_texts)  # type: ignore[assignment]
     load_finetuned = FinetunedPredictor
     # featx frontier: the frozen backbones it measures, cheapest first (name, model, work per row against
     # the first: mpnet is 12 layers of 768 against 6 of 384, 8x the multiply-adds), and the top-2
@@ -68,14 +69,9 @@ class TextModality:
     def extraction(self, source: Source, model: Any, options: ExtractOptions) -> tuple[Featurizer, int, int | None]:
         if model is not None and not isinstance(model, (str, Path, Backbone)):
             raise FeatxError(f"{getattr(model, 'name', model)} is not a text model; {source.name} is read as texts")
-        if options.read.skip_bad:
-            raise ParameterError("skip_bad", f"applies to images; {source.name} is read as texts")
         backbone = model if isinstance(model, Backbone) else load_backbone(
             str(model or DEFAULT_MODEL), device=options.model.device, trust_remote_code=options.model.trust_remote_code)
-        kept = options.store
-        config = make_config(backbone, backend=requested_backend(options), dtype=options.model.dtype,
-                             store_dtype=kept.store_dtype, cache_layer=kept.cache_layer, cache_dtype=kept.cache_dtype,
-                             keep_windows=kept.keep_windows, **dataclasses.asdict(options.vectors))
+        config = make_config(backbone, options)
         featurizer = TextFeaturizer(backbone, config)
         state_dim = None
         if config.sequences is not None:
@@ -96,14 +92,11 @@ class TextModality:
         return TextFeaturizer(text, config, states_only=states_only)
 
 
-def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = None,
-                layers: str | Sequence[int] = "-1", max_length: int | None = None, normalize: bool | None = None,
-                dtype: str = "auto", store_dtype: str = "float32", long: str = "truncate",
-                stride: int | None = None, long_pooling: str = "mean", cache_layer: int | None = None,
-                cache_dtype: str = "float16", keep_windows: bool = False, backend: str = DEFAULT_BACKEND,
-                prompt: str | None = None, prompt_name: str | None = None) -> ExtractConfig:
+def make_config(backbone: Backbone, options: ExtractOptions | None = None, **fields: Any) -> ExtractConfig:
     """The ExtractConfig for `backbone` with `auto` and defaults resolved to concrete values.
 
+    The settings are featx.extract's options (featx.options): `options` as one ExtractOptions, or
+    its fields as keywords (``make_config(backbone, pooling="mean", max_length=128, dtype="fp32")``).
     `pooling=None` and `normalize=None` mean the model's own sentence embedding where its
     folder declares one (sentence-transformers: all-MiniLM-L6-v2 is mean pooling, then
     L2-normalised; Dense and LayerNorm modules too, featx.backbones.st_modules), else mean
@@ -111,62 +104,79 @@ def make_config(backbone: Backbone, *, pooling: Sequence[str] | str | None = Non
     over max_length as windows of max_length tokens overlapping by `stride` (default
     min(32, max_length / 4)) and pools each row's windows with `long_pooling`.
     `cache_layer=L` also keeps each row's token states at hidden-state index L (negative counts
-    from the top: -2 is below the last two blocks) in `cache_dtype`, for a blocks head.
+    from the top: -2 is below the last two blocks) in `cache_dtype` (default float16), for a blocks head.
     `keep_windows=True` (long="chunk" only) also keeps each row's window vectors, for a windows head.
-    `backend`: torch, openvino (on the CPU, in fp32 or bf16), or auto (openvino where it is
-    installed and applies, else torch).
+    `backend`: a registered backend (torch; openvino on the CPU, in fp32 or bf16) or auto (None: auto;
+    featx.backbones.loaders picks the first that applies).
     """
-    embedding = embedding_fields(backbone.name, backbone.declared, pooling, normalize, prompt, prompt_name)
-    layer_indices = parse_layers(layers if isinstance(layers, str) else tuple(layers))
+    chosen = options if options is not None else ExtractOptions.build(**fields)
+    if options is not None and fields:
+        raise ParameterError(next(iter(fields)), "is set beside options=: give the settings one way")
+    vectors, kept = chosen.vectors, chosen.store
+    embedding = embedding_fields(backbone.name, backbone.declared, vectors.pooling, vectors.normalize, vectors.prompt,
+                                 vectors.prompt_name)
+    layer_indices = parse_layers(vectors.layers if isinstance(vectors.layers, str) else tuple(vectors.layers))
     for index in layer_indices:
         if not -backbone.num_hidden_states <= index < backbone.num_hidden_states:
             raise ParameterError("layers", f"{index} does not exist: {backbone.name} has hidden states "
                                            f"{-backbone.num_hidden_states}..{backbone.num_hidden_states - 1}")
-    specials = backbone.tokenizer.num_special_tokens_to_add(pair=False)
-    if max_length is None:
-        max_length = backbone.default_max_length
-    elif isinstance(max_length, bool) or not isinstance(max_length, numbers.Integral) or max_length < specials + 1:
-        raise ParameterError("max_length", f"must be at least {specials + 1} ({specials} special tokens and one "
-                                           f"token of text), got {max_length!r}")
-    elif backbone.max_positions is not None and max_length > backbone.max_positions:
-        raise ParameterError("max_length", f"{max_length} is more than {backbone.name} can take: its position "
-                                           f"embeddings stop at {backbone.max_positions} tokens")
-    Options(LONG_MODES).check("long", long)
-    if long == "truncate" and stride is not None:
-        raise ParameterError("stride", "applies to --long chunk only")
-    chunking: dict[str, Any] = {}
-    if long == "chunk":
-        text_tokens = int(max_length) - specials  # a window's room for text
-        # At most half a window (ExtractConfig's rule), and fewer than its text tokens, or no window moves on.
-        most = min(int(max_length) // 2, text_tokens - 1)
-        stride = min(32, int(max_length) // 4, most) if stride is None else stride
-        if isinstance(stride, bool) or not isinstance(stride, numbers.Integral) or not 0 <= int(stride) <= most:
-            raise ParameterError("stride", f"must be at least 0 and at most {most} (half of --max-length "
-                                           f"{max_length}, and less than the {text_tokens} tokens of text a window "
-                                           f"holds), got {stride!r}")
-        chunking = {"long": "chunk", "long_stride": int(stride), "long_pooling": Options(LONG_POOLINGS).check(
-            "long_pooling", long_pooling), "keep_windows": True if keep_windows else None}
-    elif keep_windows:
-        raise ParameterError("keep_windows", "keeps the window vectors of long texts: it needs --long chunk")
+    max_length = _max_length(backbone, vectors.max_length)
     states: dict[str, Any] = {}
-    if cache_layer is not None:
-        states = {"cache_layer": state_layer(backbone, cache_layer, long),
-                  "cache_dtype": Options(STATE_DTYPES).check("cache_dtype", cache_dtype)}
-    compute = resolve_dtype(dtype, backbone.device)
+    if kept.cache_layer is not None:
+        states = {"cache_layer": state_layer(backbone, kept.cache_layer, vectors.long),
+                  "cache_dtype": Options(STATE_DTYPES).check("cache_dtype", kept.cache_dtype or "float16")}
+    elif kept.cache_dtype is not None:
+        raise ParameterError("cache_dtype", "applies to --cache-layer only")
+    compute = resolve_dtype(chosen.model.dtype, backbone.device)
     return ExtractConfig(
-        **chunking,
+        **_chunking(backbone, max_length, vectors, kept.keep_windows),
         **states,
-        backend=chosen_backend(backend, backbone, compute, cache_layer),
+        backend=resolve_backend(chosen.model.backend or DEFAULT_BACKEND, backbone, compute, kept.cache_layer),
         model=backbone.name,
         weights_sha256=backbone.weights_sha256,
         tokenizer_sha256=backbone.tokenizer_sha256,
-        max_length=int(max_length),
+        max_length=max_length,
         layers=layer_indices,
         **embedding,
         dtype=compute,
-        store_dtype=store_dtype,
+        store_dtype=kept.store_dtype,
     )
 
+
+def _max_length(backbone: Backbone, max_length: Any) -> int:
+    """The token limit asked for, checked against the model's room; the model's default when None."""
+    specials = backbone.tokenizer.num_special_tokens_to_add(pair=False)
+    if max_length is None:
+        return int(backbone.default_max_length)
+    if isinstance(max_length, bool) or not isinstance(max_length, numbers.Integral) or max_length < specials + 1:
+        raise ParameterError("max_length", f"must be at least {specials + 1} ({specials} special tokens and one "
+                                           f"token of text), got {max_length!r}")
+    if backbone.max_positions is not None and int(max_length) > backbone.max_positions:
+        raise ParameterError("max_length", f"{max_length} is more than {backbone.name} can take: its position "
+                                           f"embeddings stop at {backbone.max_positions} tokens")
+    return int(max_length)
+
+
+def _chunking(backbone: Backbone, max_length: int, vectors: Any, keep_windows: bool) -> dict[str, Any]:
+    """The config fields of `vectors.long` (truncate: none; chunk: stride, window pooling, kept windows)."""
+    long, stride = Options(LONG_MODES).check("long", vectors.long), vectors.stride
+    if long == "truncate":
+        if stride is not None:
+            raise ParameterError("stride", "applies to --long chunk only")
+        if keep_windows:
+            raise ParameterError("keep_windows", "keeps the window vectors of long texts: it needs --long chunk")
+        return {}
+    text_tokens = max_length - backbone.tokenizer.num_special_tokens_to_add(pair=False)  # a window's room for text
+    # At most half a window (ExtractConfig's rule), and fewer than its text tokens, or no window moves on.
+    most = min(max_length // 2, text_tokens - 1)
+    stride = min(32, max_length // 4, most) if stride is None else stride
+    if isinstance(stride, bool) or not isinstance(stride, numbers.Integral) or not 0 <= int(stride) <= most:
+        raise ParameterError("stride", f"must be at least 0 and at most {most} (half of --max-length "
+                                       f"{max_length}, and less than the {text_tokens} tokens of text a window "
+                                       f"holds), got {stride!r}")
+    return {"long": "chunk", "long_stride": int(stride),
+            "long_pooling": Options(LONG_POOLINGS).check("long_pooling", vectors.long_pooling),
+            "keep_windows": True if keep_windows else None}
 
 
 def state_layer(backbone: Backbone, layer: int, long: str = "truncate") -> int:

@@ -24,6 +24,7 @@ from featx.store.h5 import h5_reason, open_h5
 from featx.store.header import StoreHeader
 from featx.store.layout import StorePlan, check_replaceable, check_resumable, create_store
 from featx.store.lock import WriterLock
+from featx.store.reader import FeatureStore
 
 # A window is written only when the disk has room for twice its bytes plus this much.
 # HDF5 does not report every failed write (chunks evicted from its cache at close fail
@@ -147,6 +148,10 @@ class StoreWriter:
 
     def close(self) -> None:
         self._lock.release()
+
+    def written(self) -> FeatureStore:
+        """The store this writer wrote, opened for reading."""
+        return FeatureStore(self.path)
 
     def _check_space(self, rows: dict[str, np.ndarray]) -> None:
         needed = 2 * sum(_nbytes(values) for values in rows.values()) + SPACE_MARGIN_BYTES

@@ -9,25 +9,31 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from featx.config import ExtractConfig
+from featx.config import ConfigSection, ExtractConfig
 from featx.data import InputSummary
 from featx.errors import FeatxError, ParameterError
-from featx.modalities import given_choices, register_modality
-from featx.options import RunOptions
+from featx.modalities import Modality, given_choices, register_modality
 
 NAME = "vector"
-# Options of featx.extract this modality takes (every run option among them); every other must be
-# left at its default.
-_TAKES = {"pooling", "normalize", "dtype", "store_dtype", "device", "model", "overwrite", "compression",
-          "trust_remote_code", "backend", "layers", *(f.name for f in fields(RunOptions))}
+
+
+@dataclass(frozen=True)
+class VectorSection(ConfigSection):
+    """Its own config field: the width of the rows the model takes."""
+
+    width: int | None = None
+
+    def check(self, config: ExtractConfig) -> None:
+        if config.poolings != ("mean",) or config.layers != (-1,) or self.width is None:
+            raise ParameterError("pooling", "vectors take pooling mean, the last layer and a recorded width")
 
 
 CLIP = 6.0  # a vector's values are clipped to [-CLIP, CLIP] before the model (flagged "clipped")
@@ -138,11 +144,13 @@ class VectorFeaturizer:
         pass
 
 
-class VectorModality:
+class VectorModality(Modality):
     name = NAME
     default_window_rows = 64
     default_model = None  # there is no packaged vectors model: --model is required
-    row_flags = ("clipped",)  # its own per-row flag, kept in the store by name beside no text's "truncated"
+    # Its own per-row flag, kept in the store by name beside no text's "truncated".
+    row_flags: ClassVar[Mapping[str, str]] = {"clipped": f"a value was clipped to [-{CLIP}, {CLIP}]"}
+    section = VectorSection
 
     def claims(self, input: str | Path, choices: dict[str, Any]) -> bool:
         return Path(input).suffix == ".npz"
@@ -161,20 +169,13 @@ class VectorModality:
     def records(self, inputs: Sequence[Any]) -> list[VectorRecord]:
         return [VectorRecord(i, np.asarray(x, dtype=np.float32), -1) for i, x in enumerate(inputs)]
 
-    def check_config(self, config: ExtractConfig) -> None:
-        if config.poolings != ("mean",) or config.layers != (-1,) or config.preprocess is None:
-            raise ParameterError("pooling", "vectors take pooling mean, the last layer and a recorded width")
-
-    def extraction(self, source: NpzSource, model: Any, options: Any) -> tuple[Any, int, None]:
-        for name in options.changed():
-            if name not in _TAKES:
-                raise ParameterError(name, f"does not apply: {source.name} is read as vectors")
+    def extraction(self, source: Any, model: Any, options: Any) -> tuple[Any, int, None]:
         if model is None:
             raise FeatxError("vectors need --model: a folder with model.json and weights.pt")
         module, sha, shape = load_tiny_model(model)
         config = ExtractConfig(model=str(model), weights_sha256=sha, modality=NAME, poolings=("mean",),
                                normalize=bool(options.vectors.normalize), dtype="fp32",
-                               store_dtype=options.store.store_dtype, preprocess=json.dumps({"width": shape["width"]}))
+                               store_dtype=options.store.store_dtype, width=shape["width"])
         return VectorFeaturizer(module, config), self.default_window_rows, None
 
     def featurizer_for(self, config: ExtractConfig, *, device: Any = "auto", backbone: Any = None,
@@ -183,12 +184,6 @@ class VectorModality:
         if sha != config.weights_sha256:
             raise FeatxError(f"the model found at {config.model} is not the one these vectors were made with")
         return VectorFeaturizer(module, config)
-
-    def finetune(self, train: Any, out: Any, **kwargs: Any) -> Any:
-        raise FeatxError("vectors cannot be fine-tuned: train a head on their store")
-
-    def load_finetuned(self, folder: Any, device: Any = "auto") -> Any:
-        raise FeatxError(f"{folder} holds a fine-tuned vectors model, which cannot exist")
 
 
 def register() -> VectorModality:
