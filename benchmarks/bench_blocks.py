@@ -1,7 +1,7 @@
 """Per-head cost of training the top blocks from cached token states, against fine-tuning them live.
 
 Both methods train MiniLM's top two blocks, its mean pooling and a linear classifier with the
-same recipe (featx.recipe: lr 1e-4, batch 16, one epoch, fused AdamW, warm-up then decay,
+same recipe (featx.finetune.recipe: lr 1e-4, batch 16, one epoch, fused AdamW, warm-up then decay,
 clipping, bf16 autocast where the CPU has it) on the same SST-2 phrases:
   finetune   `featx.finetune` with train_layers=2: every step runs the embeddings and all six
              blocks forward (the lower four without gradients), then the top two backward
@@ -49,7 +49,7 @@ def write_subset(rows: int, folder: Path) -> Path:
 def run_finetune(train: str, out: str) -> dict[str, Any]:
     from featx.data import open_input
     from featx.finetune import finetune
-    from featx.recipe import FinetuneConfig
+    from featx.finetune.recipe import FinetuneConfig
 
     record = finetune(open_input(train, text_column="sentence"), out, progress=False,
                       config=FinetuneConfig(train_layers=2, **RECIPE))
@@ -82,7 +82,7 @@ def in_child(fn: Any, *args: str) -> dict[str, Any]:
 
 def extract_states(train: str, store: str) -> dict[str, Any]:
     from featx.data import open_input
-    from featx.engine import extract
+    from featx.extraction.engine import extract
 
     t0 = time.perf_counter()
     with extract(open_input(train, text_column="sentence"), store, cache_layer=-2, progress=False) as done:

@@ -28,8 +28,8 @@ import torch
 from bench_extract import min_cosine  # this folder is on sys.path when run as a script
 
 import featx
+import featx.extraction.runners as runners
 import featx.hardware as hardware
-import featx.runners as runners
 from featx.featurizers import TextFeaturizer, tokenize
 from featx.hardware import describe_hardware
 

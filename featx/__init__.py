@@ -18,7 +18,7 @@ from featx.errors import FeatxWarning as FeatxWarning
 _LAZY = {
     "DEFAULT_MODEL": "featx.backbones", "Backbone": "featx.backbones", "load_backbone": "featx.backbones",
     "ExtractConfig": "featx.config", "open_input": "featx.data",
-    "extract": "featx.engine", "ReadOptions": "featx.options", "ModelOptions": "featx.options",
+    "extract": "featx.extraction.engine", "ReadOptions": "featx.options", "ModelOptions": "featx.options",
     "VectorOptions": "featx.options", "StoreOptions": "featx.options", "RunOptions": "featx.options",
     "make_config": "featx.modalities.text", "LogRegHead": "featx.heads",
     "MLPHead": "featx.heads", "TrainedHead": "featx.heads", "Predictor": "featx.predictor",

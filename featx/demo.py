@@ -16,7 +16,7 @@ import numpy as np
 
 from featx.atomic import atomic_file
 from featx.data import open_input
-from featx.engine import extract
+from featx.extraction.engine import extract
 from featx.metrics import markdown_table
 from featx.train import HeadSpec, train_and_save, write_results
 

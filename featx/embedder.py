@@ -17,9 +17,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from featx.classifier import takes_texts
 from featx.encoding import Encoder
 from featx.errors import ParameterError
+from featx.finetune.classifier import takes_texts
 
 
 class Embedder(TransformerMixin, BaseEstimator):

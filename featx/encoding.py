@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from featx.engine import embed_through_cache
 from featx.errors import FeatxError, ParameterError
+from featx.extraction.engine import embed_through_cache
+from featx.extraction.runners import make_runner
 from featx.featurizers import Featurizer
 from featx.modalities import MODALITIES, featurizer_for, modality_named, modality_options
 from featx.options import VECTOR_OPTIONS, ExtractOptions
-from featx.runners import make_runner
-from featx.store.vector_cache import EmbeddingCache
+from featx.store.vector_cache import VectorCache
 
 
 class _InMemory:
@@ -86,7 +86,7 @@ class Encoder:
         if self.cache_dir is None or not records:
             return self.runner.run(self.featurizer, items)
         timer: dict[str, float] = {}
-        cache = EmbeddingCache(self.cache_dir, self.featurizer.config, self.featurizer.dim)
+        cache = VectorCache(self.cache_dir, self.featurizer.config, self.featurizer.dim)
         try:
             found = embed_through_cache(self.featurizer, self.runner, items,
                                         self.featurizer.content_hashes(records), cache, timer)

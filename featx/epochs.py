@@ -1,4 +1,4 @@
-"""The one epoch loop: fine-tuning (featx.recipe) and the heads trained in torch (mlp, blocks,
+"""The one epoch loop: fine-tuning (featx.finetune.recipe) and the heads trained in torch (mlp, blocks,
 windows) all train through `run_epochs`.
 
 A caller hands an `EpochLoop`: the model and its optimizer (and schedule), how one epoch's

@@ -17,17 +17,17 @@ import numpy as np
 
 from featx._version import __version__
 from featx.atomic import atomic_folder
-from featx.classifier import PretrainedClassifier
 from featx.config import STATES, ExtractConfig
 from featx.data import InputSummary, Source
 from featx.encoding import Encoder
-from featx.engine import iter_windows
 from featx.errors import DamagedError, FeatxError
+from featx.extraction.engine import iter_windows
+from featx.finetune.classifier import PretrainedClassifier
 from featx.heads import TrainedHead
 from featx.heads.base import sequence_read
 from featx.heads.inputs import head_input
 from featx.modalities import featurizer_for, open_source
-from featx.store.states import TokenStates
+from featx.store.states import RowSequences
 
 PREDICTOR_FORMAT = "featx-predictor"
 
@@ -35,7 +35,7 @@ PREDICTOR_FORMAT = "featx-predictor"
 class Predictor(PretrainedClassifier):
     """Classifies raw inputs of its head's modality (texts; images as bytes, uint8 arrays or PIL
     images; any registered modality's, featx.modalities) with a frozen backbone and a trained head
-    (a scikit-learn classifier, already fitted: see featx.classifier)."""
+    (a scikit-learn classifier, already fitted: see featx.finetune.classifier)."""
 
     def __init__(self, head: TrainedHead, config: ExtractConfig | None = None,
                  backbone: Any = None, device: str = "auto") -> None:
@@ -80,7 +80,7 @@ class Predictor(PretrainedClassifier):
         """What the head reads: the vectors, the texts beside them, or the token states or window vectors."""
         reads = self.head.estimator.reads
         if sequence_read(reads):
-            return head_input(reads, None, states=TokenStates.from_rows(list(found[STATES]), self.config))
+            return head_input(reads, None, states=RowSequences.from_rows(list(found[STATES]), self.config))
         return head_input(reads, found[self.head.pooling], list(texts))
 
     def outputs(self, inputs: Sequence[Any]) -> np.ndarray:

@@ -188,7 +188,7 @@ def train_and_save(train: FeatureStore, specs: list[HeadSpec], out: str | Path, 
     ``results.md`` are written too. Every file is written atomically."""
     check_trainable(train)
     kinds, stores = [spec.kind for spec in specs], {"train": train, "val": fit.get("val"), "test": fit.get("test")}
-    checked_texts(kinds, fit.get("texts") or {}, stores)  # before anything is written
+    fit["texts"] = checked_texts(kinds, fit.get("texts") or {}, stores)  # before anything is written; hashed once
     checked_states(kinds, stores, load=False)
     out = make_folder(out, "results")  # a path under a file fails now, not after training
     heads, rows = train_heads(train, specs, **fit)

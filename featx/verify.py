@@ -125,8 +125,8 @@ def _drawn_records(store_path: str | Path, header: Any, input: str | Path | None
 
 def _embed(config: ExtractConfig, records: list[Any], hashes: np.ndarray, device: str) -> dict[str, np.ndarray]:
     """The vectors of `records` under `config`, after checking each record is the row the store holds."""
+    from featx.extraction.runners import make_runner
     from featx.modalities import featurizer_for
-    from featx.runners import make_runner
 
     featurizer = featurizer_for(config, device=device)
     read = featurizer.content_hashes(records)

@@ -4,13 +4,13 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "featx"
 # Each stage may import only from stages listed before it (and from itself).
-PIPELINE = ["featx._version", "featx.errors", "featx.constraints", "featx.atomic", "featx.progress", "featx.caches",
-            "featx.background", "featx.config", "featx.options", "featx.hardware", "featx.data", "featx.store",
-            "featx.backbones",
-            "featx.batching", "featx.pooling", "featx.top_blocks", "featx.featurizers", "featx.runners",
-            "featx.shards", "featx.metrics", "featx.epochs", "featx.recipe", "featx.classifier", "featx.finetune_images",
-            "featx.finetune_texts", "featx.modalities", "featx.engine", "featx.verify", "featx.relabel", "featx.encoding",
-            "featx.launch",
+PIPELINE = ["featx._version", "featx.extraction", "featx.errors", "featx.constraints", "featx.atomic",
+            "featx.progress", "featx.caches", "featx.extraction.background", "featx.config", "featx.options",
+            "featx.hardware", "featx.data", "featx.store", "featx.backbones", "featx.extraction.batching",
+            "featx.pooling", "featx.top_blocks", "featx.featurizers", "featx.extraction.runners",
+            "featx.extraction.shards", "featx.metrics", "featx.epochs", "featx.finetune.recipe",
+            "featx.finetune.classifier", "featx.finetune.images", "featx.finetune.texts", "featx.modalities",
+            "featx.extraction.engine", "featx.verify", "featx.relabel", "featx.encoding", "featx.extraction.launch",
             "featx.heads", "featx.mteb", "featx.finetune", "featx.predictor", "featx.embedder", "featx.train",
             "featx.bench", "featx.demo", "featx.cli", "featx.__main__", "featx"]
 
@@ -114,22 +114,22 @@ def test_the_engine_imports_no_modality_specific_module():
     runner's: no torch), nor of HDF5 directly (featx.store's)."""
     specific = ("featx.modalities.", "featx.featurizers.text", "featx.featurizers.image", "featx.backbones",
                 "featx.data.images")
-    assert "featx.modalities" in _imports(PACKAGE / "engine.py")
-    assert sorted(m for m in _imports(PACKAGE / "engine.py") if m.startswith(specific)) == []
-    docstring = ast.get_docstring(ast.parse((PACKAGE / "engine.py").read_text())) or ""
+    assert "featx.modalities" in _imports(PACKAGE / "extraction" / "engine.py")
+    assert sorted(m for m in _imports(PACKAGE / "extraction" / "engine.py") if m.startswith(specific)) == []
+    docstring = ast.get_docstring(ast.parse((PACKAGE / "extraction" / "engine.py").read_text())) or ""
     assert "knows nothing of text\nor images, or of devices" in docstring
-    assert _third_party_imports(PACKAGE / "engine.py") <= {"__future__", "itertools", "time", "collections", "dataclasses",
-                                                           "pathlib", "typing", "numpy"}
+    assert _third_party_imports(PACKAGE / "extraction" / "engine.py") <= {
+        "__future__", "itertools", "time", "collections", "dataclasses", "pathlib", "typing", "numpy"}
 
 
 # Where a modality's own code lives; everything else reaches a modality through featx.modalities.
 MODALITY_SPECIFIC = ("featx.modalities.", "featx.featurizers.text", "featx.featurizers.image", "featx.backbones",
-                     "featx.data.images", "featx.finetune_texts", "featx.finetune_images")
+                     "featx.data.images", "featx.finetune.texts", "featx.finetune.images")
 # What a new modality must not have to edit: the engine, store, runners, shards, predictor, fine-tune
 # entry, training, bench and CLI (tests/test_toy_modality.py registers a third from outside). Head
 # kinds are parts of their own (HEAD_KINDS): a blocks head trains a text model's top blocks.
-MODALITY_FREE = ("featx.engine", "featx.store", "featx.runners", "featx.shards", "featx.predictor",
-                 "featx.finetune", "featx.train", "featx.bench", "featx.cli", "featx.classifier", "featx.launch")
+MODALITY_FREE = ("featx.extraction", "featx.store", "featx.predictor", "featx.finetune", "featx.train", "featx.bench",
+                 "featx.cli")
 
 
 def _modality_literals(path: Path) -> list[str]:
@@ -147,7 +147,7 @@ def _modality_literals(path: Path) -> list[str]:
 def test_the_modality_free_modules_never_name_a_modality():
     graph = _graph()
     for module, deps in sorted(graph.items()):
-        if module == "featx.engine" or not module.startswith(MODALITY_FREE) or module.startswith(MODALITY_SPECIFIC):
+        if module == "featx.extraction.engine" or not module.startswith(MODALITY_FREE) or module.startswith(MODALITY_SPECIFIC):
             continue
         assert sorted(d for d in deps if d.startswith(MODALITY_SPECIFIC)) == [], module
     for path in PACKAGE.rglob("*.py"):
@@ -202,7 +202,7 @@ def test_no_public_function_takes_over_10_parameters():
 
 def test_the_engine_writes_through_the_store_seam_only():
     """What the engine's docstring claims: no store format of its own; it asks the StoreFormat."""
-    docstring = ast.get_docstring(ast.parse((PACKAGE / "engine.py").read_text())) or ""
+    docstring = ast.get_docstring(ast.parse((PACKAGE / "extraction" / "engine.py").read_text())) or ""
     assert "nor of a store format" in docstring
-    store_modules = sorted(m for m in _imports(PACKAGE / "engine.py") if m.startswith("featx.store."))
+    store_modules = sorted(m for m in _imports(PACKAGE / "extraction" / "engine.py") if m.startswith("featx.store."))
     assert store_modules == ["featx.store.vector_cache"], store_modules

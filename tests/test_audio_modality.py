@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import featx
+from featx.extraction.runners import make_runner
 from featx.modalities import modality_named
-from featx.runners import make_runner
 from tests.conftest import InterruptAfter, registries_restored, run_cli
 from tests.toy_audio import FRAME, NAME, Wave, frames_of, load_model, register, save_model, write_waves
 

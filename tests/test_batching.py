@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from featx.batching import pad_batch, plan_batches
+from featx.extraction.batching import pad_batch, plan_batches
 
 
 @pytest.mark.parametrize("budget", [1, 7, 64, 10_000])

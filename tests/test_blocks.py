@@ -14,7 +14,7 @@ from featx.heads import TrainedHead
 from featx.pooling import mean_pool
 from featx.predictor import Predictor
 from featx.store import format_info, summary_line
-from featx.store.states import TokenStates
+from featx.store.states import RowSequences
 from featx.top_blocks import TopBlocks
 from featx.train import HeadSpec
 from tests.conftest import kill_part_way, run_to_end, write_lines
@@ -55,7 +55,7 @@ def live_logits(model, top, backbone, texts):
 
 
 def cached_logits(top, states):
-    from featx.batching import pad_sequences
+    from featx.extraction.batching import pad_sequences
 
     with torch.inference_mode():
         return top(*pad_sequences(states, np.arange(len(states))))
@@ -224,7 +224,7 @@ def test_token_states_index_like_arrays():
 
     config = ExtractConfig(model="m", weights_sha256="w", tokenizer_sha256="t", max_length=8, cache_layer=1,
                            cache_dtype="float16")
-    states = TokenStates.from_rows([np.full((n, 2), n, dtype=np.float16) for n in (1, 3, 2)], config)
+    states = RowSequences.from_rows([np.full((n, 2), n, dtype=np.float16) for n in (1, 3, 2)], config)
     picked = states[np.array([2, 0])]
     assert len(picked) == 2 and picked.row(0).tolist() == [[2, 2], [2, 2]] and picked.row(1).tolist() == [[1, 1]]
 

@@ -6,9 +6,9 @@ import pytest
 import featx
 from featx.encoding import Encoder
 from featx.errors import FeatxError
+from featx.extraction.runners import cpu_workers
 from featx.featurizers import TextFeaturizer
 from featx.modalities.text import make_config
-from featx.runners import cpu_workers
 from featx.store import StoreWriter
 from tests.conftest import write_lines
 
@@ -41,7 +41,7 @@ def test_cpu_workers_split_the_threads():
 
 
 def test_worker_threads_give_the_vectors_of_one_thread(tiny_backbone, sentences, monkeypatch):
-    import featx.runners as runners
+    import featx.extraction.runners as runners
 
     config = make_config(tiny_backbone, pooling=("mean", "max"), dtype="fp32")
     monkeypatch.setattr(runners, "cpu_workers", lambda: (1, 1))
@@ -53,7 +53,7 @@ def test_worker_threads_give_the_vectors_of_one_thread(tiny_backbone, sentences,
 
 
 def test_an_error_in_a_worker_reaches_the_caller(tiny_backbone, sentences, monkeypatch):
-    import featx.runners as runners
+    import featx.extraction.runners as runners
 
     monkeypatch.setattr(runners, "cpu_workers", lambda: (2, 1))
     config = make_config(tiny_backbone, pooling=("mean",), dtype="fp32")

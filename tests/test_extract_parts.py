@@ -5,9 +5,9 @@ import pytest
 
 import featx
 from featx.errors import FeatxError, ParameterError
+from featx.extraction.runners import make_runner
 from featx.featurizers import TextFeaturizer
 from featx.modalities.text import make_config
-from featx.runners import make_runner
 from featx.store import HDF5Format, StoreWriter
 from tests.conftest import write_lines
 

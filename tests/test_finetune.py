@@ -7,8 +7,8 @@ import pytest
 import featx
 from featx.errors import FeatxError
 from featx.finetune import FinetuneConfig, finetune
-from featx.finetune_texts import FinetunedPredictor
-from featx.recipe import length_grouped_batches
+from featx.finetune.recipe import length_grouped_batches
+from featx.finetune.texts import FinetunedPredictor
 
 
 def test_length_grouped_batches_cover_each_row_once():

@@ -60,7 +60,7 @@ def test_cuda_image_extraction_equals_the_cpu(tmp_path, tiny_vit_dir):
 
 def test_cuda_finetune_learns_and_its_checkpoint_predicts_on_either_device(tiny_bert_dir, toy_inputs, tmp_path):
     from featx.finetune import FinetuneConfig, finetune
-    from featx.finetune_texts import FinetunedPredictor
+    from featx.finetune.texts import FinetunedPredictor
 
     config = FinetuneConfig(model=str(tiny_bert_dir), epochs=3, lr=1e-3, batch_size=16, max_length=16,
                             dtype="bf16", seed=0)

@@ -100,3 +100,20 @@ def test_featx_train_with_texts_and_predict(cli, parts, tmp_path):
     assert_refused(cli("train", train.path, "-o", tmp_path / "none", "--head", "hybrid", "--texts", csv["train"],
                        "--test", test.path), "--test-texts INPUT")
     assert not (tmp_path / "none").exists()
+
+
+def test_each_splits_texts_are_hashed_once_in_a_run(parts, tmp_path, monkeypatch):
+    """featx train checked the texts before writing, again before training, and once more per head on
+    the test store (issue 32: texts hashed three or more times); now once per split."""
+    import featx.featurizers.text as text_module
+    from featx.train import HeadSpec, train_and_save
+
+    hashed = []
+    original = text_module.text_hashes
+    monkeypatch.setattr(text_module, "text_hashes", lambda texts: hashed.append(len(texts)) or original(texts))
+    (train, texts), (dev, dev_texts), (test, test_texts) = parts["train"], parts["dev"], parts["test"]
+    specs = [HeadSpec("hybrid", {"weights": (1.0,), "Cs": (1.0,)}), HeadSpec("hybrid", {"weights": (2.0,), "Cs": (1.0,)})]
+    run = train_and_save(train, specs, tmp_path / "runs", poolings=["mean"], val=dev, test=test,
+                         texts={"train": texts, "val": dev_texts, "test": test_texts})
+    assert len(run.heads) == 2 and all("test" in head.metrics for head in run.heads)
+    assert sorted(hashed) == sorted([len(texts), len(dev_texts), len(test_texts)])

@@ -37,7 +37,7 @@ def test_fine_tuning_pools_the_tokens_extraction_pools_on_a_vit_with_register_to
                                                                                       pooling):
     from featx.backbones.vision import load_image_backbone
     from featx.featurizers.image import decode_image, model_inputs
-    from featx.finetune_images import ImageClassifier
+    from featx.finetune.images import ImageClassifier
 
     images = synthetic_images(tmp_path / "images")
     with featx.extract(images, tmp_path / "s.h5", model=str(registers_vit_dir), pooling=pooling, dtype="fp32",
@@ -61,7 +61,7 @@ def test_a_pooling_that_does_not_fit_the_models_output_is_one_line_for_fine_tuni
     with pytest.raises(ValueError, match="cls does not apply"):
         pool_image_output(torch.zeros(2, 8, 4, 4), "cls")  # a convolutional map has no class token
     backbone = load_image_backbone(str(registers_vit_dir), device="cpu")
-    from featx.finetune_images import ImageClassifier
+    from featx.finetune.images import ImageClassifier
 
     with pytest.raises(ParameterError, match="last does not apply"):
         ImageClassifier(backbone, n_classes=2, pooling="last")

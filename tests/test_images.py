@@ -201,7 +201,7 @@ def test_heads_predictor_and_predict_command_on_images(capsys, tmp_path, cifar_f
 
 def test_image_finetune_full_and_top_blocks_round_trip(tmp_path, cifar_few, tiny_vit_dir):
     from featx.finetune import finetune, load_finetuned
-    from featx.recipe import FinetuneConfig
+    from featx.finetune.recipe import FinetuneConfig
 
     for name, layers in (("full", None), ("top1", 1)):
         config = FinetuneConfig(model=str(tiny_vit_dir), pooling="cls", train_layers=layers, max_steps=3,
@@ -310,7 +310,7 @@ def test_vit_layers_concatenate_and_cls_differs_from_pooler(tmp_path, cifar_few,
 
 
 def test_shards_merge_and_the_vector_cache_work_on_images(tmp_path, cifar_few, tiny_vit_dir):
-    from featx.shards import shard_path
+    from featx.extraction.shards import shard_path
     from featx.store.merge import merge_shards
 
     whole = extract(cifar_few, tmp_path / "whole.h5", tiny_vit_dir, window_rows=4)

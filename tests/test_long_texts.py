@@ -6,10 +6,10 @@ import pytest
 
 import featx
 from featx.errors import ParameterError
+from featx.extraction.runners import CpuRunner
 from featx.featurizers import TextFeaturizer
-from featx.featurizers.text import encode_windows
+from featx.featurizers.text import tokenize_windows
 from featx.modalities.text import make_config
-from featx.runners import CpuRunner
 from tests.conftest import write_lines
 
 LONG = " ".join(f"word{i % 37} and more" for i in range(60))  # about 250 tokens
@@ -17,14 +17,14 @@ LONG = " ".join(f"word{i % 37} and more" for i in range(60))  # about 250 tokens
 
 def test_windows_overlap_by_the_stride_and_cover_the_whole_text(tiny_backbone):
     tokenizer = tiny_backbone.tokenizer
-    (windows,) = encode_windows(tokenizer, [LONG], max_length=32, stride=8)
+    (windows,) = tokenize_windows(tokenizer, [LONG], max_length=32, stride=8)
     whole = tokenizer(LONG, add_special_tokens=False)["input_ids"]
     inner = [w[1:-1] for w in windows]  # [CLS] ... [SEP] around each window
     assert all(len(w) <= 32 for w in windows) and len(windows) > 5
     assert all(a[-8:] == b[:8] for a, b in itertools.pairwise(inner))  # consecutive windows share 8 tokens
     rebuilt = inner[0] + [t for w in inner[1:] for t in w[8:]]
     assert rebuilt == whole
-    assert encode_windows(tokenizer, ["short text"], 32, 8) == [[tokenizer("short text")["input_ids"]]]
+    assert tokenize_windows(tokenizer, ["short text"], 32, 8) == [[tokenizer("short text")["input_ids"]]]
 
 
 @pytest.mark.parametrize("how", ["mean", "max"])

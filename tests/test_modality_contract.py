@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import featx
-from featx.runners import make_runner
-from featx.shards import shard_path
+from featx.extraction.runners import make_runner
+from featx.extraction.shards import shard_path
 from featx.store.merge import merge_shards
 from tests.conftest import registries_restored, write_lines
 from tests.toy_modality import register, save_tiny_model
@@ -125,8 +125,8 @@ def test_a_head_predicts_raw_inputs_as_it_scores_the_store(case, tmp_path):
 def test_a_finetuned_checkpoint_predicts_raw_inputs_as_it_streams_its_input(case, tmp_path):
     from featx.errors import FeatxError
     from featx.finetune import finetune, load_finetuned
+    from featx.finetune.recipe import FinetuneConfig
     from featx.modalities import open_source
-    from featx.recipe import FinetuneConfig
 
     config = FinetuneConfig(model=case.model, max_steps=2, batch_size=8, lr=1e-3, dtype="fp32")
     source = open_source(case.input)

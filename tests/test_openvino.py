@@ -129,10 +129,10 @@ _FIRST_INFERENCES_AT_ONCE = """
 import sys, threading
 import torch
 from featx.backbones import load_backbone
-from featx.backbones.openvino import OpenVinoEncoder
+from featx.backbones.openvino import CompiledTextModel
 
 THREADS = 8
-encoder = OpenVinoEncoder(load_backbone(sys.argv[1], device="cpu"), (-1,), "fp32", workers=THREADS)
+encoder = CompiledTextModel(load_backbone(sys.argv[1], device="cpu"), (-1,), "fp32", workers=THREADS)
 sys.setswitchinterval(1e-6)
 barrier = threading.Barrier(THREADS)
 ids = torch.ones((2, 8), dtype=torch.int64)
@@ -238,7 +238,7 @@ def test_openvino_runs_an_image_module_as_torch_does(tmp_path, cifar_few):
 def test_an_interrupted_openvino_image_extraction_resumes_bit_identically(tmp_path, cifar_few):
     pytest.importorskip("openvino", reason="featx[openvino] is not installed")
     pytest.importorskip("efficientnet_lite_pytorch")
-    from featx.runners import make_runner
+    from featx.extraction.runners import make_runner
 
     class StopAfterOneWindow:
         batch_cost, calls = 0, 0

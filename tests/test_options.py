@@ -95,3 +95,68 @@ def test_a_parameter_without_a_declared_constraint_is_refused():
     assert check_params({"epochs": COUNT}, {"epochs": 2}) == {"epochs": 2}
     with pytest.raises(ParameterError, match="epoch is not a known parameter here"):
         check_params({"epochs": COUNT}, {"epochs": 2, "epoch": 3})
+
+
+def _invalid_values(constraint) -> list:
+    """Values `constraint` must refuse, generated from its own declaration (not written per parameter)."""
+    from featx.constraints import AnyOf, Flag, Grid, Interval, Options, Weights
+
+    if isinstance(constraint, Interval):
+        bad: list = ["not a number", float("nan"), True]
+        if constraint.low is not None:
+            bad.append(constraint.low if constraint.low_open else constraint.low - 1)
+        if constraint.high is not None:
+            bad.append(constraint.high if constraint.high_open else constraint.high + 1)
+        if constraint.type is int:
+            bad.append(1.5)
+        return [value for value in bad if not (isinstance(value, float) and value in constraint.also)]
+    if isinstance(constraint, Options):
+        return ["__none_of_them__", *([] if constraint.allow_none else [None])]
+    if isinstance(constraint, Flag):
+        return ["yes", 1, None]
+    if isinstance(constraint, Grid):
+        return [(), *[(value,) for value in _invalid_values(constraint.item)]]
+    if isinstance(constraint, Weights):
+        return [{"a": 0.0}, {"a": -1.0}, "a", None]
+    if isinstance(constraint, AnyOf):
+        return [object()]
+    raise AssertionError(f"a constraint kind the generator does not know: {constraint!r}")
+
+
+def _constraint_tables() -> dict:
+    """Every declared table: each head kind's, the fine-tuning recipe's, each modality's own options."""
+    import dataclasses
+
+    from featx.finetune.recipe import RECIPE_CONSTRAINTS
+    from featx.heads import HEAD_KINDS
+    from featx.modalities import MODALITIES
+
+    tables = {f"head {kind}": dict(cls.parameter_constraints) for kind, cls in HEAD_KINDS.items()}
+    tables["finetune recipe"] = dict(RECIPE_CONSTRAINTS)
+    for name, modality in MODALITIES.items():
+        tables[f"modality {name}"] = {f.name: f.metadata["constraint"] for f in dataclasses.fields(modality.options)
+                                      if "constraint" in f.metadata}
+    return tables
+
+
+def test_every_declared_constraint_refuses_an_invalid_value_generated_from_its_table():
+    """One common test for every table (issue 32): each parameter is fed values its own constraint
+    rules out, and check_params refuses each in one ParameterError naming that parameter."""
+    from featx.constraints import check_params
+    from featx.errors import ParameterError
+    from tests.conftest import registries_restored
+    from tests.toy_audio import register
+
+    with registries_restored():
+        register()  # a modality from outside featx: its declared option is held to the same rule
+        tables = _constraint_tables()
+        assert tables["modality audio"] and all(tables[f"head {kind}"] for kind in ("logreg", "mlp", "ridge", "knn"))
+        checked = 0
+        for where, table in tables.items():
+            for name, constraint in table.items():
+                for value in _invalid_values(constraint):
+                    with pytest.raises(ParameterError) as refused:
+                        check_params(table, {name: value})
+                    assert refused.value.param == name, (where, name, value)
+                    checked += 1
+        assert checked > 100

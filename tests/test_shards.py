@@ -10,7 +10,7 @@ import pytest
 
 import featx
 from featx.errors import FeatxError
-from featx.shards import shard_from_env, shard_path, shard_rows
+from featx.extraction.shards import shard_from_env, shard_path, shard_rows
 from featx.store.merge import merge_shards
 from tests.conftest import write_lines
 

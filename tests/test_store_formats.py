@@ -12,8 +12,8 @@ import pytest
 import featx
 from featx.config import ExtractConfig
 from featx.errors import OutputError
+from featx.extraction.runners import make_runner
 from featx.modalities import modality_named
-from featx.runners import make_runner
 from tests.conftest import InterruptAfter, write_lines
 
 

@@ -125,7 +125,7 @@ def test_its_own_row_flag_survives_shards_merge_and_export(vectors, tmp_path):
     pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
 
-    from featx.shards import shard_path
+    from featx.extraction.shards import shard_path
     from featx.store.export import export_store
     from featx.store.merge import merge_shards
 

@@ -6,15 +6,15 @@ import pytest
 import torch
 
 import featx
-from featx.batching import pad_sequences
 from featx.config import ExtractConfig
 from featx.errors import FeatxError, ParameterError
-from featx.featurizers.text import encode_windows
+from featx.extraction.batching import pad_sequences
+from featx.featurizers.text import tokenize_windows
 from featx.heads import TrainedHead, WindowsHead
 from featx.heads.windows import WindowAttention
 from featx.predictor import Predictor
 from featx.store import format_info
-from featx.store.states import TokenStates
+from featx.store.states import RowSequences
 from tests.conftest import write_lines
 
 WORDS = {"pos": ["great", "lovely", "superb"], "neg": ["awful", "dull", "boring"]}
@@ -53,7 +53,7 @@ def test_the_store_keeps_every_window_and_pooling_them_gives_the_stored_vector(t
     store = featx.extract(path, tmp_path / f"{how}.h5", model=tiny_backbone, dtype="fp32", long="chunk",
                           max_length=8, stride=2, long_pooling=how, keep_windows=True, normalize=True,
                           progress=False)
-    expected = [len(w) for w in encode_windows(tiny_backbone.tokenizer, texts, 8, 2)]
+    expected = [len(w) for w in tokenize_windows(tiny_backbone.tokenizer, texts, 8, 2)]
     windows = store.token_states()
     assert windows.lengths.tolist() == expected and max(expected) > 3
     assert windows.values.dtype == np.float32 and windows.values.shape[1] == store.dim
@@ -80,7 +80,7 @@ def synthetic_windows(n_rows, seed):
         rows.append(windows)
         labels.append(label)
         where.append(at)
-    return TokenStates.from_rows(rows, WINDOWS_CONFIG), np.array(labels), np.array(where)
+    return RowSequences.from_rows(rows, WINDOWS_CONFIG), np.array(labels), np.array(where)
 
 
 WINDOWS_CONFIG = ExtractConfig(model="m", weights_sha256="0", tokenizer_sha256="0", max_length=8, long="chunk",
@@ -153,7 +153,7 @@ def test_blocks_and_windows_heads_are_not_trained_from_one_store(window_stores):
 def test_the_windows_head_refuses_token_states_and_vectors():
     config = ExtractConfig(model="m", weights_sha256="0", tokenizer_sha256="0", max_length=8, cache_layer=1,
                            cache_dtype="float32")
-    states = TokenStates.from_rows([np.zeros((2, 4), np.float32)], config)
+    states = RowSequences.from_rows([np.zeros((2, 4), np.float32)], config)
     for X in (states, np.zeros((1, 4))):
         with pytest.raises(FeatxError, match="--keep-windows"):
             WindowsHead(epochs=1).fit(X, np.array([0]))

@@ -102,11 +102,11 @@ def _openvino_fits(backbone: Any, dtype: str, cache_layer: int | None) -> str | 
 
 
 def _load_openvino(backbone: Any, config: ExtractConfig) -> Callable[..., Any]:
-    from featx.backbones.openvino import OpenVinoEncoder, OpenVinoImageEncoder
+    from featx.backbones.openvino import CompiledImageModel, CompiledTextModel
 
     if hasattr(backbone, "tokenizer"):
-        return OpenVinoEncoder(backbone, config.layers, config.dtype)
-    return OpenVinoImageEncoder(backbone, config.dtype)
+        return CompiledTextModel(backbone, config.layers, config.dtype)
+    return CompiledImageModel(backbone, config.dtype)
 
 
 def _require_openvino() -> Any:

@@ -117,7 +117,7 @@ class _FeatureMap(torch.nn.Module):
         return out
 
 
-class OpenVinoModel:
+class CompiledModel:
     """A model compiled by OpenVINO for the CPU in `dtype`'s precision, called from many threads:
     each has its own infer request, the compiled model one stream per worker (see the module
     docstring). `convert()` gives the OpenVINO model when this process has not compiled `key`."""
@@ -174,7 +174,7 @@ def _check_on_cpu(backbone: Any) -> None:
                          "use --device cpu")
 
 
-class OpenVinoEncoder(OpenVinoModel):
+class CompiledTextModel(CompiledModel):
     """A text backbone's hidden states at `layers`, concatenated, computed by OpenVINO."""
 
     def __init__(self, backbone: Any, layers: tuple[int, ...], dtype: str, workers: int | None = None) -> None:
@@ -191,7 +191,7 @@ class OpenVinoEncoder(OpenVinoModel):
         return super().__call__(input_ids=input_ids, attention_mask=attention_mask)
 
 
-class OpenVinoImageEncoder(OpenVinoModel):
+class CompiledImageModel(CompiledModel):
     """An image model given as a torch module (featx preprocesses its pixels), computed by
     OpenVINO: normalised pixels (B, 3, crop, crop) in, the module's output out.
 

@@ -178,7 +178,7 @@ class _Run:
 
     def extract_all(self, model: str, name: str, **options: Any) -> float:
         """Extract every split with `model` into stores named `name` (seconds)."""
-        from featx.engine import extract
+        from featx.extraction.engine import extract
 
         started, found = time.perf_counter(), {}
         for split, source in self.splits.items():
@@ -235,7 +235,7 @@ class _Run:
 
     def blocks_and_finetune(self, backbone: tuple[str, str, float], recipe: tuple[tuple[str, Any], ...]) -> None:
         """The cached blocks head (texts) and the top-2 fine-tune of the first backbone, measured when they fit."""
-        from featx.recipe import FinetuneConfig
+        from featx.finetune.recipe import FinetuneConfig
         from featx.train import HeadSpec
 
         label, model, _ = backbone

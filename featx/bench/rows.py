@@ -51,7 +51,7 @@ def _open_split(split: Split) -> Source:
 
 def extract_row(suite: Suite, split: str, store_path: Path, states: bool = False) -> dict[str, Any]:
     """One split's extraction; with `states`, the store keeps token states as the suite's [blocks] says."""
-    from featx.engine import extract
+    from featx.extraction.engine import extract
 
     kept = {k: v for k, v in (suite.blocks or {}).items() if k in ("cache_layer", "cache_dtype")} if states else {}
     if states:
@@ -144,7 +144,7 @@ def mteb_row(suite: Suite, pooling: str, stores: dict[str, str]) -> dict[str, An
 
 def finetune_row(suite: Suite, name: str, params: dict[str, Any], checkpoint: str) -> dict[str, Any]:
     from featx.finetune import finetune, load_finetuned
-    from featx.recipe import FinetuneConfig
+    from featx.finetune.recipe import FinetuneConfig
 
     runs, train_s, eval_s, epochs, validation = [], [], [], [], []
     for seed in suite.seeds:

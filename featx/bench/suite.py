@@ -40,7 +40,7 @@ class Suite:
     seeds: tuple[int, ...] = (0,)
     max_length: int | None = None
     poolings: tuple[str, ...] = ("mean",)
-    normalize: bool | None = None  # None: as the model's own embedding (see featx.engine.make_config)
+    normalize: bool | None = None  # None: as the model's own embedding (see featx.extraction.engine.make_config)
     long: dict[str, Any] = field(default_factory=dict)  # [extract] long / stride / long_pooling / keep_windows
     heads: tuple[str, ...] = DEFAULT_HEADS
     mteb: dict[str, Any] | None = None

@@ -33,7 +33,7 @@ VAL_FRACTION = 0.1
 
 
 def read_labelled(source: InputSource) -> tuple[list[str], np.ndarray, tuple[str, ...]]:
-    """The texts, their labels as a store keeps them (featx.engine.label_rows) and the class or target names."""
+    """The texts, their labels as a store keeps them (featx.extraction.engine.label_rows) and the class or target names."""
     from featx.data.targets import label_rows
 
     summary = source.scan()

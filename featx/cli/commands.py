@@ -133,7 +133,7 @@ def extract(input: str, output: str, model: str | None, pooling: str | None, pro
       featx extract imdb/train.jsonl.gz -o imdb-train.h5 --long chunk --keep-windows
       featx extract queries.txt -o queries.h5 --model ./e5-small --prompt-name query
     """
-    from featx.launch import extract_as_launched
+    from featx.extraction.launch import extract_as_launched
     from featx.modalities import modality_options
     from featx.options import ModelOptions, RunOptions, StoreOptions, VectorOptions
 

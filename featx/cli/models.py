@@ -21,8 +21,8 @@ from featx.cli.options import (
 from featx.config import BENCH_STAGES, DEFAULT_IMAGE_MODEL, DEFAULT_MODEL, FINETUNE_POOLINGS
 from featx.constraints import FRACTION, JOBS, NON_NEGATIVE
 from featx.errors import FeatxError
-from featx.recipe import RECIPE_CONSTRAINTS as RECIPE
-from featx.recipe import FinetuneConfig
+from featx.finetune.recipe import RECIPE_CONSTRAINTS as RECIPE
+from featx.finetune.recipe import FinetuneConfig
 
 _RECIPE = FinetuneConfig()  # the recipe's defaults, shown by featx finetune --help; declared once, there
 
@@ -147,8 +147,8 @@ def finetune(train_input: str, output: str, val_input: str | None, model: str | 
     """
     from featx.finetune import finetune as run_finetune
     from featx.finetune import summary_lines
+    from featx.finetune.recipe import FinetuneConfig
     from featx.modalities import modality_of
-    from featx.recipe import FinetuneConfig
 
     train_source = open_input_columns(train_input, columns)
     modality = modality_of(train_source)

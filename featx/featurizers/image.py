@@ -162,7 +162,7 @@ class ImageFeaturizer:
         self._model = inference_module(backbone.model) if backbone.preprocess is not None else backbone.model
         # Another backend than torch (--backend openvino) runs the module; preprocessing, batching and
         # pooling are unchanged.
-        self._encoder = load_backend(backbone, config)
+        self._backend_forward = load_backend(backbone, config)
         self._all_states = config.layers != (-1,)
         if backbone.preprocess is not None and self._all_states:
             raise ParameterError("layers", f"{backbone.name} gives one feature map: only -1 applies")
@@ -210,7 +210,7 @@ class ImageFeaturizer:
             if self.backbone.preprocess is not None:  # uint8 (B, H, W, 3) -> normalised (B, 3, H, W)
                 x = normalized(self.backbone, pixels)
                 out = self._model(x.to(weights).contiguous(memory_format=torch.channels_last)) \
-                    if self._encoder is None else self._encoder(x)
+                    if self._backend_forward is None else self._backend_forward(x)
                 pooled = self._pool_output(out, None, check)
             else:
                 output = self._model(pixel_values=pixels.to(weights), output_hidden_states=self._all_states)

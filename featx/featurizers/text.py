@@ -19,9 +19,9 @@ from featx.backbones import Backbone
 from featx.backbones.loaders import backend_batch_tokens, load_backend
 from featx.backbones.st_layers import build_modules
 from featx.backbones.st_modules import prompt_tokens
-from featx.batching import pad_batch
 from featx.config import SEQUENCE_MASK, STATES, ExtractConfig
 from featx.errors import FeatxError
+from featx.extraction.batching import pad_batch
 from featx.hardware import compute_context, torch_dtype
 from featx.pooling import l2_normalized, pool
 from featx.top_blocks import capture_states, run_to_layer
@@ -36,10 +36,10 @@ GPU_BATCH_TOKENS = 16384
 
 def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
     """Token ids of each text with special tokens, truncated to max_length, unpadded."""
-    return encode(tokenizer, texts, max_length)[0]
+    return tokenize_with_flags(tokenizer, texts, max_length)[0]
 
 
-def encode(tokenizer: Any, texts: Sequence[str], max_length: int) -> tuple[list[list[int]], np.ndarray]:
+def tokenize_with_flags(tokenizer: Any, texts: Sequence[str], max_length: int) -> tuple[list[list[int]], np.ndarray]:
     """(token ids as `tokenize` gives them, uint8 flags: 1 where the text was cut to max_length)."""
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False,
                         return_attention_mask=False, return_token_type_ids=False)
@@ -71,7 +71,7 @@ def text_hashes(texts: Sequence[str]) -> np.ndarray:
     return np.frombuffer(digests, dtype=np.uint8).reshape(-1, 32)
 
 
-def encode_windows(tokenizer: Any, texts: Sequence[str], max_length: int, stride: int) -> list[list[list[int]]]:
+def tokenize_windows(tokenizer: Any, texts: Sequence[str], max_length: int, stride: int) -> list[list[list[int]]]:
     """Every text as windows of at most max_length tokens (special tokens in each), consecutive
     windows sharing `stride` tokens; a text that fits is one window, the same as `tokenize`."""
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length, stride=stride, padding=False,
@@ -118,7 +118,7 @@ class TextFeaturizer:
             self.poolings = ()
         # Another backend than torch (--backend openvino) computes the hidden states; batching, pooling
         # and storing are unchanged.
-        self._encoder = load_backend(backbone, config)
+        self._backend_forward = load_backend(backbone, config)
         # The model's own embedding: a prompt before each text (its tokens left out of the pooling
         # when the config says so), and the sentence-transformers modules after the pooling.
         self._prompt = config.prompt or ""
@@ -133,10 +133,10 @@ class TextFeaturizer:
     def prepare(self, records: Sequence[Any]) -> tuple[list[Any], dict[str, np.ndarray]]:
         texts = [self._prompt + r.text for r in records]
         if self._chunks:  # every text is embedded whole, in windows: nothing is cut
-            windows = encode_windows(self.backbone.tokenizer, texts, self.max_length,
+            windows = tokenize_windows(self.backbone.tokenizer, texts, self.max_length,
                                      int(self.config.long_stride or 0))
             return windows, {"truncated": np.zeros(len(texts), dtype=np.uint8)}
-        ids, truncated = encode(self.backbone.tokenizer, texts, self.max_length)
+        ids, truncated = tokenize_with_flags(self.backbone.tokenizer, texts, self.max_length)
         return ids, {"truncated": truncated}
 
     def default_batch_cost(self) -> int:
@@ -166,8 +166,8 @@ class TextFeaturizer:
             if self._states_only:  # the blocks above the cached layer never run
                 return {STATES: _stored_states(run_to_layer(self.backbone.model, self._state_layer, batch), config)}
             seen = None
-            if self._encoder is not None:
-                hidden = self._encoder(batch["input_ids"], mask)
+            if self._backend_forward is not None:
+                hidden = self._backend_forward(batch["input_ids"], mask)
             else:
                 with contextlib.ExitStack() as stack:
                     seen = None if not self._capture_states else \
@@ -198,7 +198,7 @@ class TextFeaturizer:
             return {name: self._modules(v.float()) for name, v in pooled.items()}
 
     def cast_weights(self) -> None:
-        if self._encoder is not None:  # another backend runs in the config's precision already
+        if self._backend_forward is not None:  # another backend runs in the config's precision already
             return
         wanted = torch_dtype(self.config.dtype)
         current = self._weights_dtype()

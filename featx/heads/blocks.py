@@ -3,7 +3,7 @@ token states (a store made with ``featx extract --cache-layer L``).
 
 The blocks start as the backbone's own (blocks L.. of the model the store was made with), the
 classifier as the fine-tuning baseline's does, and they train with that baseline's recipe
-(featx.recipe: AdamW, warm-up then linear decay, gradient clipping, bf16 autocast where the
+(featx.finetune.recipe: AdamW, warm-up then linear decay, gradient clipping, bf16 autocast where the
 CPU has fast bf16, length-grouped batches of 16) for `epochs`, keeping the epoch with the
 best validation accuracy. The embeddings and the blocks below L never run: not per epoch,
 not per head, not per hyper-parameter; that is what the cache buys against `featx finetune
@@ -23,13 +23,13 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from featx.batching import pad_sequences
 from featx.config import DTYPES, FINETUNE_POOLINGS
 from featx.constraints import COUNT, NON_NEGATIVE, POSITIVE, Constraint, Interval, Options
 from featx.errors import DamagedError, FeatxError, ParameterError, first_line
+from featx.extraction.batching import pad_sequences
 from featx.heads.base import Head, register_head
 from featx.metrics import mean_r2, tuned_macro_f1
-from featx.store.states import TokenStates
+from featx.store.states import RowSequences
 
 _PREDICT_ROWS = 64  # rows per inference batch (longest first)
 # The learning rate the frontier measured (benchmarks/README: blocks:k=2 within 0.6 point of the
@@ -66,12 +66,12 @@ class BlocksHead(Head):
         self.dtype = dtype
         self.random_state = random_state
 
-    def fit(self, X: TokenStates, y: np.ndarray, X_val: TokenStates | None = None,
+    def fit(self, X: RowSequences, y: np.ndarray, X_val: RowSequences | None = None,
             y_val: np.ndarray | None = None) -> BlocksHead:
         """Train on the token states `X`; validation rows choose the epoch (without them, the last)."""
         from featx.epochs import EpochLoop, run_epochs
+        from featx.finetune.recipe import FinetuneConfig, TaskTargets, length_grouped_batches, optimizer_and_schedule
         from featx.hardware import compute_context, resolve_dtype
-        from featx.recipe import FinetuneConfig, TaskTargets, length_grouped_batches, optimizer_and_schedule
         from featx.top_blocks import TopBlocks
 
         self._validate_params()
@@ -127,7 +127,7 @@ class BlocksHead(Head):
         self._set_thresholds(X_val, None if y_val is None else np.asarray(y_val))
         return self
 
-    def _val_score(self, X_val: TokenStates, y_val: np.ndarray) -> float:
+    def _val_score(self, X_val: RowSequences, y_val: np.ndarray) -> float:
         """The epoch's validation score: accuracy; macro-F1 at tuned thresholds; mean R²."""
         if self.task_ == "multi":
             return tuned_macro_f1(self.predict_proba(X_val), y_val)
@@ -135,7 +135,7 @@ class BlocksHead(Head):
             return mean_r2(self.predict_values(X_val), y_val)
         right: np.ndarray = self.classes_[self.predict_proba(X_val).argmax(1)] == y_val
         return float(np.mean(right))
-    def predict_proba(self, X: TokenStates) -> np.ndarray:
+    def predict_proba(self, X: RowSequences) -> np.ndarray:
         """Class probabilities (softmax), or each label's (sigmoid) for a multi-label head."""
         logits = self._outputs(X)
         if getattr(self, "task_", "single") == "multi":
@@ -145,12 +145,12 @@ class BlocksHead(Head):
         probabilities: np.ndarray = shifted / shifted.sum(1, keepdims=True)
         return probabilities
 
-    def predict_values(self, X: TokenStates) -> np.ndarray:
+    def predict_values(self, X: RowSequences) -> np.ndarray:
         result: np.ndarray = self._outputs(X) * self.target_scale_ + self.target_mean_
         return result
 
     @torch.inference_mode()
-    def _outputs(self, X: TokenStates) -> np.ndarray:
+    def _outputs(self, X: RowSequences) -> np.ndarray:
         from featx.hardware import compute_context
 
         check_is_fitted(self, "model_")
@@ -210,12 +210,12 @@ class BlocksHead(Head):
 
 
 def _check_states(X: Any) -> None:
-    if not isinstance(X, TokenStates):
+    if not isinstance(X, RowSequences):
         raise FeatxError("the blocks head trains on token states: extract the store with --cache-layer L "
                          "(featx extract ... --cache-layer -2)")
 
 
-def _backbone_of(states: TokenStates) -> Any:
+def _backbone_of(states: RowSequences) -> Any:
     """The backbone the states were made with, checked by its weights' hash."""
     from featx.backbones import load_backbone
 

@@ -280,14 +280,28 @@ class HybridHead(Head):
         return self
 
 
-def check_texts_match(store: FeatureStore, texts: Sequence[str], name: str) -> None:
-    """Refuse `texts` unless they are exactly the texts `store`'s rows were made from, in order
-    (by each row's content sha256), so a text is never paired with another row's vector."""
+class MatchedTexts(list):  # type: ignore[type-arg]
+    """Texts checked against one store's rows (`key`: its path and fingerprint): checking them
+    against that store again hashes nothing."""
+
+    def __init__(self, texts: Sequence[str], key: tuple[str, str]) -> None:
+        super().__init__(texts)
+        self.key = key
+
+
+def check_texts_match(store: FeatureStore, texts: Sequence[str], name: str) -> MatchedTexts:
+    """`texts`, refused unless they are exactly the texts `store`'s rows were made from, in order
+    (by each row's content sha256), so a text is never paired with another row's vector. Texts a
+    check returned are not hashed again for the same store (a run checks each split's once)."""
     from featx.featurizers.text import text_hashes
 
+    key = (str(store.path), store.fingerprint)
+    if isinstance(texts, MatchedTexts) and texts.key == key:
+        return texts
     if len(texts) != len(store) or not np.array_equal(store.content_sha256, text_hashes(texts)):
         raise FeatxError(f"{name} does not hold the texts of {store.path} row for row (the rows' content hashes "
                          "differ): give the input the store was extracted from, read with the same columns")
+    return MatchedTexts(texts, key)
 
 
 def _text_vectors(X: Any, name: str) -> TextVectors:

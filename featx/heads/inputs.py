@@ -13,7 +13,7 @@ from featx.heads.base import HEAD_KINDS, sequence_read
 from featx.heads.hybrid import TextVectors, check_texts_match
 from featx.metrics import labels_as
 from featx.store import FeatureStore
-from featx.store.states import TokenStates
+from featx.store.states import RowSequences
 
 # How each role's texts are given on the command line (featx train).
 _TEXT_FLAGS = {"train": "--texts", "val": "--val-texts", "test": "--test-texts"}
@@ -24,7 +24,7 @@ def checked_texts(kinds: Sequence[str], texts: Mapping[str, Sequence[str] | None
     """The texts of each given store, when a kind reads texts: present, and the stores' rows."""
     if not any("texts" in HEAD_KINDS[kind].reads for kind in kinds):
         return {}
-    checked = {}
+    checked: dict[str, Sequence[str]] = {}
     for role, store in stores.items():
         if store is None:
             continue
@@ -32,13 +32,12 @@ def checked_texts(kinds: Sequence[str], texts: Mapping[str, Sequence[str] | None
         if given is None:
             raise FeatxError(f"the hybrid head reads each row's text beside its vector: give the input the {role} "
                              f"store {store.path} was extracted from ({_TEXT_FLAGS[role]} INPUT)")
-        check_texts_match(store, given, f"the {role} texts ({_TEXT_FLAGS[role]})")
-        checked[role] = given
+        checked[role] = check_texts_match(store, given, f"the {role} texts ({_TEXT_FLAGS[role]})")
     return checked
 
 
 def checked_states(kinds: Sequence[str], stores: Mapping[str, FeatureStore | None],
-                   load: bool = True) -> dict[str, TokenStates]:
+                   load: bool = True) -> dict[str, RowSequences]:
     """The token states or window vectors of the train and val stores (in memory; none without
     `load`), when a kind reads them; every given store (test too) must keep them."""
     reads = {read for kind in kinds if (read := sequence_read(HEAD_KINDS[kind].reads))}
@@ -62,7 +61,7 @@ _NEEDS = {"states": "the blocks head trains on token states, and the {role} stor
 
 
 def head_input(reads: tuple[str, ...], X: Any, texts: Sequence[str] | None = None,
-               states: TokenStates | None = None) -> Any:
+               states: RowSequences | None = None) -> Any:
     """What a head reading `reads` (`Head.reads`) takes, in the one place that decides it for
     training, scoring a store and predicting: the token states or window vectors (`states`), or
     TextVectors of `texts` beside the vectors `X` (a kind that reads texts, given them), or `X`."""

@@ -111,7 +111,7 @@ class MLPHead(Head):
         (without validation rows, of the lowest training loss) is kept; `patience` epochs without a
         lower one end the training."""
         from featx.epochs import EpochLoop, run_epochs
-        from featx.recipe import TaskTargets
+        from featx.finetune.recipe import TaskTargets
 
         model = build_mlp(self.n_features_in_, len(self.classes_), self.hidden, self.layers, self.dropout)
         optimizer = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)

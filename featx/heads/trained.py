@@ -105,7 +105,7 @@ class TrainedHead:
             raise FeatxError(f"the {self.kind} head reads each row's text beside its vector: give the texts "
                              f"{store.path} was extracted from (featx train --texts / --val-texts / --test-texts), "
                              "or score its predictor on a labelled input (featx evaluate MODEL INPUT)")
-        check_texts_match(store, texts, "the texts given")
+        texts = check_texts_match(store, texts, "the texts given")
         start = 0
         for X, _ in batches:
             yield head_input(reads, X, texts[start:start + len(X)])

@@ -22,12 +22,12 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from featx.batching import pad_sequences
 from featx.constraints import COUNT, NON_NEGATIVE, POSITIVE, Constraint, Interval
 from featx.epochs import EpochLoop, run_epochs
 from featx.errors import DamagedError, FeatxError, first_line
+from featx.extraction.batching import pad_sequences
 from featx.heads.base import Head, register_head
-from featx.store.states import TokenStates
+from featx.store.states import RowSequences
 
 _PREDICT_ROWS = 256
 
@@ -89,7 +89,7 @@ class WindowsHead(Head):
         self.batch_size = batch_size
         self.random_state = random_state
 
-    def fit(self, X: TokenStates, y: np.ndarray, X_val: TokenStates | None = None,
+    def fit(self, X: RowSequences, y: np.ndarray, X_val: RowSequences | None = None,
             y_val: np.ndarray | None = None) -> WindowsHead:
         """Train on the window vectors `X`; validation rows choose the epoch (without them, the last)."""
         self._validate_params()
@@ -129,7 +129,7 @@ class WindowsHead(Head):
         return self
 
     @torch.inference_mode()
-    def predict_proba(self, X: TokenStates) -> np.ndarray:
+    def predict_proba(self, X: RowSequences) -> np.ndarray:
         check_is_fitted(self, "model_")
         _check_windows(X)
         self.model_.eval()
@@ -139,12 +139,12 @@ class WindowsHead(Head):
             out[rows] = torch.softmax(self.model_(*pad_sequences(X, rows)), 1).double().numpy()
         return out
 
-    def predict(self, X: TokenStates) -> np.ndarray:
+    def predict(self, X: RowSequences) -> np.ndarray:
         result: np.ndarray = self.classes_[self.predict_proba(X).argmax(1)]
         return result
 
     @torch.inference_mode()
-    def window_weights(self, X: TokenStates) -> list[np.ndarray]:
+    def window_weights(self, X: RowSequences) -> list[np.ndarray]:
         """How much each window of each row counts in its prediction (each row's weights sum to 1)."""
         check_is_fitted(self, "model_")
         weights = self.model_.weights(*pad_sequences(X, np.arange(len(X))))
@@ -182,6 +182,6 @@ class WindowsHead(Head):
 
 
 def _check_windows(X: Any) -> None:
-    if not isinstance(X, TokenStates) or X.config.sequences != "windows":
+    if not isinstance(X, RowSequences) or X.config.sequences != "windows":
         raise FeatxError("the windows head trains on window vectors: extract the store with --long chunk "
                          "--keep-windows")

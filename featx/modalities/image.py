@@ -15,7 +15,7 @@ from featx.data.images import ImageRecord, is_image_input, open_images
 from featx.errors import FeatxError, ParameterError
 from featx.featurizers import Featurizer
 from featx.featurizers.image import ImageFeaturizer, make_image_config
-from featx.finetune_images import FinetunedImagePredictor, finetune_images
+from featx.finetune.images import FinetunedImagePredictor, finetune_images
 from featx.modalities.base import Modality, given_choices, register_modality
 from featx.options import ExtractOptions
 

@@ -18,7 +18,7 @@ from featx.data.memory import HF_PREFIX, open_hf
 from featx.data.targets import TARGET_CHOICES
 from featx.errors import FeatxError, ParameterError
 from featx.featurizers import Featurizer, TextFeaturizer
-from featx.finetune_texts import FinetunedPredictor, finetune_texts
+from featx.finetune.texts import FinetunedPredictor, finetune_texts
 from featx.hardware import resolve_dtype
 from featx.modalities.base import Modality, given_choices, register_modality
 from featx.options import ExtractOptions

@@ -23,7 +23,7 @@ from featx.config import ExtractConfig
 from featx.errors import DamagedError, FeatxError
 from featx.store.h5 import open_h5, row_datasets_of, row_flags_of
 from featx.store.header import FORMAT_VERSION, StoreHeader
-from featx.store.states import TokenStates, check_states_layout, describe_states, read_states
+from featx.store.states import RowSequences, check_states_layout, describe_states, read_states
 
 
 class FeatureStore:
@@ -172,7 +172,7 @@ class FeatureStore:
         """Whether the store keeps window vectors (extracted with --long chunk --keep-windows)."""
         return self.config.sequences == "windows"
 
-    def token_states(self, start: int = 0, stop: int | None = None) -> TokenStates:
+    def token_states(self, start: int = 0, stop: int | None = None) -> RowSequences:
         """Committed rows [start, stop) of the token states or window vectors, in memory
         (featx.store.states)."""
         stop = self.n_done if stop is None else min(stop, self.n_done)

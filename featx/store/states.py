@@ -23,7 +23,7 @@ from featx.errors import DamagedError
 
 
 @dataclass
-class TokenStates:
+class RowSequences:
     """Rows of vector sequences (token states at one layer, or window vectors): a flat
     (entries, hidden) array and each row's slice of it.
 
@@ -38,7 +38,7 @@ class TokenStates:
     config: ExtractConfig
 
     @classmethod
-    def from_rows(cls, rows: Sequence[np.ndarray], config: ExtractConfig) -> TokenStates:
+    def from_rows(cls, rows: Sequence[np.ndarray], config: ExtractConfig) -> RowSequences:
         """From one (tokens, hidden) array per row (a runner's output)."""
         lengths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
@@ -47,8 +47,8 @@ class TokenStates:
     def __len__(self) -> int:
         return len(self.starts)
 
-    def __getitem__(self, rows: Any) -> TokenStates:
-        return TokenStates(self.values, self.starts[rows], self.lengths[rows], self.config)
+    def __getitem__(self, rows: Any) -> RowSequences:
+        return RowSequences(self.values, self.starts[rows], self.lengths[rows], self.config)
 
     def row(self, i: int) -> np.ndarray:
         start = int(self.starts[i])
@@ -59,7 +59,7 @@ class TokenStates:
         return int(self.config.cache_layer or 0)
 
 
-def read_states(file: h5py.File, path: Path, config: ExtractConfig, start: int, stop: int) -> TokenStates:
+def read_states(file: h5py.File, path: Path, config: ExtractConfig, start: int, stop: int) -> RowSequences:
     """Rows [start, stop) of a store's sequences, in memory, checked to be laid out as written."""
     if config.sequences is None or "states" not in file:
         raise DamagedError(f"{path} keeps no token states or window vectors: extract it with --cache-layer L "
@@ -67,12 +67,12 @@ def read_states(file: h5py.File, path: Path, config: ExtractConfig, start: int, 
     starts = file["state_starts"][start:stop].astype(np.int64)
     lengths = file["state_lengths"][start:stop].astype(np.int64)
     if not len(starts):
-        return TokenStates(np.zeros((0, file["states"].shape[1]), dtype=file["states"].dtype), starts, lengths, config)
+        return RowSequences(np.zeros((0, file["states"].shape[1]), dtype=file["states"].dtype), starts, lengths, config)
     first, end = int(starts[0]), int(starts[-1] + lengths[-1])
     contiguous = np.array_equal(starts[1:], starts[:-1] + lengths[:-1])
     if not contiguous or (lengths < 1).any() or first < 0 or end > file["states"].shape[0]:
         raise DamagedError(f"{path} is damaged: its state_starts and state_lengths do not fit its states")
-    return TokenStates(file["states"][first:end], starts - first, lengths, config)
+    return RowSequences(file["states"][first:end], starts - first, lengths, config)
 
 
 def check_states_layout(file: h5py.File, path: Path, config: ExtractConfig, n_rows: int) -> None:

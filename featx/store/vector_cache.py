@@ -28,7 +28,7 @@ from featx.errors import DamagedError, FeatxError, OutputError
 from featx.store.h5 import h5_reason, is_hdf5_file, is_lock_conflict
 
 
-class EmbeddingCache:
+class VectorCache:
     """Vectors of texts already embedded with one extraction config."""
 
     def __init__(self, folder: str | Path, config: ExtractConfig, dim: int) -> None:

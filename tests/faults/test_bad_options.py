@@ -184,7 +184,7 @@ def test_finetune_refuses_numbers_it_would_have_replaced(cli, tmp_path, tiny_ber
         assert_refused(result, fragment)
         assert not (tmp_path / "ft").exists()
     from featx.errors import ParameterError
-    from featx.recipe import FinetuneConfig
+    from featx.finetune.recipe import FinetuneConfig
 
     with pytest.raises(ParameterError) as caught:
         FinetuneConfig(max_steps=0)

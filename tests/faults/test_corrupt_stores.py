@@ -7,7 +7,7 @@ import h5py
 import pytest
 
 import featx
-from featx.shards import shard_path
+from featx.extraction.shards import shard_path
 from featx.store.merge import merge_shards
 from tests.conftest import write_lines
 from tests.faults.conftest import assert_refused, labelled_csv, snapshot

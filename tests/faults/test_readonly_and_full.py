@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import featx
-from featx.shards import shard_path
+from featx.extraction.shards import shard_path
 from tests.conftest import write_lines
 from tests.faults.conftest import assert_refused, labelled_csv, run_subprocess, snapshot, tiny_args, tmpfs
 

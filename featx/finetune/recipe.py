@@ -113,7 +113,7 @@ class TaskTargets:
         return {"task": self.task, **({"target_moments": {"mean": list(self.mean), "scale": list(self.scale or ())}}
                                       if self.mean is not None else {})}
 
-    def encode(self, labels: np.ndarray) -> np.ndarray:
+    def loss_targets(self, labels: np.ndarray) -> np.ndarray:
         """The rows' labels as the loss takes them: class indices, 0/1 floats, standardised targets."""
         if self.task == "single":
             return np.asarray(labels, dtype=np.int64)

@@ -1,7 +1,9 @@
 """Fine-tuning baselines: `finetune` hands an input to its modality's (texts:
-featx.finetune_texts, images: featx.finetune_images; the recipe is featx.recipe), and
-`load_finetuned` reads any checkpoint folder back as a predictor, by the modality its
-``finetune.json`` names.
+featx.finetune.texts, images: featx.finetune.images; the recipe and the one loss per task:
+featx.finetune.recipe; fine-tuned predictors as scikit-learn classifiers: featx.finetune.classifier),
+and `load_finetuned` reads any checkpoint folder back as a predictor, by the modality its
+``finetune.json`` names. The modalities are imported inside the functions: they import this
+package's recipe and baselines.
 """
 from __future__ import annotations
 
@@ -9,11 +11,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from featx.classifier import PretrainedClassifier
 from featx.data import Source
 from featx.errors import DamagedError
-from featx.modalities import modality_named, modality_of
-from featx.recipe import FinetuneConfig as FinetuneConfig  # re-exported: featx.finetune.FinetuneConfig
+from featx.finetune.classifier import PretrainedClassifier
+from featx.finetune.recipe import FinetuneConfig as FinetuneConfig  # re-exported: featx.finetune.FinetuneConfig
 
 
 def finetune(train: Source, out: str | Path, *, val: Source | None = None,
@@ -21,6 +22,8 @@ def finetune(train: Source, out: str | Path, *, val: Source | None = None,
              progress: bool | None = None) -> dict[str, Any]:
     """Fine-tune `config.model` (default: the modality's model) on `train`, keep the best epoch (by
     validation accuracy) in `out`. Returns the run record also written to ``out/finetune.json``."""
+    from featx.modalities import modality_of  # lazily: the modalities import this package's recipes
+
     result: dict[str, Any] = modality_of(train).finetune(train, out, val=val, config=config or FinetuneConfig(),
                                                          device=device, progress=progress)
     return result
@@ -56,5 +59,7 @@ def load_finetuned(folder: str | Path, device: str = "auto") -> PretrainedClassi
         modality = json.loads((Path(folder) / "finetune.json").read_text(encoding="utf-8")).get("modality", "text")
     except (OSError, UnicodeDecodeError, ValueError, AttributeError) as e:
         raise DamagedError(f"{folder}/finetune.json is damaged ({type(e).__name__}: {e})") from None
+    from featx.modalities import modality_named
+
     predictor: PretrainedClassifier = modality_named(str(modality)).load_finetuned(folder, device=device)
     return predictor

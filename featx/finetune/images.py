@@ -1,6 +1,6 @@
 """The fine-tuning baseline for images: the extraction backbone, its pooling, a linear classifier.
 
-The recipe and its knobs are the text ones (featx.recipe): AdamW with warm-up and linear
+The recipe and its knobs are the text ones (featx.finetune.recipe): AdamW with warm-up and linear
 decay, gradient clipping, `train_layers=K` for the top K blocks, `max_steps` for a budget.
 Images go through exactly the preprocessing of extraction (no augmentation: the
 baseline measures what training the backbone adds, not what augmentation adds).
@@ -29,14 +29,12 @@ import torch
 from featx._version import __version__
 from featx.atomic import save_tensors
 from featx.backbones.vision import ImageBackbone, load_image_backbone
-from featx.classifier import PretrainedClassifier
 from featx.data import Source
 from featx.data.images import ImageRecord
 from featx.errors import FeatxError, ParameterError
 from featx.featurizers.image import decode_image, inference_module, model_inputs, normalized
-from featx.hardware import compute_context, describe_hardware, resolve_dtype
-from featx.pooling import IMAGE_POOLINGS_BY_NDIM, pool_image_output, prefix_tokens
-from featx.recipe import (
+from featx.finetune.classifier import PretrainedClassifier
+from featx.finetune.recipe import (
     FINETUNE_FORMAT,
     FinetuneConfig,
     FinetuneParts,
@@ -47,6 +45,8 @@ from featx.recipe import (
     read_checkpoint,
     save_checkpoint,
 )
+from featx.hardware import compute_context, describe_hardware, resolve_dtype
+from featx.pooling import IMAGE_POOLINGS_BY_NDIM, pool_image_output, prefix_tokens
 
 
 class ImageClassifier(torch.nn.Module):

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from featx.data import Source
-from featx.engine import extract
+from featx.extraction.engine import extract
+from featx.extraction.shards import device_for_rank, merge_after_barrier, parse_shard, shard_from_env
 from featx.modalities import modality_options
 from featx.options import ExtractOptions
-from featx.shards import device_for_rank, merge_after_barrier, parse_shard, shard_from_env
 
 
 def extract_as_launched(input: str | Path | Source, output: str | Path, *, shard: str | None = None,

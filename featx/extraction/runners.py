@@ -23,8 +23,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from featx.batching import plan_batches
 from featx.config import SEQUENCE_MASK
+from featx.extraction.batching import plan_batches
 from featx.featurizers import Featurizer
 from featx.hardware import cpu_workers
 

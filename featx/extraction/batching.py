@@ -43,5 +43,5 @@ def pad_batch(rows: Sequence[Any], pad_value: float = 0, pad_left: bool = False,
 
 def pad_sequences(sequences: Any, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """(vectors (rows, longest, dim) float32, mask (rows, longest)) of those rows of per-row
-    sequences (featx.store.states.TokenStates: token states or window vectors), padded on the right."""
+    sequences (featx.store.states.RowSequences: token states or window vectors), padded on the right."""
     return pad_batch([sequences.row(int(row)) for row in rows], 0.0, dtype=np.float32)

@@ -1,8 +1,8 @@
 """The full fine-tuning baseline for texts: the same backbone and pooling as extraction, a linear
-layer on top (one output a class, a label or a target: featx.recipe.TaskTargets gives the loss
+layer on top (one output a class, a label or a target: featx.finetune.recipe.TaskTargets gives the loss
 of single-label, multi-label and regression rows), trained end to end in one flat, readable loop.
 
-The recipe (featx.recipe, shared with images: featx.finetune_images; featx.finetune hands
+The recipe (featx.finetune.recipe, shared with images: featx.finetune.images; featx.finetune hands
 each input to its modality's): AdamW (lr 2e-5, weight decay 0.01, none on biases and norms),
 linear warm-up over 10 % of the steps then linear decay, batch 16, max length 128,
 gradient clipping at 1.0, bf16 autocast where the hardware has fast bf16.
@@ -27,13 +27,11 @@ import torch
 from featx._version import __version__
 from featx.atomic import safetensors_os_errors
 from featx.backbones import Backbone, load_backbone
-from featx.classifier import PretrainedClassifier
 from featx.data import InputSource, Record, Source
 from featx.errors import FeatxError
 from featx.featurizers.text import collate_tokens, tokenize
-from featx.hardware import compute_context, describe_hardware, resolve_dtype
-from featx.pooling import POOLERS
-from featx.recipe import (
+from featx.finetune.classifier import PretrainedClassifier
+from featx.finetune.recipe import (
     FINETUNE_FORMAT,
     FinetuneConfig,
     FinetuneParts,
@@ -45,6 +43,8 @@ from featx.recipe import (
     read_checkpoint,
     save_checkpoint,
 )
+from featx.hardware import compute_context, describe_hardware, resolve_dtype
+from featx.pooling import POOLERS
 
 
 class SequenceClassifier(torch.nn.Module):
@@ -107,7 +107,7 @@ def finetune_texts(train: Source, out: str | Path, *, val: Source | None = None,
         raise FeatxError(f"validation {val_examples.task} labels {list(val_examples.classes)} differ from train's "
                          f"{examples.task} labels {list(examples.classes)}: read both with the same options")
     targets = TaskTargets.learn(examples.task, examples.labels)
-    encoded = targets.encode(examples.labels)
+    encoded = targets.loss_targets(examples.labels)
     model = _make_trainable(SequenceClassifier(loaded.model, loaded.hidden_size, len(examples.classes), config.pooling),
                             config).to(loaded.device)
     optimizer, scheduler, total_steps = optimizer_and_schedule(model, config, len(examples.labels))
@@ -190,7 +190,7 @@ def _blocks(backbone: Any) -> torch.nn.ModuleList:
 
 def _save(model: SequenceClassifier, loaded: Backbone, out: Path, record: dict[str, Any]) -> None:
     """The checkpoint: the backbone as a transformers folder (LoRA merged into plain weights) beside
-    its tokenizer, then featx.recipe's classifier and record."""
+    its tokenizer, then featx.finetune.recipe's classifier and record."""
     backbone: Any = model.backbone
     if hasattr(backbone, "merge_and_unload"):  # LoRA: save plain merged weights
         backbone = copy_merged(backbone)
@@ -213,7 +213,7 @@ def copy_merged(peft_model: Any) -> torch.nn.Module:
 
 class FinetunedPredictor(PretrainedClassifier):
     """Texts in, labels (a label set, or values) out, from a fine-tuning checkpoint folder (a
-    scikit-learn estimator, already fitted: see featx.classifier)."""
+    scikit-learn estimator, already fitted: see featx.finetune.classifier)."""
 
     def __init__(self, folder: str | Path, device: str = "auto") -> None:
         folder = Path(folder)

@@ -5,7 +5,7 @@ prepare each window once in a background thread (tokenizing, decoding), has a Ru
 embed it on its device (batches planned by cost, every pooling from one forward pass),
 and hands each window, back in input order, to a writer thread. It knows nothing of text
 or images, or of devices: those are the modality's (the registry in featx.modalities opens
-the input and makes the featurizer) and the runner's (featx.runners), nor of a store format: it
+the input and makes the featurizer) and the runner's (featx.extraction.runners), nor of a store format: it
 asks the StoreFormat it is given (featx.store.format; HDF5 by default) for an existing store's
 config, whether a complete matching store is already there, and a writer, which returns the
 store it wrote.
@@ -21,22 +21,22 @@ from typing import Any
 
 import numpy as np
 
-from featx.background import BackgroundWorker, prefetch
 from featx.caches import rejected_counts
 from featx.config import DEFAULT_BACKEND
 from featx.data import InputSummary, Source, describe_json
 from featx.data.memory import is_in_memory, open_columns
 from featx.data.targets import label_rows
 from featx.errors import FeatxError, OutputError, ParameterError
+from featx.extraction.background import BackgroundWorker, prefetch
+from featx.extraction.runners import Runner, make_runner
+from featx.extraction.shards import shard_path, shard_rows, shard_window_rows
 from featx.featurizers import Featurizer
 from featx.hardware import describe_hardware
 from featx.modalities import modality_of, modality_options
 from featx.options import VECTOR_OPTIONS, ExtractOptions
 from featx.progress import progress_bar, running_time, stopped_seconds
-from featx.runners import Runner, make_runner
-from featx.shards import shard_path, shard_rows, shard_window_rows
 from featx.store import HDF5, StoreFormat, StorePlan, Writer
-from featx.store.vector_cache import EmbeddingCache
+from featx.store.vector_cache import VectorCache
 
 
 @dataclass
@@ -71,7 +71,7 @@ def extract(input: str | Path | Source | Any, output: str | Path, *, model: Any 
     and a store made differently is refused unless `overwrite=True`.
     `shard=(i, n)` embeds only the i-th of n contiguous runs of windows, into
     ``<output stem>.shard-i-of-n.h5`` (`featx merge` joins the shards). `window_rows=None`
-    is 4,096 rows, or for shards of a small input ceil(rows / n) (featx.shards.shard_window_rows).
+    is 4,096 rows, or for shards of a small input ceil(rows / n) (featx.extraction.shards.shard_window_rows).
     `cache_dir` reuses vectors of texts embedded before with the same config (see
     featx.store.vector_cache); the store's timings count the hits.
     `cache_layer=L` keeps each row's token states at hidden-state index L too (in `cache_dtype`),
@@ -89,7 +89,7 @@ def extract(input: str | Path | Source | Any, output: str | Path, *, model: Any 
 
     The parts can be handed in ready-made: `input` a Source, `featurizer` one already made (its
     config then decides every vector, so the model and vectors groups are left out), `runner` one
-    that embeds batches its own way (featx.runners.Runner). The store option `store_format` is the
+    that embeds batches its own way (featx.extraction.runners.Runner). The store option `store_format` is the
     format written (featx.store.format.StoreFormat; None: HDF5): what is returned is the store it wrote.
     A registered modality's own options (Modality.options) are keywords too.
 
@@ -193,7 +193,7 @@ def _extract_rest(source: Source, summary: InputSummary, featurizer: Featurizer,
     (`started`: when the run started, scanned and loaded; stopped and rejected counts before it)."""
     resumed_from = writer.n_done
     cache_dir = options.run.cache_dir
-    cache = EmbeddingCache(cache_dir, featurizer.config, featurizer.dim) if cache_dir is not None else None
+    cache = VectorCache(cache_dir, featurizer.config, featurizer.dim) if cache_dir is not None else None
     try:
         stage_seconds = _run(source, summary, featurizer, runner, writer, options.run.progress, cache)
     finally:
@@ -281,7 +281,7 @@ def iter_windows(source: Source, summary: InputSummary, featurizer: Featurizer, 
 
 
 def _run(source: Source, summary: InputSummary, featurizer: Featurizer, runner: Runner,
-         writer: Writer, progress: bool | None, cache: EmbeddingCache | None = None) -> dict[str, float]:
+         writer: Writer, progress: bool | None, cache: VectorCache | None = None) -> dict[str, float]:
     """Extract every uncommitted window into `writer`; returns seconds per stage (and cache hits)."""
     timer: dict[str, float] = {}
     def commit(item: tuple[Window, np.ndarray, dict[str, np.ndarray]]) -> None:
@@ -321,7 +321,7 @@ def _run(source: Source, summary: InputSummary, featurizer: Featurizer, runner: 
 
 
 def embed_through_cache(featurizer: Featurizer, runner: Runner, items: Sequence[Any], hashes: np.ndarray,
-                        cache: EmbeddingCache, timer: dict[str, float]) -> dict[str, np.ndarray]:
+                        cache: VectorCache, timer: dict[str, float]) -> dict[str, np.ndarray]:
     """Cached vectors for rows seen before, the model for the rest (then cached too)."""
     hit, cached = cache.lookup(hashes)
     missing = np.flatnonzero(~hit)
