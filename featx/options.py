@@ -21,11 +21,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from featx.config import COMPRESSIONS
-from featx.constraints import COUNT, Options
+from featx.config import (
+    COMPRESSIONS,
+    DEFAULT_IMAGE_MODEL,
+    DEFAULT_MODEL,
+    DTYPES,
+    LONG_MODES,
+    LONG_POOLINGS,
+    POOLINGS,
+    STATE_DTYPES,
+    STORE_DTYPES,
+)
+from featx.constraints import COUNT, NON_NEGATIVE, Interval, Options
 from featx.errors import ParameterError
 
 G = TypeVar("G")
+
+
+def option(default: Any, help: str, constraint: Any = None, **cli: Any) -> Any:
+    """A group field with what `featx extract` makes of it (featx.cli.options.field_option): its
+    help line, the constraint that types its flag, and `cli` hints (negatable: --x/--no-x; folder:
+    a folder path). A field without help has no flag of its own."""
+    return field(default=default, metadata={"help": help, "constraint": constraint, **cli})
 
 
 class _Group:
@@ -65,7 +82,8 @@ class ReadOptions(_Group):
     text_column: str | None = None
     label_column: str | None = None
     id_column: str | None = None
-    skip_bad: bool = False
+    skip_bad: bool = option(False, "Images: skip an undecodable image (counted in the store, NaN vectors, left out "
+                                   "by heads) instead of stopping.")
     multi_label: str | None = None
     label_columns: Sequence[str] | str | None = None
     target: Sequence[str] | str | None = None
@@ -85,11 +103,16 @@ class ModelOptions(_Group):
     `backend` (torch, openvino, auto; None: the backend of the store being resumed, else auto),
     and whether a hub model's own code may run."""
 
-    model: Any = None
-    dtype: str = "auto"
-    device: str = "auto"
-    backend: str | None = None
-    trust_remote_code: bool = False
+    model: Any = option(None, f"Packaged short name, local transformers folder, or hub id (when online) [default: "
+                              f"{DEFAULT_MODEL} for texts, {DEFAULT_IMAGE_MODEL} for images].")
+    dtype: str = option("auto", "Compute dtype; auto = bf16 where the hardware has fast bf16, else fp32.",
+                        Options(("auto", *DTYPES)))
+    device: str = option("auto", "auto, cpu, cuda or cuda:K.")
+    backend: str | None = option(None, "What runs the model: torch, openvino on the CPU (pip install "
+                                       "'featx[openvino]'; text models, and image models given as torch modules) or "
+                                       "another registered backend; auto: openvino where it is installed and applies "
+                                       "[default: the backend of the store at -o when continuing it, else auto].")
+    trust_remote_code: bool = option(False, "Allow a hub model's own Python code to run.")
 
 
 @dataclass(frozen=True)
@@ -98,15 +121,23 @@ class VectorOptions(_Group):
     hidden-state `layers`, `normalize`, and for texts `max_length`, what to do with longer texts
     (`long`: truncate or chunk, with `stride` and `long_pooling`) and the `prompt` put before each."""
 
-    pooling: Sequence[str] | str | None = None
-    layers: str | Sequence[int] = "-1"
-    normalize: bool | None = None
-    max_length: int | None = None
-    long: str = "truncate"
-    stride: int | None = None
-    long_pooling: str = "mean"
-    prompt: str | None = None
-    prompt_name: str | None = None
+    pooling: Sequence[str] | str | None = option(
+        None, f"Comma list of {', '.join(POOLINGS)} [default: the model's own; mean for MiniLM and EfficientNet-Lite0, "
+              "cls for ViT-like image models]; pooler: image models only.")
+    layers: str | Sequence[int] = option("-1", "Hidden states to pool: -1 (last), -4: (last four, concatenated), or "
+                                               "a list -4,-1.")
+    normalize: bool | None = option(None, "L2-normalise every stored vector [default: as the model does; yes for "
+                                          "MiniLM].", negatable=True)
+    max_length: int | None = option(None, "Token limit per row [default: the model's, 256 for MiniLM].", COUNT)
+    long: str = option("truncate", "Rows over --max-length: truncate (counted in the store), or chunk: embed every "
+                                   "window of --max-length tokens and pool a row's windows.", Options(LONG_MODES))
+    stride: int | None = option(None, "chunk: tokens consecutive windows share [default: min(32, max-length/4)].",
+                                NON_NEGATIVE)
+    long_pooling: str = option("mean", "chunk: how a row's window vectors become one.", Options(LONG_POOLINGS))
+    prompt: str | None = option(None, "Text put before every text, as sentence-transformers' prompt= does (\"\" for "
+                                      "none) [default: the model's default_prompt_name, if it declares one].")
+    prompt_name: str | None = option(None, "One of the prompts the model declares (config_sentence_transformers.json), "
+                                           "e.g. query.")
 
 
 @dataclass(frozen=True)
@@ -117,13 +148,18 @@ class StoreOptions(_Group):
     token states at hidden-state index `cache_layer` (in `cache_dtype`, None: float16; texts) for a blocks head,
     or each long text's window vectors (`keep_windows`) for a windows head."""
 
-    store_dtype: str = "float32"
-    compression: str | None = None
-    overwrite: bool = False
+    store_dtype: str = option("float32", "How the vectors are stored.", Options(STORE_DTYPES))
+    compression: str | None = option(None, "HDF5 compression.", Options(COMPRESSIONS))
+    overwrite: bool = option(False, "Replace an existing store made differently.")
     store_format: Any = None
-    cache_layer: int | None = None
-    cache_dtype: str | None = None
-    keep_windows: bool = False
+    cache_layer: int | None = option(
+        None, "Also keep every row's token states at this hidden-state index (0 = embeddings; -2 = below the last two "
+              "blocks), for a blocks head that trains the blocks above it. Costs tokens x hidden x 2 bytes: about "
+              "0.7 GB for SST-2's 67,349 phrases with MiniLM.", Interval(int))
+    cache_dtype: str | None = option(None, "--cache-layer: how the token states are stored [default: float16].",
+                                     Options(STATE_DTYPES))
+    keep_windows: bool = option(False, "chunk: also keep every row's window vectors (float32), for a windows head "
+                                       "that learns how much each window counts.")
 
     def __post_init__(self) -> None:
         if self.compression is not None:
@@ -136,11 +172,15 @@ class RunOptions(_Group):
     at a time (`window_rows`; None: the modality's default), one `shard` (i, n) of the input, a
     progress bar (None: on a terminal), and a `cache_dir` of vectors embedded before."""
 
-    batch_tokens: int | None = None
-    window_rows: int | None = None
+    batch_tokens: int | None = option(
+        None, "Budget per batch: tokens for texts (rows x padded length) [default: 2048 on CPU, 1024 with OpenVINO, "
+              "16384 on GPU], images for images [default: 32 on CPU, 256 on GPU].", COUNT)
+    window_rows: int | None = option(None, "Rows per commit window; a crash loses at most one window [default: 4096; "
+                                           "for shards of a smaller input, rows / shards].", COUNT)
     shard: tuple[int, int] | None = None
     progress: bool | None = None
-    cache_dir: str | Path | None = None
+    cache_dir: str | Path | None = option(None, "Reuse vectors of texts embedded before with the same settings "
+                                                "(keyed by content sha256); new vectors are added to it.", folder=True)
 
     def __post_init__(self) -> None:
         for name in ("batch_tokens", "window_rows"):

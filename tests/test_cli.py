@@ -111,3 +111,26 @@ def test_featx_heads_and_modalities_list_what_is_registered(cli):
     assert list(image["row_flags"]) == ["truncated", "skipped"] and image["uses"] == ["skip_bad"]
     assert image["frontier_backbones"][0]["model"] == "efficientnet-lite0" and "preprocess" in image["config_fields"]
     assert "text: default model all-MiniLM-L6-v2" in cli("modalities").out
+
+
+def test_featx_extract_flags_are_made_from_the_library_option_groups():
+    """The CLI restated featx.options: 30 hand-written parameters with their own defaults (issue 32).
+    Every field of the groups that has a help line is a flag with the field's default and help; the
+    rest of the command is the input options and the launch flags."""
+    import dataclasses
+
+    from featx.cli import cli as group
+    from featx.cli.options import EXTRACT_GROUPS
+
+    command = group.commands["extract"]
+    params = {param.name: param for param in command.params}
+    fields = [f for g in EXTRACT_GROUPS for f in dataclasses.fields(g) if "help" in f.metadata]
+    assert len(fields) >= 24
+    for field in fields:
+        param = params[field.name]
+        assert param.help == field.metadata["help"], field.name
+        assert param.default == (None if field.metadata.get("negatable") else field.default), field.name
+    assert set(params) - {f.name for f in fields} == {
+        "input", "output", "shard_spec", "merge_after", "quiet", "text_column", "image_column", "label_column",
+        "multi_label", "label_columns", "target", "allow_empty_labels", "label_names", "where", "id_column", "fmt",
+        "no_header", "encoding"}

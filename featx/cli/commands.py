@@ -8,26 +8,20 @@ import click
 from featx._version import __version__
 from featx.cli.options import (
     DEVICE_OPTION,
-    DTYPE_OPTION,
+    EXTRACT_GROUPS,
     QUIET_OPTION,
     Constrained,
     FeatxCommand,
     ModalityOptionsCommand,
+    flagged_fields,
+    group_options,
     input_options,
     open_input_columns,
 )
 from featx.config import (
-    COMPRESSIONS,
-    DEFAULT_IMAGE_MODEL,
-    DEFAULT_MODEL,
     EXPORT_FORMATS,
-    LONG_MODES,
-    LONG_POOLINGS,
-    POOLINGS,
-    STATE_DTYPES,
-    STORE_DTYPES,
 )
-from featx.constraints import COUNT, NON_NEGATIVE, Interval
+from featx.constraints import COUNT, NON_NEGATIVE
 
 
 class FeatxGroup(click.Group):
@@ -50,71 +44,14 @@ def cli() -> None:
 @cli.command(cls=ModalityOptionsCommand)
 @click.argument("input")
 @click.option("-o", "--output", required=True, help="Store file to write (.h5); resumed if it exists.")
-@click.option("--model", help=f"Packaged short name, local transformers folder, or hub id (when online) "
-                             f"[default: {DEFAULT_MODEL} for texts, {DEFAULT_IMAGE_MODEL} for images].")
 @input_options()
-@click.option("--pooling", help=f"Comma list of {', '.join(POOLINGS)} [default: the model's own; mean for MiniLM "
-                               "and EfficientNet-Lite0, cls for ViT-like image models]; pooler: image models only.")
-@click.option("--prompt", help="Text put before every text, as sentence-transformers' prompt= does (\"\" for none) "
-                              "[default: the model's default_prompt_name, if it declares one].")
-@click.option("--prompt-name", help="One of the prompts the model declares (config_sentence_transformers.json), "
-                                   "e.g. query.")
-@click.option("--layers", default="-1", show_default=True,
-              help="Hidden states to pool: -1 (last), -4: (last four, concatenated), or a list -4,-1.")
-@click.option("--max-length", type=Constrained(COUNT), help="Token limit per row [default: the model's, 256 for MiniLM].")
-@click.option("--long", type=click.Choice(LONG_MODES), default="truncate", show_default=True,
-              help="Rows over --max-length: truncate (counted in the store), or chunk: embed every window of "
-                   "--max-length tokens and pool a row's windows.")
-@click.option("--stride", type=Constrained(NON_NEGATIVE),
-              help="chunk: tokens consecutive windows share [default: min(32, max-length/4)].")
-@click.option("--long-pooling", type=click.Choice(LONG_POOLINGS), default="mean", show_default=True,
-              help="chunk: how a row's window vectors become one.")
-@click.option("--keep-windows", is_flag=True,
-              help="chunk: also keep every row's window vectors (float32), for a windows head that learns how "
-                   "much each window counts.")
-@click.option("--cache-layer", type=Constrained(Interval(int)), default=None,
-              help="Also keep every row's token states at this hidden-state index (0 = embeddings; -2 = below the "
-                   "last two blocks), for a blocks head that trains the blocks above it. Costs tokens x hidden x 2 "
-                   "bytes: about 0.7 GB for SST-2's 67,349 phrases with MiniLM.")
-@click.option("--cache-dtype", type=click.Choice(STATE_DTYPES), default=None,
-              help="--cache-layer: how the token states are stored [default: float16].")
-@click.option("--backend", default=None,
-              help="What runs the model: torch, openvino on the CPU (pip install 'featx[openvino]'; text models, "
-                   "and image models given as torch modules) or another registered backend; auto: "
-                   "openvino where it is installed and applies [default: the backend of the store at -o when "
-                   "continuing it, else auto].")
-@click.option("--normalize/--no-normalize", default=None,
-              help="L2-normalise every stored vector [default: as the model does; yes for MiniLM].")
-@DTYPE_OPTION
-@click.option("--store-dtype", type=click.Choice(STORE_DTYPES), default="float32", show_default=True)
-@click.option("--batch-tokens", type=Constrained(COUNT), default=None,
-              help="Budget per batch: tokens for texts (rows x padded length) [default: 2048 on CPU, 1024 with "
-                   "OpenVINO, 16384 on GPU], "
-                   "images for images [default: 32 on CPU, 256 on GPU].")
-@click.option("--skip-bad", is_flag=True, help="Images: skip an undecodable image (counted in the store, NaN "
-                                               "vectors, left out by heads) instead of stopping.")
-@click.option("--window-rows", type=Constrained(COUNT), default=None,
-              help="Rows per commit window; a crash loses at most one window [default: 4096; for shards of a "
-                   "smaller input, rows / shards].")
-@click.option("--compression", type=click.Choice(COMPRESSIONS), default=None, help="HDF5 compression.")
-@DEVICE_OPTION
-@click.option("--overwrite", is_flag=True, help="Replace an existing store made differently.")
-@click.option("--trust-remote-code", is_flag=True, help="Allow a hub model's own Python code to run.")
+@group_options(*EXTRACT_GROUPS)  # each flag is a field of featx.options, declared there once
 @click.option("--shard", "shard_spec", help="I/N: embed only the I-th of N contiguous parts, into "
               "OUTPUT's stem + .shard-I-of-N.h5 [default under torchrun or Slurm: the process's rank].")
-@click.option("--cache-dir", type=click.Path(file_okay=False), help="Reuse vectors of texts embedded before "
-              "with the same settings (keyed by content sha256); new vectors are added to it.")
 @click.option("--merge", "merge_after", is_flag=True,
               help="Under torchrun: after every rank is done, rank 0 merges the shards into OUTPUT.")
 @QUIET_OPTION
-def extract(input: str, output: str, model: str | None, pooling: str | None, prompt: str | None,
-            prompt_name: str | None, layers: str, max_length: int | None,
-            long: str, stride: int | None, long_pooling: str, keep_windows: bool, cache_layer: int | None,
-            cache_dtype: str | None, backend: str | None,
-            normalize: bool | None, dtype: str, store_dtype: str, batch_tokens: int | None, skip_bad: bool,
-            window_rows: int | None,
-            compression: str | None, device: str, overwrite: bool, trust_remote_code: bool, shard_spec: str | None,
-            cache_dir: str | None, merge_after: bool, quiet: bool, **columns: object) -> None:
+def extract(input: str, output: str, shard_spec: str | None, merge_after: bool, quiet: bool, **given: object) -> None:
     """Embed every row of INPUT into the store OUTPUT (resumable: rerun the same command).
 
     INPUT is a .csv, .tsv, .jsonl, .txt or .parquet file (.gz allowed) or a bundled
@@ -135,18 +72,13 @@ def extract(input: str, output: str, model: str | None, pooling: str | None, pro
     """
     from featx.extraction.launch import extract_as_launched
     from featx.modalities import modality_options
-    from featx.options import ModelOptions, RunOptions, StoreOptions, VectorOptions
 
-    own = {name: value for name in modality_options() if (value := columns.pop(name, None)) is not None}
-    store = extract_as_launched(
-        open_input_columns(input, columns), output, shard=shard_spec, merge=merge_after, skip_bad=skip_bad, **own,
-        model=ModelOptions(model, dtype=dtype, device=device, backend=backend, trust_remote_code=trust_remote_code),
-        vectors=VectorOptions(pooling=pooling, layers=layers, normalize=normalize, max_length=max_length, long=long,
-                              stride=stride, long_pooling=long_pooling, prompt=prompt, prompt_name=prompt_name),
-        store=StoreOptions(store_dtype=store_dtype, compression=compression, overwrite=overwrite,
-                           cache_layer=cache_layer, cache_dtype=cache_dtype, keep_windows=keep_windows),
-        run=RunOptions(batch_tokens=batch_tokens, window_rows=window_rows, progress=False if quiet else None,
-                       cache_dir=cache_dir))
+    # The flags made from featx.options' groups are featx.extract's keywords; a registered modality's
+    # own flags (None: not given) go to it; the input options read the input.
+    own = {name: value for name in modality_options() if (value := given.pop(name, None)) is not None}
+    options = {f.name: given.pop(f.name) for f in flagged_fields(*EXTRACT_GROUPS)}
+    store = extract_as_launched(open_input_columns(input, given), output, shard=shard_spec, merge=merge_after,
+                                progress=False if quiet else None, **options, **own)
     if store is None:
         return
     with store:

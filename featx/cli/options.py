@@ -12,16 +12,19 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from featx.config import DTYPES, PROTOCOLS
+from featx.config import PROTOCOLS
 from featx.constraints import COUNT, NON_NEGATIVE, Constraint, Interval, Options
 from featx.data.readers import FORMATS
 from featx.errors import ParameterError
+from featx.options import ModelOptions, ReadOptions, RunOptions, StoreOptions, VectorOptions
 
 if TYPE_CHECKING:
     from featx.data import Source
 
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+# The option groups `featx extract` makes its flags from (each field with a help line).
+EXTRACT_GROUPS = (ModelOptions, VectorOptions, StoreOptions, RunOptions, ReadOptions)
 
 
 class Constrained(click.ParamType[Any, Any]):
@@ -79,6 +82,40 @@ class ModalityOptionsCommand(FeatxCommand):
         taken = {param.name for param in params}
         made = [modality_option(field) for name, field in modality_options().items() if name not in taken]
         return [*params[:-1], *made, params[-1]]  # the help option stays last
+
+
+def _flag(field: Any) -> tuple[list[str], dict[str, Any]]:
+    """The declarations and settings of the click option of an option-group field
+    (featx.options.option): --its-name, typed by its constraint (a number range, a choice), a flag
+    for a False default, --x/--no-x where negatable, its default the library's own."""
+    flag, help, constraint = f"--{field.name.replace('_', '-')}", field.metadata["help"], field.metadata["constraint"]
+    if field.default is False:
+        return [flag], {"is_flag": True, "default": False, "help": help}
+    if field.metadata.get("negatable"):
+        return [f"{flag}/--no-{flag[2:]}"], {"default": None, "help": help}
+    kind: Any = Constrained(constraint) if isinstance(constraint, Interval) else \
+        click.Choice(list(constraint.values)) if isinstance(constraint, Options) else \
+        click.Path(file_okay=False) if field.metadata.get("folder") else click.STRING
+    return [flag], {"type": kind, "default": field.default, "show_default": field.default is not None, "help": help}
+
+
+def flagged_fields(*groups: Any) -> list[Any]:
+    """The fields of `groups` (featx.options' dataclasses) that have a flag of their own (a help line)."""
+    import dataclasses
+
+    return [f for group in groups for f in dataclasses.fields(group) if "help" in f.metadata]
+
+
+def group_options(*groups: Any) -> Decorator:
+    """A click option for every flagged field of `groups`, in field order: the CLI made from the
+    library's declaration (help, type, range and default are the field's)."""
+    return combined(*(click.option(*decls, **attrs) for decls, attrs in map(_flag, flagged_fields(*groups))))
+
+
+def field_option(group: Any, name: str) -> Decorator:
+    """The click option of one flagged field of `group`."""
+    decls, attrs = _flag(next(f for f in flagged_fields(group) if f.name == name))
+    return click.option(*decls, **attrs)
 
 
 def modality_option(field: Any) -> click.Option:
@@ -169,7 +206,6 @@ def open_input_columns(spec: str, columns: dict[str, Any]) -> Source:
     return open_source(spec, header=not options.pop("no_header"), **options)
 
 
-DEVICE_OPTION = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
-DTYPE_OPTION = click.option("--dtype", type=click.Choice(["auto", *DTYPES]), default="auto", show_default=True,
-                      help="Compute dtype; auto = bf16 where the hardware has fast bf16, else fp32.")
+DEVICE_OPTION = field_option(ModelOptions, "device")
+DTYPE_OPTION = field_option(ModelOptions, "dtype")
 QUIET_OPTION = click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
