@@ -7,7 +7,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "featx"
 PIPELINE = ["featx._version", "featx.extraction", "featx.errors", "featx.constraints", "featx.atomic",
             "featx.progress", "featx.caches", "featx.extraction.background", "featx.config", "featx.options",
             "featx.hardware", "featx.data", "featx.store", "featx.backbones", "featx.extraction.batching",
-            "featx.pooling", "featx.top_blocks", "featx.featurizers", "featx.extraction.runners",
+            "featx.pooling", "featx.heads.blocks_model", "featx.featurizers", "featx.extraction.runners",
             "featx.extraction.shards", "featx.metrics", "featx.epochs", "featx.finetune.recipe",
             "featx.finetune.classifier", "featx.finetune.images", "featx.finetune.texts", "featx.modalities",
             "featx.extraction.engine", "featx.verify", "featx.relabel", "featx.encoding", "featx.extraction.launch",

@@ -11,11 +11,11 @@ import featx
 from featx.errors import DamagedError
 from featx.featurizers import tokenize
 from featx.heads import TrainedHead
+from featx.heads.blocks_model import TopBlocks
 from featx.pooling import mean_pool
 from featx.predictor import Predictor
 from featx.store import format_info, summary_line
 from featx.store.states import RowSequences
-from featx.top_blocks import TopBlocks
 from featx.train import HeadSpec
 from tests.conftest import kill_part_way, run_to_end, write_lines
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from featx.backbones import Backbone
+from featx.backbones.blocks import capture_states, run_to_layer
 from featx.backbones.loaders import backend_batch_tokens, load_backend
 from featx.backbones.st_layers import build_modules
 from featx.backbones.st_modules import prompt_tokens
@@ -24,7 +25,6 @@ from featx.errors import FeatxError
 from featx.extraction.batching import pad_batch
 from featx.hardware import compute_context, torch_dtype
 from featx.pooling import l2_normalized, pool
-from featx.top_blocks import capture_states, run_to_layer
 
 # Tokens per batch: measured best on CPU (benchmarks/README.md, "Extraction speed"); a GPU
 # wants bigger batches to stay busy.

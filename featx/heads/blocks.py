@@ -72,7 +72,7 @@ class BlocksHead(Head):
         from featx.epochs import EpochLoop, run_epochs
         from featx.finetune.recipe import FinetuneConfig, TaskTargets, length_grouped_batches, optimizer_and_schedule
         from featx.hardware import compute_context, resolve_dtype
-        from featx.top_blocks import TopBlocks
+        from featx.heads.blocks_model import TopBlocks
 
         self._validate_params()
         _check_states(X)
@@ -192,7 +192,7 @@ class BlocksHead(Head):
             raise DamagedError(f"its classifier does not fit its {n_classes} classes")
 
     def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict[str, Any]) -> BlocksHead:
-        from featx.top_blocks import top_blocks_from_config
+        from featx.heads.blocks_model import top_blocks_from_config
 
         model = top_blocks_from_config(fitted["backbone_config"], int(fitted["layer"]), len(classes), self.pooling)
         try:

@@ -189,7 +189,7 @@ def state_layer(backbone: Backbone, layer: int, long: str = "truncate") -> int:
     if long != "truncate":
         raise ParameterError("cache_layer", "keeps the token states of whole rows: it cannot be combined with "
                                             "--long chunk")
-    from featx.top_blocks import check_runs_alone
+    from featx.heads.blocks_model import check_runs_alone  # the head's model, checked on this one
 
     index = int(layer) % blocks
     check_runs_alone(backbone, index)
