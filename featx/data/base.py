@@ -10,6 +10,7 @@ are read; it goes into the store. Tables of texts (source.InputSource), in-memor
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,3 +32,13 @@ class Source(Protocol):
 
     def describe(self) -> dict[str, Any]:
         """The read choices that identify this input in a store, beside its bytes' sha256."""
+
+
+@dataclass(frozen=True)
+class TableFile:
+    """A file of rows (csv, tsv, jsonl, txt, parquet): where it is and the format it is read as. The
+    Sources read from tables (texts: featx.data.source.InputSource; image paths:
+    featx.data.images.ImageTableSource) add the columns they read."""
+
+    path: Path
+    format: str

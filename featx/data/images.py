@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from featx.atomic import file_sha256
+from featx.data.base import TableFile
 from featx.data.readers import detect_format, read_rows
 from featx.data.source import InputSummary
 from featx.errors import FeatxError, InputError
@@ -143,11 +144,9 @@ class ImageFilesSource:
 
 
 @dataclass(frozen=True)
-class ImageTableSource:
+class ImageTableSource(TableFile):
     """A CSV/TSV/JSONL/parquet whose `image_column` holds image paths relative to the table."""
 
-    path: Path
-    format: str
     image_column: str
     label_column: str | None = None
     name: str = ""

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from featx.atomic import file_sha256
-from featx.data.base import Source
+from featx.data.base import Source, TableFile
 from featx.data.bundled import BUNDLED, resolve_bundled
 from featx.data.readers import DEFAULT_ENCODING, FORMATS, check_encoding, detect_format, read_rows
 from featx.data.targets import TARGET_CHOICES, Targets, as_int, label_key, read_label_names
@@ -43,11 +43,9 @@ class InputSummary:
 
 
 @dataclass(frozen=True)
-class InputSource:
+class InputSource(TableFile):
     """A readable input with its columns chosen; `describe()` identifies it in a store."""
 
-    path: Path
-    format: str
     text_column: str
     label_column: str | None = None
     id_column: str | None = None
