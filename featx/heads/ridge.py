@@ -5,7 +5,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 from scipy.special import expit, softmax
-from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -195,16 +194,33 @@ def _fit_sigmoid_temperature(scores: np.ndarray, truth: np.ndarray) -> float:
     return float(_TEMPERATURES[int(np.argmin(losses))])
 
 
-class _RidgeSolver:
-    """Standardise, centre, decompose X'X once; coefficients for any alpha from that."""
+# Rows standardised and multiplied at a time: the solver holds one block in float64 (8,192 x 384 x 8
+# bytes is 25 MB), never a float64 copy of X, so its memory does not grow with the rows.
+SOLVER_BLOCK_ROWS = 8192
 
-    def __init__(self, X: np.ndarray, targets: np.ndarray) -> None:
-        scaler = StandardScaler().fit(np.asarray(X, dtype=np.float64))  # as LogRegHead standardises
-        self.mean, self.scale = scaler.mean_, scaler.scale_
-        Xs = scaler.transform(np.asarray(X, dtype=np.float64))
+
+class _RidgeSolver:
+    """Standardise, centre, decompose X'X once; coefficients for any alpha from that.
+
+    X is read in blocks of SOLVER_BLOCK_ROWS rows, twice: the column moments (combined block by
+    block, as a two-pass variance is, so they equal StandardScaler's to rounding), then the Gram
+    matrix of the standardised rows and their product with the centred targets, both accumulated
+    in float64. X may be any array sliced by rows (an h5py dataset too): the closed form is the
+    in-memory one, its memory one block."""
+
+    def __init__(self, X: Any, targets: np.ndarray) -> None:
+        n = len(X)
+        self.mean, self.scale = _column_moments(X, n)
         self.target_mean = targets.mean(0)
-        self.eigenvalues, self.eigenvectors = np.linalg.eigh(Xs.T @ Xs)
-        self.projected = self.eigenvectors.T @ (Xs.T @ (targets - self.target_mean))
+        centred = np.asarray(targets, dtype=np.float64) - self.target_mean
+        gram = np.zeros((X.shape[1], X.shape[1]))
+        cross = np.zeros((X.shape[1],) + centred.shape[1:])
+        for start in range(0, n, SOLVER_BLOCK_ROWS):
+            block = (np.asarray(X[start:start + SOLVER_BLOCK_ROWS], dtype=np.float64) - self.mean) / self.scale
+            gram += block.T @ block
+            cross += block.T @ centred[start:start + SOLVER_BLOCK_ROWS]
+        self.eigenvalues, self.eigenvectors = np.linalg.eigh(gram)
+        self.projected = self.eigenvectors.T @ cross
 
     def coefficients(self, alpha: float) -> tuple[np.ndarray, np.ndarray]:
         """(coef (k, d) on standardised features, intercept (k,))."""
@@ -215,6 +231,28 @@ class _RidgeSolver:
         coef, intercept = self.coefficients(alpha)
         result: np.ndarray = ((np.asarray(X, dtype=np.float64) - self.mean) / self.scale) @ coef.T + intercept
         return result
+
+
+def _column_moments(X: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each column's mean and standard deviation (population; 1 where it is 0, as StandardScaler
+    sets it), from blocks of rows combined by Chan et al.'s pairwise update."""
+    count, mean, m2 = 0, np.zeros(X.shape[1]), np.zeros(X.shape[1])
+    for start in range(0, n, SOLVER_BLOCK_ROWS):
+        block = np.asarray(X[start:start + SOLVER_BLOCK_ROWS], dtype=np.float64)
+        rows, block_mean = len(block), block.mean(0)
+        block_m2 = ((block - block_mean) ** 2).sum(0)
+        delta, total = block_mean - mean, count + rows
+        mean = mean + delta * rows / total
+        m2 = m2 + block_m2 + delta ** 2 * count * rows / total
+        count = total
+    var = m2 / max(count, 1)
+    # A column indistinguishable from a constant (StandardScaler's bound from the two-pass variance's
+    # error, Chan, Golub and LeVeque) is left unscaled.
+    eps = np.finfo(np.float64).eps
+    constant = var <= count * eps * var + (count * mean * eps) ** 2
+    scale = np.sqrt(var)
+    scale[constant] = 1.0
+    return mean, scale
 
 
 def _fit_temperature(scores: np.ndarray, y_index: np.ndarray) -> float:
