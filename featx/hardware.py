@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import sys
 from contextlib import AbstractContextManager
 from functools import cache
 
@@ -158,3 +159,15 @@ def cpu_workers(threads: int | None = None) -> tuple[int, int]:
     threads = threads or torch.get_num_threads()
     workers = max(1, min(threads, MAX_CPU_WORKERS))
     return workers, max(1, threads // workers)
+
+
+def peak_memory_mb() -> dict[str, float]:
+    """The peak resident memory (MB) of this process and of the largest child process it waited for
+    (featx train --jobs N's workers), as the kernel counts it (getrusage; Linux counts KiB)."""
+    try:
+        import resource
+    except ImportError:  # Windows: no getrusage
+        return {}
+    scale = 1 / 1024 if sys.platform != "darwin" else 1 / 1024 / 1024  # macOS counts bytes
+    return {"process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale, 1),
+            "workers": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale, 1)}

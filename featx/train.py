@@ -19,6 +19,7 @@ from featx.config import PROTOCOLS, ExtractConfig
 from featx.constraints import FRACTION, JOBS, NON_NEGATIVE, Options, check_params
 from featx.data import Source, read_texts
 from featx.errors import FeatxError, FeatxWarning, ParameterError
+from featx.hardware import peak_memory_mb
 from featx.heads import HEAD_KINDS, TrainedHead, make_head, parse_head_spec
 from featx.heads.base import sequence_read, spec_value
 from featx.heads.inputs import check_compatible, check_trainable, checked_states, checked_texts, head_input, labelled
@@ -195,7 +196,7 @@ def train_and_save(train: FeatureStore, specs: list[HeadSpec], out: str | Path, 
     for head in heads:
         head.save(out / "heads" / head.name)
     if facts is not None:
-        write_results(out, rows, facts)
+        write_results(out, rows, {**facts, "peak_memory_mb": peak_memory_mb()})
     best = best_head(heads, rows)
     exported = None
     if export is not None:
