@@ -47,18 +47,26 @@ class _StopWatch:
     def _tick(self) -> None:
         while True:
             time.sleep(_TICK_S)
-            now = time.monotonic()
             with self._lock:
-                if now - self._last > _GAP_S:
-                    self._gap, self._gap_at = now - self._last - _TICK_S, now
-                self._last = now
-                if self._continued > self._confirmed:
-                    if now - self._gap_at < _CONFIRM_S:  # a gap long before the SIGCONT was not its stop
-                        self.stopped_s += self._gap
-                    self._gap, self._confirmed = 0.0, self._continued
+                self._observe(time.monotonic())
+
+    def _observe(self, now: float) -> None:
+        """Note a gap since the last observation, and count the latest one once a SIGCONT confirms it
+        (the lock held)."""
+        if now - self._last > _GAP_S:
+            self._gap, self._gap_at = now - self._last - _TICK_S, now
+        self._last = now
+        if self._continued > self._confirmed:
+            if now - self._gap_at < _CONFIRM_S:  # a gap long before the SIGCONT was not its stop
+                self.stopped_s += self._gap
+            self._gap, self._confirmed = 0.0, self._continued
 
     def stopped(self) -> float:
+        """Seconds stopped, as of now: a stop whose SIGCONT has been handled counts at once, not at the
+        ticker's next tick (a time stamp taken in between read the clock as if the stop had not
+        happened, and an interval ending after the tick came out short by the stop, even negative)."""
         with self._lock:
+            self._observe(time.monotonic())
             return self.stopped_s
 
 

@@ -177,6 +177,20 @@ def test_rates_leave_out_the_time_the_process_was_stopped(tmp_path, tiny_bert_di
     assert timings["rows_per_s"] == pytest.approx(6_000 / timings["extract_s"], rel=1e-3)
 
 
+
+def test_a_stop_counts_as_soon_as_its_sigcont_is_handled():
+    """A time stamp taken after SIGCONT but before the stop watch's next tick read the clock as if
+    the stop had not happened; an interval from it to a later stamp came out short by the stop, and
+    an extraction stopped right as its store opened recorded a negative extract_s (CI, once)."""
+    import featx.progress as progress
+
+    watch = progress._StopWatch()  # not started: no ticker thread, so only stopped() can observe
+    watch._last = time.monotonic() - 8.3  # the process was stopped 8.3 s ago, and has just continued
+    watch._continued = 1  # the SIGCONT handler has run
+    assert 8.0 < watch.stopped() < 8.5
+    assert watch.stopped() == watch.stopped()  # counted once
+
+
 def _children(pid: int) -> set[int]:
     """The processes whose parent is `pid` (joblib's workers of a featx train), from /proc."""
     found = set()
