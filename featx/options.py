@@ -219,11 +219,6 @@ class ExtractOptions:
     output: Path | None = None
     modality: dict[str, Any] = field(default_factory=dict)
 
-    @staticmethod
-    def group_fields() -> frozenset[str]:
-        """Every field of the shared groups."""
-        return frozenset(FIELD_GROUP)
-
     @classmethod
     def build(cls, output: str | Path | None = None, *, read: Any = None, model: Any = None, vectors: Any = None,
               store: Any = None, run: Any = None, declared: Collection[str] = (), **fields: Any) -> ExtractOptions:

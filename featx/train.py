@@ -3,6 +3,7 @@ evaluation protocols (`full`: train / select on validation / report on test;
 `mteb`: few-shot logistic regression over repeated samples)."""
 from __future__ import annotations
 
+import inspect
 import json
 import time
 import warnings
@@ -222,7 +223,9 @@ def run_training(store: str | Path, out: str | Path, *, heads: Sequence[str] = (
 
     specs = [HeadSpec.parse(text) for text in [*heads, *(read_head_grid(grid) if grid else [])]]
     specs = specs or [HeadSpec(kind) for kind in DEFAULT_HEADS]
-    fit = {"val_fraction": 0.1, "jobs": 1, "seed": 0, **fit, "poolings": list(fit.get("poolings") or ()) or None}
+    defaults = inspect.signature(train_heads).parameters  # declared once, there
+    fit = {**{name: defaults[name].default for name in ("val_fraction", "jobs", "seed")}, **fit,
+           "poolings": list(fit.get("poolings") or ()) or None}
     check_params({"val_fraction": FRACTION, "jobs": JOBS, "seed": NON_NEGATIVE},
                  {name: fit[name] for name in ("val_fraction", "jobs", "seed")})
     Options(PROTOCOLS).check("protocol", protocol)

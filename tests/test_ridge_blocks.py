@@ -50,3 +50,19 @@ def test_it_reads_a_stores_features_on_disk(labelled_stores):
     in_memory = _RidgeSolver(X, targets)
     np.testing.assert_allclose(on_disk.coefficients(1.0)[0], in_memory.coefficients(1.0)[0], rtol=1e-10, atol=1e-12)
     assert isinstance(featx.train_head(store, "ridge").estimator.alpha_, float)
+
+
+def test_its_memory_does_not_grow_with_the_rows():
+    """At two sizes the solver's peak is the same block, not a share of the rows (the targets are
+    centred a block at a time too)."""
+    peaks = {}
+    for n in (60_000, 240_000):
+        X, targets = _rows(n, 64), np.zeros((n, 3))
+        tracemalloc.start()
+        try:
+            _RidgeSolver(X, targets)
+            peaks[n] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    added_rows_bytes = 180_000 * 64 * 4
+    assert peaks[240_000] - peaks[60_000] < 0.02 * added_rows_bytes, peaks

@@ -84,19 +84,23 @@ class ModalityOptionsCommand(FeatxCommand):
         return [*params[:-1], *made, params[-1]]  # the help option stays last
 
 
-def _flag(field: Any) -> tuple[list[str], dict[str, Any]]:
-    """The declarations and settings of the click option of an option-group field
-    (featx.options.option): --its-name, typed by its constraint (a number range, a choice), a flag
-    for a False default, --x/--no-x where negatable, its default the library's own."""
-    flag, help, constraint = f"--{field.name.replace('_', '-')}", field.metadata["help"], field.metadata["constraint"]
+def _flag(field: Any, unset: bool = False) -> tuple[list[str], dict[str, Any]]:
+    """The declarations and settings of the click option of a declared field (an option group's,
+    featx.options.option, or a modality's own): --its-name, typed by its constraint (a number
+    range, a choice), a flag for a False default, --x/--no-x where negatable; its default the
+    field's, or with `unset` None (not given), the field's default shown in the help instead."""
+    flag, help, constraint = f"--{field.name.replace('_', '-')}", field.metadata.get("help", ""), \
+        field.metadata.get("constraint")
+    default, shown = (None, f"{help} [default: {field.default}]") if unset else (field.default, help)
     if field.default is False:
-        return [flag], {"is_flag": True, "default": False, "help": help}
+        return [flag], {"is_flag": True, "default": None if unset else False, "help": help}
     if field.metadata.get("negatable"):
         return [f"{flag}/--no-{flag[2:]}"], {"default": None, "help": help}
     kind: Any = Constrained(constraint) if isinstance(constraint, Interval) else \
-        click.Choice(list(constraint.values)) if isinstance(constraint, Options) else \
+        click.Choice([str(v) for v in constraint.values]) if isinstance(constraint, Options) else \
         click.Path(file_okay=False) if field.metadata.get("folder") else click.STRING
-    return [flag], {"type": kind, "default": field.default, "show_default": field.default is not None, "help": help}
+    return [flag], {"type": kind, "default": default, "show_default": not unset and default is not None,
+                    "help": shown}
 
 
 def flagged_fields(*groups: Any) -> list[Any]:
@@ -119,16 +123,10 @@ def field_option(group: Any, name: str) -> Decorator:
 
 
 def modality_option(field: Any) -> click.Option:
-    """The click option of a modality's option field: its type from the field's constraint (a
-    number range, a choice) or default (a flag), its help from the field's metadata."""
-    constraint = field.metadata.get("constraint")
-    flag = f"--{field.name.replace('_', '-')}"
-    help = field.metadata.get("help", "")
-    if field.default is False:
-        return click.Option([flag], is_flag=True, default=None, help=help)
-    kind: Any = Constrained(constraint) if isinstance(constraint, Interval) else \
-        click.Choice([str(v) for v in constraint.values]) if isinstance(constraint, Options) else click.STRING
-    return click.Option([flag], type=kind, default=None, help=f"{help} [default: {field.default}]")
+    """The click option of a modality's own option field: None when not given (featx.extract then
+    takes the field's default), so the modality sees only what the user set."""
+    decls, attrs = _flag(field, unset=True)
+    return click.Option(decls, **attrs)
 
 
 class HeadKindsOption(click.Option):

@@ -212,13 +212,13 @@ class _RidgeSolver:
         n = len(X)
         self.mean, self.scale = _column_moments(X, n)
         self.target_mean = targets.mean(0)
-        centred = np.asarray(targets, dtype=np.float64) - self.target_mean
         gram = np.zeros((X.shape[1], X.shape[1]))
-        cross = np.zeros((X.shape[1],) + centred.shape[1:])
+        cross = np.zeros((X.shape[1],) + targets.shape[1:])
         for start in range(0, n, SOLVER_BLOCK_ROWS):
-            block = (np.asarray(X[start:start + SOLVER_BLOCK_ROWS], dtype=np.float64) - self.mean) / self.scale
+            rows = slice(start, start + SOLVER_BLOCK_ROWS)
+            block = (np.asarray(X[rows], dtype=np.float64) - self.mean) / self.scale
             gram += block.T @ block
-            cross += block.T @ centred[start:start + SOLVER_BLOCK_ROWS]
+            cross += block.T @ (np.asarray(targets[rows], dtype=np.float64) - self.target_mean)
         self.eigenvalues, self.eigenvectors = np.linalg.eigh(gram)
         self.projected = self.eigenvectors.T @ cross
 

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 from featx.config import SECTIONS, ConfigSection, ExtractConfig, register_section
 from featx.data import Source
 from featx.errors import FeatxError, ParameterError
-from featx.options import CORE_OPTIONS, ExtractOptions
+from featx.options import CORE_OPTIONS, FIELD_GROUP, ExtractOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +122,7 @@ def register_modality(modality: Modality, *, replace: bool = False) -> Modality:
     if modality.name in MODALITIES and not replace:
         raise ValueError(f"a modality named {modality.name!r} is registered already: pass replace=True to replace it")
     for field in dataclasses.fields(modality.options):
-        if field.name in CORE_OPTIONS or field.name in ExtractOptions.group_fields():
+        if field.name in CORE_OPTIONS or field.name in FIELD_GROUP:
             raise ValueError(f"{modality.name}'s option {field.name!r} is named like a shared option of featx.extract")
     if SECTIONS.get(modality.name, modality.section) is not modality.section and not replace:
         raise ValueError(f"configs of {modality.name!r} have another section registered already")
