@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -144,7 +145,34 @@ class AnyOf:
         raise ParameterError(name, f"must be {self.describe()}, got {value!r}")
 
 
-Constraint = Interval | Options | Flag | Grid | Weights | AnyOf
+@dataclass(frozen=True)
+class ByteSize:
+    """A size in bytes, given as a number of bytes or a string with a unit (512M, 1.5G, 2GiB: powers of
+    1024), at least `low` bytes; checked to an int."""
+
+    low: int = 1
+
+    def describe(self) -> str:
+        return f"a size such as 512M or 2G (K, M, G, T: powers of 1024), at least {self.low} bytes"
+
+    def check(self, name: str, value: Any) -> Any:
+        number = _number(value, float) if not isinstance(value, str) else _size(value)
+        if number is None or not math.isfinite(number) or number < self.low:
+            raise ParameterError(name, f"must be {self.describe()}, got {value!r}")
+        return int(number)
+
+
+_UNITS = {"": 1, "b": 1, "k": 2 ** 10, "m": 2 ** 20, "g": 2 ** 30, "t": 2 ** 40}
+
+
+def _size(text: str) -> float | None:
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?b)?\s*", text.lower())
+    if match is None or (match.group(3) and match.group(3) != "b" and not match.group(2)):
+        return None
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+Constraint = Interval | Options | Flag | Grid | Weights | AnyOf | ByteSize
 
 # The ranges most parameters share.
 COUNT = Interval(int, 1)  # rows, tokens, epochs, steps, ...: at least one
@@ -152,6 +180,8 @@ NON_NEGATIVE = Interval(int, 0)  # seeds, strides, layers to add
 POSITIVE = Interval(float, 0, low_open=True)  # learning rates, penalties
 FRACTION = Interval(float, 0, 1, low_open=True, high_open=True)  # a share of rows held out
 JOBS = Interval(int, 1, also=(-1,))  # joblib's convention: -1 is every core
+MEMORY_BUDGET = ByteSize(2 ** 16)  # featx train --memory-budget: 64 KiB at least
+DEFAULT_MEMORY_BUDGET = 2 ** 30  # bytes of features one head may hold at once
 
 
 def check_params(constraints: Mapping[str, Constraint], params: Mapping[str, Any]) -> dict[str, Any]:

@@ -161,13 +161,21 @@ def cpu_workers(threads: int | None = None) -> tuple[int, int]:
     return workers, max(1, threads // workers)
 
 
-def peak_memory_mb() -> dict[str, float]:
-    """The peak resident memory (MB) of this process and of the largest child process it waited for
-    (featx train --jobs N's workers), as the kernel counts it (getrusage; Linux counts KiB)."""
+def peak_memory_mb() -> float | None:
+    """This process's peak resident memory (MB) since it started: Linux's VmHWM, which a new program
+    starts afresh (getrusage's ru_maxrss carries the launching process's peak across exec, so a
+    `featx train` started from a large process would report that one's); elsewhere getrusage.
+    None where neither exists (Windows)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError):
+        pass
     try:
         import resource
     except ImportError:  # Windows: no getrusage
-        return {}
+        return None
     scale = 1 / 1024 if sys.platform != "darwin" else 1 / 1024 / 1024  # macOS counts bytes
-    return {"process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale, 1),
-            "workers": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale, 1)}
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale, 1)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import inspect
 import json
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,14 +16,23 @@ from joblib import Parallel, delayed
 
 from featx.atomic import make_folder, write_text
 from featx.config import PROTOCOLS, ExtractConfig
-from featx.constraints import FRACTION, JOBS, NON_NEGATIVE, Options, check_params
+from featx.constraints import FRACTION, JOBS, MEMORY_BUDGET, NON_NEGATIVE, Options, check_params
 from featx.data import Source, read_texts
-from featx.errors import FeatxError, FeatxWarning, ParameterError
+from featx.errors import FeatxError, ParameterError
 from featx.hardware import peak_memory_mb
 from featx.heads import HEAD_KINDS, TrainedHead, make_head, parse_head_spec
 from featx.heads.base import sequence_read, spec_value
-from featx.heads.inputs import check_compatible, check_trainable, checked_states, checked_texts, head_input, labelled
-from featx.heads.split import carved_leaks, leak_warning, stratified_split
+from featx.heads.inputs import (
+    HeldInputs,
+    check_compatible,
+    check_trainable,
+    checked_states,
+    checked_texts,
+    head_input,
+    labelled,
+)
+from featx.heads.rows import DEFAULT_MEMORY_BUDGET, map_blocks
+from featx.heads.split import CarvedSplit
 from featx.metrics import TASK_SCORES, headline, markdown_table, multilabel_metrics, task_metrics
 from featx.mteb import mteb_protocol
 from featx.store import FeatureStore
@@ -75,7 +83,8 @@ def _fit(spec: HeadSpec, X: Any, y: np.ndarray, X_val: Any, y_val: np.ndarray | 
     estimator.fit(X, y, X_val, y_val)
     return TrainedHead(estimator=estimator, pooling=pooling, class_names=store_meta.classes,
                        store_fingerprint=store_meta.fingerprint, config_json=store_meta.config.to_json(),
-                       name=f"{spec.label}-{pooling}", fit_seconds=time.perf_counter() - t0)
+                       name=f"{spec.label}-{pooling}", fit_seconds=time.perf_counter() - t0,
+                       peak_memory_mb=peak_memory_mb())
 
 
 @dataclass(frozen=True)
@@ -93,8 +102,8 @@ class _StoreMeta:
 
 def train_heads(train: FeatureStore, specs: list[HeadSpec], poolings: list[str] | None = None, *,
                 val: FeatureStore | None = None, test: FeatureStore | None = None, val_fraction: float = 0.1,
-                jobs: int = 1, seed: int = 0,
-                texts: Mapping[str, Sequence[str] | None] | None = None) -> tuple[list[TrainedHead], list[dict[str, Any]]]:
+                jobs: int = 1, seed: int = 0, texts: Mapping[str, Sequence[str] | None] | None = None,
+                memory_budget: int = DEFAULT_MEMORY_BUDGET) -> tuple[list[TrainedHead], list[dict[str, Any]]]:
     """Fit every spec on every pooling (each pooling read once), heads in parallel.
 
     Every head sees the same validation rows, used for its selection (C, early stopping)
@@ -102,39 +111,33 @@ def train_heads(train: FeatureStore, specs: list[HeadSpec], poolings: list[str] 
     out (seeded) and not trained on. Returns the heads and one result row per head.
     A kind that reads texts too (hybrid) needs `texts` {"train", "val", "test"}: the texts each
     given store was extracted from, checked row by row against the store's content hashes.
+    Rows whose in-memory fit would hold more than `memory_budget` bytes stay on disk for the kinds
+    that stream (featx.heads.rows); each head process holds about that much at most.
     """
     poolings = poolings or list(train.poolings)
+    memory_budget = MEMORY_BUDGET.check("memory_budget", memory_budget)  # "512M" too
     check_trainable(train)
     meta = _StoreMeta.of(train)
     check_compatible(train, val, "validation")
     check_compatible(train, test, "test")
     given = checked_texts([spec.kind for spec in specs], texts or {}, {"train": train, "val": val, "test": test})
     states = checked_states([spec.kind for spec in specs], {"train": train, "val": val, "test": test})
+    split = CarvedSplit(val_fraction, seed)
     heads: list[TrainedHead] = []
-    leaks: dict[str, Any] | None = None
     for pooling in poolings:
         # A head on token states reads no pooling: it trains once, beside the first pooling's heads.
         here = [spec for spec in specs if pooling == poolings[0] or not sequence_read(HEAD_KINDS[spec.kind].reads)]
         if not here:
             continue
-        X, y = labelled(train, pooling)
-        train_texts, val_texts = given.get("train"), given.get("val")
-        train_states, val_states = states.get("train"), states.get("val")
-        if val is not None:
-            X_val, y_val = labelled(val, pooling, meta.classes)
-        else:
-            fit_rows, val_rows = stratified_split(y, val_fraction, seed)
-            if leaks is None:  # the same cut for every pooling: checked once, on the first
-                leaks = carved_leaks(_readable_hashes(train), X, fit_rows, val_rows, seed)
-                if (warning := leak_warning(leaks)) is not None:
-                    warnings.warn(FeatxWarning(warning), stacklevel=2)
-            X, y, X_val, y_val = X[fit_rows], y[fit_rows], X[val_rows], y[val_rows]
-            if train_texts is not None:
-                train_texts, val_texts = [train_texts[i] for i in fit_rows], [train_texts[i] for i in val_rows]
-            if train_states is not None:
-                train_states, val_states = train_states[fit_rows], train_states[val_rows]
-        inputs = [(head_input(HEAD_KINDS[spec.kind].reads, X, train_texts, train_states),
-                   head_input(HEAD_KINDS[spec.kind].reads, X_val, val_texts, val_states)) for spec in here]
+        X, y = labelled(train, pooling, budget=memory_budget)
+        X_val, y_val = labelled(val, pooling, meta.classes, memory_budget) if val is not None else (None, None)
+        train_parts = (X, given.get("train"), states.get("train"))
+        val_parts = (X_val, given.get("val"), states.get("val"))
+        if val is None:
+            train_parts, y, val_parts, y_val = split.cut(train, train_parts, y)
+        assert y_val is not None
+        held = HeldInputs(train.task, memory_budget)
+        inputs = [(held.input(spec.kind, *train_parts), held.input(spec.kind, *val_parts)) for spec in here]
         trained = Parallel(n_jobs=jobs, prefer="processes")(
             delayed(_fit)(spec, X_in, y, X_val_in, y_val, pooling, meta, seed)
             for spec, (X_in, X_val_in) in zip(here, inputs))
@@ -142,7 +145,7 @@ def train_heads(train: FeatureStore, specs: list[HeadSpec], poolings: list[str] 
             head.metrics = {"val": validation_metrics(head, X_val_in, y_val, meta.classes)}
             if val is None:
                 head.metrics["val"]["source"] = f"{val_fraction:g} of train held out (seed {seed})"
-                head.metrics["val"]["twins_in_train"] = leaks
+                head.metrics["val"]["twins_in_train"] = split.leaks
         heads += trained
     rows = []
     for head in heads:
@@ -155,19 +158,13 @@ def train_heads(train: FeatureStore, specs: list[HeadSpec], poolings: list[str] 
 def validation_metrics(head: TrainedHead, X_val: Any, y_val: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
     """The head's metrics on its validation rows; a multi-label head's also say what choosing each
     label's threshold there gained over a fixed 0.5 (`macro_f1_at_0.5`, `threshold_gain`)."""
-    metrics = task_metrics(y_val, head.estimator.predict(X_val), names)
+    metrics = task_metrics(y_val, map_blocks(head.estimator.predict, X_val), names)
     if head.task == "multi":
-        fixed = multilabel_metrics(y_val, (head.estimator.predict_proba(X_val) >= 0.5).astype(np.uint8), names)
+        fixed = multilabel_metrics(y_val, (map_blocks(head.estimator.predict_proba, X_val) >= 0.5).astype(np.uint8),
+                                   names)
         metrics.update({"macro_f1_at_0.5": fixed["macro_f1"], "micro_f1_at_0.5": fixed["micro_f1"],
                         "threshold_gain": round(metrics["macro_f1"] - fixed["macro_f1"], 6)})
     return metrics
-
-
-def _readable_hashes(store: FeatureStore) -> np.ndarray:
-    """The content sha256 of the rows `labelled` reads (skipped rows left out), in its order."""
-    readable = store.readable()
-    hashes: np.ndarray = store.content_sha256
-    return hashes if readable is None else hashes[readable]
 
 
 @dataclass
@@ -197,7 +194,9 @@ def train_and_save(train: FeatureStore, specs: list[HeadSpec], out: str | Path, 
     for head in heads:
         head.save(out / "heads" / head.name)
     if facts is not None:
-        write_results(out, rows, {**facts, "peak_memory_mb": peak_memory_mb()})
+        write_results(out, rows, {**facts, "peak_memory_mb": {
+            "process": peak_memory_mb(),  # featx train's own; a --jobs worker's is each head's (its row)
+            "heads": max((head.peak_memory_mb or 0.0 for head in heads), default=0.0)}})
     best = best_head(heads, rows)
     exported = None
     if export is not None:
@@ -273,7 +272,8 @@ def result_row(head: TrainedHead) -> dict[str, Any]:
         for key in TASK_SCORES[task][split]:
             row[f"{split}_{key}"] = metrics.get(key) if metrics else None
     row["val_score"] = headline(val) if val else None
-    return {**row, "fit_seconds": round(head.fit_seconds, 2), "warning": head.estimator.selection_warning()}
+    return {**row, "fit_seconds": round(head.fit_seconds, 2), "peak_memory_mb": head.peak_memory_mb,
+            "warning": head.estimator.selection_warning()}
 
 
 _HEADERS = {"accuracy": "acc", "macro_f1": "macro-F1", "micro_f1": "micro-F1", "subset_accuracy": "subset acc",

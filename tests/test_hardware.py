@@ -52,3 +52,20 @@ def test_each_cap_leaves_the_flags_below_it(amx_cpu, cap, fast_bf16, flags):
     amx_cpu.setenv("ONEDNN_MAX_CPU_ISA", cap)
     assert hardware.describe_hardware(CPU)["cpu_flags"] == flags
     assert hardware.has_fast_bf16(CPU) is fast_bf16
+
+
+def test_the_peak_memory_is_the_programs_own_not_its_launchers():
+    """getrusage's ru_maxrss carries the launching process's peak across exec: a `featx train` started
+    from a process holding 400 MB more reported 400 MB more. VmHWM starts afresh."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    def child() -> float:
+        return float(subprocess.run([sys.executable, "-c", "from featx.hardware import peak_memory_mb; "
+                                     "print(peak_memory_mb())"], capture_output=True, text=True, check=True).stdout)
+
+    alone = child()
+    ballast = np.ones(50_000_000)  # 400 MB, resident
+    assert ballast.sum() > 0 and child() < alone + 100

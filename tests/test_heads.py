@@ -98,13 +98,13 @@ def test_a_grid_in_a_table_cell_keeps_the_table_whole():
 
 
 def test_the_mlp_trains_on_a_stores_dataset_read_from_disk_in_blocks(tmp_path, tiny_backbone):
-    from featx.heads.mlp import on_disk
+    from featx.store.rows import StoredRows, as_rows
 
     rows = ["text,label"] + [f"{'great' if i % 2 else 'awful'} film {i},{'pos' if i % 2 else 'neg'}" for i in range(60)]
     path = tmp_path / "in.csv"
     path.write_text("\n".join(rows) + "\n")
     with featx.extract(path, tmp_path / "s.h5", model=tiny_backbone, dtype="fp32", progress=False) as store:
         lazy, (X, y) = store.features(), store.load()
-        assert on_disk(lazy) and not on_disk(X)
+        assert isinstance(as_rows(lazy, 16), StoredRows) and as_rows(X, 16) is X
         head = MLPHead(max_epochs=30, random_state=0).fit(lazy, y)
         assert head.n_features_in_ == X.shape[1] and head.score(X, y) > 0.9

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import resource
 import subprocess
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from featx.bench.rows import blocks_row, extract_row, finetune_row, head_row, hy
 from featx.bench.suite import Suite
 from featx.config import BENCH_STAGES
 from featx.errors import ParameterError
+from featx.hardware import peak_memory_mb
 
 if TYPE_CHECKING:
     pass
@@ -135,7 +135,7 @@ def _in_child(fn: Callable[..., dict[str, Any]], *args: Any) -> tuple[dict[str, 
 
 def _measured(fn: Callable[..., dict[str, Any]], *args: Any) -> tuple[dict[str, Any], float]:
     row = fn(*args)
-    return row, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return row, peak_memory_mb() or 0.0
 
 
 def git_commit() -> str:

@@ -19,7 +19,7 @@ from featx.cli.options import (
     protocol_options,
 )
 from featx.config import BENCH_STAGES, DEFAULT_IMAGE_MODEL, DEFAULT_MODEL, FINETUNE_POOLINGS
-from featx.constraints import FRACTION, JOBS, NON_NEGATIVE
+from featx.constraints import DEFAULT_MEMORY_BUDGET, FRACTION, JOBS, MEMORY_BUDGET, NON_NEGATIVE
 from featx.errors import FeatxError
 from featx.finetune.recipe import RECIPE_CONSTRAINTS as RECIPE
 from featx.finetune.recipe import FinetuneConfig
@@ -48,10 +48,13 @@ _RECIPE = FinetuneConfig()  # the recipe's defaults, shown by featx finetune --h
 @protocol_options()
 @click.option("--jobs", type=Constrained(JOBS), default=1, show_default=True, help="Heads trained in parallel (-1: all cores).")
 @click.option("--seed", type=Constrained(NON_NEGATIVE), default=0, show_default=True)
+@click.option("--memory-budget", type=Constrained(MEMORY_BUDGET), default=DEFAULT_MEMORY_BUDGET, show_default="1G",
+              help="The most feature bytes one head holds at once (512M, 4G): over it, logreg, ridge and mlp read "
+                   "the store from disk a block at a time; knn and hybrid hold their rows whatever the budget.")
 @click.option("--export", "export_dir", help="Write the best head (by validation accuracy) as a predictor here.")
 def train(store: str, output: str, heads: tuple[str, ...], grid: str | None, poolings: tuple[str, ...],
           val_path: str | None, val_fraction: float, test_path: str | None, jobs: int, seed: int,
-          export_dir: str | None, train_texts: str | None, val_texts: str | None, test_texts: str | None,
+          memory_budget: int, export_dir: str | None, train_texts: str | None, val_texts: str | None, test_texts: str | None,
           **options: Any) -> None:
     """Train heads on the cached features in STORE and print one comparison table.
 
@@ -72,7 +75,7 @@ def train(store: str, output: str, heads: tuple[str, ...], grid: str | None, poo
              (("train", train_texts), ("val", val_texts), ("test", test_texts)) if spec is not None}
     run = run_training(store, output, heads=heads, grid=grid, val=val_path, test=test_path, protocol=protocol,
                        mteb=mteb, export=export_dir, texts=texts, poolings=poolings, val_fraction=val_fraction,
-                       jobs=jobs, seed=seed)
+                       jobs=jobs, seed=seed, memory_budget=memory_budget)
     rows = run.rows if isinstance(run, TrainingRun) else run
     click.echo(format_table(rows))
     for row in rows:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from featx.config import PROTOCOLS
-from featx.constraints import COUNT, NON_NEGATIVE, Constraint, Interval, Options
+from featx.constraints import COUNT, NON_NEGATIVE, ByteSize, Constraint, Interval, Options
 from featx.data.readers import FORMATS
 from featx.errors import ParameterError
 from featx.options import ModelOptions, ReadOptions, RunOptions, StoreOptions, VectorOptions
@@ -28,16 +28,16 @@ EXTRACT_GROUPS = (ModelOptions, VectorOptions, StoreOptions, RunOptions, ReadOpt
 
 
 class Constrained(click.ParamType[Any, Any]):
-    """A number option whose range is a library constraint (`constraint`, read by tests too)."""
+    """A number (or size) option whose range is a library constraint (`constraint`, read by tests too)."""
 
     def __init__(self, constraint: Constraint) -> None:
-        if not isinstance(constraint, Interval):
-            raise TypeError(f"a number option needs an Interval, not {constraint!r}")
-        self.constraint: Interval = constraint
-        self.name = "integer" if constraint.type is int else "number"
+        if not isinstance(constraint, (Interval, ByteSize)):
+            raise TypeError(f"a number option needs an Interval or a ByteSize, not {constraint!r}")
+        self.constraint: Interval | ByteSize = constraint
+        self.name = "size" if isinstance(constraint, ByteSize) else "integer" if constraint.type is int else "number"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if not isinstance(value, str):
+        if not isinstance(value, str) or isinstance(self.constraint, ByteSize):  # a size reads its own units
             number: Any = value
         else:
             try:

@@ -24,11 +24,13 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from featx.constraints import Constraint, check_params
 from featx.errors import FeatxError, ParameterError
+from featx.heads.rows import map_blocks
 from featx.metrics import choose_thresholds, task_of
+from featx.store.rows import StoredRows
 
 HEAD_KINDS: dict[str, type[Head]] = {}
 DEFAULT_HEADS = ("logreg", "mlp")
@@ -56,6 +58,9 @@ class Head(ClassifierMixin, BaseEstimator):
     parameter_constraints: ClassVar[dict[str, Constraint]] = {}
     # The tasks the kind fits (featx.data.targets.TASKS).
     tasks: ClassVar[tuple[str, ...]] = ("single",)
+    # The tasks the kind fits from StoredRows, a block at a time (featx.heads.rows); for the others
+    # featx train hands it the rows in memory.
+    streams: ClassVar[tuple[str, ...]] = ()
 
     def _task(self, y: Any) -> str:
         """The task of `y`, set as `task_`; one line when this kind does not fit it."""
@@ -65,6 +70,18 @@ class Head(ClassifierMixin, BaseEstimator):
             raise FeatxError(f"the {self.kind} head does not fit {TASK_NAMES[task]} labels: use {able}")
         self.task_ = task
         return task
+
+    def _check_rows(self, X: Any, y: Any = "no_validation", *, reset: bool = True, **options: Any) -> Any:
+        """scikit-learn's validate_data, except that StoredRows (rows a streamed fit reads from the store a
+        block at a time, featx.heads.rows) stay on disk: their width is checked or learnt, y made an array."""
+        if not isinstance(X, StoredRows):
+            return validate_data(self, X, y, reset=reset, **options)
+        if reset:
+            self.n_features_in_ = X.shape[1]
+        elif X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                             f"{self.n_features_in_} features as input.")
+        return X if isinstance(y, str) else (X, np.asarray(y))
 
     def _loss_targets(self, y: np.ndarray, fit: bool = False) -> np.ndarray:
         """What a head trained by a loss (mlp, blocks) compares its outputs with: class indices (int64),
@@ -93,7 +110,7 @@ class Head(ClassifierMixin, BaseEstimator):
         if getattr(self, "task_", "single") != "multi":
             return
         self.thresholds_ = np.full(len(self.classes_), 0.5) if X_val is None or y_val is None else \
-            choose_thresholds(self.predict_proba(X_val), np.asarray(y_val))
+            choose_thresholds(map_blocks(self.predict_proba, X_val), np.asarray(y_val))
 
     def predict(self, X: Any) -> np.ndarray:
         """Class labels; a multi-label row's 0/1 labels (probability >= its threshold); a regression

@@ -3,16 +3,20 @@ them (hybrid), its token states (blocks) or its window vectors (windows); checke
 anything trains."""
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from featx.errors import FeatxError
+from featx.errors import FeatxError, FeatxWarning
 from featx.heads.base import HEAD_KINDS, sequence_read
 from featx.heads.hybrid import TextVectors, check_texts_match
+from featx.heads.rows import block_rows_for, fits_in_memory
 from featx.metrics import labels_as
 from featx.store import FeatureStore
+from featx.store.rows import StoredRows
 from featx.store.states import RowSequences
 
 # How each role's texts are given on the command line (featx train).
@@ -72,10 +76,19 @@ def head_input(reads: tuple[str, ...], X: Any, texts: Sequence[str] | None = Non
     return TextVectors(texts, X)
 
 
-def labelled(store: FeatureStore, pooling: str,
-              classes: tuple[str, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Features and labels; with `classes` (the training store's), labels re-indexed into them by name."""
-    X, y = store.load(pooling)
+def labelled(store: FeatureStore, pooling: str, classes: tuple[str, ...] | None = None,
+             budget: int | None = None) -> tuple[Any, np.ndarray]:
+    """Features and labels; with `classes` (the training store's), labels re-indexed into them by name.
+    With a memory `budget` (bytes), features an in-memory fit would hold more than that of stay on disk,
+    as StoredRows read a block at a time (featx.heads.rows)."""
+    rows, dim = store.readable(), store.dim
+    count = len(store) if rows is None else len(rows)
+    if budget is not None and not fits_in_memory(count, dim, budget):
+        X: Any = StoredRows(store.path, f"features/{pooling}", np.arange(len(store)) if rows is None else rows,
+                            block_rows_for(dim, budget), opened=store.features(pooling))
+        y = store.labels if rows is None or store.labels is None else store.labels[rows]
+    else:
+        X, y = store.load(pooling)
     if y is None:
         raise FeatxError(f"{store.path} has no labels: heads need a labelled store (extract with --label-column)")
     if classes is not None:
@@ -110,3 +123,26 @@ def check_compatible(train: FeatureStore, other: FeatureStore | None, role: str)
     if other.fingerprint != train.fingerprint:
         raise FeatxError(f"the {role} store {other.path} was extracted with another config than {train.path} "
                          f"(fingerprint {other.fingerprint[:12]} vs {train.fingerprint[:12]}): extract both the same way")
+
+
+@dataclass
+class HeldInputs:
+    """Each head's input: rows on disk for a kind that streams the task, else in memory (read once)."""
+
+    task: str
+    budget: int
+    loaded: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def input(self, name: str, X: Any, texts: Sequence[str] | None, states: Any) -> Any:
+        """What the head kind `name` reads (head_input), its vectors on disk or in memory."""
+        kind = HEAD_KINDS[name]
+        if isinstance(X, StoredRows) and self.task not in kind.streams and not sequence_read(kind.reads):
+            if id(X) not in self.loaded:
+                warnings.warn(FeatxWarning(
+                    f"the {name} head holds its rows in memory ({X.shape[0]:,} x {X.shape[1]} float32, "
+                    f"{X.shape[0] * X.shape[1] * 4 / 2 ** 20:,.0f} MiB), over --memory-budget "
+                    f"{self.budget / 2 ** 20:,.0f} MiB: train it on a smaller store, or raise --memory-budget"),
+                    stacklevel=3)
+                self.loaded[id(X)] = np.asarray(X)
+            X = self.loaded[id(X)]
+        return head_input(kind.reads, X, texts, states)

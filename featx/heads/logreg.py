@@ -10,6 +10,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -26,11 +27,14 @@ from featx.constraints import (
     Options,
     Weights,
 )
-from featx.errors import DamagedError
+from featx.errors import DamagedError, FeatxError
 from featx.heads.base import Head, edge_warning, register_head
+from featx.heads.logistic_blocks import fit_logistic_blocks, predicted_index
 from featx.heads.multilabel import fit_logistic, probabilities
+from featx.heads.rows import column_moments, take
 from featx.heads.split import can_stratify, stratified_split
 from featx.metrics import tuned_macro_f1
+from featx.store.rows import StoredRows
 
 # A multi-label C sweep stops after this many larger Cs in a row score below the best so far.
 PATIENCE = 3
@@ -55,6 +59,7 @@ class LogRegHead(Head):
 
     kind = "logreg"
     tasks = ("single", "multi")
+    streams = ("single",)
 
     summary = "logistic regression, C swept on validation"
 
@@ -81,6 +86,8 @@ class LogRegHead(Head):
         self._validate_params()
         if self._task(y) == "multi":
             return self._fit_multi(X, y, X_val, y_val)
+        if isinstance(X, StoredRows):
+            return self._fit_streamed(X, np.asarray(y), X_val, None if y_val is None else np.asarray(y_val))
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
         self.classes_ = np.unique(y)
@@ -92,6 +99,59 @@ class LogRegHead(Head):
         self.scaler_, self.model_ = self._fit_one(X, y, self.C_)
         self.n_iter_ = self.model_.n_iter_
         return self
+
+    def _fit_streamed(self, X: StoredRows, y: np.ndarray, X_val: Any, y_val: np.ndarray | None) -> LogRegHead:
+        """The single-label fit from rows on disk, a block at a time (featx.heads.logistic_blocks): the
+        same objective, solver, C sweep (upwards, warm-started) and choice as the in-memory fit."""
+        if self.cv:
+            raise FeatxError("logreg cv=K needs the training rows in memory: drop cv, or raise featx train "
+                             "--memory-budget above the store's size")
+        self._check_rows(X)
+        check_classification_targets(y)
+        self.classes_ = np.unique(y)
+        fit_rows = np.arange(len(y))
+        how = "validation"
+        if X_val is None and can_stratify(y, 2):
+            fit_rows, held_out = stratified_split(y, self.val_fraction, self.random_state)
+            X_val, y_val, how = take(X, held_out), y[held_out], "held-out fraction"
+        if self.C is not None:
+            self.C_, self.curve_, self.selection_ = float(self.C), [], "given"
+        elif X_val is None or y_val is None:
+            self.C_, self.curve_, self.selection_ = 1.0, [], "default (too few rows per class to select)"
+        else:
+            self._check_rows(X_val, reset=False)
+            X_fit, y_fit = take(X, fit_rows), y[fit_rows]
+            moments = self._moments(X_fit)
+            curve, weights = [], None
+            for C in sorted(self.Cs):  # upwards, each fit starting from the last
+                weights = self._fit_blocks(X_fit, y_fit, C, moments, weights)[0]
+                predicted = self.classes_[predicted_index(X_val, weights, *moments)]
+                curve.append({"C": float(C), "score": float(np.mean(predicted == y_val))})
+            self.C_, self.curve_, self.selection_ = self._best(curve, how)
+        moments = self._moments(X)
+        weights, iterations = self._fit_blocks(X, y, self.C_, moments, None)
+        self.scaler_ = _scaler(*moments, self.n_features_in_) if self.standardize else None
+        self.model_ = self._model(weights[:, :-1], weights[:, -1])
+        self.n_iter_ = self.model_.n_iter_ = np.array([iterations])
+        return self
+
+    def _moments(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+        return column_moments(X) if self.standardize else (np.zeros(X.shape[1]), np.ones(X.shape[1]))
+
+    def _fit_blocks(self, X: Any, y: np.ndarray, C: float, moments: tuple[np.ndarray, np.ndarray],
+                    init: np.ndarray | None) -> tuple[np.ndarray, int]:
+        y_index = np.searchsorted(self.classes_, y)
+        weights = None if self.class_weight is None else \
+            compute_class_weight(self.class_weight, classes=self.classes_, y=y)[y_index]
+        return fit_logistic_blocks(X, y_index, len(self.classes_), C, mean=moments[0], scale=moments[1],
+                                   sample_weight=weights, init=init, max_iter=self.max_iter)
+
+    def _model(self, coef: np.ndarray, intercept: np.ndarray) -> LogisticRegression:
+        """A fitted LogisticRegression holding these weights (a restored or streamed fit)."""
+        model = clone(self._new_model(self.C_))
+        model.coef_, model.intercept_, model.classes_ = coef, intercept, self.classes_
+        model.n_features_in_ = self.n_features_in_
+        return model
 
     def _fit_multi(self, X: np.ndarray, Y: np.ndarray, X_val: np.ndarray | None,
                    Y_val: np.ndarray | None) -> LogRegHead:
@@ -233,21 +293,12 @@ class LogRegHead(Head):
         self.classes_ = np.asarray(classes)
         self.n_features_in_ = int(arrays["coef"].shape[1])
         self.C_, self.curve_, self.selection_ = fitted["C_"], fitted["curve_"], fitted["selection_"]
-        self.scaler_ = None
-        if "mean" in arrays:
-            scaler = StandardScaler()
-            scaler.mean_, scaler.scale_ = arrays["mean"], arrays["scale"]
-            scaler.var_ = arrays["scale"] ** 2
-            scaler.n_features_in_ = self.n_features_in_
-            self.scaler_ = scaler
+        self.scaler_ = _scaler(arrays["mean"], arrays["scale"], self.n_features_in_) if "mean" in arrays else None
         self.n_iter_ = np.asarray(fitted.get("n_iter_", [0]))
         if getattr(self, "task_", "single") == "multi":
             self.model_, self.weights_ = None, np.vstack([arrays["coef"].T, arrays["intercept"][None]])
             return self
-        model = clone(self._new_model(self.C_))
-        model.coef_, model.intercept_, model.classes_ = arrays["coef"], arrays["intercept"], self.classes_
-        model.n_features_in_ = self.n_features_in_
-        self.model_ = model
+        self.model_ = self._model(arrays["coef"], arrays["intercept"])
         return self
 
     def describe_choice(self) -> str:
@@ -260,3 +311,10 @@ class LogRegHead(Head):
         """JSON-ready facts of the fit: chosen C and how, the curve."""
         return {"C_": self.C_, "curve_": self.curve_, "selection_": self.selection_,
                 "n_iter_": np.asarray(self.n_iter_).tolist()}
+
+
+def _scaler(mean: np.ndarray, scale: np.ndarray, n_features: int) -> StandardScaler:
+    """A fitted StandardScaler holding these moments (a restored or streamed fit)."""
+    scaler = StandardScaler()
+    scaler.mean_, scaler.scale_, scaler.var_, scaler.n_features_in_ = mean, scale, scale ** 2, n_features
+    return scaler

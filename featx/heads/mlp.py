@@ -1,10 +1,10 @@
 """MLPHead: the classic transfer-learning head, trained in torch on cached features.
 
 Linear -> ReLU -> Dropout -> Linear -> ReLU -> Dropout -> Linear, AdamW, early
-stopping on validation loss. Features can be a numpy array or an h5py dataset: rows
-are read in contiguous blocks (shuffled block order, shuffled rows inside a block), so
-the fit itself never needs the whole matrix; `featx train` still loads the store into
-memory before fitting (issue 33: heads that stream).
+stopping on validation loss. Features can be a numpy array, an h5py dataset or StoredRows
+(featx.heads.rows: what `featx train` hands it when the store is over --memory-budget): rows on
+disk are read in contiguous blocks (shuffled block order, shuffled rows inside a block), and the
+validation rows a block at a time, so the fit never needs the whole matrix.
 """
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from featx.constraints import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, Constraint, Flag, Interval
 from featx.errors import DamagedError
 from featx.heads.base import Head, register_head
+from featx.heads.rows import column_moments, row_slices, take
 from featx.heads.split import can_stratify, stratified_split
+from featx.store.rows import StoredRows, as_rows
 
 _BLOCK_ROWS = 16_384  # rows read from HDF5 at once when the features are on disk
 
@@ -48,7 +50,7 @@ class MLPHead(Head):
     """
 
     kind = "mlp"
-    tasks = ("single", "multi", "regression")
+    tasks = streams = ("single", "multi", "regression")
 
     summary = "an MLP with one hidden layer and early stopping"
 
@@ -77,27 +79,24 @@ class MLPHead(Head):
         """Train until validation loss stops improving; keep the best epoch."""
         self._validate_params()
         task = self._task(y)
-        if on_disk(X):
-            self.n_features_in_ = int(X.shape[1])
-            y = np.asarray(y)
-        else:
-            X, y = validate_data(self, X, y, dtype=np.float32, multi_output=task != "single")
+        X, y = self._check_rows(as_rows(X, _BLOCK_ROWS), y, dtype=np.float32, multi_output=task != "single")
         y_index = self._loss_targets(y, fit=True)
         train_rows = np.arange(len(y))
         if X_val is not None:
             y_val = np.asarray(y_val)
             if task == "single" and len(unknown := np.setdiff1d(y_val, self.classes_)):
                 raise ValueError(f"y_val has labels not seen in training: {unknown[:5].tolist()}")
-            # A copy: joblib hands workers read-only memory maps, which torch will not wrap.
-            val = (np.array(X_val[:] if on_disk(X_val) else X_val, dtype=np.float32), self._loss_targets(y_val))
+            val = (X_val, self._loss_targets(y_val))
         elif can_stratify(y_index, 2):
             train_rows, held_out = stratified_split(y_index, self.val_fraction, self.random_state)
-            val = (_read_rows(X, held_out), y_index[held_out])
+            val = (take(X, held_out), y_index[held_out])
         else:
             val = None  # too few rows to hold any out: train for max_epochs
-        moments = _moments(X, train_rows) if self.standardize else (None, None)
-        self.mean_: np.ndarray | None = moments[0]
-        self.scale_: np.ndarray | None = moments[1]
+        self.mean_: np.ndarray | None = None
+        self.scale_: np.ndarray | None = None
+        if self.standardize:
+            moments = column_moments(take(X, train_rows))
+            self.mean_, self.scale_ = moments[0].astype(np.float32), moments[1].astype(np.float32)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.random_state)
             self._train(X, y_index, train_rows, val)
@@ -134,17 +133,24 @@ class MLPHead(Head):
         self.n_iter_ = len(self.history_)
 
     def _validate(self, model: torch.nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                  X_val: np.ndarray, y_val: np.ndarray) -> dict[str, float]:
-        """The validation loss (its negative is the epoch's score: lower is better) and accuracy."""
+                  X_val: Any, y_val: np.ndarray) -> dict[str, float]:
+        """The validation loss (its negative is the epoch's score: lower is better) and accuracy, from
+        the validation rows a block at a time."""
         model.eval()
+        summed, correct = 0.0, 0
         with torch.inference_mode():
-            logits = model(self._scale(torch.from_numpy(X_val)))
-            targets = torch.from_numpy(y_val)
-            record = {"val_loss": float(loss_fn(logits, targets))}
-            record["score"] = -record["val_loss"]
-            if self.task_ == "single":
-                record["val_accuracy"] = float((logits.argmax(1) == targets).float().mean())
-            return record
+            for rows in row_slices(X_val, _BLOCK_ROWS):
+                # A copy: joblib hands workers read-only memory maps, which torch will not wrap.
+                logits = model(self._scale(torch.from_numpy(np.array(X_val[rows], dtype=np.float32))))
+                targets = torch.from_numpy(y_val[rows])
+                summed += float(loss_fn(logits, targets)) * len(targets)
+                if self.task_ == "single":
+                    correct += int((logits.argmax(1) == targets).sum())
+        record = {"val_loss": summed / len(y_val)}
+        record["score"] = -record["val_loss"]
+        if self.task_ == "single":
+            record["val_accuracy"] = correct / len(y_val)
+        return record
 
     def _scale(self, xb: torch.Tensor) -> torch.Tensor:
         if self.mean_ is None:
@@ -230,50 +236,15 @@ class MLPHead(Head):
         return {"best_epoch_": self.best_epoch_, "history_": self.history_}
 
 
-def on_disk(X: Any) -> bool:
-    """True for features read lazily from a chunked file (a store's dataset, or any array that
-    says how it is chunked on disk); those are read in contiguous blocks."""
-    return not isinstance(X, np.ndarray) and hasattr(X, "chunks") and hasattr(X, "shape")
-
-
-def _as_float32(X: Any) -> np.ndarray:
-    return np.ascontiguousarray(X, dtype=np.float32)
-
-
-def _read_rows(X: Any, rows: np.ndarray) -> np.ndarray:
-    """X[rows] as float32; from HDF5 via contiguous block reads (rows sorted)."""
-    if not on_disk(X):
-        return _as_float32(X[rows])
-    parts = []
-    for start in range(0, X.shape[0], _BLOCK_ROWS):
-        inside = rows[(rows >= start) & (rows < start + _BLOCK_ROWS)]
-        if len(inside):
-            parts.append(X[start:min(start + _BLOCK_ROWS, X.shape[0])][inside - start])
-    return _as_float32(np.concatenate(parts))
-
-
-def _moments(X: Any, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and standard deviation (zero std -> 1) of X[rows], in float64 blocks."""
-    total = np.zeros(X.shape[1])
-    total_sq = np.zeros(X.shape[1])
-    for start in range(0, len(rows), _BLOCK_ROWS):
-        block = _read_rows(X, rows[start:start + _BLOCK_ROWS]).astype(np.float64)
-        total += block.sum(0)
-        total_sq += (block ** 2).sum(0)
-    mean = total / len(rows)
-    std = np.sqrt(np.maximum(total_sq / len(rows) - mean ** 2, 0.0))
-    std[std < 1e-12] = 1.0
-    return mean.astype(np.float32), std.astype(np.float32)
-
-
 def _minibatches(X: Any, y_index: np.ndarray, rows: np.ndarray, batch_size: int,
                  rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Shuffled (features, labels) minibatches over `rows`; block-wise for on-disk X."""
-    block_rows = _BLOCK_ROWS if on_disk(X) else max(len(X), 1)
-    blocks = np.unique(rows // block_rows)
-    for block in rng.permutation(blocks):
-        inside = rows[rows // block_rows == block]
-        features = _read_rows(X, inside)
+    """Shuffled (features, labels) minibatches over `rows`; block-wise for StoredRows X."""
+    block_rows = X.block_rows if isinstance(X, StoredRows) else max(len(X), 1)
+    blocks = np.unique(rows // block_rows)  # rows are sorted: each block's rows lie between two bounds
+    bounds = np.searchsorted(rows, np.append(blocks, blocks[-1] + 1) * block_rows) if len(blocks) else blocks
+    for i in rng.permutation(len(blocks)):
+        inside = rows[bounds[i]:bounds[i + 1]]
+        features = np.ascontiguousarray(X[inside], dtype=np.float32)
         order = rng.permutation(len(inside))
         for start in range(0, len(order), batch_size):
             pick = order[start:start + batch_size]

@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from featx.constraints import FRACTION, NON_NEGATIVE, POSITIVE, Constraint, Grid, Interval
 from featx.errors import DamagedError
 from featx.heads.base import Head, edge_warning, register_head
+from featx.heads.rows import column_moments, map_blocks, row_slices, take
 from featx.heads.split import can_stratify, stratified_split
 from featx.metrics import mean_r2, tuned_macro_f1
 
@@ -39,7 +40,7 @@ class RidgeHead(Head):
     """
 
     kind = "ridge"
-    tasks = ("single", "multi", "regression")
+    tasks = streams = ("single", "multi", "regression")
 
     summary = "ridge in closed form (classes, labels or targets), alpha swept"
 
@@ -59,19 +60,19 @@ class RidgeHead(Head):
         self._validate_params()
         if self._task(y) != "single":
             return self._fit_matrix(X, np.asarray(y), X_val, y_val)
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        X, y = self._check_rows(X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
         self.classes_, y_index = np.unique(y, return_inverse=True)
         if X_val is not None:
-            X_val = validate_data(self, X_val, reset=False, dtype=[np.float64, np.float32])
+            X_val = self._check_rows(X_val, reset=False, dtype=[np.float64, np.float32])
             val_index = np.searchsorted(self.classes_, np.asarray(y_val))
             fit_rows, self.selection_ = np.arange(len(y)), "validation"
         elif can_stratify(y_index, 2):
             fit_rows, held_out = stratified_split(y_index, self.val_fraction, self.random_state)
-            X_val, val_index, self.selection_ = X[held_out], y_index[held_out], "held-out fraction"
+            X_val, val_index, self.selection_ = take(X, held_out), y_index[held_out], "held-out fraction"
         else:
             fit_rows, val_index, self.selection_ = np.arange(len(y)), None, "default (too few rows to select)"
-        solver = _RidgeSolver(X[fit_rows], _one_hot(y_index[fit_rows], len(self.classes_)))
+        solver = _RidgeSolver(take(X, fit_rows), _one_hot(y_index[fit_rows], len(self.classes_)))
         if self.alpha is not None:
             self.alpha_, self.selection_ = float(self.alpha), "given"
             self.curve_: list[dict[str, float]] = []
@@ -96,20 +97,20 @@ class RidgeHead(Head):
     def _fit_matrix(self, X: np.ndarray, Y: np.ndarray, X_val: np.ndarray | None,
                     Y_val: np.ndarray | None) -> RidgeHead:
         """Multi-label (±1 columns) or regression (the targets): alpha by tuned macro-F1 or mean R²."""
-        X, Y = validate_data(self, X, Y, dtype=[np.float64, np.float32], multi_output=True)
+        X, Y = self._check_rows(X, Y, dtype=[np.float64, np.float32], multi_output=True)
         multi = self.task_ == "multi"
         targets = (2.0 * Y - 1.0) if multi else np.asarray(Y, dtype=np.float64)
         self.classes_ = np.arange(Y.shape[1])
         fit_rows = np.arange(len(Y))
         if X_val is not None:
-            X_val, Y_val, self.selection_ = validate_data(self, X_val, reset=False, dtype=[np.float64, np.float32]), \
+            X_val, Y_val, self.selection_ = self._check_rows(X_val, reset=False, dtype=[np.float64, np.float32]), \
                 np.asarray(Y_val), "validation"
         elif can_stratify(Y, 2):
             fit_rows, held_out = stratified_split(Y, self.val_fraction, self.random_state)
-            X_val, Y_val, self.selection_ = X[held_out], Y[held_out], "held-out fraction"
+            X_val, Y_val, self.selection_ = take(X, held_out), Y[held_out], "held-out fraction"
         else:
             self.selection_ = "default (too few rows to select)"
-        solver = _RidgeSolver(X[fit_rows], targets[fit_rows])
+        solver = _RidgeSolver(take(X, fit_rows), targets[fit_rows])
         self.curve_ = []
         if self.alpha is not None or X_val is None or Y_val is None:
             self.alpha_ = 1.0 if self.alpha is None else float(self.alpha)
@@ -136,9 +137,8 @@ class RidgeHead(Head):
         result: np.ndarray = self._scores(validate_data(self, X, reset=False, dtype=[np.float64, np.float32]))
         return result
 
-    def _scores(self, X: np.ndarray) -> np.ndarray:
-        result: np.ndarray = ((np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_) @ self.coef_.T + self.intercept_
-        return result
+    def _scores(self, X: Any) -> np.ndarray:
+        return _linear_scores(X, self.mean_, self.scale_, self.coef_, self.intercept_)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         check_is_fitted(self)
@@ -209,13 +209,11 @@ class _RidgeSolver:
     in-memory one, its memory one block."""
 
     def __init__(self, X: Any, targets: np.ndarray) -> None:
-        n = len(X)
-        self.mean, self.scale = _column_moments(X, n)
+        self.mean, self.scale = column_moments(X, SOLVER_BLOCK_ROWS)
         self.target_mean = targets.mean(0)
         gram = np.zeros((X.shape[1], X.shape[1]))
         cross = np.zeros((X.shape[1],) + targets.shape[1:])
-        for start in range(0, n, SOLVER_BLOCK_ROWS):
-            rows = slice(start, start + SOLVER_BLOCK_ROWS)
+        for rows in row_slices(X, SOLVER_BLOCK_ROWS):
             block = (np.asarray(X[rows], dtype=np.float64) - self.mean) / self.scale
             gram += block.T @ block
             cross += block.T @ (np.asarray(targets[rows], dtype=np.float64) - self.target_mean)
@@ -227,32 +225,13 @@ class _RidgeSolver:
         coef = self.eigenvectors @ (self.projected / (np.maximum(self.eigenvalues, 0.0) + alpha)[:, None])
         return coef.T, self.target_mean.copy()
 
-    def scores(self, X: np.ndarray, alpha: float) -> np.ndarray:
-        coef, intercept = self.coefficients(alpha)
-        result: np.ndarray = ((np.asarray(X, dtype=np.float64) - self.mean) / self.scale) @ coef.T + intercept
-        return result
+    def scores(self, X: Any, alpha: float) -> np.ndarray:
+        return _linear_scores(X, self.mean, self.scale, *self.coefficients(alpha))
 
 
-def _column_moments(X: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each column's mean and standard deviation (population; 1 where it is 0, as StandardScaler
-    sets it), from blocks of rows combined by Chan et al.'s pairwise update."""
-    count, mean, m2 = 0, np.zeros(X.shape[1]), np.zeros(X.shape[1])
-    for start in range(0, n, SOLVER_BLOCK_ROWS):
-        block = np.asarray(X[start:start + SOLVER_BLOCK_ROWS], dtype=np.float64)
-        rows, block_mean = len(block), block.mean(0)
-        block_m2 = ((block - block_mean) ** 2).sum(0)
-        delta, total = block_mean - mean, count + rows
-        mean = mean + delta * rows / total
-        m2 = m2 + block_m2 + delta ** 2 * count * rows / total
-        count = total
-    var = m2 / max(count, 1)
-    # A column indistinguishable from a constant (StandardScaler's bound from the two-pass variance's
-    # error, Chan, Golub and LeVeque) is left unscaled.
-    eps = np.finfo(np.float64).eps
-    constant = var <= count * eps * var + (count * mean * eps) ** 2
-    scale = np.sqrt(var)
-    scale[constant] = 1.0
-    return mean, scale
+def _linear_scores(X: Any, mean: np.ndarray, scale: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
+    """The scores of standardised rows of X (an array or StoredRows, a block at a time) under (coef, intercept)."""
+    return map_blocks(lambda block: ((np.asarray(block, dtype=np.float64) - mean) / scale) @ coef.T + intercept, X)
 
 
 def _fit_temperature(scores: np.ndarray, y_index: np.ndarray) -> float:

@@ -1,9 +1,17 @@
-"""Stratified splits shared by the heads and the evaluation protocols."""
+"""Stratified splits shared by the heads and the evaluation protocols, and the validation rows
+featx train carves from a training store."""
 from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from featx.errors import FeatxWarning
+from featx.heads.rows import take
 from featx.pooling import l2_normalized_rows
+from featx.store import FeatureStore
 
 
 def can_stratify(y: np.ndarray, parts: int) -> bool:
@@ -37,7 +45,8 @@ LEAK_NEAR_COSINE = 0.98  # centred cosine at or above which two rows count as ne
 LEAK_WARN_SHARE = 0.02  # warn when this share of the checked validation rows has a twin in train
 _LEAK_VAL_ROWS = 1_000  # validation rows checked for near-duplicates (exact ones: all)
 _LEAK_FIT_ROWS = 100_000  # training rows they are compared with (a seeded sample beyond)
-_LEAK_BLOCK = 8_192
+_LEAK_CENTRE_ROWS = 8_192  # training rows whose mean centres the cosines
+_LEAK_BLOCK = 1_024  # training rows compared at a time: 1,000 x 1,024 float32 similarities, 4 MB
 
 
 def carved_leaks(hashes: np.ndarray, X: np.ndarray, fit_rows: np.ndarray, val_rows: np.ndarray,
@@ -49,16 +58,14 @@ def carved_leaks(hashes: np.ndarray, X: np.ndarray, fit_rows: np.ndarray, val_ro
     100,000 training rows (seeded samples beyond), so the cost stays under a few GFLOP. Posts that
     quote each other straddle a random cut this way, and validation then runs above test.
     """
-    keys = [bytes(row) for row in np.asarray(hashes)]
-    seen = {keys[i] for i in fit_rows}
-    exact_mask = np.array([keys[i] in seen for i in val_rows], dtype=bool)
+    exact_mask = _has_twin(np.asarray(hashes), val_rows, fit_rows)
     rng = np.random.default_rng(seed)
     others = val_rows[~exact_mask]
     checked = np.sort(rng.choice(others, size=min(len(others), _LEAK_VAL_ROWS), replace=False)) if len(others) else others
     compared = fit_rows if len(fit_rows) <= _LEAK_FIT_ROWS else np.sort(rng.choice(fit_rows, _LEAK_FIT_ROWS, False))
     near = 0
     if len(checked) and len(compared):
-        center = np.asarray(X[compared[: _LEAK_BLOCK]], dtype=np.float32).mean(axis=0)
+        center = np.asarray(X[compared[:_LEAK_CENTRE_ROWS]], dtype=np.float32).mean(axis=0)
         queries = l2_normalized_rows(np.asarray(X[checked], dtype=np.float32) - center)
         best = np.full(len(checked), -1.0, dtype=np.float32)
         for start in range(0, len(compared), _LEAK_BLOCK):
@@ -71,6 +78,18 @@ def carved_leaks(hashes: np.ndarray, X: np.ndarray, fit_rows: np.ndarray, val_ro
             "near": near, "near_cosine": LEAK_NEAR_COSINE, "share": round(float(share), 4)}
 
 
+def _has_twin(hashes: np.ndarray, rows: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """For each of `rows`, whether one of `others` has the same hash: matched on the hashes' first 8 bytes
+    (8 bytes a row held, not 32), then confirmed on all of them for the few that match."""
+    prefix = np.ascontiguousarray(hashes[:, :8]).view(np.uint64).ravel()
+    found = np.isin(prefix[rows], prefix[others])
+    if found.any():
+        keys = np.ascontiguousarray(hashes).view(np.dtype((np.void, hashes.shape[1]))).ravel()
+        maybe = others[np.isin(prefix[others], prefix[rows[found]])]
+        found[found] = np.isin(keys[rows[found]], keys[maybe])
+    return found
+
+
 def leak_warning(leaks: dict[str, float | int]) -> str | None:
     """The warning for a carved validation split whose rows have twins in train, or None below the threshold."""
     if leaks["share"] < LEAK_WARN_SHARE or leaks["exact"] + leaks["near"] < 2:
@@ -80,3 +99,33 @@ def leak_warning(leaks: dict[str, float | int]) -> str | None:
             f"{leaks['near_checked']} checked, cosine >= {leaks['near_cosine']}): validation will score above test "
             "and choices lean on memory (k=1); pass --val STORE extracted from rows kept apart from train (a split "
             "by thread, author or source, not at random)")
+
+
+@dataclass
+class CarvedSplit:
+    """The validation rows carved from train: the same cut for every pooling, its leaks checked once."""
+
+    fraction: float
+    seed: int
+    leaks: dict[str, Any] | None = None
+
+    def cut(self, train: FeatureStore, parts: tuple[Any, Any, Any], y: np.ndarray) -> tuple[Any, np.ndarray, Any, np.ndarray]:
+        """(train parts, their labels, validation parts, theirs): each of (vectors, texts, states) cut."""
+        fit_rows, val_rows = stratified_split(y, self.fraction, self.seed)
+        if self.leaks is None:
+            self.leaks = carved_leaks(readable_hashes(train), parts[0], fit_rows, val_rows, self.seed)
+            if (warning := leak_warning(self.leaks)) is not None:
+                warnings.warn(FeatxWarning(warning), stacklevel=3)
+        X, texts, states = parts
+        fit = (take(X, fit_rows), None if texts is None else [texts[i] for i in fit_rows],
+               None if states is None else states[fit_rows])
+        held = (take(X, val_rows), None if texts is None else [texts[i] for i in val_rows],
+                None if states is None else states[val_rows])
+        return fit, y[fit_rows], held, y[val_rows]
+
+
+def readable_hashes(store: FeatureStore) -> np.ndarray:
+    """The content sha256 of the rows `labelled` reads (skipped rows left out), in its order."""
+    readable = store.readable()
+    hashes: np.ndarray = store.content_sha256
+    return hashes if readable is None else hashes[readable]

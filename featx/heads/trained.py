@@ -70,6 +70,8 @@ class TrainedHead:
     name: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     fit_seconds: float = 0.0
+    # The peak resident memory (MB) of the process that fitted it, when it was done (featx.hardware.peak_memory_mb).
+    peak_memory_mb: float | None = None
 
     @property
     def kind(self) -> str:
@@ -153,7 +155,7 @@ class TrainedHead:
                 **({"thresholds": self.estimator.thresholds_.tolist()} if self.task == "multi" else {}),
                 "pooling": self.pooling, "store_fingerprint": self.store_fingerprint,
                 "config": json.loads(self.config_json), "metrics": self.metrics,
-                "fit_seconds": round(self.fit_seconds, 3),
+                "fit_seconds": round(self.fit_seconds, 3), "peak_memory_mb": self.peak_memory_mb,
                 "saved_at": utc_stamp(),
                 "weights_sha256": file_sha256(partial / "head.safetensors"),
             }
@@ -220,7 +222,7 @@ class TrainedHead:
             raise DamagedError(f"{folder} is damaged: its extraction config does not match its store fingerprint")
         return cls(estimator=estimator, pooling=pooling, class_names=class_names, store_fingerprint=fingerprint,
                    config_json=config_json, name=str(meta.get("name", "")), metrics=meta.get("metrics", {}),
-                   fit_seconds=float(meta.get("fit_seconds", 0.0)))
+                   fit_seconds=float(meta.get("fit_seconds", 0.0)), peak_memory_mb=meta.get("peak_memory_mb"))
 
 
 def _jsonable(value: Any) -> Any:

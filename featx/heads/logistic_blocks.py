@@ -1,0 +1,70 @@
+"""Logistic regression fitted from row blocks: scikit-learn's lbfgs objective and solver settings,
+with the loss and its gradient summed over the rows a block at a time (featx.heads.rows), so the
+fit holds one standardised block, never the matrix.
+
+The objective is LogisticRegression's (lbfgs): the mean of the (sample-weighted) half-multinomial
+loss, two classes: the half-binomial loss of the second class's log-odds, plus
+``||W||^2 / (2 C sum(weights))`` on the coefficients (not the intercepts), minimised by scipy's
+L-BFGS-B with its gtol, ftol and line-search settings. The optimum is the same; only the order of
+the float64 sums differs.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy import optimize
+from scipy.special import expit, logsumexp
+
+from featx.heads.rows import map_blocks, row_slices
+
+
+def fit_logistic_blocks(X: Any, y_index: np.ndarray, n_classes: int, C: float, *, mean: np.ndarray,
+                        scale: np.ndarray, sample_weight: np.ndarray | None = None, init: np.ndarray | None = None,
+                        max_iter: int = 1000, tol: float = 1e-4) -> tuple[np.ndarray, int]:
+    """(weights, iterations): weights (k, d + 1), the last column the intercepts; k = 1 for two classes
+    (the log-odds of class 1), else one row a class. Rows of X are standardised by (mean, scale)."""
+    d, k = X.shape[1], 1 if n_classes == 2 else n_classes
+    weights = np.ones(len(y_index)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    total = float(weights.sum())
+    penalty = 1.0 / (C * total)
+
+    def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        W = flat.reshape(k, d + 1)
+        loss, grad = 0.0, np.zeros((k, d + 1))
+        for rows in row_slices(X):
+            block = (np.asarray(X[rows], dtype=np.float64) - mean) / scale
+            raw = block @ W[:, :d].T + W[:, d]
+            y, w = y_index[rows], weights[rows]
+            if k == 1:
+                z, t = raw[:, 0], (y == 1).astype(np.float64)
+                loss += float(w @ (np.logaddexp(0.0, z) - t * z))
+                residual = ((expit(z) - t) * w)[:, None]
+            else:
+                lse = logsumexp(raw, axis=1)
+                picked = np.arange(len(y))
+                loss += float(w @ (lse - raw[picked, y]))
+                residual = np.exp(raw - lse[:, None])
+                residual[picked, y] -= 1.0
+                residual *= w[:, None]
+            grad[:, :d] += residual.T @ block
+            grad[:, d] += residual.sum(0)
+        coef = W[:, :d]
+        grad /= total
+        grad[:, :d] += penalty * coef
+        return loss / total + 0.5 * penalty * float((coef ** 2).sum()), grad.ravel()
+
+    start = np.zeros(k * (d + 1)) if init is None else np.asarray(init, dtype=np.float64).ravel()
+    result = optimize.minimize(objective, start, method="L-BFGS-B", jac=True,
+                               options={"maxiter": max_iter, "maxls": 50, "gtol": tol,
+                                        "ftol": 64 * np.finfo(float).eps})
+    return result.x.reshape(k, d + 1), int(result.nit)
+
+
+def predicted_index(X: Any, weights: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Each row's most probable class index under `weights` (fit_logistic_blocks'), a block at a time."""
+    def block_index(block: np.ndarray) -> np.ndarray:
+        raw = ((np.asarray(block, dtype=np.float64) - mean) / scale) @ weights[:, :-1].T + weights[:, -1]
+        index: np.ndarray = (raw[:, 0] > 0).astype(np.int64) if weights.shape[0] == 1 else raw.argmax(1)
+        return index
+    return map_blocks(block_index, X)
