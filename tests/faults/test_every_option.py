@@ -16,6 +16,7 @@ import pytest
 
 from featx.cli import cli
 from featx.cli.options import Constrained, flag_name
+from featx.constraints import ByteSize
 from tests.faults.conftest import assert_refused
 
 MISSING = "missing/nothing.h5"
@@ -32,6 +33,8 @@ def _examples(command: click.Command) -> list[list[str]]:
 def invalid_values(param: click.Parameter) -> list[str]:
     """Values the option's type must refuse."""
     kind = param.type
+    if isinstance(kind, Constrained) and isinstance(kind.constraint, ByteSize):
+        return ["abc", "1iB", str(kind.constraint.low - 1)]
     if isinstance(kind, Constrained):
         bound = kind.constraint
         values = ["abc"]
