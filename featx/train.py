@@ -28,7 +28,6 @@ from featx.heads.inputs import (
     check_trainable,
     checked_states,
     checked_texts,
-    head_input,
     labelled,
 )
 from featx.heads.rows import DEFAULT_MEMORY_BUDGET, map_blocks
@@ -59,18 +58,21 @@ class HeadSpec:
 
 def train_head(store: FeatureStore, kind: str = "logreg", *, pooling: str | None = None,
                val: FeatureStore | None = None, seed: int = 0, texts: Sequence[str] | None = None,
-               val_texts: Sequence[str] | None = None, **params: Any) -> TrainedHead:
+               val_texts: Sequence[str] | None = None, memory_budget: int | str = DEFAULT_MEMORY_BUDGET,
+               **params: Any) -> TrainedHead:
     """Fit one head of `kind` on a labelled store (validation: `val`, else a held-out fraction). A kind
-    that reads texts too (hybrid) needs the `texts` the store was made from (and `val_texts` with `val`)."""
+    that reads texts too (hybrid) needs the `texts` the store was made from (and `val_texts` with `val`).
+    Over `memory_budget` a kind that streams reads the rows from disk, as in `train_heads`."""
     pooling = pooling or store.poolings[0]
+    budget = MEMORY_BUDGET.check("memory_budget", memory_budget)
     spec = HeadSpec(kind, params)
     given = checked_texts([spec.kind], {"train": texts, "val": val_texts}, {"train": store, "val": val})
     states = checked_states([spec.kind], {"train": store, "val": val})
-    X, y = labelled(store, pooling)
-    X_val, y_val = _validation(store, val, pooling)
-    reads = HEAD_KINDS[spec.kind].reads
-    return _fit(spec, head_input(reads, X, given.get("train"), states.get("train")),
-                y, None if X_val is None else head_input(reads, X_val, given.get("val"), states.get("val")), y_val,
+    X, y = labelled(store, pooling, budget=budget)
+    X_val, y_val = _validation(store, val, pooling, budget)
+    held = HeldInputs(store.task, budget)
+    return _fit(spec, held.input(spec.kind, X, given.get("train"), states.get("train")),
+                y, None if X_val is None else held.input(spec.kind, X_val, given.get("val"), states.get("val")), y_val,
                 pooling, _StoreMeta.of(store), seed)
 
 
@@ -317,9 +319,9 @@ def write_results(folder: Path, rows: list[dict[str, Any]], extra: dict[str, Any
     write_text(folder / "results.md", format_table(rows) + "\n", "results")
 
 
-def _validation(train: FeatureStore, val: FeatureStore | None,
-                pooling: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _validation(train: FeatureStore, val: FeatureStore | None, pooling: str,
+                budget: int) -> tuple[Any, np.ndarray | None]:
     if val is None:
         return None, None
     check_compatible(train, val, "validation")
-    return labelled(val, pooling, train.classes)
+    return labelled(val, pooling, train.classes, budget)

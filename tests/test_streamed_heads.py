@@ -77,6 +77,14 @@ def test_streamed_heads_choose_as_the_in_memory_fits(labelled_stores, carved):
     assert mlp.metrics["val"]["accuracy"] > 0.9 and len(mlp.estimator.history_) == 5
 
 
+def test_one_head_from_the_api_streams_the_same_way(labelled_stores):
+    train, dev = labelled_stores["train"], labelled_stores["dev"]
+    streamed = featx.train_head(train, "logreg", pooling="mean", val=dev, memory_budget=SMALL)
+    loaded = featx.train_head(train, "logreg", pooling="mean", val=dev)
+    assert streamed.estimator.C_ == loaded.estimator.C_
+    np.testing.assert_allclose(streamed.estimator.model_.coef_, loaded.estimator.model_.coef_, rtol=1e-3, atol=1e-3)
+
+
 def test_a_kind_that_cannot_stream_holds_its_rows_and_says_so(labelled_stores):
     with pytest.warns(FeatxWarning, match=r"the knn head holds its rows in memory .*--memory-budget"):
         heads, _ = train_heads(labelled_stores["train"], _specs("knn"), ["mean"], val=labelled_stores["dev"],
