@@ -81,19 +81,28 @@ def labelled(store: FeatureStore, pooling: str, classes: tuple[str, ...] | None 
     """Features and labels; with `classes` (the training store's), labels re-indexed into them by name.
     With a memory `budget` (bytes), features an in-memory fit would hold more than that of stay on disk,
     as StoredRows read a block at a time (featx.heads.rows)."""
-    rows, dim = store.readable(), store.dim
-    count = len(store) if rows is None else len(rows)
-    if budget is not None and not fits_in_memory(count, dim, budget):
-        X: Any = StoredRows(store.path, f"features/{pooling}", np.arange(len(store)) if rows is None else rows,
-                            block_rows_for(dim, budget), opened=store.features(pooling))
-        y = store.labels if rows is None or store.labels is None else store.labels[rows]
-    else:
+    X, y = _on_disk(store, pooling, budget) if budget is not None else (None, None)
+    if X is None:
         X, y = store.load(pooling)
     if y is None:
         raise FeatxError(f"{store.path} has no labels: heads need a labelled store (extract with --label-column)")
     if classes is not None:
         y = labels_as(y, store.classes or (), classes, str(store.path))
     return X, y
+
+
+def _on_disk(store: FeatureStore, pooling: str, budget: int) -> tuple[Any, np.ndarray | None]:
+    """(StoredRows, labels) of the rows holding vectors when an in-memory fit of them would exceed `budget`,
+    else (None, None). Rows stream from an HDF5 store (featx.store.rows); another format's store is loaded."""
+    if not isinstance(store, FeatureStore):
+        return None, None
+    readable = store.readable()
+    rows = np.arange(len(store)) if readable is None else readable
+    if fits_in_memory(len(rows), store.dim, budget):
+        return None, None
+    X = StoredRows(store.path, f"features/{pooling}", rows, block_rows_for(store.dim, budget),
+                   opened=store.features(pooling))
+    return X, None if store.labels is None else store.labels[rows]
 
 
 def check_trainable(store: FeatureStore) -> None:
