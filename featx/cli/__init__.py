@@ -121,9 +121,25 @@ _INTERRUPT = threading.Event()
 
 def _on_interrupt(signum: int, frame: Any) -> None:
     """Ctrl-C: remembered, then raised as Python does. A library that catches the KeyboardInterrupt
-    and raises its own error (transformers' lazy imports do) still ends as an interrupt."""
+    and raises its own error (transformers' lazy imports do) still ends as an interrupt. One that
+    arrives while torch's modules are being imported is asked again 50 ms later instead: raised
+    inside torch's C++ start-up, the KeyboardInterrupt aborted the process ("terminate called after
+    throwing an instance of 'pybind11::error_already_set'")."""
     _INTERRUPT.set()
+    if _importing_torch(frame):
+        threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+        return
     signal.default_int_handler(signum, frame)
+
+
+def _importing_torch(frame: Any) -> bool:
+    """Whether `frame` or a frame below it runs a torch module's top level (an import of torch)."""
+    torch_folder = f"{os.sep}torch{os.sep}"
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and torch_folder in frame.f_code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
 
 
 class _Terminated(BaseException):
