@@ -14,7 +14,9 @@ DEFAULT_IMAGE_MODEL = "efficientnet-lite0"
 POOLINGS = ("mean", "cls", "max", "last", "weightedmean", "mean_sqrt_len", "pooler")
 FINETUNE_POOLINGS = ("mean", "cls", "max", "last")  # pooler is a frozen model's own head: not fine-tuned
 DTYPES = ("fp32", "bf16", "fp16")
-STORE_DTYPES = ("float32", "float16")
+# How a store keeps its vectors: as floats, or compact (featx.store.quantize: int8 with one scale a
+# dimension, binary signs packed into bits), computed as float32 either way.
+STORE_DTYPES = ("float32", "float16", "int8", "binary")
 LONG_MODES = ("truncate", "chunk")
 LONG_POOLINGS = ("mean", "max")
 STATE_DTYPES = ("float16", "float32")  # token states cached for a blocks head (--cache-layer)
@@ -173,6 +175,12 @@ class ExtractConfig:
         for key in ("poolings", "layers"):
             fields[key] = tuple(fields[key])
         return cls(**fields)
+
+    @property
+    def vector_dtype(self) -> str:
+        """The dtype vectors are computed and cached in before the store keeps them (float32 for a
+        compact store, whose writer encodes them)."""
+        return self.store_dtype if self.store_dtype in ("float32", "float16") else "float32"
 
     @property
     def fingerprint(self) -> str:

@@ -21,12 +21,13 @@ from featx.config import STATES, ExtractConfig
 from featx.data import InputSummary, Source
 from featx.encoding import Encoder
 from featx.errors import DamagedError, FeatxError
-from featx.extraction.engine import iter_windows
+from featx.extraction.windows import iter_windows
 from featx.finetune.classifier import PretrainedClassifier
 from featx.heads import TrainedHead
 from featx.heads.base import sequence_read
 from featx.heads.inputs import head_input
 from featx.modalities import featurizer_for, open_source
+from featx.store.quantize import VectorCodec
 from featx.store.states import RowSequences
 
 PREDICTOR_FORMAT = "featx-predictor"
@@ -81,7 +82,10 @@ class Predictor(PretrainedClassifier):
         reads = self.head.estimator.reads
         if sequence_read(reads):
             return head_input(reads, None, states=RowSequences.from_rows(list(found[STATES]), self.config))
-        return head_input(reads, found[self.head.pooling], list(texts))
+        vectors = found[self.head.pooling]
+        if self.head.vector_codec is not None:  # trained on a compact store: the same codes
+            vectors = VectorCodec.from_json(self.head.vector_codec).round_trip(vectors)
+        return head_input(reads, vectors, list(texts))
 
     def outputs(self, inputs: Sequence[Any]) -> np.ndarray:
         return self._outputs(self._head_input(inputs, self.encoder.features(inputs)))

@@ -86,7 +86,7 @@ def _fit(spec: HeadSpec, X: Any, y: np.ndarray, X_val: Any, y_val: np.ndarray | 
     return TrainedHead(estimator=estimator, pooling=pooling, class_names=store_meta.classes,
                        store_fingerprint=store_meta.fingerprint, config_json=store_meta.config.to_json(),
                        name=f"{spec.label}-{pooling}", fit_seconds=time.perf_counter() - t0,
-                       peak_memory_mb=peak_memory_mb())
+                       peak_memory_mb=peak_memory_mb(), vector_codec=store_meta.codecs.get(pooling))
 
 
 @dataclass(frozen=True)
@@ -96,10 +96,13 @@ class _StoreMeta:
     classes: tuple[str, ...]
     fingerprint: str
     config: ExtractConfig
+    codecs: dict[str, dict[str, Any]]  # a compact store's codec by pooling (featx.store.quantize)
 
     @classmethod
     def of(cls, store: FeatureStore) -> _StoreMeta:
-        return cls(store.classes or (), store.fingerprint, store.config)
+        codec = getattr(store, "codec", None)  # another store format keeps floats
+        codecs = {p: c.to_json() for p in store.poolings if codec is not None and (c := codec(p)) is not None}
+        return cls(store.classes or (), store.fingerprint, store.config, codecs)
 
 
 def train_heads(train: FeatureStore, specs: list[HeadSpec], poolings: list[str] | None = None, *,

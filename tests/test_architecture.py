@@ -8,11 +8,12 @@ PIPELINE = ["featx._version", "featx.extraction", "featx.errors", "featx.constra
             "featx.progress", "featx.caches", "featx.extraction.background", "featx.config", "featx.options",
             "featx.hardware", "featx.data", "featx.store", "featx.backbones", "featx.extraction.batching",
             "featx.pooling", "featx.heads.blocks_model", "featx.featurizers", "featx.extraction.runners",
-            "featx.extraction.shards", "featx.metrics", "featx.epochs", "featx.finetune.recipe",
-            "featx.finetune.classifier", "featx.finetune.images", "featx.finetune.texts", "featx.modalities",
-            "featx.extraction.engine", "featx.verify", "featx.relabel", "featx.encoding", "featx.extraction.launch",
-            "featx.heads", "featx.mteb", "featx.finetune", "featx.predictor", "featx.embedder", "featx.train",
-            "featx.bench", "featx.demo", "featx.cli", "featx.__main__", "featx"]
+            "featx.extraction.shards", "featx.extraction.windows", "featx.metrics", "featx.epochs",
+            "featx.finetune.recipe", "featx.finetune.classifier", "featx.finetune.images", "featx.finetune.texts",
+            "featx.modalities", "featx.extraction.engine", "featx.verify", "featx.relabel", "featx.encoding",
+            "featx.extraction.launch", "featx.extraction.ray_engine", "featx.heads", "featx.mteb", "featx.finetune",
+            "featx.predictor", "featx.embedder", "featx.train", "featx.bench", "featx.demo", "featx.cli",
+            "featx.__main__", "featx"]
 
 
 def _module_name(path: Path) -> str:

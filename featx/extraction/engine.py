@@ -12,10 +12,9 @@ store it wrote.
 """
 from __future__ import annotations
 
-import itertools
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from featx.errors import FeatxError, OutputError, ParameterError
 from featx.extraction.background import BackgroundWorker, prefetch
 from featx.extraction.runners import Runner, make_runner
 from featx.extraction.shards import shard_path, shard_rows, shard_window_rows
+from featx.extraction.windows import Window, first_window_scales, iter_windows
 from featx.featurizers import Featurizer
 from featx.hardware import describe_hardware
 from featx.modalities import modality_of, modality_options
@@ -37,21 +37,6 @@ from featx.options import VECTOR_OPTIONS, ExtractOptions
 from featx.progress import progress_bar, running_time, stopped_seconds
 from featx.store import HDF5, StoreFormat, StorePlan, Writer
 from featx.store.vector_cache import VectorCache
-
-
-@dataclass
-class Window:
-    """A run of consecutive input rows, prepared, waiting for the model."""
-
-    start: int
-    records: list[Any]
-    items: list[Any]
-    flags: dict[str, np.ndarray]  # per-row uint8 flags by name (the modality's row_flags)
-
-    @property
-    def skipped(self) -> np.ndarray:
-        """Rows that could not be read (skip_bad): no item, NaN vectors."""
-        return self.flags.get("skipped", np.zeros(len(self.records), dtype=np.uint8))
 
 
 def extract(input: str | Path | Source | Any, output: str | Path, *, model: Any = None, read: Any = None,
@@ -254,32 +239,6 @@ def _check_given(featurizer: Featurizer, modality: Any, options: ExtractOptions)
     return int(modality.default_window_rows)
 
 
-def iter_windows(source: Source, summary: InputSummary, featurizer: Featurizer, start: int,
-                 window_rows: int, timer: dict[str, float] | None = None,
-                 stop: int | None = None) -> Iterator[Window]:
-    """Prepared windows of `window_rows` input rows, from row `start` up to `stop`.
-
-    Window boundaries depend only on `window_rows`, so the same input always gives the
-    same batches: a resumed extraction, a shard and a predictor reproduce a store bit for bit.
-    """
-    timer = {} if timer is None else timer
-    records: Iterator[Any] = source.records(summary, start=start)
-    if stop is not None:
-        records = itertools.islice(records, max(0, stop - start))
-    position = start
-    while True:
-        chunk = list(itertools.islice(records, window_rows))
-        if not chunk:
-            return
-        t0 = time.perf_counter()
-        items, flags = featurizer.prepare(chunk)
-        timer["prepare_s"] = timer.get("prepare_s", 0.0) + time.perf_counter() - t0
-        # What the model is fed, in the featurizer's cost units (tokens for text, window overlaps included).
-        timer["cost_units"] = timer.get("cost_units", 0) + sum(featurizer.cost(item) for item in items)
-        yield Window(position, chunk, items, flags)
-        position += len(chunk)
-
-
 def _run(source: Source, summary: InputSummary, featurizer: Featurizer, runner: Runner,
          writer: Writer, progress: bool | None, cache: VectorCache | None = None) -> dict[str, float]:
     """Extract every uncommitted window into `writer`; returns seconds per stage (and cache hits)."""
@@ -292,6 +251,9 @@ def _run(source: Source, summary: InputSummary, featurizer: Featurizer, runner: 
         timer["write_s"] = timer.get("write_s", 0.0) + time.perf_counter() - t0
         bar.update(len(window.records))
 
+    if writer.next_row > 0 and getattr(writer, "scales_needed", False):  # an int8 shard further in
+        writer.set_scales(first_window_scales(  # type: ignore[attr-defined]
+            source, summary, featurizer, runner, writer.window_rows))
     bar = progress_bar(writer.n_rows, "extract", initial=writer.n_done, show=progress)
     committer = BackgroundWorker(commit, depth=2, name="featx-writer")
     try:
@@ -328,7 +290,7 @@ def embed_through_cache(featurizer: Featurizer, runner: Runner, items: Sequence[
     fresh = runner.run(featurizer, [items[int(i)] for i in missing], timer) if len(missing) else None
     features = {}
     for name in featurizer.poolings:
-        values = np.empty((len(hashes), featurizer.dim), dtype=featurizer.store_dtype)
+        values = np.empty((len(hashes), featurizer.dim), dtype=featurizer.config.vector_dtype)
         values[hit] = cached[name]
         if fresh is not None:
             values[missing] = fresh[name]

@@ -47,7 +47,7 @@ def make_runner(featurizer: Featurizer, batch_cost: int | None = None) -> Runner
 
 
 def _allocate(featurizer: Featurizer, rows: int) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {name: np.empty((rows, featurizer.dim), dtype=featurizer.store_dtype)
+    out: dict[str, np.ndarray] = {name: np.empty((rows, featurizer.dim), dtype=featurizer.config.vector_dtype)
                                   for name in featurizer.poolings}
     for name in featurizer.token_outputs:  # one (tokens, dim) array per row
         out[name] = np.empty(rows, dtype=object)

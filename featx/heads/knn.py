@@ -16,6 +16,7 @@ from featx.pooling import l2_normalized_rows
 
 DEFAULT_KS = (1, 3, 5, 10, 20, 50)
 _QUERY_BLOCK = 2048  # query rows per similarity block: 2048 x n_train floats at a time
+_TRAIN_BLOCK = 16_384  # packed training rows unpacked at a time
 
 
 @register_head
@@ -26,7 +27,9 @@ class KNNHead(Head):
     given to `fit`, else on a stratified ``val_fraction`` of train (the neighbours are then
     all training rows). The fitted state is the L2-normalised training matrix itself
     (n_train x D float32), so a saved kNN head is as large as its training features.
-    Ties between classes go to the class listed first.
+    Ties between classes go to the class listed first. Training rows that are all -1 and +1 (a binary
+    store's, featx.store.quantize) are kept packed, a bit a dimension, and searched by Hamming distance:
+    the same ranking as cosine on them, in 1/32 of float32's memory.
 
     Multi-label: a label's probability is the share of the k neighbours holding it, its threshold
     chosen on validation (k by tuned macro-F1). Regression: the mean of the neighbours' targets
@@ -63,11 +66,11 @@ class KNNHead(Head):
         else:
             if X_val is not None:
                 X_val = validate_data(self, X_val, reset=False, dtype=np.float32)
-                neighbours, labels, truth = l2_normalized_rows(X), y_index, np.searchsorted(self.classes_, np.asarray(y_val))
+                neighbours, labels, truth = _kept(X), y_index, np.searchsorted(self.classes_, np.asarray(y_val))
                 self.selection_ = "validation"
             elif can_stratify(y_index, 2):
                 fit_rows, held_out = stratified_split(y_index, self.val_fraction, self.random_state)
-                neighbours, labels, X_val, truth = l2_normalized_rows(X[fit_rows]), y_index[fit_rows], X[held_out], \
+                neighbours, labels, X_val, truth = _kept(X[fit_rows]), y_index[fit_rows], X[held_out], \
                     y_index[held_out]
                 self.selection_ = "held-out fraction"
             else:
@@ -76,7 +79,7 @@ class KNNHead(Head):
                 neighbours, labels, l2_normalized_rows(X_val), truth, sorted(self.ks), len(self.classes_))
             # Ties go to the larger k: the smoother vote.
             self.k_ = int(max(self.curve_, key=lambda p: (p["score"], p["k"]))["k"]) if self.curve_ else 5
-        self.train_ = l2_normalized_rows(X)
+        self.train_ = _kept(X)
         self.train_labels_ = y_index.astype(np.int64)
         return self
 
@@ -93,7 +96,7 @@ class KNNHead(Head):
             X_val, Y_val, self.selection_ = X[held_out], Y[held_out], "held-out fraction"
         else:
             self.selection_ = "default (too few rows to select)"
-        self.train_, self.train_labels_ = l2_normalized_rows(X[fit_rows]), Y[fit_rows]
+        self.train_, self.train_labels_ = _kept(X[fit_rows]), Y[fit_rows]
         self.curve_ = []
         if self.n_neighbors is not None or X_val is None:
             self.k_ = 5 if self.n_neighbors is None else int(self.n_neighbors)
@@ -107,7 +110,7 @@ class KNNHead(Head):
             self.k_ = int(max(self.curve_, key=lambda p: (p["score"], p["k"]))["k"])
         if self.task_ == "multi":
             self._set_thresholds(X_val, Y_val)
-        self.train_, self.train_labels_ = l2_normalized_rows(X), Y
+        self.train_, self.train_labels_ = _kept(X), Y
         return self
 
     def _neighbour_rows(self, X: np.ndarray) -> np.ndarray:
@@ -152,7 +155,8 @@ class KNNHead(Head):
         return {"train": self.train_, "train_labels": self.train_labels_}
 
     def fitted_summary(self) -> dict[str, Any]:
-        return {"k_": self.k_, "curve_": self.curve_, "selection_": self.selection_}
+        packed = {"dim": int(self.n_features_in_)} if self.train_.dtype == np.uint8 else {}
+        return {"k_": self.k_, "curve_": self.curve_, "selection_": self.selection_, **packed}
 
     def check_state(self, arrays: dict[str, np.ndarray], n_classes: int) -> None:
         train, labels = arrays.get("train"), arrays.get("train_labels")
@@ -168,14 +172,39 @@ class KNNHead(Head):
     def restore(self, arrays: dict[str, np.ndarray], classes: np.ndarray, fitted: dict[str, Any]) -> KNNHead:
         self.classes_ = np.asarray(classes)
         self.train_, self.train_labels_ = arrays["train"], arrays["train_labels"]
-        self.n_features_in_ = int(self.train_.shape[1])
+        self.n_features_in_ = int(fitted["dim"] if "dim" in fitted else self.train_.shape[1])
         self.k_, self.curve_, self.selection_ = int(fitted["k_"]), fitted["curve_"], fitted["selection_"]
         return self
 
 
+def _kept(X: np.ndarray) -> np.ndarray:
+    """The training rows as the head keeps them: L2-normalised float32, or, when every value is -1 or +1
+    (a binary store's rows, featx.store.quantize), their signs packed eight to a byte: 32 times smaller,
+    and searched by Hamming distance (`_similarity`)."""
+    if X.size and bool((np.abs(X) == 1).all()):
+        packed: np.ndarray = np.packbits(X > 0, axis=1)
+        return packed
+    return l2_normalized_rows(X)
+
+
+def _similarity(train: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Each query's similarity to every training row: the cosine, or for packed ±1 rows an order key
+    that ranks them by Hamming distance to the query's signs, the lower training row first on a tie
+    (dim - 2 x Hamming distance is the ±1 rows' dot product, computed unpacked a block at a time)."""
+    if train.dtype != np.uint8:
+        similarity: np.ndarray = queries @ train.T
+        return similarity
+    signs = np.where(queries > 0, 1.0, -1.0).astype(np.float32)
+    dots = np.empty((len(queries), len(train)), dtype=np.int64)
+    for start in range(0, len(train), _TRAIN_BLOCK):
+        block = np.unpackbits(train[start:start + _TRAIN_BLOCK], axis=1, count=queries.shape[1])
+        dots[:, start:start + len(block)] = np.rint(signs @ (2.0 * block.astype(np.float32) - 1.0).T)
+    return dots * len(train) - np.arange(len(train))
+
+
 def _nearest(train: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k most similar training rows of each query, most similar first."""
-    similarity = queries @ train.T
+    similarity = _similarity(train, queries)
     top = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
     order = np.argsort(-np.take_along_axis(similarity, top, axis=1), axis=1, kind="stable")
     return np.take_along_axis(top, order, axis=1)

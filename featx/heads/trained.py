@@ -24,6 +24,7 @@ from featx.heads.hybrid import check_texts_match
 from featx.heads.inputs import head_input
 from featx.metrics import labels_as, task_metrics
 from featx.store import FeatureStore
+from featx.store.quantize import VectorCodec
 
 HEAD_FORMAT = "featx-head"
 _STATE_ROWS = 8192  # rows of token states read at once when a head on them scores a store
@@ -72,6 +73,9 @@ class TrainedHead:
     fit_seconds: float = 0.0
     # The peak resident memory (MB) of the process that fitted it, when it was done (featx.hardware.peak_memory_mb).
     peak_memory_mb: float | None = None
+    # How its training store kept the vectors, when compact (featx.store.quantize.VectorCodec.to_json): a
+    # predictor turns the vectors it computes into the same codes before the head sees them.
+    vector_codec: dict[str, Any] | None = None
 
     @property
     def kind(self) -> str:
@@ -156,6 +160,7 @@ class TrainedHead:
                 "pooling": self.pooling, "store_fingerprint": self.store_fingerprint,
                 "config": json.loads(self.config_json), "metrics": self.metrics,
                 "fit_seconds": round(self.fit_seconds, 3), "peak_memory_mb": self.peak_memory_mb,
+                **({"vector_codec": self.vector_codec} if self.vector_codec is not None else {}),
                 "saved_at": utc_stamp(),
                 "weights_sha256": file_sha256(partial / "head.safetensors"),
             }
@@ -222,7 +227,21 @@ class TrainedHead:
             raise DamagedError(f"{folder} is damaged: its extraction config does not match its store fingerprint")
         return cls(estimator=estimator, pooling=pooling, class_names=class_names, store_fingerprint=fingerprint,
                    config_json=config_json, name=str(meta.get("name", "")), metrics=meta.get("metrics", {}),
-                   fit_seconds=float(meta.get("fit_seconds", 0.0)), peak_memory_mb=meta.get("peak_memory_mb"))
+                   fit_seconds=float(meta.get("fit_seconds", 0.0)), peak_memory_mb=meta.get("peak_memory_mb"),
+                   vector_codec=_codec_json(meta.get("vector_codec"), folder))
+
+
+def _codec_json(data: Any, folder: Path) -> dict[str, Any] | None:
+    """head.json's vector_codec, checked to describe one (None when the head was trained on floats)."""
+    if data is None:
+        return None
+    try:
+        codec = VectorCodec.from_json(data)
+    except (KeyError, TypeError, ValueError):
+        raise DamagedError(f"{folder} is damaged: head.json's vector_codec is not readable") from None
+    if codec.kind == "int8" and (codec.scales is None or codec.scales.shape != (codec.dim,)):
+        raise DamagedError(f"{folder} is damaged: head.json's int8 vector_codec has no scales for its {codec.dim} dims")
+    return dict(data)
 
 
 def _jsonable(value: Any) -> Any:

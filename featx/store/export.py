@@ -9,7 +9,12 @@
   ``truncated``, ``skipped`` (where the store has them) and one fixed-size list column per
   pooling, written in row groups of 65,536 rows (needs ``featx[parquet]``).
 
-Both come with ``featx-export.json``: the rows, poolings, dim, class names, the store's
+A compact store (int8, binary) is written as it is kept, its codes as they are: int8 (rows x dim),
+binary uint8 (rows x dim / 8, signs packed eight to a byte, the first dimension in the high bit;
+``numpy.unpackbits(codes, axis=1, count=dim)``); the sidecar's ``codecs`` give each pooling's kind,
+dim and int8 ``scales`` (a value is code x its dimension's scale).
+
+Both come with ``featx-export.json``: the rows, poolings, dim, dtype, class names, the store's
 extraction config and fingerprint, and which file holds what (the parquet file carries the
 same JSON in its schema metadata, under ``featx``). The folder is written whole or not at
 all (featx.atomic.atomic_folder); featx replaces only an earlier export, and only when told to.
@@ -63,7 +68,9 @@ def _check_target(out: Path, overwrite: bool) -> None:
 
 def _sidecar(store: FeatureStore, fmt: str) -> dict[str, Any]:
     return {"format": fmt, "featx_version": __version__, "store": str(store.path), "rows": len(store),
-            "poolings": list(store.poolings), "dim": store.dim, "dtype": str(store.features(store.poolings[0]).dtype),
+            "poolings": list(store.poolings), "dim": store.dim, "dtype": store.config.store_dtype,
+            **({"codecs": {p: c.to_json() for p in store.poolings if (c := store.codec(p)) is not None}}
+               if store.codec(store.poolings[0]) is not None else {}),
             "classes": list(store.classes) if store.classes else None,
             **({"task": store.task} if store.classes and store.task != "single" else {}),
             "fingerprint": store.fingerprint,
@@ -89,9 +96,9 @@ def _write_npy(store: FeatureStore, folder: Path, sidecar: dict[str, Any]) -> di
         np.save(folder / f"{name}.npy", values)
         files[name] = f"{name}.npy"
     for pooling in store.poolings:
-        source = store.features(pooling)
+        source = store.raw_features(pooling)  # a compact store's codes as they are
         target = np.lib.format.open_memmap(folder / f"{pooling}.npy", mode="w+", dtype=source.dtype,
-                                           shape=(len(store), store.dim))
+                                           shape=(len(store), source.shape[1]))
         for start in range(0, len(store), BATCH_ROWS):
             target[start:start + BATCH_ROWS] = source[start:min(start + BATCH_ROWS, len(store))]
         target.flush()
@@ -111,8 +118,9 @@ def _write_parquet(store: FeatureStore, folder: Path, sidecar: dict[str, Any]) -
         fields += [pa.field("labels", pa.list_(pa.uint8() if store.task == "multi" else pa.float64(),
                                                len(store.classes or ())))]
     fields += [pa.field(name, pa.bool_()) for name in store.row_flags if name in rows]
-    value_type = pa.float16() if sidecar["dtype"] == "float16" else pa.float32()
-    fields += [pa.field(p, pa.list_(value_type, store.dim)) for p in store.poolings]
+    value_type = {"float16": pa.float16(), "int8": pa.int8(), "binary": pa.uint8()}.get(sidecar["dtype"], pa.float32())
+    width = store.raw_features(store.poolings[0]).shape[1]  # a binary row's bytes
+    fields += [pa.field(p, pa.list_(value_type, width)) for p in store.poolings]
     metadata = {"featx": json.dumps({**sidecar, "files": {"all": "vectors.parquet"}})}
     schema = pa.schema(fields, metadata=metadata)
     classes = np.asarray(store.classes or (), dtype=object)
@@ -127,8 +135,8 @@ def _write_parquet(store: FeatureStore, folder: Path, sidecar: dict[str, Any]) -
                 columns.append(pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), block.shape[1]))
             columns += [rows[name][start:stop].astype(bool) for name in store.row_flags if name in rows]
             for pooling in store.poolings:
-                block = np.ascontiguousarray(store.features(pooling)[start:stop])
-                columns.append(pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), store.dim))
+                block = np.ascontiguousarray(store.raw_features(pooling)[start:stop])
+                columns.append(pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), width))
             writer.write_batch(pa.record_batch(columns, schema=schema))
     return {"all": "vectors.parquet"}
 

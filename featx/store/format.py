@@ -22,7 +22,10 @@ from featx.store.writer import StoreWriter
 
 
 class Writer(Protocol):
-    """A store being written window by window (featx.store.writer.StoreWriter is HDF5's)."""
+    """A store being written window by window (featx.store.writer.StoreWriter is HDF5's).
+
+    A format that keeps int8 vectors also has `scales_needed` and `set_scales` (StoreWriter's): the
+    engine gives a shard that starts after the input's first window that window's scales."""
 
     @property
     def n_done(self) -> int:

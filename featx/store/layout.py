@@ -16,6 +16,7 @@ from featx.config import ExtractConfig
 from featx.errors import FeatxError, OutputError
 from featx.store.h5 import h5_reason, is_hdf5_file, open_h5
 from featx.store.header import FORMAT, StoreHeader
+from featx.store.quantize import COMPACT_DTYPES, VectorCodec, codec_attrs
 
 _CHUNK_BYTES = 1 << 20
 
@@ -53,6 +54,12 @@ class StorePlan:
     @property
     def rows(self) -> int:
         return self.input_rows - self.row_offset if self.n_rows is None else self.n_rows
+
+    @property
+    def codec(self) -> VectorCodec | None:
+        """How a compact store (int8, binary) keeps its vectors, scales not yet known; None for floats."""
+        kind = self.config.store_dtype
+        return VectorCodec(kind, self.dim) if kind in COMPACT_DTYPES else None
 
 
 def matching_complete_store(path: Path, plan: StorePlan) -> bool:
@@ -131,10 +138,11 @@ def check_resumable(file: h5py.File, path: Path, plan: StorePlan) -> StoreHeader
 
 def _lay_out(file: h5py.File, plan: StorePlan) -> None:
     config, n_rows = plan.config, plan.rows
-    itemsize = np.dtype(config.store_dtype).itemsize
+    codec = plan.codec
+    stored_dtype, width = (np.dtype(config.store_dtype), plan.dim) if codec is None else (codec.raw_dtype, codec.width)
     # Chunks never straddle two windows: a chunk written once is never rewritten,
     # so a kill during one window cannot damage rows committed by an earlier one.
-    chunk = _chunk_rows(plan.window_rows, n_rows, plan.dim * itemsize)
+    chunk = _chunk_rows(plan.window_rows, n_rows, width * stored_dtype.itemsize)
     id_dtype = np.int64 if plan.id_kind == "int" else h5py.string_dtype("utf-8")
     file.create_dataset("ids", shape=(n_rows,), dtype=id_dtype, chunks=(chunk,))
     file.create_dataset("content_sha256", shape=(n_rows, 32), dtype=np.uint8, chunks=(chunk, 32))
@@ -156,8 +164,10 @@ def _lay_out(file: h5py.File, plan: StorePlan) -> None:
         file.create_dataset("state_lengths", shape=(n_rows,), dtype=np.int64, chunks=(chunk,))
     group = file.create_group("features")
     for name in config.poolings:
-        group.create_dataset(name, shape=(n_rows, plan.dim), dtype=config.store_dtype, chunks=(chunk, plan.dim),
+        group.create_dataset(name, shape=(n_rows, width), dtype=stored_dtype, chunks=(chunk, width),
                              compression=plan.compression)
+        if codec is not None:  # int8 scales come with the first window (featx.store.writer)
+            group[name].attrs.update(codec_attrs(codec))
     file.attrs.update(StoreHeader(
         fingerprint=plan.config.fingerprint, config=plan.config.to_json(), input=plan.input_json,
         input_sha256=plan.input_sha256, input_path=plan.input_path, input_rows=plan.input_rows,

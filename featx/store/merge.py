@@ -19,6 +19,7 @@ from featx.progress import progress_bar
 from featx.store.h5 import h5_reason, row_datasets_of
 from featx.store.header import REQUIRED, StoreHeader
 from featx.store.layout import check_replaceable
+from featx.store.quantize import codec_of
 
 
 def merge_shards(shards: list[str | Path], output: str | Path, copy: bool = False) -> Path:
@@ -54,6 +55,8 @@ def _write_merged(partial: Path, folder: Path, infos: list[dict[str, Any]], tota
                     _copy_rows(out, name, source, infos, total, bar)
                 else:
                     _virtual_rows(out, name, source, infos, total, folder)
+                if name.startswith("features/"):  # a compact store's codec (kind, dim, int8 scales)
+                    out[name].attrs.update(source.attrs)
         if "labels" in template:
             out["labels"].attrs.update(template["labels"].attrs)  # classes, and the task where not single
         header = dataclasses.replace(
@@ -75,7 +78,9 @@ def _shard_info(path: Path) -> dict[str, Any]:
             header = StoreHeader.from_attrs(f.attrs, path, required=_SHARD_ATTRS)
             if header.shard is None:
                 raise FeatxError(f"{path} is not a shard (it was extracted without --shard)")
+            codecs = {name: codec_of(f["features"][name]) for name in f["features"]} if "features" in f else {}
             return {"path": str(path), "shard": tuple(header.shard), "fingerprint": header.fingerprint,
+                    "scales": {name: None if c is None else c.scales for name, c in codecs.items()},
                     "input": header.input, "input_sha256": header.input_sha256, "input_rows": header.input_rows,
                     "row_offset": header.row_offset, "n_rows": header.n_rows, "n_done": header.n_done,
                     "complete": header.complete, "timings": header.timings}
@@ -92,6 +97,9 @@ def _check_shards(infos: list[dict[str, Any]]) -> None:
         if (info["input_sha256"], info["input"], info["input_rows"]) != (
                 first["input_sha256"], first["input"], first["input_rows"]):
             raise FeatxError(f"{info['path']} was extracted from another input than {first['path']}")
+        if any(not _same(scales, first["scales"].get(name)) for name, scales in info["scales"].items()):
+            raise FeatxError(f"{info['path']} keeps its int8 vectors with other scales than {first['path']}: "
+                             "re-extract it with this featx (a shard takes the input's first window's scales)")
         if not info["complete"]:
             raise FeatxError(f"{info['path']} is incomplete ({info['n_done']:,} of {info['n_rows']:,} rows): "
                              "rerun its extract command first")
@@ -110,6 +118,10 @@ def _check_shards(infos: list[dict[str, Any]]) -> None:
     if position != first["input_rows"]:
         raise FeatxError(f"rows {position:,}..{first['input_rows'] - 1:,} are in no shard given "
                          f"(a shard of {first['shard'][1]} is missing)")
+
+
+def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
 
 
 def _virtual_rows(out: h5py.File, name: str, source: h5py.Dataset, infos: list[dict[str, Any]], total: int,

@@ -13,6 +13,8 @@ distance / dim, and cosine k-nearest neighbours rank as Hamming distance does.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 COMPACT_DTYPES = ("int8", "binary")
@@ -21,7 +23,8 @@ INT8_LEVELS = 127
 
 def int8_scales(calibration: np.ndarray) -> np.ndarray:
     """One scale a dimension (float32) from the calibration rows (rows x dim)."""
-    largest = np.abs(np.asarray(calibration, dtype=np.float32)).max(axis=0)
+    values = np.abs(np.asarray(calibration, dtype=np.float32))
+    largest = np.where(np.isfinite(values), values, 0.0).max(axis=0)  # rows without vectors (NaN) left out
     scales = largest / INT8_LEVELS
     scales[~(scales > 0)] = 1.0  # all zero (or not finite): any scale keeps the zeros
     result: np.ndarray = scales.astype(np.float32)
@@ -55,3 +58,114 @@ def from_binary(bits: np.ndarray, dim: int) -> np.ndarray:
 def bytes_per_row(store_dtype: str, dim: int) -> int:
     """What one row's vector takes in a store of `store_dtype` (float32, float16, int8, binary)."""
     return {"float32": 4 * dim, "float16": 2 * dim, "int8": dim, "binary": (dim + 7) // 8}[store_dtype]
+
+
+class VectorCodec:
+    """How a compact store's vectors are kept: `kind` int8 (with `scales`, one a dimension) or
+    binary, of `dim` dimensions. `encode` gives the stored codes (rows without vectors, NaN, as 0),
+    `decode` the float32 values heads read, `round_trip` both (what a vector computed live is
+    turned into, so a head sees the distribution it was trained on)."""
+
+    def __init__(self, kind: str, dim: int, scales: np.ndarray | None = None) -> None:
+        if kind not in COMPACT_DTYPES:
+            raise ValueError(f"{kind!r} is not a compact dtype ({', '.join(COMPACT_DTYPES)})")
+        self.kind, self.dim = kind, int(dim)
+        self.scales = None if scales is None else np.asarray(scales, dtype=np.float32)
+
+    @property
+    def width(self) -> int:
+        """Stored columns a row: dim for int8, dim / 8 (rounded up) for binary."""
+        return self.dim if self.kind == "int8" else (self.dim + 7) // 8
+
+    @property
+    def raw_dtype(self) -> np.dtype:
+        return np.dtype(np.int8 if self.kind == "int8" else np.uint8)
+
+    def with_scales(self, scales: np.ndarray) -> VectorCodec:
+        return VectorCodec(self.kind, self.dim, scales)
+
+    def encode(self, X: np.ndarray) -> np.ndarray:
+        values = np.nan_to_num(np.asarray(X, dtype=np.float32), nan=0.0)
+        if self.kind == "binary":
+            return to_binary(values)
+        if self.scales is None:
+            raise RuntimeError("an int8 store's scales are fixed before its first row is written")
+        return to_int8(values, self.scales)
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        if self.kind == "binary":
+            return from_binary(codes, self.dim)
+        if self.scales is None:
+            raise RuntimeError("int8 codes without their scales cannot be read")
+        return from_int8(codes, self.scales)
+
+    def round_trip(self, X: np.ndarray) -> np.ndarray:
+        return self.decode(self.encode(X))
+
+    def to_json(self) -> dict[str, object]:
+        return {"kind": self.kind, "dim": self.dim,
+                **({} if self.scales is None else {"scales": [float(s) for s in self.scales]})}
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> VectorCodec:
+        scales = data.get("scales")
+        return cls(str(data["kind"]), int(data["dim"]),  # type: ignore[call-overload]
+                   None if scales is None else np.asarray(scales, dtype=np.float32))
+
+
+class CompactVectors:
+    """A compact store's dataset of one pooling, read like an array of float32 vectors (n, dim):
+    ``V[a:b]``, ``V[rows]`` decode only what is read."""
+
+    dtype = np.dtype(np.float32)
+    ndim = 2
+
+    def __init__(self, raw: object, codec: VectorCodec) -> None:
+        self.raw, self.codec = raw, codec
+        self.shape = (len(raw), codec.dim)  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: object) -> np.ndarray:
+        return self.codec.decode(self.raw[key])  # type: ignore[index]
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        whole = self[:]
+        return whole if dtype is None else whole.astype(dtype)
+
+    @property
+    def file(self) -> object:
+        return self.raw.file  # type: ignore[attr-defined]
+
+    @property
+    def name(self) -> str:
+        return str(self.raw.name)  # type: ignore[attr-defined]
+
+
+# A compact store's features/<pooling> dataset carries its codec as attributes: `quantized` (the
+# kind), `dim` (the vectors' width; a binary row is stored in dim / 8 bytes) and, for int8, `scales`
+# (float32, one a dimension), written before the first row is committed (featx.store.writer).
+KIND_ATTR, DIM_ATTR, SCALES_ATTR = "quantized", "dim", "scales"
+
+
+def codec_of(dataset: object) -> VectorCodec | None:
+    """The codec of a stored features dataset; None for float vectors. An int8 one whose scales are not
+    written yet (no row committed) has scales None."""
+    attrs = dataset.attrs  # type: ignore[attr-defined]
+    if KIND_ATTR not in attrs:
+        return None
+    scales = attrs.get(SCALES_ATTR)
+    return VectorCodec(str(attrs[KIND_ATTR]), int(attrs[DIM_ATTR]), None if scales is None else np.asarray(scales))
+
+
+def codec_attrs(codec: VectorCodec) -> dict[str, object]:
+    """The attributes that record `codec` on a features dataset."""
+    return {KIND_ATTR: codec.kind, DIM_ATTR: codec.dim,
+            **({} if codec.scales is None else {SCALES_ATTR: codec.scales})}
+
+
+def vectors_of(dataset: object) -> object:
+    """A features dataset read as float vectors: itself when it holds floats, else CompactVectors."""
+    codec = codec_of(dataset)
+    return dataset if codec is None else CompactVectors(dataset, codec)

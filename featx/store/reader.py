@@ -19,11 +19,11 @@ from typing import Any
 import h5py
 import numpy as np
 
-from featx.config import ExtractConfig
 from featx.errors import DamagedError, FeatxError
-from featx.store.h5 import open_h5, row_datasets_of, row_flags_of
-from featx.store.header import FORMAT_VERSION, StoreHeader
-from featx.store.states import RowSequences, check_states_layout, describe_states, read_states
+from featx.store.checks import check_virtual_sources, classes_of, task_of, validate_layout
+from featx.store.h5 import open_h5, row_flags_of
+from featx.store.quantize import VectorCodec, codec_of, vectors_of
+from featx.store.states import RowSequences, describe_states, read_states
 
 
 class FeatureStore:
@@ -37,7 +37,7 @@ class FeatureStore:
         self.path = Path(path)
         self._file = open_h5(self.path, "r")
         try:
-            self.header, self.config = _validate_layout(self._file, self.path)
+            self.header, self.config = validate_layout(self._file, self.path)
             self.n_rows, self.n_done, self.complete = self.header.n_rows, self.header.n_done, self.header.complete
             self.fingerprint = self.header.fingerprint
             if not self.complete and not allow_incomplete:
@@ -45,11 +45,11 @@ class FeatureStore:
                     f"{self.path} is incomplete ({self.n_done:,} of {self.n_rows:,} rows): rerun the extract "
                     "command to finish it, or open it with allow_incomplete=True"
                 )
-            _check_virtual_sources(self._file, self.path, self.fingerprint)
+            check_virtual_sources(self._file, self.path, self.fingerprint)
             labels = self._file.get("labels")
             # The class names (multi-label: of the indicator's columns), or a regression store's targets.
-            self.classes = _classes(labels, self.path) if labels is not None else None
-            self.task = _task(labels, self.path, self.classes)
+            self.classes = classes_of(labels, self.path) if labels is not None else None
+            self.task = task_of(labels, self.path, self.classes)
         except BaseException:
             self._file.close()
             raise
@@ -60,7 +60,7 @@ class FeatureStore:
 
     @property
     def dim(self) -> int:
-        return int(self._file["features"][self.poolings[0]].shape[1])
+        return int(self.features(self.poolings[0]).shape[1])
 
     @property
     def ids(self) -> np.ndarray:
@@ -132,12 +132,22 @@ class FeatureStore:
     def __len__(self) -> int:
         return self.n_done
 
-    def features(self, pooling: str | None = None) -> h5py.Dataset:
-        """The HDF5 dataset of one pooling (sliceable like numpy, read lazily)."""
+    def features(self, pooling: str | None = None) -> Any:
+        """One pooling's vectors, sliceable like a numpy array and read lazily: the HDF5 dataset, or
+        for a compact store (int8, binary) a view that decodes what is read to float32
+        (featx.store.quantize.CompactVectors)."""
+        return vectors_of(self.raw_features(pooling))
+
+    def raw_features(self, pooling: str | None = None) -> h5py.Dataset:
+        """The HDF5 dataset of one pooling as stored (a compact store's codes)."""
         pooling = pooling or self._only_pooling()
         if pooling not in self._file["features"]:
             raise FeatxError(f"{self.path} has no {pooling!r} features; it has: {', '.join(self.poolings)}")
         return self._file["features"][pooling]
+
+    def codec(self, pooling: str | None = None) -> VectorCodec | None:
+        """How a compact store keeps one pooling's vectors (kind, dim, int8 scales); None for floats."""
+        return codec_of(self.raw_features(pooling))
 
     def load(self, pooling: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """(X, y) for the committed rows that hold vectors (skipped rows left out, see `readable`):
@@ -205,7 +215,7 @@ class FeatureStore:
             "complete": self.complete,
             "poolings": list(self.poolings),
             "dim": self.dim,
-            "store_dtype": str(self.features(self.poolings[0]).dtype),
+            "store_dtype": self.config.store_dtype,
             "task": self.task if self.classes is not None else None,
             "classes": list(self.classes) if self.classes is not None else None,
             "label_counts": counts,
@@ -245,95 +255,3 @@ class FeatureStore:
 def open_store(path: str | Path, *, allow_incomplete: bool = False) -> FeatureStore:
     """Open a store for reading (refusing an incomplete one unless asked)."""
     return FeatureStore(path, allow_incomplete=allow_incomplete)
-
-
-
-
-def _validate_layout(file: h5py.File, path: Path) -> tuple[StoreHeader, ExtractConfig]:
-    """(header, config) once every attribute and dataset a reader uses checks out."""
-    header = StoreHeader.from_attrs(file.attrs, path)
-    if header.format_version > FORMAT_VERSION:
-        raise FeatxError(f"{path} has store format {header.format_version}; this featx reads up to "
-                         f"{FORMAT_VERSION}: upgrade featx")
-    n_rows, n_done, complete = header.n_rows, header.n_done, header.complete
-    if not 0 <= n_done <= n_rows or (complete and n_done != n_rows):
-        raise DamagedError(f"{path} is damaged: n_done {n_done} does not fit n_rows {n_rows}"
-                           + (" of a complete store" if complete else ""))
-    try:
-        config = ExtractConfig.from_json(header.config)
-    except (FeatxError, ValueError, TypeError, KeyError) as e:
-        raise DamagedError(f"{path} is damaged: its config attribute cannot be read ({e})") from None
-    if config.fingerprint != header.fingerprint:
-        raise DamagedError(f"{path} is damaged: its config does not match its fingerprint")
-    for name in ("ids", "content_sha256"):
-        if name not in file or file[name].shape[0] != n_rows:
-            raise DamagedError(f"{path} is damaged: dataset {name!r} is missing or not {n_rows} rows long")
-    for name in ("labels", *row_flags_of(file)):
-        if name in file and file[name].shape[0] != n_rows:
-            raise DamagedError(f"{path} is damaged: dataset {name!r} is not {n_rows} rows long")
-    features = file.get("features")
-    if not isinstance(features, h5py.Group) or sorted(features) != sorted(config.poolings):
-        raise DamagedError(f"{path} is damaged: its features are not the poolings of its config "
-                           f"({', '.join(config.poolings)})")
-    check_states_layout(file, path, config, n_rows)
-    shapes = {features[name].shape for name in features}
-    if len(shapes) != 1 or len(next(iter(shapes))) != 2 or next(iter(shapes))[0] != n_rows:
-        raise DamagedError(f"{path} is damaged: its feature datasets are not all ({n_rows}, D)")
-    return header, config
-
-
-def _classes(labels: h5py.Dataset, path: Path) -> tuple[str, ...]:
-    classes = _json_attr(labels.attrs, "classes", path, None)
-    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
-        raise DamagedError(f"{path} is damaged: labels have no readable class list")
-    return tuple(classes)
-
-
-def _task(labels: h5py.Dataset | None, path: Path, classes: tuple[str, ...] | None) -> str:
-    """The store's task (featx.data.targets.TASKS), checked against the labels' shape."""
-    if labels is None:
-        return "single"
-    task = str(labels.attrs.get("task", "single"))
-    expected = {"single": 1, "multi": 2, "regression": 2}.get(task)
-    if expected is None or labels.ndim != expected or (expected == 2 and labels.shape[1] != len(classes or ())):
-        raise DamagedError(f"{path} is damaged: its labels ({labels.shape}, task {task!r}) do not fit its "
-                           f"{len(classes or ())} class or target names")
-    return task
-
-
-def _json_attr(attrs: Any, name: str, path: Path, default: Any) -> Any:
-    if name not in attrs:
-        return default
-    try:
-        return json.loads(str(attrs[name]))
-    except json.JSONDecodeError:
-        raise DamagedError(f"{path} is damaged: attribute {name!r} is not valid JSON") from None
-
-
-def _check_virtual_sources(file: h5py.File, path: Path, fingerprint: str) -> None:
-    """A merged store reads its rows from its shard files: each must be there, whole and matching.
-
-    HDF5 reads a missing source as fill values (zeros, label 0) without a word, so this
-    is checked on every open, not trusted.
-    """
-    sources: set[str] = set()
-    for name in (*row_datasets_of(file), *(f"features/{p}" for p in file["features"])):
-        if name in file and file[name].is_virtual:
-            sources.update(source.file_name for source in file[name].virtual_sources())
-    for name in sorted(sources):
-        shard = Path(name) if Path(name).is_absolute() else path.parent / name
-        if not shard.is_file():
-            raise DamagedError(f"{path} reads rows from {shard}, which is missing: put the shard back, or merge "
-                               "again with --copy to get a standalone store")
-        try:
-            with open_h5(shard, "r") as source:
-                header = StoreHeader.from_attrs(source.attrs, shard)
-                if header.fingerprint != fingerprint:
-                    raise DamagedError(f"{path} reads rows from {shard}, which is not a shard of the same "
-                                       "extraction (fingerprints differ): merge again")
-                if not header.complete:
-                    raise DamagedError(f"{path} reads rows from {shard}, which is incomplete: finish it, merge again")
-        except DamagedError:
-            raise
-        except FeatxError as e:
-            raise DamagedError(f"{path} reads rows from {shard}, which cannot be read: {e}") from None

@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 
 from featx.store.h5 import open_h5
+from featx.store.quantize import CompactVectors, vectors_of
 
 
 class StoredRows:
@@ -22,7 +23,7 @@ class StoredRows:
     dtype = np.dtype(np.float32)
 
     def __init__(self, path: str | Path, dataset: str, rows: np.ndarray, block_rows: int,
-                 opened: h5py.Dataset | None = None) -> None:
+                 opened: Any = None) -> None:
         self.path, self.dataset, self.block_rows = Path(path), dataset, int(block_rows)
         self.rows = np.asarray(rows, dtype=np.int64)
         self._opened = opened
@@ -34,9 +35,10 @@ class StoredRows:
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_opened": None}  # a worker opens the file itself
 
-    def _features(self) -> h5py.Dataset:
+    def _features(self) -> Any:
+        """The dataset read as float vectors (a compact store's decoded as read)."""
         if self._opened is None:
-            self._opened = open_h5(self.path, "r")[self.dataset]
+            self._opened = vectors_of(open_h5(self.path, "r")[self.dataset])
         return self._opened
 
     def subset(self, positions: np.ndarray) -> StoredRows:
@@ -74,7 +76,10 @@ class StoredRows:
 
 
 def as_rows(X: Any, block_rows: int) -> Any:
-    """An h5py dataset as StoredRows over all its rows (read `block_rows` at a time); anything else as it is."""
-    if isinstance(X, h5py.Dataset):
-        return StoredRows(X.file.filename, X.name, np.arange(len(X)), block_rows, opened=X)
+    """A store's features (an h5py dataset, or a compact store's CompactVectors) as StoredRows over all
+    their rows (read `block_rows` at a time); anything else as it is."""
+    if isinstance(X, (h5py.Dataset, CompactVectors)):
+        opened = vectors_of(X) if isinstance(X, h5py.Dataset) else X
+        return StoredRows(X.file.filename, X.name, np.arange(len(X)), block_rows,  # type: ignore[union-attr]
+                          opened=opened)
     return X

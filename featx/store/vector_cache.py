@@ -56,7 +56,7 @@ class VectorCache:
             self._file.create_dataset("keys", shape=(0, 32), maxshape=(None, 32), dtype=np.uint8, chunks=(4096, 32))
             for name in self.poolings:
                 self._file.create_dataset(f"features/{name}", shape=(0, dim), maxshape=(None, dim),
-                                          dtype=config.store_dtype, chunks=(max(1, 262_144 // dim), dim))
+                                          dtype=config.vector_dtype, chunks=(max(1, 262_144 // dim), dim))
         elif self._file.attrs.get("fingerprint") != config.fingerprint:
             raise FeatxError(f"{self.path} holds vectors of another config: remove it or use another --cache-dir")
         keys = self._file["keys"][:]

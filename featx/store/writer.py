@@ -24,6 +24,7 @@ from featx.store.h5 import h5_reason, open_h5
 from featx.store.header import StoreHeader
 from featx.store.layout import StorePlan, check_replaceable, check_resumable, create_store
 from featx.store.lock import WriterLock
+from featx.store.quantize import SCALES_ATTR, codec_of, int8_scales
 from featx.store.reader import FeatureStore
 
 # A window is written only when the disk has room for twice its bytes plus this much.
@@ -112,6 +113,7 @@ class StoreWriter:
         states = features.pop(STATES, None)
         with self._writing(f"rows {local:,}..{stop - 1:,}"):
             with open_h5(self.path, "r+", wait=True) as f:
+                features = _encoded(f, start, features)
                 string_ids = h5py.check_string_dtype(f["ids"].dtype)
                 rows = {"ids": np.asarray(ids, dtype=object if string_ids else np.int64),
                         "content_sha256": content_sha256,
@@ -132,11 +134,35 @@ class StoreWriter:
                 f.flush()
             fsync_path(self.path)
             self._verify_rows(local, stop, rows)
+            if start == 0:
+                self._verify_scales()
             if tokens is not None:
                 self._verify_tokens(*tokens)
             # Data first, then the row count that makes it visible.
             self._set_attrs(n_done=stop)
         self.header.n_done = stop
+
+    @property
+    def scales_needed(self) -> bool:
+        """Whether this is an int8 store whose scales are not written yet: the input's first window
+        fixes them (write_window does, for a store starting there; a later shard is given them,
+        `set_scales`)."""
+        with self._writing("reading its scales"), open_h5(self.path, "r") as f:
+            codecs = [codec_of(f["features"][name]) for name in f["features"]]
+        return any(codec is not None and codec.kind == "int8" and codec.scales is None for codec in codecs)
+
+    def set_scales(self, scales: dict[str, np.ndarray]) -> None:
+        """Write an int8 store's scales (one array a pooling, from the input's first window) before
+        its first row is committed; read back before anything relies on them."""
+        if self.n_done:
+            raise RuntimeError("an int8 store's scales are fixed before its first row is committed")
+        with self._writing("writing its scales"):
+            with open_h5(self.path, "r+", wait=True) as f:
+                for name, values in scales.items():
+                    f["features"][name].attrs[SCALES_ATTR] = np.asarray(values, dtype=np.float32)
+                f.flush()
+            fsync_path(self.path)
+            self._verify_scales(scales)
 
     def finish(self, timings: dict[str, Any]) -> None:
         """Mark the store complete (all rows committed) and record the run's timings."""
@@ -171,6 +197,17 @@ class StoreWriter:
                     same = np.array_equal(stored, values, equal_nan=stored.dtype.kind == "f")
                 if not same:
                     raise OSError(f"{name} did not read back as written")
+
+    def _verify_scales(self, expected: dict[str, np.ndarray] | None = None) -> None:
+        """Every int8 pooling has its scales on disk (equal to `expected`'s where given)."""
+        with open_h5(self.path, "r", wait=True) as f:
+            for name in f["features"]:
+                codec = codec_of(f["features"][name])
+                if codec is None or codec.kind != "int8":
+                    continue
+                if codec.scales is None or (expected is not None and
+                                            not np.array_equal(codec.scales, np.asarray(expected[name], np.float32))):
+                    raise OSError(f"the scales of features/{name} did not read back as written")
 
     def _verify_tokens(self, first: int, flat: np.ndarray) -> None:
         with open_h5(self.path, "r", wait=True) as f:
@@ -216,6 +253,22 @@ def _token_rows(file: h5py.File, local: int, states: np.ndarray,
     rows["state_starts"] = first + np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     rows["state_lengths"] = lengths
     return first, np.concatenate(list(states)).astype(file["states"].dtype, copy=False)
+
+
+def _encoded(file: h5py.File, start: int, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The window's vectors as the store keeps them: a compact pooling's encoded (featx.store.quantize).
+    An int8 store's scales not yet written are fixed here from the input's first window (`start` 0)."""
+    encoded = {}
+    for name, values in features.items():
+        dataset = file["features"][name]
+        codec = codec_of(dataset)
+        if codec is not None and codec.kind == "int8" and codec.scales is None:
+            if start != 0:
+                raise RuntimeError("an int8 shard needs its scales (set_scales) before its first window")
+            codec = codec.with_scales(int8_scales(values))
+            dataset.attrs[SCALES_ATTR] = codec.scales
+        encoded[name] = values if codec is None else codec.encode(values)
+    return encoded
 
 
 def _nbytes(values: np.ndarray) -> int:
