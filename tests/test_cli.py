@@ -133,4 +133,4 @@ def test_featx_extract_flags_are_made_from_the_library_option_groups():
     assert set(params) - {f.name for f in fields} == {
         "input", "output", "shard_spec", "merge_after", "quiet", "text_column", "image_column", "label_column",
         "multi_label", "label_columns", "target", "allow_empty_labels", "label_names", "where", "id_column", "fmt",
-        "no_header", "encoding"}
+        "no_header", "encoding", "engine", "shards", "address"}

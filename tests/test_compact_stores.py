@@ -123,7 +123,7 @@ def test_heads_read_compact_stores_in_memory_and_streamed(compact):
         _, rows = train_heads(compact["train", dtype], [HeadSpec.parse("logreg:C=1")], ["mean"],
                               test=compact["test", dtype])
         results[dtype] = rows[0]["test_accuracy"]
-        streamed, y = labelled(compact["train", dtype], "mean", budget=64 * 1024)
+        streamed, _ = labelled(compact["train", dtype], "mean", budget=64 * 1024)
         assert isinstance(streamed, StoredRows)
         np.testing.assert_array_equal(streamed[:], compact["train", dtype].load("mean")[0])
     assert abs(results["int8"] - results["float32"]) <= 0.02, results

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -22,6 +23,7 @@ from featx.config import (
     EXPORT_FORMATS,
 )
 from featx.constraints import COUNT, NON_NEGATIVE
+from featx.errors import ParameterError
 
 
 class FeatxGroup(click.Group):
@@ -50,8 +52,14 @@ def cli() -> None:
               "OUTPUT's stem + .shard-I-of-N.h5 [default under torchrun or Slurm: the process's rank].")
 @click.option("--merge", "merge_after", is_flag=True,
               help="Under torchrun: after every rank is done, rank 0 merges the shards into OUTPUT.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: N shards as Ray tasks (retried where a worker dies), then merged into OUTPUT; "
+                   "needs pip install 'featx[ray]'.")
+@click.option("--shards", type=Constrained(COUNT), metavar="N", help="--engine ray: how many shards [default: 4 per worker].")
+@click.option("--address", help="--engine ray: the Ray cluster to run on [default: a local one].")
 @QUIET_OPTION
-def extract(input: str, output: str, shard_spec: str | None, merge_after: bool, quiet: bool, **given: object) -> None:
+def extract(input: str, output: str, shard_spec: str | None, merge_after: bool, engine: str, shards: int | None,
+            address: str | None, quiet: bool, **given: object) -> None:
     """Embed every row of INPUT into the store OUTPUT (resumable: rerun the same command).
 
     INPUT is a .csv, .tsv, .jsonl, .txt or .parquet file (.gz allowed) or a bundled
@@ -69,16 +77,29 @@ def extract(input: str, output: str, shard_spec: str | None, merge_after: bool, 
       featx extract sst2:train -o sst2-train.h5 --cache-layer -2
       featx extract imdb/train.jsonl.gz -o imdb-train.h5 --long chunk --keep-windows
       featx extract queries.txt -o queries.h5 --model ./e5-small --prompt-name query
+      featx extract big.jsonl -o big.h5 --engine ray --shards 64 --address auto
     """
     from featx.extraction.launch import extract_as_launched
     from featx.modalities import modality_options
 
     # The flags made from featx.options' groups are featx.extract's keywords; a registered modality's
     # own flags (None: not given) go to it; the input options read the input.
-    own = {name: value for name in modality_options() if (value := given.pop(name, None)) is not None}
-    options = {f.name: given.pop(f.name) for f in flagged_fields(*EXTRACT_GROUPS)}
-    store = extract_as_launched(open_input_columns(input, given), output, shard=shard_spec, merge=merge_after,
-                                progress=False if quiet else None, **options, **own)
+    own: dict[str, Any] = {name: value for name in modality_options() if (value := given.pop(name, None)) is not None}
+    options: dict[str, Any] = {f.name: given.pop(f.name) for f in flagged_fields(*EXTRACT_GROUPS)}
+    progress = False if quiet else None
+    if engine == "ray":
+        from featx.extraction.ray_engine import extract_with_ray
+
+        if shard_spec is not None or merge_after:
+            raise ParameterError("shard" if shard_spec is not None else "merge",
+                                 "is decided by --engine ray: give --shards N (it merges at the end)")
+        store = extract_with_ray(open_input_columns(input, given), output, shards=shards, address=address,
+                                 progress=progress, **options, **own)
+    else:
+        if shards is not None or address is not None:
+            raise ParameterError("shards" if shards is not None else "address", "needs --engine ray")
+        store = extract_as_launched(open_input_columns(input, given), output, shard=shard_spec, merge=merge_after,
+                                    progress=progress, **options, **own)
     if store is None:
         return
     with store:
