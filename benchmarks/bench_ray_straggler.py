@@ -31,35 +31,25 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from featx.extraction.runners import WatchedRunner
+
 REPO = Path(__file__).resolve().parent.parent
 SST2 = REPO.parent / "shared" / "data" / "sst2" / "train.tsv"
 
 
-class SlowRunner:
+class SlowRunner(WatchedRunner):
     """The featurizer's own runner; in the slow process (`slow` > 1) each window is followed by a sleep
     of (slow - 1) x its time. Ray: the first process to claim `marker` is slow; static: the one told so."""
 
     def __init__(self, slow: float, marker: str | None = None) -> None:
-        self.slow, self.marker, self.batch_cost, self._inner, self._is_slow = slow, marker, 2048, None, None
+        super().__init__()
+        self.slow, self.marker, self._is_slow = slow, marker, None
 
-    @property
-    def device(self):
-        import torch
-
-        return torch.device("cpu")
-
-    def run(self, featurizer, items, timer=None):
-        from featx.extraction.runners import make_runner
-
-        if self._inner is None:
-            self._inner = make_runner(featurizer, self.batch_cost)
+    def after_window(self, rows: int, seconds: float) -> None:
         if self._is_slow is None:
             self._is_slow = self.slow > 1 and (self.marker is None or _claim(Path(self.marker)))
-        t0 = time.perf_counter()
-        out = self._inner.run(featurizer, items, timer)
         if self._is_slow:
-            time.sleep((self.slow - 1) * (time.perf_counter() - t0))
-        return out
+            time.sleep((self.slow - 1) * seconds)
 
 
 def _claim(marker: Path) -> bool:

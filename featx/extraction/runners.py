@@ -38,6 +38,36 @@ class Runner(Protocol):
         """Every pooling of every item, (len(items), dim) each, in input order."""
 
 
+class WatchedRunner:
+    """The featurizer's own runner (made on first use, in the process that embeds: a shard's, a Ray
+    task's), with `after_window` called after each window it embeds: subclass it to log windows, slow
+    a worker or stop a run (tests and benchmarks of resume and scheduling do). It pickles before use."""
+
+    def __init__(self, batch_cost: int | None = None) -> None:
+        self._batch_cost = batch_cost  # None: the featurizer's default budget on its device
+        self._inner: Runner | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu") if self._inner is None else self._inner.device
+
+    @property
+    def batch_cost(self) -> int:
+        return self._batch_cost or 0 if self._inner is None else self._inner.batch_cost
+
+    def run(self, featurizer: Featurizer, items: Sequence[Any],
+            timer: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+        if self._inner is None:
+            self._inner = make_runner(featurizer, self._batch_cost)
+        t0 = time.perf_counter()
+        out = self._inner.run(featurizer, items, timer)
+        self.after_window(len(items), time.perf_counter() - t0)
+        return out
+
+    def after_window(self, rows: int, seconds: float) -> None:
+        """Called after each window of `rows` rows is embedded (in `seconds`), before it is committed."""
+
+
 def make_runner(featurizer: Featurizer, batch_cost: int | None = None) -> Runner:
     """The runner for the featurizer's device; `batch_cost=None` is the featurizer's default budget there."""
     cost = batch_cost or featurizer.default_batch_cost()

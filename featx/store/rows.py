@@ -71,6 +71,8 @@ class StoredRows:
         return result
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        if copy is False:  # numpy's protocol: say so rather than hand over a copy when none is allowed
+            raise ValueError("rows read from a store are always a new array: copy=False cannot be met")
         whole = self[:]
         return whole if dtype is None else whole.astype(dtype)
 
