@@ -177,3 +177,21 @@ def test_export_writes_the_codes_and_their_scales_as_they_are(tmp_path, compact)
     table = pq.read_table(export_store(binary.path, tmp_path / "pq", fmt="parquet") / "vectors.parquet")
     bits = np.asarray(table.column("cls").combine_chunks().flatten()).reshape(len(binary), -1)
     np.testing.assert_array_equal(bits, binary.raw_features("cls")[:])
+
+
+def test_a_relabelled_compact_store_reads_its_codes_through_the_view(tmp_path, compact, labelled_stores):
+    from featx.data import open_input
+    from featx.relabel import relabel_store
+
+    source = labelled_stores["train"].path.with_suffix(".csv")
+    flipped = tmp_path / "flipped.csv"
+    lines = source.read_text().splitlines()
+    flipped.write_text("\n".join([lines[0]] + [line.replace(",pos", ",good").replace(",neg", ",bad")
+                                                for line in lines[1:]]) + "\n")
+    for dtype in ("int8", "binary"):
+        store = compact["train", dtype]
+        view = relabel_store(store.path, open_input(flipped, text_column="text", label_column="label"),
+                             tmp_path / f"view-{dtype}.h5")
+        with open_store(view) as relabelled:
+            assert "good" in relabelled.classes and relabelled._file["features/mean"].is_virtual
+            np.testing.assert_array_equal(relabelled.load("mean")[0], store.load("mean")[0])

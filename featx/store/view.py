@@ -44,3 +44,4 @@ def _view(out: h5py.File, name: str, dataset: Any, file_name: str) -> None:
     layout = h5py.VirtualLayout(shape=dataset.shape, dtype=dataset.dtype, maxshape=dataset.shape)
     layout[...] = h5py.VirtualSource(file_name, name, shape=dataset.shape, dtype=dataset.dtype)
     out.create_virtual_dataset(name, layout)
+    out[name].attrs.update(dataset.attrs)  # a compact store's codec (featx.store.quantize) goes with its codes
