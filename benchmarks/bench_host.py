@@ -4,7 +4,8 @@ A GPU is fed by the host: read, tokenise, batch, pool, write. This measures that
 zero-cost backbone: the model's forward is replaced by one that returns a constant hidden state of
 the model's real shape (rows x tokens x hidden), so what is timed is the pipeline around it.
 
-Methods (each run in its own process, interleaved, medians over repeats, all cores of this machine):
+Methods (each run in its own process, interleaved, medians over repeats, all cores of this machine,
+the tokenizers library's default parallelism; --tokenizers-parallelism false turns it off for both):
   featx  `featx.extract` from a JSONL file to a finished HDF5 store (backend torch, its defaults:
          length-sorted token-budget batches, CPU workers, background writes)
   st     SentenceTransformer.encode with its defaults (batch 32, length-sorted), vectors in memory
@@ -97,6 +98,9 @@ def main() -> None:
     parser.add_argument("--models", default="minilm,mpnet")
     parser.add_argument("--data", default=os.environ.get("FEATX_DATA", str(HERE.parent.parent / "shared" / "data")))
     parser.add_argument("--out", default=str(HERE / "results" / "bench_host"))
+    parser.add_argument("--tokenizers-parallelism", choices=("default", "false"), default="default",
+                        help="default: the tokenizers library's own (Rust threads on every core) for both methods; "
+                             "false: TOKENIZERS_PARALLELISM=false for both (how the 2026-12-05 run measured)")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -106,6 +110,9 @@ def main() -> None:
     load, started = round(os.getloadavg()[0], 2), time.time()
     scratch = Path(tempfile.mkdtemp(prefix="featx-host-"))
     runs: dict[str, list[dict]] = {}
+    env = {k: v for k, v in os.environ.items() if k != "TOKENIZERS_PARALLELISM"}
+    if args.tokenizers_parallelism == "false":
+        env["TOKENIZERS_PARALLELISM"] = "false"
     for workload, rows in (("sst2", args.sst2_rows), ("imdb", args.imdb_rows)):
         texts_file = scratch / f"{workload}.json"
         texts_file.write_text(json.dumps(load_texts(workload, rows, Path(args.data))))
@@ -113,8 +120,7 @@ def main() -> None:
             for repeat in range(args.repeats):
                 for method in ("featx", "st"):  # interleaved
                     out = subprocess.run([sys.executable, __file__, "--worker", method, model_key, str(texts_file), "256"],
-                                         capture_output=True, text=True, check=True,
-                                         env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+                                         capture_output=True, text=True, check=True, env=env)
                     record = json.loads(out.stdout.strip().splitlines()[-1])
                     runs.setdefault(f"{workload}/{model_key}/{method}", []).append(record)
                     print(f"{workload} {model_key} {method} {repeat}: {record['rows'] / record['seconds']:.0f} rows/s",
