@@ -125,7 +125,7 @@ def main() -> None:
     source = args.work / "sst2-train.tsv"
     with open(SST2) as f:
         source.write_text("".join(line for _, line in zip(range(args.rows + 1), f)))
-    load = os.getloadavg()
+    load, started = os.getloadavg(), time.perf_counter()
     window = -(-args.rows // args.shards)  # both cut the input into the same windows: the same batches
     runs: dict[str, list[float]] = {}
     reference = None
@@ -143,25 +143,22 @@ def main() -> None:
     import ray
     import torch
 
+    from featx.hardware import describe_hardware
+
     result = {
         "command": f"python benchmarks/bench_ray_straggler.py --rows {args.rows} --shards {args.shards} "
                    f"--slow {args.slow:g} --repeats {args.repeats}",
         "rows": args.rows, "window_rows": window, "shards_ray": args.shards, "shards_static": 2, "slow_factor": args.slow,
         "model": "all-MiniLM-L6-v2", "dtype": "fp32", "store_dtype": "float32", "backend": "torch",
-        "cpu": _cpu(), "cores": os.cpu_count(), "load_before": [round(x, 2) for x in load],
+        "seed": "none (the first --rows rows; no sampling)", "hardware": describe_hardware(torch.device("cpu")),
+        "cores": os.cpu_count(), "load_before": [round(x, 2) for x in load],
+        "benchmark_wall_s": round(time.perf_counter() - started, 1),
         "torch": torch.__version__, "ray": ray.__version__, "python": platform.python_version(),
         "wall_s": runs, "median_s": {k: statistics.median(v) for k, v in runs.items()},
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["median_s"], indent=2))
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 if __name__ == "__main__":

@@ -47,6 +47,8 @@ class Predictor(PretrainedClassifier):
         self._backbone = backbone
         self._device = device
         self._encoder: Encoder | None = None
+        # A head trained on a compact store sees vectors coded as that store coded them (built once, not per window).
+        self._codec = None if head.vector_codec is None else VectorCodec.from_json(head.vector_codec)
         self.modality = self.config.modality
 
     @property
@@ -83,9 +85,7 @@ class Predictor(PretrainedClassifier):
         if sequence_read(reads):
             return head_input(reads, None, states=RowSequences.from_rows(list(found[STATES]), self.config))
         vectors = found[self.head.pooling]
-        if self.head.vector_codec is not None:  # trained on a compact store: the same codes
-            vectors = VectorCodec.from_json(self.head.vector_codec).round_trip(vectors)
-        return head_input(reads, vectors, list(texts))
+        return head_input(reads, vectors if self._codec is None else self._codec.round_trip(vectors), list(texts))
 
     def outputs(self, inputs: Sequence[Any]) -> np.ndarray:
         return self._outputs(self._head_input(inputs, self.encoder.features(inputs)))

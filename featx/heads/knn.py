@@ -60,13 +60,14 @@ class KNNHead(Head):
         X, y = validate_data(self, X, y, dtype=np.float32)
         check_classification_targets(y)
         self.classes_, y_index = np.unique(y, return_inverse=True)
+        self.train_ = _kept(X)  # every training row: also the neighbours validation rows are scored against
         if self.n_neighbors is not None:
             self.k_, self.selection_ = int(self.n_neighbors), "given"
             self.curve_: list[dict[str, float]] = []
         else:
             if X_val is not None:
                 X_val = validate_data(self, X_val, reset=False, dtype=np.float32)
-                neighbours, labels, truth = _kept(X), y_index, np.searchsorted(self.classes_, np.asarray(y_val))
+                neighbours, labels, truth = self.train_, y_index, np.searchsorted(self.classes_, np.asarray(y_val))
                 self.selection_ = "validation"
             elif can_stratify(y_index, 2):
                 fit_rows, held_out = stratified_split(y_index, self.val_fraction, self.random_state)
@@ -79,7 +80,6 @@ class KNNHead(Head):
                 neighbours, labels, l2_normalized_rows(X_val), truth, sorted(self.ks), len(self.classes_))
             # Ties go to the larger k: the smoother vote.
             self.k_ = int(max(self.curve_, key=lambda p: (p["score"], p["k"]))["k"]) if self.curve_ else 5
-        self.train_ = _kept(X)
         self.train_labels_ = y_index.astype(np.int64)
         return self
 
