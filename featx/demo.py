@@ -18,7 +18,8 @@ from featx.atomic import atomic_file
 from featx.data import open_input
 from featx.extraction.engine import extract
 from featx.metrics import markdown_table
-from featx.train import HeadSpec, train_and_save, write_results
+from featx.results import write_results
+from featx.train import HeadSpec, train_and_save
 
 DEMO_COLUMNS = [("head", "head"), ("chosen", "chosen"), ("val_accuracy", "dev acc"), ("test_accuracy", "test acc"),
                 ("test_macro_f1", "test macro-F1"), ("fit_seconds", "fit s")]

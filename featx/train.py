@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import json
 import time
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,14 +15,14 @@ from typing import Any
 import numpy as np
 from joblib import Parallel, delayed
 
-from featx.atomic import make_folder, write_text
+from featx.atomic import make_folder
 from featx.config import PROTOCOLS, ExtractConfig
 from featx.constraints import FRACTION, JOBS, MEMORY_BUDGET, NON_NEGATIVE, Options, check_params
 from featx.data import Source, read_texts
 from featx.errors import FeatxError, ParameterError
 from featx.hardware import peak_memory_mb
 from featx.heads import HEAD_KINDS, TrainedHead, make_head, parse_head_spec
-from featx.heads.base import sequence_read, spec_value
+from featx.heads.base import Head, sequence_read, spec_value
 from featx.heads.inputs import (
     HeldInputs,
     check_compatible,
@@ -32,8 +33,9 @@ from featx.heads.inputs import (
 )
 from featx.heads.rows import DEFAULT_MEMORY_BUDGET, map_blocks
 from featx.heads.split import CarvedSplit
-from featx.metrics import TASK_SCORES, headline, markdown_table, multilabel_metrics, task_metrics
+from featx.metrics import multilabel_metrics, task_metrics
 from featx.mteb import mteb_protocol
+from featx.results import best_head, result_row, write_results
 from featx.store import FeatureStore
 
 
@@ -83,10 +85,37 @@ def _fit(spec: HeadSpec, X: Any, y: np.ndarray, X_val: Any, y_val: np.ndarray | 
     if spec.params.get("cv"):  # cv=K selects by K folds of the training rows; validation rows are only reported
         X_val = y_val = None
     estimator.fit(X, y, X_val, y_val)
+    return _trained(estimator, spec, pooling, store_meta, time.perf_counter() - t0)
+
+
+def _trained(estimator: Head, spec: HeadSpec, pooling: str, store_meta: _StoreMeta, seconds: float) -> TrainedHead:
     return TrainedHead(estimator=estimator, pooling=pooling, class_names=store_meta.classes,
                        store_fingerprint=store_meta.fingerprint, config_json=store_meta.config.to_json(),
-                       name=f"{spec.label}-{pooling}", fit_seconds=time.perf_counter() - t0,
+                       name=f"{spec.label}-{pooling}", fit_seconds=seconds,
                        peak_memory_mb=peak_memory_mb(), vector_codec=store_meta.codecs.get(pooling))
+
+
+def _fit_all(specs: list[HeadSpec], inputs: list[tuple[Any, Any]], y: np.ndarray, y_val: np.ndarray,
+             pooling: str, meta: _StoreMeta, seed: int, jobs: int) -> list[TrainedHead]:
+    """Every spec's head, in order: heads whose kind fits them together (Head.batch_key: logreg's C
+    grid) in one batch each, here, each timed as its share of the batch; the rest `jobs` at a time."""
+    groups: dict[Any, list[int]] = defaultdict(list)
+    estimators = [make_head(spec.kind, random_state=seed, **spec.params) for spec in specs]
+    for i, (estimator, (X_in, _)) in enumerate(zip(estimators, inputs)):
+        if (key := estimator.batch_key(X_in, y)) is not None:
+            groups[(specs[i].kind, id(X_in), key)].append(i)
+    heads: dict[int, TrainedHead] = {}
+    for members in (members for members in groups.values() if len(members) > 1):
+        t0 = time.perf_counter()
+        type(estimators[members[0]]).fit_batch([estimators[i] for i in members], inputs[members[0]][0], y,
+                                                inputs[members[0]][1], y_val)
+        share = (time.perf_counter() - t0) / len(members)
+        heads.update({i: _trained(estimators[i], specs[i], pooling, meta, share) for i in members})
+    alone = [i for i in range(len(specs)) if i not in heads]
+    fitted = Parallel(n_jobs=jobs, prefer="processes")(
+        delayed(_fit)(specs[i], inputs[i][0], y, inputs[i][1], y_val, pooling, meta, seed) for i in alone)
+    heads.update(zip(alone, fitted))
+    return [heads[i] for i in range(len(specs))]
 
 
 @dataclass(frozen=True)
@@ -143,9 +172,7 @@ def train_heads(train: FeatureStore, specs: list[HeadSpec], poolings: list[str] 
         assert y_val is not None
         held = HeldInputs(train.task, memory_budget)
         inputs = [(held.input(spec.kind, *train_parts), held.input(spec.kind, *val_parts)) for spec in here]
-        trained = Parallel(n_jobs=jobs, prefer="processes")(
-            delayed(_fit)(spec, X_in, y, X_val_in, y_val, pooling, meta, seed)
-            for spec, (X_in, X_val_in) in zip(here, inputs))
+        trained = _fit_all(here, inputs, y, y_val, pooling, meta, seed, jobs)
         for head, (_, X_val_in) in zip(trained, inputs):
             head.metrics = {"val": validation_metrics(head, X_val_in, y_val, meta.classes)}
             if val is None:
@@ -263,63 +290,6 @@ def read_head_grid(path: str | Path) -> list[str]:
     if not isinstance(specs, list) or not all(isinstance(s, str) for s in specs):
         raise FeatxError(f"head grid {path} must be a JSON list of spec strings like \"logreg:C=0.1\"")
     return specs
-
-
-def result_row(head: TrainedHead) -> dict[str, Any]:
-    """One line of the comparison table for a trained head: its task's metrics (TASK_SCORES) on
-    validation and test, and `val_score`, the validation figure heads are ranked by (HEADLINE)."""
-    chosen = head.estimator.describe_choice()
-    val, test = head.metrics.get("val"), head.metrics.get("test")
-    task = head.task
-    row: dict[str, Any] = {"head": head.name, "kind": head.kind, "pooling": head.pooling, "chosen": chosen,
-                           **({"head_task": task} if task != "single" else {})}
-    for split, metrics in (("val", val), ("test", test)):
-        for key in TASK_SCORES[task][split]:
-            row[f"{split}_{key}"] = metrics.get(key) if metrics else None
-    row["val_score"] = headline(val) if val else None
-    return {**row, "fit_seconds": round(head.fit_seconds, 2), "peak_memory_mb": head.peak_memory_mb,
-            "warning": head.estimator.selection_warning()}
-
-
-_HEADERS = {"accuracy": "acc", "macro_f1": "macro-F1", "micro_f1": "micro-F1", "subset_accuracy": "subset acc",
-            "threshold_gain": "threshold gain", "mean_pearson": "mean r", "mean_spearman": "mean rho",
-            "mean_rmse": "mean RMSE", "mean_r2": "mean R2"}
-
-
-def result_columns(task: str = "single") -> list[tuple[str, str]]:
-    """The comparison table's columns for a task's result rows."""
-    scores = [(f"{split}_{key}", f"{split} {_HEADERS[key]}") for split in ("val", "test")
-              for key in TASK_SCORES[task][split]]
-    return [("head", "head"), ("pooling", "pooling"), ("chosen", "chosen"), *scores, ("fit_seconds", "fit s")]
-
-
-RESULT_COLUMNS = result_columns()
-
-
-def best_head(heads: list[TrainedHead], rows: list[dict[str, Any]]) -> TrainedHead:
-    """The head with the best validation score (accuracy; macro-F1 multi-label; mean Pearson r
-    regression), never chosen on test."""
-    scored = [(row["val_score"] if row.get("val_score") is not None else -1.0, -i) for i, row in enumerate(rows)]
-    return heads[-max(scored)[1]]
-
-
-def format_table(rows: list[dict[str, Any]]) -> str:
-    """The comparison table in Markdown; mean ± std where rows carry a std."""
-    shown = []
-    for row in rows:
-        row = dict(row)
-        for key in ("test_accuracy", "test_macro_f1"):
-            if f"{key}_std" in row:
-                row[key] = f"{row[key]:.4f} ± {row[f'{key}_std']:.4f}"
-        shown.append(row)
-    return markdown_table(shown, result_columns(rows[0].get("head_task", "single") if rows else "single"))
-
-
-def write_results(folder: Path, rows: list[dict[str, Any]], extra: dict[str, Any]) -> None:
-    """results.json (rows + run facts) and results.md (the table) in `folder`, each written atomically."""
-    make_folder(folder, "results")
-    write_text(folder / "results.json", json.dumps({**extra, "rows": rows}, indent=2) + "\n", "results")
-    write_text(folder / "results.md", format_table(rows) + "\n", "results")
 
 
 def _validation(train: FeatureStore, val: FeatureStore | None, pooling: str,

@@ -12,7 +12,7 @@ PIPELINE = ["featx._version", "featx.extraction", "featx.errors", "featx.constra
             "featx.finetune.recipe", "featx.finetune.classifier", "featx.finetune.images", "featx.finetune.texts",
             "featx.modalities", "featx.extraction.engine", "featx.verify", "featx.relabel", "featx.encoding",
             "featx.extraction.launch", "featx.extraction.ray_engine", "featx.heads", "featx.mteb", "featx.finetune",
-            "featx.predictor", "featx.embedder", "featx.train", "featx.bench", "featx.demo", "featx.cli",
+            "featx.predictor", "featx.results", "featx.embedder", "featx.train", "featx.bench", "featx.demo", "featx.cli",
             "featx.__main__", "featx"]
 
 

@@ -9,7 +9,8 @@ import featx
 from featx.errors import FeatxError
 from featx.heads import LogRegHead, MLPHead, TrainedHead, parse_head_spec
 from featx.mteb import mteb_protocol
-from featx.train import HeadSpec, best_head, train_head, train_heads
+from featx.results import best_head
+from featx.train import HeadSpec, train_head, train_heads
 
 
 @pytest.fixture(scope="module")

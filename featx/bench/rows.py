@@ -75,7 +75,8 @@ def extract_row(suite: Suite, split: str, store_path: Path, states: bool = False
 
 
 def head_row(suite: Suite, spec: str, pooling: str, stores: dict[str, str]) -> dict[str, Any]:
-    from featx.train import HeadSpec, result_row
+    from featx.results import result_row
+    from featx.train import HeadSpec
 
     heads, scored, train = _fit_and_score(suite, spec, [pooling], stores)
     warnings = [result_row(head).get("warning") for head in heads]
@@ -102,8 +103,9 @@ def _fit_and_score(suite: Suite, spec: str, poolings: list[str] | None,
                    stores: dict[str, str]) -> tuple[list[Any], dict[str, Any], Any]:
     """One head of `spec` per seed, trained on the train store (val selects) and scored on test:
     (the heads, their row fields: the task's test metrics (summarise), choices, seconds per stage, the train store)."""
+    from featx.results import result_row
     from featx.store import open_store
-    from featx.train import HeadSpec, result_row, train_heads
+    from featx.train import HeadSpec, train_heads
 
     train, test = open_store(stores["train"]), open_store(stores["test"])
     val = open_store(stores["val"]) if "val" in stores else None

@@ -67,7 +67,8 @@ def train(store: str, output: str, heads: tuple[str, ...], grid: str | None, poo
       featx train cache/train.h5 -o hybrid/ --head hybrid --texts train.jsonl --val cache/dev.h5 \\
           --val-texts dev.jsonl
     """
-    from featx.train import TrainingRun, format_table, run_training
+    from featx.results import format_table
+    from featx.train import TrainingRun, run_training
 
     protocol = options.pop("protocol")
     mteb = {k: options.pop(k) for k in ("task", "k", "experiments", "seeds")}

@@ -11,6 +11,8 @@ The protocol, beyond scikit-learn's `fit`/`predict`/`predict_proba`:
   `y` is one task's labels (featx.metrics.task_of): class indices, a 0/1 matrix (multi-label:
   ``predict_proba`` gives each label's probability, and ``thresholds_``, chosen on validation,
   decide), or float targets (regression: ``predict_values``). A kind lists the `tasks` it fits;
+- ``batch_key(X, y)`` / ``fit_batch(heads, X, y, ...)``: a kind whose heads can share the work of
+  one fit (logreg's C grid, ridge's alphas) says which heads may, and fits them together;
 - ``describe_choice()``: what was chosen and how, one short phrase for tables;
 - ``state_arrays()`` / ``fitted_summary()``: the fitted numbers (safetensors) and the
   facts of the fit (JSON); ``check_state(arrays, n_classes)`` refuses arrays that do not
@@ -138,6 +140,17 @@ class Head(ClassifierMixin, BaseEstimator):
     def fit(self, X: Any, y: np.ndarray, X_val: Any = None, y_val: np.ndarray | None = None) -> Head:
         """X (and X_val): an array of vectors, or for a kind that reads texts too (`reads`), a
         featx.heads.hybrid.TextVectors."""
+        raise NotImplementedError
+
+    def batch_key(self, X: Any, y: np.ndarray) -> Any:
+        """Heads of one kind whose keys are equal, and not None, on the same rows are fitted together by
+        `fit_batch` (featx train's --grid); None, the default: this head fits alone."""
+        return None
+
+    @classmethod
+    def fit_batch(cls, heads: list[Head], X: Any, y: np.ndarray, X_val: Any = None,
+                  y_val: np.ndarray | None = None) -> None:
+        """Fit `heads`, whose `batch_key`s are equal, on the same rows at once; each ends as its own `fit` would."""
         raise NotImplementedError
 
     def describe_choice(self) -> str:

@@ -29,6 +29,7 @@ from featx.constraints import (
 )
 from featx.errors import DamagedError, FeatxError
 from featx.heads.base import Head, edge_warning, register_head
+from featx.heads.logistic_batch import fit_standardized
 from featx.heads.logistic_blocks import fit_logistic_blocks, predicted_index
 from featx.heads.multilabel import fit_logistic, probabilities
 from featx.heads.rows import column_moments, take
@@ -130,10 +131,39 @@ class LogRegHead(Head):
             self.C_, self.curve_, self.selection_ = self._best(curve, how)
         moments = self._moments(X)
         weights, iterations = self._fit_blocks(X, y, self.C_, moments, None)
-        self.scaler_ = _scaler(*moments, self.n_features_in_) if self.standardize else None
+        self._set_weights(weights, iterations, _scaler(*moments, self.n_features_in_) if self.standardize else None)
+        return self
+
+    def batch_key(self, X: Any, y: np.ndarray) -> tuple[Any, ...] | None:
+        """C given, the rows in memory, one class a row: heads that differ only in C fit together."""
+        alone = self.C is None or self.cv or not isinstance(X, np.ndarray) or np.ndim(y) != 1
+        return None if alone else (self.standardize, self.class_weight, self.max_iter)
+
+    @classmethod
+    def fit_batch(cls, heads: list[Head], X: np.ndarray, y: np.ndarray, X_val: Any = None,
+                  y_val: np.ndarray | None = None) -> None:
+        """Fit heads with equal `batch_key`s at once (featx.heads.logistic_batch: lockstep L-BFGS, one
+        matrix product for all their weights, warm starts along the C path); each ends as its own
+        fit with that C would, within the solver's tolerance. Validation rows are not needed."""
+        first = heads[0]
+        assert all(isinstance(head, LogRegHead) for head in heads) and isinstance(first, LogRegHead)
+        for head in heads:
+            head._validate_params()
+            head._task(y)
+        X, y = validate_data(first, X, y, dtype=[np.float64, np.float32])
+        check_classification_targets(y)
+        classes, scaler, fit = fit_standardized(X, y, [float(head.C) for head in heads], standardize=first.standardize,
+                                                class_weight=first.class_weight, max_iter=first.max_iter)
+        for head, found, iterations in zip(heads, fit.weights, fit.iterations):
+            head.n_features_in_, head.classes_ = X.shape[1], classes
+            head.C_, head.curve_, head.selection_ = float(head.C), [], "given"
+            head._set_weights(found, int(iterations), scaler)
+
+    def _set_weights(self, weights: np.ndarray, iterations: int, scaler: StandardScaler | None) -> None:
+        """The fitted state from weights (k, d + 1), the intercepts last, found outside scikit-learn."""
+        self.scaler_ = scaler
         self.model_ = self._model(weights[:, :-1], weights[:, -1])
         self.n_iter_ = self.model_.n_iter_ = np.array([iterations])
-        return self
 
     def _moments(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
         return column_moments(X) if self.standardize else (np.zeros(X.shape[1]), np.ones(X.shape[1]))

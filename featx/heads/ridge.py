@@ -72,7 +72,13 @@ class RidgeHead(Head):
             X_val, val_index, self.selection_ = take(X, held_out), y_index[held_out], "held-out fraction"
         else:
             fit_rows, val_index, self.selection_ = np.arange(len(y)), None, "default (too few rows to select)"
-        solver = _RidgeSolver(take(X, fit_rows), _one_hot(y_index[fit_rows], len(self.classes_)))
+        self._fit_single(_RidgeSolver(take(X, fit_rows), _one_hot(y_index[fit_rows], len(self.classes_))), X, y_index,
+                         X_val, val_index)
+        return self
+
+    def _fit_single(self, solver: _RidgeSolver, X: Any, y_index: np.ndarray, X_val: Any,
+                    val_index: np.ndarray | None) -> None:
+        """Alpha (given or chosen on validation), coefficients and temperature from the fit rows' `solver`."""
         if self.alpha is not None:
             self.alpha_, self.selection_ = float(self.alpha), "given"
             self.curve_: list[dict[str, float]] = []
@@ -92,7 +98,36 @@ class RidgeHead(Head):
         self.mean_, self.scale_ = solver.mean, solver.scale
         self.coef_, self.intercept_ = solver.coefficients(self.alpha_)
         self.temperature_ = _fit_temperature(*(calibration or (self._scores(X), y_index)))
-        return self
+
+    def batch_key(self, X: Any, y: np.ndarray) -> tuple[Any, ...] | None:
+        """alpha given, the rows in memory, one class a row: heads that differ only in alpha fit together."""
+        return None if self.alpha is None or not isinstance(X, np.ndarray) or np.ndim(y) != 1 else ("single",)
+
+    @classmethod
+    def fit_batch(cls, heads: list[Head], X: np.ndarray, y: np.ndarray, X_val: Any = None,
+                  y_val: np.ndarray | None = None) -> None:
+        """Fit heads with equal `batch_key`s from one decomposition of the training rows' Gram matrix;
+        each ends as its own fit would (the same closed form). Without validation rows each fits alone
+        (its own held-out fraction)."""
+        assert all(isinstance(head, RidgeHead) for head in heads)
+        if X_val is None or y_val is None:
+            for head in heads:
+                head.fit(X, y)
+            return
+        first = heads[0]
+        for head in heads:
+            head._validate_params()
+            head._task(y)
+        X, y = first._check_rows(X, y, dtype=[np.float64, np.float32])
+        check_classification_targets(y)
+        classes, y_index = np.unique(y, return_inverse=True)
+        X_val = first._check_rows(X_val, reset=False, dtype=[np.float64, np.float32])
+        val_index = np.searchsorted(classes, np.asarray(y_val))
+        solver = _RidgeSolver(X, _one_hot(y_index, len(classes)))
+        for head in heads:
+            assert isinstance(head, RidgeHead)
+            head.classes_, head.n_features_in_, head.selection_ = classes, X.shape[1], "validation"
+            head._fit_single(solver, X, y_index, X_val, val_index)
 
     def _fit_matrix(self, X: np.ndarray, Y: np.ndarray, X_val: np.ndarray | None,
                     Y_val: np.ndarray | None) -> RidgeHead:
