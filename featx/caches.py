@@ -8,7 +8,8 @@ value is served. A value whose check fails is computed again, replaced, and repo
 - the weight-hash cache, ``$FEATX_CACHE/file-hashes.json`` (featx.backbones.hashing): each
   entry's full hash is bound to a sample of the files' bytes;
 - the conversion cache, ``$FEATX_CACHE/openvino/<key>/`` (featx.backbones.openvino), and the
-  unpacked models, ``$FEATX_CACHE/models/<name>/`` (featx.backbones.folders): each folder is
+  unpacked models, ``$FEATX_CACHE/models/<name>/`` (featx.backbones.folders), and the static models
+  model2vec distils, ``$FEATX_CACHE/static/<key>/`` (featx.backbones.static): each folder is
   sealed with the sha256 of every file in it (`seal_folder`), all re-read on use
   (`folder_intact`): one more read of files about to be read anyway;
 - the vector cache the user names with ``--cache-dir`` (featx.store.vector_cache): each row

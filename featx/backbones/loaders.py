@@ -95,6 +95,8 @@ def backend_batch_tokens(config: ExtractConfig) -> int | None:
 def _openvino_fits(backbone: Any, dtype: str, cache_layer: int | None) -> str | None:
     if backbone.device.type != "cpu" or dtype not in ("fp32", "bf16") or cache_layer is not None:
         return "runs on the CPU, in fp32 or bf16, without --cache-layer"
+    if getattr(backbone, "static", False):
+        return "runs transformer models; a static model is a table lookup, run in torch"
     if getattr(backbone, "preprocess", False) is None:  # a transformers vision model
         return ("runs image models given as torch modules (efficientnet-lite0, featx.module_backbone), not "
                 "transformers vision models")

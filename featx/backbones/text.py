@@ -11,6 +11,7 @@ import torch
 from featx.backbones.folders import packaged_folder, resolve_model_folder, weight_files
 from featx.backbones.hashing import files_sha256
 from featx.backbones.st_modules import DeclaredEmbedding, read_declared
+from featx.backbones.static import is_static, static_backbone
 from featx.config import DEFAULT_MODEL
 from featx.errors import FeatxError, first_line
 from featx.hardware import resolve_device
@@ -43,16 +44,22 @@ class Backbone:
     # The model's own sentence embedding and prompts, as a sentence-transformers folder declares
     # them (modules.json, 1_Pooling/config.json, config_sentence_transformers.json).
     declared: DeclaredEmbedding = field(default_factory=DeclaredEmbedding)
+    # Token ids the pooling leaves out beside padding (a static model's unknown token, as model2vec does).
+    pooling_skips: tuple[int, ...] = ()
+    static: bool = False  # a token table (featx.backbones.static), not a transformer
 
 
 def load_backbone(name_or_path: str = DEFAULT_MODEL, *, device: str | torch.device = "auto",
                   trust_remote_code: bool = False) -> Backbone:
-    """A frozen, eval-mode transformers model and tokenizer, ready for inference."""
+    """A frozen, eval-mode transformers model and tokenizer, ready for inference; ``static:NAME``: the
+    token table model2vec distils from NAME (featx.backbones.static)."""
     import transformers
 
+    device = device if isinstance(device, torch.device) else resolve_device(device)
+    if is_static(name_or_path):
+        return Backbone(**static_backbone(name_or_path, device))
     transformers.utils.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    device = device if isinstance(device, torch.device) else resolve_device(device)
     path = resolve_model_folder(name_or_path)
     weights = weight_files(path)
     tokenizer_files = [path / n for n in _TOKENIZER_FILES if (path / n).is_file()]

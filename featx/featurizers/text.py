@@ -119,6 +119,7 @@ class TextFeaturizer:
         # Another backend than torch (--backend openvino) computes the hidden states; batching, pooling
         # and storing are unchanged.
         self._backend_forward = load_backend(backbone, config)
+        self._skips = torch.tensor(backbone.pooling_skips, device=self.device) if backbone.pooling_skips else None
         # The model's own embedding: a prompt before each text (its tokens left out of the pooling
         # when the config says so), and the sentence-transformers modules after the pooling.
         self._prompt = config.prompt or ""
@@ -162,6 +163,8 @@ class TextFeaturizer:
         window_row = batch.pop("window_row", None)
         batch.pop(SEQUENCE_MASK, None)  # the runner's, not the model's
         mask = batch["attention_mask"]
+        if self._skips is not None:  # tokens the model's own embedding leaves out of its mean (static: unknown)
+            mask = mask * ~torch.isin(batch["input_ids"], self._skips)
         with torch.inference_mode(), compute_context(self.device, config.dtype, self._weights_dtype()):
             if self._states_only:  # the blocks above the cached layer never run
                 return {STATES: _stored_states(run_to_layer(self.backbone.model, self._state_layer, batch), config)}

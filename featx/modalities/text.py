@@ -127,7 +127,9 @@ def make_config(backbone: Backbone, options: ExtractOptions | None = None, **fie
                   "cache_dtype": Options(STATE_DTYPES).check("cache_dtype", kept.cache_dtype or "float16")}
     elif kept.cache_dtype is not None:
         raise ParameterError("cache_dtype", "applies to --cache-layer only")
-    compute = resolve_dtype(chosen.model.dtype, backbone.device)
+    # A static model is a table lookup: nothing to compute in bf16, so auto records what runs (fp32).
+    compute = "fp32" if backbone.static and chosen.model.dtype == "auto" else resolve_dtype(chosen.model.dtype,
+                                                                                          backbone.device)
     return ExtractConfig(
         **_chunking(backbone, max_length, vectors, kept.keep_windows),
         **states,
