@@ -23,7 +23,6 @@ writes benchmarks/results/many_heads/results.{json,md}.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -38,7 +37,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from compact_accuracy import stores  # the five suites' MiniLM stores, extracted once
+from compact_accuracy import run_line, stores, suite_parser, write_report  # the five suites' MiniLM stores
 
 
 def grid(heads: int) -> list[float]:
@@ -105,11 +104,8 @@ def run_suite(name: str, store: Path, heads: int, repeats: int, scratch: Path) -
 
 
 def markdown(report: dict[str, Any]) -> str:
-    hardware = report["hardware"]
     lines = ["# Heads a minute: `featx train --grid` of logreg Cs, batched against one at a time\n",
-             f"{hardware['cpu_count']} vCPU {hardware['cpu']} ({', '.join(hardware['cpu_flags'])}), torch "
-             f"{hardware['torch']}, {hardware['torch_threads']} threads; load before {report['load_before']}; "
-             f"{report['repeats']} repeats, medians; total {report['wall_s']:.0f} s. `{report['command']}`\n",
+             run_line(report, f"{report['repeats']} repeats, medians"),
              "| suite | train rows | batched: heads | wall s | heads/min | peak MB | one at a time: heads | wall s | "
              "heads/min | peak MB | speed-up | largest val-accuracy gap | largest share of predictions differing |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -124,13 +120,9 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--suites", default="imdb,sst2")
+    parser = suite_parser(__doc__, "many_heads", suites="imdb,sst2")
     parser.add_argument("--heads", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--work", type=Path, default=Path("/tmp/featx-compact"))
-    parser.add_argument("--data", type=Path, default=HERE.parent.parent / "shared" / "data")
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "many_heads")
     args = parser.parse_args()
     import torch
 
@@ -150,10 +142,7 @@ def main() -> None:
               "dtype": "float32 store, float32 products, float64 solver state", "repeats": args.repeats,
               "load_before": [round(x, 2) for x in load], "suites": suites,
               "wall_s": time.perf_counter() - started}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / "results.md").write_text(markdown(report))
-    print(markdown(report))
+    write_report(args.out, report, markdown)
 
 
 if __name__ == "__main__":

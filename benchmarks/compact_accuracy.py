@@ -24,6 +24,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,35 @@ def stores(suite_name: str, work: Path, data: Path) -> dict[str, Path]:
             extract_row(suite, split, paths[split])
             print(f"{suite_name} {split}: extracted in {time.perf_counter() - t0:.0f} s", flush=True)
     return paths
+
+
+def suite_parser(description: str, out: str, suites: str = ",".join(SUITES)) -> argparse.ArgumentParser:
+    """The arguments every suite benchmark here takes: --suites, --work (where `stores` keeps the
+    suites' stores, extracted once), --data (the shared data), --out (its results folder)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suites", default=suites)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/featx-compact"))
+    data = os.environ.get("FEATX_DATA") or HERE.parent.parent / "shared" / "data"
+    parser.add_argument("--data", type=Path, default=Path(data))
+    parser.add_argument("--out", type=Path, default=HERE / "results" / out)
+    return parser
+
+
+def run_line(report: dict[str, Any], *extra: str) -> str:
+    """The line under a results table's title: the machine, the `extra` facts, the load, the wall time, the command."""
+    hardware = report["hardware"]
+    facts = [f"{hardware['cpu_count']} vCPU {hardware['cpu']} ({', '.join(hardware['cpu_flags'])}), torch "
+             f"{hardware['torch']}, {hardware['torch_threads']} threads", *extra,
+             f"load before {report['load_before']}", f"total {report['wall_s']:.0f} s"]
+    return "; ".join(facts) + f". `{report['command']}`\n"
+
+
+def write_report(out: Path, report: dict[str, Any], markdown: Callable[[dict[str, Any]], str]) -> None:
+    """results.json and results.md in `out`, and the table on stdout."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "results.md").write_text(markdown(report))
+    print(markdown(report))
 
 
 def as_stored(X: np.ndarray, dtype: str, scales: np.ndarray | None) -> np.ndarray:
@@ -118,15 +148,10 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suites", default=",".join(SUITES))
-    parser.add_argument("--work", default="/tmp/featx-compact")
-    parser.add_argument("--data", default=os.environ.get("FEATX_DATA", str(HERE.parent.parent / "shared" / "data")))
-    parser.add_argument("--out", default=str(HERE / "results" / "compact_stores"))
-    args = parser.parse_args()
+    args = suite_parser(__doc__, "compact_stores").parse_args()
     started, rows = time.time(), []
     for name in args.suites.split(","):
-        rows += run_suite(name, stores(name, Path(args.work), Path(args.data)))
+        rows += run_suite(name, stores(name, args.work, args.data))
     import torch
 
     from featx.hardware import describe_hardware
@@ -134,11 +159,7 @@ def main() -> None:
     hardware = describe_hardware(torch.device("cpu"))
     report = {"command": "python " + " ".join(sys.argv), "wall_seconds": round(time.time() - started),
               "cpu": f"{hardware['cpu']} ({platform.machine()}, {' '.join(hardware['cpu_flags'])})", "rows": rows}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "results.md").write_text(markdown(report))
-    print(markdown(report))
+    write_report(args.out, report, markdown)
 
 
 if __name__ == "__main__":
