@@ -90,6 +90,8 @@ def test_openvino_is_refused_in_one_line_and_a_missing_model2vec_named(static_na
                            "openvino")
     assert code == 2 and "a static model is a table lookup" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.h5").exists()
+    code, _, err = run_cli(capsys, "extract", path, "-o", tmp_path / "x.h5", "--model", "static:")
+    assert code == 2 and "static: needs the sentence model to distil after it" in err
     monkeypatch.setitem(__import__("sys").modules, "model2vec", None)
     with pytest.raises(FeatxError, match=r'pip install "featx\[static\]"'):
         static.distilled_folder(static_name)

@@ -64,6 +64,8 @@ class StaticEmbedding(torch.nn.Module):
 
 def distilled_folder(name: str) -> Path:
     """The cached model2vec distillation of the model `name` names after ``static:``, made when missing."""
+    if not name.removeprefix(PREFIX).strip():
+        raise FeatxError("static: needs the sentence model to distil after it, e.g. static:all-MiniLM-L6-v2")
     model2vec = require_model2vec()
     base = resolve_model_folder(name.removeprefix(PREFIX))
     tokenizer_files = [base / n for n in ("tokenizer.json", "vocab.txt", "tokenizer_config.json") if (base / n).is_file()]
