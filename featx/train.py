@@ -35,6 +35,7 @@ from featx.heads.rows import DEFAULT_MEMORY_BUDGET, map_blocks
 from featx.heads.split import CarvedSplit
 from featx.metrics import multilabel_metrics, task_metrics
 from featx.mteb import mteb_protocol
+from featx.progress import progress_bar
 from featx.results import best_head, result_row, write_results
 from featx.store import FeatureStore
 
@@ -105,16 +106,19 @@ def _fit_all(specs: list[HeadSpec], inputs: list[tuple[Any, Any]], y: np.ndarray
         if (key := estimator.batch_key(X_in, y)) is not None:
             groups[(specs[i].kind, id(X_in), key)].append(i)
     heads: dict[int, TrainedHead] = {}
-    for members in (members for members in groups.values() if len(members) > 1):
-        t0 = time.perf_counter()
-        type(estimators[members[0]]).fit_batch([estimators[i] for i in members], inputs[members[0]][0], y,
-                                                inputs[members[0]][1], y_val)
-        share = (time.perf_counter() - t0) / len(members)
-        heads.update({i: _trained(estimators[i], specs[i], pooling, meta, share) for i in members})
-    alone = [i for i in range(len(specs)) if i not in heads]
-    fitted = Parallel(n_jobs=jobs, prefer="processes")(
-        delayed(_fit)(specs[i], inputs[i][0], y, inputs[i][1], y_val, pooling, meta, seed) for i in alone)
-    heads.update(zip(alone, fitted))
+    with progress_bar(len(specs), f"{pooling} heads", unit="head") as bar:
+        for members in (members for members in groups.values() if len(members) > 1):
+            t0 = time.perf_counter()
+            type(estimators[members[0]]).fit_batch([estimators[i] for i in members], inputs[members[0]][0], y,
+                                                    inputs[members[0]][1], y_val, done=bar.update)
+            share = (time.perf_counter() - t0) / len(members)
+            heads.update({i: _trained(estimators[i], specs[i], pooling, meta, share) for i in members})
+        alone = [i for i in range(len(specs)) if i not in heads]
+        fitted = Parallel(n_jobs=jobs, prefer="processes", return_as="generator")(
+            delayed(_fit)(specs[i], inputs[i][0], y, inputs[i][1], y_val, pooling, meta, seed) for i in alone)
+        for position, head in enumerate(fitted if alone else ()):  # as each finishes, in order
+            heads[alone[position]] = head
+            bar.update(1)
     return [heads[i] for i in range(len(specs))]
 
 

@@ -52,7 +52,10 @@ def test_each_batched_fit_is_scikit_learns_fit_at_its_C(real_rows, classes):
     labels = np.unique(y)
     y_index = np.searchsorted(labels, y) if classes == 6 else (y == labels[0]).astype(int)
     X = StandardScaler().fit_transform(X).astype(np.float32)
-    fit = fit_logistic_batch(X, y_index, classes, CS, max_scores=len(X) * 2 * (1 if classes == 2 else 6))
+    reported = []
+    fit = fit_logistic_batch(X, y_index, classes, CS, max_scores=len(X) * 2 * (1 if classes == 2 else 6),
+                             done=reported.append)
+    assert reported == [2, 2, 2]  # a progress bar hears of each chunk as it ends
     for i, C in enumerate(CS):  # chunks of two heads: every chunk after the first starts warm
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)

@@ -21,6 +21,7 @@ The protocol, beyond scikit-learn's `fit`/`predict`/`predict_proba`:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -148,9 +149,10 @@ class Head(ClassifierMixin, BaseEstimator):
         return None
 
     @classmethod
-    def fit_batch(cls, heads: list[Head], X: Any, y: np.ndarray, X_val: Any = None,
-                  y_val: np.ndarray | None = None) -> None:
-        """Fit `heads`, whose `batch_key`s are equal, on the same rows at once; each ends as its own `fit` would."""
+    def fit_batch(cls, heads: list[Head], X: Any, y: np.ndarray, X_val: Any = None, y_val: np.ndarray | None = None,
+                  done: Callable[[int], object] | None = None) -> None:
+        """Fit `heads`, whose `batch_key`s are equal, on the same rows at once; each ends as its own `fit` would.
+        `done(n)` is called each time n more of them are fitted (a progress bar)."""
         raise NotImplementedError
 
     def describe_choice(self) -> str:

@@ -17,7 +17,7 @@ float64 sums; the solver's own state is float64.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,9 +48,10 @@ class BatchFit:
 
 def fit_logistic_batch(X: np.ndarray, y_index: np.ndarray, n_classes: int, Cs: Sequence[float], *,
                        sample_weight: np.ndarray | None = None, max_iter: int = 1000, tol: float = 1e-4,
-                       max_scores: int = MAX_SCORES) -> BatchFit:
+                       max_scores: int = MAX_SCORES, done: Callable[[int], object] | None = None) -> BatchFit:
     """Fit one logistic regression per C in `Cs` on the (standardised) rows `X` with class indices
-    `y_index` of `n_classes`; `sample_weight` (n,) weighs rows alike in every head."""
+    `y_index` of `n_classes`; `sample_weight` (n,) weighs rows alike in every head. `done(n)` is
+    called after each chunk with its n heads."""
     k = 1 if n_classes == 2 else n_classes
     problem = _Problem(X, y_index, k, sample_weight)
     order = np.argsort(np.asarray(Cs, dtype=np.float64), kind="stable")
@@ -67,12 +68,14 @@ def fit_logistic_batch(X: np.ndarray, y_index: np.ndarray, n_classes: int, Cs: S
         W, its, f = _lbfgs(problem, Cs_here, W0, max_iter, tol)
         weights[heads], iterations[heads], objective[heads] = W.reshape(len(heads), k, d + 1), its, f
         start = W[-1]
+        if done:
+            done(len(heads))
     return BatchFit(weights, iterations, objective)
 
 
 def fit_standardized(X: np.ndarray, y: np.ndarray, Cs: Sequence[float], *, standardize: bool = True,
-                     class_weight: str | None = None,
-                     max_iter: int = 1000) -> tuple[np.ndarray, StandardScaler | None, BatchFit]:
+                     class_weight: str | None = None, max_iter: int = 1000,
+                     done: Callable[[int], object] | None = None) -> tuple[np.ndarray, StandardScaler | None, BatchFit]:
     """(classes, scaler, fit): LogisticRegression's C grid on labels `y` as LogRegHead fits each C, the
     rows standardised (a StandardScaler fitted on them) and weighed by `class_weight`."""
     classes = np.unique(y)
@@ -80,7 +83,7 @@ def fit_standardized(X: np.ndarray, y: np.ndarray, Cs: Sequence[float], *, stand
     scaler = StandardScaler().fit(X) if standardize else None
     weights = None if class_weight is None else compute_class_weight(class_weight, classes=classes, y=y)[y_index]
     fit = fit_logistic_batch(scaler.transform(X) if scaler else X, y_index, len(classes), Cs,
-                             sample_weight=weights, max_iter=max_iter)
+                             sample_weight=weights, max_iter=max_iter, done=done)
     return classes, scaler, fit
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -141,10 +142,9 @@ class LogRegHead(Head):
 
     @classmethod
     def fit_batch(cls, heads: list[Head], X: np.ndarray, y: np.ndarray, X_val: Any = None,
-                  y_val: np.ndarray | None = None) -> None:
-        """Fit heads with equal `batch_key`s at once (featx.heads.logistic_batch: lockstep L-BFGS, one
-        matrix product for all their weights, warm starts along the C path); each ends as its own
-        fit with that C would, within the solver's tolerance. Validation rows are not needed."""
+                  y_val: np.ndarray | None = None, done: Callable[[int], object] | None = None) -> None:
+        """Fit heads with equal `batch_key`s at once (featx.heads.logistic_batch: lockstep L-BFGS, warm starts
+        along the C path); each ends as its own fit at that C would, within the solver's tolerance."""
         first = heads[0]
         assert all(isinstance(head, LogRegHead) for head in heads) and isinstance(first, LogRegHead)
         for head in heads:
@@ -153,7 +153,7 @@ class LogRegHead(Head):
         X, y = validate_data(first, X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
         classes, scaler, fit = fit_standardized(X, y, [float(head.C) for head in heads], standardize=first.standardize,
-                                                class_weight=first.class_weight, max_iter=first.max_iter)
+                                                class_weight=first.class_weight, max_iter=first.max_iter, done=done)
         for head, found, iterations in zip(heads, fit.weights, fit.iterations):
             head.n_features_in_, head.classes_ = X.shape[1], classes
             head.C_, head.curve_, head.selection_ = float(head.C), [], "given"

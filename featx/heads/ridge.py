@@ -1,6 +1,7 @@
 """RidgeHead: closed-form ridge classification, every alpha of a sweep from one eigendecomposition."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -105,7 +106,7 @@ class RidgeHead(Head):
 
     @classmethod
     def fit_batch(cls, heads: list[Head], X: np.ndarray, y: np.ndarray, X_val: Any = None,
-                  y_val: np.ndarray | None = None) -> None:
+                  y_val: np.ndarray | None = None, done: Callable[[int], object] | None = None) -> None:
         """Fit heads with equal `batch_key`s from one decomposition of the training rows' Gram matrix;
         each ends as its own fit would (the same closed form). Without validation rows each fits alone
         (its own held-out fraction)."""
@@ -113,6 +114,8 @@ class RidgeHead(Head):
         if X_val is None or y_val is None:
             for head in heads:
                 head.fit(X, y)
+                if done:
+                    done(1)
             return
         first = heads[0]
         for head in heads:
@@ -128,6 +131,8 @@ class RidgeHead(Head):
             assert isinstance(head, RidgeHead)
             head.classes_, head.n_features_in_, head.selection_ = classes, X.shape[1], "validation"
             head._fit_single(solver, X, y_index, X_val, val_index)
+            if done:
+                done(1)
 
     def _fit_matrix(self, X: np.ndarray, Y: np.ndarray, X_val: np.ndarray | None,
                     Y_val: np.ndarray | None) -> RidgeHead:
