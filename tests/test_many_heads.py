@@ -134,3 +134,12 @@ def test_ridge_heads_at_given_alphas_share_one_decomposition_and_equal_their_own
         assert head.estimator.describe_choice() == alone.describe_choice() == f"alpha={alpha:.3g} (given)"
         np.testing.assert_allclose(head.estimator.coef_, alone.coef_, rtol=1e-10, atol=1e-12)
         assert head.estimator.temperature_ == alone.temperature_
+
+
+def test_a_grid_on_one_class_is_refused_as_one_head_is(real_rows):
+    _, X, y = real_rows
+    one = np.full(len(y), y[0])
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        LogRegHead(C=1.0).fit(X, one)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        LogRegHead.fit_batch([LogRegHead(C=1.0), LogRegHead(C=2.0)], X, one)

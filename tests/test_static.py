@@ -2,6 +2,8 @@
 table (sealed and checked like every featx cache), and embeds as model2vec's own encode does; the
 stores, shards, heads and predictors are featx's own. NAME here is the tiny random BERT (the
 real MiniLM tokenizer, 29,525 tokens to embed: seconds)."""
+import os
+
 import numpy as np
 import pytest
 
@@ -47,6 +49,8 @@ def test_a_static_store_records_the_table_and_trains_and_predicts_like_any_other
     store = featx.extract(path, tmp_path / "rows.h5", model=static_name, progress=False)
     config = store.config
     assert config.model == static_name and config.dtype == "fp32" and config.backend is None
+    relative = featx.load_backbone(f"static:{os.path.relpath(static_name.removeprefix('static:'))}", device="cpu")
+    assert relative.name == static_name  # a local folder is recorded by its absolute path
     assert config.weights_sha256 and config.poolings == ("mean",) and config.normalize
     head = featx.train_head(store, "logreg", C=1.0)
     predictor = featx.Predictor(head)

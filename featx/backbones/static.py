@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from featx.backbones.folders import resolve_model_folder, weight_files
+from featx.backbones.folders import packaged_folder, resolve_model_folder, weight_files
 from featx.backbones.hashing import files_sha256
 from featx.backbones.st_modules import DeclaredEmbedding
 from featx.caches import cache_folder, folder_intact, report_rejected, seal_folder
@@ -113,6 +113,9 @@ def static_backbone(name: str, device: torch.device) -> dict[str, Any]:
     from transformers import PreTrainedTokenizerFast
 
     folder = distilled_folder(name)
+    base = name.removeprefix(PREFIX)
+    if packaged_folder(base) is None and Path(base).expanduser().is_dir():  # recorded absolute, as text.py does
+        name = PREFIX + str(Path(base).expanduser().resolve())
     config = json.loads((folder / "config.json").read_text())
     tensors = load_file(folder / "model.safetensors")
     if "embeddings" not in tensors or tensors["embeddings"].ndim != 2:

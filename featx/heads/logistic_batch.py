@@ -1,5 +1,5 @@
-"""Many logistic regressions on one design matrix, fitted together: a grid of C values (and any
-per-head sample weights) over the same standardised rows.
+"""Many logistic regressions on one design matrix, fitted together: a grid of C values over the
+same standardised rows (row weights, such as class weights, shared by all).
 
 Each head minimises scikit-learn's LogisticRegression (lbfgs) objective: the (sample-weighted)
 mean half-binomial loss (two classes: the second class's log-odds) or half-multinomial loss,
@@ -11,9 +11,10 @@ evaluating costs two matrix products: X times all their weight vectors side by s
 transpose times all their residuals. A head that has stopped leaves the products.
 
 Heads are taken in order of C, in chunks of up to CHUNK_HEADS that keep the n x (heads x classes)
-scores within `max_scores`; each chunk starts from the weights the previous chunk ended with at the nearest
-smaller C (a warm start along the C path), the first from zero. The products run in float32 with
-float64 sums; the solver's own state is float64.
+scores within `max_scores`; each chunk starts from the weights the previous chunk ended with at
+the nearest smaller C (a warm start along the C path), the first from zero. The products and the
+per-row losses run in float32, as scikit-learn's own fit on a float32 store does; the solver's
+state (weights, gradients, history) is float64.
 """
 from __future__ import annotations
 
@@ -79,6 +80,9 @@ def fit_standardized(X: np.ndarray, y: np.ndarray, Cs: Sequence[float], *, stand
     """(classes, scaler, fit): LogisticRegression's C grid on labels `y` as LogRegHead fits each C, the
     rows standardised (a StandardScaler fitted on them) and weighed by `class_weight`."""
     classes = np.unique(y)
+    if len(classes) < 2:  # as LogisticRegression refuses it, not a model of one class
+        raise ValueError(f"logistic regression needs samples of at least 2 classes, but the data contains only "
+                         f"one class: {classes[0]!r}")
     y_index = np.searchsorted(classes, y)
     scaler = StandardScaler().fit(X) if standardize else None
     weights = None if class_weight is None else compute_class_weight(class_weight, classes=classes, y=y)[y_index]
