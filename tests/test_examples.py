@@ -32,6 +32,8 @@ def test_one_cache_three_tasks_walkthrough_runs(tmp_path, data_dir):
     assert set(found) == {"sentiment", "rating", "emotions"}, done.stdout
     assert float(found["sentiment"]) > 0.55 and float(found["rating"]) > 0.2 and float(found["emotions"]) > 0.1
     assert re.search(r"^sentiment: \{.*'(positive|negative)'", done.stdout, re.M)
+    assert re.search(r"^sentiment   200 logreg heads in [\d.]+ s, best on validation C=\S+ \(given\): val accuracy 0\.\d{4}$",
+                     done.stdout, re.M), done.stdout
     assert re.search(r"^emotions: \{'Thank you so much, this made my day!': \[", done.stdout, re.M)
     assert sorted(p.name for p in (tmp_path / "out" / "predictors").iterdir()) == ["emotions", "rating", "sentiment"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # it wrote under -o only
