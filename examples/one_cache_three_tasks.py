@@ -7,8 +7,9 @@ The expensive part of a frozen-backbone pipeline is the extraction: every row th
 transformer once. Everything after it is cheap, so one cache should answer every question its
 rows can answer. Here one IMDB extraction trains a sentiment classifier (and 200 more, one per C,
 fitted together in seconds), and then, relabelled with the reviews' 1-10 ratings (no model runs
-again; the vectors are not even copied), a rating regressor. A GoEmotions extraction trains a multi-label head, whose 28 per-label
-thresholds are chosen on the dev split. Each head becomes a predictor that takes raw text.
+again; the vectors are not even copied), a rating regressor. A GoEmotions extraction trains a
+multi-label head, whose 28 per-label thresholds are chosen on the dev split. Each head becomes a
+predictor that takes raw text.
 
 Takes about two minutes on 2 CPU cores. Everything it writes goes under -o; the data comes from
 ../shared/data (or $FEATX_DATA).
