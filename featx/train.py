@@ -74,14 +74,14 @@ def train_head(store: FeatureStore, kind: str = "logreg", *, pooling: str | None
     X, y = labelled(store, pooling, budget=budget)
     X_val, y_val = _validation(store, val, pooling, budget)
     held = HeldInputs(store.task, budget)
-    return _fit(spec, held.input(spec.kind, X, given.get("train"), states.get("train")),
+    return _fit(make_head(spec.kind, random_state=seed, **spec.params), spec,
+                held.input(spec.kind, X, given.get("train"), states.get("train")),
                 y, None if X_val is None else held.input(spec.kind, X_val, given.get("val"), states.get("val")), y_val,
-                pooling, _StoreMeta.of(store), seed)
+                pooling, _StoreMeta.of(store))
 
 
-def _fit(spec: HeadSpec, X: Any, y: np.ndarray, X_val: Any, y_val: np.ndarray | None,
-         pooling: str, store_meta: _StoreMeta, seed: int) -> TrainedHead:
-    estimator = make_head(spec.kind, random_state=seed, **spec.params)
+def _fit(estimator: Head, spec: HeadSpec, X: Any, y: np.ndarray, X_val: Any, y_val: np.ndarray | None,
+         pooling: str, store_meta: _StoreMeta) -> TrainedHead:
     t0 = time.perf_counter()
     if spec.params.get("cv"):  # cv=K selects by K folds of the training rows; validation rows are only reported
         X_val = y_val = None
@@ -115,7 +115,7 @@ def _fit_all(specs: list[HeadSpec], inputs: list[tuple[Any, Any]], y: np.ndarray
             heads.update({i: _trained(estimators[i], specs[i], pooling, meta, share) for i in members})
         alone = [i for i in range(len(specs)) if i not in heads]
         fitted = Parallel(n_jobs=jobs, prefer="processes", return_as="generator")(
-            delayed(_fit)(specs[i], inputs[i][0], y, inputs[i][1], y_val, pooling, meta, seed) for i in alone)
+            delayed(_fit)(estimators[i], specs[i], inputs[i][0], y, inputs[i][1], y_val, pooling, meta) for i in alone)
         for position, head in enumerate(fitted if alone else ()):  # as each finishes, in order
             heads[alone[position]] = head
             bar.update(1)

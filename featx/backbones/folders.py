@@ -19,6 +19,9 @@ from featx.progress import status
 # Weights load from safetensors only: a pickle (pytorch_model.bin) can run code when read.
 _WEIGHT_PATTERNS = ("*.safetensors",)
 _PICKLE_PATTERNS = ("pytorch_model*.bin", "*.pt", "*.pth", "*.ckpt")
+# Files whose bytes decide the tokenization (those present count; the weights: weight_files).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+                   "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "added_tokens.json")
 
 
 def resolve_model_folder(name_or_path: str) -> Path:

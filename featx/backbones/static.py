@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from featx.backbones.folders import packaged_folder, resolve_model_folder, weight_files
+from featx.backbones.folders import TOKENIZER_FILES, packaged_folder, resolve_model_folder, weight_files
 from featx.backbones.hashing import files_sha256
 from featx.backbones.st_modules import DeclaredEmbedding
 from featx.caches import cache_folder, folder_intact, report_rejected, seal_folder
@@ -68,7 +68,7 @@ def distilled_folder(name: str) -> Path:
         raise FeatxError("static: needs the sentence model to distil after it, e.g. static:all-MiniLM-L6-v2")
     model2vec = require_model2vec()
     base = resolve_model_folder(name.removeprefix(PREFIX))
-    tokenizer_files = [base / n for n in ("tokenizer.json", "vocab.txt", "tokenizer_config.json") if (base / n).is_file()]
+    tokenizer_files = [base / n for n in TOKENIZER_FILES if (base / n).is_file()]
     source = files_sha256(base, weight_files(base) + tokenizer_files)
     recipe = json.dumps({**DISTILL, "model2vec": model2vec.__version__}, sort_keys=True)
     key = hashlib.sha256(f"{source}\n{recipe}".encode()).hexdigest()[:24]

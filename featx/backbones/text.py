@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from featx.backbones.folders import packaged_folder, resolve_model_folder, weight_files
+from featx.backbones.folders import TOKENIZER_FILES, packaged_folder, resolve_model_folder, weight_files
 from featx.backbones.hashing import files_sha256
 from featx.backbones.st_modules import DeclaredEmbedding, read_declared
 from featx.backbones.static import is_static, static_backbone
@@ -19,11 +19,8 @@ from featx.hardware import resolve_device
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-# Files whose bytes decide the tokenization (those present count; weights: folders.weight_files).
 # A sentence any real text tokenizer splits into several distinct, known tokens.
 _PROBE_TEXT = "The quick brown fox jumps over the lazy dog near 42 rivers."
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
-                    "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "added_tokens.json")
 
 
 @dataclass
@@ -62,9 +59,9 @@ def load_backbone(name_or_path: str = DEFAULT_MODEL, *, device: str | torch.devi
     transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     path = resolve_model_folder(name_or_path)
     weights = weight_files(path)
-    tokenizer_files = [path / n for n in _TOKENIZER_FILES if (path / n).is_file()]
+    tokenizer_files = [path / n for n in TOKENIZER_FILES if (path / n).is_file()]
     if not tokenizer_files:
-        raise FeatxError(f"{path} has no tokenizer files ({', '.join(_TOKENIZER_FILES[:4])}, ...): "
+        raise FeatxError(f"{path} has no tokenizer files ({', '.join(TOKENIZER_FILES[:4])}, ...): "
                          "save the tokenizer into the model folder (tokenizer.save_pretrained)")
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
