@@ -185,7 +185,10 @@ def main() -> None:
     rows = [run_suite(name, args, backbone) for name in args.suites.split(",")]
     report = {"command": " ".join(["python", "benchmarks/int8_accuracy.py", *sys.argv[1:]]),
               "hardware": describe_hardware(torch.device("cpu")), "openvino": openvino.__version__.split("-")[0],
-              "nncf": nncf.__version__, "seed": 0, "load_before": [round(x, 2) for x in load], "suites": rows,
+              "nncf": nncf.__version__, "seed": 0,
+              "dtype": "model: OpenVINO fp32 (f32 hint), bf16 (bf16 hint), int8 (NNCF, bf16 hint for the rest); "
+                       "vectors float32, mean-pooled, not normalised",
+              "load_before": [round(x, 2) for x in load], "suites": rows,
               "wall_s": time.perf_counter() - started}
     write_report(args.out, report, markdown)
 

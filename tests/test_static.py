@@ -96,6 +96,11 @@ def test_openvino_is_refused_in_one_line_and_a_missing_model2vec_named(static_na
     assert not (tmp_path / "x.h5").exists()
     code, _, err = run_cli(capsys, "extract", path, "-o", tmp_path / "x.h5", "--model", "static:")
     assert code == 2 and "static: needs the sentence model to distil after it" in err
+    blocked = write_lines(tmp_path / "a-file", ["not a folder"])
+    monkeypatch.setenv("FEATX_CACHE", str(blocked))
+    code, _, err = run_cli(capsys, "extract", path, "-o", tmp_path / "x.h5", "--model", static_name)
+    assert code == 2 and "set FEATX_CACHE to a writable folder" in err and not (tmp_path / "x.h5").exists()
+    assert blocked.read_text() == "not a folder\n"
     monkeypatch.setitem(__import__("sys").modules, "model2vec", None)
     with pytest.raises(FeatxError, match=r'pip install "featx\[static\]"'):
         static.distilled_folder(static_name)

@@ -89,8 +89,12 @@ def _distil(base: Path, folder: Path, recipe: str) -> None:
     """Distil into a scratch folder beside `folder`, seal it, and move it into place whole."""
     from model2vec.distill import distill
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+    except OSError as e:  # the table is read from the cache, so it must be writable
+        raise FeatxError(f"cannot keep the distilled model in {folder.parent} ({e.strerror}): set FEATX_CACHE "
+                         "to a writable folder") from None
     try:
         model = distill(model_name=str(base), **DISTILL)
         model.save_pretrained(scratch)
