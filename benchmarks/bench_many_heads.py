@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -37,7 +36,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from compact_accuracy import run_line, stores, suite_parser, write_report  # the five suites' MiniLM stores
+from compact_accuracy import machine_report, run_line, stores, suite_parser, write_report  # the five suites' MiniLM stores
 
 
 def grid(heads: int) -> list[float]:
@@ -124,9 +123,6 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    import torch
-
-    from featx.hardware import describe_hardware
     from featx.store import open_store
 
     load, started = os.getloadavg(), time.perf_counter()
@@ -136,12 +132,8 @@ def main() -> None:
         row = run_suite(name, train, args.heads, args.repeats, args.work / "many_heads")
         row["rows"] = len(open_store(train))
         suites.append(row)
-    report = {"command": " ".join(["python", "benchmarks/bench_many_heads.py", *sys.argv[1:]]),
-              "hardware": describe_hardware(torch.device("cpu")), "cores": os.cpu_count(),
-              "python": platform.python_version(), "torch": torch.__version__, "seed": 0,
-              "dtype": "float32 store, float32 products, float64 solver state", "repeats": args.repeats,
-              "load_before": [round(x, 2) for x in load], "suites": suites,
-              "wall_s": time.perf_counter() - started}
+    report = machine_report("bench_many_heads.py", load, started, repeats=args.repeats, suites=suites,
+                            dtype="float32 store, float32 products, float64 solver state")
     write_report(args.out, report, markdown)
 
 

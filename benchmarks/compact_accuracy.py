@@ -78,6 +78,19 @@ def run_line(report: dict[str, Any], *extra: str) -> str:
     return "; ".join(facts) + f". `{report['command']}`\n"
 
 
+def machine_report(script: str, load: tuple[float, float, float], started: float, **fields: Any) -> dict[str, Any]:
+    """A report's common fields: the command that made it (`script` and this process's arguments), the
+    machine, the software, seed 0, `fields`, the load average before it began and its wall seconds."""
+    import torch
+
+    from featx.hardware import describe_hardware
+
+    return {"command": " ".join(["python", f"benchmarks/{script}", *sys.argv[1:]]),
+            "hardware": describe_hardware(torch.device("cpu")), "cores": os.cpu_count(),
+            "python": platform.python_version(), "torch": torch.__version__, "seed": 0, **fields,
+            "load_before": [round(x, 2) for x in load], "wall_s": time.perf_counter() - started}
+
+
 def write_report(out: Path, report: dict[str, Any], markdown: Callable[[dict[str, Any]], str]) -> None:
     """results.json and results.md in `out`, and the table on stdout."""
     out.mkdir(parents=True, exist_ok=True)

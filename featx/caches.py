@@ -12,6 +12,8 @@ value is served. A value whose check fails is computed again, replaced, and repo
   model2vec distils, ``$FEATX_CACHE/static/<key>/`` (featx.backbones.static): each folder is
   sealed with the sha256 of every file in it (`seal_folder`), all re-read on use
   (`folder_intact`): one more read of files about to be read anyway;
+- the TF-IDF fits of the hybrid head, ``$FEATX_CACHE/tfidf/<key>/`` (featx.heads.tfidf), sealed
+  the same way;
 - the vector cache the user names with ``--cache-dir`` (featx.store.vector_cache): each row
   holds the sha256 of its key and vectors.
 
@@ -21,8 +23,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from featx.atomic import file_sha256
@@ -71,3 +76,37 @@ def report_rejected(what: str, cache: str | Path, redone: str, *, kind: str) -> 
     _REJECTED[kind] += 1
     warnings.warn(FeatxWarning(f"{what} in the cache {cache} failed the check written with it (damaged or "
                                f"overwritten): {redone}"), stacklevel=3)
+
+
+class CacheUnwritable(OSError):
+    """A cache folder could not be made or written; the message names the folder."""
+
+
+def cached_folder(folder: Path, files: tuple[str, ...], make: Callable[[Path], None], *, what: str, kind: str,
+                  redone: str = "it was made again and replaced") -> Path:
+    """`folder` in a featx cache, holding at least `files`: served when its seal holds, else made
+    by `make(scratch)` in a scratch folder beside it, sealed, and moved into place whole (a damaged
+    one is reported as `what`, with `redone`, counted under `kind`, and made again). Raises CacheUnwritable when
+    the cache cannot be written."""
+    if folder.exists():
+        if folder_intact(folder) and all((folder / name).is_file() for name in files):
+            return folder
+        report_rejected(what, folder.parent, redone, kind=kind)
+        shutil.rmtree(folder, ignore_errors=True)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+    except OSError as e:
+        raise CacheUnwritable(f"cannot keep {what} in {folder.parent} ({e.strerror}): set FEATX_CACHE to a "
+                              "writable folder") from None
+    try:
+        make(scratch)
+        seal_folder(scratch)
+        try:
+            os.replace(scratch, folder)
+        except OSError:  # another process put the same value there first
+            if not folder_intact(folder):
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return folder

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import scipy.sparse
+import scipy.special
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
@@ -13,7 +14,7 @@ import featx
 from featx.data import read_texts
 from featx.errors import FeatxError
 from featx.heads import HybridHead, TextVectors, TrainedHead
-from featx.heads.hybrid import TFIDF_PARAMS
+from featx.heads.tfidf import TFIDF_PARAMS
 from tests.faults.conftest import assert_refused
 
 
@@ -28,6 +29,9 @@ def parts(labelled_stores):
 
 
 def test_weight_and_C_are_chosen_on_validation_and_the_model_is_a_plain_logistic_regression(parts):
+    """The sweep's best fit is kept (the rows it fitted are the head's); it is scikit-learn's
+    LogisticRegression on the joined features, to the solver's tolerance (the sweep's fit started
+    from the last C's, and multiplies in float32)."""
     (train, texts), (dev, dev_texts), (test, test_texts) = parts["train"], parts["dev"], parts["test"]
     X, y = train.load("mean")
     X_dev, y_dev = dev.load("mean")
@@ -44,7 +48,7 @@ def test_weight_and_C_are_chosen_on_validation_and_the_model_is_a_plain_logistic
     reference = LogisticRegression(C=head.C_, max_iter=1000, random_state=0).fit(stacked(texts, X), y)
     X_test, _ = test.load("mean")
     np.testing.assert_allclose(head.predict_proba(TextVectors(test_texts, X_test)),
-                               reference.predict_proba(stacked(test_texts, X_test)), atol=1e-10)
+                               reference.predict_proba(stacked(test_texts, X_test)), atol=1e-5)
 
 
 def test_a_head_that_reads_texts_refuses_vectors_alone_and_texts_of_other_rows(parts):
@@ -117,3 +121,81 @@ def test_each_splits_texts_are_hashed_once_in_a_run(parts, tmp_path, monkeypatch
                          texts={"train": texts, "val": dev_texts, "test": test_texts})
     assert len(run.heads) == 2 and all("test" in head.metrics for head in run.heads)
     assert sorted(hashed) == sorted([len(texts), len(dev_texts), len(test_texts)])
+
+
+def _corpus(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    words = [f"w{i}" for i in range(40)]
+    return [" ".join(rng.choice(words, size=8)) for _ in range(n)]
+
+
+def _near(a, b):
+    """Equal TF-IDF rows up to rounding (fit_transform and transform sum in other orders)."""
+    return a.shape == b.shape and abs(a - b).max() < 1e-12
+
+
+def test_a_tfidf_fit_is_made_once_per_set_of_texts_and_a_damaged_one_is_made_again(tmp_path, monkeypatch):
+    from featx.errors import FeatxWarning
+    from featx.heads import tfidf
+
+    monkeypatch.setenv("FEATX_CACHE", str(tmp_path / "cache"))
+    texts, other = _corpus(), _corpus(30, seed=1)
+    first = tfidf.fit_tfidf(texts)
+    reference = TfidfVectorizer(**TFIDF_PARAMS).fit(texts)
+    assert _near(first.rows, reference.transform(texts))
+    first_rows = first.rows_of(other)
+    fits = []
+    monkeypatch.setattr(TfidfVectorizer, "fit_transform", lambda self, t: fits.append(1) or pytest.fail("refitted"))
+    again = tfidf.fit_tfidf(list(texts))  # the same texts, another list: served from the cache
+    assert again.vectorizer.vocabulary_ == reference.vocabulary_ and (again.rows != first.rows).nnz == 0
+    np.testing.assert_array_equal(again.vectorizer.idf_, reference.idf_)
+    assert (again.rows_of(other) != first_rows).nnz == 0 and fits == []
+    monkeypatch.undo()
+    monkeypatch.setenv("FEATX_CACHE", str(tmp_path / "cache"))
+    data = next(path for path in (tmp_path / "cache" / "tfidf").glob("*/data.npy")  # damage the fit in place
+                if "-rows-" not in path.parent.name)
+    raw = bytearray(data.read_bytes())
+    raw[-1] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    with pytest.warns(FeatxWarning, match="failed the check written with it"):
+        mended = tfidf.fit_tfidf(texts)
+    assert _near(mended.rows, reference.transform(texts))
+
+
+def test_an_unwritable_cache_costs_time_only(tmp_path, monkeypatch):
+    from featx.errors import FeatxWarning
+    from featx.heads import tfidf
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("FEATX_CACHE", str(blocker))
+    with pytest.warns(FeatxWarning, match="set FEATX_CACHE to a writable folder"):
+        fit = tfidf.fit_tfidf(_corpus())
+    assert _near(fit.rows_of(_corpus(30, seed=1)), TfidfVectorizer(**TFIDF_PARAMS).fit(_corpus()).transform(
+        _corpus(30, seed=1)))
+    assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_the_column_block_fit_is_logistic_regression_on_the_joined_matrix(n_classes):
+    """Sparse TF-IDF beside dense columns, never joined: scikit-learn's objective and optimum."""
+    from featx.heads.logistic_columns import Columns, class_probabilities, fit_softmax
+
+    rng = np.random.default_rng(0)
+    texts = _corpus(300)
+    sparse = TfidfVectorizer(**TFIDF_PARAMS).fit_transform(texts)
+    dense = rng.normal(size=(300, 5))
+    y = rng.integers(0, n_classes, size=300)
+    joined = scipy.sparse.hstack([sparse, scipy.sparse.csr_matrix(dense)], format="csr")
+    for C in (0.1, 10.0):
+        W = fit_softmax(Columns([sparse, dense], threads=2), y, n_classes, C)
+        reference = LogisticRegression(C=C, max_iter=1000).fit(joined, y)
+        np.testing.assert_allclose(class_probabilities(Columns([sparse, dense]), W), reference.predict_proba(joined),
+                                   atol=2e-4)
+
+        def objective(coef, intercept, C=C):
+            z = joined @ coef.T + intercept
+            lse = np.logaddexp(0, z[:, 0]) - (y == 1) * z[:, 0] if z.shape[1] == 1 else \
+                scipy.special.logsumexp(z, axis=1) - z[np.arange(300), y]
+            return lse.mean() + (coef ** 2).sum() / (2 * C * 300)
+        assert objective(W[:-1].T, W[-1]) <= objective(reference.coef_, reference.intercept_) + 1e-6

@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +28,7 @@ import torch
 from featx.backbones.folders import TOKENIZER_FILES, packaged_folder, resolve_model_folder, weight_files
 from featx.backbones.hashing import files_sha256
 from featx.backbones.st_modules import DeclaredEmbedding
-from featx.caches import cache_folder, folder_intact, report_rejected, seal_folder
+from featx.caches import CacheUnwritable, cache_folder, cached_folder, folder_intact
 from featx.errors import FeatxError, first_line
 from featx.progress import status
 
@@ -73,42 +70,27 @@ def distilled_folder(name: str) -> Path:
     recipe = json.dumps({**DISTILL, "model2vec": model2vec.__version__}, sort_keys=True)
     key = hashlib.sha256(f"{source}\n{recipe}".encode()).hexdigest()[:24]
     folder = cache_folder() / "static" / key
-    if folder.exists():
-        if folder_intact(folder) and all((folder / f).is_file() for f in _FILES):
-            return folder
-        report_rejected(f"the distilled model {key}", folder.parent, "it was distilled again and replaced",
-                        kind="static_models")
-        shutil.rmtree(folder, ignore_errors=True)
-    status(f"distilling a static model from {name.removeprefix(PREFIX)} with model2vec {model2vec.__version__}, "
-           f"once (about a minute for MiniLM on 2 cores; kept in {folder.parent})", show=True)
-    _distil(base, folder, recipe)
-    return folder
+    if not (folder_intact(folder) and all((folder / f).is_file() for f in _FILES)):
+        status(f"distilling a static model from {name.removeprefix(PREFIX)} with model2vec {model2vec.__version__}, "
+               f"once (about a minute for MiniLM on 2 cores; kept in {folder.parent})", show=True)
+    try:
+        return cached_folder(folder, _FILES, lambda scratch: _distil(base, scratch, recipe),
+                             what=f"the distilled model {key}", kind="static_models",
+                             redone="it was distilled again and replaced")
+    except CacheUnwritable as e:  # the table is read from the cache, so it must be writable
+        raise FeatxError(str(e)) from None
 
 
-def _distil(base: Path, folder: Path, recipe: str) -> None:
-    """Distil into a scratch folder beside `folder`, seal it, and move it into place whole."""
+def _distil(base: Path, scratch: Path, recipe: str) -> None:
+    """Distil `base` into `scratch`, with the recipe beside the table."""
     from model2vec.distill import distill
 
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
-    except OSError as e:  # the table is read from the cache, so it must be writable
-        raise FeatxError(f"cannot keep the distilled model in {folder.parent} ({e.strerror}): set FEATX_CACHE "
-                         "to a writable folder") from None
     try:
         model = distill(model_name=str(base), **DISTILL)
         model.save_pretrained(scratch)
         (scratch / "featx-recipe.json").write_text(recipe + "\n", encoding="utf-8")
-        seal_folder(scratch)
-        try:
-            os.replace(scratch, folder)
-        except OSError:  # another process put the same distillation there first
-            if not folder_intact(folder):
-                raise
     except Exception as e:
         raise FeatxError(f"model2vec could not distil {base} ({first_line(e)[:200]})") from None
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def static_backbone(name: str, device: torch.device) -> dict[str, Any]:

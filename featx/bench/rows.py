@@ -176,7 +176,7 @@ def finetune_row(suite: Suite, name: str, params: dict[str, Any], checkpoint: st
 def tfidf_row(suite: Suite) -> dict[str, Any]:
     """The classical baseline of the suite's task: logistic regression (one-vs-rest for multi-label), or ridge."""
     from featx.bench.tfidf import tfidf_baseline
-    from featx.heads.hybrid import TFIDF_PARAMS
+    from featx.heads.tfidf import TFIDF_PARAMS
 
     scored, fit_s, eval_s, chosen, runs, validation = [], [], [], [], [], []
     for seed in suite.seeds:
@@ -203,7 +203,8 @@ def hybrid_row(suite: Suite, pooling: str, stores: dict[str, str]) -> dict[str, 
     """The hybrid head trained as `featx train` trains it, on the suite's texts (checked against the stores)."""
     from featx.bench.tfidf import VAL_FRACTION
     from featx.data import read_texts
-    from featx.heads.hybrid import DENSE_WEIGHTS, TFIDF_PARAMS
+    from featx.heads.hybrid import DENSE_WEIGHTS
+    from featx.heads.tfidf import TFIDF_PARAMS
     from featx.store import open_store
     from featx.train import HeadSpec, train_heads
 

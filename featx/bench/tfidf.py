@@ -23,10 +23,10 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from featx.data import InputSource
 from featx.errors import FeatxError
 from featx.heads.base import edge_warning
-from featx.heads.hybrid import TFIDF_PARAMS
+from featx.heads.logistic_columns import fit_logistic, probabilities
 from featx.heads.logreg import DEFAULT_CS
-from featx.heads.multilabel import fit_logistic, probabilities
 from featx.heads.split import stratified_split
+from featx.heads.tfidf import TFIDF_PARAMS
 from featx.metrics import choose_thresholds, classification_metrics, labels_as, mean_r2, task_metrics, tuned_macro_f1
 
 VAL_FRACTION = 0.1

@@ -2,18 +2,21 @@
 
 Its input is `TextVectors(texts, vectors)`, the rows' texts beside the vectors a store
 holds for them. The sparse block is scikit-learn's TfidfVectorizer (word 1-2-grams,
-sublinear tf, terms in at least 2 training texts: the TF-IDF baseline's settings); the
-dense block is the vectors standardised on the training rows and scaled by
-``weight / sqrt(D)``, so that at weight 1 its rows have about the norm of a TF-IDF row
-(1). The weight and C are chosen together by accuracy on the validation rows (the
-``X_val`` given to `fit`, else a stratified `val_fraction` of the training rows, then
-refit on all of them), C upwards with warm starts as the logreg head sweeps it.
+sublinear tf, terms in at least 2 training texts: the TF-IDF baseline's settings), fitted
+once per set of training texts and cached (featx.heads.tfidf); the dense block is the
+vectors standardised on the training rows and scaled by ``weight / sqrt(D)``, so that at
+weight 1 its rows have about the norm of a TF-IDF row (1). The weight and C are chosen
+together by accuracy on the validation rows (the ``X_val`` given to `fit`, else a
+stratified `val_fraction` of the training rows), C upwards with warm starts as the logreg
+head sweeps it, the weights' paths side by side; the kept model is then fitted from zero
+at the chosen pair on all the training rows. Each fit is LogisticRegression's, on the two
+blocks multiplied apart, never joined into one sparse matrix (featx.heads.logistic_columns).
 
 Multi-label: one-vs-rest logistic regression of every label at once on the same stacked
-features (featx.heads.multilabel), weight and C chosen by macro-F1 with each label's threshold
-tuned on validation. Regression: ridge on the stacked features with alpha = 1 / C (the same
-grid), chosen by mean R². For each weight the C sweep goes up the grid and stops once three
-larger Cs in a row score below that weight's best (as the multi-label logreg head's).
+features, weight and C chosen by macro-F1 with each label's threshold tuned on validation.
+Regression: ridge on the stacked features with alpha = 1 / C (the same grid), chosen by mean
+R². For each weight the C sweep goes up the grid and stops once three larger Cs in a row score
+below that weight's best (as the multi-label logreg head's).
 
 Saved as plain tensors: the vocabulary (its terms, newline-joined UTF-8 bytes, in
 column order), the idf, the standardisation, the coefficients and intercepts.
@@ -21,31 +24,31 @@ column order), the idf, the standardisation, the coefficients and intercepts.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression, Ridge
+import torch
+from sklearn.linear_model import Ridge
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 
 from featx.constraints import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, Constraint, Grid, Interval
 from featx.errors import DamagedError, FeatxError, ParameterError
 from featx.heads.base import Head, edge_warning, register_head
+from featx.heads.logistic_columns import Columns, class_probabilities, fit_logistic, fit_softmax, probabilities
 from featx.heads.logreg import DEFAULT_CS, PATIENCE
-from featx.heads.multilabel import fit_logistic, probabilities
 from featx.heads.split import stratified_split
+from featx.heads.tfidf import HashedTexts, TfidfFit, fit_tfidf, restored_vectorizer
 from featx.metrics import mean_r2, tuned_macro_f1
 from featx.progress import progress_bar
 from featx.store import FeatureStore
 
-TFIDF_PARAMS: dict[str, Any] = {"ngram_range": (1, 2), "sublinear_tf": True, "min_df": 2}
 # The dense block's weight against the TF-IDF block (1: the same row norm).
 DENSE_WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
@@ -66,7 +69,9 @@ class TextVectors:
         return len(self.texts)
 
     def take(self, rows: np.ndarray) -> TextVectors:
-        return TextVectors([self.texts[int(i)] for i in rows], self.vectors[rows])
+        texts = [self.texts[int(i)] for i in rows]
+        hashes = getattr(self.texts, "hashes", None)  # known hashes go with their texts
+        return TextVectors(texts if hashes is None else HashedTexts(texts, hashes[rows]), self.vectors[rows])
 
 
 @register_head
@@ -105,24 +110,58 @@ class HybridHead(Head):
         self.classes_ = np.unique(y)
         weights = self.weights if self.weight is None else (self.weight,)
         Cs = self.Cs if self.C is None else (self.C,)
+        self.curve_: list[dict[str, float]] = []
+        parts = _fitted_parts(X)
         if len(weights) * len(Cs) == 1:
-            self.curve_: list[dict[str, float]] = []
             self.weight_, self.C_, self.selection_ = float(weights[0]), float(Cs[0]), "given"
         elif X_val is not None and y_val is not None:
-            self.curve_ = self._curve(X, y, _text_vectors(X_val, "X_val"), np.asarray(y_val), weights, Cs)
+            self._sweep(parts, X, y, _text_vectors(X_val, "X_val"), np.asarray(y_val), weights, Cs)
             self.selection_ = "validation"
         else:
             fit_rows, val_rows = stratified_split(y, self.val_fraction, self.random_state)
-            self.curve_ = self._curve(X.take(fit_rows), y[fit_rows], X.take(val_rows), y[val_rows], weights, Cs)
+            self._sweep(_fitted_parts(X.take(fit_rows)), X.take(fit_rows), y[fit_rows], X.take(val_rows),
+                        y[val_rows], weights, Cs)
             self.selection_ = f"{self.val_fraction:g} held out, then refit on all rows"
-        if self.curve_:  # ties: the smaller C, then the weight nearest 1
-            best = max(self.curve_, key=lambda p: (p["score"], -p["C"], -abs(math.log(p["weight"]))))
-            self.weight_, self.C_ = best["weight"], best["C"]
-        self.vectorizer_, self.scaler_ = _fitted_parts(X)
-        self.model_ = _logistic(self.C_, self.max_iter, self.random_state)
-        _fit_quietly(self.model_, self._stacked(X, self.vectorizer_, self.scaler_, self.weight_), y)
-        self.n_features_in_ = int(X.vectors.shape[1])
+        (tfidf, self.scaler_), self.n_features_in_ = parts, int(X.vectors.shape[1])
+        self.vectorizer_ = tfidf.vectorizer
+        # Fitted afresh from zero, as LogisticRegression(C) fits it, even where the sweep fitted these
+        # rows: a warm-started fit stops elsewhere within the tolerance (0.4 point of SST-2's test accuracy).
+        self.weights_ = fit_softmax(Columns(self._design(X, tfidf.rows, self.scaler_, self.weight_)),
+                                    np.searchsorted(self.classes_, y), len(self.classes_), self.C_, None, self.max_iter)
         return self
+
+    def _sweep(self, parts: tuple[TfidfFit, StandardScaler], X: TextVectors, y: np.ndarray, X_val: TextVectors,
+               y_val: np.ndarray, weights: tuple[float, ...], Cs: tuple[float, ...]) -> None:
+        """Fit every (weight, C) on `X`, score it on `X_val`, and set `curve_`, `weight_` and `C_` (ties:
+        the smaller C, then the weight nearest 1). For each weight the Cs go upwards, each fit starting
+        from the last; the weights' paths run side by side, one a thread (the products release the GIL
+        while the other path's solver steps), on one copy of the rows."""
+        tfidf, scaler = parts
+        threads = min(len(weights), torch.get_num_threads())
+        bands = max(1, torch.get_num_threads() // threads)
+        train = Columns(self._design(X, tfidf.rows_of(X.texts), scaler, 1.0), threads=bands)
+        held = Columns(self._design(X_val, tfidf.rows_of(X_val.texts), scaler, 1.0), threads=bands)
+        y_index = np.searchsorted(self.classes_, y)
+        with progress_bar(len(weights) * len(Cs), f"{self.kind} head", unit="fit") as bar:
+            def path(weight: float) -> list[dict[str, float]]:
+                rows, val_rows, W, found = train.scaled(1, weight), held.scaled(1, weight), None, []
+                for C in sorted(Cs):
+                    W = fit_softmax(rows, y_index, len(self.classes_), C, W, self.max_iter)
+                    scores = val_rows.scores(W)
+                    predicted = (scores[:, 0] > 0).astype(np.int64) if scores.shape[1] == 1 else scores.argmax(1)
+                    found.append({"weight": float(weight), "C": float(C),
+                                  "score": float(np.mean(self.classes_[predicted] == y_val))})
+                    bar.update()
+                return found
+            # One BLAS thread a path: OpenBLAS serialises calls from two threads that each want both cores.
+            with ThreadPoolExecutor(threads, thread_name_prefix="featx-hybrid") as pool, \
+                    threadpool_limits(bands, user_api="blas"):
+                # Larger weights first: their paths take the most steps, and the last path should be short.
+                order = sorted(weights, reverse=True)
+                found = dict(zip(order, pool.map(path, order)))
+                self.curve_ = [point for weight in weights for point in found[weight]]
+        best = max(self.curve_, key=_rank)
+        self.weight_, self.C_ = best["weight"], best["C"]
 
     def _fit_matrix(self, X: TextVectors, Y: np.ndarray, X_val: TextVectors | None,
                     Y_val: np.ndarray | None) -> HybridHead:
@@ -139,36 +178,37 @@ class HybridHead(Head):
             self.selection_ = "validation"
         Y_val = np.asarray(Y_val)
         fit = X.take(fit_rows)
-        self.vectorizer_, self.scaler_ = _fitted_parts(fit)
-        best: tuple[float, float, float, np.ndarray] | None = None
-        self.curve_ = []
+        tfidf, self.scaler_ = _fitted_parts(fit)
+        self.vectorizer_ = tfidf.vectorizer
+        best, best_W, self.curve_ = None, np.zeros(0), []
         with progress_bar(len(weights) * len(Cs), f"{self.kind} head", unit="fit") as bar:
             for weight in weights:
-                train = self._design(fit, self.vectorizer_, self.scaler_, weight)
-                val = self._design(X_val, self.vectorizer_, self.scaler_, weight)
+                train = self._design(fit, tfidf.rows_of(fit.texts), self.scaler_, weight)
+                val = self._design(X_val, tfidf.rows_of(X_val.texts), self.scaler_, weight)
                 W, here, falling = None, -math.inf, 0
                 for C in Cs:  # upwards, each fit starting from the last
                     W = self._solve(train, Y[fit_rows], C, W)
                     score = tuned_macro_f1(probabilities(val, W), Y_val) if self.task_ == "multi" else \
-                        mean_r2(_linear(_joined(val), W), Y_val)
-                    self.curve_.append({"weight": float(weight), "C": float(C), "score": score})
-                    if best is None or (score, -C, -abs(math.log(weight))) > (best[0], -best[2], -abs(math.log(best[1]))):
-                        best = (score, float(weight), float(C), W)
+                        mean_r2(_linear(val, W), Y_val)
+                    self.curve_.append(point := {"weight": float(weight), "C": float(C), "score": score})
+                    if best is None or _rank(point) > _rank(best):
+                        best, best_W = point, W
                     bar.update()
                     here, falling = (score, 0) if score > here else (here, falling + 1)
                     if falling >= PATIENCE:  # below this weight's best at each of the last larger Cs
                         bar.update(len(Cs) - 1 - Cs.index(C))
                         break
         assert best is not None
-        _, self.weight_, self.C_, self.weights_ = best
+        self.weight_, self.C_, self.weights_ = best["weight"], best["C"], best_W
         if len(weights) * len(Cs) == 1:
             self.curve_, self.selection_ = [], "given"
-        self.model_, self.n_features_in_ = None, int(X.vectors.shape[1])
+        self.n_features_in_ = int(X.vectors.shape[1])
         if self.task_ == "multi":  # thresholds from a model that did not train on the validation rows
             self._set_thresholds(X_val, Y_val)
         if len(fit_rows) < len(Y):  # refit on every row
-            self.vectorizer_, self.scaler_ = _fitted_parts(X)
-            self.weights_ = self._solve(self._design(X, self.vectorizer_, self.scaler_, self.weight_), Y, self.C_, None)
+            tfidf, self.scaler_ = _fitted_parts(X)
+            self.vectorizer_ = tfidf.vectorizer
+            self.weights_ = self._solve(self._design(X, tfidf.rows, self.scaler_, self.weight_), Y, self.C_, None)
         return self
 
     def _solve(self, design: list[Any], Y: np.ndarray, C: float, start: np.ndarray | None) -> np.ndarray:
@@ -181,40 +221,25 @@ class HybridHead(Head):
 
     def predict_values(self, X: TextVectors) -> np.ndarray:
         check_is_fitted(self)
-        return _linear(self._stacked(_text_vectors(X, "X"), self.vectorizer_, self.scaler_, self.weight_), self.weights_)
-
-    @staticmethod
-    def _design(X: TextVectors, vectorizer: TfidfVectorizer, scaler: StandardScaler, weight: float) -> list[Any]:
-        """The stacked features as their two column blocks: TF-IDF (sparse) and the scaled vectors (dense)."""
-        dense = scaler.transform(np.asarray(X.vectors, dtype=np.float64)) * (weight / math.sqrt(X.vectors.shape[1]))
-        return [vectorizer.transform(X.texts), dense]
-
-    def _curve(self, X: TextVectors, y: np.ndarray, X_val: TextVectors, y_val: np.ndarray,
-               weights: tuple[float, ...], Cs: tuple[float, ...]) -> list[dict[str, float]]:
-        vectorizer, scaler = _fitted_parts(X)
-        curve = []
-        with progress_bar(len(weights) * len(Cs), f"{self.kind} head", unit="fit") as bar:
-            for weight in weights:
-                train = self._stacked(X, vectorizer, scaler, weight)
-                val = self._stacked(X_val, vectorizer, scaler, weight)
-                model = _logistic(min(Cs), self.max_iter, self.random_state, warm_start=True)
-                for C in sorted(Cs):  # upwards with warm starts
-                    model.set_params(C=C)
-                    _fit_quietly(model, train, y)
-                    curve.append({"weight": float(weight), "C": float(C), "score": float(model.score(val, y_val))})
-                    bar.update()
-        return curve
-
-    def _stacked(self, X: TextVectors, vectorizer: TfidfVectorizer, scaler: StandardScaler, weight: float) -> Any:
-        return _joined(self._design(X, vectorizer, scaler, weight))
+        return _linear(self._new_design(X), self.weights_)
 
     def predict_proba(self, X: TextVectors) -> np.ndarray:
         check_is_fitted(self)
-        design = self._design(_text_vectors(X, "X"), self.vectorizer_, self.scaler_, self.weight_)
-        if self.model_ is None:  # multi-label: each label's probability
+        design = self._new_design(X)
+        if getattr(self, "task_", "single") == "multi":  # each label's probability
             return probabilities(design, self.weights_)
-        result: np.ndarray = self.model_.predict_proba(_joined(design))
-        return result
+        return class_probabilities(design, self.weights_)
+
+    def _new_design(self, X: TextVectors) -> list[Any]:
+        """The stacked features of rows to predict (their TF-IDF rows are not cached)."""
+        X = _text_vectors(X, "X")
+        return self._design(X, self.vectorizer_.transform(X.texts), self.scaler_, self.weight_)
+
+    @staticmethod
+    def _design(X: TextVectors, tfidf_rows: Any, scaler: StandardScaler, weight: float) -> list[Any]:
+        """The stacked features as their two column blocks: TF-IDF (sparse) and the scaled vectors (dense)."""
+        dense = scaler.transform(np.asarray(X.vectors, dtype=np.float64)) * (weight / math.sqrt(X.vectors.shape[1]))
+        return [tfidf_rows, dense]
 
     def describe_choice(self) -> str:
         return f"weight={self.weight_:g}, C={self.C_:.3g} ({self.selection_})"
@@ -237,9 +262,7 @@ class HybridHead(Head):
     def state_arrays(self) -> dict[str, np.ndarray]:
         check_is_fitted(self)
         terms = sorted(self.vectorizer_.vocabulary_, key=self.vectorizer_.vocabulary_.get)
-        coef, intercept = (self.weights_[:-1].T, self.weights_[-1]) if self.model_ is None else \
-            (self.model_.coef_, self.model_.intercept_)
-        return {"coef": coef, "intercept": intercept, "idf": self.vectorizer_.idf_,
+        return {"coef": self.weights_[:-1].T, "intercept": self.weights_[-1], "idf": self.vectorizer_.idf_,
                 "vocabulary": np.frombuffer("\n".join(terms).encode("utf-8"), dtype=np.uint8),
                 "mean": self.scaler_.mean_, "scale": self.scaler_.scale_}
 
@@ -263,29 +286,21 @@ class HybridHead(Head):
         self.classes_ = np.asarray(classes)
         self.C_, self.weight_ = float(fitted["C_"]), float(fitted["weight_"])
         self.curve_, self.selection_ = fitted["curve_"], fitted["selection_"]
-        self.vectorizer_ = TfidfVectorizer(**TFIDF_PARAMS)
-        self.vectorizer_.vocabulary_ = {term: i for i, term in enumerate(_terms(arrays["vocabulary"]))}
-        self.vectorizer_.idf_ = arrays["idf"]
+        self.vectorizer_ = restored_vectorizer(_terms(arrays["vocabulary"]), arrays["idf"])
         self.scaler_ = StandardScaler()
         self.scaler_.mean_, self.scaler_.scale_ = arrays["mean"], arrays["scale"]
         self.scaler_.var_ = arrays["scale"] ** 2
         self.scaler_.n_features_in_ = self.n_features_in_ = int(arrays["mean"].shape[0])
-        if getattr(self, "task_", "single") != "single":
-            self.model_, self.weights_ = None, np.vstack([arrays["coef"].T, arrays["intercept"][None]])
-            return self
-        model = _logistic(self.C_, self.max_iter, self.random_state)
-        model.coef_, model.intercept_, model.classes_ = arrays["coef"], arrays["intercept"], self.classes_
-        model.n_features_in_ = int(arrays["coef"].shape[1])
-        self.model_ = model
+        self.weights_ = np.vstack([arrays["coef"].T, arrays["intercept"][None]])
         return self
 
 
-class MatchedTexts(list):  # type: ignore[type-arg]
+class MatchedTexts(HashedTexts):
     """Texts checked against one store's rows (`key`: its path and fingerprint): checking them
-    against that store again hashes nothing."""
+    against that store again hashes nothing, and neither does the TF-IDF cache."""
 
-    def __init__(self, texts: Sequence[str], key: tuple[str, str]) -> None:
-        super().__init__(texts)
+    def __init__(self, texts: Sequence[str], hashes: np.ndarray, key: tuple[str, str]) -> None:
+        super().__init__(texts, hashes)
         self.key = key
 
 
@@ -298,10 +313,11 @@ def check_texts_match(store: FeatureStore, texts: Sequence[str], name: str) -> M
     key = (str(store.path), store.fingerprint)
     if isinstance(texts, MatchedTexts) and texts.key == key:
         return texts
-    if len(texts) != len(store) or not np.array_equal(store.content_sha256, text_hashes(texts)):
+    hashes = store.content_sha256
+    if len(texts) != len(store) or not np.array_equal(hashes, text_hashes(texts)):
         raise FeatxError(f"{name} does not hold the texts of {store.path} row for row (the rows' content hashes "
                          "differ): give the input the store was extracted from, read with the same columns")
-    return MatchedTexts(texts, key)
+    return MatchedTexts(texts, np.asarray(hashes), key)
 
 
 def _text_vectors(X: Any, name: str) -> TextVectors:
@@ -311,27 +327,22 @@ def _text_vectors(X: Any, name: str) -> TextVectors:
     return X
 
 
-def _fitted_parts(X: TextVectors) -> tuple[TfidfVectorizer, StandardScaler]:
-    return TfidfVectorizer(**TFIDF_PARAMS).fit(X.texts), StandardScaler().fit(np.asarray(X.vectors, dtype=np.float64))
+def _fitted_parts(X: TextVectors) -> tuple[TfidfFit, StandardScaler]:
+    """The TF-IDF fit of the rows' texts (featx.heads.tfidf: once per set of texts) and their vectors' scaler."""
+    return fit_tfidf(X.texts), StandardScaler().fit(np.asarray(X.vectors, dtype=np.float64))
 
 
-def _logistic(C: float, max_iter: int, seed: int, warm_start: bool = False) -> LogisticRegression:
-    return LogisticRegression(C=C, max_iter=max_iter, random_state=seed, warm_start=warm_start)
-
-
-def _fit_quietly(model: LogisticRegression, X: Any, y: np.ndarray) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(X, y)
+def _rank(point: dict[str, float]) -> tuple[float, float, float]:
+    """A sweep point's rank: the score, then the smaller C, then the weight nearest 1."""
+    return point["score"], -point["C"], -abs(math.log(point["weight"]))
 
 
 def _joined(design: list[Any]) -> Any:
     return scipy.sparse.hstack([design[0], scipy.sparse.csr_matrix(design[1])], format="csr")
 
 
-def _linear(X: Any, W: np.ndarray) -> np.ndarray:
-    result: np.ndarray = np.asarray(X @ W[:-1]) + W[-1]
-    return result
+def _linear(design: list[Any], W: np.ndarray) -> np.ndarray:
+    return np.asarray(_joined(design) @ W[:-1]) + W[-1]  # type: ignore[no-any-return]
 
 
 def _terms(vocabulary: np.ndarray) -> list[str]:

@@ -32,7 +32,7 @@ from featx.errors import DamagedError, FeatxError
 from featx.heads.base import Head, edge_warning, register_head
 from featx.heads.logistic_batch import fit_standardized
 from featx.heads.logistic_blocks import fit_logistic_blocks, predicted_index
-from featx.heads.multilabel import fit_logistic, probabilities
+from featx.heads.logistic_columns import fit_logistic, probabilities
 from featx.heads.rows import column_moments, take
 from featx.heads.split import can_stratify, stratified_split
 from featx.metrics import tuned_macro_f1
