@@ -314,3 +314,26 @@ def test_a_relabel_that_fails_midway_leaves_no_output_and_the_store_untouched(tm
     assert not (tmp_path / "r.h5").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == listed  # no scratch file left beside them
     assert (tmp_path / "s.h5").read_bytes() == before
+
+
+def test_multi_label_logreg_streams_to_the_same_choice(goemotions):
+    """Over the memory budget the multi-label logreg head reads its rows from disk a block at a time
+    (it loaded them whole, with a warning): the same C, thresholds and weights to the tolerance."""
+    import warnings
+
+    from featx.errors import FeatxWarning
+    from featx.train import HeadSpec, train_heads
+
+    runs = {}
+    for budget in ("64K", "1G"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FeatxWarning)  # nothing held in memory over the budget
+            heads, rows = train_heads(goemotions["train"], [HeadSpec("logreg")], ["mean"], val=goemotions["dev"],
+                                      memory_budget=budget)
+        runs[budget] = (heads[0].estimator, rows[0])
+    (streamed, s_row), (loaded, l_row) = runs["64K"], runs["1G"]
+    assert streamed.C_ == loaded.C_ and streamed.curve_ and s_row["chosen"] == l_row["chosen"]
+    np.testing.assert_allclose([p["score"] for p in streamed.curve_], [p["score"] for p in loaded.curve_], atol=0.01)
+    np.testing.assert_allclose(streamed.weights_, loaded.weights_, rtol=1e-3, atol=1e-3)
+    X_dev, _ = goemotions["dev"].load("mean")
+    assert np.mean(streamed.predict(X_dev) == loaded.predict(X_dev)) > 0.999

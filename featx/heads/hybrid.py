@@ -18,8 +18,7 @@ Regression: ridge on the stacked features with alpha = 1 / C (the same grid), ch
 R². For each weight the C sweep goes up the grid and stops once three larger Cs in a row score
 below that weight's best (as the multi-label logreg head's).
 
-Saved as plain tensors: the vocabulary (its terms, newline-joined UTF-8 bytes, in
-column order), the idf, the standardisation, the coefficients and intercepts.
+Saved as plain tensors: the vocabulary (terms newline-joined, column order), idf, scaler, weights.
 """
 from __future__ import annotations
 
@@ -42,7 +41,8 @@ from featx.constraints import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, Constrain
 from featx.errors import DamagedError, FeatxError, ParameterError
 from featx.heads.base import Head, edge_warning, register_head
 from featx.heads.logistic_columns import Columns, class_probabilities, fit_logistic, fit_softmax, probabilities
-from featx.heads.logreg import DEFAULT_CS, PATIENCE
+from featx.heads.logreg import DEFAULT_CS
+from featx.heads.logreg_multi import PATIENCE
 from featx.heads.split import stratified_split
 from featx.heads.tfidf import HashedTexts, TfidfFit, fit_tfidf, restored_vectorizer
 from featx.metrics import mean_r2, tuned_macro_f1

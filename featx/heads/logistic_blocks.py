@@ -6,10 +6,12 @@ The objective is LogisticRegression's (lbfgs): the mean of the (sample-weighted)
 loss, two classes: the half-binomial loss of the second class's log-odds, plus
 ``||W||^2 / (2 C sum(weights))`` on the coefficients (not the intercepts), minimised by scipy's
 L-BFGS-B with its gtol, ftol and line-search settings. The optimum is the same; only the order of
-the float64 sums differs.
+the float64 sums differs. Multi-label (`fit_one_vs_rest_blocks`): every label's binary log-loss
+summed, minimised jointly, as featx.heads.logistic_columns.fit_logistic minimises it in memory.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,9 +26,42 @@ def fit_logistic_blocks(X: Any, y_index: np.ndarray, n_classes: int, C: float, *
                         max_iter: int = 1000, tol: float = 1e-4) -> tuple[np.ndarray, int]:
     """(weights, iterations): weights (k, d + 1), the last column the intercepts; k = 1 for two classes
     (the log-odds of class 1), else one row a class. Rows of X are standardised by (mean, scale)."""
-    d, k = X.shape[1], 1 if n_classes == 2 else n_classes
+    k = 1 if n_classes == 2 else n_classes
     weights = np.ones(len(y_index)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    total = float(weights.sum())
+
+    def pointwise(raw: np.ndarray, rows: slice) -> tuple[float, np.ndarray]:
+        y, w = y_index[rows], weights[rows]
+        if k == 1:
+            z, t = raw[:, 0], (y == 1).astype(np.float64)
+            return float(w @ (np.logaddexp(0.0, z) - t * z)), ((expit(z) - t) * w)[:, None]
+        lse = logsumexp(raw, axis=1)
+        picked = np.arange(len(y))
+        residual = np.exp(raw - lse[:, None])
+        residual[picked, y] -= 1.0
+        return float(w @ (lse - raw[picked, y])), residual * w[:, None]
+
+    return _fit_blocks(X, pointwise, k, float(weights.sum()), C, mean, scale, init, max_iter, tol)
+
+
+def fit_one_vs_rest_blocks(X: Any, Y: np.ndarray, C: float, *, mean: np.ndarray, scale: np.ndarray,
+                           init: np.ndarray | None = None, max_iter: int = 1000,
+                           tol: float = 1e-4) -> tuple[np.ndarray, int]:
+    """(weights (L, d + 1), iterations) of every label's logistic regression at `C` for 0/1 targets Y
+    (n, L), fitted jointly as featx.heads.logistic_columns.fit_logistic fits them, a block at a time."""
+    targets = np.asarray(Y, dtype=np.float64)
+
+    def pointwise(raw: np.ndarray, rows: slice) -> tuple[float, np.ndarray]:
+        t = targets[rows]
+        return float((np.logaddexp(0.0, raw) - t * raw).sum()), expit(raw) - t
+
+    return _fit_blocks(X, pointwise, targets.shape[1], float(len(targets)), C, mean, scale, init, max_iter, tol)
+
+
+def _fit_blocks(X: Any, pointwise: Callable[[np.ndarray, slice], tuple[float, np.ndarray]], k: int, total: float,
+                C: float, mean: np.ndarray, scale: np.ndarray, init: np.ndarray | None, max_iter: int,
+                tol: float) -> tuple[np.ndarray, int]:
+    """Minimise the sum of `pointwise` losses over the rows / `total`, plus ||coef||^2 / (2 C total)."""
+    d = X.shape[1]
     penalty = 1.0 / (C * total)
 
     def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
@@ -34,19 +69,8 @@ def fit_logistic_blocks(X: Any, y_index: np.ndarray, n_classes: int, C: float, *
         loss, grad = 0.0, np.zeros((k, d + 1))
         for rows in row_slices(X):
             block = (np.asarray(X[rows], dtype=np.float64) - mean) / scale
-            raw = block @ W[:, :d].T + W[:, d]
-            y, w = y_index[rows], weights[rows]
-            if k == 1:
-                z, t = raw[:, 0], (y == 1).astype(np.float64)
-                loss += float(w @ (np.logaddexp(0.0, z) - t * z))
-                residual = ((expit(z) - t) * w)[:, None]
-            else:
-                lse = logsumexp(raw, axis=1)
-                picked = np.arange(len(y))
-                loss += float(w @ (lse - raw[picked, y]))
-                residual = np.exp(raw - lse[:, None])
-                residual[picked, y] -= 1.0
-                residual *= w[:, None]
+            part, residual = pointwise(block @ W[:, :d].T + W[:, d], rows)
+            loss += part
             grad[:, :d] += residual.T @ block
             grad[:, d] += residual.sum(0)
         coef = W[:, :d]

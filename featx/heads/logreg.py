@@ -32,14 +32,12 @@ from featx.errors import DamagedError, FeatxError
 from featx.heads.base import Head, edge_warning, register_head
 from featx.heads.logistic_batch import fit_standardized
 from featx.heads.logistic_blocks import fit_logistic_blocks, predicted_index
-from featx.heads.logistic_columns import fit_logistic, probabilities
+from featx.heads.logistic_columns import probabilities
+from featx.heads.logreg_multi import fit_multi_label
 from featx.heads.rows import column_moments, take
 from featx.heads.split import can_stratify, stratified_split
-from featx.metrics import tuned_macro_f1
 from featx.store.rows import StoredRows
 
-# A multi-label C sweep stops after this many larger Cs in a row score below the best so far.
-PATIENCE = 3
 DEFAULT_CS = tuple(float(c) for c in np.logspace(-3, 2, 11))
 
 
@@ -54,14 +52,15 @@ class LogRegHead(Head):
     ``C_`` and the whole curve ``curve_`` (one ``{"C", "score"}`` per grid point).
 
     Multi-label (a 0/1 label matrix): one-vs-rest, every label's logistic regression at the same
-    C fitted jointly (featx.heads.multilabel); C is chosen by macro-F1 on validation with each
+    C fitted jointly (featx.heads.logreg_multi); C is chosen by macro-F1 on validation with each
     label's threshold tuned there, and the thresholds (``thresholds_``) are saved with the head.
-    The sweep goes up the grid and stops once three larger Cs in a row score below the best.
+    The sweep goes up the grid and stops once three larger Cs in a row score below the best. Both
+    tasks stream: rows on disk (StoredRows) are read a block at a time, to the same choice.
     """
 
     kind = "logreg"
     tasks = ("single", "multi")
-    streams = ("single",)
+    streams = ("single", "multi")
 
     summary = "logistic regression, C swept on validation"
 
@@ -87,7 +86,8 @@ class LogRegHead(Head):
         """Choose C (unless given), then fit on the training rows."""
         self._validate_params()
         if self._task(y) == "multi":
-            return self._fit_multi(X, y, X_val, y_val)
+            fit_multi_label(self, X, y, X_val, y_val)
+            return self
         if isinstance(X, StoredRows):
             return self._fit_streamed(X, np.asarray(y), X_val, None if y_val is None else np.asarray(y_val))
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
@@ -182,50 +182,6 @@ class LogRegHead(Head):
         model.coef_, model.intercept_, model.classes_ = coef, intercept, self.classes_
         model.n_features_in_ = self.n_features_in_
         return model
-
-    def _fit_multi(self, X: np.ndarray, Y: np.ndarray, X_val: np.ndarray | None,
-                   Y_val: np.ndarray | None) -> LogRegHead:
-        X, Y = validate_data(self, X, Y, dtype=[np.float64, np.float32], multi_output=True)
-        Y = np.asarray(Y, dtype=np.uint8)
-        self.classes_ = np.arange(Y.shape[1])
-        fit_rows = np.arange(len(Y))
-        if X_val is not None:
-            X_val, Y_val, self.selection_ = validate_data(self, X_val, reset=False, dtype=[np.float64, np.float32]), \
-                np.asarray(Y_val, dtype=np.uint8), "validation"
-        elif can_stratify(Y, 2):
-            fit_rows, held_out = stratified_split(Y, self.val_fraction, self.random_state)
-            X_val, Y_val, self.selection_ = X[held_out], Y[held_out], "held-out fraction"
-        else:
-            self.selection_ = "default (too few rows to select)"
-        scaler = StandardScaler().fit(X[fit_rows]) if self.standardize else None
-        fit_X = scaler.transform(X[fit_rows]) if scaler else X[fit_rows]
-        Cs = sorted(self.Cs) if self.C is None and X_val is not None else [1.0 if self.C is None else self.C]
-        self.curve_, best = [], None
-        weights: np.ndarray | None = None
-        for C in Cs:  # upwards, each fit starting from the last
-            weights = fit_logistic(fit_X, Y[fit_rows], C, weights, self.max_iter)
-            if X_val is not None and Y_val is not None:
-                scores = probabilities(scaler.transform(X_val) if scaler else X_val, weights)
-                self.curve_.append({"C": float(C), "score": tuned_macro_f1(scores, Y_val)})
-                if best is None or self.curve_[-1]["score"] > best[0]:  # ties: the smaller C
-                    best = (self.curve_[-1]["score"], float(C), weights, scaler)
-                elif len(self.curve_) - max(i for i, p in enumerate(self.curve_) if p["C"] == best[1]) > PATIENCE:
-                    break  # validation fell at each of the last larger Cs, which only cost more to fit
-        if self.C is not None:
-            self.selection_, self.curve_ = "given", []
-        self.C_, weights, scaler = (best[1], best[2], best[3]) if best else (Cs[0], weights, scaler)
-        assert weights is not None  # the grid is never empty
-        self.weights_: np.ndarray = weights
-        if X_val is not None:  # thresholds from a model that did not train on the validation rows
-            self.scaler_, self.weights_, self.model_ = scaler, weights, None
-            self._set_thresholds(X_val, Y_val)
-        else:
-            self.thresholds_ = np.full(len(self.classes_), 0.5)
-        if len(fit_rows) < len(Y):  # refit on every row
-            scaler = StandardScaler().fit(X) if self.standardize else None
-            weights = fit_logistic(scaler.transform(X) if scaler else X, Y, self.C_, weights, self.max_iter)
-        self.scaler_, self.weights_, self.model_, self.n_iter_ = scaler, weights, None, np.zeros(1, dtype=int)
-        return self
 
     def _select_C(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None,
                   y_val: np.ndarray | None) -> tuple[float, list[dict[str, float]], str]:
