@@ -114,7 +114,9 @@ def _fit_all(specs: list[HeadSpec], inputs: list[tuple[Any, Any]], y: np.ndarray
             share = (time.perf_counter() - t0) / len(members)
             heads.update({i: _trained(estimators[i], specs[i], pooling, meta, share) for i in members})
         alone = [i for i in range(len(specs)) if i not in heads]
-        fitted = Parallel(n_jobs=jobs, prefer="processes", return_as="generator")(
+        # One head left runs here, on every core, rather than in a worker given a share of them.
+        workers = jobs if jobs < 0 else max(1, min(jobs, len(alone)))
+        fitted = Parallel(n_jobs=workers, prefer="processes", return_as="generator")(
             delayed(_fit)(estimators[i], specs[i], inputs[i][0], y, inputs[i][1], y_val, pooling, meta) for i in alone)
         for position, head in enumerate(fitted if alone else ()):  # as each finishes, in order
             heads[alone[position]] = head

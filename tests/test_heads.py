@@ -37,6 +37,19 @@ def test_mlp_is_deterministic_and_early_stops(blobs):
     assert a.score(X, y) > 0.8
 
 
+def test_one_head_left_to_fit_runs_here_on_every_core(labelled_stores, monkeypatch):
+    """--jobs 2 with one head to fit alone ran it in a worker process given one core of two."""
+    import os
+
+    import featx.train
+
+    ran_in, original = [], featx.train._fit
+    monkeypatch.setattr(featx.train, "_fit", lambda *a: ran_in.append(os.getpid()) or original(*a))
+    heads, _ = train_heads(labelled_stores["train"], [HeadSpec.parse("logreg:C=1")], ["mean"],
+                           val=labelled_stores["dev"], jobs=2)
+    assert ran_in == [os.getpid()] and heads[0].estimator.C_ == 1.0
+
+
 def test_many_heads_per_cache_table(labelled_stores):
     specs = [HeadSpec.parse(s) for s in ("logreg:C=0.1", "logreg:C=10", "mlp:max_epochs=30")]
     heads, rows = train_heads(labelled_stores["train"], specs, ["mean", "cls"], val=labelled_stores["dev"],
