@@ -40,7 +40,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from compact_accuracy import run_line, stores, suite_parser, write_report  # the five suites' MiniLM stores
+from compact_accuracy import machine_report, run_line, stores, suite_parser, write_report  # the five suites' MiniLM stores
 
 BATCH_TOKENS = 2048
 IMDB_EVERY = 5
@@ -178,18 +178,14 @@ def main() -> None:
     import openvino
 
     from featx import load_backbone
-    from featx.hardware import describe_hardware
 
     load, started = os.getloadavg(), time.perf_counter()
     backbone = load_backbone("all-MiniLM-L6-v2", device="cpu")
     rows = [run_suite(name, args, backbone) for name in args.suites.split(",")]
-    report = {"command": " ".join(["python", "benchmarks/int8_accuracy.py", *sys.argv[1:]]),
-              "hardware": describe_hardware(torch.device("cpu")), "openvino": openvino.__version__.split("-")[0],
-              "nncf": nncf.__version__, "seed": 0,
-              "dtype": "model: OpenVINO fp32 (f32 hint), bf16 (bf16 hint), int8 (NNCF, bf16 hint for the rest); "
-                       "vectors float32, mean-pooled, not normalised",
-              "load_before": [round(x, 2) for x in load], "suites": rows,
-              "wall_s": time.perf_counter() - started}
+    report = machine_report("int8_accuracy.py", load, started, openvino=openvino.__version__.split("-")[0],
+                            nncf=nncf.__version__, suites=rows,
+                            dtype="model: OpenVINO fp32 (f32 hint), bf16 (bf16 hint), int8 (NNCF, bf16 hint for "
+                                  "the rest); vectors float32, mean-pooled, not normalised")
     write_report(args.out, report, markdown)
 
 

@@ -31,14 +31,8 @@ def fit_logistic_blocks(X: Any, y_index: np.ndarray, n_classes: int, C: float, *
 
     def pointwise(raw: np.ndarray, rows: slice) -> tuple[float, np.ndarray]:
         y, w = y_index[rows], weights[rows]
-        if k == 1:
-            z, t = raw[:, 0], (y == 1).astype(np.float64)
-            return float(w @ (np.logaddexp(0.0, z) - t * z)), ((expit(z) - t) * w)[:, None]
-        lse = logsumexp(raw, axis=1)
-        picked = np.arange(len(y))
-        residual = np.exp(raw - lse[:, None])
-        residual[picked, y] -= 1.0
-        return float(w @ (lse - raw[picked, y])), residual * w[:, None]
+        loss, residual = binary_terms(raw, (y == 1).astype(np.float64)[:, None]) if k == 1 else softmax_terms(raw, y)
+        return float(w @ loss.reshape(len(y))), residual * w[:, None]
 
     return _fit_blocks(X, pointwise, k, float(weights.sum()), C, mean, scale, init, max_iter, tol)
 
@@ -48,13 +42,31 @@ def fit_one_vs_rest_blocks(X: Any, Y: np.ndarray, C: float, *, mean: np.ndarray,
                            tol: float = 1e-4) -> tuple[np.ndarray, int]:
     """(weights (L, d + 1), iterations) of every label's logistic regression at `C` for 0/1 targets Y
     (n, L), fitted jointly as featx.heads.logistic_columns.fit_logistic fits them, a block at a time."""
-    targets = np.asarray(Y, dtype=np.float64)
-
     def pointwise(raw: np.ndarray, rows: slice) -> tuple[float, np.ndarray]:
-        t = targets[rows]
-        return float((np.logaddexp(0.0, raw) - t * raw).sum()), expit(raw) - t
+        loss, residual = binary_terms(raw, np.asarray(Y[rows], dtype=np.float64))  # a block's targets at a time
+        return float(loss.sum()), residual
 
-    return _fit_blocks(X, pointwise, targets.shape[1], float(len(targets)), C, mean, scale, init, max_iter, tol)
+    return _fit_blocks(X, pointwise, Y.shape[1], float(len(Y)), C, mean, scale, init, max_iter, tol)
+
+
+def binary_terms(z: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(loss, residual) of each score under the half-binomial loss for 0/1 targets, in z's dtype."""
+    return np.logaddexp(z.dtype.type(0.0), z) - target * z, expit(z) - target
+
+
+def softmax_terms(z: np.ndarray, y_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(loss of each row, residual) under the half-multinomial loss, in float64."""
+    z = z.astype(np.float64, copy=False)
+    lse = logsumexp(z, axis=1)
+    picked = np.arange(len(y_index))
+    residual = np.exp(z - lse[:, None])
+    residual[picked, y_index] -= 1.0
+    return lse - z[picked, y_index], residual
+
+
+def lbfgs_options(max_iter: int, tol: float = 1e-4) -> dict[str, Any]:
+    """scipy L-BFGS-B's options as LogisticRegression(solver="lbfgs") sets them."""
+    return {"maxiter": max_iter, "maxls": 50, "gtol": tol, "ftol": 64 * np.finfo(float).eps}
 
 
 def _fit_blocks(X: Any, pointwise: Callable[[np.ndarray, slice], tuple[float, np.ndarray]], k: int, total: float,
@@ -79,9 +91,7 @@ def _fit_blocks(X: Any, pointwise: Callable[[np.ndarray, slice], tuple[float, np
         return loss / total + 0.5 * penalty * float((coef ** 2).sum()), grad.ravel()
 
     start = np.zeros(k * (d + 1)) if init is None else np.asarray(init, dtype=np.float64).ravel()
-    result = optimize.minimize(objective, start, method="L-BFGS-B", jac=True,
-                               options={"maxiter": max_iter, "maxls": 50, "gtol": tol,
-                                        "ftol": 64 * np.finfo(float).eps})
+    result = optimize.minimize(objective, start, method="L-BFGS-B", jac=True, options=lbfgs_options(max_iter, tol))
     return result.x.reshape(k, d + 1), int(result.nit)
 
 

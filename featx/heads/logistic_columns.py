@@ -32,6 +32,8 @@ import torch
 from scipy.optimize import minimize
 from scipy.special import expit, logsumexp
 
+from featx.heads.logistic_blocks import binary_terms, lbfgs_options, softmax_terms
+
 
 class _SparseBands:
     """A float32 CSR matrix as row bands, and its transpose as row bands, for threaded products."""
@@ -93,8 +95,8 @@ def fit_logistic(blocks: Sequence[Any] | np.ndarray | Columns, Y: np.ndarray, C:
     targets = np.asarray(Y, dtype=np.float32)
 
     def pointwise(z: np.ndarray) -> tuple[float, np.ndarray]:
-        loss = float((np.logaddexp(np.float32(0.0), z) - targets * z).sum(dtype=np.float64))
-        return loss, expit(z) - targets
+        loss, residual = binary_terms(z, targets)
+        return float(loss.sum(dtype=np.float64)), residual
 
     return _fit(_columns(blocks), pointwise, Y.shape[1], C, start, max_iter)
 
@@ -104,18 +106,11 @@ def fit_softmax(blocks: Sequence[Any] | np.ndarray | Columns, y_index: np.ndarra
     """Weights (D + 1, k) of LogisticRegression at `C` for class indices `y_index`: k = 1 for two
     classes (class 1's log-odds), else one column a class; the intercepts in the last row."""
     k = 1 if n_classes == 2 else n_classes
-    picked = np.arange(len(y_index))
     target = (np.asarray(y_index) == 1).astype(np.float32)[:, None]  # two classes: class 1 or not
 
     def pointwise(z: np.ndarray) -> tuple[float, np.ndarray]:
-        if k == 1:
-            loss = float((np.logaddexp(np.float32(0.0), z) - target * z).sum(dtype=np.float64))
-            return loss, expit(z) - target
-        z64 = z.astype(np.float64)
-        lse = logsumexp(z64, axis=1)
-        residual = np.exp(z64 - lse[:, None])
-        residual[picked, y_index] -= 1.0
-        return float((lse - z64[picked, y_index]).sum()), residual.astype(np.float32)
+        loss, residual = binary_terms(z, target) if k == 1 else softmax_terms(z, y_index)
+        return float(loss.sum(dtype=np.float64)), residual.astype(np.float32, copy=False)
 
     return _fit(_columns(blocks), pointwise, k, C, start, max_iter)
 
@@ -134,8 +129,7 @@ def _fit(columns: Columns, pointwise: Callable[[np.ndarray], tuple[float, np.nda
         return loss / n + 0.5 * scale * float((W[:d] ** 2).sum()), grad.ravel()
 
     initial = np.zeros((d + 1, outputs)) if start is None else start
-    found = minimize(loss_and_grad, initial.ravel(), jac=True, method="L-BFGS-B",
-                     options={"maxiter": max_iter, "maxls": 50, "gtol": 1e-4, "ftol": 64 * np.finfo(float).eps})
+    found = minimize(loss_and_grad, initial.ravel(), jac=True, method="L-BFGS-B", options=lbfgs_options(max_iter))
     weights: np.ndarray = found.x.reshape(d + 1, outputs)
     return weights
 
