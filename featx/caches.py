@@ -7,7 +7,8 @@ value is served. A value whose check fails is computed again, replaced, and repo
 
 - the weight-hash cache, ``$FEATX_CACHE/file-hashes.json`` (featx.backbones.hashing): each
   entry's full hash is bound to a sample of the files' bytes;
-- the conversion cache, ``$FEATX_CACHE/openvino/<key>/`` (featx.backbones.openvino), and the
+- the conversion cache, ``$FEATX_CACHE/openvino/<key>/`` (featx.backbones.openvino; int8 models,
+  featx.backbones.int8, beside the conversions), and the
   unpacked models, ``$FEATX_CACHE/models/<name>/`` (featx.backbones.folders), and the static models
   model2vec distils, ``$FEATX_CACHE/static/<key>/`` (featx.backbones.static): each folder is
   sealed with the sha256 of every file in it (`seal_folder`), all re-read on use

@@ -13,7 +13,9 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_IMAGE_MODEL = "efficientnet-lite0"
 POOLINGS = ("mean", "cls", "max", "last", "weightedmean", "mean_sqrt_len", "pooler")
 FINETUNE_POOLINGS = ("mean", "cls", "max", "last")  # pooler is a frozen model's own head: not fine-tuned
-DTYPES = ("fp32", "bf16", "fp16")
+DTYPES = ("fp32", "bf16", "fp16")  # what torch computes in
+# Weights and activations quantized ahead of the run (featx.backbones.int8: OpenVINO, calibrated on the input).
+QUANTIZED_DTYPES = ("int8",)
 # How a store keeps its vectors: as floats, or compact (featx.store.quantize: int8 with one scale a
 # dimension, binary signs packed into bits), computed as float32 either way.
 STORE_DTYPES = ("float32", "float16", "int8", "binary")
@@ -150,8 +152,8 @@ class ExtractConfig:
             raise ParameterError("pooling", f"{unknown[0]!r} is unknown: choose from {', '.join(POOLINGS)}")
         if len(set(self.poolings)) != len(self.poolings):
             raise ParameterError("pooling", f"lists a pooling twice: {','.join(self.poolings)}")
-        if self.dtype not in DTYPES:
-            raise ParameterError("dtype", f"{self.dtype!r} is unknown: choose from {', '.join(DTYPES)}")
+        if self.dtype not in (*DTYPES, *QUANTIZED_DTYPES):
+            raise ParameterError("dtype", f"{self.dtype!r} is unknown: choose from {', '.join(DTYPES)}, int8")
         if self.store_dtype not in STORE_DTYPES:
             raise ParameterError("store_dtype",
                                  f"{self.store_dtype!r} is unknown: choose from {', '.join(STORE_DTYPES)}")
@@ -216,7 +218,8 @@ class TextSection(ConfigSection):
     spelling of "no") for a windows head; the `prompt` put before every text (`prompt_excluded`
     True: the pooling leaves its tokens out, as a model's Pooling with include_prompt false); and
     the sentence-transformers `modules` between the pooling and the final normalisation as
-    canonical JSON with each weight file's sha256 (featx.backbones.st_modules)."""
+    canonical JSON with each weight file's sha256 (featx.backbones.st_modules); for dtype int8, the
+    input's first `calibration_rows` rows quantization was calibrated on, and the sha256 of their hashes."""
 
     tokenizer_sha256: str | None = None
     max_length: int | None = None
@@ -229,6 +232,8 @@ class TextSection(ConfigSection):
     prompt: str | None = None
     prompt_excluded: bool | None = None
     modules: str | None = None
+    calibration_rows: int | None = None
+    calibration_sha256: str | None = None
 
     @property
     def sequences(self) -> str | None:
@@ -242,6 +247,11 @@ class TextSection(ConfigSection):
 
     def check(self, config: ExtractConfig) -> None:
         self._check_kept()
+        if (config.dtype == "int8") != (self.calibration_rows is not None) or \
+                (self.calibration_rows is None) != (self.calibration_sha256 is None):
+            raise ParameterError("calibration_rows", "and calibration_sha256 are set for dtype int8 only, together")
+        if config.dtype == "int8" and config.backend != "openvino":
+            raise ParameterError("dtype", "int8 runs on --backend openvino only (pip install 'featx[int8]')")
         if self.prompt is not None:
             if not isinstance(self.prompt, str) or not self.prompt:
                 raise ParameterError("prompt", "is a non-empty text put before each text (texts only; unset for none)")
@@ -312,34 +322,3 @@ class ImageSection(ConfigSection):
 # The built-in sections are here, beside the core, so any store reads without loading a backbone.
 register_section("text", TextSection)
 register_section("image", ImageSection)
-
-
-def parse_layers(spec: str | int | tuple[int, ...] | list[int]) -> tuple[int, ...]:
-    """Layer indices from `-1`, `-4:` (the last four, concatenated) or `-4,-1`.
-
-    Indices count into the model's hidden states, where 0 is the embedding output
-    and -1 the last block; negative indices are kept negative so the config reads
-    the same for any depth.
-    """
-    if isinstance(spec, int):
-        return (spec,)
-    if isinstance(spec, (tuple, list)):
-        return tuple(int(i) for i in spec)
-    text = str(spec).strip()
-    try:
-        if ":" in text:
-            start_text, _, stop_text = text.partition(":")
-            start = int(start_text)
-            stop = int(stop_text) if stop_text else 0
-            if start >= 0 or stop > 0:
-                raise ValueError
-            layers = tuple(range(start, stop))
-        else:
-            layers = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise ParameterError(
-            "layers", f"{spec!r} cannot be read: use -1 (last), -4: (last four, concatenated) or a list like -4,-1"
-        ) from None
-    if not layers:
-        raise ParameterError("layers", f"{spec!r} selects no layer")
-    return layers

@@ -89,6 +89,9 @@ def resolve_dtype(spec: str, device: torch.device) -> str:
     """`auto` -> bf16 where the hardware has fast bf16, else fp32; others pass through."""
     if spec == "auto":
         return "bf16" if has_fast_bf16(device) else "fp32"
+    if spec == "int8":
+        raise FeatxError("--dtype int8 is for text models on --backend openvino (featx extract): choose from auto, "
+                         "fp32, bf16, fp16 here")
     if spec not in _TORCH_DTYPES:
         raise FeatxError(f"unknown dtype {spec!r}: choose from auto, fp32, bf16, fp16")
     return spec
@@ -105,7 +108,7 @@ def compute_context(device: torch.device, dtype: str,
 
     Extraction, predictors and fine-tuning all enter their forward passes through here.
     """
-    if dtype == "fp32" or weights_dtype == torch_dtype(dtype):
+    if dtype in ("fp32", "int8") or weights_dtype == torch_dtype(dtype):  # int8: OpenVINO's, nothing to autocast
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch_dtype(dtype))
 

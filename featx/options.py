@@ -29,6 +29,7 @@ from featx.config import (
     LONG_MODES,
     LONG_POOLINGS,
     POOLINGS,
+    QUANTIZED_DTYPES,
     STATE_DTYPES,
     STORE_DTYPES,
 )
@@ -99,14 +100,19 @@ class ReadOptions(_Group):
 @dataclass(frozen=True)
 class ModelOptions(_Group):
     """Which backbone runs and how: `model` (a name, a folder, a loaded backbone; None: the
-    modality's default), the compute `dtype` (auto, fp32, bf16, fp16), the `device`, the
-    `backend` (torch, openvino, auto; None: the backend of the store being resumed, else auto),
-    and whether a hub model's own code may run."""
+    modality's default), the compute `dtype` (auto, fp32, bf16, fp16; int8: quantized ahead of the
+    run, featx.backbones.int8, on the input's first `calibration_rows` rows, refused below its
+    fidelity floor unless `allow_low_fidelity`), the `device`, the `backend` (torch, openvino, auto;
+    None: the backend of the store being resumed, else auto), and whether a hub model's own code may run."""
 
     model: Any = option(None, f"Packaged short name, local transformers folder, or hub id (when online) [default: "
                               f"{DEFAULT_MODEL} for texts, {DEFAULT_IMAGE_MODEL} for images].")
-    dtype: str = option("auto", "Compute dtype; auto = bf16 where the hardware has fast bf16, else fp32.",
-                        Options(("auto", *DTYPES)))
+    dtype: str = option("auto", "Compute dtype; auto = bf16 where the hardware has fast bf16, else fp32; int8: "
+                                "statically quantized (texts, --backend openvino; pip install 'featx[int8]').",
+                        Options(("auto", *DTYPES, *QUANTIZED_DTYPES)))
+    calibration_rows: int = option(300, "--dtype int8: the input's first N rows calibrate the quantization.", COUNT)
+    allow_low_fidelity: bool = option(False, "--dtype int8: keep a model whose mean cosine to fp32 on the "
+                                             "calibration rows is under 0.99.")
     device: str = option("auto", "auto, cpu, cuda or cuda:K.")
     backend: str | None = option(None, "What runs the model: torch, openvino on the CPU (pip install "
                                        "'featx[openvino]'; text models, and image models given as torch modules) or "
@@ -249,3 +255,33 @@ class ExtractOptions:
     def changed(self) -> list[str]:
         """The fields, across every group, set to something other than their default."""
         return [name for group in GROUPS for name in getattr(self, group).changed()]
+
+
+def parse_layers(spec: str | int | tuple[int, ...] | list[int]) -> tuple[int, ...]:
+    """Layer indices from `-1`, `-4:` (the last four, concatenated) or `-4,-1`.
+
+    Indices count into the model's hidden states, where 0 is the embedding output
+    and -1 the last block; negative indices are kept negative so the config reads
+    the same for any depth.
+    """
+    if isinstance(spec, int):
+        return (spec,)
+    if isinstance(spec, (tuple, list)):
+        return tuple(int(i) for i in spec)
+    text = str(spec).strip()
+    try:
+        if ":" in text:
+            start_text, _, stop_text = text.partition(":")
+            start = int(start_text)
+            stop = int(stop_text) if stop_text else 0
+            if start >= 0 or stop > 0:
+                raise ValueError
+            layers = tuple(range(start, stop))
+        else:
+            layers = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ParameterError("layers", f"{spec!r} cannot be read: use -1 (last), -4: (last four, "
+                                       "concatenated) or a list like -4,-1") from None
+    if not layers:
+        raise ParameterError("layers", f"{spec!r} selects no layer")
+    return layers

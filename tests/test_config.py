@@ -1,7 +1,8 @@
 import pytest
 
-from featx.config import ExtractConfig, parse_layers
+from featx.config import ExtractConfig
 from featx.errors import FeatxError
+from featx.options import parse_layers
 
 BASE = dict(model="m", weights_sha256="w" * 64, tokenizer_sha256="t" * 64, max_length=128)
 

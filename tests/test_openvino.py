@@ -87,7 +87,7 @@ def test_asking_for_openvino_without_the_extra_is_one_line(cli, monkeypatch, tmp
 def test_openvino_misfits_are_one_line(cli, tmp_path, texts_file, tiny_bert_dir):
     result = cli("extract", str(texts_file), "-o", str(tmp_path / "s.h5"), "--model", str(tiny_bert_dir),
                  "--backend", "openvino", "--cache-layer", "1")
-    assert result.code == 2 and "openvino runs on the CPU, in fp32 or bf16" in result.err
+    assert result.code == 2 and "openvino runs on the CPU, in fp32, bf16 or int8" in result.err
     assert len(result.err.strip().splitlines()) == 1 and not (tmp_path / "s.h5").exists()
 
 

@@ -93,8 +93,10 @@ def backend_batch_tokens(config: ExtractConfig) -> int | None:
 
 
 def _openvino_fits(backbone: Any, dtype: str, cache_layer: int | None) -> str | None:
-    if backbone.device.type != "cpu" or dtype not in ("fp32", "bf16") or cache_layer is not None:
-        return "runs on the CPU, in fp32 or bf16, without --cache-layer"
+    if backbone.device.type != "cpu" or dtype not in ("fp32", "bf16", "int8") or cache_layer is not None:
+        return "runs on the CPU, in fp32, bf16 or int8, without --cache-layer"
+    if dtype == "int8" and not hasattr(backbone, "tokenizer"):
+        return "runs int8 for text models only"
     if getattr(backbone, "static", False):
         return "runs transformer models; a static model is a table lookup, run in torch"
     if getattr(backbone, "preprocess", False) is None:  # a transformers vision model
@@ -106,6 +108,10 @@ def _openvino_fits(backbone: Any, dtype: str, cache_layer: int | None) -> str | 
 def _load_openvino(backbone: Any, config: ExtractConfig) -> Callable[..., Any]:
     from featx.backbones.openvino import CompiledImageModel, CompiledTextModel
 
+    if config.dtype == "int8":  # quantized before the run, on the input's first rows
+        from featx.backbones.int8 import int8_model
+
+        return int8_model(backbone, config)
     if hasattr(backbone, "tokenizer"):
         return CompiledTextModel(backbone, config.layers, config.dtype)
     return CompiledImageModel(backbone, config.dtype)

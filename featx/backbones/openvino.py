@@ -179,16 +179,19 @@ class CompiledTextModel(CompiledModel):
 
     def __init__(self, backbone: Any, layers: tuple[int, ...], dtype: str, workers: int | None = None) -> None:
         _check_on_cpu(backbone)
-        def convert(ov: Any) -> Any:
-            example = {"input_ids": torch.ones((2, 8), dtype=torch.int64),
-                       "attention_mask": torch.ones((2, 8), dtype=torch.int64)}
-            parts = [backbone.tokenizer_sha256[:16], "_".join(str(i) for i in layers).replace("-", "m")]
-            return _converted(ov, backbone, _HiddenStates(backbone.model, layers), example, parts)
-
-        super().__init__((backbone.weights_sha256, backbone.tokenizer_sha256, layers), convert, dtype, workers)
+        super().__init__((backbone.weights_sha256, backbone.tokenizer_sha256, layers),
+                         lambda ov: converted_text_model(ov, backbone, layers), dtype, workers)
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         return super().__call__(input_ids=input_ids, attention_mask=attention_mask)
+
+
+def converted_text_model(ov: Any, backbone: Any, layers: tuple[int, ...]) -> Any:
+    """The fp32 OpenVINO model of the text backbone's hidden states at `layers` (featx's cache, else converted)."""
+    example = {"input_ids": torch.ones((2, 8), dtype=torch.int64),
+               "attention_mask": torch.ones((2, 8), dtype=torch.int64)}
+    parts = [backbone.tokenizer_sha256[:16], "_".join(str(i) for i in layers).replace("-", "m")]
+    return _converted(ov, backbone, _HiddenStates(backbone.model, layers), example, parts)
 
 
 class CompiledImageModel(CompiledModel):

@@ -167,9 +167,15 @@ def _plan(source: Source, summary: InputSummary, featurizer: Featurizer, modalit
     return StorePlan(config=featurizer.config, input_json=describe_json(source), input_sha256=summary.sha256,
                      input_rows=summary.n_rows, dim=featurizer.dim,
                      classes=summary.classes, task=summary.task, id_kind=summary.id_kind, window_rows=window_rows,
-                     hardware=describe_hardware(featurizer.device), compression=options.store.compression,
+                     hardware=_hardware(featurizer), compression=options.store.compression,
                      row_offset=row_offset, n_rows=n_rows, shard=shard, state_dim=state_dim,
                      input_path=_input_path(source), row_flags=tuple(modality.row_flags))
+
+
+def _hardware(featurizer: Featurizer) -> dict[str, Any]:
+    """What ran the run, and for an int8 model its measured fidelity to fp32 (featx.backbones.int8)."""
+    fidelity = getattr(featurizer, "fidelity", None)
+    return {**describe_hardware(featurizer.device), **({"int8_fidelity": fidelity} if fidelity else {})}
 
 
 def _extract_rest(source: Source, summary: InputSummary, featurizer: Featurizer, runner: Runner, writer: Writer,

@@ -258,8 +258,8 @@ def make_image_config(backbone: ImageBackbone, *, pooling: Sequence[str] | str |
     pool) for a torch module or a convolutional map, cls for a ViT-like transformers model.
     `backend`: torch, openvino (a torch module on the CPU, in fp32 or bf16) or auto (openvino
     where it is installed and applies, else torch)."""
-    from featx.config import parse_layers
     from featx.hardware import resolve_dtype
+    from featx.options import parse_layers
 
     if pooling is None:
         pooling = ("cls",) if backbone.patch_size is not None else ("mean",)

@@ -119,6 +119,9 @@ class TextFeaturizer:
         # Another backend than torch (--backend openvino) computes the hidden states; batching, pooling
         # and storing are unchanged.
         self._backend_forward = load_backend(backbone, config)
+        # dtype int8: the quantized model's cosine to fp32 on the calibration rows (featx.backbones.int8),
+        # which the store records; set by whoever quantized it.
+        self.fidelity: dict[str, Any] | None = None
         self._skips = torch.tensor(backbone.pooling_skips, device=self.device) if backbone.pooling_skips else None
         # The model's own embedding: a prompt before each text (its tokens left out of the pooling
         # when the config says so), and the sentence-transformers modules after the pooling.

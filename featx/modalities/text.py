@@ -3,25 +3,28 @@ or OpenVINO), and `make_config`, which resolves a text extraction's settings int
 ExtractConfig (the model's own embedding by default, featx.backbones.st_modules)."""
 from __future__ import annotations
 
+import itertools
 import numbers
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from featx.backbones import DEFAULT_MODEL, Backbone, load_backbone
+from featx.backbones.int8 import calibration_sha256
 from featx.backbones.loaders import resolve_backend
 from featx.backbones.st_modules import embedding_fields
-from featx.config import DEFAULT_BACKEND, LONG_MODES, LONG_POOLINGS, STATE_DTYPES, ExtractConfig, TextSection, parse_layers
+from featx.config import DEFAULT_BACKEND, LONG_MODES, LONG_POOLINGS, STATE_DTYPES, ExtractConfig, TextSection
 from featx.constraints import Options
 from featx.data import Record, Source, open_input
 from featx.data.memory import HF_PREFIX, open_hf
 from featx.data.targets import TARGET_CHOICES
 from featx.errors import FeatxError, ParameterError
 from featx.featurizers import Featurizer, TextFeaturizer
+from featx.featurizers.text import tokenize, tokenize_windows
 from featx.finetune.texts import FinetunedPredictor, finetune_texts
 from featx.hardware import resolve_dtype
 from featx.modalities.base import Modality, given_choices, register_modality
-from featx.options import ExtractOptions
+from featx.options import ExtractOptions, parse_layers
 
 DEFAULT_WINDOW_ROWS = 4096
 
@@ -71,8 +74,17 @@ class TextModality(Modality):
             raise FeatxError(f"{getattr(model, 'name', model)} is not a text model; {source.name} is read as texts")
         backbone = model if isinstance(model, Backbone) else load_backbone(
             str(model or DEFAULT_MODEL), device=options.model.device, trust_remote_code=options.model.trust_remote_code)
-        config = make_config(backbone, options)
+        calibration = _calibration_texts(source, options.model.calibration_rows) \
+            if options.model.dtype == "int8" else None
+        config = make_config(backbone, options, calibration=calibration)
+        fidelity = None
+        if calibration is not None:  # quantized (or found in the cache) before anything is written
+            from featx.backbones.int8 import quantize
+
+            fidelity = quantize(backbone, config, _calibration_ids(backbone, config, calibration),
+                                options.model.allow_low_fidelity).to_dict()
         featurizer = TextFeaturizer(backbone, config)
+        featurizer.fidelity = fidelity
         state_dim = None
         if config.sequences is not None:
             state_dim = backbone.hidden_size if config.sequences == "states" else featurizer.dim
@@ -92,7 +104,8 @@ class TextModality(Modality):
         return TextFeaturizer(text, config, states_only=states_only)
 
 
-def make_config(backbone: Backbone, options: ExtractOptions | None = None, **fields: Any) -> ExtractConfig:
+def make_config(backbone: Backbone, options: ExtractOptions | None = None, *,
+                calibration: Sequence[str] | None = None, **fields: Any) -> ExtractConfig:
     """The ExtractConfig for `backbone` with `auto` and defaults resolved to concrete values.
 
     The settings are featx.extract's options (featx.options): `options` as one ExtractOptions, or
@@ -107,7 +120,8 @@ def make_config(backbone: Backbone, options: ExtractOptions | None = None, **fie
     from the top: -2 is below the last two blocks) in `cache_dtype` (default float16), for a blocks head.
     `keep_windows=True` (long="chunk" only) also keeps each row's window vectors, for a windows head.
     `backend`: a registered backend (torch; openvino on the CPU, in fp32 or bf16) or auto (None: auto;
-    featx.backbones.loaders picks the first that applies).
+    featx.backbones.loaders picks the first that applies). dtype int8 (OpenVINO) needs the texts of
+    the input's first rows it is calibrated on, as `calibration` (featx.backbones.int8).
     """
     chosen = options if options is not None else ExtractOptions.build(**fields)
     if options is not None and fields:
@@ -128,8 +142,11 @@ def make_config(backbone: Backbone, options: ExtractOptions | None = None, **fie
     elif kept.cache_dtype is not None:
         raise ParameterError("cache_dtype", "applies to --cache-layer only")
     # A static model is a table lookup: nothing to compute in bf16, so auto records what runs (fp32).
-    compute = "fp32" if backbone.static and chosen.model.dtype == "auto" else resolve_dtype(chosen.model.dtype,
-                                                                                          backbone.device)
+    compute = "fp32" if backbone.static and chosen.model.dtype == "auto" else chosen.model.dtype \
+        if chosen.model.dtype == "int8" else resolve_dtype(chosen.model.dtype, backbone.device)
+    if (compute == "int8") != (calibration is not None):
+        raise ParameterError("dtype", "int8 is calibrated on the first rows of the input featx extract reads" if
+                             calibration is None else "is not int8: there is nothing to calibrate")
     return ExtractConfig(
         **_chunking(backbone, max_length, vectors, kept.keep_windows),
         **states,
@@ -142,7 +159,32 @@ def make_config(backbone: Backbone, options: ExtractOptions | None = None, **fie
         **embedding,
         dtype=compute,
         store_dtype=kept.store_dtype,
+        **_calibration_fields(calibration),
     )
+
+
+def _calibration_fields(calibration: Sequence[str] | None) -> dict[str, Any]:
+    """The config fields of int8's calibration rows: how many, and the sha256 of their hashes."""
+    return {} if calibration is None else {"calibration_rows": len(calibration),
+                                           "calibration_sha256": calibration_sha256(calibration)}
+
+
+def _calibration_texts(source: Source, rows: int) -> list[str]:
+    """The texts of the input's first `rows` rows (whatever shard this run embeds)."""
+    if not hasattr(source, "scan"):  # featx.encode's inputs: no input of a store to calibrate on
+        raise ParameterError("dtype", "int8 is calibrated on the first rows of the input featx extract reads: "
+                                      "extract a store, then encode with featx.Encoder.for_config(store.config)")
+    return [record.text for record in itertools.islice(source.records(source.scan()), rows)]
+
+
+def _calibration_ids(backbone: Backbone, config: ExtractConfig, texts: list[str]) -> list[list[int]]:
+    """The calibration rows' token ids as they are embedded: the prompt before each text, cut to
+    max_length, or every window of a long text (--long chunk)."""
+    texts = [(config.prompt or "") + text for text in texts]
+    if config.long == "chunk":
+        return [ids for windows in tokenize_windows(backbone.tokenizer, texts, int(config.max_length),
+                                                    int(config.long_stride or 0)) for ids in windows]
+    return tokenize(backbone.tokenizer, texts, int(config.max_length))
 
 
 def _max_length(backbone: Backbone, max_length: Any) -> int:

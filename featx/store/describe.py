@@ -22,7 +22,7 @@ def format_info(details: dict[str, Any]) -> str:
                       + (f"  ({details['skipped_rows']:,} unreadable, skipped)" if details.get("skipped_rows") else
                          ""))]),
         *([(KEPT[details["states"]["kind"]], _states_note(details["states"]))] if details.get("states") else []),
-        ("compute dtype", details["dtype"]),
+        ("compute dtype", details["dtype"] + _fidelity_note(config, hardware.get("int8_fidelity"))),
         ("labels", _labels_line(details)),
         ("fingerprint", details["fingerprint"][:16]),
         ("input sha256", details["input_sha256"][:16]),
@@ -33,6 +33,17 @@ def format_info(details: dict[str, Any]) -> str:
         rows.append(("speed", f"{timings['rows_per_s']:,.1f} rows/s, {timings['total_s']:.1f} s in all"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{key:<{width}}  {value}" for key, value in rows)
+
+
+def _fidelity_note(config: dict[str, Any], fidelity: dict[str, Any] | None) -> str:
+    """An int8 store's calibration, and its model's measured cosine to fp32 (featx.backbones.int8)."""
+    if "calibration_rows" not in config:
+        return ""
+    note = f"  (calibrated on the input's first {config['calibration_rows']:,} rows"
+    if fidelity:
+        note += (f"; mean cosine {fidelity['mean_cosine']:.4f} to fp32 on them, worst {fidelity['min_cosine']:.4f}, "
+                 f"floor {fidelity['floor']}")
+    return note + ")"
 
 
 def _states_note(states: dict[str, Any]) -> str:
