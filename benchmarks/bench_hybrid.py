@@ -37,7 +37,7 @@ def load_split(suite: Any, split: str, path: Path) -> tuple[Any, np.ndarray, np.
     """(texts, vectors, labels) of one split, the texts checked against the store row by row."""
     from featx.bench.rows import _open_text_split
     from featx.data import read_texts
-    from featx.heads.hybrid import check_texts_match
+    from featx.heads.tfidf import check_texts_match
     from featx.store import open_store
 
     store = open_store(path)

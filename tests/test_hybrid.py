@@ -176,10 +176,15 @@ def test_an_unwritable_cache_costs_time_only(tmp_path, monkeypatch):
     assert blocker.read_text() == "not a folder"
 
 
+@pytest.mark.parametrize("solver", ["lbfgs", "newton-cg"])
 @pytest.mark.parametrize("n_classes", [2, 3])
-def test_the_column_block_fit_is_logistic_regression_on_the_joined_matrix(n_classes):
-    """Sparse TF-IDF beside dense columns, never joined: scikit-learn's objective and optimum."""
-    from featx.heads.logistic_columns import Columns, class_probabilities, fit_softmax
+def test_the_column_block_fit_is_logistic_regression_on_the_joined_matrix(n_classes, solver):
+    """Sparse TF-IDF beside dense columns, never joined: scikit-learn's objective and optimum, by
+    L-BFGS-B (the kept fit) and by truncated Newton (the sweep's on wide TF-IDF)."""
+    from featx.heads import logistic_columns
+    from featx.heads.logistic_columns import Columns, class_probabilities
+
+    fit_softmax = logistic_columns.fit_softmax if solver == "lbfgs" else logistic_columns.fit_softmax_newton
 
     rng = np.random.default_rng(0)
     texts = _corpus(300)
@@ -189,7 +194,7 @@ def test_the_column_block_fit_is_logistic_regression_on_the_joined_matrix(n_clas
     joined = scipy.sparse.hstack([sparse, scipy.sparse.csr_matrix(dense)], format="csr")
     for C in (0.1, 10.0):
         W = fit_softmax(Columns([sparse, dense], threads=2), y, n_classes, C)
-        reference = LogisticRegression(C=C, max_iter=1000).fit(joined, y)
+        reference = LogisticRegression(C=C, max_iter=1000, solver=solver).fit(joined, y)
         np.testing.assert_allclose(class_probabilities(Columns([sparse, dense]), W), reference.predict_proba(joined),
                                    atol=2e-4)
 

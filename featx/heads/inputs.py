@@ -12,8 +12,9 @@ import numpy as np
 
 from featx.errors import FeatxError, FeatxWarning
 from featx.heads.base import HEAD_KINDS, sequence_read
-from featx.heads.hybrid import TextVectors, check_texts_match
+from featx.heads.hybrid import TextVectors
 from featx.heads.rows import block_rows_for, fits_in_memory
+from featx.heads.tfidf import check_texts_match
 from featx.metrics import labels_as
 from featx.store import FeatureStore
 from featx.store.rows import StoredRows

@@ -12,6 +12,9 @@ validation rows) are kept beside it, keyed by the fit and those texts; rows it p
 Each entry is sealed as every featx cache is (featx.caches): a damaged one is computed again and
 replaced, with one warning. A cache that cannot be written costs only time: the fit is made in
 memory, with one warning naming the folder.
+
+Texts come with their sha256 (`HashedTexts`), and `check_texts_match` pairs them with a store's
+rows only when every text's hash is the row's content hash (`MatchedTexts`: checked once a run).
 """
 from __future__ import annotations
 
@@ -28,7 +31,8 @@ import sklearn
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from featx.caches import CacheUnwritable, cache_folder, cached_folder
-from featx.errors import FeatxWarning
+from featx.errors import FeatxError, FeatxWarning
+from featx.store import FeatureStore
 
 TFIDF_PARAMS: dict[str, Any] = {"ngram_range": (1, 2), "sublinear_tf": True, "min_df": 2}
 _ROWS = ("data.npy", "indices.npy", "indptr.npy", "shape.npy")
@@ -127,3 +131,28 @@ def _save_rows(folder: Path, rows: Any) -> None:
 def _load_rows(folder: Path) -> Any:
     parts = [np.load(folder / name, allow_pickle=False) for name in _ROWS]
     return scipy.sparse.csr_matrix((parts[0], parts[1], parts[2]), shape=tuple(int(x) for x in parts[3]))
+
+
+class MatchedTexts(HashedTexts):
+    """Texts checked against one store's rows (`key`: its path and fingerprint): checking them
+    against that store again hashes nothing, and neither does the TF-IDF cache."""
+
+    def __init__(self, texts: Sequence[str], hashes: np.ndarray, key: tuple[str, str]) -> None:
+        super().__init__(texts, hashes)
+        self.key = key
+
+
+def check_texts_match(store: FeatureStore, texts: Sequence[str], name: str) -> MatchedTexts:
+    """`texts`, refused unless they are exactly the texts `store`'s rows were made from, in order
+    (by each row's content sha256), so a text is never paired with another row's vector. Texts a
+    check returned are not hashed again for the same store (a run checks each split's once)."""
+    from featx.featurizers.text import text_hashes
+
+    key = (str(store.path), store.fingerprint)
+    if isinstance(texts, MatchedTexts) and texts.key == key:
+        return texts
+    hashes = store.content_sha256
+    if len(texts) != len(store) or not np.array_equal(hashes, text_hashes(texts)):
+        raise FeatxError(f"{name} does not hold the texts of {store.path} row for row (the rows' content hashes "
+                         "differ): give the input the store was extracted from, read with the same columns")
+    return MatchedTexts(texts, np.asarray(hashes), key)

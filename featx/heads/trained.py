@@ -20,8 +20,8 @@ from featx._version import __version__
 from featx.atomic import atomic_folder, file_sha256, save_tensors, utc_stamp
 from featx.errors import DamagedError, FeatxError
 from featx.heads.base import TASK_NAMES, Head, make_head, sequence_read
-from featx.heads.hybrid import check_texts_match
 from featx.heads.inputs import head_input
+from featx.heads.tfidf import check_texts_match
 from featx.metrics import labels_as, task_metrics
 from featx.store import FeatureStore
 from featx.store.quantize import VectorCodec
