@@ -131,7 +131,9 @@ def test_a_killed_int8_extraction_resumes_bit_identically(tmp_path, tiny_bert_di
     command += ["--backend", "openvino", "--calibration-rows", "50", "--allow-low-fidelity"]
     run_to_end([*command[:command.index("-o") + 1], str(tmp_path / "whole.h5"), *command[command.index("-o") + 2:]],
                env)  # uninterrupted (and the int8 model cached for the runs below)
-    assert kill_part_way(command, env, out) >= 4, "the kills must land part-way for this test to mean anything"
+    # Three kills, not the six of the torch and OpenVINO tests: what is new here is only where the model comes from.
+    assert kill_part_way(command, env, out, delays=(0.9, 0.5, 0.7)) >= 2, \
+        "the kills must land part-way for this test to mean anything"
     run_to_end(command, env)
     with featx.open_store(out) as resumed, featx.open_store(tmp_path / "whole.h5") as whole:
         assert resumed.info()["timings"]["resumed_from_row"] > 0 and resumed.config.dtype == "int8"
