@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from featx.backbones.openvino import CompiledModel, CompiledTextModel, converted_text_model, require_openvino
-from featx.caches import CacheUnwritable, cache_folder, cached_folder
+from featx.caches import CacheUnwritable, cache_folder, cached_folder, folder_intact
 from featx.config import ExtractConfig
 from featx.errors import FeatxError, FeatxWarning
 from featx.hardware import has_fast_bf16
@@ -151,8 +151,6 @@ def _cached(backbone: Any, config: ExtractConfig, key: str, samples: Sequence[li
 def _read(folder: Path) -> tuple[Any, Fidelity] | None:
     """The cached int8 model and its fidelity, or None when absent (a damaged entry is made again by
     featx.caches.cached_folder, which checks the seal first)."""
-    from featx.caches import folder_intact
-
     if not folder.is_dir() or not folder_intact(folder) or not (folder / _FIDELITY_FILE).is_file():
         return None
     fidelity = Fidelity(**json.loads((folder / _FIDELITY_FILE).read_text()))

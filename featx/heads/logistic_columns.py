@@ -139,15 +139,15 @@ def fit_softmax_newton(blocks: Sequence[Any] | np.ndarray | Columns, y_index: np
     target = (index == 1).astype(np.float32)[:, None]
     penalty = 1.0 / (C * n)
 
-    def objective(W: np.ndarray) -> tuple[float, np.ndarray]:
+    def objective(W: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """(objective, scores, residual) at W: the loss terms computed once for both."""
         z = columns.scores(W)
-        loss = (binary_terms(z, target) if k == 1 else softmax_terms(z, index))[0].sum(dtype=np.float64)
-        return float(loss) / n + 0.5 * penalty * float((W[:d] ** 2).sum()), z
+        loss, residual = binary_terms(z, target) if k == 1 else softmax_terms(z, index)
+        return float(loss.sum(dtype=np.float64)) / n + 0.5 * penalty * float((W[:d] ** 2).sum()), z, residual
 
     W = np.zeros((d + 1, k)) if start is None else np.array(start, dtype=np.float64)
-    f, z = objective(W)
+    f, z, residual = objective(W)
     for _ in range(max_iter):
-        residual = binary_terms(z, target)[1] if k == 1 else softmax_terms(z, index)[1]
         grad = columns.gradient(np.asarray(residual, dtype=np.float32) / np.float32(n))
         grad[:d] += penalty * W[:d]
         if np.abs(grad).max() <= tol:
@@ -155,9 +155,10 @@ def fit_softmax_newton(blocks: Sequence[Any] | np.ndarray | Columns, y_index: np
         direction = _newton_direction(columns, _hessian_weights(z, k), penalty, grad)
         slope, step = float((grad * direction).sum()), 1.0
         for _ in range(30):  # Armijo backtracking
-            trial, (f_trial, z_trial) = W + step * direction, objective(W + step * direction)
+            trial = W + step * direction
+            f_trial, z_trial, residual_trial = objective(trial)
             if f_trial <= f + 1e-4 * step * slope:
-                W, f, z = trial, f_trial, z_trial
+                W, f, z, residual = trial, f_trial, z_trial, residual_trial
                 break
             step /= 2
         else:  # no step lowers the objective: as close as float arithmetic gets
