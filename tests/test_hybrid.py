@@ -204,3 +204,46 @@ def test_the_column_block_fit_is_logistic_regression_on_the_joined_matrix(n_clas
                 scipy.special.logsumexp(z, axis=1) - z[np.arange(300), y]
             return lse.mean() + (coef ** 2).sum() / (2 * C * 300)
         assert objective(W[:-1].T, W[-1]) <= objective(reference.coef_, reference.intercept_) + 1e-6
+
+
+def _noisy_rows(rng, n):
+    """Rows whose one telling word carries the label a quarter of the time wrong: large Cs overfit."""
+    y = rng.integers(0, 2, n)
+    shown = np.where(rng.random(n) < 0.25, 1 - y, y)
+    words = [f"w{i}" for i in range(300)]
+    texts = [" ".join([("good", "bad")[label], *rng.choice(words, size=12)]) for label in shown]
+    return TextVectors(texts, rng.normal(size=(n, 16)).astype(np.float32)), y
+
+
+def test_each_weights_C_path_stops_once_validation_has_fallen_three_times(monkeypatch):
+    """The sweep drops only the Cs after a path's validation score fell below its best at each of
+    the last three: every point it keeps is the full sweep's, the full sweep's paths go on where
+    it stopped, and its choice is the best of what it kept."""
+    from featx.heads import hybrid
+
+    rng = np.random.default_rng(0)
+    (X, y), (X_val, y_val) = _noisy_rows(rng, 300), _noisy_rows(rng, 200)
+    Cs = tuple(float(c) for c in np.logspace(-3, 4, 15))
+    stopped = HybridHead(Cs=Cs, weights=(0.5, 2.0)).fit(X, y, X_val, y_val)
+    monkeypatch.setattr(hybrid, "PATIENCE", len(Cs))
+    full = HybridHead(Cs=Cs, weights=(0.5, 2.0)).fit(X, y, X_val, y_val)
+    assert len(full.curve_) == 2 * len(Cs) > len(stopped.curve_)
+    for weight in (0.5, 2.0):
+        kept = [p for p in stopped.curve_ if p["weight"] == weight]
+        scores = [p["score"] for p in kept]
+        assert kept == [p for p in full.curve_ if p["weight"] == weight][:len(kept)]
+        # it stopped at the first point whose last three scored below the best before them
+        ends = [i + 1 for i in range(3, len(kept)) if max(scores[i - 2:i + 1]) < max(scores[:i + 1])]
+        assert len(kept) == (ends[0] if ends else len(Cs))
+    best = max(stopped.curve_, key=lambda p: (p["score"], -p["C"], -abs(math.log(p["weight"]))))
+    assert (stopped.weight_, stopped.C_) == (best["weight"], best["C"])
+
+
+def test_a_flat_start_does_not_stop_a_path():
+    """Ties are not falls: at the smallest Cs every row is one class, and the path goes on to learn."""
+    from featx.heads.hybrid import _fell
+
+    flat = [{"score": 0.5}] * 5
+    assert not _fell(flat)
+    assert not _fell([*flat, {"score": 0.9}, {"score": 0.8}, {"score": 0.8}])
+    assert _fell([*flat, {"score": 0.9}, {"score": 0.8}, {"score": 0.8}, {"score": 0.7}])

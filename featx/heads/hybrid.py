@@ -17,8 +17,9 @@ Newton is cheaper (fewer than NEWTON_ENTRIES stored entries a column; both stop 
 Multi-label: one-vs-rest logistic regression of every label at once on the same stacked
 features, weight and C chosen by macro-F1 with each label's threshold tuned on validation.
 Regression: ridge on the stacked features with alpha = 1 / C (the same grid), chosen by mean
-R². For each weight the C sweep goes up the grid and stops once three larger Cs in a row score
-below that weight's best (as the multi-label logreg head's).
+R². For every task, each weight's C sweep goes up the grid and stops once three larger Cs in a
+row score below that weight's best (as the multi-label logreg head's sweep stops; ties are not
+falls, so a flat start or a plateau goes on).
 
 Saved as plain tensors: the vocabulary (terms newline-joined, column order), idf, scaler, weights.
 """
@@ -151,13 +152,16 @@ class HybridHead(Head):
         with progress_bar(len(weights) * len(Cs), f"{self.kind} head", unit="fit") as bar:
             def path(weight: float) -> list[dict[str, float]]:
                 rows, val_rows, W, found = train.scaled(1, weight), held.scaled(1, weight), None, []
-                for C in sorted(Cs):
+                for step, C in enumerate(sorted(Cs)):
                     W = fit(rows, y_index, len(self.classes_), C, W, self.max_iter)
                     scores = val_rows.scores(W)
                     predicted = (scores[:, 0] > 0).astype(np.int64) if scores.shape[1] == 1 else scores.argmax(1)
                     found.append({"weight": float(weight), "C": float(C),
                                   "score": float(np.mean(self.classes_[predicted] == y_val))})
                     bar.update()
+                    if _fell(found):
+                        bar.update(len(Cs) - 1 - step)
+                        break
                 return found
             # One BLAS thread a path: OpenBLAS serialises calls from two threads that each want both cores.
             with ThreadPoolExecutor(threads, thread_name_prefix="featx-hybrid") as pool, \
@@ -191,19 +195,19 @@ class HybridHead(Head):
             for weight in weights:
                 train = self._design(fit, tfidf.rows_of(fit.texts), self.scaler_, weight)
                 val = self._design(X_val, tfidf.rows_of(X_val.texts), self.scaler_, weight)
-                W, here, falling = None, -math.inf, 0
-                for C in Cs:  # upwards, each fit starting from the last
+                W, found = None, []
+                for step, C in enumerate(Cs):  # upwards, each fit starting from the last
                     W = self._solve(train, Y[fit_rows], C, W)
                     score = tuned_macro_f1(probabilities(val, W), Y_val) if self.task_ == "multi" else \
                         mean_r2(_linear(val, W), Y_val)
-                    self.curve_.append(point := {"weight": float(weight), "C": float(C), "score": score})
+                    found.append(point := {"weight": float(weight), "C": float(C), "score": score})
                     if best is None or _rank(point) > _rank(best):
                         best, best_W = point, W
                     bar.update()
-                    here, falling = (score, 0) if score > here else (here, falling + 1)
-                    if falling >= PATIENCE:  # below this weight's best at each of the last larger Cs
-                        bar.update(len(Cs) - 1 - Cs.index(C))
+                    if _fell(found):
+                        bar.update(len(Cs) - 1 - step)
                         break
+                self.curve_ += found
         assert best is not None
         self.weight_, self.C_, self.weights_ = best["weight"], best["C"], best_W
         if len(weights) * len(Cs) == 1:
@@ -311,6 +315,14 @@ def _text_vectors(X: Any, name: str) -> TextVectors:
 def _fitted_parts(X: TextVectors) -> tuple[TfidfFit, StandardScaler]:
     """The TF-IDF fit of the rows' texts (featx.heads.tfidf: once per set of texts) and their vectors' scaler."""
     return fit_tfidf(X.texts), StandardScaler().fit(np.asarray(X.vectors, dtype=np.float64))
+
+
+def _fell(path: list[dict[str, float]]) -> bool:
+    """Whether one weight's C path (upwards) scored below its best at each of the last PATIENCE
+    Cs: its larger Cs would only cost more to fit (as the multi-label logreg head's sweep stops).
+    Ties do not count as falling: a flat start (every row predicted one class at the smallest Cs)
+    must not end the path before it learns."""
+    return len(path) > PATIENCE and max(p["score"] for p in path[-PATIENCE:]) < max(p["score"] for p in path)
 
 
 def _rank(point: dict[str, float]) -> tuple[float, float, float]:
