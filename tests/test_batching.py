@@ -42,6 +42,41 @@ def test_texts_are_tokenized_by_the_rust_tokenizer_itself_as_the_transformers_ca
     assert calls == [1]  # the one check; then the Rust tokenizer alone
     # A Rust encoding that differs from the call (made to, here) is never used.
     monkeypatch.setattr(text, "_DIRECT", text.weakref.WeakKeyDictionary())
-    monkeypatch.setattr(text, "_encoded_directly", lambda encoder, rows, n: ([[0]] * len(rows), np.zeros(len(rows))))
+    monkeypatch.setattr(text, "_encoded_directly",
+                        lambda encoder, prefix, rows, n: ([[0]] * len(rows), np.zeros(len(rows))))
     assert text.tokenize_with_flags(tokenizer, texts, 16)[0] == \
         [row or [text.pad_token_id(tokenizer)] for row in want_ids]
+
+
+class _Seen:
+    """A Rust tokenizer that records the lengths of the texts it was given."""
+
+    def __init__(self, encoder):
+        self.encoder, self.lengths = encoder, []
+
+    def encode_batch(self, texts, **options):
+        self.lengths += [len(t) for t in texts]
+        return self.encoder.encode_batch(texts, **options)
+
+
+def test_a_long_text_is_tokenized_from_a_prefix_with_the_whole_texts_tokens(monkeypatch, tiny_backbone):
+    """At max_length 16 a text is tokenized only up to its last space within 96 characters (6 a
+    token), and gives the whole text's tokens and cut flag; a prefix that is not cut (mostly spaces)
+    is tokenized again whole, and a text without a space in its prefix is tokenized whole. A
+    tokenizer that does not split at whitespace first gets whole texts."""
+    from featx.featurizers import text
+
+    tokenizer = tiny_backbone.tokenizer
+    texts = ["a fine film " * 40, "short", "word" + " " * 200 + "end " * 30, "ünïcödé 漢字 🙂 " * 30, "x" * 500,
+             "the cast looks bored\n" * 20]
+    want_ids, want_cut = text._encoded(tokenizer, texts, 16)
+    monkeypatch.setattr(text, "_DIRECT", text.weakref.WeakKeyDictionary())
+    encoder, prefix = text._direct_encoder(tokenizer, 16, texts)
+    assert prefix == 6 * 16
+    seen = text._DIRECT[tokenizer][16] = (_Seen(encoder), prefix)
+    ids, cut = text.tokenize_with_flags(tokenizer, texts, 16)
+    assert ids == want_ids and cut.tolist() == want_cut.tolist() == [1, 0, 1, 1, 0, 1]
+    assert sorted(n for n in seen[0].lengths if n > 96) == [len(texts[2]), len(texts[4])]
+    monkeypatch.setattr(text, "_DIRECT", text.weakref.WeakKeyDictionary())
+    monkeypatch.setattr(text, "_SPLITS_AT_WHITESPACE", set())
+    assert text._direct_encoder(tokenizer, 16, texts)[1] is None
