@@ -2,6 +2,7 @@
 input's own first rows, measured against fp32, refused below its floor unless allowed, made once."""
 import json
 import re
+import shutil
 import sys
 
 import numpy as np
@@ -92,6 +93,26 @@ def test_the_int8_model_is_made_once_served_from_the_cache_and_a_damaged_one_mad
     with pytest.warns(featx.FeatxWarning, match="it was quantized again"), \
             int8_store(texts_file, tmp_path / "c.h5", tiny_bert_dir) as remade:
         assert quantized == [1] and np.array_equal(remade.load("mean")[0], vectors)
+
+
+def test_a_predictor_without_its_int8_model_says_whether_it_is_missing_or_damaged(monkeypatch, tmp_path,
+                                                                                   texts_file, tiny_bert_dir):
+    monkeypatch.setenv("FEATX_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(int8, "_MADE", {})
+    with int8_store(texts_file, tmp_path / "a.h5", tiny_bert_dir) as store:
+        config = store.config
+    backbone = featx.load_backbone(str(tiny_bert_dir), device="cpu")
+    [entry] = [p for p in (tmp_path / "cache" / "openvino").iterdir() if "-int8-" in p.name]
+    weights = entry / "model.bin"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    monkeypatch.setattr(int8, "_MADE", {})  # another process: only the cache on disk
+    with pytest.raises(featx.FeatxError, match=r"is damaged in \(it failed its check\) featx's cache"):
+        int8.int8_model(backbone, config)
+    shutil.rmtree(entry)
+    with pytest.raises(featx.FeatxError, match="is not in featx's cache"):
+        int8.int8_model(backbone, config)
 
 
 def test_a_shard_calibrates_on_the_inputs_first_rows_not_its_own(tmp_path, texts_file, tiny_bert_dir):

@@ -96,9 +96,10 @@ def int8_model(backbone: Any, config: ExtractConfig, workers: int | None = None)
         folder = cache_folder() / "openvino" / key
         found = _read(folder)
         if found is None:
+            where = "is damaged in (it failed its check)" if folder.is_dir() else "is not in"
             raise FeatxError(f"the int8 model of {config.model} calibrated on its input's first "
-                             f"{config.calibration_rows} rows is not in featx's cache ({folder.parent}): run "
-                             "featx extract --dtype int8 on that input on this machine; it quantizes once")
+                             f"{config.calibration_rows} rows {where} featx's cache ({folder.parent}): run "
+                             "featx extract --dtype int8 on that input on this machine; it quantizes it")
         _MADE[key] = found
     return QuantizedTextModel(backbone, config, _MADE[key][0], workers)
 
