@@ -151,17 +151,21 @@ def wide_model(tmp_path_factory):
                        max_positions=32)
 
 
-def test_the_peak_memory_grows_with_the_budget_not_with_the_rows(tmp_path, wide_model):
+@pytest.mark.parametrize("task", ["single", "multi"])
+def test_the_peak_memory_grows_with_the_budget_not_with_the_rows(tmp_path, wide_model, task):
     """Four times the rows, streamed: the run's peak grows by under a tenth of what loading the added rows
     costs (three float64 copies, as a run within the budget makes); what is left is each row's label,
-    index and content hash."""
+    index and content hash. Multi-label rows (three labels, one to three a row) stream the same way."""
     rng = np.random.default_rng(0)
     words = np.array(["great", "awful", "fine", "dull", "plot", "cast"])
+    labels = ["a", "b", "a;b", "c", "a;c"] if task == "multi" else ["a", "b"]
     sizes, peaks = (10_000, 40_000), {}
     for n in sizes:
-        lines = ["text,label"] + [f"{' '.join(rng.choice(words, 4))} {'ab'[i % 2]},{'ab'[i % 2]}" for i in range(n)]
+        rows = [labels[i % len(labels)] for i in range(n)]
+        lines = ["text,label"] + [f"{' '.join(rng.choice(words, 4))} {label},{label}" for label in rows]
         featx.extract(write_lines(tmp_path / f"{n}.csv", lines), tmp_path / f"{n}.h5", model=str(wide_model),
-                      pooling="mean", store_dtype="float16", progress=False).close()
+                      pooling="mean", store_dtype="float16", progress=False,
+                      **({"multi_label": ";"} if task == "multi" else {})).close()
         peaks[n] = _peak_mb(tmp_path / f"{n}.h5", tmp_path / f"r{n}", "2M")
     loading = (sizes[1] - sizes[0]) * 384 * 8 * 3 / 2 ** 20
     print(peaks, loading)
