@@ -18,8 +18,8 @@ Multi-label: one-vs-rest logistic regression of every label at once on the same 
 features, weight and C chosen by macro-F1 with each label's threshold tuned on validation.
 Regression: ridge on the stacked features with alpha = 1 / C (the same grid), chosen by mean
 R². For every task, each weight's C sweep goes up the grid and stops once three larger Cs in a
-row score below that weight's best (as the multi-label logreg head's sweep stops; ties are not
-falls, so a flat start or a plateau goes on).
+row score below that weight's best. Ties are not falls, so a flat start or a plateau goes on (the
+multi-label logreg head's sweep, featx.heads.logreg_multi, counts a tie as a fall).
 
 Saved as plain tensors: the vocabulary (terms newline-joined, column order), idf, scaler, weights.
 """
@@ -319,8 +319,8 @@ def _fitted_parts(X: TextVectors) -> tuple[TfidfFit, StandardScaler]:
 
 def _fell(path: list[dict[str, float]]) -> bool:
     """Whether one weight's C path (upwards) scored below its best at each of the last PATIENCE
-    Cs: its larger Cs would only cost more to fit (as the multi-label logreg head's sweep stops).
-    Ties do not count as falling: a flat start (every row predicted one class at the smallest Cs)
+    Cs: its larger Cs would only cost more to fit. Unlike the multi-label logreg head's stop, ties
+    do not count as falling: a flat start (every row predicted one class at the smallest Cs)
     must not end the path before it learns."""
     return len(path) > PATIENCE and max(p["score"] for p in path[-PATIENCE:]) < max(p["score"] for p in path)
 
