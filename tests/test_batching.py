@@ -49,14 +49,20 @@ def test_texts_are_tokenized_by_the_rust_tokenizer_itself_as_the_transformers_ca
 
 
 class _Seen:
-    """A Rust tokenizer that records the lengths of the texts it was given."""
+    """A Rust tokenizer that records the lengths of the texts it was given, and how it was asked."""
 
     def __init__(self, encoder):
-        self.encoder, self.lengths = encoder, []
+        self.encoder, self.lengths, self.asked = encoder, [], set()
 
     def encode_batch(self, texts, **options):
         self.lengths += [len(t) for t in texts]
+        self.asked.add("with offsets")
         return self.encoder.encode_batch(texts, **options)
+
+    def encode_batch_fast(self, texts, **options):
+        self.lengths += [len(t) for t in texts]
+        self.asked.add("without offsets")
+        return self.encoder.encode_batch_fast(texts, **options)
 
 
 def test_a_long_text_is_tokenized_from_a_prefix_with_the_whole_texts_tokens(monkeypatch, tiny_backbone):
@@ -77,6 +83,7 @@ def test_a_long_text_is_tokenized_from_a_prefix_with_the_whole_texts_tokens(monk
     ids, cut = text.tokenize_with_flags(tokenizer, texts, 16)
     assert ids == want_ids and cut.tolist() == want_cut.tolist() == [1, 0, 1, 1, 0, 1]
     assert sorted(n for n in seen[0].lengths if n > 96) == [len(texts[2]), len(texts[4])]
+    assert seen[0].asked == {"without offsets"}  # featx reads no character offsets: the tokenizer computes none
     monkeypatch.setattr(text, "_DIRECT", text.weakref.WeakKeyDictionary())
     monkeypatch.setattr(text, "_SPLITS_AT_WHITESPACE", set())
     assert text._direct_encoder(tokenizer, 16, texts)[1] is None

