@@ -46,12 +46,19 @@ class _SparseBands:
         self.rows = _bands(matrix, bands)
         self.columns = _bands(matrix.T.tocsr(), bands)
         self.nnz = int(matrix.nnz)
+        self.squared_columns: list[Any] | None = None
 
     def __matmul__(self, W: np.ndarray) -> np.ndarray:
         return _banded(self.rows, W)
 
     def transposed_times(self, R: np.ndarray) -> np.ndarray:
         return _banded(self.columns, R)
+
+    def squares_transposed_times(self, R: np.ndarray) -> np.ndarray:
+        """(X * X)^T R, every stored entry squared (made on first use, then kept)."""
+        if self.squared_columns is None:
+            self.squared_columns = [band.power(2) for band in self.columns]
+        return _banded(self.squared_columns, R)
 
 
 class Columns:
@@ -67,6 +74,7 @@ class Columns:
         self.n_rows = self.blocks[0].shape[0]
         self.edges = np.cumsum([0, *(block.shape[1] for block in self.blocks)])
         self.width = int(self.edges[-1])
+        self.dense_squares: dict[int, np.ndarray] = {}  # a dense block's entries squared, made by `diagonal`
 
     @property
     def entries(self) -> int:
@@ -86,6 +94,21 @@ class Columns:
         for block, low, high in zip(self.blocks, self.edges[:-1], self.edges[1:]):
             z += np.asarray(block @ W32[low:high])
         return z
+
+    def diagonal(self, curvature: np.ndarray) -> np.ndarray:
+        """The diagonal of X^T diag(curvature) X, one column an output: (X * X)^T curvature (width + 1,
+        outputs) float64, the intercepts' row the curvature's column sums."""
+        found = np.empty((self.width + 1, curvature.shape[1]))
+        for i, (block, low, high) in enumerate(zip(self.blocks, self.edges[:-1], self.edges[1:])):
+            if isinstance(block, _SparseBands):
+                found[low:high] = block.squares_transposed_times(curvature)
+            else:
+                squares = self.dense_squares.get(i)
+                if squares is None:
+                    squares = self.dense_squares[i] = block * block
+                found[low:high] = squares.T @ curvature
+        found[-1] = curvature.sum(0, dtype=np.float64)
+        return found
 
     def gradient(self, residual: np.ndarray) -> np.ndarray:
         """X^T residual (width + 1, outputs) float64, the intercepts' row the residual's column sums."""
@@ -124,7 +147,8 @@ def fit_softmax(blocks: Sequence[Any] | np.ndarray | Columns, y_index: np.ndarra
 
 
 def fit_softmax_newton(blocks: Sequence[Any] | np.ndarray | Columns, y_index: np.ndarray, n_classes: int, C: float,
-                       start: np.ndarray | None = None, max_iter: int = 100, tol: float = 1e-4) -> np.ndarray:
+                       start: np.ndarray | None = None, max_iter: int = 100, tol: float = 1e-4,
+                       precondition: bool = False) -> np.ndarray:
     """`fit_softmax`'s objective minimised by truncated Newton, stopped as LogisticRegression(
     solver="newton-cg") stops: every gradient entry within `tol` (or `max_iter` Newton steps).
 
@@ -132,7 +156,10 @@ def fit_softmax_newton(blocks: Sequence[Any] | np.ndarray | Columns, y_index: np
     over the rows each (scikit-learn's inner stop: the residual's 1-norm within min(0.5, sqrt(|g|_1))
     times |g|_1, at most 200 products), then backtracks to the Armijo condition, one pass a trial. It
     keeps no history the width of the matrix: along a C path on IMDB's 404,329 TF-IDF columns it took
-    half L-BFGS-B's time (benchmarks/hybrid_levers.py)."""
+    half L-BFGS-B's time (benchmarks/hybrid_levers.py). With `precondition`, the conjugate gradients
+    are scaled by the Hessian's diagonal (Jacobi), one more pass over the squared entries a step;
+    the hybrid's sweep uses it on dense columns turned to their principal axes, where that diagonal
+    is nearly the whole of their block."""
     columns = _columns(blocks)
     n, d, k = columns.n_rows, columns.width, 1 if n_classes == 2 else n_classes
     index = np.asarray(y_index)
@@ -152,7 +179,14 @@ def fit_softmax_newton(blocks: Sequence[Any] | np.ndarray | Columns, y_index: np
         grad[:d] += penalty * W[:d]
         if np.abs(grad).max() <= tol:
             break
-        direction = _newton_direction(columns, _hessian_weights(z, k), penalty, grad)
+        curvature = _hessian_weights(z, k)
+        scale = None
+        if precondition:  # the diagonal's curvature: p (1 - p) for each class's own scores
+            own = curvature if k == 1 else curvature * (1 - curvature)
+            scale = columns.diagonal((own / n).astype(np.float32))
+            scale[:d] += penalty
+            np.maximum(scale, penalty, out=scale)  # the intercepts' entries too, where every row is saturated
+        direction = _newton_direction(columns, curvature, penalty, grad, scale)
         slope, step = float((grad * direction).sum()), 1.0
         for _ in range(30):  # Armijo backtracking
             trial = W + step * direction
@@ -176,8 +210,10 @@ def _hessian_weights(z: np.ndarray, k: int) -> np.ndarray:
     return np.exp(z - logsumexp(z, axis=1, keepdims=True))  # type: ignore[no-any-return]
 
 
-def _newton_direction(columns: Columns, curvature: np.ndarray, penalty: float, grad: np.ndarray) -> np.ndarray:
-    """Conjugate gradients for H p = -grad, H the Hessian of the objective (see fit_softmax_newton)."""
+def _newton_direction(columns: Columns, curvature: np.ndarray, penalty: float, grad: np.ndarray,
+                      scale: np.ndarray | None) -> np.ndarray:
+    """Conjugate gradients for H p = -grad, H the Hessian of the objective (see fit_softmax_newton),
+    preconditioned by dividing by `scale` (H's diagonal) where given."""
     n, d = columns.n_rows, columns.width
 
     def hessian_times(V: np.ndarray) -> np.ndarray:
@@ -193,7 +229,8 @@ def _newton_direction(columns: Columns, curvature: np.ndarray, penalty: float, g
     size = float(np.abs(grad).sum())
     stop = min(0.5, np.sqrt(size)) * size
     p, residual = np.zeros_like(grad), -grad
-    search, rr = residual.copy(), float((residual ** 2).sum())
+    scaled = residual if scale is None else residual / scale
+    search, rz = scaled.copy(), float((residual * scaled).sum())
     for _ in range(200):
         if float(np.abs(residual).sum()) <= stop:
             break
@@ -201,11 +238,12 @@ def _newton_direction(columns: Columns, curvature: np.ndarray, penalty: float, g
         curving = float((search * product).sum())
         if curving <= 0:  # flat along it (an unpenalised intercept's direction): stop here
             break
-        alpha = rr / curving
+        alpha = rz / curving
         p += alpha * search
         residual -= alpha * product
-        rr, previous = float((residual ** 2).sum()), rr
-        search = residual + (rr / previous) * search
+        scaled = residual if scale is None else residual / scale
+        rz, previous = float((residual * scaled).sum()), rz
+        search = scaled + (rz / previous) * search
     return p if p.any() else -grad
 
 
