@@ -147,12 +147,13 @@ def _scratch_of(path: Path) -> dict[str, list[Path]]:
     with contextlib.suppress(OSError):
         for entry in path.parent.iterdir():
             match = _SCRATCH.fullmatch(entry.name)
-            if match and match["name"] == path.name and not _running(int(match["pid"])):
+            if match and match["name"] == path.name and not process_running(int(match["pid"])):
                 found[match["kind"]].append(entry)
     return found
 
 
-def _running(pid: int) -> bool:
+def process_running(pid: int) -> bool:
+    """Whether `pid` is a running process other than this one."""
     if pid == os.getpid():
         return False  # this process's own scratch is from an earlier, finished or failed, save
     try:

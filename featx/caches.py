@@ -18,12 +18,16 @@ value is served. A value whose check fails is computed again, replaced, and repo
 - the vector cache the user names with ``--cache-dir`` (featx.store.vector_cache): each row
   holds the sha256 of its key and vectors.
 
+A folder value is made in a scratch folder beside its place, ``.KEY.featx-part-PID.*``, and moved
+into place whole; the scratch a killed process left is removed the next time that cache is written.
 ``$FEATX_CACHE`` defaults to ``~/.cache/featx``; deleting it costs only time.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -31,7 +35,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from featx.atomic import file_sha256
+from featx.atomic import file_sha256, process_running
 from featx.errors import FeatxWarning
 
 CHECKS_FILE = "featx-checks.json"
@@ -79,6 +83,20 @@ def report_rejected(what: str, cache: str | Path, redone: str, *, kind: str) -> 
                                f"overwritten): {redone}"), stacklevel=3)
 
 
+# A cache folder being made: .KEY.featx-part-PID.RANDOM beside where it goes (see cached_folder).
+_SCRATCH = re.compile(r"\..+\.featx-part-(?P<pid>\d+)\..+")
+
+
+def _remove_stale_scratch(parent: Path) -> None:
+    """Remove the scratch folders in `parent` of processes no longer running (killed while making a value)."""
+    with contextlib.suppress(OSError):
+        for entry in parent.iterdir():
+            match = _SCRATCH.fullmatch(entry.name)
+            pid = int(match["pid"]) if match else os.getpid()  # this process's own may be in the making
+            if pid != os.getpid() and entry.is_dir() and not process_running(pid):
+                shutil.rmtree(entry, ignore_errors=True)
+
+
 class CacheUnwritable(OSError):
     """A cache folder could not be made or written; the message names the folder."""
 
@@ -96,7 +114,8 @@ def cached_folder(folder: Path, files: tuple[str, ...], make: Callable[[Path], N
         shutil.rmtree(folder, ignore_errors=True)
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+        _remove_stale_scratch(folder.parent)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}.featx-part-{os.getpid()}.", dir=folder.parent))
     except OSError as e:
         raise CacheUnwritable(f"cannot keep {what} in {folder.parent} ({e.strerror}): set FEATX_CACHE to a "
                               "writable folder") from None

@@ -207,3 +207,46 @@ def test_an_unpacked_model_is_sealed_and_unpacked_again_when_damaged(tmp_path):
         again = unpacked_once(tmp_path / "cache", unpack, "a model")
     assert len(calls) == 2 and (again / "inner" / "model.safetensors").read_bytes() == b"weights" * 100
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["model"]
+
+
+def test_a_value_killed_while_made_leaves_a_scratch_folder_the_next_one_removes(tmp_path):
+    """SIGKILL while a cache value is being made (the TF-IDF fit here): its scratch folder, named for
+    the dead process, is removed when the cache is next written; a live process's is left alone."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from featx.caches import cached_folder
+
+    cache = tmp_path / "cache"
+    started = tmp_path / "started"
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import pathlib, time\n"
+        "from featx.caches import cached_folder\n"
+        "def make(scratch):\n"
+        "    (scratch / 'half.bin').write_bytes(b'x' * 1000)\n"
+        f"    pathlib.Path({str(started)!r}).touch()\n"
+        "    time.sleep(60)\n"
+        f"cached_folder(pathlib.Path({str(cache / 'tfidf' / 'key1')!r}), ('half.bin',), make, what='a', kind='t')\n")])
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists():
+            assert child.poll() is None and time.monotonic() < deadline, "the child never began its value"
+            time.sleep(0.05)
+        live = cache / "tfidf" / f".key3.featx-part-{os.getppid()}.abc"  # a running process's (pytest's parent)
+        live.mkdir()
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    finally:
+        child.kill()
+    (left,) = [p for p in (cache / "tfidf").iterdir() if p.name.startswith(".key1.")]
+    assert left.name.startswith(f".key1.featx-part-{child.pid}.") and (left / "half.bin").is_file()
+
+    def make(scratch):
+        (scratch / "value.txt").write_text("done")
+
+    made = cached_folder(cache / "tfidf" / "key2", ("value.txt",), make, what="b", kind="t")
+    assert sorted(p.name for p in (cache / "tfidf").iterdir()) == sorted(["key2", live.name])
+    assert (made / "value.txt").read_text() == "done"
