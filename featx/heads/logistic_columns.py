@@ -76,11 +76,6 @@ class Columns:
         self.width = int(self.edges[-1])
         self.dense_squares: dict[int, np.ndarray] = {}  # a dense block's entries squared, made by `diagonal`
 
-    @property
-    def entries(self) -> int:
-        """The entries a product reads: a sparse block's stored ones, every one of a dense block."""
-        return sum(block.nnz if isinstance(block, _SparseBands) else block.size for block in self.blocks)
-
     def scaled(self, index: int, factor: float) -> Columns:
         block = self.blocks[index]
         if isinstance(block, _SparseBands):
