@@ -1,18 +1,17 @@
 """The hybrid head: TF-IDF of the texts and their cached vectors in one logistic regression.
 
-Its input is `TextVectors(texts, vectors)`, the rows' texts beside the vectors a store
-holds for them. The sparse block is scikit-learn's TfidfVectorizer (word 1-2-grams,
-sublinear tf, terms in at least 2 training texts: the TF-IDF baseline's settings), fitted
-once per set of training texts and cached (featx.heads.tfidf); the dense block is the
-vectors standardised on the training rows and scaled by ``weight / sqrt(D)``, so that at
-weight 1 its rows have about the norm of a TF-IDF row (1). The weight and C are chosen
-together by accuracy on the validation rows (the ``X_val`` given to `fit`, else a
-stratified `val_fraction` of the training rows), C upwards with warm starts as the logreg head sweeps
-it, the weights' paths side by side; the kept model is then fitted from zero at the chosen pair on all
-the training rows. Each fit is LogisticRegression's objective, on the two blocks multiplied apart,
-never joined into one sparse matrix (featx.heads.logistic_columns); the kept one is fitted by its
-L-BFGS-B, the sweep's too unless the TF-IDF is so wide (under NEWTON_ENTRIES stored entries a column)
-that preconditioned truncated Newton is cheaper; both stop on the gradient.
+Its input is `TextVectors(texts, vectors)`, the rows' texts beside the vectors a store holds for
+them. The sparse block is scikit-learn's TfidfVectorizer (word 1-2-grams, sublinear tf, terms in
+at least 2 training texts: the TF-IDF baseline's settings), fitted once per set of training texts
+and cached (featx.heads.tfidf); the dense block is the vectors standardised on the training rows
+and scaled by ``weight / sqrt(D)``, so that at weight 1 its rows have about the norm of a TF-IDF
+row (1). The weight and C are chosen together by accuracy on the validation rows (the ``X_val``
+given to `fit`, else a stratified `val_fraction` of the training rows), C upwards with warm starts
+as the logreg head sweeps it, the weights' paths side by side; the kept model is then fitted from
+zero at the chosen pair on all the training rows. Each fit is LogisticRegression's objective, on
+the two blocks multiplied apart, never joined into one sparse matrix (featx.heads.logistic_columns),
+by L-BFGS-B, or where the TF-IDF is so wide (featx.heads.hybrid_sweep.NEWTON_ENTRIES) that
+it is cheaper, by preconditioned truncated Newton (featx.heads.logistic_newton); both stop on the gradient.
 
 Multi-label: one-vs-rest logistic regression of every label at once on the same stacked
 features, weight and C chosen by macro-F1 with each label's threshold tuned on validation.
@@ -25,29 +24,25 @@ Saved as plain tensors: the vocabulary (terms newline-joined, column order), idf
 """
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse
-import torch
 from sklearn.linear_model import Ridge
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
-from threadpoolctl import threadpool_limits
 
 from featx.constraints import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, Constraint, Grid, Interval
 from featx.errors import DamagedError, ParameterError
-from featx.heads import logistic_columns
 from featx.heads.base import Head, edge_warning, register_head
-from featx.heads.logistic_columns import Columns, class_probabilities, fit_logistic, fit_softmax, probabilities
+from featx.heads.hybrid_sweep import fell, rank, sweep_paths, wide
+from featx.heads.logistic_columns import class_probabilities, fit_logistic, fit_softmax, probabilities
+from featx.heads.logistic_newton import fit_softmax_turned
 from featx.heads.logreg import DEFAULT_CS
-from featx.heads.logreg_multi import PATIENCE
 from featx.heads.split import stratified_split
 from featx.heads.tfidf import HashedTexts, TfidfFit, fit_tfidf, restored_vectorizer
 from featx.metrics import mean_r2, tuned_macro_f1
@@ -55,7 +50,6 @@ from featx.progress import progress_bar
 
 # The dense block's weight against the TF-IDF block (1: the same row norm).
 DENSE_WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0)
-NEWTON_ENTRIES = 100  # the sweep fits by truncated Newton under this many stored entries a column (see _sweep)
 
 
 @dataclass(frozen=True)
@@ -129,55 +123,26 @@ class HybridHead(Head):
             self.selection_ = f"{self.val_fraction:g} held out, then refit on all rows"
         (tfidf, self.scaler_), self.n_features_in_ = parts, int(X.vectors.shape[1])
         self.vectorizer_ = tfidf.vectorizer
-        # Fitted afresh from zero, as LogisticRegression(C) fits it, even where the sweep fitted these
-        # rows: a warm-started fit stops elsewhere within the tolerance (0.4 point of SST-2's test accuracy).
-        self.weights_ = fit_softmax(Columns(self._design(X, tfidf.rows, self.scaler_, self.weight_)),
-                                    np.searchsorted(self.classes_, y), len(self.classes_), self.C_, None, self.max_iter)
+        # Fitted afresh from zero, as LogisticRegression(C) fits it, even where the sweep fitted these rows: a
+        # warm-started fit stops elsewhere within the tolerance (0.4 point of SST-2's test accuracy). By the sweep's
+        # solver: on IMDB, turned Newton 0.9 s against L-BFGS-B's 1.7 s, test 0.9052 (the optimum's) against 0.9046.
+        design = self._design(X, tfidf.rows, self.scaler_, self.weight_)
+        self.weights_ = (fit_softmax_turned if wide(design) else fit_softmax)(
+            design, np.searchsorted(self.classes_, y), len(self.classes_), self.C_, None, self.max_iter)
         return self
 
     def _sweep(self, parts: tuple[TfidfFit, StandardScaler], X: TextVectors, y: np.ndarray, X_val: TextVectors,
                y_val: np.ndarray, weights: tuple[float, ...], Cs: tuple[float, ...]) -> None:
-        """Fit every (weight, C) on `X`, score it on `X_val`, and set `curve_`, `weight_` and `C_` (ties:
-        the smaller C, then the weight nearest 1). For each weight the Cs go upwards, each fit starting
-        from the last; the weights' paths run side by side, one a thread (the products release the GIL
-        while the other path's solver steps), on one copy of the rows."""
+        """Fit every (weight, C) on `X`, score it on `X_val`, and set `curve_`, `weight_` and `C_` (ties: the
+        smaller C, then the weight nearest 1). For each weight the Cs go upwards, each fit starting from the
+        last; the weights' paths run side by side on one copy of the rows, one a thread (the products release
+        the GIL while another path's solver steps), the last ones' products spread over the cores left free."""
         tfidf, scaler = parts
-        threads = min(len(weights), torch.get_num_threads())
-        bands = max(1, torch.get_num_threads() // threads)
         design, held_design = self._design(X, tfidf.rows_of(X.texts), scaler, 1.0), \
             self._design(X_val, tfidf.rows_of(X_val.texts), scaler, 1.0)
-        y_index = np.searchsorted(self.classes_, y)
-        # Truncated Newton where L-BFGS-B's update (its history the matrix's width) costs more than the products:
-        # IMDB (38 entries a column) 24 -> 15 s, SST-2 (364) 14.5 -> 17 s; preconditioned by the Hessian's diagonal,
-        # the vectors turned to their principal axes (unseen by the penalty): IMDB 1,007 -> 728 passes, 19.4 -> 17.3 s.
-        fit: Any = fit_softmax
-        if design[0].nnz + design[1].size < NEWTON_ENTRIES * (design[0].shape[1] + design[1].shape[1]):
-            axes = np.linalg.eigh(design[1].T @ design[1])[1]
-            design[1], held_design[1] = design[1] @ axes, held_design[1] @ axes
-            fit = functools.partial(logistic_columns.fit_softmax_newton, precondition=True)
-        train, held = Columns(design, threads=bands), Columns(held_design, threads=bands)
-        with progress_bar(len(weights) * len(Cs), f"{self.kind} head", unit="fit") as bar:
-            def path(weight: float) -> list[dict[str, float]]:
-                rows, val_rows, W, found = train.scaled(1, weight), held.scaled(1, weight), None, []
-                for step, C in enumerate(sorted(Cs)):
-                    W = fit(rows, y_index, len(self.classes_), C, W, self.max_iter)
-                    scores = val_rows.scores(W)
-                    predicted = (scores[:, 0] > 0).astype(np.int64) if scores.shape[1] == 1 else scores.argmax(1)
-                    found.append({"weight": float(weight), "C": float(C),
-                                  "score": float(np.mean(self.classes_[predicted] == y_val))})
-                    bar.update()
-                    if _fell(found):
-                        bar.update(len(Cs) - 1 - step)
-                        break
-                return found
-            # One BLAS thread a path: OpenBLAS serialises calls from two threads that each want both cores.
-            with ThreadPoolExecutor(threads, thread_name_prefix="featx-hybrid") as pool, \
-                    threadpool_limits(bands, user_api="blas"):
-                # Larger weights first: their paths take the most steps, and the last path should be short.
-                order = sorted(weights, reverse=True)
-                found = dict(zip(order, pool.map(path, order)))
-                self.curve_ = [point for weight in weights for point in found[weight]]
-        best = max(self.curve_, key=_rank)
+        self.curve_ = sweep_paths(design, held_design, np.searchsorted(self.classes_, y), self.classes_, y_val,
+                                  weights, Cs, self.max_iter, f"{self.kind} head")
+        best = max(self.curve_, key=rank)
         self.weight_, self.C_ = best["weight"], best["C"]
 
     def _fit_matrix(self, X: TextVectors, Y: np.ndarray, X_val: TextVectors | None,
@@ -208,10 +173,10 @@ class HybridHead(Head):
                     score = tuned_macro_f1(probabilities(val, W), Y_val) if self.task_ == "multi" else \
                         mean_r2(_linear(val, W), Y_val)
                     found.append(point := {"weight": float(weight), "C": float(C), "score": score})
-                    if best is None or _rank(point) > _rank(best):
+                    if best is None or rank(point) > rank(best):
                         best, best_W = point, W
                     bar.update()
-                    if _fell(found):
+                    if fell(found):
                         bar.update(len(Cs) - 1 - step)
                         break
                 self.curve_ += found
@@ -322,19 +287,6 @@ def _text_vectors(X: Any, name: str) -> TextVectors:
 def _fitted_parts(X: TextVectors) -> tuple[TfidfFit, StandardScaler]:
     """The TF-IDF fit of the rows' texts (featx.heads.tfidf: once per set of texts) and their vectors' scaler."""
     return fit_tfidf(X.texts), StandardScaler().fit(np.asarray(X.vectors, dtype=np.float64))
-
-
-def _fell(path: list[dict[str, float]]) -> bool:
-    """Whether one weight's C path (upwards) scored below its best at each of the last PATIENCE
-    Cs: its larger Cs would only cost more to fit. Unlike the multi-label logreg head's stop, ties
-    do not count as falling: a flat start (every row predicted one class at the smallest Cs)
-    must not end the path before it learns."""
-    return len(path) > PATIENCE and max(p["score"] for p in path[-PATIENCE:]) < max(p["score"] for p in path)
-
-
-def _rank(point: dict[str, float]) -> tuple[float, float, float]:
-    """A sweep point's rank: the score, then the smaller C, then the weight nearest 1."""
-    return point["score"], -point["C"], -abs(math.log(point["weight"]))
 
 
 def _joined(design: list[Any]) -> Any:

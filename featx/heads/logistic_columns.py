@@ -12,13 +12,14 @@ C sweep):
   step for all labels instead of one solver run per label;
 - `fit_softmax`, one label a row: the mean half-binomial loss of class 1's log-odds (two
   classes) or the mean half-multinomial loss, plus ``||W||^2 / (2 C n)``;
-- `fit_softmax_newton`: the same objective by truncated Newton, stopped as LogisticRegression's
-  newton-cg stops, for designs so wide that L-BFGS-B's update costs more than the products.
+- the same objective by truncated Newton (featx.heads.logistic_newton), for designs so wide that
+  L-BFGS-B's update costs more than the products.
 
 The blocks are prepared once and multiplied many times: dense blocks as float32 arrays (the sums
 stay float64; about twice as fast, and far inside the stopping tolerance), sparse ones as
 float32 CSR cut into row bands, one per thread, with the transpose's bands beside them, so both
-products of a step run on every core (scipy's sparse products release the GIL).
+products of a step run on every core (scipy's sparse products release the GIL), or, while the
+cores are busy with other fits (`spread`: the hybrid's paths side by side), one by one.
 """
 from __future__ import annotations
 
@@ -38,10 +39,12 @@ from featx.heads.logistic_blocks import binary_terms, lbfgs_options, softmax_ter
 
 
 class _SparseBands:
-    """A float32 CSR matrix as row bands, and its transpose as row bands, for threaded products."""
+    """A float32 CSR matrix as row bands, and its transpose as row bands, for threaded products: the
+    bands of a product run one a thread while `spread()` says that cores are free, else one by one."""
 
-    def __init__(self, matrix: Any, bands: int) -> None:
+    def __init__(self, matrix: Any, bands: int, spread: Callable[[], bool] = lambda: True) -> None:
         matrix = scipy.sparse.csr_matrix(matrix, dtype=np.float32)
+        self.spread = spread
         self.shape = matrix.shape
         self.rows = _bands(matrix, bands)
         self.columns = _bands(matrix.T.tocsr(), bands)
@@ -49,27 +52,28 @@ class _SparseBands:
         self.squared_columns: list[Any] | None = None
 
     def __matmul__(self, W: np.ndarray) -> np.ndarray:
-        return _banded(self.rows, W)
+        return _banded(self.rows, W, self.spread())
 
     def transposed_times(self, R: np.ndarray) -> np.ndarray:
-        return _banded(self.columns, R)
+        return _banded(self.columns, R, self.spread())
 
     def squares_transposed_times(self, R: np.ndarray) -> np.ndarray:
         """(X * X)^T R, every stored entry squared (made on first use, then kept)."""
         if self.squared_columns is None:
             self.squared_columns = [band.power(2) for band in self.columns]
-        return _banded(self.squared_columns, R)
+        return _banded(self.squared_columns, R, self.spread())
 
 
 class Columns:
     """The column blocks of one design matrix, ready to be multiplied many times (see the module
     docstring). `scaled(i, factor)` shares every block but the i-th, which it multiplies."""
 
-    def __init__(self, blocks: Sequence[Any] | np.ndarray, threads: int | None = None) -> None:
+    def __init__(self, blocks: Sequence[Any] | np.ndarray, threads: int | None = None,
+                 spread: Callable[[], bool] = lambda: True) -> None:
         if isinstance(blocks, np.ndarray) or hasattr(blocks, "tocsr"):  # one matrix
             blocks = [blocks]
         bands = threads or torch.get_num_threads()
-        self.blocks = [block if isinstance(block, _SparseBands) else _SparseBands(block, bands)
+        self.blocks = [block if isinstance(block, _SparseBands) else _SparseBands(block, bands, spread)
                        if hasattr(block, "tocsr") else np.asarray(block, dtype=np.float32) for block in blocks]
         self.n_rows = self.blocks[0].shape[0]
         self.edges = np.cumsum([0, *(block.shape[1] for block in self.blocks)])
@@ -141,107 +145,6 @@ def fit_softmax(blocks: Sequence[Any] | np.ndarray | Columns, y_index: np.ndarra
     return _fit(_columns(blocks), pointwise, k, C, start, max_iter)
 
 
-def fit_softmax_newton(blocks: Sequence[Any] | np.ndarray | Columns, y_index: np.ndarray, n_classes: int, C: float,
-                       start: np.ndarray | None = None, max_iter: int = 100, tol: float = 1e-4,
-                       precondition: bool = False) -> np.ndarray:
-    """`fit_softmax`'s objective minimised by truncated Newton, stopped as LogisticRegression(
-    solver="newton-cg") stops: every gradient entry within `tol` (or `max_iter` Newton steps).
-
-    Each step solves for the Newton direction by conjugate gradients on Hessian products, two passes
-    over the rows each (scikit-learn's inner stop: the residual's 1-norm within min(0.5, sqrt(|g|_1))
-    times |g|_1, at most 200 products), then backtracks to the Armijo condition, one pass a trial. It
-    keeps no history the width of the matrix: along a C path on IMDB's 404,329 TF-IDF columns it took
-    half L-BFGS-B's time (benchmarks/hybrid_levers.py). With `precondition`, the conjugate gradients
-    are scaled by the Hessian's diagonal (Jacobi), one more pass over the squared entries a step;
-    the hybrid's sweep uses it on dense columns turned to their principal axes, where that diagonal
-    is nearly the whole of their block."""
-    columns = _columns(blocks)
-    n, d, k = columns.n_rows, columns.width, 1 if n_classes == 2 else n_classes
-    index = np.asarray(y_index)
-    target = (index == 1).astype(np.float32)[:, None]
-    penalty = 1.0 / (C * n)
-
-    def objective(W: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        """(objective, scores, residual) at W: the loss terms computed once for both."""
-        z = columns.scores(W)
-        loss, residual = binary_terms(z, target) if k == 1 else softmax_terms(z, index)
-        return float(loss.sum(dtype=np.float64)) / n + 0.5 * penalty * float((W[:d] ** 2).sum()), z, residual
-
-    W = np.zeros((d + 1, k)) if start is None else np.array(start, dtype=np.float64)
-    f, z, residual = objective(W)
-    for _ in range(max_iter):
-        grad = columns.gradient(np.asarray(residual, dtype=np.float32) / np.float32(n))
-        grad[:d] += penalty * W[:d]
-        if np.abs(grad).max() <= tol:
-            break
-        curvature = _hessian_weights(z, k)
-        scale = None
-        if precondition:  # the diagonal's curvature: p (1 - p) for each class's own scores
-            own = curvature if k == 1 else curvature * (1 - curvature)
-            scale = columns.diagonal((own / n).astype(np.float32))
-            scale[:d] += penalty
-            np.maximum(scale, penalty, out=scale)  # the intercepts' entries too, where every row is saturated
-        direction = _newton_direction(columns, curvature, penalty, grad, scale)
-        slope, step = float((grad * direction).sum()), 1.0
-        for _ in range(30):  # Armijo backtracking
-            trial = W + step * direction
-            f_trial, z_trial, residual_trial = objective(trial)
-            if f_trial <= f + 1e-4 * step * slope:
-                W, f, z, residual = trial, f_trial, z_trial, residual_trial
-                break
-            step /= 2
-        else:  # no step lowers the objective: as close as float arithmetic gets
-            break
-    return W
-
-
-def _hessian_weights(z: np.ndarray, k: int) -> np.ndarray:
-    """What the Hessian of the mean loss weighs each row's scores by: p (1 - p) for two classes, the
-    class probabilities for more (featx's `_hessian_times` completes the softmax's curvature)."""
-    z = z.astype(np.float64)
-    if k == 1:
-        p = expit(z)
-        return p * (1 - p)  # type: ignore[no-any-return]
-    return np.exp(z - logsumexp(z, axis=1, keepdims=True))  # type: ignore[no-any-return]
-
-
-def _newton_direction(columns: Columns, curvature: np.ndarray, penalty: float, grad: np.ndarray,
-                      scale: np.ndarray | None) -> np.ndarray:
-    """Conjugate gradients for H p = -grad, H the Hessian of the objective (see fit_softmax_newton),
-    preconditioned by dividing by `scale` (H's diagonal) where given."""
-    n, d = columns.n_rows, columns.width
-
-    def hessian_times(V: np.ndarray) -> np.ndarray:
-        u = columns.scores(V).astype(np.float64)  # X V plus V's intercept row
-        if curvature.shape[1] == 1:
-            r = curvature * u
-        else:  # softmax: P * (U - sum over classes of P * U)
-            r = curvature * (u - (curvature * u).sum(1, keepdims=True))
-        product = columns.gradient((r / n).astype(np.float32))
-        product[:d] += penalty * V[:d]
-        return product
-
-    size = float(np.abs(grad).sum())
-    stop = min(0.5, np.sqrt(size)) * size
-    p, residual = np.zeros_like(grad), -grad
-    scaled = residual if scale is None else residual / scale
-    search, rz = scaled.copy(), float((residual * scaled).sum())
-    for _ in range(200):
-        if float(np.abs(residual).sum()) <= stop:
-            break
-        product = hessian_times(search)
-        curving = float((search * product).sum())
-        if curving <= 0:  # flat along it (an unpenalised intercept's direction): stop here
-            break
-        alpha = rz / curving
-        p += alpha * search
-        residual -= alpha * product
-        scaled = residual if scale is None else residual / scale
-        rz, previous = float((residual * scaled).sum()), rz
-        search = scaled + (rz / previous) * search
-    return p if p.any() else -grad
-
-
 def _fit(columns: Columns, pointwise: Callable[[np.ndarray], tuple[float, np.ndarray]], outputs: int, C: float,
          start: np.ndarray | None, max_iter: int) -> np.ndarray:
     """Minimise the mean of `pointwise` losses over the rows plus ||W||^2 / (2 C n) (intercepts free)."""
@@ -291,10 +194,12 @@ def _bands(matrix: Any, bands: int) -> list[Any]:
     return [matrix[low:high] for low, high in itertools.pairwise(edges) if high > low]
 
 
-def _banded(bands: list[Any], W: np.ndarray) -> np.ndarray:
-    """The bands' products with W, one a thread, stacked; one column goes as a vector (scipy's faster path)."""
+def _banded(bands: list[Any], W: np.ndarray, spread: bool) -> np.ndarray:
+    """The bands' products with W, stacked, one a thread where `spread`; one column goes as a vector
+    (scipy's faster path)."""
     vector = W[:, 0] if W.shape[1] == 1 else W
-    parts = [bands[0] @ vector] if len(bands) == 1 else list(_pool(len(bands)).map(lambda band: band @ vector, bands))
+    parts = list(_pool(len(bands)).map(lambda band: band @ vector, bands)) if spread and len(bands) > 1 else \
+        [band @ vector for band in bands]
     result = np.concatenate(parts) if len(parts) > 1 else np.asarray(parts[0])
     return result.reshape(len(result), -1)
 
