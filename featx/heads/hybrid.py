@@ -10,8 +10,9 @@ given to `fit`, else a stratified `val_fraction` of the training rows), C upward
 as the logreg head sweeps it, the weights' paths side by side; the kept model is then fitted from
 zero at the chosen pair on all the training rows. Each fit is LogisticRegression's objective, on
 the two blocks multiplied apart, never joined into one sparse matrix (featx.heads.logistic_columns),
-by L-BFGS-B, or where the TF-IDF is so wide (featx.heads.hybrid_sweep.NEWTON_ENTRIES) that
-it is cheaper, by preconditioned truncated Newton (featx.heads.logistic_newton); both stop on the gradient.
+by L-BFGS-B, or where it is cheaper (a wide TF-IDF, or three classes and more:
+featx.heads.hybrid_sweep.newton_fits), by preconditioned truncated Newton (featx.heads.logistic_newton);
+both stop on the gradient.
 
 Multi-label: one-vs-rest logistic regression of every label at once on the same stacked
 features, weight and C chosen by macro-F1 with each label's threshold tuned on validation.
@@ -39,7 +40,7 @@ from sklearn.utils.validation import check_is_fitted
 from featx.constraints import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, Constraint, Grid, Interval
 from featx.errors import DamagedError, ParameterError
 from featx.heads.base import Head, edge_warning, register_head
-from featx.heads.hybrid_sweep import fell, rank, sweep_paths, wide
+from featx.heads.hybrid_sweep import fell, newton_fits, rank, sweep_paths
 from featx.heads.logistic_columns import class_probabilities, fit_logistic, fit_softmax, probabilities
 from featx.heads.logistic_newton import fit_softmax_turned
 from featx.heads.logreg import DEFAULT_CS
@@ -127,7 +128,7 @@ class HybridHead(Head):
         # warm-started fit stops elsewhere within the tolerance (0.4 point of SST-2's test accuracy). By the sweep's
         # solver: on IMDB, turned Newton 0.9 s against L-BFGS-B's 1.7 s, test 0.9052 (the optimum's) against 0.9046.
         design = self._design(X, tfidf.rows, self.scaler_, self.weight_)
-        self.weights_ = (fit_softmax_turned if wide(design) else fit_softmax)(
+        self.weights_ = (fit_softmax_turned if newton_fits(design, len(self.classes_)) else fit_softmax)(
             design, np.searchsorted(self.classes_, y), len(self.classes_), self.C_, None, self.max_iter)
         return self
 

@@ -19,7 +19,9 @@ from featx.heads.logistic_newton import fit_softmax_newton, principal_axes
 from featx.heads.logreg_multi import PATIENCE
 from featx.progress import progress_bar
 
-NEWTON_ENTRIES = 100  # the sweep fits by truncated Newton under this many stored entries a column (see `wide`)
+# Truncated Newton fits under this many stored entries a column, or at this many classes and more (`newton_fits`).
+NEWTON_ENTRIES = 100
+NEWTON_CLASSES = 3
 
 
 def sweep_paths(design: list[Any], held_design: list[Any], y_index: np.ndarray, classes: np.ndarray,
@@ -29,10 +31,9 @@ def sweep_paths(design: list[Any], held_design: list[Any], y_index: np.ndarray, 
     the curve, in the order of `weights`, each weight's Cs upwards until its path falls (`fell`)."""
     cores = torch.get_num_threads()
     threads, running = min(len(weights), cores), set[float]()
-    # Truncated Newton where L-BFGS-B's update costs more than the products: IMDB (38 entries a column) 24 ->
-    # 15 s, SST-2 (364) 14.5 -> 17 s; preconditioned, on the vectors turned: IMDB 1,007 -> 728 passes, 17.3 s.
+    # Preconditioned, on the vectors turned: IMDB 1,007 -> 728 passes, 19.4 -> 17.3 s a head.
     fit: Any = fit_softmax
-    if wide(design):
+    if newton_fits(design, len(classes)):
         axes = principal_axes(design[1])
         design[1], held_design[1] = design[1] @ axes, held_design[1] @ axes
         fit = functools.partial(fit_softmax_newton, precondition=True)
@@ -63,10 +64,14 @@ def sweep_paths(design: list[Any], held_design: list[Any], y_index: np.ndarray, 
             return [point for weight in weights for point in found[weight]]
 
 
-def wide(design: list[Any]) -> bool:
-    """Whether the TF-IDF is so wide (under NEWTON_ENTRIES stored entries a column) that truncated Newton
-    fits faster than L-BFGS-B, whose update costs more than the products there."""
-    return bool(design[0].nnz + design[1].size < NEWTON_ENTRIES * (design[0].shape[1] + design[1].shape[1]))
+def newton_fits(design: list[Any], n_classes: int) -> bool:
+    """Whether truncated Newton fits this design faster than L-BFGS-B (measured, benchmarks/README): where
+    the TF-IDF is so wide (under NEWTON_ENTRIES stored entries a column) that L-BFGS-B's update costs more
+    than the products (IMDB, 38: a head 24 -> 15 s; SST-2, 361: 14.5 -> 17 s, so not there), and for
+    NEWTON_CLASSES classes or more, where L-BFGS-B takes many more steps on the multinomial loss (emotion,
+    6 classes: 41 -> 19.5 s; Banking77, 77 classes and 377 entries a column: 41 -> 22.7 s)."""
+    entries, width = design[0].nnz + design[1].size, design[0].shape[1] + design[1].shape[1]
+    return bool(entries < NEWTON_ENTRIES * width or n_classes >= NEWTON_CLASSES)
 
 
 def fell(path: list[dict[str, float]]) -> bool:
