@@ -53,6 +53,24 @@ def test_int8_is_calibrated_on_the_inputs_first_rows_and_its_measured_fidelity_i
     other.close()
 
 
+def test_the_calibration_rows_are_read_without_a_second_pass_over_the_input(tmp_path, texts_file, tiny_bert_dir,
+                                                                           monkeypatch):
+    """int8 reads its calibration rows from the input's start; the one scan of the whole input (rows,
+    labels, hash) is the extraction's own, as for every other dtype."""
+    from featx.data.source import InputSource
+
+    scans, scan = [], InputSource.scan
+
+    def counted(self):
+        scans.append(self.name)
+        return scan(self)
+
+    monkeypatch.setattr(InputSource, "scan", counted)
+    with int8_store(texts_file, tmp_path / "int8.h5", tiny_bert_dir) as store:
+        assert store.config.calibration_sha256 == int8.calibration_sha256(TEXTS[:CALIBRATION])
+    assert len(scans) == 1
+
+
 def test_a_mean_cosine_below_the_floor_is_refused_in_one_line_and_writes_nothing(cli, monkeypatch, tmp_path,
                                                                                  texts_file, tiny_bert_dir):
     monkeypatch.setattr(int8, "FLOOR", 1.01)  # no model reaches it

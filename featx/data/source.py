@@ -140,6 +140,11 @@ class InputSource(TableFile):
                 row_id = number if summary.id_kind == "int" and number is not None else str(raw)
             yield Record(row_id, text, label)
 
+    def first_texts(self, rows: int) -> list[str]:
+        """The texts of the first `rows` selected rows, as `records` gives them, read without a scan of
+        the rest (int8's calibration rows: the extraction's own scan checks the whole input)."""
+        return [self._text(row, index + 1) for index, row in itertools.islice(self._rows(), rows)]
+
     def _index(self, label_index: dict[str, int], key: str, row_number: int) -> int:
         if key not in label_index:
             raise FeatxError(f"{self.name} changed while being read: row {row_number} has a new label {key!r}")

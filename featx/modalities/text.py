@@ -3,7 +3,6 @@ or OpenVINO), and `make_config`, which resolves a text extraction's settings int
 ExtractConfig (the model's own embedding by default, featx.backbones.st_modules)."""
 from __future__ import annotations
 
-import itertools
 import numbers
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -171,10 +170,11 @@ def _calibration_fields(calibration: Sequence[str] | None) -> dict[str, Any]:
 
 def _calibration_texts(source: Source, rows: int) -> list[str]:
     """The texts of the input's first `rows` rows (whatever shard this run embeds)."""
-    if not hasattr(source, "scan"):  # featx.encode's inputs: no input of a store to calibrate on
+    if not hasattr(source, "first_texts"):  # featx.encode's inputs: no input of a store to calibrate on
         raise ParameterError("dtype", "int8 is calibrated on the first rows of the input featx extract reads: "
                                       "extract a store, then encode with featx.Encoder.for_config(store.config)")
-    return [record.text for record in itertools.islice(source.records(source.scan()), rows)]
+    texts: list[str] = source.first_texts(rows)
+    return texts
 
 
 def _calibration_ids(backbone: Backbone, config: ExtractConfig, texts: list[str]) -> list[list[int]]:
