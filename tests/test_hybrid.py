@@ -370,3 +370,23 @@ def test_three_classes_and_more_fit_by_newton_even_where_the_tfidf_is_narrow(par
     with pytest.raises(AssertionError, match="L-BFGS-B"):
         HybridHead(weights=(0.5, 2.0), Cs=(0.1, 1.0)).fit(TextVectors(texts, X), two, TextVectors(dev_texts, X_dev),
                                                           y_dev == y.max())
+
+
+def test_the_turned_one_vs_rest_fit_is_each_labels_logistic_regression():
+    """Multi-label hybrid heads with many labels fit by Newton too: every label's binary loss, their
+    Hessian blocks solved together, from zero and from a start; each label's column is scikit-learn's
+    LogisticRegression optimum for that label alone."""
+    from featx.heads.logistic_columns import Columns, probabilities
+    from featx.heads.logistic_newton import fit_logistic_turned
+
+    rng = np.random.default_rng(2)
+    sparse = TfidfVectorizer(**TFIDF_PARAMS).fit_transform(_corpus(300))
+    dense = rng.normal(size=(300, 6)) @ rng.normal(size=(6, 6))
+    Y = (rng.random((300, 4)) < [0.1, 0.3, 0.5, 0.05]).astype(np.uint8)
+    joined = scipy.sparse.hstack([sparse, scipy.sparse.csr_matrix(dense)], format="csr")
+    want = np.column_stack([LogisticRegression(C=3.0, max_iter=10000, solver="newton-cg", tol=1e-10).fit(
+        joined, Y[:, label]).predict_proba(joined)[:, 1] for label in range(4)])
+    near = fit_logistic_turned([sparse, dense], Y, 1.0)
+    for start in (None, near):
+        W = fit_logistic_turned([sparse, dense], Y, 3.0, start)
+        np.testing.assert_allclose(probabilities(Columns([sparse, dense]), W), want, atol=1e-3)

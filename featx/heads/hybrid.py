@@ -15,7 +15,8 @@ featx.heads.hybrid_sweep.newton_fits), by preconditioned truncated Newton (featx
 both stop on the gradient.
 
 Multi-label: one-vs-rest logistic regression of every label at once on the same stacked
-features, weight and C chosen by macro-F1 with each label's threshold tuned on validation.
+features (by turned Newton at three labels and more, as for classes), weight and C chosen by
+macro-F1 with each label's threshold tuned on validation.
 Regression: ridge on the stacked features with alpha = 1 / C (the same grid), chosen by mean
 R². For every task, each weight's C sweep goes up the grid and stops once three larger Cs in a
 row score below that weight's best. Ties are not falls, so a flat start or a plateau goes on (the
@@ -42,7 +43,7 @@ from featx.errors import DamagedError, ParameterError
 from featx.heads.base import Head, edge_warning, register_head
 from featx.heads.hybrid_sweep import fell, newton_fits, rank, sweep_paths
 from featx.heads.logistic_columns import class_probabilities, fit_logistic, fit_softmax, probabilities
-from featx.heads.logistic_newton import fit_softmax_turned
+from featx.heads.logistic_newton import fit_logistic_turned, fit_softmax_turned
 from featx.heads.logreg import DEFAULT_CS
 from featx.heads.split import stratified_split
 from featx.heads.tfidf import HashedTexts, TfidfFit, fit_tfidf, restored_vectorizer
@@ -196,8 +197,9 @@ class HybridHead(Head):
 
     def _solve(self, design: list[Any], Y: np.ndarray, C: float, start: np.ndarray | None) -> np.ndarray:
         """Weights (width + 1, outputs), intercepts last: logistic for multi-label, ridge for regression."""
-        if self.task_ == "multi":
-            return fit_logistic(design, Y, C, start, self.max_iter)
+        if self.task_ == "multi":  # by turned Newton where it is faster (many labels, or a wide TF-IDF)
+            fit = fit_logistic_turned if newton_fits(design, Y.shape[1]) else fit_logistic
+            return fit(design, Y, C, start, self.max_iter)
         ridge = Ridge(alpha=1.0 / C, solver="sparse_cg", max_iter=self.max_iter).fit(
             _joined(design), np.asarray(Y, dtype=np.float64))
         return np.vstack([np.asarray(ridge.coef_).reshape(Y.shape[1], -1).T, np.asarray(ridge.intercept_)[None]])

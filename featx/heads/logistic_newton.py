@@ -1,11 +1,11 @@
-"""`fit_softmax`'s objective (featx.heads.logistic_columns) by truncated Newton, for designs so wide
-that L-BFGS-B's update, its history the matrix's width, costs more than the products (the hybrid's
-TF-IDF on long texts); and `fit_softmax_turned`, the same with a dense block turned to its principal
-axes first, where the Hessian's diagonal preconditions it well.
+"""`fit_softmax`'s and `fit_logistic`'s objectives (featx.heads.logistic_columns) by truncated Newton,
+for designs where L-BFGS-B's update, its history the matrix's width, costs more than the products
+(the hybrid's TF-IDF on long texts, many classes or labels); and the `_turned` fits, the same with a
+dense block turned to its principal axes first, where the Hessian's diagonal preconditions it well.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,16 +25,42 @@ def principal_axes(dense: np.ndarray) -> np.ndarray:
 
 def fit_softmax_turned(blocks: list[Any], y_index: np.ndarray, n_classes: int, C: float,
                        start: np.ndarray | None = None, max_iter: int = 100) -> np.ndarray:
-    """`fit_softmax`'s weights for [sparse, dense] blocks, by preconditioned `fit_softmax_newton` on the dense
-    block turned to its principal axes (the start turned with it); the weights turned back to its own axes."""
+    """`fit_softmax`'s weights for [sparse, dense] blocks, by preconditioned `fit_softmax_newton` on the
+    dense block turned to its principal axes (`turned`)."""
+    return turned(blocks, start, lambda columns, begin: fit_softmax_newton(
+        columns, y_index, n_classes, C, begin, max_iter, precondition=True))
+
+
+def fit_logistic_turned(blocks: list[Any], Y: np.ndarray, C: float, start: np.ndarray | None = None,
+                        max_iter: int = 100) -> np.ndarray:
+    """`fit_logistic`'s weights (one-vs-rest, 0/1 targets Y) for [sparse, dense] blocks, by preconditioned
+    `fit_logistic_newton` on the dense block turned to its principal axes (`turned`)."""
+    return turned(blocks, start, lambda columns, begin: fit_logistic_newton(
+        columns, Y, C, begin, max_iter, precondition=True))
+
+
+def turned(blocks: list[Any], start: np.ndarray | None,
+           fit: Callable[[Columns, np.ndarray | None], np.ndarray]) -> np.ndarray:
+    """`fit` on [sparse, dense] blocks with the dense block turned to its principal axes, the start turned
+    with it; the weights turned back to the block's own axes."""
     axes, width = principal_axes(blocks[1]), blocks[0].shape[1]
     if start is not None:
         start = np.array(start, dtype=np.float64)
         start[width:-1] = axes.T @ start[width:-1]
-    W = fit_softmax_newton(Columns([blocks[0], blocks[1] @ axes]), y_index, n_classes, C, start, max_iter,
-                           precondition=True)
+    W = fit(Columns([blocks[0], blocks[1] @ axes]), start)
     W[width:-1] = axes @ W[width:-1]
     return W
+
+
+def fit_logistic_newton(blocks: Sequence[Any] | np.ndarray | Columns, Y: np.ndarray, C: float,
+                        start: np.ndarray | None = None, max_iter: int = 100, tol: float = 1e-4,
+                        precondition: bool = False) -> np.ndarray:
+    """`fit_logistic`'s objective (every label's binary loss summed: one-vs-rest) by `fit_softmax_newton`'s
+    truncated Newton, the labels' Hessian blocks solved together: weights (D + 1, labels)."""
+    columns = blocks if isinstance(blocks, Columns) else Columns(blocks)
+    targets = np.asarray(Y, dtype=np.float32)
+    return _fit_newton(columns, lambda z: binary_terms(z, targets), True, targets.shape[1], C, start, max_iter, tol,
+                       precondition)
 
 
 def fit_softmax_newton(blocks: Sequence[Any] | np.ndarray | Columns, y_index: np.ndarray, n_classes: int, C: float,
@@ -52,15 +78,25 @@ def fit_softmax_newton(blocks: Sequence[Any] | np.ndarray | Columns, y_index: np
     the hybrid's sweep uses it on dense columns turned to their principal axes, where that diagonal
     is nearly the whole of their block."""
     columns = blocks if isinstance(blocks, Columns) else Columns(blocks)
-    n, d, k = columns.n_rows, columns.width, 1 if n_classes == 2 else n_classes
     index = np.asarray(y_index)
-    target = (index == 1).astype(np.float32)[:, None]
+    if n_classes == 2:  # class 1's log-odds
+        target = (index == 1).astype(np.float32)[:, None]
+        return _fit_newton(columns, lambda z: binary_terms(z, target), True, 1, C, start, max_iter, tol, precondition)
+    return _fit_newton(columns, lambda z: softmax_terms(z, index), False, n_classes, C, start, max_iter, tol,
+                       precondition)
+
+
+def _fit_newton(columns: Columns, terms: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], binary: bool, k: int,
+                C: float, start: np.ndarray | None, max_iter: int, tol: float, precondition: bool) -> np.ndarray:
+    """The loss `terms` gives for k outputs' scores: each output's own binary loss where `binary`, else the
+    multinomial loss over them."""
+    n, d = columns.n_rows, columns.width
     penalty = 1.0 / (C * n)
 
     def objective(W: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         """(objective, scores, residual) at W: the loss terms computed once for both."""
         z = columns.scores(W)
-        loss, residual = binary_terms(z, target) if k == 1 else softmax_terms(z, index)
+        loss, residual = terms(z)
         return float(loss.sum(dtype=np.float64)) / n + 0.5 * penalty * float((W[:d] ** 2).sum()), z, residual
 
     W = np.zeros((d + 1, k)) if start is None else np.array(start, dtype=np.float64)
@@ -70,14 +106,14 @@ def fit_softmax_newton(blocks: Sequence[Any] | np.ndarray | Columns, y_index: np
         grad[:d] += penalty * W[:d]
         if np.abs(grad).max() <= tol:
             break
-        curvature = _hessian_weights(z, k)
+        curvature = _hessian_weights(z, binary)
         scale = None
         if precondition:  # the diagonal's curvature: p (1 - p) for each class's own scores
-            own = curvature if k == 1 else curvature * (1 - curvature)
+            own = curvature if binary else curvature * (1 - curvature)
             scale = columns.diagonal((own / n).astype(np.float32))
             scale[:d] += penalty
             np.maximum(scale, penalty, out=scale)  # the intercepts' entries too, where every row is saturated
-        direction = _newton_direction(columns, curvature, penalty, grad, scale)
+        direction = _newton_direction(columns, curvature, binary, penalty, grad, scale)
         slope, step = float((grad * direction).sum()), 1.0
         for _ in range(30):  # Armijo backtracking
             trial = W + step * direction
@@ -91,17 +127,17 @@ def fit_softmax_newton(blocks: Sequence[Any] | np.ndarray | Columns, y_index: np
     return W
 
 
-def _hessian_weights(z: np.ndarray, k: int) -> np.ndarray:
-    """What the Hessian of the mean loss weighs each row's scores by: p (1 - p) for two classes, the
-    class probabilities for more (featx's `_hessian_times` completes the softmax's curvature)."""
+def _hessian_weights(z: np.ndarray, binary: bool) -> np.ndarray:
+    """What the Hessian of the mean loss weighs each row's scores by: p (1 - p) for binary losses, the
+    class probabilities for the multinomial one (`_newton_direction` completes its curvature)."""
     z = z.astype(np.float64)
-    if k == 1:
+    if binary:
         p = expit(z)
         return p * (1 - p)  # type: ignore[no-any-return]
     return np.exp(z - logsumexp(z, axis=1, keepdims=True))  # type: ignore[no-any-return]
 
 
-def _newton_direction(columns: Columns, curvature: np.ndarray, penalty: float, grad: np.ndarray,
+def _newton_direction(columns: Columns, curvature: np.ndarray, binary: bool, penalty: float, grad: np.ndarray,
                       scale: np.ndarray | None) -> np.ndarray:
     """Conjugate gradients for H p = -grad, H the Hessian of the objective (see fit_softmax_newton),
     preconditioned by dividing by `scale` (H's diagonal) where given."""
@@ -109,7 +145,7 @@ def _newton_direction(columns: Columns, curvature: np.ndarray, penalty: float, g
 
     def hessian_times(V: np.ndarray) -> np.ndarray:
         u = columns.scores(V).astype(np.float64)  # X V plus V's intercept row
-        if curvature.shape[1] == 1:
+        if binary:  # each output's own binary loss
             r = curvature * u
         else:  # softmax: P * (U - sum over classes of P * U)
             r = curvature * (u - (curvature * u).sum(1, keepdims=True))
