@@ -42,8 +42,14 @@ from featx.constraints import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, Constrain
 from featx.errors import DamagedError, ParameterError
 from featx.heads.base import Head, edge_warning, register_head
 from featx.heads.hybrid_sweep import fell, newton_fits, rank, sweep_paths
-from featx.heads.logistic_columns import class_probabilities, fit_logistic, fit_softmax, probabilities
-from featx.heads.logistic_newton import fit_logistic_turned, fit_softmax_turned
+from featx.heads.logistic_columns import Columns, class_probabilities, fit_logistic, fit_softmax, probabilities
+from featx.heads.logistic_newton import (
+    fit_logistic_newton,
+    fit_logistic_turned,
+    fit_softmax_turned,
+    principal_axes,
+    turned_back,
+)
 from featx.heads.logreg import DEFAULT_CS
 from featx.heads.split import stratified_split
 from featx.heads.tfidf import HashedTexts, TfidfFit, fit_tfidf, restored_vectorizer
@@ -169,14 +175,19 @@ class HybridHead(Head):
             for weight in weights:
                 train = self._design(fit, tfidf.rows_of(fit.texts), self.scaler_, weight)
                 val = self._design(X_val, tfidf.rows_of(X_val.texts), self.scaler_, weight)
+                axes = principal_axes(train[1]) if self.task_ == "multi" and newton_fits(train, Y.shape[1]) else None
+                if axes is not None:  # turned once a weight, not once a fit (fit_logistic_turned)
+                    train[1], val[1] = train[1] @ axes, val[1] @ axes
+                    columns = Columns(train)
                 W, found = None, []
                 for step, C in enumerate(Cs):  # upwards, each fit starting from the last
-                    W = self._solve(train, Y[fit_rows], C, W)
+                    W = self._solve(train, Y[fit_rows], C, W) if axes is None else fit_logistic_newton(
+                        columns, Y[fit_rows], C, W, self.max_iter, precondition=True)
                     score = tuned_macro_f1(probabilities(val, W), Y_val) if self.task_ == "multi" else \
                         mean_r2(_linear(val, W), Y_val)
                     found.append(point := {"weight": float(weight), "C": float(C), "score": score})
                     if best is None or rank(point) > rank(best):
-                        best, best_W = point, W
+                        best, best_W = point, W if axes is None else turned_back(W.copy(), axes)
                     bar.update()
                     if fell(found):
                         bar.update(len(Cs) - 1 - step)

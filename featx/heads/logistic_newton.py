@@ -47,8 +47,12 @@ def turned(blocks: list[Any], start: np.ndarray | None,
     if start is not None:
         start = np.array(start, dtype=np.float64)
         start[width:-1] = axes.T @ start[width:-1]
-    W = fit(Columns([blocks[0], blocks[1] @ axes]), start)
-    W[width:-1] = axes @ W[width:-1]
+    return turned_back(fit(Columns([blocks[0], blocks[1] @ axes]), start), axes)
+
+
+def turned_back(W: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    """Weights fitted on a last block turned to `axes`, as weights on that block's own axes (in place)."""
+    W[-axes.shape[0] - 1:-1] = axes @ W[-axes.shape[0] - 1:-1]
     return W
 
 
