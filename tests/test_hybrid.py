@@ -84,6 +84,37 @@ def test_save_load_and_predictor_give_the_same_probabilities(parts, tmp_path):
     np.testing.assert_allclose(predictor.predict_proba(test_texts), expected, atol=1e-5)
 
 
+def test_validation_metrics_read_the_rows_the_sweep_cached_and_a_damaged_entry_is_transformed(parts, tmp_path,
+                                                                                             monkeypatch):
+    """The validation rows are transformed once (by the sweep, which caches them); the head's validation
+    metrics read them back (texts whose hashes are known). A damaged entry is never read: the texts are
+    transformed again."""
+    from featx.heads.tfidf import check_texts_match, kept_rows
+    from featx.train import HeadSpec, train_heads
+
+    monkeypatch.setenv("FEATX_CACHE", str(tmp_path / "cache"))
+    (train, texts), (dev, dev_texts) = parts["train"], parts["dev"]
+    transformed = []
+    transform = TfidfVectorizer.transform
+    monkeypatch.setattr(TfidfVectorizer, "transform", lambda self, t: transformed.append(len(t)) or transform(self, t))
+    (head,), _ = train_heads(train, [HeadSpec("hybrid", {"weights": (1.0, 2.0), "Cs": (0.1, 1.0)})], ["mean"],
+                             val=dev, texts={"train": texts, "val": dev_texts})
+    assert transformed == [len(dev)]  # before: a second transform, for the validation metrics
+    X_dev, y_dev = dev.load("mean")
+    rows = TextVectors(check_texts_match(dev, dev_texts, "the dev texts"), X_dev)  # hashes known, as in a run
+    served = head.estimator.predict_proba(rows)
+    assert transformed == [len(dev)]
+    (entry,) = (tmp_path / "cache" / "tfidf").glob("*-rows-*")
+    data = entry / "data.npy"
+    raw = bytearray(data.read_bytes())
+    raw[-1] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    assert kept_rows(head.estimator.tfidf_key_, dev_texts) is None
+    np.testing.assert_allclose(head.estimator.predict_proba(rows), served, atol=1e-12)
+    assert transformed == [len(dev), len(dev)]
+    assert head.metrics["val"]["accuracy"] == pytest.approx(np.mean(head.estimator.predict(rows) == y_dev))
+
+
 def test_featx_train_with_texts_and_predict(cli, parts, tmp_path):
     (train, _), (dev, _), (test, _) = parts["train"], parts["dev"], parts["test"]
     csv = {name: str(store.path).replace(".h5", ".csv") for name, store in (("train", train), ("dev", dev),

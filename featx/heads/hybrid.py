@@ -52,7 +52,7 @@ from featx.heads.logistic_newton import (
 )
 from featx.heads.logreg import DEFAULT_CS
 from featx.heads.split import stratified_split
-from featx.heads.tfidf import HashedTexts, TfidfFit, fit_tfidf, restored_vectorizer
+from featx.heads.tfidf import HashedTexts, TfidfFit, fit_tfidf, kept_rows, restored_vectorizer
 from featx.metrics import mean_r2, tuned_macro_f1
 from featx.progress import progress_bar
 
@@ -130,7 +130,7 @@ class HybridHead(Head):
                         y[val_rows], weights, Cs)
             self.selection_ = f"{self.val_fraction:g} held out, then refit on all rows"
         (tfidf, self.scaler_), self.n_features_in_ = parts, int(X.vectors.shape[1])
-        self.vectorizer_ = tfidf.vectorizer
+        self.vectorizer_, self.tfidf_key_ = tfidf.vectorizer, tfidf.key
         # Fitted afresh from zero, as LogisticRegression(C) fits it, even where the sweep fitted these rows: a
         # warm-started fit stops elsewhere within the tolerance (0.4 point of SST-2's test accuracy). By the sweep's
         # solver: on IMDB, turned Newton 0.9 s against L-BFGS-B's 1.7 s, test 0.9052 (the optimum's) against 0.9046.
@@ -169,7 +169,7 @@ class HybridHead(Head):
         Y_val = np.asarray(Y_val)
         fit = X.take(fit_rows)
         tfidf, self.scaler_ = _fitted_parts(fit)
-        self.vectorizer_ = tfidf.vectorizer
+        self.vectorizer_, self.tfidf_key_ = tfidf.vectorizer, tfidf.key
         best, best_W, self.curve_ = None, np.zeros(0), []
         with progress_bar(len(weights) * len(Cs), f"{self.kind} head", unit="fit") as bar:
             for weight in weights:
@@ -202,7 +202,7 @@ class HybridHead(Head):
             self._set_thresholds(X_val, Y_val)
         if len(fit_rows) < len(Y):  # refit on every row
             tfidf, self.scaler_ = _fitted_parts(X)
-            self.vectorizer_ = tfidf.vectorizer
+            self.vectorizer_, self.tfidf_key_ = tfidf.vectorizer, tfidf.key
             self.weights_ = self._solve(self._design(X, tfidf.rows, self.scaler_, self.weight_), Y, self.C_, None)
         return self
 
@@ -227,9 +227,12 @@ class HybridHead(Head):
         return class_probabilities(design, self.weights_)
 
     def _new_design(self, X: TextVectors) -> list[Any]:
-        """The stacked features of rows to predict (their TF-IDF rows are not cached)."""
+        """The stacked features of rows to predict: their TF-IDF rows from the cache where the fit's sweep
+        left them there (its validation rows), else transformed (and not cached)."""
         X = _text_vectors(X, "X")
-        return self._design(X, self.vectorizer_.transform(X.texts), self.scaler_, self.weight_)
+        rows = kept_rows(getattr(self, "tfidf_key_", None), X.texts)
+        return self._design(X, self.vectorizer_.transform(X.texts) if rows is None else rows, self.scaler_,
+                            self.weight_)
 
     @staticmethod
     def _design(X: TextVectors, tfidf_rows: Any, scaler: StandardScaler, weight: float) -> list[Any]:

@@ -7,7 +7,9 @@ training reviews on 2 cores), and every hybrid head on the same store fits the s
 is kept in ``$FEATX_CACHE/tfidf/<key>/``: the vocabulary, the idf and the fitted texts' own rows.
 The key is the sha256 of the fitted texts (each text's sha256, in order), the parameters and
 scikit-learn's version. The rows of other texts a head trains with under that fit (its
-validation rows) are kept beside it, keyed by the fit and those texts; rows it predicts are not.
+validation rows) are kept beside it, keyed by the fit and those texts, and read again when its
+validation metrics predict those rows (`kept_rows`: 0.8 s of IMDB's head); other rows it predicts
+are transformed and not kept.
 
 Each entry is sealed as every featx cache is (featx.caches): a damaged one is computed again and
 replaced, with one warning. A cache that cannot be written costs only time: the fit is made in
@@ -30,7 +32,7 @@ import scipy.sparse
 import sklearn
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from featx.caches import CacheUnwritable, cache_folder, cached_folder
+from featx.caches import CacheUnwritable, cache_folder, cached_folder, folder_intact
 from featx.errors import FeatxError, FeatxWarning
 from featx.store import FeatureStore
 
@@ -60,8 +62,27 @@ class TfidfFit:
         texts_key = _texts_key(texts)
         if texts_key == self.texts_key:
             return self.rows
-        folder = cache_folder() / "tfidf" / f"{self.key}-rows-{texts_key}"
+        folder = _rows_folder(self.key, texts_key)
         return _cached_rows(folder, lambda: self.vectorizer.transform(texts), f"the TF-IDF rows {folder.name}")
+
+
+def kept_rows(fit_key: str | None, texts: Sequence[str]) -> Any | None:
+    """The rows of `texts` under the cached fit `fit_key` where `rows_of` left them in the cache (a head's
+    validation rows, which its metrics predict again), read only; None where they are not there intact,
+    and for texts whose hashes are not known already (rows to predict are not hashed to look for them)."""
+    if fit_key is None or not isinstance(texts, HashedTexts):
+        return None
+    folder = _rows_folder(fit_key, _texts_key(texts))
+    try:
+        if folder_intact(folder) and all((folder / name).is_file() for name in _ROWS):
+            return _load_rows(folder)
+    except (OSError, ValueError):  # removed or damaged meanwhile: the caller transforms the texts
+        pass
+    return None
+
+
+def _rows_folder(fit_key: str, texts_key: str) -> Path:
+    return cache_folder() / "tfidf" / f"{fit_key}-rows-{texts_key}"
 
 
 def fit_tfidf(texts: Sequence[str]) -> TfidfFit:
