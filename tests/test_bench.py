@@ -1,5 +1,6 @@
 """A small suite end to end with the tiny model: every stage, the schema, resume."""
 import json
+import os
 
 import jsonschema
 import pytest
@@ -100,6 +101,25 @@ def test_small_suite_end_to_end_validates_and_resumes(suite_file, toy_inputs, tm
     rerun = run_suite(suite, tmp_path / "results", echo=again.append)
     assert len(rerun) == len(rows) and all(line.endswith("done earlier, kept") for line in again)
     assert [r["finished_at"] for r in rerun] == [r["finished_at"] for r in rows]
+
+
+def _seen(name):
+    """A row's view of the world: one environment variable and the working folder."""
+    return {"value": os.environ.get(name), "folder": os.getcwd()}
+
+
+def test_each_row_runs_under_the_environment_and_folder_of_its_call(tmp_path, monkeypatch):
+    """Rows run in processes forked from one server (torch imported once); each still sees the caller's
+    environment and working folder as they are when it runs, not as they were when the server started."""
+    from featx.bench.runner import _in_child
+
+    monkeypatch.setenv("FEATX_ROW_PROBE", "first")
+    first, _ = _in_child(_seen, "FEATX_ROW_PROBE")
+    monkeypatch.setenv("FEATX_ROW_PROBE", "second")
+    monkeypatch.chdir(tmp_path)
+    second, peak_mb = _in_child(_seen, "FEATX_ROW_PROBE")
+    assert first["value"] == "first" and second == {"value": "second", "folder": str(tmp_path)}
+    assert peak_mb > 0
 
 
 def test_suite_errors_are_user_errors(tmp_path):

@@ -1,13 +1,18 @@
 """`featx bench`: extraction, heads and fine-tuning on one dataset, one record per row.
 
-Every stage runs in a fresh child process, so its wall time and peak RSS are its own.
+Every row runs in a fresh child process, so its wall time and peak RSS are its own. The children
+are forked from one server that imported torch and the rows' modules once (multiprocessing's
+forkserver), so a row no longer pays about 4 s of imports; each still runs under the caller's
+environment and working folder as they are when it starts (tests/test_bench.py: 282 -> 103 s).
 Each finished row is written to ``RESULTS_DIR/rows/<id>.json`` at once; a rerun
 skips finished rows, so an interrupted suite resumes where it stopped.
 """
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -122,10 +127,14 @@ def _summary(row: dict[str, Any]) -> str:
 def _in_child(fn: Callable[..., dict[str, Any]], *args: Any) -> tuple[dict[str, Any], float]:
     """`fn(*args)` in a fresh process, with that process's peak RSS. The process is let to exit
     on its own (close + join): terminated, it never ran its finalizers, and the semaphores it
-    had made (tqdm's lock, joblib's) were reported as leaked, about one warning a stage."""
-    pool = multiprocessing.get_context("spawn").Pool(1)
+    had made (tqdm's lock, joblib's) were reported as leaked, about one warning a stage.
+
+    The process is forked from a server that imported the rows' modules once (`_children`) and
+    has run nothing else, so a row does not pay torch's import again: a spawned child took
+    about 4 s to start each row."""
+    pool = _children().Pool(1)
     try:
-        result = pool.apply(_measured, (fn, *args))
+        result: tuple[dict[str, Any], float] = pool.apply(_measured, (dict(os.environ), os.getcwd(), fn, *args))
         pool.close()
         pool.join()
         return result
@@ -133,7 +142,24 @@ def _in_child(fn: Callable[..., dict[str, Any]], *args: Any) -> tuple[dict[str, 
         pool.terminate()  # after an error or a Ctrl-C; a no-op once joined
 
 
-def _measured(fn: Callable[..., dict[str, Any]], *args: Any) -> tuple[dict[str, Any], float]:
+@functools.cache
+def _children() -> Any:
+    """The multiprocessing context rows run in: forkserver, its server importing featx.bench.rows
+    (torch, numpy, scikit-learn's base) before it forks; spawn where fork does not exist."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["featx.bench.rows", "torch", "sklearn.linear_model"])
+    return context
+
+
+def _measured(environment: dict[str, str], folder: str, fn: Callable[..., dict[str, Any]],
+              *args: Any) -> tuple[dict[str, Any], float]:
+    """`fn(*args)` and this process's peak RSS, under the caller's environment and working folder
+    as they are now (the fork server kept those it started with)."""
+    os.environ.clear()
+    os.environ.update(environment)
+    os.chdir(folder)
     row = fn(*args)
     return row, peak_memory_mb() or 0.0
 
