@@ -207,3 +207,16 @@ def test_the_engine_writes_through_the_store_seam_only():
     assert "nor of a store format" in docstring
     store_modules = sorted(m for m in _imports(PACKAGE / "extraction" / "engine.py") if m.startswith("featx.store."))
     assert store_modules == ["featx.store.vector_cache"], store_modules
+
+
+def test_the_cli_and_the_extraction_path_import_no_scikit_learn():
+    """scikit-learn (with scipy and pandas) took 1.1 s of every `featx` process's start: the CLI and the
+    extraction path imported it through the fine-tuned predictors' base class. They now import it only
+    where a head or a fine-tuned model is made."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, featx.cli, featx.extraction.engine, featx.modalities; "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'pandas')))")
+    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "[]", found.stdout[:300]

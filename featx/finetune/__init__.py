@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from featx.data import Source
 from featx.errors import DamagedError
-from featx.finetune.classifier import PretrainedClassifier
 from featx.finetune.recipe import FinetuneConfig as FinetuneConfig  # re-exported: featx.finetune.FinetuneConfig
+
+if TYPE_CHECKING:  # scikit-learn's import (1 s) waits until a fine-tuned model is loaded
+    from featx.finetune.classifier import PretrainedClassifier
 
 
 def finetune(train: Source, out: str | Path, *, val: Source | None = None,

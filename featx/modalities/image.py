@@ -15,7 +15,6 @@ from featx.data.images import ImageRecord, is_image_input, open_images
 from featx.errors import FeatxError, ParameterError
 from featx.featurizers import Featurizer
 from featx.featurizers.image import ImageFeaturizer, make_image_config
-from featx.finetune.images import FinetunedImagePredictor, finetune_images
 from featx.modalities.base import Modality, given_choices, register_modality
 from featx.options import ExtractOptions
 
@@ -33,12 +32,20 @@ class ImageModality(Modality):
                  "skipped": "the image could not be decoded (skip_bad): NaN vectors, left out by heads"}
     section = ImageSection
     uses = frozenset({"skip_bad"})
-    finetune = staticmethod(finetune_images)  # type: ignore[assignment]
-    load_finetuned = FinetunedImagePredictor
     # featx frontier: the frozen backbone it measures and its top-2 fine-tune's recipe (the CIFAR-10
     # suite's top-2 variant: lr 3e-3, batch 32), one epoch.
     frontier_backbones = (("EfficientNet-Lite0", DEFAULT_IMAGE_MODEL, 1.0),)
     frontier_finetune = (("train_layers", 2), ("lr", 3e-3), ("batch_size", 32))
+
+    def finetune(self, train: Any, out: Any, **kwargs: Any) -> Any:
+        from featx.finetune.images import finetune_images  # when used: it imports scikit-learn (1 s)
+
+        return finetune_images(train, out, **kwargs)
+
+    def load_finetuned(self, folder: Any, device: Any = "auto") -> Any:
+        from featx.finetune.images import FinetunedImagePredictor
+
+        return FinetunedImagePredictor(folder, device=device)
 
     def claims(self, input: str | Path, choices: dict[str, Any]) -> bool:
         return choices.get("image_column") is not None or is_image_input(input)

@@ -20,7 +20,6 @@ from featx.data.targets import TARGET_CHOICES
 from featx.errors import FeatxError, ParameterError
 from featx.featurizers import Featurizer, TextFeaturizer
 from featx.featurizers.text import tokenize, tokenize_windows
-from featx.finetune.texts import FinetunedPredictor, finetune_texts
 from featx.hardware import resolve_dtype
 from featx.modalities.base import Modality, given_choices, register_modality
 from featx.options import ExtractOptions, parse_layers
@@ -38,13 +37,21 @@ class TextModality(Modality):
     section = TextSection
     uses = frozenset({"max_length", "long", "stride", "long_pooling", "prompt", "prompt_name", "cache_layer",
                       "cache_dtype", "keep_windows"})
-    finetune = staticmethod(finetune_texts)  # type: ignore[assignment]
-    load_finetuned = FinetunedPredictor
     # featx frontier: the frozen backbones it measures, cheapest first (name, model, work per row against
     # the first: mpnet is 12 layers of 768 against 6 of 384, 8x the multiply-adds), and the top-2
     # fine-tune's recipe (the rate the committed frontier measured for the top two blocks).
     frontier_backbones = (("MiniLM", DEFAULT_MODEL, 1.0), ("mpnet", "all-mpnet-base-v2", 8.0))
     frontier_finetune = (("train_layers", 2), ("lr", 1e-4))
+
+    def finetune(self, train: Any, out: Any, **kwargs: Any) -> Any:
+        from featx.finetune.texts import finetune_texts  # when used: it imports scikit-learn (1 s)
+
+        return finetune_texts(train, out, **kwargs)
+
+    def load_finetuned(self, folder: Any, device: Any = "auto") -> Any:
+        from featx.finetune.texts import FinetunedPredictor
+
+        return FinetunedPredictor(folder, device=device)
 
     def claims(self, input: str | Path, choices: dict[str, Any]) -> bool:
         return True
