@@ -60,6 +60,11 @@ def folder_intact(folder: Path) -> bool:
         return False
 
 
+def folder_holds(folder: Path, files: tuple[str, ...] | list[str]) -> bool:
+    """True when `folder` is intact (`folder_intact`) and holds each of `files`: a cached value to serve."""
+    return folder_intact(folder) and all((folder / name).is_file() for name in files)
+
+
 def _digests(folder: Path) -> dict[str, str]:
     return {file.relative_to(folder).as_posix(): file_sha256(file)
             for file in sorted(folder.rglob("*")) if file.is_file() and file.name != CHECKS_FILE}
@@ -108,7 +113,7 @@ def cached_folder(folder: Path, files: tuple[str, ...], make: Callable[[Path], N
     one is reported as `what`, with `redone`, counted under `kind`, and made again). Raises CacheUnwritable when
     the cache cannot be written."""
     if folder.exists():
-        if folder_intact(folder) and all((folder / name).is_file() for name in files):
+        if folder_holds(folder, files):
             return folder
         report_rejected(what, folder.parent, redone, kind=kind)
         shutil.rmtree(folder, ignore_errors=True)

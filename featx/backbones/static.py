@@ -28,7 +28,7 @@ import torch
 from featx.backbones.folders import TOKENIZER_FILES, packaged_folder, resolve_model_folder, weight_files
 from featx.backbones.hashing import files_sha256
 from featx.backbones.st_modules import DeclaredEmbedding
-from featx.caches import CacheUnwritable, cache_folder, cached_folder, folder_intact
+from featx.caches import CacheUnwritable, cache_folder, cached_folder, folder_holds
 from featx.errors import FeatxError, first_line
 from featx.progress import status
 
@@ -70,7 +70,7 @@ def distilled_folder(name: str) -> Path:
     recipe = json.dumps({**DISTILL, "model2vec": model2vec.__version__}, sort_keys=True)
     key = hashlib.sha256(f"{source}\n{recipe}".encode()).hexdigest()[:24]
     folder = cache_folder() / "static" / key
-    if not (folder_intact(folder) and all((folder / f).is_file() for f in _FILES)):
+    if not folder_holds(folder, _FILES):
         status(f"distilling a static model from {name.removeprefix(PREFIX)} with model2vec {model2vec.__version__}, "
                f"once (about a minute for MiniLM on 2 cores; kept in {folder.parent})", show=True)
     try:

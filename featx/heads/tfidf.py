@@ -32,7 +32,7 @@ import scipy.sparse
 import sklearn
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from featx.caches import CacheUnwritable, cache_folder, cached_folder, folder_intact
+from featx.caches import CacheUnwritable, cache_folder, cached_folder, folder_holds
 from featx.errors import FeatxError, FeatxWarning
 from featx.store import FeatureStore
 
@@ -74,7 +74,7 @@ def kept_rows(fit_key: str | None, texts: Sequence[str]) -> Any | None:
         return None
     folder = _rows_folder(fit_key, _texts_key(texts))
     try:
-        if folder_intact(folder) and all((folder / name).is_file() for name in _ROWS):
+        if folder_holds(folder, _ROWS):
             return _load_rows(folder)
     except (OSError, ValueError):  # removed or damaged meanwhile: the caller transforms the texts
         pass
