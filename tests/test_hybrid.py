@@ -87,8 +87,9 @@ def test_save_load_and_predictor_give_the_same_probabilities(parts, tmp_path):
 def test_validation_metrics_read_the_rows_the_sweep_cached_and_a_damaged_entry_is_transformed(parts, tmp_path,
                                                                                              monkeypatch):
     """The validation rows are transformed once (by the sweep, which caches them); the head's validation
-    metrics read them back (texts whose hashes are known). A damaged entry is never read: the texts are
-    transformed again."""
+    metrics read them back (texts whose hashes are known). A damaged entry is never read: one warning, the
+    entry removed, the texts transformed again."""
+    from featx.errors import FeatxWarning
     from featx.heads.tfidf import check_texts_match, kept_rows
     from featx.train import HeadSpec, train_heads
 
@@ -109,7 +110,9 @@ def test_validation_metrics_read_the_rows_the_sweep_cached_and_a_damaged_entry_i
     raw = bytearray(data.read_bytes())
     raw[-1] ^= 0xFF
     data.write_bytes(bytes(raw))
-    assert kept_rows(head.estimator.tfidf_key_, dev_texts) is None
+    with pytest.warns(FeatxWarning, match="TF-IDF rows .* failed the check written with it"):
+        assert kept_rows(head.estimator.tfidf_key_, check_texts_match(dev, dev_texts, "the dev texts")) is None
+    assert not entry.exists()  # removed, so the damage is reported once
     np.testing.assert_allclose(head.estimator.predict_proba(rows), served, atol=1e-12)
     assert transformed == [len(dev), len(dev)]
     assert head.metrics["val"]["accuracy"] == pytest.approx(np.mean(head.estimator.predict(rows) == y_dev))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,7 +33,7 @@ import scipy.sparse
 import sklearn
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from featx.caches import CacheUnwritable, cache_folder, cached_folder, folder_holds
+from featx.caches import CacheUnwritable, cache_folder, cached_folder, folder_holds, report_rejected
 from featx.errors import FeatxError, FeatxWarning
 from featx.store import FeatureStore
 
@@ -68,16 +69,23 @@ class TfidfFit:
 
 def kept_rows(fit_key: str | None, texts: Sequence[str]) -> Any | None:
     """The rows of `texts` under the cached fit `fit_key` where `rows_of` left them in the cache (a head's
-    validation rows, which its metrics predict again), read only; None where they are not there intact,
-    and for texts whose hashes are not known already (rows to predict are not hashed to look for them)."""
+    validation rows, which its metrics predict again); None where they are not there, and for texts whose
+    hashes are not known already (rows to predict are not hashed to look for them). A damaged entry is
+    reported in one warning, removed and not read."""
     if fit_key is None or not isinstance(texts, HashedTexts):
         return None
     folder = _rows_folder(fit_key, _texts_key(texts))
+    if not folder.exists():
+        return None
     try:
         if folder_holds(folder, _ROWS):
             return _load_rows(folder)
-    except (OSError, ValueError):  # removed or damaged meanwhile: the caller transforms the texts
+    except (OSError, ValueError):  # damaged between the check and the read
         pass
+    # As cached_folder treats a damaged entry: one warning, the entry removed (rows_of makes it again).
+    report_rejected(f"the TF-IDF rows {folder.name}", folder.parent, "the texts were transformed again",
+                    kind="tfidf")
+    shutil.rmtree(folder, ignore_errors=True)
     return None
 
 
