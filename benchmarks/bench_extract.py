@@ -534,6 +534,11 @@ def summarise(runs, methods, workloads, scratch: Path, args, wall: float) -> dic
             "rows": rows_out}
 
 
+def _blank(value: object) -> object:
+    """A table cell: nothing where there is no figure (an int8 row has no ceiling measured)."""
+    return "" if value is None else value
+
+
 def add_ceilings(report: dict, measured: list[dict]) -> None:
     """The GEMM ceilings (medians of the runs) into the report, and each row's share of its own: the
     FLOPs it ran (padding included, featx's rows) and the useful ones (no padding), per second."""
@@ -570,7 +575,7 @@ def markdown(report: dict) -> str:
                      f"{row['tokens_per_s']} | {row['gflops']} | {row['ratios'].get('vs_st_fp32', '')} | "
                      f"{row['min_cosine_vs_st_fp32']} | {row.get('useful_gflops', '')} | "
                      f"{row.get('executed_gflops') or ''} | {ceiling.get('gflops') or ''} {ceiling.get('precision') or ''} | "
-                     f"{row.get('useful_share_of_ceiling', '')} | {row.get('executed_share_of_ceiling') or ''} |")
+                     f"{_blank(row.get('useful_share_of_ceiling'))} | {_blank(row.get('executed_share_of_ceiling'))} |")
     lines.append("")
     gemm = report.get("gemm_ceiling_gflops")
     if gemm:

@@ -34,16 +34,21 @@ def resolve_device(spec: str = "auto") -> torch.device:
 
 
 CPUINFO = "/proc/cpuinfo"
-SPEED_FLAGS = frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"})
+SPEED_FLAGS = frozenset({"avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16",
+                         "amx_int8"})
+# Instructions that multiply int8 natively (VNNI dot products, AMX tiles). Without them OpenVINO's
+# int8 ran slower than its fp32 (benchmarks/README.md, the AVX2-only EPYC).
+INT8_DOT_FLAGS = frozenset({"avx_vnni", "avx512_vnni", "amx_int8"})
 
 
 # oneDNN's ISA caps (ONEDNN_MAX_CPU_ISA) and the speed flags each leaves out. oneDNN runs torch's
 # bf16 matmuls and OpenVINO's CPU kernels, so under a cap the CPU is, for speed, the capped one.
-_ABOVE_AVX2 = frozenset(f for f in SPEED_FLAGS if f.startswith(("avx512", "amx")))
+_ABOVE_AVX2_VNNI = frozenset(f for f in SPEED_FLAGS if f.startswith(("avx512", "amx")))
+_ABOVE_AVX2 = _ABOVE_AVX2_VNNI | {"avx_vnni"}
 _ISA_CAPS: dict[str, frozenset[str]] = {
     "SSE41": _ABOVE_AVX2 | {"avx2"}, "AVX": _ABOVE_AVX2 | {"avx2"},
-    "AVX2": _ABOVE_AVX2, "AVX2_VNNI": _ABOVE_AVX2, "AVX2_VNNI_2": _ABOVE_AVX2,
-    "AVX512_CORE": frozenset({"avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"}),
+    "AVX2": _ABOVE_AVX2, "AVX2_VNNI": _ABOVE_AVX2_VNNI, "AVX2_VNNI_2": _ABOVE_AVX2_VNNI,
+    "AVX512_CORE": frozenset({"avx_vnni", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"}),
     "AVX512_CORE_VNNI": frozenset({"avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"}),
     "AVX512_CORE_BF16": frozenset({"amx_tile", "amx_bf16", "amx_int8"}),
     "AVX512_CORE_FP16": frozenset({"amx_tile", "amx_bf16", "amx_int8"}),
@@ -83,6 +88,11 @@ def has_fast_bf16(device: torch.device) -> bool:
         result: bool = torch.cuda.is_bf16_supported()
         return result
     return bool(_cpu_flags() & {"amx_bf16", "avx512_bf16"})
+
+
+def has_int8_dot() -> bool:
+    """True where the CPU multiplies int8 natively (VNNI or AMX), so an int8 model can outrun fp32."""
+    return bool(_cpu_flags() & INT8_DOT_FLAGS)
 
 
 def resolve_dtype(spec: str, device: torch.device) -> str:

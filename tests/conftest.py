@@ -202,6 +202,25 @@ def run_cli(capsys, *args: str | Path) -> tuple[int, str, str]:
 
 
 @pytest.fixture
+def fake_cpu(tmp_path, monkeypatch):
+    """`fake_cpu(model, flags)` makes featx read a CPU of that model and flags from /proc/cpuinfo, with no
+    ISA cap set; the monkeypatch comes back to set one."""
+    from featx import hardware
+
+    def make(model: str, flags: str) -> pytest.MonkeyPatch:
+        cpuinfo = tmp_path / "cpuinfo"
+        cpuinfo.write_text(f"processor\t: 0\nmodel name\t: {model}\nflags\t\t: {flags}\n")
+        monkeypatch.setattr(hardware, "CPUINFO", str(cpuinfo))
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+        monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+        hardware._present_flags.cache_clear()
+        return monkeypatch
+
+    yield make
+    hardware._present_flags.cache_clear()
+
+
+@pytest.fixture
 def cli(capsys):
     """`run_cli` bound to this test's capsys; returns a Result."""
     def run(*args: str | Path) -> Result:

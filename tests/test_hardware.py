@@ -11,16 +11,9 @@ FLAGS = "fpu sse4_1 avx avx2 fma avx512f avx512bw avx512_vnni avx512_bf16 amx_ti
 
 
 @pytest.fixture
-def amx_cpu(tmp_path, monkeypatch):
+def amx_cpu(fake_cpu):
     """An Intel CPU with AMX, as /proc/cpuinfo shows it."""
-    cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Test\nflags\t\t: {FLAGS}\n")
-    monkeypatch.setattr(hardware, "CPUINFO", str(cpuinfo))
-    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
-    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
-    hardware._present_flags.cache_clear()
-    yield monkeypatch
-    hardware._present_flags.cache_clear()
+    return fake_cpu("Intel(R) Xeon(R) Test", FLAGS)
 
 
 def test_the_flags_speed_depends_on_are_read_and_recorded(amx_cpu):
@@ -52,6 +45,22 @@ def test_each_cap_leaves_the_flags_below_it(amx_cpu, cap, fast_bf16, flags):
     amx_cpu.setenv("ONEDNN_MAX_CPU_ISA", cap)
     assert hardware.describe_hardware(CPU)["cpu_flags"] == flags
     assert hardware.has_fast_bf16(CPU) is fast_bf16
+
+
+@pytest.mark.parametrize("flags, cap, int8_dot", [
+    (FLAGS, None, True),
+    ("fpu avx avx2 fma", None, False),  # the AVX2-only EPYC, where OpenVINO's int8 ran slower than fp32
+    ("fpu avx avx2 fma avx_vnni", None, True),  # AVX-VNNI without AVX-512 (Alder Lake)
+    ("fpu avx avx2 fma avx_vnni", "AVX2", False),
+    ("fpu avx avx2 fma avx_vnni", "AVX2_VNNI", True),
+    (FLAGS, "AVX512_CORE", False),
+    (FLAGS, "AVX512_CORE_VNNI", True),
+])
+def test_int8_dot_products_are_read_from_the_flags_under_the_cap(fake_cpu, flags, cap, int8_dot):
+    patch = fake_cpu("Test CPU", flags)
+    if cap:
+        patch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert hardware.has_int8_dot() is int8_dot
 
 
 def test_the_peak_memory_is_the_programs_own_not_its_launchers():

@@ -4,6 +4,7 @@ import json
 import re
 import shutil
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -141,6 +142,22 @@ def test_a_shard_calibrates_on_the_inputs_first_rows_not_its_own(tmp_path, texts
     assert np.array_equal(second.load("mean")[0], whole.load("mean")[0][second.header.row_offset:])
     whole.close()
     second.close()
+
+
+@pytest.mark.parametrize("flags, warned", [("fpu avx avx2 fma", True), ("fpu avx avx2 fma avx512f avx512_vnni", False)])
+def test_a_cpu_without_int8_dot_products_is_warned_with_what_to_type(tmp_path, texts_file, tiny_bert_dir, fake_cpu,
+                                                                    flags, warned):
+    """On the AVX2-only EPYC, OpenVINO's int8 ran slower than fp32 (benchmarks/README.md): int8 there is
+    a loss of accuracy bought for nothing, so the run says so, and what to type instead."""
+    fake_cpu("Test CPU", flags)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        int8_store(texts_file, tmp_path / "s.h5", tiny_bert_dir)
+    said = [str(w.message) for w in caught if "int8 dot-product" in str(w.message)]
+    assert len(said) == (1 if warned else 0), said
+    if warned:
+        assert issubclass(next(w.category for w in caught if "int8 dot-product" in str(w.message)), featx.FeatxWarning)
+        assert "use --dtype fp32" in said[0] and len(said[0].splitlines()) == 1
 
 
 def test_int8_misfits_are_one_line(cli, monkeypatch, tmp_path, texts_file, tiny_bert_dir, tiny_backbone):

@@ -18,6 +18,8 @@ on the five text suites it cost up to 0.95 point (benchmarks/README.md, "int8, j
   on the mean because the worst row did not predict the heads' cost (ibid.: SST-2's worst row was
   0.934 for 0.1 point; emotion's 0.988 for 0.95).
 - What stays in floating point runs in bf16 where the CPU has it, else in fp32.
+- **A CPU without int8 dot products** (VNNI or AMX) gets one warning: there int8 ran slower than
+  fp32 (benchmarks/README.md, the AVX2-only EPYC), so it buys nothing for what it costs.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ from featx.backbones.openvino import CompiledModel, CompiledTextModel, converted
 from featx.caches import CacheUnwritable, cache_folder, cached_folder, folder_intact
 from featx.config import ExtractConfig
 from featx.errors import FeatxError, FeatxWarning
-from featx.hardware import has_fast_bf16
+from featx.hardware import has_fast_bf16, has_int8_dot
 from featx.progress import status
 
 FLOOR = 0.99  # the lowest mean cosine to fp32 on the calibration rows a run keeps without being told to
@@ -86,6 +88,10 @@ def quantize(backbone: Any, config: ExtractConfig, samples: Sequence[list[int]],
         raise FeatxError(f"int8 {config.model} gives a mean cosine of {fidelity.mean_cosine:.4f} to fp32 on the "
                          f"{fidelity.rows} calibration rows (worst {fidelity.min_cosine:.4f}), below the floor "
                          f"{FLOOR}: use --dtype bf16, or pass --allow-low-fidelity to keep it")
+    if not has_int8_dot():
+        warnings.warn("--dtype int8: this CPU has no int8 dot-product instructions (VNNI or AMX); on such a CPU "
+                      "int8 ran slower than fp32 (benchmarks/README.md): use --dtype fp32 for a faster, exact run",
+                      FeatxWarning, stacklevel=2)
     return fidelity
 
 
