@@ -424,3 +424,27 @@ def test_the_turned_one_vs_rest_fit_is_each_labels_logistic_regression():
     for start in (None, near):
         W = fit_logistic_turned([sparse, dense], Y, 3.0, start)
         np.testing.assert_allclose(probabilities(Columns([sparse, dense]), W), want, atol=1e-3)
+
+
+@pytest.mark.parametrize("labels", [2, 4])
+def test_a_multi_label_sweep_prepares_its_blocks_once_a_weight(labels, monkeypatch):
+    """A multi-label sweep multiplies one weight's training and validation blocks for every C; they are
+    prepared (float32 CSR in row bands, the transpose beside them) once a weight, however many Cs. Before,
+    L-BFGS-B's fits (two labels here) prepared both again for every C, Newton's (four) the validation's."""
+    from featx.heads import hybrid_sweep
+    from featx.heads.logistic_columns import Columns
+
+    monkeypatch.setattr(hybrid_sweep, "NEWTON_ENTRIES", 0)  # by width, L-BFGS-B; three labels and more, Newton
+    rng = np.random.default_rng(4)
+    X, X_dev = (TextVectors(_corpus(n, seed), rng.normal(size=(n, 6))) for n, seed in ((200, 1), (100, 2)))
+    Y, Y_dev = ((rng.random((n, labels)) < 0.4).astype(np.uint8) for n in (200, 100))
+    prepared = []
+    prepare = Columns.__init__
+    monkeypatch.setattr(Columns, "__init__", lambda self, *args, **kw: (prepared.append(1), prepare(self, *args, **kw))[1])
+    counts = []
+    for Cs in ((0.1, 1.0), (0.01, 0.1, 1.0, 10.0)):
+        prepared.clear()
+        head = HybridHead(weights=(0.5, 2.0), Cs=Cs).fit(X, Y, X_dev, Y_dev)
+        assert head.task_ == "multi" and len(head.curve_) == 2 * len(Cs)
+        counts.append(len(prepared))
+    assert counts[0] == counts[1]

@@ -178,12 +178,13 @@ class HybridHead(Head):
                 axes = principal_axes(train[1]) if self.task_ == "multi" and newton_fits(train, Y.shape[1]) else None
                 if axes is not None:  # turned once a weight, not once a fit (fit_logistic_turned)
                     train[1], val[1] = train[1] @ axes, val[1] @ axes
-                    columns = Columns(train)
+                columns, held = (Columns(train), Columns(val)) if self.task_ == "multi" else (None, None)  # once a weight
                 W, found = None, []
                 for step, C in enumerate(Cs):  # upwards, each fit starting from the last
-                    W = self._solve(train, Y[fit_rows], C, W) if axes is None else fit_logistic_newton(
-                        columns, Y[fit_rows], C, W, self.max_iter, precondition=True)
-                    score = tuned_macro_f1(probabilities(val, W), Y_val) if self.task_ == "multi" else \
+                    W = self._solve(train, Y[fit_rows], C, W) if columns is None else \
+                        fit_logistic(columns, Y[fit_rows], C, W, self.max_iter) if axes is None else \
+                        fit_logistic_newton(columns, Y[fit_rows], C, W, self.max_iter, precondition=True)
+                    score = tuned_macro_f1(probabilities(held, W), Y_val) if held is not None else \
                         mean_r2(_linear(val, W), Y_val)
                     found.append(point := {"weight": float(weight), "C": float(C), "score": score})
                     if best is None or rank(point) > rank(best):
