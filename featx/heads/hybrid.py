@@ -181,9 +181,12 @@ class HybridHead(Head):
                 columns, held = (Columns(train), Columns(val)) if self.task_ == "multi" else (None, None)  # once a weight
                 W, found = None, []
                 for step, C in enumerate(Cs):  # upwards, each fit starting from the last
-                    W = self._solve(train, Y[fit_rows], C, W) if columns is None else \
-                        fit_logistic(columns, Y[fit_rows], C, W, self.max_iter) if axes is None else \
-                        fit_logistic_newton(columns, Y[fit_rows], C, W, self.max_iter, precondition=True)
+                    if columns is None:  # regression: ridge
+                        W = self._solve(train, Y[fit_rows], C, W)
+                    elif axes is None:
+                        W = fit_logistic(columns, Y[fit_rows], C, W, self.max_iter)
+                    else:
+                        W = fit_logistic_newton(columns, Y[fit_rows], C, W, self.max_iter, precondition=True)
                     score = tuned_macro_f1(probabilities(held, W), Y_val) if held is not None else \
                         mean_r2(_linear(val, W), Y_val)
                     found.append(point := {"weight": float(weight), "C": float(C), "score": score})
