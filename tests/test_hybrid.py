@@ -440,7 +440,12 @@ def test_a_multi_label_sweep_prepares_its_blocks_once_a_weight(labels, monkeypat
     Y, Y_dev = ((rng.random((n, labels)) < 0.4).astype(np.uint8) for n in (200, 100))
     prepared = []
     prepare = Columns.__init__
-    monkeypatch.setattr(Columns, "__init__", lambda self, *args, **kw: (prepared.append(1), prepare(self, *args, **kw))[1])
+
+    def counted(self, *args, **kwargs):
+        prepared.append(1)
+        prepare(self, *args, **kwargs)
+
+    monkeypatch.setattr(Columns, "__init__", counted)
     counts = []
     for Cs in ((0.1, 1.0), (0.01, 0.1, 1.0, 10.0)):
         prepared.clear()
