@@ -33,6 +33,19 @@ sys.path.insert(0, str(HERE))
 from compact_accuracy import machine_report, run_line, stores, suite_parser, write_report  # the suites' MiniLM stores
 
 
+def load_split(suite: Any, split: str, path: Path) -> tuple[Any, Any, Any]:
+    """(texts, mean-pooled vectors, labels) of one split of a suite (hybrid_levers.py, sparse_products.py),
+    the texts checked against the store row by row."""
+    from featx.bench.rows import _open_text_split
+    from featx.data import read_texts
+    from featx.heads.tfidf import check_texts_match
+    from featx.store import open_store
+
+    store = open_store(path)
+    X, y = store.load("mean")
+    return check_texts_match(store, read_texts(_open_text_split(getattr(suite, split))), f"the {split} texts"), X, y
+
+
 def timed_head(kind: str, opened: dict[str, Any], texts: dict[str, Any]) -> dict[str, Any]:
     """One head of `kind` as `featx train` fits it: its seconds, its choice and its test metrics."""
     from featx.bench.tfidf import VAL_FRACTION
