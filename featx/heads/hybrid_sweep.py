@@ -27,21 +27,20 @@ NEWTON_CLASSES = 3
 
 @dataclass
 class Swept:
-    """A sweep's curve, and its training rows as the sweep prepared them (sparse bands made, the dense block
-    turned where its fits are turned Newton): `fit_from_zero` fits them again at one (weight, C)."""
+    """A sweep's curve, its training rows as the sweep prepared them (sparse bands made, the dense block
+    turned to `axes` where its fits are turned Newton) and the fit it used: `fit_from_zero` fits those
+    rows again at one (weight, C)."""
 
     curve: list[dict[str, float]]
     rows: Columns
     axes: np.ndarray | None
+    fit: Any
 
     def fit_from_zero(self, weight: float, y_index: np.ndarray, n_classes: int, C: float, max_iter: int) -> np.ndarray:
-        """`fit_softmax_turned`'s fit (or `fit_softmax`'s, where the sweep fitted by L-BFGS-B) of the swept
-        rows at `weight` and `C`, from zero, on the blocks already prepared: the same design, not made again."""
-        rows = self.rows.scaled(1, weight)
-        if self.axes is None:
-            return fit_softmax(rows, y_index, n_classes, C, None, max_iter)
-        return turned_back(fit_softmax_newton(rows, y_index, n_classes, C, None, max_iter, precondition=True),
-                           self.axes)
+        """The sweep's fit of its rows at `weight` and `C`, from zero, on the blocks already prepared (the
+        same design, not made again), the weights turned back where the rows were turned."""
+        W: np.ndarray = self.fit(self.rows.scaled(1, weight), y_index, n_classes, C, None, max_iter)
+        return W if self.axes is None else turned_back(W, self.axes)
 
 
 def sweep_paths(design: list[Any], held_design: list[Any], y_index: np.ndarray, classes: np.ndarray,
@@ -82,7 +81,7 @@ def sweep_paths(design: list[Any], held_design: list[Any], y_index: np.ndarray, 
             # Larger weights first: their paths take the most steps, and the last path should be short.
             order = sorted(weights, reverse=True)
             found = dict(zip(order, pool.map(path, order)))
-    return Swept([point for weight in weights for point in found[weight]], train, axes)
+    return Swept([point for weight in weights for point in found[weight]], train, axes, fit)
 
 
 def newton_fits(design: list[Any], n_classes: int) -> bool:
