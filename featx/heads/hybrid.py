@@ -7,20 +7,22 @@ and cached (featx.heads.tfidf); the dense block is the vectors standardised on t
 and scaled by ``weight / sqrt(D)``, so that at weight 1 its rows have about the norm of a TF-IDF
 row (1). The weight and C are chosen together by accuracy on the validation rows (the ``X_val``
 given to `fit`, else a stratified `val_fraction` of the training rows), C upwards with warm starts
-as the logreg head sweeps it, the weights' paths side by side; the kept model is then fitted from
-zero at the chosen pair on all the training rows. Each fit is LogisticRegression's objective, on
-the two blocks multiplied apart, never joined into one sparse matrix (featx.heads.logistic_columns),
-by L-BFGS-B, or where it is cheaper (a wide TF-IDF, or three classes and more:
-featx.heads.hybrid_sweep.newton_fits), by preconditioned truncated Newton (featx.heads.logistic_newton);
-both stop on the gradient.
+as the logreg head sweeps it; the weights are climbed upwards while their paths improve
+(`weight_search="climb"`, featx.heads.hybrid_sweep.search_weights), or all fitted (`"grid"`), two
+paths side by side; the kept model is then fitted from zero at the chosen pair on all the training
+rows. Each fit is LogisticRegression's objective, on the two blocks multiplied apart, never joined
+into one sparse matrix (featx.heads.logistic_columns), by L-BFGS-B, or where it is cheaper (a wide
+TF-IDF, or three classes and more: featx.heads.hybrid_sweep.newton_fits), by preconditioned
+truncated Newton (featx.heads.logistic_newton); both stop on the gradient.
 
 Multi-label: one-vs-rest logistic regression of every label at once on the same stacked
 features (by turned Newton at three labels and more, as for classes), weight and C chosen by
 macro-F1 with each label's threshold tuned on validation.
 Regression: ridge on the stacked features with alpha = 1 / C (the same grid), chosen by mean
 R². For every task, each weight's C sweep goes up the grid and stops once three larger Cs in a
-row score below that weight's best. Ties are not falls, so a flat start or a plateau goes on (the
-multi-label logreg head's sweep, featx.heads.logreg_multi, counts a tie as a fall).
+row score below that weight's best, and the weights are searched as `weight_search` says. Ties
+are not falls, so a flat start or a plateau goes on (the multi-label logreg head's sweep,
+featx.heads.logreg_multi, counts a tie as a fall).
 
 Saved as plain tensors: the vocabulary (terms newline-joined, column order), idf, scaler, weights.
 """
@@ -38,13 +40,13 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from featx.constraints import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, Constraint, Grid, Interval
+from featx.constraints import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, Constraint, Grid, Interval, Options
 from featx.errors import DamagedError, ParameterError
 from featx.heads.base import Head, edge_warning, register_head
-from featx.heads.hybrid_sweep import Swept, fell, newton_fits, rank, sweep_paths
+from featx.heads.hybrid_sweep import WEIGHT_SEARCHES, Swept, fell, newton_fits, rank, search_weights, sweep_paths
 from featx.heads.logistic_columns import Columns, class_probabilities, fit_logistic, fit_softmax, probabilities
 from featx.heads.logistic_newton import (
-    fit_logistic_newton,
+    NewtonPath,
     fit_logistic_turned,
     fit_softmax_turned,
     principal_axes,
@@ -93,15 +95,17 @@ class HybridHead(Head):
     parameter_constraints: ClassVar[dict[str, Constraint]] = {
         "C": Interval(float, 0, low_open=True, allow_none=True), "Cs": Grid(POSITIVE),
         "weight": Interval(float, 0, low_open=True, allow_none=True), "weights": Grid(POSITIVE),
+        "weight_search": Options(WEIGHT_SEARCHES),
         "val_fraction": FRACTION, "max_iter": COUNT, "random_state": NON_NEGATIVE}
 
     def __init__(self, C: float | None = None, Cs: tuple[float, ...] = DEFAULT_CS, weight: float | None = None,
-                 weights: tuple[float, ...] = DENSE_WEIGHTS, val_fraction: float = 0.1, max_iter: int = 1000,
-                 random_state: int = 0) -> None:
+                 weights: tuple[float, ...] = DENSE_WEIGHTS, weight_search: str = "climb", val_fraction: float = 0.1,
+                 max_iter: int = 1000, random_state: int = 0) -> None:
         self.C = C
         self.Cs = Cs
         self.weight = weight
         self.weights = weights
+        self.weight_search = weight_search
         self.val_fraction = val_fraction
         self.max_iter = max_iter
         self.random_state = random_state
@@ -137,7 +141,7 @@ class HybridHead(Head):
         # Where the sweep's training rows are these rows (validation given), on the blocks it prepared.
         y_index = np.searchsorted(self.classes_, y)
         if swept is not None:
-            self.weights_ = swept.fit_from_zero(self.weight_, y_index, len(self.classes_), self.C_, self.max_iter)
+            self.weights_ = swept.fit_from_zero(self.weight_, self.C_)
             return self
         design = self._design(X, tfidf.rows, self.scaler_, self.weight_)
         self.weights_ = (fit_softmax_turned if newton_fits(design, len(self.classes_)) else fit_softmax)(
@@ -154,7 +158,7 @@ class HybridHead(Head):
         design, held_design = self._design(X, tfidf.rows_of(X.texts), scaler, 1.0), \
             self._design(X_val, tfidf.rows_of(X_val.texts), scaler, 1.0)
         swept = sweep_paths(design, held_design, np.searchsorted(self.classes_, y), self.classes_, y_val,
-                            weights, Cs, self.max_iter, f"{self.kind} head")
+                            weights, Cs, self.max_iter, f"{self.kind} head", self.weight_search)
         self.curve_ = swept.curve
         best = max(self.curve_, key=rank)
         self.weight_, self.C_ = best["weight"], best["C"]
@@ -177,23 +181,25 @@ class HybridHead(Head):
         fit = X.take(fit_rows)
         tfidf, self.scaler_ = _fitted_parts(fit)
         self.vectorizer_, self.tfidf_key_ = tfidf.vectorizer, tfidf.key
-        best, best_W, self.curve_ = None, np.zeros(0), []
+        best: dict[str, float] | None = None
+        best_W, self.curve_ = np.zeros(0), []
         with progress_bar(len(weights) * len(Cs), f"{self.kind} head", unit="fit") as bar:
-            for weight in weights:
+            def path(weight: float) -> float:
+                nonlocal best, best_W
                 train = self._design(fit, tfidf.rows_of(fit.texts), self.scaler_, weight)
                 val = self._design(X_val, tfidf.rows_of(X_val.texts), self.scaler_, weight)
                 axes = principal_axes(train[1]) if self.task_ == "multi" and newton_fits(train, Y.shape[1]) else None
                 if axes is not None:  # turned once a weight, not once a fit (fit_logistic_turned)
                     train[1], val[1] = train[1] @ axes, val[1] @ axes
                 columns, held = (Columns(train), Columns(val)) if self.task_ == "multi" else (None, None)  # once a weight
+                newton = None if axes is None or columns is None else NewtonPath.logistic(columns, Y[fit_rows], self.max_iter,
+                                                                        precondition=True)
                 W, found = None, []
                 for step, C in enumerate(Cs):  # upwards, each fit starting from the last
                     if columns is None:  # regression: ridge
                         W = self._solve(train, Y[fit_rows], C, W)
-                    elif axes is None:
-                        W = fit_logistic(columns, Y[fit_rows], C, W, self.max_iter)
                     else:
-                        W = fit_logistic_newton(columns, Y[fit_rows], C, W, self.max_iter, precondition=True)
+                        W = fit_logistic(columns, Y[fit_rows], C, W, self.max_iter) if newton is None else newton.fit(C)
                     score = tuned_macro_f1(probabilities(held, W), Y_val) if held is not None else \
                         mean_r2(_linear(val, W), Y_val)
                     found.append(point := {"weight": float(weight), "C": float(C), "score": score})
@@ -204,6 +210,10 @@ class HybridHead(Head):
                         bar.update(len(Cs) - 1 - step)
                         break
                 self.curve_ += found
+                return max(point["score"] for point in found)
+            search_weights(weights, lambda side_by_side: [path(weight) for weight in side_by_side], self.weight_search)
+            bar.update(len(Cs) * (len(set(weights)) - len({point["weight"] for point in self.curve_})))
+        self.curve_.sort(key=lambda point: weights.index(point["weight"]))
         assert best is not None
         self.weight_, self.C_, self.weights_ = best["weight"], best["C"], best_W
         if len(weights) * len(Cs) == 1:
