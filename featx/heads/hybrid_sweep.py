@@ -1,7 +1,9 @@
-"""The hybrid head's single-label sweep (featx.heads.hybrid): every dense weight's C path, the Cs
-upwards, each fit warm-started from the last and scored on the validation rows; the paths side by
-side, one a thread (the products release the GIL while another path's solver steps), on one copy
-of the rows, the last paths' products spread over the cores the others left free.
+"""The hybrid head's single-label sweep (featx.heads.hybrid): dense weights' C paths, the Cs upwards,
+each fit starting from the last one's optimum (Newton fits carry its products over:
+featx.heads.logistic_newton.NewtonPath) and scored on the validation rows; the weights climbed
+upwards, or all fitted (`search_weights`); two paths side by side, one a thread (the products release
+the GIL while the other path's solver steps), on one copy of the rows, a path alone spreading its
+products over the cores.
 """
 from __future__ import annotations
 
@@ -89,6 +91,7 @@ def sweep_paths(design: list[Any], held_design: list[Any], y_index: np.ndarray, 
                     break
             running.discard(weight)
             return max(point["score"] for point in points)
+
         def fit_paths(side_by_side: list[float]) -> list[float]:
             if len(side_by_side) == 1:  # alone: its products spread over the cores (`running`)
                 return [path(side_by_side[0])]

@@ -1,7 +1,9 @@
 """`fit_softmax`'s and `fit_logistic`'s objectives (featx.heads.logistic_columns) by truncated Newton,
 for designs where L-BFGS-B's update, its history the matrix's width, costs more than the products
-(the hybrid's TF-IDF on long texts, many classes or labels); and the `_turned` fits, the same with a
-dense block turned to its principal axes first, where the Hessian's diagonal preconditions it well.
+(the hybrid's TF-IDF on long texts, many classes or labels); `NewtonPath`, the same fits along a C
+path, each from the last one's optimum with its products carried over; and the `_turned` fits, the
+same with a dense block turned to its principal axes first, where the Hessian's diagonal
+preconditions it well.
 """
 from __future__ import annotations
 
