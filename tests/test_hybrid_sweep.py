@@ -1,5 +1,7 @@
 """The hybrid sweep's economies: Newton fits along a C path that carry their products over, and the
 weights climbed upwards rather than every weight's path fitted."""
+import io
+
 import numpy as np
 import pytest
 import scipy.sparse
@@ -139,3 +141,29 @@ def test_a_multi_label_sweep_climbs_the_weights_too():
     assert fitted == sorted(fitted, key=(0.25, 0.5, 1.0, 2.0, 4.0).index)  # in the grid's order
     assert {0.25, 0.5} <= set(fitted) and len(set(fitted)) < 5
     assert scipy.sparse.issparse(head._new_design(X)[0])
+
+
+@pytest.mark.parametrize("multi", [False, True])
+def test_the_sweeps_bar_ends_full_when_the_climb_skips_weights(multi, monkeypatch):
+    """The weights the climb does not fit are counted as done, so the bar ends at its total, not short of it;
+    a weight given twice is one path."""
+    from tqdm import tqdm
+
+    from featx.heads import hybrid, hybrid_sweep
+
+    bars = []
+
+    def recorded(total, desc, **kwargs):
+        bar = tqdm(total=total, desc=desc, file=io.StringIO())
+        bars.append(bar)
+        return bar
+    monkeypatch.setattr(hybrid_sweep, "progress_bar", recorded)
+    monkeypatch.setattr(hybrid, "progress_bar", recorded)
+    rng = np.random.default_rng(12)
+    (X, y), (X_val, y_val) = _rows(rng, 400), _rows(rng, 300)
+    Y, Y_val = (np.stack([y, 1 - y], 1), np.stack([y_val, 1 - y_val], 1)) if multi else (y, y_val)
+    Cs = (0.01, 0.1, 1.0, 10.0)
+    head = HybridHead(weights=(0.25, 0.25, 0.5, 1.0, 2.0, 4.0), Cs=Cs).fit(X, Y, X_val, Y_val)
+    assert len({p["weight"] for p in head.curve_}) < 5
+    (bar,) = bars
+    assert bar.total == 5 * len(Cs) and bar.n == bar.total

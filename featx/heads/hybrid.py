@@ -183,7 +183,7 @@ class HybridHead(Head):
         self.vectorizer_, self.tfidf_key_ = tfidf.vectorizer, tfidf.key
         best: dict[str, float] | None = None
         best_W, self.curve_ = np.zeros(0), []
-        with progress_bar(len(weights) * len(Cs), f"{self.kind} head", unit="fit") as bar:
+        with progress_bar(len(set(weights)) * len(Cs), f"{self.kind} head", unit="fit") as bar:
             def path(weight: float) -> float:
                 nonlocal best, best_W
                 train = self._design(fit, tfidf.rows_of(fit.texts), self.scaler_, weight)

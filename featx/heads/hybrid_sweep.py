@@ -76,7 +76,7 @@ def sweep_paths(design: list[Any], held_design: list[Any], y_index: np.ndarray, 
         return fit
 
     found: dict[float, list[dict[str, float]]] = {}
-    with progress_bar(len(weights) * len(Cs), label, unit="fit") as bar:
+    with progress_bar(len(set(weights)) * len(Cs), label, unit="fit") as bar:
         def path(weight: float) -> float:
             running.add(weight)
             fit, val_rows, points = c_path(train.scaled(1, weight)), held.scaled(1, weight), found.setdefault(weight, [])
