@@ -139,13 +139,12 @@ class HybridHead(Head):
         # warm-started fit stops elsewhere within the tolerance (0.4 point of SST-2's test accuracy). By the sweep's
         # solver: on IMDB, turned Newton 0.9 s against L-BFGS-B's 1.7 s, test 0.9052 (the optimum's) against 0.9046.
         # Where the sweep's training rows are these rows (validation given), on the blocks it prepared.
-        y_index = np.searchsorted(self.classes_, y)
         if swept is not None:
             self.weights_ = swept.fit_from_zero(self.weight_, self.C_)
             return self
         design = self._design(X, tfidf.rows, self.scaler_, self.weight_)
         self.weights_ = (fit_softmax_turned if newton_fits(design, len(self.classes_)) else fit_softmax)(
-            design, y_index, len(self.classes_), self.C_, None, self.max_iter)
+            design, np.searchsorted(self.classes_, y), len(self.classes_), self.C_, None, self.max_iter)
         return self
 
     def _sweep(self, parts: tuple[TfidfFit, StandardScaler], X: TextVectors, y: np.ndarray, X_val: TextVectors,
@@ -192,8 +191,9 @@ class HybridHead(Head):
                 if axes is not None:  # turned once a weight, not once a fit (fit_logistic_turned)
                     train[1], val[1] = train[1] @ axes, val[1] @ axes
                 columns, held = (Columns(train), Columns(val)) if self.task_ == "multi" else (None, None)  # once a weight
-                newton = None if axes is None or columns is None else NewtonPath.logistic(columns, Y[fit_rows], self.max_iter,
-                                                                        precondition=True)
+                newton: NewtonPath | None = None
+                if axes is not None and columns is not None:  # turned: by Newton, each C from the last one's optimum
+                    newton = NewtonPath.logistic(columns, Y[fit_rows], self.max_iter, precondition=True)
                 W, found = None, []
                 for step, C in enumerate(Cs):  # upwards, each fit starting from the last
                     if columns is None:  # regression: ridge

@@ -64,8 +64,7 @@ def fit_logistic_newton(blocks: Sequence[Any] | np.ndarray | Columns, Y: np.ndar
                         precondition: bool = False) -> np.ndarray:
     """`fit_logistic`'s objective (every label's binary loss summed: one-vs-rest) by `fit_softmax_newton`'s
     truncated Newton, the labels' Hessian blocks solved together: weights (D + 1, labels)."""
-    path = NewtonPath.logistic(blocks, Y, max_iter, tol, precondition)
-    return path.fit(C, start)
+    return NewtonPath.logistic(blocks, Y, max_iter, tol, precondition).fit(C, start)
 
 
 def fit_softmax_newton(blocks: Sequence[Any] | np.ndarray | Columns, y_index: np.ndarray, n_classes: int, C: float,
